@@ -1,0 +1,62 @@
+"""asynctasklib: asynchronous tasks with a lifecycle you can watch.
+
+Timeouts, cancellation, retries with backoff and state hooks for each task; a bounded
+worker pool with backpressure, error groups, statistics and graceful shutdown; a semaphore.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .task import (
+    Definition,
+    ExponentialBackoff,
+    InvalidStateError,
+    Run,
+    State,
+    StateHooks,
+    Task,
+    TaskCanceledError,
+    TaskError,
+    TaskFnNotSetError,
+    TaskInProgressError,
+    TaskTimeoutError,
+    from_task_fn,
+    when_canceled,
+    when_created,
+    when_done,
+    when_failed,
+    when_pending,
+    when_started,
+)
+from .workflow import PoolStats, PoolStoppedError, Semaphore, WorkerPool
+
+try:
+    __version__ = version("asynctasklib")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Definition",
+    "ExponentialBackoff",
+    "InvalidStateError",
+    "PoolStats",
+    "PoolStoppedError",
+    "Run",
+    "Semaphore",
+    "State",
+    "StateHooks",
+    "Task",
+    "TaskCanceledError",
+    "TaskError",
+    "TaskFnNotSetError",
+    "TaskInProgressError",
+    "TaskTimeoutError",
+    "WorkerPool",
+    "__version__",
+    "from_task_fn",
+    "when_canceled",
+    "when_created",
+    "when_done",
+    "when_failed",
+    "when_pending",
+    "when_started",
+]

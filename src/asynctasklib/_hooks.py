@@ -1,0 +1,159 @@
+"""State hooks: plain callables told about each step of a task's lifecycle."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias
+
+__all__ = [
+    "AttemptHook",
+    "ErrorHook",
+    "Hook",
+    "StateHooks",
+    "from_task_fn",
+    "when_canceled",
+    "when_created",
+    "when_done",
+    "when_failed",
+    "when_pending",
+    "when_started",
+]
+
+logger = logging.getLogger("asynctasklib")
+
+Hook: TypeAlias = Callable[[str, datetime], object]
+"""``hook(task_id, when)``; ``when`` is a timezone-aware UTC datetime."""
+AttemptHook: TypeAlias = Callable[[str, datetime, int], object]
+"""``on_pending(task_id, when, attempt)``: attempt 0 before the first run, n before retry n."""
+ErrorHook: TypeAlias = Callable[[str, datetime, BaseException], object]
+"""``on_failed(task_id, when, error)``."""
+
+_NAMES = (
+    "on_created",
+    "on_pending",
+    "on_started",
+    "on_done",
+    "on_failed",
+    "on_canceled",
+    "on_task_fn",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _HookOption:
+    name: str
+    fn: Callable[..., object]
+
+
+def _option(name: str, fn: Callable[..., object]) -> _HookOption:
+    _check_hook(name, fn)
+    return _HookOption(name, fn)
+
+
+def when_created(fn: Hook) -> _HookOption:
+    """Call ``fn(task_id, when)`` when the task is created."""
+    return _option("on_created", fn)
+
+
+def when_pending(fn: AttemptHook) -> _HookOption:
+    """Call ``fn(task_id, when, attempt)`` each time the task becomes PENDING."""
+    return _option("on_pending", fn)
+
+
+def when_started(fn: Hook) -> _HookOption:
+    """Call ``fn(task_id, when)`` each time an attempt starts."""
+    return _option("on_started", fn)
+
+
+def when_done(fn: Hook) -> _HookOption:
+    """Call ``fn(task_id, when)`` when the task ends DONE."""
+    return _option("on_done", fn)
+
+
+def when_failed(fn: ErrorHook) -> _HookOption:
+    """Call ``fn(task_id, when, error)`` when the task ends FAILED."""
+    return _option("on_failed", fn)
+
+
+def when_canceled(fn: Hook) -> _HookOption:
+    """Call ``fn(task_id, when)`` when the task ends CANCELED."""
+    return _option("on_canceled", fn)
+
+
+def from_task_fn(fn: Hook) -> _HookOption:
+    """Call ``fn(task_id, when)`` whenever the task function calls ``run.callback()``."""
+    return _option("on_task_fn", fn)
+
+
+def _check_hook(name: str, fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(f"{name} must be a plain function, not an async def: hooks are not awaited")
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class StateHooks:
+    """Callbacks for a task's lifecycle; every one is optional.
+
+    Build it from option functions, ``StateHooks(when_started(f), when_done(g))``, or with
+    keywords, ``StateHooks(on_started=f, on_done=g)``. Hooks run on the event loop's thread
+    (``on_task_fn`` too, when ``run.callback()`` is called from a worker thread). A hook that
+    raises is logged on the ``asynctasklib`` logger and otherwise ignored.
+    """
+
+    on_created: Hook | None
+    on_pending: AttemptHook | None
+    on_started: Hook | None
+    on_done: Hook | None
+    on_failed: ErrorHook | None
+    on_canceled: Hook | None
+    on_task_fn: Hook | None
+
+    def __init__(
+        self,
+        *options: _HookOption,
+        on_created: Hook | None = None,
+        on_pending: AttemptHook | None = None,
+        on_started: Hook | None = None,
+        on_done: Hook | None = None,
+        on_failed: ErrorHook | None = None,
+        on_canceled: Hook | None = None,
+        on_task_fn: Hook | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "on_created": on_created,
+            "on_pending": on_pending,
+            "on_started": on_started,
+            "on_done": on_done,
+            "on_failed": on_failed,
+            "on_canceled": on_canceled,
+            "on_task_fn": on_task_fn,
+        }
+        for name, fn in values.items():
+            if fn is not None:
+                _check_hook(name, fn)
+        for option in options:
+            if not isinstance(option, _HookOption):
+                raise TypeError(
+                    "StateHooks takes options made by when_created(), when_pending(), "
+                    "when_started(), when_done(), when_failed(), when_canceled() or "
+                    f"from_task_fn(), got {type(option).__name__}"
+                )
+            if values[option.name] is not None:
+                raise ValueError(f"{option.name} is given twice")
+            values[option.name] = option.fn
+        for name in _NAMES:
+            object.__setattr__(self, name, values[name])
+
+
+def call_hook(hook: Callable[..., object], task_id: str, *args: object) -> None:
+    """Call one hook; log and swallow anything it raises."""
+    try:
+        hook(task_id, *args)
+    except Exception:
+        logger.exception("hook %s of task %r raised", getattr(hook, "__name__", hook), task_id)

@@ -1,0 +1,411 @@
+"""`WorkerPool`: a bounded set of long-lived workers that run tasks' lifecycles inline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._definition import Definition
+from ._errors import PoolStoppedError
+from ._hooks import StateHooks
+from ._retry import optional_seconds
+from ._semaphore import Semaphore
+from ._state import State
+from ._task import Task, _Runner
+
+__all__ = ["PoolStats", "WorkerPool"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("asynctasklib")
+
+_DONE = State.DONE
+_get_running_loop = asyncio._get_running_loop
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of a pool's counters. Every submitted task is counted in exactly one state."""
+
+    total: int
+    created: int
+    pending: int
+    started: int
+    done: int
+    failed: int
+    canceled: int
+    max_workers: int
+    active_workers: int
+    stopped: bool
+
+
+class _Worker(_Runner):
+    """A long-lived asyncio task of the pool that runs one task's lifecycle after another."""
+
+    __slots__ = ("parked", "pool")
+
+    def __init__(self, pool: WorkerPool, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.pool = pool
+        self.parked: asyncio.Future[None] | None = None
+
+    def call_in_thread(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
+        return self.pool._call_in_thread(fn, *args)
+
+    async def work(self) -> None:
+        pool = self.pool
+        ready = pool._ready
+        loop = self.loop
+        while True:
+            pool._waking -= 1  # this worker was spawned or woken, and now runs
+            while ready:
+                task = ready.popleft()
+                if task._slot_owner is not pool or task._runner is not None:
+                    continue  # cancelled while it waited for a worker
+                if ready and not pool._waking:
+                    pool._wake_one()  # more work: get another worker going in case this blocks
+                task._runner = self
+                await task._execute(self)
+            if pool._stopped:
+                return
+            self.parked = parked = loop.create_future()
+            pool._idle.append(self)
+            await parked
+            self.parked = None
+
+
+class WorkerPool:
+    """Run tasks with at most ``max_workers`` at once; ``submit`` waits for a free worker.
+
+    The pool binds to the event loop it is first used on. Its workers are long-lived asyncio
+    tasks that run each task's lifecycle inline (no asyncio task per task). Hooks given here
+    apply to tasks whose definition has none. With ``retain_finished=False`` the pool forgets
+    tasks once they end (``tasks()`` lists only those in progress); the counters in
+    ``stats()`` stay exact either way.
+
+    ``async with WorkerPool(n) as pool:`` waits for every task on exit, then stops the
+    workers; if the body raises, the tasks are cancelled first.
+    """
+
+    def __init__(
+        self,
+        max_workers: int,
+        *,
+        hooks: StateHooks | None = None,
+        retain_finished: bool = True,
+    ) -> None:
+        if not isinstance(max_workers, int) or isinstance(max_workers, bool):
+            raise TypeError(f"max_workers must be an int, got {type(max_workers).__name__}")
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        if hooks is not None and not isinstance(hooks, StateHooks):
+            raise TypeError(f"hooks must be a StateHooks, got {type(hooks).__name__}")
+        self._max_workers = max_workers
+        self._hooks = hooks
+        self._retain = bool(retain_finished)
+        self._slots = Semaphore(max_workers)  # held by each task from submit to its end
+        self._counts = [0] * len(State)  # tasks in each state
+        self._total = 0
+        self._all: list[Task[Any]] = []  # every task, when retain_finished
+        self._live: dict[Task[Any], None] = {}  # tasks in progress, in submission order
+        self._ready: deque[Task[Any]] = deque()  # submitted, waiting for a worker
+        self._workers: dict[asyncio.Task[None], _Worker] = {}
+        self._idle: list[_Worker] = []  # parked workers
+        self._waking = 0  # workers spawned or woken that have not run yet
+        self._stopped = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._in_threads: set[Future[Any]] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"<WorkerPool max_workers={self._max_workers} active={self.active_workers} "
+            f"total={self._total} stopped={self._stopped}>"
+        )
+
+    # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
+    @property
+    def active_workers(self) -> int:
+        """Worker slots in use: tasks submitted and not yet ended."""
+        return self._slots.acquired
+
+    @property
+    def available_workers(self) -> int:
+        return self._slots.available
+
+    def is_stopped(self) -> bool:
+        return self._stopped
+
+    def stats(self) -> PoolStats:
+        """The counters, O(1)."""
+        c = self._counts
+        return PoolStats(
+            total=self._total,
+            created=c[0],
+            pending=c[1],
+            started=c[2],
+            done=c[3],
+            failed=c[4],
+            canceled=c[5],
+            max_workers=self._max_workers,
+            active_workers=self._slots.acquired,
+            stopped=self._stopped,
+        )
+
+    def tasks(self) -> list[Task[Any]]:
+        """A copy of the pool's tasks: all submitted, or only those in progress when the
+        pool was made with ``retain_finished=False``."""
+        return list(self._all) if self._retain else list(self._live)
+
+    # -- submitting --------------------------------------------------------------------------
+
+    async def submit(self, definition: Definition[T]) -> Task[T]:
+        """Start a task for ``definition`` once a worker is free, and return it.
+
+        Waits while all workers are busy. Raises ``PoolStoppedError`` once the pool is
+        stopped. If the caller is cancelled while it waits, nothing is left behind.
+        """
+        if self._stopped:
+            raise PoolStoppedError("the pool is stopped")
+        if not isinstance(definition, Definition):
+            raise TypeError(f"submit() takes a Definition, got {type(definition).__name__}")
+        loop = self._bind()
+        if not self._slots.try_acquire():
+            await self._slots.acquire()
+        return self._start(definition, loop)
+
+    async def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:
+        """Submit each definition in order, waiting for workers as ``submit`` does."""
+        batch = self._check_all(definitions)
+        return [await self.submit(d) for d in batch]
+
+    async def submit_with_err_group(self, definitions: Iterable[Definition[Any]]) -> None:
+        """Run the definitions as a group: the first failure cancels the rest.
+
+        Tasks of the group that have not started never start, definitions not yet submitted
+        are never submitted, and once every task of the group has ended the first failure is
+        raised: the task's own exception (a ``TaskCanceledError`` if a task was cancelled
+        from outside). Returns None when every task succeeds. If the caller is cancelled, the
+        group's tasks are cancelled too.
+        """
+        batch = self._check_all(definitions)
+        group = _Group()
+        try:
+            for definition in batch:
+                if group.failed is not None:
+                    break
+                group.add(await self.submit(definition))
+            await group.wait()
+        except BaseException:
+            group.cancel()
+            raise
+        if group.failed is not None:
+            group.failed.result()  # raises the task's own exception
+
+    def _check_all(self, definitions: Iterable[Definition[Any]]) -> list[Definition[Any]]:
+        batch = list(definitions)
+        for i, definition in enumerate(batch):
+            if not isinstance(definition, Definition):
+                raise TypeError(
+                    f"definitions[{i}] is a {type(definition).__name__}, not a Definition"
+                )
+        return batch
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError("the pool needs a running event loop")
+        if loop is self._loop:
+            return loop
+        if self._loop is not None and self._live and not self._loop.is_closed():
+            raise RuntimeError("the pool has tasks running on another event loop")
+        self._loop = loop
+        self._workers.clear()
+        self._idle.clear()
+        self._waking = 0
+        return loop
+
+    def _start(self, definition: Definition[T], loop: asyncio.AbstractEventLoop) -> Task[T]:
+        """Start a task in a slot the caller has taken."""
+        task: Task[T] = Task.__new__(Task)
+        counts = self._counts
+        counts[0] += 1
+        self._total += 1
+        hooks = definition.hooks
+        task._setup(definition, self._hooks if hooks is None else hooks, counts)
+        task._slot_owner = self
+        if self._retain:
+            self._all.append(task)
+        self._live[task] = None
+        task._begin(loop)
+        self._ready.append(task)
+        if not self._waking:
+            self._wake_one()
+        return task
+
+    def _wake_one(self) -> None:
+        if self._idle:
+            worker = self._idle.pop()
+            self._waking += 1
+            assert worker.parked is not None
+            worker.parked.set_result(None)
+        elif len(self._workers) < self._max_workers:
+            loop = self._loop
+            assert loop is not None
+            self._waking += 1
+            worker = _Worker(self, loop)
+            atask = loop.create_task(worker.work(), name="asynctasklib worker")
+            worker.atask = atask
+            self._workers[atask] = worker
+            atask.add_done_callback(self._worker_exited)
+
+    def _worker_exited(self, atask: asyncio.Task[None]) -> None:
+        worker = self._workers.pop(atask, None)
+        if worker is None:
+            return
+        worker.disarm()
+        if worker in self._idle:
+            self._idle.remove(worker)
+        if self._live and (atask.cancelled() or atask.exception() is not None):
+            # Cancelled from outside (the event loop is shutting down) or broken: no task of
+            # this pool may be left behind without an end.
+            self.stop()
+            self._cancel_all()
+
+    def _task_ended(self, task: Task[Any]) -> None:
+        del self._live[task]
+        self._slots._hand_back()
+
+    # -- sync functions in threads ---------------------------------------------------------
+
+    def _call_in_thread(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
+        executor = self._executor
+        if executor is None:
+            executor = self._executor = ThreadPoolExecutor(
+                self._max_workers, thread_name_prefix="asynctasklib-pool"
+            )
+        future = executor.submit(fn, *args)
+        self._in_threads.add(future)
+        future.add_done_callback(self._in_threads.discard)
+        return asyncio.wrap_future(future, loop=self._loop)
+
+    def _close_executor(self) -> None:
+        executor: Executor | None = self._executor
+        if executor is None:
+            return
+        self._executor = None
+        running = sum(not f.done() for f in self._in_threads)
+        if running:
+            logger.warning(
+                "%d task function(s) still run in threads after their tasks ended; they were "
+                "told to stop (run.cancelled) and the pool does not wait for them",
+                running,
+            )
+        executor.shutdown(wait=not running, cancel_futures=True)
+
+    # -- waiting and stopping --------------------------------------------------------------
+
+    async def wait(self, timeout: float | timedelta | None = None) -> None:
+        """Wait until every submitted task has ended and its worker slot is free.
+
+        ``TimeoutError`` after ``timeout`` seconds; nothing is cancelled.
+        """
+        limit = optional_seconds(timeout, "timeout")
+        if limit is None:
+            await self._slots._wait_all_released()
+            return
+        async with asyncio.timeout(limit):
+            await self._slots._wait_all_released()
+
+    def stop(self) -> None:
+        """Stop accepting tasks; those submitted still run. Callers waiting in ``submit``
+        get ``PoolStoppedError``."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._slots._abort_waiters(PoolStoppedError("the pool is stopped"))
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            assert worker.parked is not None
+            self._waking += 1
+            worker.parked.set_result(None)
+
+    async def shutdown(
+        self, *, cancel: bool = True, timeout: float | timedelta | None = None
+    ) -> None:
+        """Stop, cancel the tasks in progress when ``cancel``, and wait for the workers.
+
+        ``TimeoutError`` after ``timeout`` seconds (the workers keep going).
+        """
+        limit = optional_seconds(timeout, "timeout")
+        self.stop()
+        if cancel:
+            self._cancel_all()
+        async with asyncio.timeout(limit):
+            await self._slots._wait_all_released()
+            if self._workers:
+                await asyncio.wait(list(self._workers))
+        self._close_executor()
+
+    def _cancel_all(self) -> None:
+        for task in list(self._live):
+            task._cancel()
+
+    async def __aenter__(self) -> WorkerPool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.shutdown(cancel=exc_type is not None)
+        except BaseException:
+            self._cancel_all()
+            raise
+
+
+class _Group:
+    """Tasks that stand or fall together: the first to fail cancels the others."""
+
+    __slots__ = ("_idle", "failed", "live")
+
+    def __init__(self) -> None:
+        self.live: dict[Task[Any], None] = {}
+        self.failed: Task[Any] | None = None
+        self._idle: asyncio.Future[None] | None = None
+
+    def add(self, task: Task[Any]) -> None:
+        self.live[task] = None
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: Task[Any]) -> None:
+        del self.live[task]
+        if self.failed is None and task._state is not _DONE:
+            self.failed = task
+            self.cancel()
+        if not self.live and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    def cancel(self) -> None:
+        for task in list(self.live):
+            task._cancel()
+
+    async def wait(self) -> None:
+        if self.live:
+            self._idle = asyncio.get_running_loop().create_future()
+            await self._idle

@@ -1,0 +1,126 @@
+"""Retry policy: which errors are retried, and how long to wait first. No I/O here."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeAlias
+
+from ._errors import TaskTimeoutError
+
+__all__ = ["Backoff", "ExponentialBackoff", "RetryOn", "seconds"]
+
+Backoff: TypeAlias = "float | timedelta | Callable[[int], float | timedelta]"
+"""A constant wait in seconds, or ``f(retry_number) -> seconds`` (1 for the first retry)."""
+
+RetryOn: TypeAlias = (
+    "type[BaseException] | tuple[type[BaseException], ...]"
+    " | Callable[[BaseException], bool | float | timedelta]"
+)
+"""Which errors to retry: a type, a tuple of types, or a predicate.
+
+A predicate returns True to retry after the usual backoff, False not to retry, or a number
+of seconds (or a ``timedelta``) to retry after exactly that long, for a server's Retry-After.
+"""
+
+
+def seconds(value: object, name: str, *, allow_zero: bool = True) -> float:
+    """Validate a duration given as seconds or a ``timedelta`` and return it in seconds."""
+    if isinstance(value, timedelta):
+        result = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        result = float(value)
+    else:
+        raise TypeError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
+    if math.isnan(result):
+        raise ValueError(f"{name} must not be NaN")
+    if result < 0 or (result == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return result
+
+
+def optional_seconds(value: object, name: str) -> float | None:
+    """Like `seconds` for a positive limit that may be None (no limit)."""
+    if value is None:
+        return None
+    return seconds(value, name, allow_zero=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ExponentialBackoff:
+    """Wait ``min(max_delay, initial * multiplier ** (n - 1))`` before retry n, with jitter.
+
+    The wait is scaled by a random factor in ``[1 - jitter, 1]``: ``jitter=0`` waits exactly
+    the exponential delay, ``jitter=1`` waits anything from zero up to it ("full jitter").
+    """
+
+    initial: float = 0.1
+    multiplier: float = 2.0
+    max_delay: float = 30.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "initial", seconds(self.initial, "initial"))
+        object.__setattr__(self, "max_delay", seconds(self.max_delay, "max_delay"))
+        for name in ("multiplier", "jitter"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+        if self.multiplier < 1:
+            raise ValueError(f"multiplier must be >= 1, got {self.multiplier!r}")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"jitter must be between 0 and 1, got {self.jitter!r}")
+
+    def __call__(self, retry: int) -> float:
+        if retry < 1:
+            raise ValueError(f"retry numbers start at 1, got {retry}")
+        try:
+            delay = min(self.max_delay, self.initial * self.multiplier ** (retry - 1))
+        except OverflowError:
+            delay = self.max_delay
+        if self.jitter:
+            delay *= 1.0 - self.jitter * random.random()
+        return delay
+
+
+def check_retry_on(retry_on: object) -> None:
+    if isinstance(retry_on, type):
+        if not issubclass(retry_on, BaseException):
+            raise TypeError(f"retry_on must be an exception type, got {retry_on!r}")
+    elif isinstance(retry_on, tuple):
+        for item in retry_on:
+            if not (isinstance(item, type) and issubclass(item, BaseException)):
+                raise TypeError(f"retry_on tuple must hold exception types, got {item!r}")
+    elif not callable(retry_on):
+        raise TypeError(
+            f"retry_on must be an exception type, a tuple of them, or a predicate, got {retry_on!r}"
+        )
+
+
+def retry_wait(
+    error: BaseException, retry: int, retry_on: object, backoff: object
+) -> float | None:
+    """Seconds to wait before retry number ``retry`` after ``error``; None not to retry.
+
+    A ``TaskTimeoutError`` of one attempt is retried whatever ``retry_on`` says; the caller
+    checks that and the retry budget before asking.
+    """
+    if not isinstance(error, TaskTimeoutError):
+        if isinstance(retry_on, type | tuple):
+            if not isinstance(error, retry_on):
+                return None
+        else:
+            verdict = retry_on(error)  # type: ignore[operator]
+            if verdict is True:
+                pass
+            elif verdict is False or verdict is None:
+                return None
+            else:
+                return seconds(verdict, "the delay returned by retry_on")
+    if callable(backoff):
+        return seconds(backoff(retry), "the delay returned by backoff")
+    return backoff  # type: ignore[return-value]  # a float, made so by Definition

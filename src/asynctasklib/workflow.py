@@ -1,0 +1,7 @@
+"""Workflow: the worker pool, its statistics, and the semaphore."""
+
+from ._errors import PoolStoppedError
+from ._pool import PoolStats, WorkerPool
+from ._semaphore import Semaphore
+
+__all__ = ["PoolStats", "PoolStoppedError", "Semaphore", "WorkerPool"]
