@@ -4,7 +4,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Generic, TypeVar
+from types import FunctionType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._hooks import StateHooks
 from ._retry import (
@@ -27,6 +28,8 @@ _DEFAULT_BACKOFF = ExponentialBackoff()
 
 
 def _is_async_callable(fn: object) -> bool:
+    if type(fn) is FunctionType and fn.__code__.co_flags & inspect.CO_COROUTINE:
+        return True  # the common case, without inspect's slower checks
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004  # an object with an async __call__
     )
@@ -63,17 +66,19 @@ class Definition(Generic[T]):
     backoff: Backoff = _DEFAULT_BACKOFF
     retry_on: RetryOn = Exception
     total_timeout: float | timedelta | None = None
-    _is_async: bool = field(init=False, repr=False, compare=False, default=False)
+    # What the engine reads, validated and normalised, in one tuple:
+    # (task_fn, is_async, delay, max_duration, total_timeout).
+    _plan: tuple[Any, bool, float, float | None, float | None] = field(
+        init=False, repr=False, compare=False, default=(None, False, 0.0, 30.0, None)
+    )
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
         if not isinstance(self.id, str):
             raise TypeError(f"id must be a str, got {type(self.id).__name__}")
         fn = self.task_fn
-        if fn is not None:
-            if not callable(fn):
-                raise TypeError(f"task_fn must be callable, got {type(fn).__name__}")
-            setattr_(self, "_is_async", _is_async_callable(fn))
+        if fn is not None and not callable(fn):
+            raise TypeError(f"task_fn must be callable, got {type(fn).__name__}")
         if self.hooks is not None and not isinstance(self.hooks, StateHooks):
             raise TypeError(f"hooks must be a StateHooks, got {type(self.hooks).__name__}")
         if type(self.delay) is not float or self.delay < 0:
@@ -92,3 +97,14 @@ class Definition(Generic[T]):
             setattr_(self, "backoff", seconds(backoff, "backoff"))
         if self.retry_on is not Exception:
             check_retry_on(self.retry_on)
+        setattr_(
+            self,
+            "_plan",
+            (
+                fn,
+                fn is not None and _is_async_callable(fn),
+                self.delay,
+                self.max_duration,
+                self.total_timeout,
+            ),
+        )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import types
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +31,12 @@ _DONE = State.DONE
 _get_running_loop = asyncio._get_running_loop
 
 
+@types.coroutine
+def _yield() -> Generator[None, None, None]:
+    """Let every other ready callback run once (``asyncio.sleep(0)`` without its layers)."""
+    yield
+
+
 @dataclass(frozen=True, slots=True)
 class PoolStats:
     """A snapshot of a pool's counters. Every submitted task is counted in exactly one state."""
@@ -47,38 +54,44 @@ class PoolStats:
 
 
 class _Worker(_Runner):
-    """A long-lived asyncio task of the pool that runs one task's lifecycle after another."""
+    """A long-lived runner of the pool, fed by the pool's queue."""
 
     __slots__ = ("parked", "pool")
 
     def __init__(self, pool: WorkerPool, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop)
+        super().__init__(loop, pool._ready)
         self.pool = pool
         self.parked: asyncio.Future[None] | None = None
 
+    async def work(self) -> None:
+        self.pool._waking -= 1  # spawned, and now running
+        await super().work()
+
+    def more_ready(self) -> None:
+        # Another worker takes the next task in case the one this worker takes blocks;
+        # one wake at a time, so tasks that finish at once are all run by this worker.
+        if not self.pool._waking:
+            self.pool._wake_one()
+
+    async def idle(self) -> bool:
+        pool = self.pool
+        if pool._stopped:
+            return False
+        if pool._slots._value:
+            # Free slots: a submitter woken by a task's end may be about to fill them. Let it
+            # run, then look again; cheaper than parking and being woken.
+            await _yield()
+            if self.ready or pool._stopped:
+                return not pool._stopped or bool(self.ready)
+        self.parked = parked = self.loop.create_future()
+        pool._idle.append(self)
+        await parked
+        self.parked = None
+        pool._waking -= 1
+        return True
+
     def call_in_thread(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
         return self.pool._call_in_thread(fn, *args)
-
-    async def work(self) -> None:
-        pool = self.pool
-        ready = pool._ready
-        loop = self.loop
-        while True:
-            pool._waking -= 1  # this worker was spawned or woken, and now runs
-            while ready:
-                task = ready.popleft()
-                if task._slot_owner is not pool or task._runner is not None:
-                    continue  # cancelled while it waited for a worker
-                if ready and not pool._waking:
-                    pool._wake_one()  # more work: get another worker going in case this blocks
-                task._runner = self
-                await task._execute(self)
-            if pool._stopped:
-                return
-            self.parked = parked = loop.create_future()
-            pool._idle.append(self)
-            await parked
-            self.parked = None
 
 
 class WorkerPool:
@@ -112,7 +125,6 @@ class WorkerPool:
         self._retain = bool(retain_finished)
         self._slots = Semaphore(max_workers)  # held by each task from submit to its end
         self._counts = [0] * len(State)  # tasks in each state
-        self._total = 0
         self._all: list[Task[Any]] = []  # every task, when retain_finished
         self._live: dict[Task[Any], None] = {}  # tasks in progress, in submission order
         self._ready: deque[Task[Any]] = deque()  # submitted, waiting for a worker
@@ -127,7 +139,7 @@ class WorkerPool:
     def __repr__(self) -> str:
         return (
             f"<WorkerPool max_workers={self._max_workers} active={self.active_workers} "
-            f"total={self._total} stopped={self._stopped}>"
+            f"total={sum(self._counts)} stopped={self._stopped}>"
         )
 
     # -- introspection ---------------------------------------------------------------------
@@ -152,7 +164,7 @@ class WorkerPool:
         """The counters, O(1)."""
         c = self._counts
         return PoolStats(
-            total=self._total,
+            total=sum(c),
             created=c[0],
             pending=c[1],
             started=c[2],
@@ -181,9 +193,14 @@ class WorkerPool:
             raise PoolStoppedError("the pool is stopped")
         if not isinstance(definition, Definition):
             raise TypeError(f"submit() takes a Definition, got {type(definition).__name__}")
-        loop = self._bind()
-        if not self._slots.try_acquire():
-            await self._slots.acquire()
+        loop = self._loop
+        if loop is None or not self._live:  # (re)bind when idle; a busy pool stays put
+            loop = self._bind()
+        slots = self._slots
+        if slots._value and not slots._waiters:  # try_acquire(), inline: the hot path
+            slots._value -= 1
+        else:
+            await slots.acquire()
         return self._start(definition, loop)
 
     async def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:
@@ -240,17 +257,15 @@ class WorkerPool:
     def _start(self, definition: Definition[T], loop: asyncio.AbstractEventLoop) -> Task[T]:
         """Start a task in a slot the caller has taken."""
         task: Task[T] = Task.__new__(Task)
-        counts = self._counts
-        counts[0] += 1
-        self._total += 1
         hooks = definition.hooks
-        task._setup(definition, self._hooks if hooks is None else hooks, counts)
-        task._slot_owner = self
+        ready = self._ready
+        task._setup(
+            definition, self._hooks if hooks is None else hooks, self._counts, self, loop, ready
+        )
         if self._retain:
             self._all.append(task)
         self._live[task] = None
-        task._begin(loop)
-        self._ready.append(task)
+        ready.append(task)
         if not self._waking:
             self._wake_one()
         return task
@@ -286,7 +301,11 @@ class WorkerPool:
 
     def _task_ended(self, task: Task[Any]) -> None:
         del self._live[task]
-        self._slots._hand_back()
+        slots = self._slots
+        if slots._waiters or slots._idle:
+            slots._hand_back()
+        else:
+            slots._value += 1  # _hand_back(), inline: the hot path
 
     # -- sync functions in threads ---------------------------------------------------------
 

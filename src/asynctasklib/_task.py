@@ -1,4 +1,9 @@
-"""`Task` and `Run`: one task's lifecycle. `Task._execute` is the engine every face shares."""
+"""`Task` and `Run`: one task's lifecycle, the engine every face and executor shares.
+
+The engine is in two parts: `_Runner.work`, the only place that awaits (the delay, each
+attempt, each backoff), and the I/O-free decisions it calls on the task in between
+(`Task._claim`, `Task._start_attempt`, `Task._attempt_ended`).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ import contextvars
 import inspect
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._definition import Definition
 from ._errors import (
@@ -50,20 +56,22 @@ class Run:
 
     __slots__ = ("_attempt", "_cancelled", "_deadline", "_event", "_task")
 
+    _cancelled: bool
+    _event: threading.Event
+
     def __init__(self, task: Task[Any], attempt: int, deadline: float | None) -> None:
         self._task = task
         self._attempt = attempt
         self._deadline = deadline
-        self._cancelled = False
-        self._event: threading.Event | None = None
+        # _cancelled and _event are set on first use: most runs never need them.
 
     def __repr__(self) -> str:
-        return f"<Run id={self.id!r} attempt={self._attempt} cancelled={self._cancelled}>"
+        return f"<Run id={self.id!r} attempt={self._attempt} cancelled={self.cancelled}>"
 
     @property
     def id(self) -> str:
         """The task's id."""
-        return self._task._id
+        return self._task.id
 
     @property
     def attempt(self) -> int:
@@ -78,7 +86,7 @@ class Run:
     @property
     def cancelled(self) -> bool:
         """True once this attempt was cancelled or timed out: time to stop."""
-        return self._cancelled
+        return getattr(self, "_cancelled", False)
 
     def cancel(self) -> None:
         """Cancel this run's own task."""
@@ -105,71 +113,132 @@ class Run:
                 "wait_cancelled() blocks the thread; in an async task_fn use await run.sleep()"
             )
         with _event_lock:
-            if self._cancelled:
+            if self.cancelled:
                 return True
-            if self._event is None:
-                self._event = threading.Event()
-            event = self._event
+            event = getattr(self, "_event", None)
+            if event is None:
+                event = self._event = threading.Event()
         return event.wait(limit)
 
     def _signal(self) -> None:
         with _event_lock:
             self._cancelled = True
-            event = self._event
+            event = getattr(self, "_event", None)
         if event is not None:
             event.set()
 
 
 class _Runner:
-    """The asyncio task that drives task lifecycles: a pool worker, or a standalone task's own.
+    """An asyncio task that drives task lifecycles, taking tasks from ``ready`` one by one.
 
-    It keeps the cheap deadline mechanism: one timer per runner, armed lazily and re-armed
-    only when it fires, instead of a timer per attempt. An attempt only stores its deadline;
-    the timer compares when it fires.
+    A pool worker is a runner fed by the pool's queue; a task started with ``go()`` gets a
+    runner of its own, fed with that one task. Tasks run inline in the runner's asyncio task:
+    no asyncio task per task.
+
+    The runner also keeps the deadline mechanism: one timer per runner, armed lazily and
+    re-armed only when it fires, instead of a timer per attempt. An attempt just stores its
+    deadline; the timer compares when it fires.
     """
 
     __slots__ = (
-        "_timer",
-        "_timer_when",
         "atask",
-        "current",
+        "budget_end",
         "deadline",
         "expired",
         "issued",
         "loop",
+        "ready",
         "run",
+        "timer",
+        "timer_when",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, ready: deque[Task[Any]]) -> None:
         self.loop = loop
+        self.ready = ready
         self.atask: asyncio.Task[None] | None = None
-        self.current: Task[Any] | None = None  # the task being executed
-        self.run: Run | None = None  # its current attempt
-        self.deadline: float | None = None  # that attempt's deadline
+        self.run: Run | None = None  # the attempt running now
+        self.deadline: float | None = None  # its deadline
+        self.budget_end: float | None = None  # when the current task's total_timeout ends
         self.expired = False  # the deadline passed and the runner was interrupted for it
         self.issued = 0  # cancellations we delivered, to take back with uncancel()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_when = 0.0
+
+    async def work(self) -> None:
+        """Drive each task taken from ``ready`` from PENDING to its end, inline.
+
+        The waiting happens here: the delay, each attempt, each backoff. Every decision in
+        between (time out? retry? how long to wait? which end?) is made by the task's
+        I/O-free methods ``_claim``, ``_start_attempt`` and ``_attempt_ended``.
+        """
+        ready = self.ready
+        try:
+            while True:
+                while ready:
+                    task = ready.popleft()
+                    if task._queue is not ready:
+                        continue  # cancelled while it waited
+                    if ready:
+                        self.more_ready()
+                    plan = task._definition._plan
+                    fn = plan[0]
+                    is_async = plan[1]
+                    wait = task._claim(self)
+                    while wait is not None:
+                        if wait:
+                            try:
+                                await asyncio.sleep(wait)
+                            except asyncio.CancelledError:
+                                task._finish(_CANCELED, task._canceled_error())
+                                if self.settle():
+                                    raise
+                                break
+                        run = task._start_attempt(self)
+                        try:
+                            if is_async:
+                                result = await fn(run)
+                            else:
+                                result = await task._call_sync(self, fn, run)
+                        except asyncio.CancelledError as exc:
+                            wait = task._attempt_ended(self, None, None, exc)
+                        except Exception as exc:
+                            wait = task._attempt_ended(self, None, exc, None)
+                        except BaseException as exc:  # KeyboardInterrupt, SystemExit: not ours
+                            self.deadline = self.run = None
+                            task._finish(_FAILED, exc)
+                            raise
+                        else:
+                            wait = task._attempt_ended(self, result, None, None)
+                if not await self.idle():
+                    return
+        finally:
+            self.disarm()
+
+    def more_ready(self) -> None:
+        """Tasks wait behind the one this runner takes (a pool worker wakes another)."""
+
+    async def idle(self) -> bool:
+        """Wait for more tasks; False to end the runner."""
+        return False
 
     def call_in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run a plain function off the event loop (here: the loop's default executor)."""
         return self.loop.run_in_executor(None, fn, *args)
 
     def arm(self, deadline: float) -> None:
-        self.deadline = deadline
-        timer = self._timer
-        if timer is None or self._timer_when > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer_when = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+        timer = self.timer
+        if timer is not None:
+            timer.cancel()
+        self.timer_when = deadline
+        self.timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
-        self._timer = None
+        self.timer = None
         deadline = self.deadline
         if deadline is None:
             return
-        if deadline > self._timer_when:  # a later attempt's deadline
+        if deadline > self.timer_when:  # a later attempt's deadline
             self.arm(deadline)
             return
         self.expired = True
@@ -178,9 +247,9 @@ class _Runner:
         self.interrupt()
 
     def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def interrupt(self) -> None:
         """Throw a CancelledError into whatever the runner awaits now."""
@@ -196,13 +265,6 @@ class _Runner:
             atask.uncancel()
         self.issued = 0
         return atask.cancelling() > 0
-
-    async def run_one(self, task: Task[Any]) -> None:
-        try:
-            if task._runner is self and task._state is _PENDING:
-                await task._execute(self)
-        finally:
-            self.disarm()
 
 
 class Task(Generic[T]):
@@ -220,16 +282,14 @@ class Task(Generic[T]):
         "_cancel_requested",
         "_counts",
         "_definition",
-        "_error",
         "_error_tb",
         "_hooks",
-        "_id",
         "_loop",
-        "_result",
+        "_outcome",
+        "_queue",
         "_runner",
         "_slot_owner",
         "_state",
-        "_waiters",
     )
 
     def __init__(self, definition: Definition[T]) -> None:
@@ -237,35 +297,50 @@ class Task(Generic[T]):
             raise TypeError(f"Task takes a Definition, got {type(definition).__name__}")
         self._setup(definition, definition.hooks, None)
 
+    # Set on first use, never read before: _outcome (the result when DONE, the exception when
+    # FAILED or CANCELED), _error_tb (its traceback) and _runner (the runner executing it).
+    _outcome: Any
+    _error_tb: TracebackType | None
+    _runner: _Runner | None
+
     def _setup(
-        self, definition: Definition[T], hooks: StateHooks | None, counts: list[int] | None
+        self,
+        definition: Definition[T],
+        hooks: StateHooks | None,
+        counts: list[int] | None,
+        pool: WorkerPool | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        queue: deque[Task[Any]] | None = None,
     ) -> None:
+        """Initialise the task: CREATED, or a pool's, PENDING in the pool's ``queue``."""
         self._definition = definition
-        self._id = definition.id
         self._hooks = hooks
         self._counts = counts
-        self._state = _CREATED
-        self._error: BaseException | None = None
-        self._error_tb: TracebackType | None = None
-        self._result: T | None = None
+        self._slot_owner = pool  # the pool whose worker slot it holds
+        self._loop = loop
+        self._queue = queue  # where it waits for a runner
+        state = _CREATED if loop is None else _PENDING
+        self._state = state
+        if counts is not None:
+            counts[state] += 1
         self._attempts = 0
         self._cancel_requested = False
-        self._runner: _Runner | None = None
-        self._slot_owner: WorkerPool | None = None  # the pool whose worker slot it holds
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: list[asyncio.Future[None]] | None = None
-        self._callbacks: list[Callable[[Task[T]], object]] | None = None
-        if hooks is not None and hooks.on_created is not None:
-            call_hook(hooks.on_created, self._id, _now(_UTC))
+        # done callbacks, and futures of wait() calls
+        self._callbacks: list[Callable[[Task[T]], object] | asyncio.Future[None]] | None = None
+        if hooks is not None:
+            if hooks.on_created is not None:
+                call_hook(hooks.on_created, definition.id, _now(_UTC))
+            if loop is not None and hooks.on_pending is not None:
+                call_hook(hooks.on_pending, definition.id, _now(_UTC), 0)
 
     def __repr__(self) -> str:
-        return f"<Task id={self._id!r} state={self._state.name} attempts={self._attempts}>"
+        return f"<Task id={self.id!r} state={self._state.name} attempts={self._attempts}>"
 
     # -- what it is -----------------------------------------------------------------------
 
     @property
     def id(self) -> str:
-        return self._id
+        return self._definition.id
 
     @property
     def definition(self) -> Definition[T]:
@@ -278,7 +353,7 @@ class Task(Generic[T]):
     @property
     def error(self) -> BaseException | None:
         """None, or the exception the task ended with (a FAILED or CANCELED task)."""
-        return self._error
+        return self._outcome if self._state >= _FAILED else None
 
     @property
     def attempts(self) -> int:
@@ -321,9 +396,9 @@ class Task(Generic[T]):
         """
         loop = asyncio.get_running_loop()
         self._begin(loop)
-        runner = _Runner(loop)
-        self._runner = runner
-        atask = loop.create_task(runner.run_one(self), name=f"asynctasklib task {self._id!r}")
+        runner = _Runner(loop, deque((self,)))
+        self._queue = runner.ready
+        atask = loop.create_task(runner.work(), name=f"asynctasklib task {self.id!r}")
         runner.atask = atask
         _standalone.add(atask)
         atask.add_done_callback(_standalone.discard)
@@ -331,15 +406,19 @@ class Task(Generic[T]):
     def _begin(self, loop: asyncio.AbstractEventLoop) -> None:
         state = self._state
         if state is _PENDING or state is _STARTED:
-            raise TaskInProgressError(f"task {self._id!r} is already {state.name}")
+            raise TaskInProgressError(f"task {self.id!r} is already {state.name}")
         self._loop = loop
-        self._error = self._result = None
+        self._outcome = self._error_tb = None
         self._attempts = 0
         self._cancel_requested = False
-        self._move(_PENDING)
+        counts = self._counts
+        if counts is not None:
+            counts[self._state] -= 1
+            counts[_PENDING] += 1
+        self._state = _PENDING
         hooks = self._hooks
         if hooks is not None and hooks.on_pending is not None:
-            call_hook(hooks.on_pending, self._id, _now(_UTC), 0)
+            call_hook(hooks.on_pending, self.id, _now(_UTC), 0)
 
     def cancel(self) -> bool:
         """Cancel the task, whatever it is doing: waiting its delay or backoff, or running.
@@ -365,10 +444,12 @@ class Task(Generic[T]):
         if self._cancel_requested:
             return True
         self._cancel_requested = True
-        runner = self._runner
-        if runner is None or runner.current is not self:  # queued, or go() just called
+        if self._queue is not None:  # still waiting for a runner: it ends here, never started
+            self._queue = None
             self._finish(_CANCELED, self._canceled_error())
             return True
+        runner = self._runner
+        assert runner is not None
         if runner.run is not None:
             runner.run._signal()
         if runner.atask is asyncio.current_task():
@@ -380,7 +461,7 @@ class Task(Generic[T]):
         return True
 
     def _deliver_cancel(self, runner: _Runner) -> None:
-        if runner.current is self:
+        if self._runner is runner:
             runner.interrupt()
 
     async def wait(self) -> None:
@@ -388,20 +469,20 @@ class Task(Generic[T]):
         if self._state >= _DONE:
             return
         if self._state is _CREATED:
-            raise InvalidStateError(f"task {self._id!r} was never started: call go() first")
+            raise InvalidStateError(f"task {self.id!r} was never started: call go() first")
         loop = self._loop
         assert loop is not None
         if _get_running_loop() is not loop:
-            raise RuntimeError(f"task {self._id!r} runs on another event loop")
+            raise RuntimeError(f"task {self.id!r} runs on another event loop")
         fut: asyncio.Future[None] = loop.create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(fut)
+        if self._callbacks is None:
+            self._callbacks = []
+        self._callbacks.append(fut)
         try:
             await fut
         except BaseException:
-            if self._waiters is not None and fut in self._waiters:
-                self._waiters.remove(fut)
+            if self._callbacks is not None and fut in self._callbacks:
+                self._callbacks.remove(fut)
             raise
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -415,12 +496,10 @@ class Task(Generic[T]):
         """
         state = self._state
         if state is _DONE:
-            return self._result  # type: ignore[return-value]
+            return self._outcome  # type: ignore[no-any-return]
         if state is _FAILED or state is _CANCELED:
-            error = self._error
-            assert error is not None
-            raise error.with_traceback(self._error_tb)
-        raise InvalidStateError(f"task {self._id!r} has not ended: it is {state.name}")
+            raise self._outcome.with_traceback(self._error_tb)
+        raise InvalidStateError(f"task {self.id!r} has not ended: it is {state.name}")
 
     def add_done_callback(self, fn: Callable[[Task[T]], object]) -> None:
         """Call ``fn(task)`` when this run ends (at once if it has ended), on the loop's thread.
@@ -444,112 +523,128 @@ class Task(Generic[T]):
 
     # -- the engine ----------------------------------------------------------------------
 
-    async def _execute(self, runner: _Runner) -> None:
-        """Drive this run from PENDING to its end inside ``runner``'s asyncio task.
-
-        The one place where delay, attempts, timeouts, retries, backoff and cancellation are
-        decided, whichever face or executor started the task.
-        """
-        runner.current = self
-        definition = self._definition
-        fn = definition.task_fn
+    def _claim(self, runner: _Runner) -> float | None:
+        """Take the task on ``runner``: the seconds to wait before the first attempt, or None
+        if the run has ended already."""
+        self._queue = None
+        self._runner = runner
+        fn, _, delay, _, budget = self._definition._plan
         if fn is None:
-            self._finish(_FAILED, TaskFnNotSetError(f"task {self._id!r} has no task_fn"))
-            return
-        loop = runner.loop
-        # Durations are floats once Definition has validated them.
-        max_duration = cast("float | None", definition.max_duration)
-        budget = cast("float | None", definition.total_timeout)
-        budget_end = None if budget is None else loop.time() + budget
+            self._finish(_FAILED, TaskFnNotSetError(f"task {self.id!r} has no task_fn"))
+            return None
+        if budget is None:
+            runner.budget_end = None
+            return delay
+        runner.budget_end = runner.loop.time() + budget
+        return self._within_budget(runner, delay, None)
+
+    def _within_budget(
+        self, runner: _Runner, wait: float, last: BaseException | None
+    ) -> float | None:
+        """``wait``, or None (and the task FAILED) if the total_timeout ends before it does."""
+        end = runner.budget_end
+        if end is not None and runner.loop.time() + wait >= end:
+            self._finish(_FAILED, self._budget_error(last))
+            return None
+        return wait
+
+    def _start_attempt(self, runner: _Runner) -> Run:
+        """PENDING -> STARTED: the next attempt's `Run`, its deadline armed."""
+        attempt = self._attempts
+        self._attempts = attempt + 1
+        counts = self._counts
+        if counts is not None:
+            counts[_PENDING] -= 1
+            counts[_STARTED] += 1
+        self._state = _STARTED
         hooks = self._hooks
-        wait = cast("float", definition.delay)
-        error: BaseException | None = None
-        attempt = 0
-        while True:
-            if budget_end is not None and loop.time() + wait >= budget_end:
-                self._finish(_FAILED, self._budget_error(budget, error))
-                return
-            if wait:
-                try:
-                    await asyncio.sleep(wait)
-                except asyncio.CancelledError:
-                    self._finish(_CANCELED, self._canceled_error())
-                    if runner.settle():
-                        raise
-                    return
-
-            self._attempts = attempt + 1
-            self._move(_STARTED)
-            if hooks is not None and hooks.on_started is not None:
-                call_hook(hooks.on_started, self._id, _now(_UTC))
-            if max_duration is None:
-                deadline = budget_end
-            else:
-                deadline = loop.time() + max_duration
-                if budget_end is not None and budget_end < deadline:
-                    deadline = budget_end
-            run = Run(self, attempt, deadline)
-            runner.run = run
-            if deadline is not None:
+        if hooks is not None and hooks.on_started is not None:
+            call_hook(hooks.on_started, self.id, _now(_UTC))
+        max_duration = self._definition._plan[3]
+        deadline = runner.budget_end
+        if max_duration is not None:
+            own = runner.loop.time() + max_duration
+            if deadline is None or own < deadline:
+                deadline = own
+        run = Run(self, attempt, deadline)
+        runner.run = run
+        if deadline is not None:
+            runner.deadline = deadline
+            if runner.timer is None or runner.timer_when > deadline:
                 runner.arm(deadline)
-            error = None
-            cancelled: asyncio.CancelledError | None = None
-            try:
-                if definition._is_async:
-                    result = await fn(run)  # type: ignore[misc]
-                else:
-                    result = await self._call_sync(runner, fn, run)
-            except asyncio.CancelledError as exc:
-                cancelled = exc
-                run._signal()
-            except Exception as exc:
-                error = exc
-            except BaseException as exc:  # KeyboardInterrupt, SystemExit: not ours to keep
-                runner.deadline = runner.run = None
-                self._finish(_FAILED, exc)
-                raise
-            runner.deadline = runner.run = None
-            expired = runner.expired
-            if expired:
-                runner.expired = False
-            if (cancelled is not None or runner.issued) and runner.settle():
-                # The runner itself was cancelled from outside (the loop is going away).
-                self._finish(_CANCELED, self._canceled_error())
-                raise cancelled or asyncio.CancelledError()
-            if self._cancel_requested:
-                self._finish(_CANCELED, self._canceled_error())
-                return
-            if expired:
-                if deadline == budget_end:
-                    self._finish(_FAILED, self._budget_error(budget, None))
-                    return
-                error = TaskTimeoutError(
-                    f"task {self._id!r}: attempt {attempt} ran longer than "
-                    f"max_duration={max_duration}s"
-                )
-            elif cancelled is not None:  # a CancelledError of the function's own: never a failure
-                self._finish(_CANCELED, self._canceled_error())
-                return
-            elif error is None:
-                self._finish(_DONE, None, result)
-                return
+        return run
 
-            attempt += 1
-            if attempt > definition.max_retries:
-                self._finish(_FAILED, error)
-                return
-            try:
-                next_wait = retry_wait(error, attempt, definition.retry_on, definition.backoff)
-            except Exception:
-                logger.exception("retry_on or backoff of task %r raised", self._id)
-                next_wait = None
-            if next_wait is None:
-                self._finish(_FAILED, error)
-                return
-            wait = next_wait
-            self._move(_PENDING)
-            if hooks is not None and hooks.on_pending is not None:
-                call_hook(hooks.on_pending, self._id, _now(_UTC), attempt)
+    def _attempt_ended(
+        self,
+        runner: _Runner,
+        result: Any,
+        error: Exception | None,
+        cancelled: asyncio.CancelledError | None,
+    ) -> float | None:
+        """Decide after an attempt: None if the task has ended, else the seconds to wait
+        before the retry (the task is PENDING again).
+
+        Raises CancelledError if the runner itself was cancelled from outside.
+        """
+        if (
+            error is None
+            and cancelled is None
+            and not (runner.expired or runner.issued or self._cancel_requested)
+        ):
+            runner.deadline = runner.run = None
+            self._finish(_DONE, result)  # the common case, decided in one test
+            return None
+        deadline = runner.deadline
+        runner.deadline = runner.run = None
+        expired = runner.expired
+        runner.expired = False
+        if (cancelled is not None or runner.issued) and runner.settle():
+            # The runner itself was cancelled from outside (the loop is going away).
+            self._finish(_CANCELED, self._canceled_error())
+            raise cancelled or asyncio.CancelledError()
+        if self._cancel_requested:
+            # Never retried, even if the function swallowed the cancellation and returned.
+            self._finish(_CANCELED, self._canceled_error())
+            return None
+        if expired:
+            if deadline == runner.budget_end:
+                self._finish(_FAILED, self._budget_error(error))
+                return None
+            error = TaskTimeoutError(
+                f"task {self.id!r}: attempt {self._attempts - 1} ran longer than "
+                f"max_duration={self._definition._plan[3]}s"
+            )
+        elif cancelled is not None:  # a CancelledError of the function's own: not a failure
+            self._finish(_CANCELED, self._canceled_error())
+            return None
+        elif error is None:  # a cancellation that came too late to matter
+            self._finish(_DONE, result)
+            return None
+
+        retry = self._attempts  # attempts so far: the number of the next retry
+        definition = self._definition
+        if retry > definition.max_retries:
+            self._finish(_FAILED, error)
+            return None
+        try:
+            wait = retry_wait(error, retry, definition.retry_on, definition.backoff)
+        except Exception:
+            logger.exception("retry_on or backoff of task %r raised", self.id)
+            wait = None
+        if wait is None:
+            self._finish(_FAILED, error)
+            return None
+        if self._within_budget(runner, wait, error) is None:
+            return None
+        counts = self._counts
+        if counts is not None:
+            counts[_STARTED] -= 1
+            counts[_PENDING] += 1
+        self._state = _PENDING
+        hooks = self._hooks
+        if hooks is not None and hooks.on_pending is not None:
+            call_hook(hooks.on_pending, self.id, _now(_UTC), retry)
+        return wait
 
     async def _call_sync(self, runner: _Runner, fn: Callable[[Run], Any], run: Run) -> Any:
         context = contextvars.copy_context()
@@ -558,24 +653,17 @@ class Task(Generic[T]):
             result = await result
         return result
 
-    def _move(self, state: State) -> None:
+    def _finish(self, state: State, outcome: Any) -> None:
+        """End the run: DONE with the result as ``outcome``, or FAILED/CANCELED with the error."""
+        self._runner = None
+        self._outcome = outcome
+        if state is not _DONE:
+            self._error_tb = outcome.__traceback__
         counts = self._counts
         if counts is not None:
             counts[self._state] -= 1
             counts[state] += 1
         self._state = state
-
-    def _finish(self, state: State, error: BaseException | None, result: Any = None) -> None:
-        runner = self._runner
-        if runner is not None:
-            self._runner = None
-            if runner.current is self:
-                runner.current = None
-        self._result = result
-        self._error = error
-        if error is not None:
-            self._error_tb = error.__traceback__
-        self._move(state)
         pool = self._slot_owner
         if pool is not None:
             self._slot_owner = None
@@ -584,35 +672,34 @@ class Task(Generic[T]):
         if hooks is not None:
             if state is _DONE:
                 if hooks.on_done is not None:
-                    call_hook(hooks.on_done, self._id, _now(_UTC))
+                    call_hook(hooks.on_done, self.id, _now(_UTC))
             elif state is _FAILED:
                 if hooks.on_failed is not None:
-                    call_hook(hooks.on_failed, self._id, _now(_UTC), error)
+                    call_hook(hooks.on_failed, self.id, _now(_UTC), outcome)
             elif hooks.on_canceled is not None:
-                call_hook(hooks.on_canceled, self._id, _now(_UTC))
-        waiters = self._waiters
-        if waiters is not None:
-            self._waiters = None
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+                call_hook(hooks.on_canceled, self.id, _now(_UTC))
         callbacks = self._callbacks
         if callbacks is not None:
             self._callbacks = None
             for fn in callbacks:
-                self._call_callback(fn)
+                if isinstance(fn, asyncio.Future):
+                    if not fn.done():
+                        fn.set_result(None)
+                else:
+                    self._call_callback(fn)
 
     def _call_callback(self, fn: Callable[[Task[T]], object]) -> None:
         try:
             fn(self)
         except Exception:
-            logger.exception("done callback %r of task %r raised", fn, self._id)
+            logger.exception("done callback %r of task %r raised", fn, self.id)
 
     def _canceled_error(self) -> TaskCanceledError:
-        return TaskCanceledError(f"task {self._id!r} was cancelled")
+        return TaskCanceledError(f"task {self.id!r} was cancelled")
 
-    def _budget_error(self, budget: float | None, last: BaseException | None) -> TaskTimeoutError:
-        error = TaskTimeoutError(f"task {self._id!r} spent its total_timeout={budget}s")
+    def _budget_error(self, last: BaseException | None) -> TaskTimeoutError:
+        budget = self._definition._plan[4]
+        error = TaskTimeoutError(f"task {self.id!r} spent its total_timeout={budget}s")
         error.__cause__ = last
         return error
 
@@ -623,6 +710,6 @@ class Task(Generic[T]):
         when = _now(_UTC)
         loop = self._loop
         if loop is not None and _get_running_loop() is not loop:
-            loop.call_soon_threadsafe(call_hook, hooks.on_task_fn, self._id, when)
+            loop.call_soon_threadsafe(call_hook, hooks.on_task_fn, self.id, when)
         else:
-            call_hook(hooks.on_task_fn, self._id, when)
+            call_hook(hooks.on_task_fn, self.id, when)

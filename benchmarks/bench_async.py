@@ -1,0 +1,304 @@
+"""Throughput and memory of the pool against what a user would write or pick instead.
+
+Each variant runs in its own process (fresh heap, honest peak RSS). The same N trivial
+``async def`` functions run through each, with a concurrency limit of W:
+
+* ``ret``: the function returns at once;
+* ``yield``: the function does ``await asyncio.sleep(0)`` once.
+
+Run:  python benchmarks/bench_async.py            (default loop and uvloop, N=100,000)
+      python benchmarks/bench_async.py --loop asyncio --n 20000 --only pool
+      python benchmarks/bench_async.py --memory     (1,000,000 tasks, peak RSS only)
+
+Needs ``pip install -e '.[bench]'`` for the third-party rows (they are skipped if missing).
+Prints tasks per second, peak RSS of the process, and each variant's ratio to
+``pool.submit`` with ``retain_finished=False``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Factory = Callable[[Callable[[Any], Awaitable[Any]], int, int], Awaitable[None]]
+
+
+async def fn_ret(x: Any) -> None:
+    return None
+
+
+async def fn_yield(x: Any) -> None:
+    await asyncio.sleep(0)
+
+
+# -- the pool ------------------------------------------------------------------------------
+
+
+async def pool_submit(fn: Any, n: int, w: int, *, retain: bool = False, **options: Any) -> None:
+    from asynctasklib import Definition, WorkerPool
+
+    definition = Definition(task_fn=fn, **options)
+    pool = WorkerPool(w, retain_finished=retain)
+    submit = pool.submit
+    for _ in range(n):
+        await submit(definition)
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
+async def pool_submit_per_item(fn: Any, n: int, w: int) -> None:
+    """A fresh Definition (with an id) per item, as a user passing per-item data would."""
+    from asynctasklib import Definition, WorkerPool
+
+    pool = WorkerPool(w, retain_finished=False)
+    submit = pool.submit
+    for i in range(n):
+        await submit(Definition(id=str(i), task_fn=fn))
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
+async def pool_submit_kept(fn: Any, n: int, w: int) -> None:
+    """The defaults: every handle kept by the pool, and by the caller in a list."""
+    from asynctasklib import Definition, WorkerPool
+
+    definition = Definition(task_fn=fn)
+    async with WorkerPool(w) as pool:
+        tasks = [await pool.submit(definition) for _ in range(n)]
+    assert all(t.is_done() for t in tasks)
+
+
+async def pool_submit_hooks(fn: Any, n: int, w: int) -> None:
+    """A pool hook (on_done counting) and retries set (never needed)."""
+    from asynctasklib import Definition, StateHooks, WorkerPool
+
+    done = 0
+
+    def on_done(task_id: str, when: Any) -> None:
+        nonlocal done
+        done += 1
+
+    definition = Definition(task_fn=fn, max_retries=3, backoff=0.01)
+    pool = WorkerPool(w, hooks=StateHooks(on_done=on_done), retain_finished=False)
+    for _ in range(n):
+        await pool.submit(definition)
+    await pool.shutdown(cancel=False)
+    assert done == n
+
+
+async def pool_submit_batch(fn: Any, n: int, w: int) -> None:
+    from asynctasklib import Definition, WorkerPool
+
+    definition = Definition(task_fn=fn)
+    pool = WorkerPool(w, retain_finished=False)
+    await pool.submit_batch(definition for _ in range(n))
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
+# -- what users write by hand ----------------------------------------------------------------
+
+
+async def create_task_semaphore(fn: Any, n: int, w: int) -> None:
+    sem = asyncio.Semaphore(w)
+
+    async def one(i: int) -> Any:
+        async with sem:
+            return await fn(i)
+
+    await asyncio.gather(*[asyncio.create_task(one(i)) for i in range(n)])
+
+
+async def taskgroup_semaphore(fn: Any, n: int, w: int) -> None:
+    sem = asyncio.Semaphore(w)
+
+    async def one(i: int) -> Any:
+        try:
+            return await fn(i)
+        finally:
+            sem.release()
+
+    async with asyncio.TaskGroup() as tg:
+        for i in range(n):
+            await sem.acquire()
+            tg.create_task(one(i))
+
+
+async def queue_workers(fn: Any, n: int, w: int) -> None:
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=w)
+
+    async def worker() -> None:
+        while True:
+            i = await queue.get()
+            await fn(i)
+            queue.task_done()
+
+    workers = [asyncio.create_task(worker()) for _ in range(w)]
+    for i in range(n):
+        await queue.put(i)
+    await queue.join()
+    for t in workers:
+        t.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def queue_workers_timeout(fn: Any, n: int, w: int) -> None:
+    """Queue workers with a per-call timeout and exception capture, as the pool gives."""
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=w)
+    errors: list[BaseException] = []
+
+    async def worker() -> None:
+        while True:
+            i = await queue.get()
+            try:
+                async with asyncio.timeout(30):
+                    await fn(i)
+            except Exception as exc:
+                errors.append(exc)
+            queue.task_done()
+
+    workers = [asyncio.create_task(worker()) for _ in range(w)]
+    for i in range(n):
+        await queue.put(i)
+    await queue.join()
+    for t in workers:
+        t.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+
+
+# -- libraries -------------------------------------------------------------------------------
+
+
+async def aiometer_amap(fn: Any, n: int, w: int) -> None:
+    import aiometer
+
+    async with aiometer.amap(fn, range(n), max_at_once=w) as results:
+        async for _ in results:
+            pass
+
+
+async def aiojobs_scheduler(fn: Any, n: int, w: int) -> None:
+    import aiojobs
+
+    async with aiojobs.Scheduler(limit=w, pending_limit=w) as scheduler:
+        for i in range(n):
+            await scheduler.spawn(fn(i))
+        await scheduler.wait_and_close()
+
+
+async def asyncio_pool_spawn(fn: Any, n: int, w: int) -> None:
+    from asyncio_pool import AioPool
+
+    async with AioPool(size=w) as pool:
+        for i in range(n):
+            await pool.spawn(fn(i))
+
+
+VARIANTS: dict[str, Factory] = {
+    "pool.submit (retain_finished=False)": pool_submit,
+    "pool.submit, Definition per item": pool_submit_per_item,
+    "pool.submit (defaults, handles kept)": pool_submit_kept,
+    "pool.submit + pool hook + retries": pool_submit_hooks,
+    "pool.submit_batch": pool_submit_batch,
+    "create_task + Semaphore + gather": create_task_semaphore,
+    "TaskGroup + Semaphore": taskgroup_semaphore,
+    "queue workers": queue_workers,
+    "queue workers + timeout + capture": queue_workers_timeout,
+    "aiometer.amap": aiometer_amap,
+    "aiojobs.Scheduler": aiojobs_scheduler,
+    "asyncio-pool AioPool.spawn": asyncio_pool_spawn,
+}
+BASELINE = "pool.submit (retain_finished=False)"
+
+
+def child(variant: str, kind: str, loop: str, n: int, w: int) -> None:
+    fn = fn_ret if kind == "ret" else fn_yield
+    factory = VARIANTS[variant]
+    if loop == "uvloop":
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    else:
+        runner = asyncio.Runner()
+    with runner:
+        start = time.perf_counter()
+        runner.run(factory(fn, n, w))
+        elapsed = time.perf_counter() - start
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rate": n / elapsed, "rss_mb": rss_mb}))
+
+
+def run_child(variant: str, kind: str, loop: str, n: int, w: int) -> dict[str, float] | None:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", variant, kind, loop, str(n), str(w)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"    {variant}: skipped ({last})", file=sys.stderr)
+        return None
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=100)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop", "both"], default="both")
+    parser.add_argument("--kind", choices=["ret", "yield", "both"], default="both")
+    parser.add_argument("--only", default="", help="run variants whose name contains this")
+    parser.add_argument("--repeat", type=int, default=1, help="keep the best of R runs")
+    parser.add_argument("--memory", action="store_true", help="1,000,000 tasks: peak RSS")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        variant, kind, loop, n, w = args.child
+        child(variant, kind, loop, int(n), int(w))
+        return
+    if args.memory:
+        memory(args)
+        return
+    loops = ["asyncio", "uvloop"] if args.loop == "both" else [args.loop]
+    kinds = ["ret", "yield"] if args.kind == "both" else [args.kind]
+    names = [v for v in VARIANTS if args.only in v]
+    if BASELINE not in names:
+        names.insert(0, BASELINE)
+    print(f"python {sys.version.split()[0]}, N={args.n:,}, W={args.workers}, best of {args.repeat}")
+    for loop in loops:
+        for kind in kinds:
+            what = "returns at once" if kind == "ret" else "awaits asyncio.sleep(0) once"
+            print(f"\n[{loop} loop] task function {what}")
+            print(f"  {'variant':40} {'tasks/s':>10} {'peak RSS':>9} {'vs pool':>8}")
+            results: dict[str, dict[str, float]] = {}
+            for name in names:
+                runs = [run_child(name, kind, loop, args.n, args.workers) for _ in range(args.repeat)]
+                ok = [r for r in runs if r is not None]
+                if ok:
+                    results[name] = max(ok, key=lambda r: r["rate"])
+            base = results.get(BASELINE, {}).get("rate")
+            for name, r in results.items():
+                ratio = f"{r['rate'] / base:.2f}x" if base else "-"
+                print(f"  {name:40} {r['rate']:>10,.0f} {r['rss_mb']:>7.0f}MB {ratio:>8}")
+
+
+def memory(args: argparse.Namespace) -> None:
+    n = 1_000_000
+    print(f"peak RSS of the whole process, {n:,} tasks, W={args.workers}, default loop")
+    for name in [BASELINE, "pool.submit, Definition per item", "create_task + Semaphore + gather"]:
+        r = run_child(name, "ret", "asyncio", n, args.workers)
+        if r:
+            print(f"  {name:40} {r['rss_mb']:>7.0f}MB  ({r['rate']:,.0f} tasks/s)")
+
+
+if __name__ == "__main__":
+    main()
