@@ -200,8 +200,15 @@ class WorkerPool:
         if slots._value and not slots._waiters:  # try_acquire(), inline: the hot path
             slots._value -= 1
         else:
-            await slots.acquire()
+            await self._take_slot()
         return self._start(definition, loop)
+
+    async def _take_slot(self) -> None:
+        """Wait for a worker slot (FIFO among callers); PoolStoppedError if stopped meanwhile."""
+        await self._slots.acquire()
+        if self._stopped:
+            self._slots.release()
+            raise PoolStoppedError("the pool is stopped")
 
     async def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:
         """Submit each definition in order, waiting for workers as ``submit`` does."""
@@ -221,9 +228,15 @@ class WorkerPool:
         group = _Group()
         try:
             for definition in batch:
-                if group.failed is not None:
+                if self._stopped:
+                    raise PoolStoppedError("the pool is stopped")
+                loop = self._loop if self._live else self._bind()
+                assert loop is not None
+                await self._take_slot()
+                if group.failed is not None:  # it failed while we waited: submit no more
+                    self._slots.release()
                     break
-                group.add(await self.submit(definition))
+                group.add(self._start(definition, loop))
             await group.wait()
         except BaseException:
             group.cancel()

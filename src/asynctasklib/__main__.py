@@ -1,0 +1,27 @@
+"""``python -m asynctasklib`` and the ``asynctasklib`` console script."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in {"-h", "--help"}:
+        print("usage: asynctasklib {demo,run} ...", file=sys.stderr)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "demo":
+        from ._demo import main as demo
+
+        return demo(rest)
+    if command == "run":
+        from ._cli import main as run
+
+        return run(rest)
+    print(f"asynctasklib: unknown command {command!r} (try demo or run)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
