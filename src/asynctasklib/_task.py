@@ -40,6 +40,9 @@ T = TypeVar("T")
 logger = logging.getLogger("asynctasklib")
 
 _CREATED, _PENDING, _STARTED, _DONE, _FAILED, _CANCELED = State
+# The same as plain ints, to index the pool's counters (a list indexed by an exact int is
+# the interpreter's fast path; an IntEnum is not).
+_PENDING_I, _STARTED_I = int(_PENDING), int(_STARTED)
 _UTC = UTC
 _now = datetime.now
 _get_running_loop = asyncio._get_running_loop
@@ -414,7 +417,7 @@ class Task(Generic[T]):
         counts = self._counts
         if counts is not None:
             counts[self._state] -= 1
-            counts[_PENDING] += 1
+            counts[_PENDING_I] += 1
         self._state = _PENDING
         hooks = self._hooks
         if hooks is not None and hooks.on_pending is not None:
@@ -554,8 +557,8 @@ class Task(Generic[T]):
         self._attempts = attempt + 1
         counts = self._counts
         if counts is not None:
-            counts[_PENDING] -= 1
-            counts[_STARTED] += 1
+            counts[_PENDING_I] -= 1
+            counts[_STARTED_I] += 1
         self._state = _STARTED
         hooks = self._hooks
         if hooks is not None and hooks.on_started is not None:
@@ -638,8 +641,8 @@ class Task(Generic[T]):
             return None
         counts = self._counts
         if counts is not None:
-            counts[_STARTED] -= 1
-            counts[_PENDING] += 1
+            counts[_STARTED_I] -= 1
+            counts[_PENDING_I] += 1
         self._state = _PENDING
         hooks = self._hooks
         if hooks is not None and hooks.on_pending is not None:
