@@ -14,8 +14,8 @@ async def main() -> None:
     # A worker pool with 10 concurrent workers; leaving the block waits for every task.
     async with WorkerPool(10) as pool:
         for i in range(100):
-            # submit() waits while all 10 workers are busy
-            await pool.submit(Definition[None](id=f"task-{i}", task_fn=process))
+            definition: Definition[None] = Definition(id=f"task-{i}", task_fn=process)
+            await pool.submit(definition)  # waits while all 10 workers are busy
 
         await pool.wait()  # wait for all tasks to complete
 
