@@ -24,8 +24,7 @@ async def main() -> None:
     for _ in range(sem.limit):  # now hold every slot...
         await sem.acquire()
     await do_work(sem, timeout=0.05)  # ...and give up after the timeout
-    # The same without an exception: False when the time ran out.
-    if not await sem.try_acquire_with_timeout(0.05):
+    if not await sem.try_acquire_with_timeout(0.05):  # the same, without an exception
         print("try_acquire_with_timeout: still busy")
 
 

@@ -151,3 +151,14 @@ def test_demo_from_the_command_line() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "pool stats: total=50 " in proc.stdout
+
+
+def test_docs_show_the_examples() -> None:
+    """docs/quickstart.md shows each example's code as it is (without its docstring)."""
+    docs = (EXAMPLES.parent / "docs" / "quickstart.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", docs, re.DOTALL)
+    for name in TESTED:
+        code = (EXAMPLES / name).read_text().split('"""', 2)[2].strip("\n") + "\n"
+        assert code in blocks, f"docs/quickstart.md does not show examples/{name} as it is"
+        assert 10 <= len(code.splitlines()) <= 30
+    assert len(blocks) == len(TESTED)
