@@ -27,7 +27,7 @@ from .task import (
     when_pending,
     when_started,
 )
-from .workflow import PoolStats, PoolStoppedError, Semaphore, WorkerPool
+from .workflow import MapResults, PoolStats, PoolStoppedError, Semaphore, WorkerPool
 
 try:
     __version__ = version("asynctasklib")
@@ -38,6 +38,7 @@ __all__ = [
     "Definition",
     "ExponentialBackoff",
     "InvalidStateError",
+    "MapResults",
     "PoolStats",
     "PoolStoppedError",
     "Run",

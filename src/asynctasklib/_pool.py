@@ -6,7 +6,14 @@ import asyncio
 import logging
 import types
 from collections import deque
-from collections.abc import Generator, Iterable
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+)
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,11 +26,14 @@ from ._hooks import StateHooks
 from ._retry import optional_seconds
 from ._semaphore import Semaphore
 from ._state import State
-from ._task import Task, _Runner
+from ._ratelimit import Limiter, RateLimiter, _Both
+from ._stream import MapResults, _MapRun
+from ._task import _RUN, Task, _Runner
 
 __all__ = ["PoolStats", "WorkerPool"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 logger = logging.getLogger("asynctasklib")
 
@@ -113,6 +123,7 @@ class WorkerPool:
         *,
         hooks: StateHooks | None = None,
         retain_finished: bool = True,
+        max_per_second: float | None = None,
     ) -> None:
         if not isinstance(max_workers, int) or isinstance(max_workers, bool):
             raise TypeError(f"max_workers must be an int, got {type(max_workers).__name__}")
@@ -122,6 +133,7 @@ class WorkerPool:
             raise TypeError(f"hooks must be a StateHooks, got {type(hooks).__name__}")
         self._max_workers = max_workers
         self._hooks = hooks
+        self._limiter = None if max_per_second is None else RateLimiter(max_per_second)
         self._retain = bool(retain_finished)
         self._slots = Semaphore(max_workers)  # held by each task from submit to its end
         self._counts = [0] * len(State)  # tasks in each state
@@ -194,7 +206,7 @@ class WorkerPool:
         if not isinstance(definition, Definition):
             raise TypeError(f"submit() takes a Definition, got {type(definition).__name__}")
         loop = self._loop
-        if loop is None or not self._live:  # (re)bind when idle; a busy pool stays put
+        if loop is None or not self._live:  # _use_loop(), inline: the hot path
             loop = self._bind()
         slots = self._slots
         if slots._value and not slots._waiters:  # try_acquire(), inline: the hot path
@@ -224,25 +236,136 @@ class WorkerPool:
         from outside). Returns None when every task succeeds. If the caller is cancelled, the
         group's tasks are cancelled too.
         """
-        batch = self._check_all(definitions)
-        group = _Group()
+        await self.gather(self._check_all(definitions))
+
+    async def gather(
+        self,
+        items: Iterable[Definition[Any] | Task[Any]],
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Run definitions through the pool (and wait for tasks given as they are); return the
+        results in order.
+
+        By default the first failure cancels the rest (those not started never start, and
+        no more definitions are submitted) and, once all have ended, is raised: the task's
+        own exception. With ``return_exceptions=True`` nothing is cancelled and each failure
+        takes its place in the list (a ``TaskCanceledError`` for a cancelled task), as with
+        ``asyncio.gather``. If the caller is cancelled, the tasks are cancelled too.
+        """
+        batch = list(items)
+        for i, item in enumerate(batch):
+            if not isinstance(item, Definition | Task):
+                raise TypeError(f"items[{i}] is a {type(item).__name__}, not a Definition or Task")
+        group = _Group(fail_fast=not return_exceptions)
+        tasks: list[Task[Any]] = []
         try:
-            for definition in batch:
-                if self._stopped:
-                    raise PoolStoppedError("the pool is stopped")
-                loop = self._loop if self._live else self._bind()
-                assert loop is not None
-                await self._take_slot()
-                if group.failed is not None:  # it failed while we waited: submit no more
-                    self._slots.release()
-                    break
-                group.add(self._start(definition, loop))
+            for item in batch:
+                if isinstance(item, Definition):
+                    if group.failed is not None:
+                        break
+                    loop = self._use_loop()
+                    await self._take_slot()
+                    if group.failed is not None:  # it failed while we waited: submit no more
+                        self._slots.release()
+                        break
+                    item = self._start(item, loop)
+                group.add(item)
+                tasks.append(item)
             await group.wait()
         except BaseException:
             group.cancel()
             raise
         if group.failed is not None:
             group.failed.result()  # raises the task's own exception
+        return [task._outcome for task in tasks]
+
+    def map(
+        self,
+        fn: Callable[[Any], Awaitable[R]] | Callable[[Any], R],
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+        window: int | None = None,
+        max_per_second: float | None = None,
+        **options: Any,
+    ) -> MapResults[R]:
+        """Call ``fn(item)`` for each item, each call a task of the pool; stream the results.
+
+        ``items`` may be any iterable or async iterable, endless too. The next item is read
+        only when a worker is free and fewer than ``window`` items (default: twice
+        ``max_workers``) are in progress or finished but not yet yielded, so memory stays
+        bounded whatever the input. Results come in input order (``ordered=True``) or as
+        they finish. The first failure (after its retries) cancels the rest and is raised,
+        the task's own exception; with ``return_exceptions=True`` failures are yielded in
+        place of results and the run goes on.
+
+        ``options`` are those of a `Definition` (``max_duration``, ``max_retries``,
+        ``backoff``, ``retry_on``, ``total_timeout``, ``delay``, ``hooks``); each task's id is
+        its item's index. ``max_per_second`` limits attempt starts of this run (on top of the
+        pool's own limit). Leaving the loop early, or the consumer being cancelled, cancels
+        the tasks in progress and reads no more input.
+        """
+        for name in ("id", "task_fn"):
+            if name in options:
+                raise TypeError(f"map() sets {name} itself; it cannot be given")
+        definition: Definition[R] = Definition(task_fn=fn, **options)
+        if window is None:
+            window = 2 * self._max_workers
+        elif isinstance(window, bool) or not isinstance(window, int):
+            raise TypeError(f"window must be an int, got {type(window).__name__}")
+        elif window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        limiter: Limiter | None = None
+        if max_per_second is not None:
+            limiter = RateLimiter(max_per_second)
+            if self._limiter is not None:
+                limiter = _Both(self._limiter, limiter)
+        if not isinstance(items, Iterable | AsyncIterable):
+            raise TypeError(f"items must be an iterable or async iterable, got {items!r}")
+        run = _MapRun(self, definition, ordered, return_exceptions, window, limiter)
+        return MapResults(run, items)
+
+    async def as_completed(
+        self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None
+    ) -> AsyncIterator[Task[T]]:
+        """Yield the tasks as they end (whatever their end), like ``asyncio.as_completed``.
+
+        ``TimeoutError`` if ``timeout`` seconds pass before all have ended (nothing is
+        cancelled).
+        """
+        pending = list(tasks)
+        for i, task in enumerate(pending):
+            if not isinstance(task, Task):
+                raise TypeError(f"tasks[{i}] is a {type(task).__name__}, not a Task")
+        limit = optional_seconds(timeout, "timeout")
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        ended: deque[Task[T]] = deque()
+        wake: list[asyncio.Future[None]] = []
+
+        def on_end(task: Task[T]) -> None:
+            ended.append(task)
+            if wake and not wake[0].done():
+                wake[0].set_result(None)
+
+        for task in pending:
+            task.add_done_callback(on_end)
+        try:
+            for _ in range(len(pending)):
+                while not ended:
+                    fut = loop.create_future()
+                    wake[:] = [fut]
+                    if deadline is None:
+                        await fut
+                    else:
+                        async with asyncio.timeout_at(deadline):
+                            await fut
+                yield ended.popleft()
+        finally:
+            for task in pending:
+                task.remove_done_callback(on_end)
 
     def _check_all(self, definitions: Iterable[Definition[Any]]) -> list[Definition[Any]]:
         batch = list(definitions)
@@ -252,6 +375,13 @@ class WorkerPool:
                     f"definitions[{i}] is a {type(definition).__name__}, not a Definition"
                 )
         return batch
+
+    def _use_loop(self) -> asyncio.AbstractEventLoop:
+        """The pool's loop, (re)bound to the running one if the pool is idle."""
+        loop = self._loop
+        if loop is None or not self._live:  # (re)bind when idle; a busy pool stays put
+            loop = self._bind()
+        return loop
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = _get_running_loop()
@@ -267,15 +397,36 @@ class WorkerPool:
         self._waking = 0
         return loop
 
-    def _start(self, definition: Definition[T], loop: asyncio.AbstractEventLoop) -> Task[T]:
-        """Start a task in a slot the caller has taken."""
+    def _start(
+        self,
+        definition: Definition[T],
+        loop: asyncio.AbstractEventLoop,
+        limiter: Limiter | None = None,
+        arg: Any = _RUN,
+        task_id: str | int | None = None,
+        keep: bool = True,
+    ) -> Task[T]:
+        """Start a task in a slot the caller has taken.
+
+        ``limiter`` replaces the pool's rate limit (``pool.map`` combines both), ``arg`` and
+        ``task_id`` are passed to ``Task._setup``; ``keep=False`` keeps the task out of
+        ``tasks()`` once it ends, whatever ``retain_finished`` says (streams).
+        """
         task: Task[T] = Task.__new__(Task)
         hooks = definition.hooks
         ready = self._ready
         task._setup(
-            definition, self._hooks if hooks is None else hooks, self._counts, self, loop, ready
+            definition,
+            self._hooks if hooks is None else hooks,
+            self._counts,
+            self,
+            loop,
+            ready,
+            self._limiter if limiter is None else limiter,
+            arg,
+            task_id,
         )
-        if self._retain:
+        if self._retain and keep:
             self._all.append(task)
         self._live[task] = None
         ready.append(task)
@@ -412,11 +563,12 @@ class WorkerPool:
 
 
 class _Group:
-    """Tasks that stand or fall together: the first to fail cancels the others."""
+    """Tasks waited for together; with ``fail_fast`` the first to fail cancels the others."""
 
-    __slots__ = ("_idle", "failed", "live")
+    __slots__ = ("_idle", "fail_fast", "failed", "live")
 
-    def __init__(self) -> None:
+    def __init__(self, fail_fast: bool) -> None:
+        self.fail_fast = fail_fast
         self.live: dict[Task[Any], None] = {}
         self.failed: Task[Any] | None = None
         self._idle: asyncio.Future[None] | None = None
@@ -427,7 +579,7 @@ class _Group:
 
     def _ended(self, task: Task[Any]) -> None:
         del self.live[task]
-        if self.failed is None and task._state is not _DONE:
+        if self.fail_fast and self.failed is None and task._state is not _DONE:
             self.failed = task
             self.cancel()
         if not self.live and self._idle is not None and not self._idle.done():

@@ -32,6 +32,7 @@ from ._state import State
 
 if TYPE_CHECKING:
     from ._pool import WorkerPool
+    from ._ratelimit import Limiter
 
 __all__ = ["Run", "Task"]
 
@@ -46,6 +47,7 @@ _PENDING_I, _STARTED_I = int(_PENDING), int(_STARTED)
 _UTC = UTC
 _now = datetime.now
 _get_running_loop = asyncio._get_running_loop
+_RUN: Any = object()  # Task._arg meaning "call task_fn with the attempt's Run"
 _event_lock = threading.Lock()  # guards Run._event, made on first wait_cancelled()
 _standalone: set[asyncio.Task[None]] = set()  # strong references to go()'s asyncio tasks
 
@@ -187,22 +189,28 @@ class _Runner:
                     plan = task._definition._plan
                     fn = plan[0]
                     is_async = plan[1]
+                    arg = task._arg
+                    limiter = task._limiter
                     wait = task._claim(self)
                     while wait is not None:
-                        if wait:
-                            try:
+                        try:
+                            if wait:
                                 await asyncio.sleep(wait)
-                            except asyncio.CancelledError:
-                                task._finish(_CANCELED, task._canceled_error())
-                                if self.settle():
-                                    raise
-                                break
+                            if limiter is not None:
+                                await limiter.acquire()
+                        except asyncio.CancelledError:
+                            task._finish(_CANCELED, task._canceled_error())
+                            if self.settle():
+                                raise
+                            break
                         run = task._start_attempt(self)
+                        if run is None:
+                            break  # the total_timeout ran out while it waited
                         try:
                             if is_async:
-                                result = await fn(run)
+                                result = await fn(run if arg is _RUN else arg)
                             else:
-                                result = await task._call_sync(self, fn, run)
+                                result = await task._call_sync(self, fn, run if arg is _RUN else arg)
                         except asyncio.CancelledError as exc:
                             wait = task._attempt_ended(self, None, None, exc)
                         except Exception as exc:
@@ -280,6 +288,7 @@ class Task(Generic[T]):
 
     __slots__ = (
         "__weakref__",
+        "_arg",
         "_attempts",
         "_callbacks",
         "_cancel_requested",
@@ -287,6 +296,8 @@ class Task(Generic[T]):
         "_definition",
         "_error_tb",
         "_hooks",
+        "_id",
+        "_limiter",
         "_loop",
         "_outcome",
         "_queue",
@@ -314,9 +325,19 @@ class Task(Generic[T]):
         pool: WorkerPool | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         queue: deque[Task[Any]] | None = None,
+        limiter: Limiter | None = None,
+        arg: Any = _RUN,
+        task_id: str | int | None = None,
     ) -> None:
-        """Initialise the task: CREATED, or a pool's, PENDING in the pool's ``queue``."""
+        """Initialise the task: CREATED, or a pool's, PENDING in the pool's ``queue``.
+
+        ``arg`` is what ``task_fn`` is called with (its Run by default; the item for
+        ``pool.map``), ``task_id`` overrides the definition's id (an int is shown as a str).
+        """
         self._definition = definition
+        self._id = definition.id if task_id is None else task_id
+        self._arg = arg
+        self._limiter = limiter
         self._hooks = hooks
         self._counts = counts
         self._slot_owner = pool  # the pool whose worker slot it holds
@@ -332,9 +353,9 @@ class Task(Generic[T]):
         self._callbacks: list[Callable[[Task[T]], object] | asyncio.Future[None]] | None = None
         if hooks is not None:
             if hooks.on_created is not None:
-                call_hook(hooks.on_created, definition.id, _now(_UTC))
+                call_hook(hooks.on_created, self.id, _now(_UTC))
             if loop is not None and hooks.on_pending is not None:
-                call_hook(hooks.on_pending, definition.id, _now(_UTC), 0)
+                call_hook(hooks.on_pending, self.id, _now(_UTC), 0)
 
     def __repr__(self) -> str:
         return f"<Task id={self.id!r} state={self._state.name} attempts={self._attempts}>"
@@ -343,7 +364,8 @@ class Task(Generic[T]):
 
     @property
     def id(self) -> str:
-        return self._definition.id
+        task_id = self._id
+        return task_id if task_id.__class__ is str else str(task_id)
 
     @property
     def definition(self) -> Definition[T]:
@@ -551,8 +573,13 @@ class Task(Generic[T]):
             return None
         return wait
 
-    def _start_attempt(self, runner: _Runner) -> Run:
-        """PENDING -> STARTED: the next attempt's `Run`, its deadline armed."""
+    def _start_attempt(self, runner: _Runner) -> Run | None:
+        """PENDING -> STARTED: the next attempt's `Run`, its deadline armed; None (and the
+        task FAILED) if the total_timeout ran out before it could start."""
+        budget_end = runner.budget_end
+        if budget_end is not None and runner.loop.time() >= budget_end:
+            self._finish(_FAILED, self._budget_error(None))
+            return None
         attempt = self._attempts
         self._attempts = attempt + 1
         counts = self._counts
@@ -564,7 +591,7 @@ class Task(Generic[T]):
         if hooks is not None and hooks.on_started is not None:
             call_hook(hooks.on_started, self.id, _now(_UTC))
         max_duration = self._definition._plan[3]
-        deadline = runner.budget_end
+        deadline = budget_end
         if max_duration is not None:
             own = runner.loop.time() + max_duration
             if deadline is None or own < deadline:
@@ -649,9 +676,9 @@ class Task(Generic[T]):
             call_hook(hooks.on_pending, self.id, _now(_UTC), retry)
         return wait
 
-    async def _call_sync(self, runner: _Runner, fn: Callable[[Run], Any], run: Run) -> Any:
+    async def _call_sync(self, runner: _Runner, fn: Callable[[Any], Any], arg: Any) -> Any:
         context = contextvars.copy_context()
-        result = await runner.call_in_thread(context.run, fn, run)
+        result = await runner.call_in_thread(context.run, fn, arg)
         if inspect.isawaitable(result):  # a lambda wrapping a coroutine function
             result = await result
         return result

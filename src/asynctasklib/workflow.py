@@ -3,5 +3,6 @@
 from ._errors import PoolStoppedError
 from ._pool import PoolStats, WorkerPool
 from ._semaphore import Semaphore
+from ._stream import MapResults
 
-__all__ = ["PoolStats", "PoolStoppedError", "Semaphore", "WorkerPool"]
+__all__ = ["MapResults", "PoolStats", "PoolStoppedError", "Semaphore", "WorkerPool"]

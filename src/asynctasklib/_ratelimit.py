@@ -1,0 +1,63 @@
+"""Rate limits: a smooth start rate (GCRA), so concurrency and rate combine."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Protocol
+
+__all__ = ["Limiter", "RateLimiter"]
+
+
+class Limiter(Protocol):
+    """What the engine awaits before each attempt starts."""
+
+    async def acquire(self) -> None: ...
+
+
+class RateLimiter:
+    """Let at most ``per_second`` attempts start per second, evenly spaced, first come first
+    served.
+
+    This is GCRA without burst: each caller reserves the next start time, at least
+    ``1 / per_second`` after the previous one, and sleeps until it. There is no burst after
+    an idle spell (a token bucket would let a backlog of starts through at once): a server
+    that allows N requests per second never sees N + 1 within a second. A caller cancelled
+    while it waits gives up its place (the rate only falls).
+    """
+
+    __slots__ = ("_interval", "_next", "per_second")
+
+    def __init__(self, per_second: float) -> None:
+        if isinstance(per_second, bool) or not isinstance(per_second, int | float):
+            raise TypeError(f"max_per_second must be a number, got {per_second!r}")
+        if not per_second > 0 or math.isinf(per_second):
+            raise ValueError(f"max_per_second must be a finite number > 0, got {per_second!r}")
+        self.per_second = float(per_second)
+        self._interval = 1.0 / per_second
+        self._next = -math.inf  # loop time at which the next start may happen
+
+    def __repr__(self) -> str:
+        return f"<RateLimiter per_second={self.per_second}>"
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        start = self._next if self._next > now else now
+        self._next = start + self._interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+class _Both:
+    """Two limits at once: a pool's and one ``map`` call's."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, first: RateLimiter, second: RateLimiter) -> None:
+        self._first = first
+        self._second = second
+
+    async def acquire(self) -> None:
+        await self._first.acquire()
+        await self._second.acquire()

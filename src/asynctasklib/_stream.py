@@ -1,0 +1,277 @@
+"""``pool.map``: a function over any iterable or async iterable, through the pool, streamed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._definition import Definition
+from ._state import State
+
+if TYPE_CHECKING:
+    from ._pool import WorkerPool
+    from ._ratelimit import Limiter
+    from ._task import Task
+
+__all__ = ["MapResults"]
+
+R = TypeVar("R")
+
+_DONE = State.DONE
+_get_running_loop = asyncio._get_running_loop
+
+
+class _MapRun:
+    """What one ``map`` run shares between its feeder, its tasks' callbacks and the consumer.
+
+    It holds no reference to the `MapResults` the consumer iterates, so dropping that (a
+    ``break`` out of ``async for``) stops the run.
+    """
+
+    __slots__ = (
+        "consumer",
+        "definition",
+        "error",
+        "exhausted",
+        "feeder",
+        "feeder_wait",
+        "limiter",
+        "live",
+        "loop",
+        "next_index",
+        "ordered",
+        "pool",
+        "queue",
+        "results",
+        "return_exceptions",
+        "stopped",
+        "taken",
+        "window",
+    )
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        definition: Definition[Any],
+        ordered: bool,
+        return_exceptions: bool,
+        window: int,
+        limiter: Limiter | None,
+    ) -> None:
+        self.pool = pool
+        self.definition = definition
+        self.ordered = ordered
+        self.return_exceptions = return_exceptions
+        self.window = window
+        self.limiter = limiter
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.feeder: asyncio.Task[None] | None = None
+        self.live: dict[int, Task[Any]] = {}  # tasks in progress, by input index
+        # finished, not yet yielded: by index when ordered, else in the order they ended
+        self.results: dict[int, Any] = {}
+        self.queue: deque[Any] = deque()
+        self.next_index = 0  # ordered: the index to yield next
+        self.taken = 0  # items taken from the input and not yet yielded
+        self.exhausted = False  # the feeder has taken its last item
+        self.error: BaseException | None = None  # to raise to the consumer
+        self.stopped = False
+        self.consumer: asyncio.Future[None] | None = None  # the consumer, waiting
+        self.feeder_wait: asyncio.Future[None] | None = None  # the feeder, waiting on the window
+
+    # -- the feeder: takes items while the window and the pool allow ---------------------
+
+    async def feed(self, items: Iterable[Any] | AsyncIterable[Any]) -> None:
+        pool = self.pool
+        slots = pool._slots
+        loop = self.loop
+        assert loop is not None
+        definition = self.definition
+        limiter = self.limiter
+        live = self.live
+        ended = self._task_ended
+        source: Any
+        if isinstance(items, AsyncIterable):
+            source = aiter(items)
+            is_async = True
+        else:
+            source = iter(items)
+            is_async = False
+        index = 0
+        try:
+            while not self.stopped:
+                if self.taken >= self.window:
+                    self.feeder_wait = loop.create_future()
+                    await self.feeder_wait
+                    continue
+                if slots._value and not slots._waiters:  # a free worker, without waiting
+                    slots._value -= 1
+                else:
+                    await pool._take_slot()
+                try:
+                    item = await anext(source) if is_async else next(source)
+                except BaseException as exc:
+                    slots.release()
+                    if not isinstance(exc, StopIteration | StopAsyncIteration):
+                        raise
+                    return
+                if self.stopped:
+                    slots.release()
+                    return
+                task = pool._start(definition, loop, limiter, item, index, keep=False)
+                task._callbacks = [ended]
+                live[index] = task
+                self.taken += 1
+                index += 1
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the input failed, or the pool was stopped
+            self.fail(exc)
+        finally:
+            self.exhausted = True
+            self._wake_consumer()
+
+    def _task_ended(self, task: Task[Any]) -> None:
+        index: int = task._id  # type: ignore[assignment]
+        del self.live[index]
+        if self.stopped:
+            return
+        outcome = task._outcome
+        if task._state is not _DONE and not self.return_exceptions:
+            self.fail(outcome)
+            return
+        if self.ordered:
+            self.results[index] = outcome
+            if index == self.next_index:
+                self._wake_consumer()
+        else:
+            self.queue.append(outcome)
+            self._wake_consumer()
+
+    # -- stopping --------------------------------------------------------------------------
+
+    def fail(self, error: BaseException) -> None:
+        """Stop the run; the consumer gets ``error`` next."""
+        if self.error is None and not self.stopped:
+            self.error = error
+            self.stop()
+            self._wake_consumer()
+
+    def stop(self) -> None:
+        """Cancel what is in progress and take no more input."""
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.feeder is not None and self.feeder is not asyncio.current_task():
+            self.feeder.cancel()
+        for task in list(self.live.values()):
+            task._cancel()
+        self.results.clear()
+        self.queue.clear()
+
+    def _wake_consumer(self) -> None:
+        fut = self.consumer
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _wake_feeder(self) -> None:
+        fut = self.feeder_wait
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+
+class MapResults(Generic[R]):
+    """The results of ``pool.map``: iterate with ``async for``.
+
+    Also an async context manager: leaving ``async with pool.map(...) as results:`` stops the
+    run for sure (in-flight tasks cancelled, no more input read). Breaking out of a bare
+    ``async for`` does the same as soon as the object is dropped, and ``await aclose()`` does
+    it explicitly.
+    """
+
+    __slots__ = ("_items", "_run")
+
+    def __init__(
+        self,
+        run: _MapRun,
+        items: Iterable[Any] | AsyncIterable[Any],
+    ) -> None:
+        self._run = run
+        self._items: Iterable[Any] | AsyncIterable[Any] | None = items
+
+    def __aiter__(self) -> AsyncIterator[R]:
+        return self
+
+    async def __anext__(self) -> R:
+        run = self._run
+        if self._items is not None:
+            self._begin()
+        while True:
+            error = run.error
+            if error is not None:
+                run.error = None
+                run.exhausted = True
+                raise error
+            if run.ordered:
+                index = run.next_index
+                results = run.results
+                if index in results:
+                    outcome = results.pop(index)
+                    run.next_index = index + 1
+                    break
+            elif run.queue:
+                outcome = run.queue.popleft()
+                break
+            if run.stopped or (run.exhausted and not run.live):
+                raise StopAsyncIteration
+            run.consumer = fut = run.loop.create_future()  # type: ignore[union-attr]
+            try:
+                await fut
+            except BaseException:
+                run.stop()
+                raise
+            finally:
+                run.consumer = None
+        run.taken -= 1
+        if run.feeder_wait is not None:
+            run._wake_feeder()
+        return outcome  # type: ignore[no-any-return]
+
+    def _begin(self) -> None:
+        run = self._run
+        items = self._items
+        assert items is not None
+        self._items = None
+        pool = run.pool
+        run.loop = loop = pool._use_loop()
+        run.feeder = loop.create_task(run.feed(items), name="asynctasklib map feeder")
+
+    async def aclose(self) -> None:
+        """Stop the run: cancel the tasks in progress, read no more input."""
+        run = self._run
+        self._items = None
+        run.stop()
+        if run.feeder is not None and not run.feeder.done():
+            await asyncio.wait([run.feeder])
+
+    async def __aenter__(self) -> MapResults[R]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        run = self._run
+        if run.stopped or run.loop is None or (run.exhausted and not run.live):
+            return
+        if _get_running_loop() is run.loop:
+            run.stop()
+        elif not run.loop.is_closed():
+            run.loop.call_soon_threadsafe(run.stop)
