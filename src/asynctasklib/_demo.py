@@ -44,7 +44,7 @@ PERMANENT_RATE = 0.005  # fails with PermanentError: not retried
 HANG = 10.0  # how long a hanging call would take
 
 # The policy under test.
-MAX_DURATION = 0.1  # per attempt; twice the slowest healthy call
+MAX_DURATION = 0.2  # per attempt; four times the slowest healthy call
 MAX_RETRIES = 3
 BACKOFF = ExponentialBackoff(initial=0.005, multiplier=2.0, max_delay=0.05, jitter=0.5)
 

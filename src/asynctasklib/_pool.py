@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 from ._definition import Definition
 from ._errors import PoolStoppedError
 from ._hooks import StateHooks
+from ._ratelimit import Limiter, RateLimiter, _Both
 from ._retry import optional_seconds
 from ._semaphore import Semaphore
 from ._state import State
-from ._ratelimit import Limiter, RateLimiter, _Both
 from ._stream import MapResults, _MapRun
 from ._task import _RUN, Task, _Runner
 

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._definition import Definition
 from ._state import State
 
 if TYPE_CHECKING:
+    from ._definition import Definition
     from ._pool import WorkerPool
     from ._ratelimit import Limiter
     from ._task import Task

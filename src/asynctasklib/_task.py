@@ -206,11 +206,12 @@ class _Runner:
                         run = task._start_attempt(self)
                         if run is None:
                             break  # the total_timeout ran out while it waited
+                        call_with = run if arg is _RUN else arg
                         try:
                             if is_async:
-                                result = await fn(run if arg is _RUN else arg)
+                                result = await fn(call_with)
                             else:
-                                result = await task._call_sync(self, fn, run if arg is _RUN else arg)
+                                result = await task._call_sync(self, fn, call_with)
                         except asyncio.CancelledError as exc:
                             wait = task._attempt_ended(self, None, None, exc)
                         except Exception as exc:
