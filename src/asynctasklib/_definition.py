@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FunctionType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ._hooks import StateHooks
 from ._retry import (
@@ -35,7 +35,7 @@ def _is_async_callable(fn: object) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # not slots=True: Definition[int](...) must work (__orig_class__)
 class Definition(Generic[T]):
     """What to run and how: the recipe of a task. Immutable; one definition may start many tasks.
 
@@ -72,6 +72,54 @@ class Definition(Generic[T]):
         init=False, repr=False, compare=False, default=(None, False, 0.0, 30.0, None)
     )
 
+    if TYPE_CHECKING:
+        # What the type checker sees, so that T is the result of an async def task_fn too.
+        @overload
+        def __init__(
+            self,
+            id: str = "",
+            *,
+            task_fn: Callable[[Run], Awaitable[T]],
+            hooks: StateHooks | None = None,
+            delay: float | timedelta = 0.0,
+            max_duration: float | timedelta | None = 30.0,
+            max_retries: int = 0,
+            backoff: Backoff = ...,
+            retry_on: RetryOn = ...,
+            total_timeout: float | timedelta | None = None,
+        ) -> None: ...
+
+        @overload
+        def __init__(
+            self,
+            id: str = "",
+            *,
+            task_fn: Callable[[Run], T],
+            hooks: StateHooks | None = None,
+            delay: float | timedelta = 0.0,
+            max_duration: float | timedelta | None = 30.0,
+            max_retries: int = 0,
+            backoff: Backoff = ...,
+            retry_on: RetryOn = ...,
+            total_timeout: float | timedelta | None = None,
+        ) -> None: ...
+
+        @overload
+        def __init__(
+            self: Definition[None],
+            id: str = "",
+            task_fn: None = None,
+            hooks: StateHooks | None = None,
+            delay: float | timedelta = 0.0,
+            max_duration: float | timedelta | None = 30.0,
+            max_retries: int = 0,
+            backoff: Backoff = ...,
+            retry_on: RetryOn = ...,
+            total_timeout: float | timedelta | None = None,
+        ) -> None: ...
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
         if not isinstance(self.id, str):
@@ -81,9 +129,9 @@ class Definition(Generic[T]):
             raise TypeError(f"task_fn must be callable, got {type(fn).__name__}")
         if self.hooks is not None and not isinstance(self.hooks, StateHooks):
             raise TypeError(f"hooks must be a StateHooks, got {type(self.hooks).__name__}")
-        if type(self.delay) is not float or self.delay < 0:
+        if type(self.delay) is not float or not self.delay >= 0:  # (NaN fails >= too)
             setattr_(self, "delay", seconds(self.delay, "delay"))
-        if type(self.max_duration) is not float or self.max_duration <= 0:
+        if type(self.max_duration) is not float or not self.max_duration > 0:
             setattr_(self, "max_duration", optional_seconds(self.max_duration, "max_duration"))
         if self.total_timeout is not None:
             setattr_(self, "total_timeout", optional_seconds(self.total_timeout, "total_timeout"))

@@ -68,8 +68,10 @@ class ExponentialBackoff:
         object.__setattr__(self, "max_delay", seconds(self.max_delay, "max_delay"))
         for name in ("multiplier", "jitter"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+            if not isinstance(value, int | float) or isinstance(value, bool):
                 raise TypeError(f"{name} must be a number, got {value!r}")
+            if math.isnan(value):
+                raise ValueError(f"{name} must not be NaN")
         if self.multiplier < 1:
             raise ValueError(f"multiplier must be >= 1, got {self.multiplier!r}")
         if not 0 <= self.jitter <= 1:

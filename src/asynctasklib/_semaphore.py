@@ -65,15 +65,18 @@ class Semaphore:
             return
         limit = None if timeout is None else seconds(timeout, "timeout")
         if limit == 0:
-            raise TimeoutError("no slot was free")
+            raise TimeoutError("no slot of the semaphore was free")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:
             if limit is None:
                 await fut
             else:
-                async with asyncio.timeout(limit):
-                    await fut
+                try:
+                    async with asyncio.timeout(limit):
+                        await fut
+                except TimeoutError:
+                    raise TimeoutError(f"no slot of the semaphore was free within {limit}s") from None
         except BaseException:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self._hand_back()  # the slot reached us as we gave up: pass it on
