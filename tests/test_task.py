@@ -1,0 +1,1204 @@
+"""`Task` and `Run`: the lifecycle of one task started with ``go()``.
+
+``async def`` tests run on the virtual clock of conftest (``loop.time()`` differences are
+exact); tests with sync task functions use real threads and are marked ``realtime``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from asynctasklib import (
+    Definition,
+    InvalidStateError,
+    Run,
+    State,
+    StateHooks,
+    Task,
+    TaskCanceledError,
+    TaskError,
+    TaskFnNotSetError,
+    TaskInProgressError,
+    TaskTimeoutError,
+    WorkerPool,
+)
+
+LONG = 10_000.0  # "forever" on the virtual clock
+REAL_TIMEOUT = 5.0  # an upper bound for real-time waits that should take milliseconds
+
+FLAGS = ("created", "pending", "started", "done", "failed", "canceled", "end", "in_progress")
+
+
+def flags(task: Task[Any]) -> set[str]:
+    """The names of the ``is_*()`` predicates that are true."""
+    return {name for name in FLAGS if getattr(task, f"is_{name}")()}
+
+
+EXPECTED_FLAGS = {
+    State.CREATED: {"created"},
+    State.PENDING: {"pending", "in_progress"},
+    State.STARTED: {"started", "in_progress"},
+    State.DONE: {"done", "end"},
+    State.FAILED: {"failed", "end"},
+    State.CANCELED: {"canceled", "end"},
+}
+
+
+def check_state(task: Task[Any], state: State) -> None:
+    assert task.state is state
+    assert flags(task) == EXPECTED_FLAGS[state]
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def hang(run: Run) -> None:
+    await asyncio.sleep(LONG)
+
+
+def started(fn: Callable[[Run], Awaitable[Any]], *, delay: float = 0, **kw: Any) -> Task[Any]:
+    task = Task(Definition(id="t", task_fn=fn, delay=delay, **kw))
+    task.go()
+    return task
+
+
+# -- basics ----------------------------------------------------------------------------------
+
+
+def test_states_and_errors() -> None:
+    assert [(s.name, int(s)) for s in State] == [
+        ("CREATED", 0),
+        ("PENDING", 1),
+        ("STARTED", 2),
+        ("DONE", 3),
+        ("FAILED", 4),
+        ("CANCELED", 5),
+    ]
+    for cls in (
+        TaskCanceledError,
+        TaskTimeoutError,
+        TaskInProgressError,
+        TaskFnNotSetError,
+        InvalidStateError,
+    ):
+        assert issubclass(cls, TaskError)
+        assert issubclass(cls, Exception)
+    assert issubclass(TaskTimeoutError, TimeoutError)
+
+
+def test_task_constructed_without_a_loop() -> None:
+    d = Definition(id="offline", task_fn=hang)
+    task = Task(d)
+    check_state(task, State.CREATED)
+    assert task.id == "offline"
+    assert task.definition is d
+    assert task.attempts == 0
+    assert task.error is None
+    assert task.cancel() is False
+    check_state(task, State.CREATED)
+    with pytest.raises(InvalidStateError):
+        task.result()
+
+
+def test_go_needs_a_running_loop() -> None:
+    task = Task(Definition(task_fn=hang))
+    with pytest.raises(RuntimeError):
+        task.go()
+    check_state(task, State.CREATED)
+    assert task.attempts == 0
+
+
+@pytest.mark.parametrize("bad", [None, "def", {"task_fn": hang}, object()])
+def test_task_takes_a_definition(bad: Any) -> None:
+    with pytest.raises(TypeError, match="Definition"):
+        Task(bad)
+
+
+async def test_lifecycle_phases() -> None:
+    async def fn(run: Run) -> int:
+        await asyncio.sleep(4)
+        if run.attempt == 0:
+            raise ValueError("first")
+        return 42
+
+    task = Task(Definition(task_fn=fn, delay=4, max_retries=1, backoff=4))
+    check_state(task, State.CREATED)
+    assert task.go() is None
+    check_state(task, State.PENDING)  # already PENDING when go() returns
+    assert task.attempts == 0
+    await asyncio.sleep(2)  # t=2: in the delay
+    check_state(task, State.PENDING)
+    assert task.attempts == 0
+    await asyncio.sleep(4)  # t=6: first attempt runs
+    check_state(task, State.STARTED)
+    assert task.attempts == 1
+    assert task.error is None
+    with pytest.raises(InvalidStateError):
+        task.result()
+    await asyncio.sleep(4)  # t=10: backoff after the first failure
+    check_state(task, State.PENDING)
+    assert task.attempts == 1
+    assert task.error is None
+    with pytest.raises(InvalidStateError):
+        task.result()
+    await asyncio.sleep(4)  # t=14: the retry runs
+    check_state(task, State.STARTED)
+    assert task.attempts == 2
+    await task.wait()
+    assert now() == 16.0
+    check_state(task, State.DONE)
+    assert task.result() == 42
+    assert task.error is None
+    assert task.attempts == 2
+
+
+@pytest.mark.parametrize("phase", ["delay", "running", "backoff"])
+async def test_go_while_in_progress_raises(phase: str) -> None:
+    async def fn(run: Run) -> None:
+        if run.attempt == 0 and phase == "backoff":
+            raise ValueError("x")
+        await asyncio.sleep(10)
+
+    delay = 10 if phase == "delay" else 0
+    task = started(fn, delay=delay, max_retries=1, backoff=10)
+    await asyncio.sleep(5)
+    state_before = task.state
+    with pytest.raises(TaskInProgressError):
+        task.go()
+    assert task.state is state_before
+    assert task.is_in_progress()
+    await task.wait()
+    check_state(task, State.DONE)
+    assert now() == (20.0 if phase != "running" else 10.0)
+
+
+async def test_go_twice_at_once_raises() -> None:
+    task = Task(Definition(task_fn=hang))
+    task.go()
+    with pytest.raises(TaskInProgressError):
+        task.go()
+    task.cancel()
+    await task.wait()
+    check_state(task, State.CANCELED)
+
+
+@pytest.mark.parametrize("first_end", [State.DONE, State.FAILED, State.CANCELED])
+async def test_rerun_after_end_is_a_fresh_run(first_end: State) -> None:
+    runs = 0
+    first_error = ValueError("first run")
+
+    async def fn(run: Run) -> str:
+        nonlocal runs
+        runs += 1
+        if runs == 1 and first_end is State.FAILED:
+            raise first_error
+        if runs <= 3 and first_end is State.CANCELED:
+            await asyncio.sleep(LONG)
+        if runs > 1 and run.attempt < 2:
+            raise KeyError("retry me")
+        return f"run {runs}"
+
+    task = Task(Definition(task_fn=fn, max_retries=2, retry_on=KeyError, backoff=1))
+    task.go()
+    if first_end is State.CANCELED:
+        await asyncio.sleep(1)
+        task.cancel()
+    await task.wait()
+    check_state(task, first_end)
+    assert task.attempts == 1
+    if first_end is State.FAILED:
+        assert task.error is first_error
+
+    task.go()
+    check_state(task, State.PENDING)
+    assert task.attempts == 0
+    assert task.error is None
+    with pytest.raises(InvalidStateError):
+        task.result()
+    if first_end is State.CANCELED:  # the second run is cancelled and re-run as well
+        await asyncio.sleep(1)
+        task.cancel()
+        await task.wait()
+        check_state(task, State.CANCELED)
+        task.go()
+    assert await task == f"run {runs}"
+    check_state(task, State.DONE)
+    assert task.attempts == 3
+    assert task.error is None
+
+
+async def test_rerun_from_a_done_callback() -> None:
+    count = 0
+
+    async def fn(run: Run) -> int:
+        nonlocal count
+        count += 1
+        return count
+
+    task = Task(Definition(task_fn=fn))
+    ends: list[int] = []
+
+    def again(t: Task[int]) -> None:
+        ends.append(t.result())
+        if len(ends) < 3:
+            t.go()
+            t.add_done_callback(again)
+
+    task.add_done_callback(again)
+    task.go()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert ends == [1, 2, 3]
+    check_state(task, State.DONE)
+
+
+# -- delay, attempts, errors, timeouts ------------------------------------------------------
+
+
+@pytest.mark.parametrize("delay", [5, 5.0, timedelta(seconds=5)], ids=repr)
+async def test_delay_waited_once_before_first_attempt(delay: Any) -> None:
+    starts: list[float] = []
+
+    async def fn(run: Run) -> None:
+        starts.append(now())
+        raise ValueError("x")
+
+    task = Task(Definition(task_fn=fn, delay=delay, max_retries=2, backoff=1))
+    task.go()
+    await task.wait()
+    assert starts == [5.0, 6.0, 7.0]
+    check_state(task, State.FAILED)
+
+
+async def test_attempts_and_last_error_identity() -> None:
+    raised: list[Exception] = []
+    seen: list[int] = []
+    runs: list[Run] = []
+
+    async def fn(run: Run) -> None:
+        seen.append(run.attempt)
+        runs.append(run)
+        raised.append(ValueError(f"attempt {run.attempt}"))
+        raise raised[-1]
+
+    task = started(fn, max_retries=3, backoff=0)
+    await task.wait()
+    assert seen == [0, 1, 2, 3]
+    assert len({id(r) for r in runs}) == 4  # a new Run per attempt
+    assert task.attempts == 4
+    check_state(task, State.FAILED)
+    assert task.error is raised[-1]
+    with pytest.raises(ValueError, match="attempt 3") as info:
+        task.result()
+    assert info.value is raised[-1]
+    with pytest.raises(ValueError, match="attempt 3") as info2:
+        await task
+    assert info2.value is raised[-1]
+
+
+async def test_no_retries_by_default() -> None:
+    calls: list[int] = []
+
+    async def fn(run: Run) -> None:
+        calls.append(run.attempt)
+        raise OSError("once")
+
+    task = started(fn)
+    await task.wait()
+    assert calls == [0]
+    assert task.attempts == 1
+    assert isinstance(task.error, OSError)
+
+
+@pytest.mark.parametrize("max_duration", [2, 2.0, timedelta(seconds=2)], ids=repr)
+async def test_timeout(max_duration: Any) -> None:
+    task = started(hang, max_duration=max_duration)
+    await task.wait()
+    assert now() == 2.0
+    check_state(task, State.FAILED)
+    assert isinstance(task.error, TaskTimeoutError)
+    assert isinstance(task.error, TimeoutError)
+    assert not isinstance(task.error, asyncio.CancelledError)
+    with pytest.raises(TaskTimeoutError):
+        await task
+    with pytest.raises(TimeoutError):
+        task.result()
+
+
+async def test_default_timeout_is_30_seconds() -> None:
+    task = started(hang)
+    await task.wait()
+    assert now() == 30.0
+    assert isinstance(task.error, TaskTimeoutError)
+
+
+async def test_no_timeout_with_max_duration_none() -> None:
+    async def fn(run: Run) -> str:
+        await asyncio.sleep(LONG)
+        return "slow"
+
+    task = started(fn, max_duration=None)
+    assert await task == "slow"
+    assert now() == LONG
+
+
+async def test_attempt_that_ends_just_in_time_is_done() -> None:
+    async def fn(run: Run) -> str:
+        await asyncio.sleep(1.5)
+        return "in time"
+
+    task = started(fn, max_duration=2)
+    assert await task == "in time"
+    assert now() == 1.5
+
+
+async def test_timeout_swallowed_by_the_function_is_still_a_timeout() -> None:
+    calls: list[int] = []
+
+    async def fn(run: Run) -> str:
+        calls.append(run.attempt)
+        try:
+            await asyncio.sleep(LONG)
+        except asyncio.CancelledError:
+            return "swallowed"
+        return "never"
+
+    task = started(fn, max_duration=2, max_retries=1, backoff=1)
+    await task.wait()
+    check_state(task, State.FAILED)
+    assert isinstance(task.error, TaskTimeoutError)
+    assert calls == [0, 1]
+    assert now() == 5.0
+
+
+async def test_no_task_fn_fails_with_task_fn_not_set() -> None:
+    task = Task(Definition(id="empty", max_retries=3))
+    task.go()
+    await task.wait()
+    check_state(task, State.FAILED)
+    assert isinstance(task.error, TaskFnNotSetError)
+    assert task.attempts == 0
+    with pytest.raises(TaskFnNotSetError):
+        await task
+
+
+async def test_tasks_run_concurrently() -> None:
+    async def fn(run: Run) -> float:
+        await asyncio.sleep(5)
+        return now()
+
+    tasks = [started(fn) for _ in range(20)]
+    assert [await t for t in tasks] == [5.0] * 20
+    assert now() == 5.0
+
+
+async def test_keeps_running_without_references() -> None:
+    ran: list[float] = []
+
+    async def fn(run: Run) -> None:
+        await asyncio.sleep(1)
+        gc.collect()
+        await asyncio.sleep(1)
+        ran.append(now())
+
+    Task(Definition(task_fn=fn)).go()  # neither the Task nor its asyncio task is kept
+    gc.collect()
+    await asyncio.sleep(3)
+    assert ran == [2.0]
+
+
+# -- cancel --------------------------------------------------------------------------------
+
+
+async def test_cancel_during_delay() -> None:
+    calls: list[int] = []
+
+    async def fn(run: Run) -> None:
+        calls.append(run.attempt)
+
+    task = started(fn, delay=10)
+    await asyncio.sleep(3)
+    assert task.cancel() is True
+    await task.wait()
+    assert now() == 3.0
+    check_state(task, State.CANCELED)
+    assert isinstance(task.error, TaskCanceledError)
+    assert task.attempts == 0
+    assert calls == []
+    await asyncio.sleep(20)
+    assert calls == []
+
+
+async def test_cancel_right_after_go() -> None:
+    calls: list[int] = []
+
+    async def fn(run: Run) -> None:
+        calls.append(run.attempt)
+
+    task = started(fn)
+    assert task.cancel() is True
+    await task.wait()
+    check_state(task, State.CANCELED)
+    assert task.attempts == 0
+    assert calls == []
+
+
+async def test_cancel_during_backoff() -> None:
+    calls: list[int] = []
+
+    async def fn(run: Run) -> None:
+        calls.append(run.attempt)
+        raise ValueError("x")
+
+    task = started(fn, max_retries=3, backoff=10)
+    await asyncio.sleep(4)
+    check_state(task, State.PENDING)
+    assert task.cancel() is True
+    await task.wait()
+    assert now() == 4.0
+    check_state(task, State.CANCELED)
+    assert isinstance(task.error, TaskCanceledError)
+    assert task.attempts == 1
+    await asyncio.sleep(20)
+    assert calls == [0]
+
+
+async def test_cancel_during_attempt() -> None:
+    cleanup: list[float] = []
+
+    async def fn(run: Run) -> None:
+        try:
+            await asyncio.sleep(LONG)
+        finally:
+            cleanup.append(now())
+
+    task = started(fn, max_retries=3, backoff=0, retry_on=BaseException)
+    await asyncio.sleep(2)
+    assert task.cancel() is True
+    await task.wait()
+    assert now() == 2.0
+    assert cleanup == [2.0]
+    check_state(task, State.CANCELED)
+    assert isinstance(task.error, TaskCanceledError)
+    assert task.attempts == 1
+    with pytest.raises(TaskCanceledError):
+        task.result()
+    with pytest.raises(TaskCanceledError):
+        await task
+
+
+@pytest.mark.parametrize("more_work", [0, 3])
+async def test_cancel_swallowed_by_the_function(more_work: float) -> None:
+    calls: list[int] = []
+
+    async def fn(run: Run) -> str:
+        calls.append(run.attempt)
+        try:
+            await asyncio.sleep(LONG)
+        except asyncio.CancelledError:
+            if more_work:
+                await asyncio.sleep(more_work)
+            return "swallowed"
+        return "never"
+
+    task = started(fn, max_retries=3, backoff=0, retry_on=BaseException)
+    await asyncio.sleep(1)
+    assert task.cancel() is True
+    await task.wait()
+    check_state(task, State.CANCELED)
+    assert isinstance(task.error, TaskCanceledError)
+    assert calls == [0]
+    assert task.attempts == 1
+    assert now() == 1.0 + more_work
+
+
+async def test_cancel_return_values() -> None:
+    task = Task(Definition(task_fn=hang))
+    assert task.cancel() is False  # CREATED: left as it is
+    check_state(task, State.CREATED)
+    task.go()
+    await asyncio.sleep(1)
+    assert task.cancel() is True
+    assert task.cancel() is True  # still in progress: idempotent
+    await task.wait()
+    error = task.error
+    assert task.cancel() is False  # ended
+    check_state(task, State.CANCELED)
+    assert task.error is error
+
+
+@pytest.mark.parametrize("end", [State.DONE, State.FAILED])
+async def test_cancel_after_end_changes_nothing(end: State) -> None:
+    problem = ValueError("x")
+
+    async def fn(run: Run) -> int:
+        if end is State.FAILED:
+            raise problem
+        return 7
+
+    task = started(fn)
+    await task.wait()
+    assert task.cancel() is False
+    check_state(task, end)
+    if end is State.DONE:
+        assert task.result() == 7
+    else:
+        assert task.error is problem
+
+
+async def test_cancel_fires_on_canceled_once() -> None:
+    events: list[str] = []
+    hooks = StateHooks(
+        on_canceled=lambda i, w: events.append("canceled"),
+        on_failed=lambda i, w, e: events.append("failed"),
+    )
+    task = Task(Definition(task_fn=hang, hooks=hooks))
+    task.go()
+    await asyncio.sleep(1)
+    task.cancel()
+    task.cancel()
+    await task.wait()
+    task.cancel()
+    assert events == ["canceled"]
+
+
+@pytest.mark.parametrize("then", ["return", "await"])
+async def test_task_cancels_itself(then: str) -> None:
+    seen: list[bool] = []
+
+    async def fn(run: Run) -> str:
+        await asyncio.sleep(1)
+        run.cancel()
+        seen.append(run.cancelled)
+        if then == "await":
+            await asyncio.sleep(LONG)
+        return "returned"
+
+    task = started(fn, max_retries=3, backoff=0, retry_on=BaseException)
+    await task.wait()
+    assert now() == 1.0
+    check_state(task, State.CANCELED)
+    assert isinstance(task.error, TaskCanceledError)
+    assert task.attempts == 1
+    assert seen == [True]
+    # a stray cancellation must not hit the awaiting code afterwards
+    await asyncio.sleep(1)
+    assert now() == 2.0
+
+
+async def test_self_cancel_does_not_hit_the_next_task_in_line() -> None:
+    async def cancels_itself(run: Run) -> str:
+        run.cancel()
+        return "x"
+
+    async def slow(run: Run) -> str:
+        await asyncio.sleep(1)
+        return "slow ok"
+
+    # one worker runs both tasks inline, one after the other
+    async with WorkerPool(1) as pool:
+        a = await pool.submit(Definition(task_fn=cancels_itself))
+        b = await pool.submit(Definition(task_fn=slow))
+        await a.wait()
+        assert await b == "slow ok"
+    check_state(a, State.CANCELED)
+    check_state(b, State.DONE)
+    assert now() == 1.0
+
+
+# -- waiting and results ---------------------------------------------------------------------
+
+
+async def test_await_task_returns_the_result() -> None:
+    value = object()
+
+    async def fn(run: Run) -> object:
+        return value
+
+    task = started(fn)
+    assert await task is value
+    assert task.result() is value
+    assert await task is value  # again, after the end
+
+
+@pytest.mark.parametrize(
+    ("fn", "error_type"),
+    [
+        (hang, TaskTimeoutError),
+        (None, TaskFnNotSetError),
+    ],
+)
+async def test_wait_never_raises(fn: Any, error_type: type[BaseException]) -> None:
+    task = Task(Definition(task_fn=fn, max_duration=1))
+    task.go()
+    assert await task.wait() is None
+    assert isinstance(task.error, error_type)
+    assert await task.wait() is None  # after the end, at once
+
+
+async def test_wait_never_raises_when_failed_or_canceled() -> None:
+    async def fails(run: Run) -> None:
+        raise ZeroDivisionError
+
+    a = started(fails)
+    b = started(hang)
+    await asyncio.sleep(1)
+    b.cancel()
+    assert await a.wait() is None
+    assert await b.wait() is None
+    check_state(a, State.FAILED)
+    check_state(b, State.CANCELED)
+
+
+async def test_many_waiters() -> None:
+    async def fn(run: Run) -> str:
+        await asyncio.sleep(3)
+        return "r"
+
+    task = started(fn)
+
+    async def waiter() -> tuple[str, float]:
+        return await task, now()
+
+    results = await asyncio.gather(*(waiter() for _ in range(5)), task.wait())
+    assert results == [("r", 3.0)] * 5 + [None]
+
+
+async def test_result_before_end_raises_invalid_state() -> None:
+    task = Task(Definition(task_fn=hang, delay=1))
+    with pytest.raises(InvalidStateError):
+        task.result()
+    task.go()
+    with pytest.raises(InvalidStateError):
+        task.result()  # PENDING
+    await asyncio.sleep(2)
+    with pytest.raises(InvalidStateError):
+        task.result()  # STARTED
+    task.cancel()
+    await task.wait()
+
+
+async def test_wait_on_created_task_raises_invalid_state() -> None:
+    task = Task(Definition(task_fn=hang))
+    with pytest.raises(InvalidStateError):
+        await task.wait()
+    with pytest.raises(InvalidStateError):
+        await task
+    check_state(task, State.CREATED)
+
+
+async def test_external_cancellation_of_the_waiter_does_not_affect_the_task() -> None:
+    async def fn(run: Run) -> str:
+        await asyncio.sleep(5)
+        return "done"
+
+    task = started(fn)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(task.wait(), 0.1)
+    assert now() == pytest.approx(0.1)
+    check_state(task, State.STARTED)
+
+    async def awaiter() -> str:
+        return await task
+
+    waiter = asyncio.ensure_future(awaiter())
+    await asyncio.sleep(1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    check_state(task, State.STARTED)
+    assert await task == "done"
+    assert now() == 5.0
+
+
+# -- done callbacks ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("end", [State.DONE, State.FAILED, State.CANCELED])
+async def test_done_callbacks(end: State) -> None:
+    async def fn(run: Run) -> None:
+        await asyncio.sleep(2)
+        if end is State.FAILED:
+            raise ValueError("x")
+        if end is State.CANCELED:
+            run.cancel()
+
+    task = Task(Definition(task_fn=fn))
+    calls: list[tuple[str, Task[Any], State, float]] = []
+
+    def first(t: Task[Any]) -> None:
+        calls.append(("first", t, t.state, now()))
+
+    def second(t: Task[Any]) -> None:
+        calls.append(("second", t, t.state, now()))
+
+    task.add_done_callback(first)  # before go(): kept for the run
+    task.go()
+    task.add_done_callback(second)
+    await task.wait()
+    assert calls == [("first", task, end, 2.0), ("second", task, end, 2.0)]
+    # added after the end: called at once
+    task.add_done_callback(first)
+    assert calls[-1] == ("first", task, end, 2.0)
+    assert len(calls) == 3
+
+
+async def test_remove_done_callback() -> None:
+    calls: list[str] = []
+
+    def a(t: Task[Any]) -> None:
+        calls.append("a")
+
+    def b(t: Task[Any]) -> None:
+        calls.append("b")
+
+    task = started(hang, max_duration=1)
+    assert task.remove_done_callback(a) == 0
+    task.add_done_callback(a)
+    task.add_done_callback(b)
+    task.add_done_callback(a)
+    assert task.remove_done_callback(a) == 2
+    assert task.remove_done_callback(a) == 0
+    await task.wait()
+    assert calls == ["b"]
+
+
+async def test_done_callbacks_are_for_one_run() -> None:
+    calls: list[int] = []
+
+    async def fn(run: Run) -> None:
+        pass
+
+    task = started(fn)
+    task.add_done_callback(lambda t: calls.append(1))
+    await task.wait()
+    task.go()
+    await task.wait()
+    assert calls == [1]
+
+
+async def test_raising_done_callback_is_logged_and_ignored(
+    hook_log: pytest.LogCaptureFixture,
+) -> None:
+    oops = RuntimeError("callback broke")
+    calls: list[str] = []
+
+    def bad(t: Task[Any]) -> None:
+        raise oops
+
+    async def fn(run: Run) -> int:
+        return 5
+
+    task = Task(Definition(id="cb", task_fn=fn))
+    task.add_done_callback(bad)
+    task.add_done_callback(lambda t: calls.append("after"))
+    task.go()
+    assert await task == 5
+    assert calls == ["after"]
+    check_state(task, State.DONE)
+    records = [r for r in hook_log.records if r.name == "asynctasklib"]
+    assert len(records) == 1
+    assert records[0].levelno == logging.ERROR
+    assert records[0].exc_info is not None
+    assert records[0].exc_info[1] is oops
+    # added after the end: logged too, and add_done_callback does not raise
+    task.add_done_callback(bad)
+    assert len([r for r in hook_log.records if r.name == "asynctasklib"]) == 2
+
+
+# -- Run -------------------------------------------------------------------------------------
+
+
+async def test_run_id_attempt_and_deadline() -> None:
+    seen: list[tuple[str, int, float, float | None]] = []
+
+    async def fn(run: Run) -> None:
+        seen.append((run.id, run.attempt, now(), run.deadline))
+        await asyncio.sleep(1)
+        raise ValueError("x")
+
+    task = Task(Definition(id="r", task_fn=fn, delay=3, max_duration=7, max_retries=2, backoff=2))
+    task.go()
+    await task.wait()
+    assert seen == [("r", 0, 3.0, 10.0), ("r", 1, 6.0, 13.0), ("r", 2, 9.0, 16.0)]
+
+
+async def test_run_deadline_none_without_limit() -> None:
+    deadlines: list[float | None] = []
+
+    async def fn(run: Run) -> None:
+        deadlines.append(run.deadline)
+
+    await started(fn, max_duration=None).wait()
+    assert deadlines == [None]
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+async def test_run_cancelled_flips(how: str) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    async def fn(run: Run) -> None:
+        seen.append(("before", run.cancelled))
+        try:
+            await asyncio.sleep(LONG)
+        except asyncio.CancelledError:
+            seen.append(("after", run.cancelled))
+            raise
+
+    task = started(fn, max_duration=5)
+    if how == "cancel":
+        await asyncio.sleep(2)
+        task.cancel()
+    await task.wait()
+    assert seen == [("before", False), ("after", True)]
+    assert now() == (2.0 if how == "cancel" else 5.0)
+
+
+async def test_run_cancelled_is_per_attempt() -> None:
+    seen: list[bool] = []
+
+    async def fn(run: Run) -> None:
+        seen.append(run.cancelled)
+        await asyncio.sleep(LONG)
+
+    task = started(fn, max_duration=1, max_retries=1, backoff=0)
+    await task.wait()
+    assert seen == [False, False]  # the timeout of attempt 0 does not mark attempt 1
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+async def test_run_sleep_interrupted(how: str) -> None:
+    after: list[float] = []
+
+    async def fn(run: Run) -> None:
+        try:
+            await run.sleep(LONG)
+        finally:
+            after.append(now())
+
+    task = started(fn, max_duration=4)
+    if how == "cancel":
+        await asyncio.sleep(1)
+        task.cancel()
+    await task.wait()
+    expected = 1.0 if how == "cancel" else 4.0
+    assert after == [expected]
+    assert task.state is (State.CANCELED if how == "cancel" else State.FAILED)
+
+
+@pytest.mark.parametrize("seconds", [2, 2.5, timedelta(milliseconds=2500), 0], ids=repr)
+async def test_run_sleep_sleeps(seconds: Any) -> None:
+    async def fn(run: Run) -> float:
+        await run.sleep(seconds)
+        return now()
+
+    expected = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
+    assert await started(fn) == expected
+
+
+async def test_run_sleep_rejects_bad_values() -> None:
+    async def fn(run: Run) -> None:
+        await run.sleep(-1)
+
+    task = started(fn)
+    await task.wait()
+    assert isinstance(task.error, ValueError)
+
+
+async def test_run_callback_fires_on_task_fn() -> None:
+    calls: list[tuple[str, float]] = []
+
+    async def fn(run: Run) -> None:
+        run.callback()
+        await asyncio.sleep(1)
+        run.callback()
+
+    hooks = StateHooks(on_task_fn=lambda task_id, when: calls.append((task_id, now())))
+    task = Task(Definition(id="cb", task_fn=fn, hooks=hooks))
+    task.go()
+    await task.wait()
+    assert calls == [("cb", 0.0), ("cb", 1.0)]
+
+
+async def test_run_callback_without_hooks_is_harmless() -> None:
+    async def fn(run: Run) -> str:
+        run.callback()
+        return "fine"
+
+    assert await started(fn) == "fine"
+
+
+async def test_wait_cancelled_on_the_loop_thread_raises() -> None:
+    errors: list[BaseException] = []
+
+    async def fn(run: Run) -> None:
+        try:
+            run.wait_cancelled(0.01)
+        except RuntimeError as e:
+            errors.append(e)
+
+    task = started(fn)
+    await task.wait()
+    assert len(errors) == 1
+    check_state(task, State.DONE)
+
+
+# -- errors never leak into the loop; contextvars ------------------------------------------------
+
+
+async def test_task_fn_errors_never_reach_the_loop() -> None:
+    async def fails(run: Run) -> None:
+        raise ValueError("nobody looks at me")
+
+    # tasks that fail, that nobody awaits, and that are dropped: the conftest fails this
+    # test if the event loop reports anything
+    for _ in range(3):
+        started(fails, max_retries=1, backoff=0)
+    Task(Definition(task_fn=None)).go()
+    Task(Definition(task_fn=hang, max_duration=1)).go()
+    await asyncio.sleep(2)
+    gc.collect()
+    await asyncio.sleep(0)
+
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+
+async def test_contextvars_in_async_task_fn() -> None:
+    seen: list[str] = []
+
+    async def fn(run: Run) -> None:
+        seen.append(var.get())
+        var.set("changed inside")
+
+    token = var.set("outside")
+    try:
+        task = started(fn)
+        await task.wait()
+        assert seen == ["outside"]
+        assert var.get() == "outside"  # the task's changes stay in the task
+    finally:
+        var.reset(token)
+
+
+# -- sync task functions (real threads) ------------------------------------------------------
+
+
+class Probe:
+    """What a sync task function saw, reported from its thread."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.finished = threading.Event()
+        self.values: dict[str, Any] = {}
+
+    async def wait(self, event: threading.Event) -> None:
+        assert await asyncio.to_thread(event.wait, REAL_TIMEOUT), "the thread did not report"
+
+
+@pytest.mark.realtime
+async def test_sync_fn_runs_in_a_thread() -> None:
+    loop_thread = threading.get_ident()
+    probe = Probe()
+
+    def fn(run: Run) -> int:
+        probe.values["thread"] = threading.get_ident()
+        probe.values["attempt"] = run.attempt
+        probe.values["id"] = run.id
+        return 99
+
+    task = Task(Definition(id="sync", task_fn=fn))
+    task.go()
+    assert await asyncio.wait_for(task, REAL_TIMEOUT) == 99
+    assert probe.values["thread"] != loop_thread
+    assert probe.values["attempt"] == 0
+    assert probe.values["id"] == "sync"
+    check_state(task, State.DONE)
+
+
+@pytest.mark.realtime
+async def test_sync_fn_error_identity_and_retries() -> None:
+    raised: list[Exception] = []
+
+    def fn(run: Run) -> None:
+        raised.append(KeyError(run.attempt))
+        raise raised[-1]
+
+    task = Task(Definition(task_fn=fn, max_retries=2, backoff=0))
+    task.go()
+    await asyncio.wait_for(task.wait(), REAL_TIMEOUT)
+    check_state(task, State.FAILED)
+    assert task.attempts == 3
+    assert task.error is raised[-1]
+    assert len(raised) == 3
+
+
+@pytest.mark.realtime
+async def test_sync_fn_cancel_ends_at_once_and_tells_the_function() -> None:
+    probe = Probe()
+
+    def fn(run: Run) -> None:
+        probe.values["before"] = run.cancelled
+        probe.started.set()
+        probe.release.wait(REAL_TIMEOUT)  # does not look at run: cannot be interrupted
+        probe.values["after"] = run.cancelled
+        probe.finished.set()
+
+    task = Task(Definition(task_fn=fn, max_retries=2, retry_on=BaseException))
+    task.go()
+    await probe.wait(probe.started)
+    assert task.cancel() is True
+    await asyncio.wait_for(task.wait(), REAL_TIMEOUT)
+    check_state(task, State.CANCELED)  # ended while the function still runs
+    assert not probe.finished.is_set()
+    assert isinstance(task.error, TaskCanceledError)
+    probe.release.set()
+    await probe.wait(probe.finished)
+    assert probe.values == {"before": False, "after": True}
+    assert task.attempts == 1
+
+
+@pytest.mark.realtime
+async def test_sync_fn_timeout_ends_at_once() -> None:
+    probe = Probe()
+
+    def fn(run: Run) -> None:
+        probe.release.wait(REAL_TIMEOUT)
+        probe.values["cancelled"] = run.cancelled
+        probe.finished.set()
+
+    task = Task(Definition(task_fn=fn, max_duration=0.05))
+    task.go()
+    await asyncio.wait_for(task.wait(), REAL_TIMEOUT)
+    check_state(task, State.FAILED)
+    assert isinstance(task.error, TaskTimeoutError)
+    assert not probe.finished.is_set()
+    probe.release.set()
+    await probe.wait(probe.finished)
+    assert probe.values == {"cancelled": True}
+
+
+@pytest.mark.realtime
+@pytest.mark.parametrize("how", ["cancel", "timeout", "self"])
+async def test_wait_cancelled_returns_true_promptly(how: str) -> None:
+    probe = Probe()
+
+    def fn(run: Run) -> None:
+        probe.started.set()
+        if how == "self":
+            run.cancel()
+        t0 = time.monotonic()
+        probe.values["first"] = run.wait_cancelled(REAL_TIMEOUT)
+        probe.values["elapsed"] = time.monotonic() - t0
+        probe.values["again"] = run.wait_cancelled(0)  # already cancelled: at once
+        probe.finished.set()
+
+    task = Task(Definition(task_fn=fn, max_duration=0.05 if how == "timeout" else None))
+    task.go()
+    await probe.wait(probe.started)
+    if how == "cancel":
+        task.cancel()
+    await asyncio.wait_for(task.wait(), REAL_TIMEOUT)
+    await probe.wait(probe.finished)
+    assert probe.values["first"] is True
+    assert probe.values["again"] is True
+    assert probe.values["elapsed"] < REAL_TIMEOUT / 2
+    assert task.state is (State.FAILED if how == "timeout" else State.CANCELED)
+
+
+@pytest.mark.realtime
+@pytest.mark.parametrize("timeout", [0, 0.02, timedelta(milliseconds=20)], ids=repr)
+async def test_wait_cancelled_returns_false_when_its_timeout_passes(timeout: Any) -> None:
+    def fn(run: Run) -> tuple[bool, bool]:
+        return run.wait_cancelled(timeout), run.cancelled
+
+    task = Task(Definition(task_fn=fn))
+    task.go()
+    assert await asyncio.wait_for(task, REAL_TIMEOUT) == (False, False)
+
+
+@pytest.mark.realtime
+async def test_sync_fn_returning_an_awaitable_is_awaited_on_the_loop() -> None:
+    loop_thread = threading.get_ident()
+    threads: dict[str, int] = {}
+
+    async def body(run: Run) -> str:
+        threads["coroutine"] = threading.get_ident()
+        await asyncio.sleep(0)
+        return f"awaited {run.attempt}"
+
+    def wrapper(run: Run) -> Awaitable[str]:
+        threads["wrapper"] = threading.get_ident()
+        return body(run)
+
+    task = Task(Definition(task_fn=wrapper))
+    task.go()
+    assert await asyncio.wait_for(task, REAL_TIMEOUT) == "awaited 0"
+    assert threads["coroutine"] == loop_thread
+    assert threads["wrapper"] != loop_thread
+
+    lambda_task = Task(Definition(task_fn=lambda run: body(run)))
+    lambda_task.go()
+    assert await asyncio.wait_for(lambda_task, REAL_TIMEOUT) == "awaited 0"
+
+
+@pytest.mark.realtime
+async def test_async_callable_object_runs_on_the_loop() -> None:
+    loop_thread = threading.get_ident()
+
+    class Fn:
+        async def __call__(self, run: Run) -> int:
+            return threading.get_ident()
+
+    task = Task(Definition(task_fn=Fn()))
+    task.go()
+    assert await asyncio.wait_for(task, REAL_TIMEOUT) == loop_thread
+
+
+@pytest.mark.realtime
+async def test_contextvars_in_sync_task_fn() -> None:
+    def fn(run: Run) -> str:
+        value = var.get()
+        var.set("changed in thread")
+        return value
+
+    token = var.set("outside")
+    try:
+        task = Task(Definition(task_fn=fn))
+        task.go()
+        assert await asyncio.wait_for(task, REAL_TIMEOUT) == "outside"
+        assert var.get() == "outside"
+    finally:
+        var.reset(token)
+
+
+@pytest.mark.realtime
+async def test_sync_fn_cancel_from_another_thread() -> None:
+    probe = Probe()
+
+    def fn(run: Run) -> None:
+        probe.started.set()
+        probe.values["woke"] = run.wait_cancelled(REAL_TIMEOUT)
+        probe.finished.set()
+
+    task = Task(Definition(task_fn=fn))
+    task.go()
+    await probe.wait(probe.started)
+    result = await asyncio.to_thread(task.cancel)  # cancel() is safe from any thread
+    assert result is True
+    await asyncio.wait_for(task.wait(), REAL_TIMEOUT)
+    await probe.wait(probe.finished)
+    check_state(task, State.CANCELED)
+    assert probe.values["woke"] is True
