@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import pickle
+import weakref
 import types
 from collections import deque
 from collections.abc import (
@@ -66,10 +69,11 @@ class PoolStats:
 class _Worker(_Runner):
     """A long-lived runner of the pool, fed by the pool's queue."""
 
-    __slots__ = ("parked", "pool")
+    __slots__ = ("parked", "pool", "remote")
 
     def __init__(self, pool: WorkerPool, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop, pool._ready)
+        self.remote = pool._remote
         self.pool = pool
         self.parked: asyncio.Future[None] | None = None
 
@@ -100,8 +104,8 @@ class _Worker(_Runner):
         pool._waking -= 1
         return True
 
-    def call_in_thread(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
-        return self.pool._call_in_thread(fn, *args)
+    def call_in_executor(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
+        return self.pool._call_in_executor(fn, *args)
 
 
 class WorkerPool:
@@ -124,6 +128,7 @@ class WorkerPool:
         hooks: StateHooks | None = None,
         retain_finished: bool = True,
         max_per_second: float | None = None,
+        executor: Executor | None = None,
     ) -> None:
         if not isinstance(max_workers, int) or isinstance(max_workers, bool):
             raise TypeError(f"max_workers must be an int, got {type(max_workers).__name__}")
@@ -145,7 +150,17 @@ class WorkerPool:
         self._waking = 0  # workers spawned or woken that have not run yet
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError(
+                f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
+            )
+        # Plain task functions run here: a thread pool of the pool's own by default (made
+        # on first use, shut down with the pool), or the one given (left running).
+        self._executor: Executor | None = executor
+        self._owns_executor = executor is None
+        # Anything but threads is another process (or machine): functions get a RunInfo.
+        self._remote = executor is not None and not isinstance(executor, ThreadPoolExecutor)
+        self._picklable: weakref.WeakSet[Any] = weakref.WeakSet()
         self._in_threads: set[Future[Any]] = set()
 
     def __repr__(self) -> str:
@@ -205,6 +220,8 @@ class WorkerPool:
             raise PoolStoppedError("the pool is stopped")
         if not isinstance(definition, Definition):
             raise TypeError(f"submit() takes a Definition, got {type(definition).__name__}")
+        if self._remote:
+            self._check_picklable(definition)
         loop = self._loop
         if loop is None or not self._live:  # _use_loop(), inline: the hot path
             loop = self._bind()
@@ -257,6 +274,8 @@ class WorkerPool:
         for i, item in enumerate(batch):
             if not isinstance(item, Definition | Task):
                 raise TypeError(f"items[{i}] is a {type(item).__name__}, not a Definition or Task")
+            if self._remote and isinstance(item, Definition):
+                self._check_picklable(item)
         group = _Group(fail_fast=not return_exceptions)
         tasks: list[Task[Any]] = []
         try:
@@ -311,6 +330,8 @@ class WorkerPool:
             if name in options:
                 raise TypeError(f"map() sets {name} itself; it cannot be given")
         definition: Definition[R] = Definition(task_fn=fn, **options)
+        if self._remote:
+            self._check_picklable(definition)
         if window is None:
             window = 2 * self._max_workers
         elif isinstance(window, bool) or not isinstance(window, int):
@@ -473,7 +494,7 @@ class WorkerPool:
 
     # -- sync functions in threads ---------------------------------------------------------
 
-    def _call_in_thread(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
+    def _call_in_executor(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
         executor = self._executor
         if executor is None:
             executor = self._executor = ThreadPoolExecutor(
@@ -484,9 +505,25 @@ class WorkerPool:
         future.add_done_callback(self._in_threads.discard)
         return asyncio.wrap_future(future, loop=self._loop)
 
+    def _check_picklable(self, definition: Definition[Any]) -> None:
+        """For an executor in other processes: fail now, not later, on a function that
+        cannot get there."""
+        fn, is_async = definition._plan[0], definition._plan[1]
+        if fn is None or is_async or fn in self._picklable:
+            return
+        try:
+            pickle.dumps(fn)
+        except Exception as exc:
+            raise TypeError(
+                f"task_fn {fn!r} cannot be pickled, so it cannot run on "
+                f"{type(self._executor).__name__}: {exc}"
+            ) from exc
+        with contextlib.suppress(TypeError):  # not weakly referenceable: check it each time
+            self._picklable.add(fn)
+
     def _close_executor(self) -> None:
         executor: Executor | None = self._executor
-        if executor is None:
+        if executor is None or not self._owns_executor:
             return
         self._executor = None
         running = sum(not f.done() for f in self._in_threads)

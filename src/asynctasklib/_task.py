@@ -12,8 +12,10 @@ import contextvars
 import inspect
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from ._pool import WorkerPool
     from ._ratelimit import Limiter
 
-__all__ = ["Run", "Task"]
+__all__ = ["Run", "RunInfo", "Task"]
 
 T = TypeVar("T")
 
@@ -50,6 +52,22 @@ _get_running_loop = asyncio._get_running_loop
 _RUN: Any = object()  # Task._arg meaning "call task_fn with the attempt's Run"
 _event_lock = threading.Lock()  # guards Run._event, made on first wait_cancelled()
 _standalone: set[asyncio.Task[None]] = set()  # strong references to go()'s asyncio tasks
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What a plain task function receives instead of a `Run` when the pool's executor runs
+    it in another process or on another machine (``ProcessPoolExecutor``, Dask): the facts,
+    picklable, without the line back to the task (no ``cancel()``, ``callback()``,
+    ``cancelled`` or waits; a cancelled or timed-out task ends at once, and the function
+    runs on until it returns).
+
+    ``deadline`` is wall-clock time (``time.time()``) at which the attempt times out, or None.
+    """
+
+    id: str
+    attempt: int
+    deadline: float | None
 
 
 class Run:
@@ -124,6 +142,12 @@ class Run:
             if event is None:
                 event = self._event = threading.Event()
         return event.wait(limit)
+
+    def _info(self) -> RunInfo:
+        deadline = self._deadline
+        if deadline is not None:  # loop time means nothing elsewhere: make it wall-clock time
+            deadline = time.time() + (deadline - self._task._loop.time())  # type: ignore[union-attr]
+        return RunInfo(self.id, self._attempt, deadline)
 
     def _signal(self) -> None:
         with _event_lock:
@@ -234,7 +258,9 @@ class _Runner:
         """Wait for more tasks; False to end the runner."""
         return False
 
-    def call_in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    remote = False  # True when plain functions run in another process (see RunInfo)
+
+    def call_in_executor(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run a plain function off the event loop (here: the loop's default executor)."""
         return self.loop.run_in_executor(None, fn, *args)
 
@@ -678,8 +704,14 @@ class Task(Generic[T]):
         return wait
 
     async def _call_sync(self, runner: _Runner, fn: Callable[[Any], Any], arg: Any) -> Any:
-        context = contextvars.copy_context()
-        result = await runner.call_in_thread(context.run, fn, arg)
+        """Run a plain task function on the runner's executor, off the event loop."""
+        if runner.remote:  # another process or machine: only picklable things cross
+            if isinstance(arg, Run):
+                arg = arg._info()
+            result = await runner.call_in_executor(fn, arg)
+        else:
+            context = contextvars.copy_context()
+            result = await runner.call_in_executor(context.run, fn, arg)
         if inspect.isawaitable(result):  # a lambda wrapping a coroutine function
             result = await result
         return result

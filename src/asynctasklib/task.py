@@ -21,13 +21,14 @@ from ._hooks import (
 )
 from ._retry import ExponentialBackoff
 from ._state import State
-from ._task import Run, Task
+from ._task import Run, RunInfo, Task
 
 __all__ = [
     "Definition",
     "ExponentialBackoff",
     "InvalidStateError",
     "Run",
+    "RunInfo",
     "State",
     "StateHooks",
     "Task",
