@@ -216,11 +216,6 @@ def test_bad_value_is_value_error_naming_the_field(field: str, value: Any) -> No
         Definition(**{field: value})
 
 
-@pytest.mark.xfail(
-    reason="BUG: Definition(delay=nan) / (max_duration=nan) are accepted (float fast path "
-    "skips validation: nan < 0 is False)",
-    strict=True,
-)
 @pytest.mark.parametrize("field", ["delay", "max_duration"])
 def test_nan_duration_is_value_error(field: str) -> None:
     with pytest.raises(ValueError, match=rf"\b{field}\b"):

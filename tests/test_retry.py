@@ -225,11 +225,6 @@ def test_exponential_backoff_bad_value(field: str, value: float) -> None:
         ExponentialBackoff(**{field: value})
 
 
-@pytest.mark.xfail(
-    reason="BUG: ExponentialBackoff(multiplier=nan)/(jitter=nan) raise TypeError, while "
-    "initial=nan raises ValueError (NaN is a bad value, not a bad type)",
-    strict=True,
-)
 @pytest.mark.parametrize("field", ["multiplier", "jitter"])
 def test_exponential_backoff_nan_is_value_error(field: str) -> None:
     with pytest.raises(ValueError, match=field):
