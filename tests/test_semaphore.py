@@ -1,0 +1,652 @@
+"""`Semaphore`: limits, acquire/release/try_acquire, timeouts, FIFO fairness, cancellation.
+
+Async tests run on the virtual-clock loop (tests/conftest.py): timeouts are instant and the
+elapsed ``loop.time()`` is exact, so timeouts are checked to the exact value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+
+import pytest
+
+from asynctasklib import Semaphore
+from asynctasklib.workflow import Semaphore as WorkflowSemaphore
+from conftest import run_async
+
+
+async def settle(rounds: int = 10) -> None:
+    """Let every ready callback run a few times over (no virtual time passes)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+# -- construction ---------------------------------------------------------------------------
+
+
+def test_same_class_from_both_namespaces() -> None:
+    assert WorkflowSemaphore is Semaphore
+
+
+@pytest.mark.parametrize("limit", [0, -1, -100])
+def test_limit_below_one_is_value_error(limit: int) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        Semaphore(limit)
+
+
+@pytest.mark.parametrize("limit", [1.0, 2.5, "3", None, True, False])
+def test_limit_not_an_int_is_type_error(limit: object) -> None:
+    with pytest.raises(TypeError, match="limit"):
+        Semaphore(limit)  # type: ignore[arg-type]
+
+
+def test_constructible_without_event_loop_then_used_on_one() -> None:
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+    sem = Semaphore(2)
+    assert (sem.limit, sem.available, sem.acquired) == (2, 2, 0)
+    assert sem.try_acquire()  # no loop needed for the non-waiting path
+    assert sem.available == 1
+    sem.release()
+
+    async def use() -> int:
+        await sem.acquire()
+        await sem.acquire()
+        held = sem.acquired
+        sem.release()
+        sem.release()
+        return held
+
+    assert run_async(use()) == 2
+    assert sem.available == 2
+
+
+def test_initial_properties() -> None:
+    sem = Semaphore(7)
+    assert sem.limit == 7
+    assert sem.available == 7
+    assert sem.acquired == 0
+
+
+# -- acquire / release / try_acquire --------------------------------------------------------
+
+
+async def test_acquire_and_release_update_counts() -> None:
+    sem = Semaphore(3)
+    start = now()
+    for i in range(1, 4):
+        await sem.acquire()
+        assert (sem.available, sem.acquired) == (3 - i, i)
+    assert now() == start  # none of them waited
+    for i in range(2, -1, -1):
+        sem.release()
+        assert (sem.available, sem.acquired) == (3 - i, i)
+    assert sem.limit == 3
+
+
+def test_release_with_nothing_held_is_value_error() -> None:
+    sem = Semaphore(2)
+    with pytest.raises(ValueError, match="release"):
+        sem.release()
+    assert (sem.available, sem.acquired) == (2, 0)
+    assert sem.try_acquire()
+    sem.release()
+    with pytest.raises(ValueError, match="release"):
+        sem.release()
+    assert (sem.available, sem.acquired) == (2, 0)
+
+
+def test_try_acquire_until_full() -> None:
+    sem = Semaphore(2)
+    assert sem.try_acquire() is True
+    assert sem.try_acquire() is True
+    assert sem.try_acquire() is False
+    assert sem.try_acquire() is False
+    assert (sem.available, sem.acquired) == (0, 2)
+    sem.release()
+    assert sem.try_acquire() is True
+    assert sem.acquired == 2
+
+
+async def test_acquire_waits_for_release() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    got_it = asyncio.Event()
+
+    async def waiter() -> None:
+        await sem.acquire()
+        got_it.set()
+
+    task = asyncio.create_task(waiter())
+    await settle()
+    assert not got_it.is_set()
+    assert (sem.available, sem.acquired) == (0, 1)
+    sem.release()
+    # The slot goes straight to the waiter: it is never seen as available.
+    assert (sem.available, sem.acquired) == (0, 1)
+    await task
+    assert got_it.is_set()
+    sem.release()
+    assert sem.available == 1
+
+
+# -- timeouts ---------------------------------------------------------------------------------
+
+
+async def test_acquire_timeout_is_timeout_error_after_exactly_timeout() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    start = now()
+    with pytest.raises(TimeoutError):
+        await sem.acquire(timeout=2.5)
+    assert now() - start == 2.5
+    assert (sem.available, sem.acquired) == (0, 1)
+    sem.release()
+    # The timed-out waiter left the queue: the released slot is free, not handed to it.
+    assert sem.available == 1
+    assert sem.try_acquire()
+
+
+async def test_acquire_timedelta_timeout() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    start = now()
+    with pytest.raises(TimeoutError):
+        await sem.acquire(timeout=timedelta(milliseconds=1500))
+    assert now() - start == 1.5
+    assert sem.acquired == 1
+
+
+async def test_acquire_timeout_unused_when_a_slot_is_free() -> None:
+    sem = Semaphore(2)
+    start = now()
+    await sem.acquire(timeout=3)
+    await sem.acquire(timeout=timedelta(seconds=3))
+    assert now() == start
+    assert sem.acquired == 2
+
+
+async def test_acquire_timeout_zero_fails_at_once_when_full() -> None:
+    sem = Semaphore(1)
+    await sem.acquire(timeout=0)  # free: taken
+    start = now()
+    with pytest.raises(TimeoutError):
+        await sem.acquire(timeout=0)
+    assert now() == start
+    assert sem.acquired == 1
+
+
+async def test_acquire_succeeds_when_released_before_timeout() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    start = now()
+    asyncio.get_running_loop().call_later(1.25, sem.release)
+    await sem.acquire(timeout=5)
+    assert now() - start == 1.25
+    assert sem.acquired == 1
+
+
+@pytest.mark.parametrize("timeout", [-1, -0.5, timedelta(seconds=-1)])
+async def test_acquire_negative_timeout_is_value_error(timeout: object) -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    with pytest.raises(ValueError, match="timeout"):
+        await sem.acquire(timeout=timeout)  # type: ignore[arg-type]
+    assert sem.acquired == 1
+
+
+@pytest.mark.parametrize("timeout", ["1", object()])
+async def test_acquire_bad_timeout_type_is_type_error(timeout: object) -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    with pytest.raises(TypeError, match="timeout"):
+        await sem.acquire(timeout=timeout)  # type: ignore[arg-type]
+    assert sem.acquired == 1
+
+
+async def test_try_acquire_with_timeout() -> None:
+    sem = Semaphore(1)
+    start = now()
+    assert await sem.try_acquire_with_timeout(1) is True
+    assert now() == start
+    assert await sem.try_acquire_with_timeout(0.75) is False
+    assert now() - start == 0.75
+    assert await sem.try_acquire_with_timeout(timedelta(seconds=2)) is False
+    assert now() - start == 2.75
+    assert sem.acquired == 1
+    asyncio.get_running_loop().call_later(0.5, sem.release)
+    assert await sem.try_acquire_with_timeout(10) is True
+    assert now() - start == 3.25
+    assert sem.acquired == 1
+
+
+async def test_try_acquire_with_timeout_zero() -> None:
+    sem = Semaphore(1)
+    assert await sem.try_acquire_with_timeout(0) is True
+    assert await sem.try_acquire_with_timeout(0) is False
+    assert sem.acquired == 1
+
+
+async def test_cancelling_a_timed_acquire_raises_cancelled_not_timeout() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    task = asyncio.create_task(sem.acquire(timeout=10))
+    await settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert now() == 0
+    sem.release()
+    assert sem.available == 1
+
+
+# -- fairness -----------------------------------------------------------------------------
+
+
+async def test_waiters_get_slots_in_fifo_order() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    order: list[int] = []
+
+    async def waiter(i: int) -> None:
+        await sem.acquire()
+        order.append(i)
+        await asyncio.sleep(0)  # hold it across a loop iteration
+        sem.release()
+
+    tasks = []
+    for i in range(12):
+        tasks.append(asyncio.create_task(waiter(i)))
+        await asyncio.sleep(0)  # queued in this order
+    await settle()
+    assert order == []
+    sem.release()
+    await asyncio.gather(*tasks)
+    assert order == list(range(12))
+    assert sem.available == 1
+
+
+async def test_fifo_with_several_slots_and_late_arrivals() -> None:
+    sem = Semaphore(3)
+    order: list[str] = []
+    gates = {}
+
+    async def user(name: str) -> None:
+        await sem.acquire()
+        order.append(name)
+        gates[name] = asyncio.Event()
+        await gates[name].wait()
+        sem.release()
+
+    first = [asyncio.create_task(user(f"a{i}")) for i in range(3)]
+    await settle()
+    assert order == ["a0", "a1", "a2"]
+    waiting = []
+    for i in range(5):
+        waiting.append(asyncio.create_task(user(f"w{i}")))
+        await asyncio.sleep(0)
+    await settle()
+    assert order == ["a0", "a1", "a2"]
+    gates["a1"].set()
+    await settle()
+    assert order[3:] == ["w0"]
+    # A newcomer arrives now: it queues behind w1..w4, even as slots are released.
+    late = asyncio.create_task(user("late"))
+    await settle()
+    gates["a0"].set()
+    gates["a2"].set()
+    await settle()
+    assert order[3:] == ["w0", "w1", "w2"]
+    for name in ("w0", "w1", "w2"):
+        gates[name].set()
+    await settle()
+    assert order[3:] == ["w0", "w1", "w2", "w3", "w4", "late"]
+    for name in ("w3", "w4", "late"):
+        gates[name].set()
+    await asyncio.gather(*first, *waiting, late)
+    assert sem.available == 3
+
+
+async def test_try_acquire_does_not_overtake_a_waiter() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    got: list[str] = []
+
+    async def waiter() -> None:
+        await sem.acquire()
+        got.append("waiter")
+
+    task = asyncio.create_task(waiter())
+    await settle()
+    sem.release()
+    # Released, but the waiter has not run yet: the slot is its, not try_acquire's.
+    assert sem.try_acquire() is False
+    assert sem.available == 0
+    await task
+    assert got == ["waiter"]
+    assert sem.try_acquire() is False
+    sem.release()
+    assert sem.try_acquire() is True
+
+
+async def test_try_acquire_fails_while_waiters_queue_even_with_timeout_zero() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    task = asyncio.create_task(sem.acquire())
+    await settle()
+    sem.release()
+    assert await sem.try_acquire_with_timeout(0) is False
+    await task
+    assert sem.acquired == 1
+
+
+# -- cancellation ---------------------------------------------------------------------------
+
+
+async def test_waiter_cancelled_while_waiting_loses_nothing() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    cancelled = asyncio.create_task(sem.acquire())
+    after: list[str] = []
+
+    async def next_in_line() -> None:
+        await sem.acquire()
+        after.append("next")
+
+    second = asyncio.create_task(next_in_line())
+    await settle()
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert (sem.available, sem.acquired) == (0, 1)
+    sem.release()  # goes to the second waiter, not to the cancelled one
+    await second
+    assert after == ["next"]
+    assert sem.acquired == 1
+    sem.release()
+    assert (sem.available, sem.acquired) == (1, 0)
+
+
+async def test_only_waiter_cancelled_then_release_frees_the_slot() -> None:
+    sem = Semaphore(2)
+    await sem.acquire()
+    await sem.acquire()
+    task = asyncio.create_task(sem.acquire())
+    await settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    sem.release()
+    assert sem.available == 1
+    assert sem.try_acquire() is True
+
+
+async def test_waiter_cancelled_just_after_being_handed_a_slot_passes_it_on() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    first = asyncio.create_task(sem.acquire())
+    got: list[str] = []
+
+    async def second_waiter() -> None:
+        await sem.acquire()
+        got.append("second")
+
+    second = asyncio.create_task(second_waiter())
+    await settle()
+    sem.release()  # handed to `first`, which has not resumed yet
+    first.cancel()  # ...and is cancelled before it does
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await second
+    assert got == ["second"]
+    assert sem.acquired == 1
+    sem.release()
+    assert (sem.available, sem.acquired) == (1, 0)
+
+
+async def test_lone_waiter_cancelled_after_handoff_returns_the_slot() -> None:
+    sem = Semaphore(3)
+    for _ in range(3):
+        await sem.acquire()
+    task = asyncio.create_task(sem.acquire())
+    await settle()
+    sem.release()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (sem.available, sem.acquired) == (1, 2)
+    sem.release()
+    sem.release()
+    assert sem.available == 3
+
+
+async def test_timeout_firing_as_the_slot_arrives_loses_nothing() -> None:
+    """The release and the waiter's timeout happen at the same instant: whichever wins, the
+    waiter either holds the slot or raised TimeoutError and passed it on."""
+    for release_first in (True, False):
+        sem = Semaphore(1)
+        await sem.acquire()
+        loop = asyncio.get_running_loop()
+        outcome: list[str] = []
+
+        async def waiter(sem: Semaphore = sem, outcome: list[str] = outcome) -> None:
+            try:
+                await sem.acquire(timeout=1)
+            except TimeoutError:
+                outcome.append("timeout")
+            else:
+                outcome.append("acquired")
+                sem.release()
+
+        if release_first:
+            loop.call_at(now() + 1, sem.release)
+            task = asyncio.create_task(waiter())
+        else:
+            task = asyncio.create_task(waiter())
+            await asyncio.sleep(0)
+            loop.call_at(now() + 1, sem.release)
+        await task
+        assert len(outcome) == 1
+        assert (sem.available, sem.acquired) == (1, 0), outcome
+
+
+# -- async with -----------------------------------------------------------------------------
+
+
+async def test_async_with_holds_a_slot_inside() -> None:
+    sem = Semaphore(2)
+    async with sem:
+        assert sem.acquired == 1
+        async with sem:
+            assert sem.acquired == 2
+            assert sem.try_acquire() is False
+        assert sem.acquired == 1
+    assert sem.available == 2
+
+
+async def test_async_with_releases_on_exception() -> None:
+    sem = Semaphore(1)
+    err = KeyError("x")
+    with pytest.raises(KeyError) as info:
+        async with sem:
+            raise err
+    assert info.value is err
+    assert sem.available == 1
+
+
+async def test_async_with_waits_for_a_slot() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    entered = asyncio.Event()
+
+    async def user() -> None:
+        async with sem:
+            entered.set()
+
+    task = asyncio.create_task(user())
+    await settle()
+    assert not entered.is_set()
+    sem.release()
+    await task
+    assert entered.is_set()
+    assert sem.available == 1
+
+
+# -- the Go README's examples ----------------------------------------------------------------
+
+
+async def test_go_readme_ten_workers_three_slots() -> None:
+    """10 workers, a semaphore of 3, each holding it 1 s: never more than 3 inside."""
+    sem = Semaphore(3)
+    inside = 0
+    peak = 0
+    processed: list[int] = []
+
+    async def worker(i: int) -> None:
+        nonlocal inside, peak
+        await sem.acquire()
+        try:
+            inside += 1
+            peak = max(peak, inside)
+            assert inside <= sem.acquired <= 3  # slots handed to waiters not yet running
+            processed.append(i)
+            await asyncio.sleep(1)
+        finally:
+            inside -= 1
+            sem.release()
+
+    start = now()
+    await asyncio.gather(*(worker(i) for i in range(10)))
+    assert peak == 3
+    assert sorted(processed) == list(range(10))
+    assert processed == list(range(10))  # FIFO: started in the order they queued
+    assert now() - start == 4.0  # ceil(10 / 3) rounds of 1 s
+    assert sem.available == 3
+
+
+async def test_go_readme_acquire_with_timeout_fails_when_all_held() -> None:
+    sem = Semaphore(5)
+    for _ in range(5):
+        await sem.acquire()
+    start = now()
+    with pytest.raises(TimeoutError):
+        await sem.acquire(timeout=2)
+    assert now() - start == 2.0
+    assert await sem.try_acquire_with_timeout(timedelta(seconds=2)) is False
+    assert now() - start == 4.0
+    assert sem.acquired == 5
+    for _ in range(5):
+        sem.release()
+    await sem.acquire(timeout=2)  # now it succeeds at once
+    assert now() - start == 4.0
+    sem.release()
+
+
+# -- concurrent access and stress ------------------------------------------------------------
+
+
+async def test_concurrent_try_acquire_never_exceeds_limit() -> None:
+    sem = Semaphore(4)
+    holders = 0
+    peak = 0
+    wins = 0
+
+    async def contender(i: int) -> None:
+        nonlocal holders, peak, wins
+        for _ in range(20):
+            if sem.try_acquire():
+                wins += 1
+                holders += 1
+                peak = max(peak, holders)
+                assert holders <= 4
+                await asyncio.sleep(0)
+                holders -= 1
+                sem.release()
+            else:
+                await asyncio.sleep(0)
+
+    await asyncio.gather(*(contender(i) for i in range(16)))
+    assert peak == 4
+    assert wins > 0
+    assert sem.available == 4
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+async def test_stress_mixed_operations(seed: int) -> None:
+    """Many tasks acquire, try_acquire, time out, release and get cancelled in a seeded random
+    order; at every step the slots held add up to ``acquired`` and stay within the limit."""
+    rng = random.Random(seed)
+    limit = rng.randint(1, 6)
+    sem = Semaphore(limit)
+    held: dict[int, int] = {}  # actor -> slots it holds now
+    stats = {"acquired": 0, "timeouts": 0, "cancelled": 0, "try_fail": 0}
+
+    def check() -> None:
+        total = sum(held.values())
+        assert 0 <= sem.acquired <= limit
+        assert sem.acquired == total, (sem.acquired, held)
+        assert sem.available == limit - total
+
+    async def actor(i: int) -> None:
+        held[i] = 0
+        try:
+            for _ in range(rng.randint(1, 8)):
+                op = rng.random()
+                if op < 0.35 and not held[i]:
+                    # Blocking acquire only with nothing held: a holder that waited without a
+                    # limit could deadlock with the others (a test bug, not the semaphore's).
+                    await sem.acquire()
+                    held[i] += 1
+                    stats["acquired"] += 1
+                elif op < 0.55:
+                    if sem.try_acquire():
+                        held[i] += 1
+                    else:
+                        stats["try_fail"] += 1
+                elif op < 0.75:
+                    try:
+                        await sem.acquire(timeout=rng.choice([0, 0.5, 1, 2.5]))
+                    except TimeoutError:
+                        stats["timeouts"] += 1
+                    else:
+                        held[i] += 1
+                elif op < 0.85 and await sem.try_acquire_with_timeout(rng.choice([0.25, 1.0])):
+                    held[i] += 1
+                check()
+                await asyncio.sleep(rng.choice([0, 0, 0.5, 1, 1.5]))
+                check()
+                if held[i] and rng.random() < 0.7:
+                    sem.release()
+                    held[i] -= 1
+                    check()
+        except asyncio.CancelledError:
+            stats["cancelled"] += 1
+            raise
+        finally:
+            while held[i]:
+                sem.release()
+                held[i] -= 1
+            check()
+
+    actors = [asyncio.create_task(actor(i)) for i in range(150)]
+
+    async def canceller() -> None:
+        for _ in range(30):
+            await asyncio.sleep(rng.choice([0, 0.25, 0.5, 1]))
+            victim = rng.choice(actors)
+            victim.cancel()
+            check()
+
+    await asyncio.gather(canceller(), *actors, return_exceptions=True)
+    check()
+    assert sem.available == limit
+    assert sem.acquired == 0
+    assert stats["acquired"] > 0
+    assert stats["timeouts"] + stats["try_fail"] > 0
+    assert stats["cancelled"] > 0
