@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from types import FunctionType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from ._hooks import StateHooks
+from ._hooks import StateHooks, is_async_callable
 from ._retry import (
     Backoff,
     ExponentialBackoff,
@@ -25,14 +23,6 @@ __all__ = ["Definition"]
 T = TypeVar("T")
 
 _DEFAULT_BACKOFF = ExponentialBackoff()
-
-
-def _is_async_callable(fn: object) -> bool:
-    if type(fn) is FunctionType and fn.__code__.co_flags & inspect.CO_COROUTINE:
-        return True  # the common case, without inspect's slower checks
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004  # an object with an async __call__
-    )
 
 
 @dataclass(frozen=True)  # not slots=True: Definition[int](...) must work (__orig_class__)
@@ -150,7 +140,7 @@ class Definition(Generic[T]):
             "_plan",
             (
                 fn,
-                fn is not None and _is_async_callable(fn),
+                fn is not None and is_async_callable(fn),
                 self.delay,
                 self.max_duration,
                 self.total_timeout,

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from types import FunctionType
 from typing import Any, TypeAlias
 
 __all__ = [
@@ -89,10 +90,19 @@ def from_task_fn(fn: Hook) -> _HookOption:
     return _option("on_task_fn", fn)
 
 
+def is_async_callable(fn: object) -> bool:
+    """An ``async def`` function, a partial of one, or an object with an async ``__call__``."""
+    if type(fn) is FunctionType and fn.__code__.co_flags & inspect.CO_COROUTINE:
+        return True  # the common case, without inspect's slower checks
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
+
+
 def _check_hook(name: str, fn: object) -> None:
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-    if inspect.iscoroutinefunction(fn):
+    if is_async_callable(fn):
         raise TypeError(f"{name} must be a plain function, not an async def: hooks are not awaited")
 
 

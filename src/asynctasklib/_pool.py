@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import pickle
-import weakref
 import types
+import weakref
 from collections import deque
 from collections.abc import (
     AsyncIterable,
@@ -486,11 +486,14 @@ class WorkerPool:
 
     def _task_ended(self, task: Task[Any]) -> None:
         del self._live[task]
+        # The pool's slots are only ever touched on its loop's thread, so the hot path may
+        # skip the semaphore's lock when nobody waits.
         slots = self._slots
         if slots._waiters or slots._idle:
-            slots._hand_back()
+            with slots._lock:
+                slots._hand_back()
         else:
-            slots._value += 1  # _hand_back(), inline: the hot path
+            slots._value += 1
 
     # -- sync functions in threads ---------------------------------------------------------
 

@@ -1,6 +1,9 @@
+"""Counting semaphores: one FIFO core, an async face (here) and a blocking face."""
+
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from datetime import timedelta
 from types import TracebackType
@@ -9,16 +12,36 @@ from ._retry import seconds
 
 __all__ = ["Semaphore"]
 
+_get_running_loop = asyncio._get_running_loop
 
-class Semaphore:
-    """A counting semaphore with ``limit`` slots and first-in, first-out waiters.
 
-    A released slot goes straight to the longest waiter, so a caller of ``try_acquire()``
-    never overtakes one that is waiting. A waiter that is cancelled or times out loses
-    nothing: if a slot had just been handed to it, it passes the slot on.
+class _ThreadWaiter:
+    """A thread blocked in ``acquire``: a lock it waits on, released when a slot is its."""
+
+    __slots__ = ("granted", "lock")
+
+    def __init__(self) -> None:
+        self.granted = False
+        self.lock = threading.Lock()
+        self.lock.acquire()
+
+
+def _set_result(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class _SemaphoreCore:
+    """The slots, their FIFO waiters and the hand-over of a released slot; thread-safe.
+
+    A released slot goes straight to the longest waiter, whether it waits in a coroutine or
+    in a thread, so a ``try_acquire()`` never overtakes a waiter. A waiter that gives up
+    (cancelled, timed out) loses nothing: if the slot reached it as it gave up, it passes
+    the slot on. Every change happens under one lock, so any thread may release, try, or
+    read the counts at any time.
     """
 
-    __slots__ = ("_idle", "_limit", "_value", "_waiters")
+    __slots__ = ("_idle", "_limit", "_lock", "_value", "_waiters")
 
     def __init__(self, limit: int) -> None:
         if not isinstance(limit, int) or isinstance(limit, bool):
@@ -27,12 +50,13 @@ class Semaphore:
             raise ValueError(f"limit must be >= 1, got {limit}")
         self._limit = limit
         self._value = limit
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._idle: list[asyncio.Future[None]] = []
+        self._lock = threading.Lock()
+        self._waiters: deque[asyncio.Future[None] | _ThreadWaiter] = deque()
+        self._idle: list[asyncio.Future[None]] = []  # waiting for every slot to be free
 
     def __repr__(self) -> str:
         return (
-            f"<Semaphore limit={self._limit} acquired={self.acquired} "
+            f"<{type(self).__name__} limit={self._limit} acquired={self.acquired} "
             f"waiting={len(self._waiters)}>"
         )
 
@@ -53,21 +77,135 @@ class Semaphore:
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody is waiting; never waits."""
-        if self._value > 0 and not self._waiters:
-            self._value -= 1
-            return True
+        with self._lock:
+            if self._value > 0 and not self._waiters:
+                self._value -= 1
+                return True
         return False
+
+    def release(self) -> None:
+        """Give a slot back; ``ValueError`` if none is held."""
+        with self._lock:
+            if self._value >= self._limit:
+                raise ValueError("release() called more times than acquire()")
+            self._hand_back()
+
+    def _hand_back(self) -> None:
+        """A slot is free: give it to the first waiter that still wants it. Under the lock."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if isinstance(waiter, _ThreadWaiter):
+                waiter.granted = True
+                waiter.lock.release()
+                return
+            if waiter.done():  # cancelled, timed out, or aborted
+                continue
+            loop = waiter.get_loop()
+            if _get_running_loop() is loop:
+                waiter.set_result(None)
+            else:  # the slot is reserved now, delivered on the waiter's own loop
+                loop.call_soon_threadsafe(self._deliver, waiter)
+            return
+        self._value += 1
+        if self._value == self._limit and self._idle:
+            idle, self._idle = self._idle, []
+            for fut in idle:
+                loop = fut.get_loop()
+                if _get_running_loop() is loop:
+                    _set_result(fut)
+                else:
+                    loop.call_soon_threadsafe(_set_result, fut)
+
+    def _deliver(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done():  # it gave up meanwhile: pass the slot on
+            with self._lock:
+                self._hand_back()
+        else:
+            waiter.set_result(None)
+
+    def _take_or_queue(self) -> asyncio.Future[None] | None:
+        """Take a free slot (None), or queue a future that gets one."""
+        with self._lock:
+            if self._value > 0 and not self._waiters:
+                self._value -= 1
+                return None
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            return fut
+
+    def _give_up(self, fut: asyncio.Future[None]) -> None:
+        """A coroutine stops waiting on ``fut``; if a slot reached it already, pass it on."""
+        with self._lock:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self._hand_back()
+            elif fut in self._waiters:
+                self._waiters.remove(fut)
+
+    def _acquire_blocking(self, timeout: float | None) -> bool:
+        """Block this thread until a slot is taken (True) or ``timeout`` passes (False)."""
+        with self._lock:
+            if self._value > 0 and not self._waiters:
+                self._value -= 1
+                return True
+            if timeout is not None and timeout <= 0:
+                return False
+            waiter = _ThreadWaiter()
+            self._waiters.append(waiter)
+        if waiter.lock.acquire(timeout=-1 if timeout is None else timeout):
+            return True
+        with self._lock:
+            if waiter.granted:  # it came as the time ran out: keep it
+                return True
+            self._waiters.remove(waiter)
+            return False
+
+    def _abort_waiters(self, exc: BaseException) -> None:
+        """Fail every coroutine waiting with ``exc`` (a pool being stopped; loop thread)."""
+        with self._lock:
+            waiters, self._waiters = self._waiters, deque()
+        for fut in waiters:
+            assert not isinstance(fut, _ThreadWaiter)
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def _wait_all_released(self) -> None:
+        """Wait until every slot is free (for the pool's ``wait()``)."""
+        while self._value < self._limit:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            with self._lock:
+                self._idle.append(fut)
+            try:
+                await fut
+            finally:
+                if not fut.done():
+                    fut.cancel()
+                    with self._lock:
+                        if fut in self._idle:
+                            self._idle.remove(fut)
+
+
+class Semaphore(_SemaphoreCore):
+    """A counting semaphore with ``limit`` slots and first-in, first-out waiters.
+
+    ``await acquire()`` waits for a slot (cancellable; no slot is lost), ``try_acquire()``
+    and ``release()`` never wait and may be called from any thread. A released slot goes
+    straight to the longest waiter, so ``try_acquire()`` never overtakes one.
+    ``asynctasklib.blocking.Semaphore`` is the same semaphore for threads.
+    """
+
+    __slots__ = ()
 
     async def acquire(self, timeout: float | timedelta | None = None) -> None:
         """Wait for a slot, at most ``timeout`` seconds (``TimeoutError`` after that)."""
-        if self._value > 0 and not self._waiters:
-            self._value -= 1
-            return
         limit = None if timeout is None else seconds(timeout, "timeout")
         if limit == 0:
+            if self.try_acquire():
+                return
             raise TimeoutError("no slot of the semaphore was free")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        fut = self._take_or_queue()
+        if fut is None:
+            return
         try:
             if limit is None:
                 await fut
@@ -76,12 +214,10 @@ class Semaphore:
                     async with asyncio.timeout(limit):
                         await fut
                 except TimeoutError:
-                    raise TimeoutError(f"no slot of the semaphore was free within {limit}s") from None
+                    message = f"no slot of the semaphore was free within {limit}s"
+                    raise TimeoutError(message) from None
         except BaseException:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self._hand_back()  # the slot reached us as we gave up: pass it on
-            elif fut in self._waiters:
-                self._waiters.remove(fut)
+            self._give_up(fut)
             raise
 
     async def try_acquire_with_timeout(self, timeout: float | timedelta) -> bool:
@@ -91,45 +227,6 @@ class Semaphore:
         except TimeoutError:
             return False
         return True
-
-    def release(self) -> None:
-        """Give a slot back; ``ValueError`` if none is held."""
-        if self._value >= self._limit:
-            raise ValueError("release() called more times than acquire()")
-        self._hand_back()
-
-    def _hand_back(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-        self._value += 1
-        if self._value == self._limit and self._idle:
-            idle, self._idle = self._idle, []
-            for fut in idle:
-                if not fut.done():
-                    fut.set_result(None)
-
-    async def _wait_all_released(self) -> None:
-        """Wait until every slot is free (for the pool's ``wait()``)."""
-        while self._value < self._limit:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._idle.append(fut)
-            try:
-                await fut
-            finally:
-                if not fut.done():
-                    fut.cancel()
-                    self._idle.remove(fut)
-
-    def _abort_waiters(self, exc: BaseException) -> None:
-        """Fail every waiter with ``exc`` (a pool being stopped)."""
-        waiters, self._waiters = self._waiters, deque()
-        for fut in waiters:
-            if not fut.done():
-                fut.set_exception(exc)
 
     async def __aenter__(self) -> None:
         await self.acquire()
