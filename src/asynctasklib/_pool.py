@@ -25,13 +25,14 @@ from typing import Any, TypeVar
 
 from ._definition import Definition
 from ._errors import PoolStoppedError
-from ._hooks import StateHooks
+from ._hooks import StateHooks, call_hook
 from ._ratelimit import Limiter, RateLimiter, _Both
 from ._retry import optional_seconds
 from ._semaphore import Semaphore
 from ._state import State
 from ._stream import MapResults, _MapRun
-from ._task import _RUN, Task, _Runner
+from ._task import _PENDING_I, _RUN, _UTC, Task, _now, _Runner
+from ._threads import call_on_loop
 
 __all__ = ["PoolStats", "WorkerPool"]
 
@@ -141,6 +142,7 @@ class WorkerPool:
         self._limiter = None if max_per_second is None else RateLimiter(max_per_second)
         self._retain = bool(retain_finished)
         self._slots = Semaphore(max_workers)  # held by each task from submit to its end
+        self._threaded = False  # True once other threads take slots (the blocking face)
         self._counts = [0] * len(State)  # tasks in each state
         self._all: list[Task[Any]] = []  # every task, when retain_finished
         self._live: dict[Task[Any], None] = {}  # tasks in progress, in submission order
@@ -188,7 +190,11 @@ class WorkerPool:
         return self._stopped
 
     def stats(self) -> PoolStats:
-        """The counters, O(1)."""
+        """The counters, O(1). From another thread it is read on the pool's loop, so the
+        counters are a consistent snapshot."""
+        return call_on_loop(self._loop, self._stats)
+
+    def _stats(self) -> PoolStats:
         c = self._counts
         return PoolStats(
             total=sum(c),
@@ -206,6 +212,9 @@ class WorkerPool:
     def tasks(self) -> list[Task[Any]]:
         """A copy of the pool's tasks: all submitted, or only those in progress when the
         pool was made with ``retain_finished=False``."""
+        return call_on_loop(self._loop, self._tasks)
+
+    def _tasks(self) -> list[Task[Any]]:
         return list(self._all) if self._retain else list(self._live)
 
     # -- submitting --------------------------------------------------------------------------
@@ -226,7 +235,10 @@ class WorkerPool:
         if loop is None or not self._live:  # _use_loop(), inline: the hot path
             loop = self._bind()
         slots = self._slots
-        if slots._value and not slots._waiters:  # try_acquire(), inline: the hot path
+        if self._threaded:
+            if not slots.try_acquire():
+                await self._take_slot()
+        elif slots._value and not slots._waiters:  # try_acquire(), inline: the hot path
             slots._value -= 1
         else:
             await self._take_slot()
@@ -433,27 +445,51 @@ class WorkerPool:
         ``task_id`` are passed to ``Task._setup``; ``keep=False`` keeps the task out of
         ``tasks()`` once it ends, whatever ``retain_finished`` says (streams).
         """
+        task = self._new_task(definition, loop, limiter, arg, task_id)
+        self._enqueue(task, keep)
+        return task
+
+    def _new_task(
+        self,
+        definition: Definition[T],
+        loop: asyncio.AbstractEventLoop,
+        limiter: Limiter | None = None,
+        arg: Any = _RUN,
+        task_id: str | int | None = None,
+    ) -> Task[T]:
+        """A task of this pool, PENDING but not yet taken in; any thread may make one."""
         task: Task[T] = Task.__new__(Task)
         hooks = definition.hooks
-        ready = self._ready
         task._setup(
             definition,
             self._hooks if hooks is None else hooks,
             self._counts,
             self,
             loop,
-            ready,
+            self._ready,
             self._limiter if limiter is None else limiter,
             arg,
             task_id,
         )
+        return task
+
+    def _enqueue(self, task: Task[Any], keep: bool = True) -> None:
+        """Take in a new task (in a slot taken for it): count it, fire its first hooks, and
+        queue it for a worker. On the loop's thread."""
+        self._counts[_PENDING_I] += 1
+        hooks = task._hooks
+        if hooks is not None:
+            task_id = task.id
+            if hooks.on_created is not None:
+                call_hook(hooks.on_created, task_id, _now(_UTC))
+            if hooks.on_pending is not None:
+                call_hook(hooks.on_pending, task_id, _now(_UTC), 0)
         if self._retain and keep:
             self._all.append(task)
         self._live[task] = None
-        ready.append(task)
+        self._ready.append(task)
         if not self._waking:
             self._wake_one()
-        return task
 
     def _wake_one(self) -> None:
         if self._idle:
@@ -481,15 +517,15 @@ class WorkerPool:
         if self._live and (atask.cancelled() or atask.exception() is not None):
             # Cancelled from outside (the event loop is shutting down) or broken: no task of
             # this pool may be left behind without an end.
-            self.stop()
+            self._stop()
             self._cancel_all()
 
     def _task_ended(self, task: Task[Any]) -> None:
         del self._live[task]
-        # The pool's slots are only ever touched on its loop's thread, so the hot path may
-        # skip the semaphore's lock when nobody waits.
+        # Unless a blocking face takes slots from other threads, the pool's slots are only
+        # touched on its loop's thread, so the hot path may skip the semaphore's lock.
         slots = self._slots
-        if slots._waiters or slots._idle:
+        if slots._waiters or slots._idle or self._threaded:
             with slots._lock:
                 slots._hand_back()
         else:
@@ -554,7 +590,10 @@ class WorkerPool:
 
     def stop(self) -> None:
         """Stop accepting tasks; those submitted still run. Callers waiting in ``submit``
-        get ``PoolStoppedError``."""
+        get ``PoolStoppedError``. Safe from any thread."""
+        call_on_loop(self._loop, self._stop)
+
+    def _stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
@@ -573,7 +612,7 @@ class WorkerPool:
         ``TimeoutError`` after ``timeout`` seconds (the workers keep going).
         """
         limit = optional_seconds(timeout, "timeout")
-        self.stop()
+        self._stop()
         if cancel:
             self._cancel_all()
         async with asyncio.timeout(limit):

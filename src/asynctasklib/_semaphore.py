@@ -18,10 +18,11 @@ _get_running_loop = asyncio._get_running_loop
 class _ThreadWaiter:
     """A thread blocked in ``acquire``: a lock it waits on, released when a slot is its."""
 
-    __slots__ = ("granted", "lock")
+    __slots__ = ("error", "granted", "lock")
 
     def __init__(self) -> None:
         self.granted = False
+        self.error: BaseException | None = None  # set instead when the wait is aborted
         self.lock = threading.Lock()
         self.lock.acquire()
 
@@ -153,21 +154,27 @@ class _SemaphoreCore:
             waiter = _ThreadWaiter()
             self._waiters.append(waiter)
         if waiter.lock.acquire(timeout=-1 if timeout is None else timeout):
+            if waiter.error is not None:
+                raise waiter.error
             return True
         with self._lock:
             if waiter.granted:  # it came as the time ran out: keep it
                 return True
+            if waiter.error is not None:
+                raise waiter.error
             self._waiters.remove(waiter)
             return False
 
     def _abort_waiters(self, exc: BaseException) -> None:
-        """Fail every coroutine waiting with ``exc`` (a pool being stopped; loop thread)."""
+        """Fail every waiter with ``exc`` (a pool being stopped; on its loop's thread)."""
         with self._lock:
             waiters, self._waiters = self._waiters, deque()
-        for fut in waiters:
-            assert not isinstance(fut, _ThreadWaiter)
-            if not fut.done():
-                fut.set_exception(exc)
+            for waiter in waiters:
+                if isinstance(waiter, _ThreadWaiter):
+                    waiter.error = exc
+                    waiter.lock.release()
+                elif not waiter.done():
+                    waiter.set_exception(exc)
 
     async def _wait_all_released(self) -> None:
         """Wait until every slot is free (for the pool's ``wait()``)."""

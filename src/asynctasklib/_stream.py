@@ -106,7 +106,10 @@ class _MapRun:
                     self.feeder_wait = loop.create_future()
                     await self.feeder_wait
                     continue
-                if slots._value and not slots._waiters:  # a free worker, without waiting
+                if pool._threaded:
+                    if not slots.try_acquire():
+                        await pool._take_slot()
+                elif slots._value and not slots._waiters:  # a free worker, without waiting
                     slots._value -= 1
                 else:
                     await pool._take_slot()

@@ -31,6 +31,7 @@ from ._errors import (
 from ._hooks import StateHooks, call_hook
 from ._retry import retry_wait, seconds
 from ._state import State
+from ._threads import call_on_loop
 
 if TYPE_CHECKING:
     from ._pool import WorkerPool
@@ -337,6 +338,9 @@ class Task(Generic[T]):
         if not isinstance(definition, Definition):
             raise TypeError(f"Task takes a Definition, got {type(definition).__name__}")
         self._setup(definition, definition.hooks, None)
+        hooks = definition.hooks
+        if hooks is not None and hooks.on_created is not None:
+            call_hook(hooks.on_created, self.id, _now(_UTC))
 
     # Set on first use, never read before: _outcome (the result when DONE, the exception when
     # FAILED or CANCELED), _error_tb (its traceback) and _runner (the runner executing it).
@@ -356,7 +360,9 @@ class Task(Generic[T]):
         arg: Any = _RUN,
         task_id: str | int | None = None,
     ) -> None:
-        """Initialise the task: CREATED, or a pool's, PENDING in the pool's ``queue``.
+        """Initialise the task's fields: CREATED, or a pool's, PENDING for the pool's
+        ``queue``. Nothing else is touched, so any thread may do it; the pool counts the
+        task and fires its first hooks when it takes it in (`WorkerPool._enqueue`).
 
         ``arg`` is what ``task_fn`` is called with (its Run by default; the item for
         ``pool.map``), ``task_id`` overrides the definition's id (an int is shown as a str).
@@ -370,19 +376,11 @@ class Task(Generic[T]):
         self._slot_owner = pool  # the pool whose worker slot it holds
         self._loop = loop
         self._queue = queue  # where it waits for a runner
-        state = _CREATED if loop is None else _PENDING
-        self._state = state
-        if counts is not None:
-            counts[state] += 1
+        self._state = _CREATED if loop is None else _PENDING
         self._attempts = 0
         self._cancel_requested = False
         # done callbacks, and futures of wait() calls
         self._callbacks: list[Callable[[Task[T]], object] | asyncio.Future[None]] | None = None
-        if hooks is not None:
-            if hooks.on_created is not None:
-                call_hook(hooks.on_created, self.id, _now(_UTC))
-            if loop is not None and hooks.on_pending is not None:
-                call_hook(hooks.on_pending, self.id, _now(_UTC), 0)
 
     def __repr__(self) -> str:
         return f"<Task id={self.id!r} state={self._state.name} attempts={self._attempts}>"
@@ -556,8 +554,11 @@ class Task(Generic[T]):
     def add_done_callback(self, fn: Callable[[Task[T]], object]) -> None:
         """Call ``fn(task)`` when this run ends (at once if it has ended), on the loop's thread.
 
-        Like hooks, a callback that raises is logged and ignored.
+        Like hooks, a callback that raises is logged and ignored. Safe from any thread.
         """
+        call_on_loop(self._loop, self._add_done_callback, fn)
+
+    def _add_done_callback(self, fn: Callable[[Task[T]], object]) -> None:
         if self._state >= _DONE:
             self._call_callback(fn)
             return
@@ -567,6 +568,9 @@ class Task(Generic[T]):
 
     def remove_done_callback(self, fn: Callable[[Task[T]], object]) -> int:
         """Remove every registration of ``fn``; returns how many there were."""
+        return call_on_loop(self._loop, self._remove_done_callback, fn)
+
+    def _remove_done_callback(self, fn: Callable[[Task[T]], object]) -> int:
         if not self._callbacks:
             return 0
         before = len(self._callbacks)

@@ -1,0 +1,500 @@
+"""The blocking face: the same pool, tasks and semaphore for code without an event loop.
+
+A blocking `WorkerPool` owns an asynchronous one and an event loop that runs it in a
+background thread (a *portal*, as anyio calls it). Every method that waits hands a coroutine
+to that loop and blocks the calling thread until it is done; everything else is the
+asynchronous pool's own thread-safe methods. So the lifecycle, retries, hooks, timeouts and
+counters are those of the one engine; this module only moves calls between threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import (
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+)
+from concurrent.futures import Executor
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from ._definition import Definition
+from ._errors import PoolStoppedError
+from ._hooks import StateHooks
+from ._pool import PoolStats
+from ._pool import WorkerPool as _AsyncPool
+from ._retry import optional_seconds, seconds
+from ._semaphore import _SemaphoreCore
+from ._state import State
+from ._task import Task as _AsyncTask
+from ._threads import check_not_in_loop
+
+__all__ = ["Semaphore", "Task", "WorkerPool"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Portal:
+    """An event loop running in a thread of its own, and calls into it that block."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run, name="asynctasklib-portal", daemon=True
+        )
+        self._thread.start()
+        _portals.add(self)
+
+    def _run(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:  # as asyncio.run ends: nothing may be left running
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    def call(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop; block until it is done. Interrupting the caller
+        (KeyboardInterrupt) cancels it."""
+        try:
+            check_not_in_loop(what)
+        except RuntimeError:
+            coro.close()
+            raise
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def close(self) -> None:
+        if self.loop.is_closed() or not self._thread.is_alive():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+
+_portals: weakref.WeakSet[_Portal] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_portals() -> None:
+    """At interpreter exit, stop every loop still running: no thread is left behind."""
+    for portal in list(_portals):
+        portal.close()
+
+
+class Task(Generic[T]):
+    """A task of a blocking `WorkerPool`: waits block; everything else is the task's own.
+
+    ``wait(timeout)`` returns False if the timeout passed first; ``result(timeout)`` raises
+    ``TimeoutError`` then. ``cancel()`` and the state methods work from any thread.
+    """
+
+    __slots__ = ("_portal", "_task")
+
+    def __init__(self, task: _AsyncTask[T], portal: _Portal) -> None:
+        self._task = task
+        self._portal = portal
+
+    def __repr__(self) -> str:
+        return f"<blocking.Task {self._task!r}>"
+
+    @property
+    def id(self) -> str:
+        return self._task.id
+
+    @property
+    def definition(self) -> Definition[T]:
+        return self._task.definition
+
+    @property
+    def state(self) -> State:
+        return self._task.state
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._task.error
+
+    @property
+    def attempts(self) -> int:
+        return self._task.attempts
+
+    def is_created(self) -> bool:
+        return self._task.is_created()
+
+    def is_pending(self) -> bool:
+        return self._task.is_pending()
+
+    def is_started(self) -> bool:
+        return self._task.is_started()
+
+    def is_done(self) -> bool:
+        return self._task.is_done()
+
+    def is_failed(self) -> bool:
+        return self._task.is_failed()
+
+    def is_canceled(self) -> bool:
+        return self._task.is_canceled()
+
+    def is_end(self) -> bool:
+        return self._task.is_end()
+
+    def is_in_progress(self) -> bool:
+        return self._task.is_in_progress()
+
+    def cancel(self) -> bool:
+        """Cancel the task (see `asynctasklib.Task.cancel`)."""
+        return self._task.cancel()
+
+    def add_done_callback(self, fn: Callable[[Task[T]], object]) -> None:
+        """Call ``fn(task)`` when the task ends, on the pool's loop thread."""
+        self._task.add_done_callback(lambda _: fn(self))
+
+    def wait(self, timeout: float | timedelta | None = None) -> bool:
+        """Block until the task has ended (True) or ``timeout`` seconds passed (False)."""
+        limit = optional_seconds(timeout, "timeout") if timeout != 0 else 0.0
+        if self._task.is_end():
+            return True
+        check_not_in_loop("Task.wait()")
+        ended = threading.Event()
+        self._task.add_done_callback(lambda _: ended.set())
+        return ended.wait(limit)
+
+    def result(self, timeout: float | timedelta | None = None) -> T:
+        """The function's return value, or raise the task's error; ``TimeoutError`` if it
+        has not ended within ``timeout`` seconds."""
+        if not self.wait(timeout):
+            raise TimeoutError(f"task {self.id!r} did not end within {timeout}s")
+        return self._task.result()
+
+
+class WorkerPool:
+    """`asynctasklib.WorkerPool` for plain threads: the methods that wait block instead.
+
+    The pool runs on an event loop in a background thread, started on first use and stopped
+    by ``shutdown()``, on leaving ``with``, or at interpreter exit. Task functions may be
+    plain functions (run on the pool's executor) or ``async def`` (run on that loop).
+    Calling a blocking method from a running event loop raises RuntimeError.
+    """
+
+    def __init__(
+        self,
+        max_workers: int,
+        *,
+        hooks: StateHooks | None = None,
+        retain_finished: bool = True,
+        max_per_second: float | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self._pool = _AsyncPool(
+            max_workers,
+            hooks=hooks,
+            retain_finished=retain_finished,
+            max_per_second=max_per_second,
+            executor=executor,
+        )
+        self._portal: _Portal | None = None
+        self._lock = threading.Lock()
+        # Tasks submitted from threads, waiting for the loop to take them in; the loop is
+        # woken once per batch, not once per task.
+        self._incoming: deque[_AsyncTask[Any]] = deque()
+        self._draining = False
+
+    def __repr__(self) -> str:
+        return f"<blocking.{self._pool!r}"[:-1] + ">"
+
+    def _call(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            portal = self._start_portal(what)
+        except BaseException:
+            coro.close()
+            raise
+        return portal.call(what, coro)
+
+    def _start_portal(self, what: str) -> _Portal:
+        portal = self._portal
+        if portal is not None:
+            return portal
+        check_not_in_loop(what)
+        with self._lock:
+            portal = self._portal
+            if portal is None:
+                portal = self._portal = _Portal()
+                # Bind the (idle) pool to the portal's loop; from now on other threads take
+                # its slots too.
+                self._pool._loop = portal.loop
+                self._pool._threaded = True
+        return portal
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def submit(self, definition: Definition[T]) -> Task[T]:
+        """Start a task once a worker is free (blocks while all are busy) and return it.
+
+        Raises ``PoolStoppedError`` once the pool is stopped.
+        """
+        pool = self._pool
+        if not isinstance(definition, Definition):
+            raise TypeError(f"submit() takes a Definition, got {type(definition).__name__}")
+        if pool._stopped:
+            raise PoolStoppedError("the pool is stopped")
+        portal = self._start_portal("submit()")
+        check_not_in_loop("submit()")
+        if pool._remote:
+            with self._lock:
+                pool._check_picklable(definition)
+        # The slot is taken here, in this thread (FIFO with every other waiter); the loop
+        # only has to take the task in.
+        pool._slots._acquire_blocking(None)
+        if pool._stopped:
+            pool._slots.release()
+            raise PoolStoppedError("the pool is stopped")
+        task = pool._new_task(definition, portal.loop)
+        with self._lock:
+            self._incoming.append(task)
+            wake = not self._draining
+            self._draining = True
+        if wake:
+            portal.loop.call_soon_threadsafe(self._drain)
+        return Task(task, portal)
+
+    def _drain(self) -> None:
+        """Take in the tasks submitted from threads (on the loop's thread)."""
+        while True:
+            with self._lock:
+                if not self._incoming:
+                    self._draining = False
+                    return
+                batch = list(self._incoming)
+                self._incoming.clear()
+            for task in batch:
+                self._pool._enqueue(task)
+
+    def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:
+        """Submit each definition in order, blocking for workers as ``submit`` does."""
+        return [self.submit(definition) for definition in self._pool._check_all(definitions)]
+
+    def submit_with_err_group(self, definitions: Iterable[Definition[Any]]) -> None:
+        """Run the definitions as a group; the first failure cancels the rest and is raised
+        once all have ended (see `asynctasklib.WorkerPool.submit_with_err_group`)."""
+        self._call("submit_with_err_group()", self._pool.submit_with_err_group(definitions))
+
+    def gather(
+        self, items: Iterable[Definition[Any] | Task[Any]], *, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Run the definitions (and wait for the tasks); their results in order (see
+        `asynctasklib.WorkerPool.gather`)."""
+        unwrapped = [item._task if isinstance(item, Task) else item for item in items]
+        return self._call(
+            "gather()", self._pool.gather(unwrapped, return_exceptions=return_exceptions)
+        )
+
+    def map(
+        self,
+        fn: Callable[[Any], Awaitable[R]] | Callable[[Any], R],
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+        window: int | None = None,
+        max_per_second: float | None = None,
+        **options: Any,
+    ) -> MapIterator[R]:
+        """``fn(item)`` for each item through the pool, results as a plain iterator (see
+        `asynctasklib.WorkerPool.map`). Use it in a ``with`` block, or call ``close()``, to
+        stop the run early."""
+        results = self._pool.map(
+            fn,
+            items,
+            ordered=ordered,
+            return_exceptions=return_exceptions,
+            window=window,
+            max_per_second=max_per_second,
+            **options,
+        )
+        return MapIterator(self, results)
+
+    def as_completed(
+        self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None
+    ) -> Iterator[Task[T]]:
+        """Yield the tasks as they end; ``TimeoutError`` if ``timeout`` seconds pass first."""
+        pending = list(tasks)
+        limit = optional_seconds(timeout, "timeout")
+        check_not_in_loop("as_completed()")
+        done_queue: deque[Task[T]] = deque()
+        arrived = threading.Condition()
+
+        def on_end(task: Task[T]) -> None:
+            with arrived:
+                done_queue.append(task)
+                arrived.notify()
+
+        for task in pending:
+            task.add_done_callback(on_end)
+        deadline = None if limit is None else time.monotonic() + limit
+        for _ in pending:
+            with arrived:
+                while not done_queue:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TimeoutError(f"not every task ended within {timeout}s")
+                    arrived.wait(left)
+                task = done_queue.popleft()
+            yield task
+
+    # -- waiting and stopping --------------------------------------------------------------
+
+    def wait(self, timeout: float | timedelta | None = None) -> None:
+        """Block until every submitted task has ended; ``TimeoutError`` after ``timeout``."""
+        if self._portal is None:
+            return
+        self._call("wait()", self._pool.wait(timeout))
+
+    def stop(self) -> None:
+        """Stop accepting tasks; those submitted still run."""
+        self._pool.stop()
+
+    def shutdown(self, *, cancel: bool = True, timeout: float | timedelta | None = None) -> None:
+        """Stop, cancel the tasks in progress when ``cancel``, wait for them, and stop the
+        background loop and its thread. ``TimeoutError`` after ``timeout`` (then the loop
+        keeps running; call again to finish)."""
+        portal = self._portal
+        if portal is None:
+            self._pool.stop()
+            return
+        self._call("shutdown()", self._pool.shutdown(cancel=cancel, timeout=timeout))
+        with self._lock:
+            self._portal = None
+        portal.close()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown(cancel=exc_type is not None)
+
+    # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def max_workers(self) -> int:
+        return self._pool.max_workers
+
+    @property
+    def active_workers(self) -> int:
+        return self._pool.active_workers
+
+    @property
+    def available_workers(self) -> int:
+        return self._pool.available_workers
+
+    def is_stopped(self) -> bool:
+        return self._pool.is_stopped()
+
+    def stats(self) -> PoolStats:
+        return self._pool.stats()
+
+    def tasks(self) -> list[Task[Any]]:
+        portal = self._portal
+        tasks = self._pool.tasks()
+        if portal is None:
+            return []
+        return [Task(task, portal) for task in tasks]
+
+
+class MapIterator(Generic[R]):
+    """The results of a blocking ``pool.map``, one per ``next()``."""
+
+    __slots__ = ("_pool", "_results")
+
+    def __init__(self, pool: WorkerPool, results: Any) -> None:
+        self._pool = pool
+        self._results = results
+
+    def __iter__(self) -> Iterator[R]:
+        return self
+
+    def __next__(self) -> R:
+        try:
+            result: R = self._pool._call("map()", self._results.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+        return result
+
+    def close(self) -> None:
+        """Stop the run: cancel the tasks in progress, read no more input."""
+        if self._pool._portal is not None:
+            self._pool._call("map().close()", self._results.aclose())
+
+    def __enter__(self) -> MapIterator[R]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Semaphore(_SemaphoreCore):
+    """`asynctasklib.Semaphore` for threads: ``acquire`` blocks the calling thread.
+
+    The same FIFO core as the async one: a released slot goes to the longest waiter, a
+    waiter that times out loses nothing, and every method is thread-safe.
+    """
+
+    __slots__ = ()
+
+    def acquire(self, timeout: float | timedelta | None = None) -> None:
+        """Block until a slot is free, at most ``timeout`` seconds (``TimeoutError``)."""
+        limit = None if timeout is None else seconds(timeout, "timeout")
+        if self._value <= 0 or self._waiters:
+            check_not_in_loop("Semaphore.acquire()")
+        if not self._acquire_blocking(limit):
+            raise TimeoutError(f"no slot of the semaphore was free within {limit}s")
+
+    def try_acquire_with_timeout(self, timeout: float | timedelta) -> bool:
+        """Block at most ``timeout`` seconds for a slot; True if one was taken."""
+        limit = seconds(timeout, "timeout")
+        if self._value <= 0 or self._waiters:
+            check_not_in_loop("Semaphore.try_acquire_with_timeout()")
+        return self._acquire_blocking(limit)
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

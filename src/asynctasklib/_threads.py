@@ -1,0 +1,43 @@
+"""Crossing from other threads into an event loop's thread."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["call_on_loop", "check_not_in_loop"]
+
+T = TypeVar("T")
+
+_get_running_loop = asyncio._get_running_loop
+
+
+def call_on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on ``loop``'s thread, and its result.
+
+    Runs it at once when called on that thread, or when the loop is not running (nothing
+    else touches the objects then); otherwise hands it to the loop and blocks until done.
+    """
+    if loop is None or _get_running_loop() is loop or not loop.is_running():
+        return fn(*args)
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            done.set_result(fn(*args))
+        except BaseException as exc:
+            done.set_exception(exc)
+
+    loop.call_soon_threadsafe(run)
+    return done.result()
+
+
+def check_not_in_loop(what: str) -> None:
+    """A blocking call made from a running event loop would stall it (or deadlock): refuse."""
+    if _get_running_loop() is not None:
+        raise RuntimeError(
+            f"{what} blocks, so it cannot be called from a running event loop; "
+            "use the async API (asynctasklib.WorkerPool, asynctasklib.Semaphore) there"
+        )
