@@ -1,0 +1,1521 @@
+"""`WorkerPool`: construction, backpressure, limits, stop/shutdown/wait, error groups, stats,
+tasks(), hooks, sync functions in threads, leaks, loops, and cancellation from every side.
+
+Async tests run on the virtual-clock loop (tests/conftest.py): sleeps are instant and
+``loop.time()`` differences exact. Ordering is proved with events and recorded logs; a
+virtual-time ``asyncio.timeout`` guards every wait that a bug could turn into a hang, so a
+bug fails the test instead of hanging it. Tests with threads are ``realtime`` and use a
+barrier with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from asynctasklib import (
+    Definition,
+    PoolStats,
+    PoolStoppedError,
+    Run,
+    State,
+    StateHooks,
+    Task,
+    TaskCanceledError,
+    TaskFnNotSetError,
+    WorkerPool,
+)
+from asynctasklib.workflow import PoolStats as WorkflowPoolStats
+from asynctasklib.workflow import PoolStoppedError as WorkflowPoolStoppedError
+from asynctasklib.workflow import WorkerPool as WorkflowWorkerPool
+from conftest import run_async
+
+GUARD = 1000.0  # virtual seconds: a wait that a bug turns into a hang fails after this
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+async def settle(rounds: int = 20) -> None:
+    """Let every ready callback run many times over (no virtual time passes)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+class Probe:
+    """Builds task functions that record their calls and how many run at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+        self.calls: list[str] = []
+        self.ended: list[str] = []
+
+    def fn(
+        self,
+        *,
+        gate: asyncio.Event | None = None,
+        seconds: float = 0,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> Callable[[Run], Awaitable[Any]]:
+        async def task_fn(run: Run) -> Any:
+            self.calls.append(run.id)
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            try:
+                if gate is not None:
+                    await gate.wait()
+                if seconds:
+                    await asyncio.sleep(seconds)
+                if error is not None:
+                    raise error
+                return result
+            finally:
+                self.running -= 1
+                self.ended.append(run.id)
+
+        return task_fn
+
+
+def forever() -> Callable[[Run], Awaitable[None]]:
+    """A task function that only ends by cancellation (or its timeout)."""
+
+    async def task_fn(run: Run) -> None:
+        await asyncio.Event().wait()
+
+    return task_fn
+
+
+def recount(tasks: list[Task[Any]]) -> tuple[int, ...]:
+    counts = Counter(t.state for t in tasks)
+    return tuple(counts[s] for s in State)
+
+
+def assert_stats_match(pool: WorkerPool) -> PoolStats:
+    """stats() equals a recount of the states of the pool's tasks (all retained)."""
+    s = pool.stats()
+    tasks = pool.tasks()
+    assert (s.created, s.pending, s.started, s.done, s.failed, s.canceled) == recount(tasks)
+    assert s.total == len(tasks)
+    assert s.max_workers == pool.max_workers
+    assert s.active_workers == pool.active_workers
+    assert s.stopped == pool.is_stopped()
+    assert pool.active_workers + pool.available_workers == pool.max_workers
+    return s
+
+
+def counters(pool: WorkerPool) -> tuple[int, ...]:
+    s = pool.stats()
+    return (s.total, s.created, s.pending, s.started, s.done, s.failed, s.canceled)
+
+
+def only_current_task_left() -> bool:
+    return asyncio.all_tasks() == {asyncio.current_task()}
+
+
+def library_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("asynctasklib") and t.is_alive()]
+
+
+# -- construction -----------------------------------------------------------------------------
+
+
+def test_same_classes_from_both_namespaces() -> None:
+    assert WorkflowWorkerPool is WorkerPool
+    assert WorkflowPoolStats is PoolStats
+    assert WorkflowPoolStoppedError is PoolStoppedError
+
+
+@pytest.mark.parametrize("n", [0, -1, -10])
+def test_max_workers_below_one_is_value_error(n: int) -> None:
+    with pytest.raises(ValueError, match="max_workers"):
+        WorkerPool(n)
+
+
+@pytest.mark.parametrize("n", [1.0, 2.5, "3", None, True])
+def test_max_workers_not_an_int_is_type_error(n: object) -> None:
+    with pytest.raises(TypeError, match="max_workers"):
+        WorkerPool(n)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("hooks", [{"on_done": print}, print, "hooks", 1])
+def test_hooks_not_state_hooks_is_type_error(hooks: object) -> None:
+    with pytest.raises(TypeError, match="hooks"):
+        WorkerPool(2, hooks=hooks)  # type: ignore[arg-type]
+
+
+def test_constructible_without_event_loop() -> None:
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+    pool = WorkerPool(3, hooks=StateHooks(), retain_finished=False)
+    assert pool.max_workers == 3
+    assert pool.active_workers == 0
+    assert pool.available_workers == 3
+    assert pool.is_stopped() is False
+    assert pool.stats() == PoolStats(
+        total=0,
+        created=0,
+        pending=0,
+        started=0,
+        done=0,
+        failed=0,
+        canceled=0,
+        max_workers=3,
+        active_workers=0,
+        stopped=False,
+    )
+    assert pool.tasks() == []
+
+    async def use() -> Any:
+        async with pool:
+            task = await pool.submit(Definition(id="t", task_fn=Probe().fn(result=42)))
+        return await task
+
+    assert run_async(use()) == 42
+    assert pool.stats().done == 1
+
+
+def test_pool_stats_is_a_frozen_dataclass_with_the_contract_fields() -> None:
+    assert dataclasses.is_dataclass(PoolStats)
+    assert [f.name for f in dataclasses.fields(PoolStats)] == [
+        "total",
+        "created",
+        "pending",
+        "started",
+        "done",
+        "failed",
+        "canceled",
+        "max_workers",
+        "active_workers",
+        "stopped",
+    ]
+    stats = WorkerPool(2).stats()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.done = 5  # type: ignore[misc]
+    assert stats == dataclasses.replace(stats)
+
+
+async def test_shutdown_of_a_pool_never_used() -> None:
+    pool = WorkerPool(2)
+    await pool.shutdown()
+    assert pool.is_stopped()
+    assert pool.stats().stopped is True
+    with pytest.raises(PoolStoppedError):
+        await pool.submit(Definition(task_fn=Probe().fn()))
+    assert pool.stats().total == 0
+
+
+# -- submit and backpressure -------------------------------------------------------------------
+
+
+async def test_submit_returns_a_pending_task_that_runs() -> None:
+    pool = WorkerPool(2)
+    probe = Probe()
+    task = await pool.submit(Definition(id="job", task_fn=probe.fn(result="r")))
+    assert isinstance(task, Task)
+    assert task.id == "job"
+    assert task.state is State.PENDING
+    assert task.is_in_progress()
+    assert pool.active_workers == 1
+    assert await task == "r"
+    assert task.is_done()
+    assert task.attempts == 1
+    assert probe.calls == ["job"]
+    await pool.wait()
+    assert pool.active_workers == 0
+    await pool.shutdown()
+
+
+@pytest.mark.parametrize("bad", [None, "def", {"task_fn": None}, lambda run: None])
+async def test_submit_non_definition_is_type_error_and_counts_nothing(bad: object) -> None:
+    pool = WorkerPool(2)
+    with pytest.raises(TypeError, match="Definition"):
+        await pool.submit(bad)  # type: ignore[arg-type]
+    assert counters(pool) == (0, 0, 0, 0, 0, 0, 0)
+    assert pool.available_workers == 2
+    await pool.shutdown()
+
+
+async def test_submit_waits_while_all_workers_are_busy() -> None:
+    pool = WorkerPool(2)
+    log: list[str] = []
+    gates = {name: asyncio.Event() for name in ("a", "b", "c")}
+
+    def gated(name: str) -> Definition[None]:
+        async def task_fn(run: Run) -> None:
+            log.append(f"{name} started")
+            await gates[name].wait()
+            log.append(f"{name} ends")
+
+        return Definition(id=name, task_fn=task_fn)
+
+    a = await pool.submit(gated("a"))
+    b = await pool.submit(gated("b"))
+    assert (pool.active_workers, pool.available_workers) == (2, 0)
+
+    async def third() -> Task[Any]:
+        task = await pool.submit(gated("c"))
+        log.append("c submitted")
+        return task
+
+    submitter = asyncio.create_task(third())
+    await settle()
+    assert log == ["a started", "b started"]
+    assert not submitter.done()
+    assert pool.stats().total == 2
+    assert (pool.active_workers, pool.available_workers) == (2, 0)
+
+    gates["b"].set()  # one task ends: its slot goes to the waiting submit
+    async with asyncio.timeout(GUARD):
+        c = await submitter
+    assert log[:4] == ["a started", "b started", "b ends", "c submitted"]
+    assert b.is_done()
+    assert a.is_started()
+    assert c.is_in_progress()
+    assert (pool.active_workers, pool.available_workers) == (2, 0)
+    assert now() == 0  # nothing waited on time: only on the events
+    gates["a"].set()
+    gates["c"].set()
+    await pool.wait()
+    assert [t.state for t in (a, b, c)] == [State.DONE] * 3
+    assert (pool.active_workers, pool.available_workers) == (0, 2)
+    await pool.shutdown()
+
+
+async def test_blocked_submitters_are_served_in_fifo_order() -> None:
+    pool = WorkerPool(1)
+    gate = asyncio.Event()
+    await pool.submit(Definition(id="first", task_fn=Probe().fn(gate=gate)))
+    order: list[int] = []
+
+    async def submitter(i: int) -> None:
+        await pool.submit(Definition(id=str(i), task_fn=Probe().fn()))
+        order.append(i)
+
+    submitters = []
+    for i in range(6):
+        submitters.append(asyncio.create_task(submitter(i)))
+        await asyncio.sleep(0)
+    await settle()
+    assert order == []
+    gate.set()
+    async with asyncio.timeout(GUARD):
+        await asyncio.gather(*submitters)
+    assert order == list(range(6))
+    assert [t.id for t in pool.tasks()] == ["first", "0", "1", "2", "3", "4", "5"]
+    await pool.shutdown(cancel=False)
+    assert [t.state for t in pool.tasks()] == [State.DONE] * 7
+
+
+async def test_worker_counts_follow_the_tasks() -> None:
+    pool = WorkerPool(3)
+    gates = [asyncio.Event() for _ in range(3)]
+    assert (pool.max_workers, pool.active_workers, pool.available_workers) == (3, 0, 3)
+    tasks = []
+    for i, gate in enumerate(gates):
+        tasks.append(await pool.submit(Definition(id=str(i), task_fn=Probe().fn(gate=gate))))
+        assert (pool.active_workers, pool.available_workers) == (i + 1, 2 - i)
+    await settle()
+    assert pool.stats().started == 3
+    for i, gate in enumerate(gates):
+        gate.set()
+        await tasks[i].wait()
+        assert (pool.active_workers, pool.available_workers) == (2 - i, i + 1)
+        assert pool.stats().active_workers == 2 - i
+    assert pool.max_workers == 3
+    await pool.shutdown()
+
+
+@pytest.mark.parametrize(("max_workers", "n"), [(1, 10), (3, 40), (8, 60)])
+async def test_never_more_than_max_workers_run_at_once(max_workers: int, n: int) -> None:
+    pool = WorkerPool(max_workers)
+    probe = Probe()
+    flaky_left: dict[str, int] = {}
+
+    def definition(i: int) -> Definition[Any]:
+        if i % 5 == 0:  # fails twice, then succeeds: retries hold the slot too
+            flaky_left[str(i)] = 2
+
+            async def flaky(run: Run) -> None:
+                await probe.fn(seconds=0.5)(run)
+                if flaky_left[run.id]:
+                    flaky_left[run.id] -= 1
+                    raise ValueError(run.id)
+
+            return Definition(id=str(i), task_fn=flaky, max_retries=2, backoff=0.25)
+        return Definition(id=str(i), task_fn=probe.fn(seconds=1 + i % 3), delay=(i % 4) * 0.5)
+
+    async def watch() -> None:
+        while True:
+            assert probe.running <= max_workers
+            assert pool.active_workers <= max_workers
+            await asyncio.sleep(0.25)
+
+    watcher = asyncio.create_task(watch())
+    tasks = [await pool.submit(definition(i)) for i in range(n)]
+    await pool.wait()
+    watcher.cancel()
+    assert probe.peak == max_workers
+    assert all(t.is_done() for t in tasks)
+    assert sum(t.attempts for t in tasks) == n + 2 * len(flaky_left)
+    assert_stats_match(pool)
+    await pool.shutdown()
+
+
+# -- cancelling a caller blocked in submit ------------------------------------------------------
+
+
+async def test_cancelled_submitter_leaves_nothing_behind() -> None:
+    pool = WorkerPool(2)
+    gate = asyncio.Event()
+    probe = Probe()
+    for i in (0, 1):
+        await pool.submit(Definition(id=f"b{i}", task_fn=probe.fn(gate=gate)))
+    submitter = asyncio.create_task(pool.submit(Definition(id="never", task_fn=probe.fn())))
+    await settle()
+    submitter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await submitter
+    assert pool.stats().total == 2
+    assert [t.id for t in pool.tasks()] == ["b0", "b1"]
+    gate.set()
+    await pool.wait()
+    assert "never" not in probe.calls
+    assert (pool.active_workers, pool.available_workers) == (0, 2)
+    assert counters(pool) == (2, 0, 0, 0, 2, 0, 0)
+
+    # No slot was lost: max_workers submits proceed at once (no waiting at all).
+    hold = asyncio.Event()
+    start = now()
+    async with asyncio.timeout(GUARD):
+        again = [
+            await pool.submit(Definition(id=f"x{i}", task_fn=probe.fn(gate=hold))) for i in (0, 1)
+        ]
+    assert now() == start
+    assert all(t.is_in_progress() for t in again)
+    assert pool.available_workers == 0
+    hold.set()
+    await pool.shutdown(cancel=False)
+    assert counters(pool) == (4, 0, 0, 0, 4, 0, 0)
+
+
+async def test_submitter_cancelled_just_after_being_handed_a_slot_loses_nothing() -> None:
+    """The slot of an ending task reaches a blocked submit, which is cancelled before it
+    resumes (here: from the ending task's on_done hook). Nothing is created, no slot is lost,
+    and the next submitter in line gets the slot."""
+    submitters: dict[str, asyncio.Task[Any]] = {}
+
+    def on_done(task_id: str, when: object) -> None:
+        if task_id == "first":
+            submitters["cancelled"].cancel()
+
+    pool = WorkerPool(1, hooks=StateHooks(on_done=on_done))
+    gate = asyncio.Event()
+    probe = Probe()
+    await pool.submit(Definition(id="first", task_fn=probe.fn(gate=gate)))
+    submitters["cancelled"] = asyncio.create_task(
+        pool.submit(Definition(id="cancelled", task_fn=probe.fn()))
+    )
+    await settle()
+    submitters["next"] = asyncio.create_task(pool.submit(Definition(id="next", task_fn=probe.fn())))
+    await settle()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await submitters["cancelled"]
+    async with asyncio.timeout(GUARD):
+        nxt = await submitters["next"]
+    await nxt.wait()
+    await pool.wait()
+    assert probe.calls == ["first", "next"]
+    assert [t.id for t in pool.tasks()] == ["first", "next"]
+    assert (pool.active_workers, pool.available_workers) == (0, 1)
+    await pool.shutdown()
+
+
+# -- stop -------------------------------------------------------------------------------------
+
+
+async def test_stop_refuses_new_tasks_and_lets_submitted_ones_run() -> None:
+    pool = WorkerPool(2)
+    gate = asyncio.Event()
+    probe = Probe()
+    a = await pool.submit(Definition(id="a", task_fn=probe.fn(gate=gate, result=1)))
+    b = await pool.submit(Definition(id="b", task_fn=probe.fn(seconds=3, result=2), delay=1))
+    pool.stop()
+    assert pool.is_stopped()
+    assert pool.stats().stopped is True
+    pool.stop()  # idempotent
+    with pytest.raises(PoolStoppedError):
+        await pool.submit(Definition(id="c", task_fn=probe.fn()))
+    with pytest.raises(PoolStoppedError):
+        await pool.submit_batch([Definition(id="d", task_fn=probe.fn())])
+    assert pool.stats().total == 2
+    gate.set()
+    assert await a == 1
+    assert await b == 2
+    assert now() == 4.0  # b's delay and work, uncancelled
+    await pool.wait()
+    assert probe.calls == ["a", "b"]
+    assert counters(pool) == (2, 0, 0, 0, 2, 0, 0)
+    await pool.shutdown()
+
+
+async def test_stop_fails_callers_blocked_in_submit() -> None:
+    pool = WorkerPool(1)
+    gate = asyncio.Event()
+    probe = Probe()
+    running = await pool.submit(Definition(id="run", task_fn=probe.fn(gate=gate)))
+    blocked = [
+        asyncio.create_task(pool.submit(Definition(id=f"w{i}", task_fn=probe.fn())))
+        for i in range(3)
+    ]
+    await settle()
+    assert not any(t.done() for t in blocked)
+    pool.stop()
+    for submitter in blocked:
+        with pytest.raises(PoolStoppedError):
+            async with asyncio.timeout(GUARD):
+                await submitter
+    assert running.is_started()  # stop() cancels nothing
+    gate.set()
+    await running.wait()
+    assert running.is_done()
+    await pool.wait()
+    assert probe.calls == ["run"]
+    assert counters(pool) == (1, 0, 0, 0, 1, 0, 0)
+    assert pool.available_workers == 1
+    await pool.shutdown()
+
+
+async def test_err_group_on_stopped_pool_with_free_workers() -> None:
+    pool = WorkerPool(2)
+    probe = Probe()
+    pool.stop()
+    with pytest.raises(PoolStoppedError):
+        await pool.submit_with_err_group([Definition(id="x", task_fn=probe.fn())])
+    assert probe.calls == []
+    assert pool.stats().total == 0
+    assert pool.available_workers == 2
+    await pool.shutdown()
+
+
+@pytest.mark.xfail(
+    reason="BUG: submit_with_err_group on a stopped pool whose workers are all busy waits for "
+    "a free slot (forever if the tasks never end) before raising PoolStoppedError",
+    strict=True,
+)
+async def test_err_group_on_stopped_busy_pool_raises_at_once() -> None:
+    pool = WorkerPool(1)
+    await pool.submit(Definition(id="busy", task_fn=forever(), max_duration=None))
+    pool.stop()
+    try:
+        with pytest.raises(PoolStoppedError):
+            async with asyncio.timeout(5):
+                await pool.submit_with_err_group([Definition(id="x", task_fn=Probe().fn())])
+    finally:
+        await pool.shutdown()
+
+
+# -- submit_batch -----------------------------------------------------------------------------
+
+
+async def test_submit_batch_submits_in_order_and_returns_the_tasks() -> None:
+    pool = WorkerPool(2)
+    probe = Probe()
+    definitions = [Definition(id=f"t{i}", task_fn=probe.fn(seconds=1, result=i)) for i in range(5)]
+    tasks = await pool.submit_batch(definitions)
+    assert [t.id for t in tasks] == [f"t{i}" for i in range(5)]
+    assert all(isinstance(t, Task) for t in tasks)
+    assert [t.definition for t in tasks] == definitions
+    assert pool.tasks() == tasks
+    # With 2 workers, the batch returned once the last one could be submitted.
+    assert now() == 2.0
+    assert [t.state for t in tasks[:2]] == [State.DONE] * 2
+    await pool.wait()
+    assert [await t for t in tasks] == [0, 1, 2, 3, 4]
+    assert probe.calls == [f"t{i}" for i in range(5)]
+    assert now() == 3.0
+    await pool.shutdown()
+
+
+async def test_submit_batch_accepts_any_iterable_and_empty() -> None:
+    pool = WorkerPool(3)
+    assert await pool.submit_batch([]) == []
+    tasks = await pool.submit_batch(Definition(id=str(i), task_fn=Probe().fn()) for i in range(3))
+    assert [t.id for t in tasks] == ["0", "1", "2"]
+    await pool.shutdown(cancel=False)
+    assert all(t.is_done() for t in tasks)
+
+
+async def test_submit_batch_type_error_before_anything_is_submitted() -> None:
+    pool = WorkerPool(2)
+    probe = Probe()
+    batch: list[Any] = [
+        Definition(id="a", task_fn=probe.fn()),
+        Definition(id="b", task_fn=probe.fn()),
+        "not a definition",
+        Definition(id="c", task_fn=probe.fn()),
+    ]
+    with pytest.raises(TypeError, match=r"\[2\]"):
+        await pool.submit_batch(batch)
+    await settle()
+    assert pool.stats().total == 0
+    assert pool.tasks() == []
+    assert probe.calls == []
+    await pool.shutdown()
+
+
+# -- submit_with_err_group ---------------------------------------------------------------------
+
+
+async def test_err_group_all_succeed_returns_none_after_all_ended() -> None:
+    pool = WorkerPool(2)
+    probe = Probe()
+    definitions = [Definition(id=f"t{i}", task_fn=probe.fn(seconds=i + 1)) for i in range(4)]
+    assert await pool.submit_with_err_group(definitions) is None
+    assert now() == 6.0  # 1 and 2 at once, then 3 (from 1) and 4 (from 2): ends at 2 + 4
+    assert sorted(probe.calls) == ["t0", "t1", "t2", "t3"]
+    assert all(t.is_done() for t in pool.tasks())
+    assert pool.active_workers == 0
+    await pool.shutdown()
+
+
+async def test_err_group_retried_failures_that_succeed_are_not_failures() -> None:
+    pool = WorkerPool(2)
+    tries = {"flaky": 0}
+
+    async def flaky(run: Run) -> None:
+        tries["flaky"] += 1
+        if run.attempt < 2:
+            raise OSError("transient")
+
+    await pool.submit_with_err_group(
+        [
+            Definition(id="flaky", task_fn=flaky, max_retries=2, backoff=1),
+            Definition(id="ok", task_fn=Probe().fn(seconds=1)),
+        ]
+    )
+    assert tries["flaky"] == 3
+    assert all(t.is_done() for t in pool.tasks())
+    await pool.shutdown()
+
+
+async def test_err_group_raises_the_first_failure_itself_and_cancels_the_rest() -> None:
+    pool = WorkerPool(4)
+    probe = Probe()
+    err = ValueError("simulated error")
+    later = RuntimeError("second failure, after the first")
+    definitions = [
+        Definition(id="ok", task_fn=probe.fn(seconds=0.5)),
+        Definition(id="fails", task_fn=probe.fn(seconds=1, error=err)),
+        Definition(id="long", task_fn=probe.fn(seconds=100)),
+        Definition(id="fails-later", task_fn=probe.fn(seconds=2, error=later)),
+    ]
+    with pytest.raises(ValueError, match="simulated error") as info:
+        await pool.submit_with_err_group(definitions)
+    assert info.value is err
+    assert now() == 1.0
+    by_id = {t.id: t for t in pool.tasks()}
+    assert by_id["ok"].is_done()
+    assert by_id["fails"].is_failed()
+    assert by_id["fails"].error is err
+    assert by_id["long"].is_canceled()
+    assert isinstance(by_id["long"].error, TaskCanceledError)
+    assert by_id["fails-later"].is_canceled()
+    assert sorted(probe.calls) == ["fails", "fails-later", "long", "ok"]
+    assert pool.active_workers == 0
+    assert counters(pool) == (4, 0, 0, 0, 1, 1, 2)
+    await pool.shutdown()
+
+
+async def test_err_group_tasks_not_yet_started_never_start() -> None:
+    pool = WorkerPool(4)
+    probe = Probe()
+    err = KeyError("boom")
+
+    async def fails_fast(run: Run) -> None:
+        probe.calls.append(run.id)
+        raise OSError("retry me")
+
+    definitions = [
+        Definition(id="fails", task_fn=probe.fn(seconds=2, error=err)),
+        Definition(id="delayed", task_fn=probe.fn(), delay=5),
+        Definition(id="in-backoff", task_fn=fails_fast, max_retries=3, backoff=10),
+        Definition(id="running", task_fn=probe.fn(seconds=50)),
+    ]
+    with pytest.raises(KeyError) as info:
+        await pool.submit_with_err_group(definitions)
+    assert info.value is err
+    assert now() == 2.0
+    by_id = {t.id: t for t in pool.tasks()}
+    assert by_id["delayed"].is_canceled()
+    assert by_id["delayed"].attempts == 0
+    assert by_id["in-backoff"].is_canceled()
+    assert by_id["in-backoff"].attempts == 1  # cancelled in its backoff: never retried
+    assert by_id["running"].is_canceled()
+    await asyncio.sleep(20)  # nothing cancelled wakes up later
+    assert probe.calls.count("delayed") == 0
+    assert probe.calls.count("in-backoff") == 1
+    assert sorted(set(probe.calls)) == ["fails", "in-backoff", "running"]
+    await pool.shutdown()
+
+
+async def test_err_group_definitions_after_the_failure_are_never_submitted() -> None:
+    pool = WorkerPool(1)
+    probe = Probe()
+    err = OSError("first fails")
+    definitions = [
+        Definition(id="long-fails", task_fn=probe.fn(seconds=10, error=err)),
+        Definition(id="b", task_fn=probe.fn()),
+        Definition(id="c", task_fn=probe.fn()),
+    ]
+    with pytest.raises(OSError, match="first fails") as info:
+        await pool.submit_with_err_group(definitions)
+    assert info.value is err
+    assert now() == 10.0
+    assert pool.stats().total == 1
+    assert [t.id for t in pool.tasks()] == ["long-fails"]
+    assert probe.calls == ["long-fails"]
+    assert (pool.active_workers, pool.available_workers) == (0, 1)
+    await pool.shutdown()
+
+
+async def test_err_group_failure_while_caller_waits_for_a_slot_stops_submitting() -> None:
+    pool = WorkerPool(2)
+    probe = Probe()
+    err = ValueError("x")
+    definitions = [
+        Definition(id="fails", task_fn=probe.fn(seconds=1, error=err)),
+        Definition(id="blocks", task_fn=forever(), max_duration=None),
+        Definition(id="never1", task_fn=probe.fn()),
+        Definition(id="never2", task_fn=probe.fn()),
+    ]
+    with pytest.raises(ValueError, match="x") as info:
+        async with asyncio.timeout(GUARD):
+            await pool.submit_with_err_group(definitions)
+    assert info.value is err
+    assert now() == 1.0
+    assert [(t.id, t.state) for t in pool.tasks()] == [
+        ("fails", State.FAILED),
+        ("blocks", State.CANCELED),
+    ]
+    assert probe.calls == ["fails"]
+    assert pool.available_workers == 2
+    await pool.shutdown()
+
+
+async def test_err_group_task_with_no_task_fn_is_a_failure() -> None:
+    pool = WorkerPool(2)
+    with pytest.raises(TaskFnNotSetError):
+        await pool.submit_with_err_group(
+            [Definition(id="none"), Definition(id="long", task_fn=Probe().fn(seconds=5))]
+        )
+    assert now() == 0
+    assert [t.state for t in pool.tasks()] == [State.FAILED, State.CANCELED]
+    await pool.shutdown()
+
+
+async def test_err_group_task_cancelled_from_outside_raises_its_cancel_error() -> None:
+    pool = WorkerPool(3)
+    probe = Probe()
+
+    async def run_group() -> None:
+        await pool.submit_with_err_group(
+            [Definition(id=f"t{i}", task_fn=probe.fn(seconds=10)) for i in range(3)]
+        )
+
+    group = asyncio.create_task(run_group())
+    await asyncio.sleep(1)
+    victim = pool.tasks()[1]
+    assert victim.cancel() is True
+    with pytest.raises(TaskCanceledError) as info:
+        await group
+    assert info.value is victim.error
+    assert now() == 1.0
+    assert [t.state for t in pool.tasks()] == [State.CANCELED] * 3
+    await pool.shutdown()
+
+
+async def test_err_group_raises_only_once_every_task_has_ended() -> None:
+    """A task that swallows its cancellation and keeps working for 3 s more: the group's
+    error comes when it has ended, not before."""
+    pool = WorkerPool(2)
+    err = ValueError("fail")
+
+    async def stubborn(run: Run) -> str:
+        try:
+            await asyncio.sleep(100)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3)
+        return "returned anyway"
+
+    definitions = [
+        Definition(id="fails", task_fn=Probe().fn(seconds=1, error=err)),
+        Definition(id="stubborn", task_fn=stubborn),
+    ]
+    with pytest.raises(ValueError, match="fail"):
+        await pool.submit_with_err_group(definitions)
+    stubborn_task = pool.tasks()[1]
+    assert stubborn_task.is_end()
+    assert stubborn_task.is_canceled()  # swallowing the cancellation does not make it DONE
+    assert now() == 4.0
+    await pool.shutdown()
+
+
+async def test_err_group_caller_cancelled_cancels_the_group() -> None:
+    pool = WorkerPool(3)
+    probe = Probe()
+    await pool.submit(Definition(id="outside", task_fn=probe.fn(seconds=5)))
+    group = asyncio.create_task(
+        pool.submit_with_err_group(
+            [
+                Definition(id="g-run", task_fn=probe.fn(seconds=100)),
+                Definition(id="g-delay", task_fn=probe.fn(), delay=50),
+            ]
+        )
+    )
+    await asyncio.sleep(1)
+    group.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await group
+    await pool.wait()
+    by_id = {t.id: t for t in pool.tasks()}
+    assert by_id["g-run"].is_canceled()
+    assert by_id["g-delay"].is_canceled()
+    assert by_id["outside"].is_done()  # not of the group: untouched
+    assert now() == 5.0
+    assert "g-delay" not in probe.calls
+    await pool.shutdown()
+
+
+async def test_err_group_caller_cancelled_while_waiting_for_a_slot() -> None:
+    pool = WorkerPool(1)
+    probe = Probe()
+    group = asyncio.create_task(
+        pool.submit_with_err_group(
+            [
+                Definition(id="first", task_fn=probe.fn(seconds=100)),
+                Definition(id="second", task_fn=probe.fn()),
+            ]
+        )
+    )
+    await asyncio.sleep(1)
+    assert pool.stats().total == 1
+    group.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await group
+    await pool.wait()
+    assert [(t.id, t.state) for t in pool.tasks()] == [("first", State.CANCELED)]
+    assert probe.calls == ["first"]
+    assert pool.available_workers == 1
+    assert now() == 1.0
+    await pool.shutdown()
+
+
+async def test_err_group_type_error_before_anything_is_submitted() -> None:
+    pool = WorkerPool(2)
+    probe = Probe()
+    with pytest.raises(TypeError, match=r"\[1\]"):
+        await pool.submit_with_err_group(
+            [Definition(id="a", task_fn=probe.fn()), object()]  # type: ignore[list-item]
+        )
+    await settle()
+    assert pool.stats().total == 0
+    assert probe.calls == []
+    await pool.shutdown()
+
+
+async def test_err_group_empty_returns_none() -> None:
+    pool = WorkerPool(1)
+    assert await pool.submit_with_err_group([]) is None
+    assert pool.stats().total == 0
+    await pool.shutdown()
+
+
+# -- wait ---------------------------------------------------------------------------------------
+
+
+async def test_wait_returns_when_every_task_has_ended() -> None:
+    pool = WorkerPool(3)
+    probe = Probe()
+    tasks = [
+        await pool.submit(Definition(id=str(i), task_fn=probe.fn(seconds=s)))
+        for i, s in enumerate([2, 5, 1])
+    ]
+    await pool.wait()
+    assert now() == 5.0
+    assert all(t.is_end() for t in tasks)
+    assert pool.active_workers == 0
+    assert pool.available_workers == 3
+    await pool.wait()  # nothing left to wait for: at once
+    assert now() == 5.0
+    await pool.shutdown()
+
+
+async def test_wait_on_an_empty_pool_returns_at_once() -> None:
+    pool = WorkerPool(2)
+    await pool.wait()
+    await pool.wait(timeout=1)
+    assert now() == 0
+    await pool.shutdown()
+
+
+async def test_wait_covers_tasks_whose_submitters_were_waiting() -> None:
+    pool = WorkerPool(1)
+    probe = Probe()
+    await pool.submit(Definition(id="a", task_fn=probe.fn(seconds=1)))
+    submitter = asyncio.create_task(pool.submit(Definition(id="b", task_fn=probe.fn(seconds=2))))
+    await settle()
+    await pool.wait()
+    assert submitter.done()
+    assert now() == 3.0
+    assert [t.state for t in pool.tasks()] == [State.DONE, State.DONE]
+    await pool.shutdown()
+
+
+async def test_several_waiters_all_return() -> None:
+    pool = WorkerPool(2)
+    await pool.submit(Definition(id="a", task_fn=Probe().fn(seconds=4)))
+    waiters = [asyncio.create_task(pool.wait()) for _ in range(3)]
+    async with asyncio.timeout(GUARD):
+        await asyncio.gather(*waiters)
+    assert now() == 4.0
+    await pool.shutdown()
+
+
+@pytest.mark.parametrize("timeout", [2.5, timedelta(seconds=2.5)])
+async def test_wait_timeout_raises_and_cancels_nothing(timeout: float | timedelta) -> None:
+    pool = WorkerPool(2)
+    probe = Probe()
+    tasks = [
+        await pool.submit(Definition(id=str(i), task_fn=probe.fn(seconds=s, result=s)))
+        for i, s in enumerate([1, 10])
+    ]
+    with pytest.raises(TimeoutError):
+        await pool.wait(timeout)
+    assert now() == 2.5
+    assert tasks[0].is_done()
+    assert tasks[1].is_started()
+    assert pool.active_workers == 1
+    await pool.wait()
+    assert now() == 10.0
+    assert tasks[1].is_done()
+    assert await tasks[1] == 10
+    await pool.shutdown()
+
+
+async def test_wait_negative_timeout_is_value_error() -> None:
+    pool = WorkerPool(1)
+    with pytest.raises(ValueError, match="timeout"):
+        await pool.wait(-1)
+    await pool.shutdown()
+
+
+async def test_cancelled_wait_leaves_the_pool_working() -> None:
+    pool = WorkerPool(1)
+    task = await pool.submit(Definition(id="a", task_fn=Probe().fn(seconds=3)))
+    waiter = asyncio.create_task(pool.wait())
+    await asyncio.sleep(1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert task.is_started()
+    await pool.wait()
+    assert task.is_done()
+    assert now() == 3.0
+    await pool.shutdown()
+
+
+# -- shutdown and async with ---------------------------------------------------------------------
+
+
+async def test_shutdown_cancels_tasks_in_progress_by_default() -> None:
+    pool = WorkerPool(3)
+    probe = Probe()
+    running = await pool.submit(Definition(id="running", task_fn=probe.fn(seconds=100)))
+    delayed = await pool.submit(Definition(id="delayed", task_fn=probe.fn(), delay=100))
+    done = await pool.submit(Definition(id="done", task_fn=probe.fn()))
+    await asyncio.sleep(1)
+    assert done.is_done()
+    await pool.shutdown()
+    assert now() == 1.0
+    assert running.is_canceled()
+    assert delayed.is_canceled()
+    assert done.is_done()
+    assert "delayed" not in probe.calls
+    assert pool.is_stopped()
+    assert pool.active_workers == 0
+    assert_stats_match(pool)
+    assert only_current_task_left()
+    with pytest.raises(PoolStoppedError):
+        await pool.submit(Definition(task_fn=probe.fn()))
+    await pool.shutdown()  # twice: nothing to do
+    assert only_current_task_left()
+
+
+async def test_shutdown_without_cancel_waits_for_the_tasks() -> None:
+    pool = WorkerPool(2)
+    tasks = [
+        await pool.submit(Definition(id=str(i), task_fn=Probe().fn(seconds=s)))
+        for i, s in enumerate([3, 7])
+    ]
+    await pool.shutdown(cancel=False)
+    assert now() == 7.0
+    assert all(t.is_done() for t in tasks)
+    assert only_current_task_left()
+
+
+async def test_shutdown_timeout_raises_and_leaves_tasks_running() -> None:
+    pool = WorkerPool(2)
+    task = await pool.submit(Definition(id="long", task_fn=Probe().fn(seconds=10)))
+    with pytest.raises(TimeoutError):
+        await pool.shutdown(cancel=False, timeout=timedelta(seconds=2))
+    assert now() == 2.0
+    assert pool.is_stopped()
+    assert task.is_started()
+    await pool.shutdown(cancel=False, timeout=100)
+    assert now() == 10.0
+    assert task.is_done()
+    assert only_current_task_left()
+
+
+async def test_async_with_waits_on_normal_exit() -> None:
+    probe = Probe()
+    async with WorkerPool(2) as pool:
+        assert isinstance(pool, WorkerPool)
+        tasks = [
+            await pool.submit(Definition(id=str(i), task_fn=probe.fn(seconds=i + 1)))
+            for i in range(4)
+        ]
+        assert now() == 2.0  # the 3rd submit waited for the 1st task
+    assert now() == 6.0
+    assert all(t.is_done() for t in tasks)
+    assert pool.is_stopped()
+    assert counters(pool) == (4, 0, 0, 0, 4, 0, 0)
+    assert only_current_task_left()
+
+
+async def test_async_with_cancels_and_reraises_on_exception() -> None:
+    probe = Probe()
+    err = LookupError("body failed")
+    tasks: list[Task[Any]] = []
+    pool = WorkerPool(2)
+
+    async def body() -> None:
+        async with pool as entered:
+            assert entered is pool
+            tasks.append(
+                await pool.submit(Definition(id="r", task_fn=forever(), max_duration=None))
+            )
+            tasks.append(await pool.submit(Definition(id="d", task_fn=probe.fn(), delay=10)))
+            await asyncio.sleep(1)
+            raise err
+
+    with pytest.raises(LookupError) as info:
+        await body()
+    assert info.value is err
+    running, delayed = tasks
+    assert now() == 1.0
+    assert running.is_canceled()
+    assert delayed.is_canceled()
+    assert probe.calls == []
+    assert pool.is_stopped()
+    assert only_current_task_left()
+
+
+async def test_async_with_caller_cancelled_while_exiting_cancels_the_tasks() -> None:
+    pool = WorkerPool(2)
+    tasks: list[Task[Any]] = []
+
+    async def body() -> None:
+        async with pool:
+            tasks.append(await pool.submit(Definition(id="a", task_fn=Probe().fn(seconds=50))))
+
+    outer = asyncio.create_task(body())
+    await asyncio.sleep(1)  # the body has ended; __aexit__ waits for "a"
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    await pool.wait()
+    assert tasks[0].is_canceled()
+    assert now() == 1.0
+    await pool.shutdown()
+
+
+# -- stats and tasks() --------------------------------------------------------------------------
+
+
+async def test_stats_equal_a_recount_at_several_moments() -> None:
+    pool = WorkerPool(4)
+    gate = asyncio.Event()
+    probe = Probe()
+    assert counters(pool) == (0, 0, 0, 0, 0, 0, 0)
+    running = await pool.submit(Definition(id="running", task_fn=probe.fn(gate=gate)))
+    delayed = await pool.submit(Definition(id="delayed", task_fn=probe.fn(), delay=3))
+    failing = await pool.submit(Definition(id="failing", task_fn=probe.fn(error=ValueError())))
+    quick = await pool.submit(Definition(id="quick", task_fn=probe.fn(seconds=1)))
+    assert counters(pool) == (4, 0, 4, 0, 0, 0, 0)  # all PENDING before any worker ran
+    assert_stats_match(pool)
+    await settle()
+    assert counters(pool) == (4, 0, 1, 2, 0, 1, 0)
+    assert_stats_match(pool)
+    await asyncio.sleep(1.5)
+    assert counters(pool) == (4, 0, 1, 1, 1, 1, 0)
+    assert_stats_match(pool)
+    assert delayed.cancel() is True
+    await delayed.wait()
+    assert counters(pool) == (4, 0, 0, 1, 1, 1, 1)
+    assert_stats_match(pool)
+    gate.set()
+    await pool.wait()
+    assert counters(pool) == (4, 0, 0, 0, 2, 1, 1)
+    s = assert_stats_match(pool)
+    assert (s.active_workers, s.max_workers, s.stopped) == (0, 4, False)
+    assert [running.state, quick.state, failing.state] == [State.DONE, State.DONE, State.FAILED]
+    await pool.shutdown()
+    assert assert_stats_match(pool).stopped is True
+
+
+async def test_stats_is_a_snapshot() -> None:
+    pool = WorkerPool(1)
+    before = pool.stats()
+    await pool.submit(Definition(task_fn=Probe().fn()))
+    await pool.wait()
+    assert before.total == 0
+    assert before.done == 0
+    assert pool.stats().done == 1
+    await pool.shutdown()
+
+
+async def test_tasks_returns_a_copy_of_every_task_by_default() -> None:
+    pool = WorkerPool(2)
+    probe = Probe()
+    first = await pool.submit(Definition(id="a", task_fn=probe.fn()))
+    second = await pool.submit(Definition(id="b", task_fn=probe.fn(error=OSError())))
+    listed = pool.tasks()
+    assert listed == [first, second]
+    listed.clear()
+    listed.append("junk")  # type: ignore[arg-type]
+    assert pool.tasks() == [first, second]
+    assert pool.tasks() is not pool.tasks()
+    await pool.wait()
+    assert pool.tasks() == [first, second]  # finished tasks are kept
+    assert [t.state for t in pool.tasks()] == [State.DONE, State.FAILED]
+    await pool.shutdown()
+
+
+async def test_retain_finished_false_lists_only_tasks_in_progress() -> None:
+    pool = WorkerPool(3, retain_finished=False)
+    gate = asyncio.Event()
+    probe = Probe()
+    quick = await pool.submit(Definition(id="quick", task_fn=probe.fn()))
+    failing = await pool.submit(Definition(id="failing", task_fn=probe.fn(error=ValueError())))
+    held = await pool.submit(Definition(id="held", task_fn=probe.fn(gate=gate)))
+    assert pool.tasks() == [quick, failing, held]
+    await settle()
+    assert pool.tasks() == [held]
+    assert counters(pool) == (3, 0, 0, 1, 1, 1, 0)
+    later = await pool.submit(Definition(id="later", task_fn=probe.fn(), delay=5))
+    assert pool.tasks() == [held, later]
+    later.cancel()
+    assert pool.tasks() == [held]
+    gate.set()
+    await pool.wait()
+    assert pool.tasks() == []
+    assert counters(pool) == (4, 0, 0, 0, 2, 1, 1)
+    assert pool.stats().active_workers == 0
+    await pool.shutdown()
+
+
+@pytest.mark.xfail(
+    reason="BUG: inside on_created/on_pending(0) of a pool task, stats() already counts the "
+    "task but tasks() does not list it yet (appended after the hooks fire)",
+    strict=True,
+)
+async def test_stats_match_tasks_inside_creation_hooks() -> None:
+    mismatches: list[str] = []
+    pool: WorkerPool
+
+    def check(name: str) -> Callable[..., None]:
+        def hook(task_id: str, *args: Any) -> None:
+            s = pool.stats()
+            tasks = pool.tasks()
+            if s.total != len(tasks) or (s.pending, s.started) != recount(tasks)[1:3]:
+                mismatches.append(f"{name}({task_id}): total={s.total} listed={len(tasks)}")
+
+        return hook
+
+    pool = WorkerPool(2, hooks=StateHooks(on_created=check("created"), on_pending=check("pending")))
+    await pool.submit(Definition(id="a", task_fn=Probe().fn()))
+    await pool.wait()
+    await pool.shutdown()
+    assert mismatches == []
+
+
+# -- hooks ----------------------------------------------------------------------------------------
+
+
+async def test_pool_hooks_apply_to_tasks_without_their_own() -> None:
+    pool_events: list[tuple[Any, ...]] = []
+    own_events: list[tuple[Any, ...]] = []
+
+    def recorder(log: list[tuple[Any, ...]], name: str) -> Callable[..., None]:
+        def hook(task_id: str, when: Any, *args: Any) -> None:
+            log.append((task_id, name, *args))
+
+        return hook
+
+    def hooks_for(log: list[tuple[Any, ...]]) -> StateHooks:
+        return StateHooks(
+            **{
+                f"on_{name}": recorder(log, name)
+                for name in ("created", "pending", "started", "done", "failed", "canceled")
+            }
+        )
+
+    err = ValueError("x")
+    pool = WorkerPool(2, hooks=hooks_for(pool_events))
+    await pool.submit(Definition(id="plain", task_fn=Probe().fn()))
+    await pool.submit(Definition(id="own", task_fn=Probe().fn(), hooks=hooks_for(own_events)))
+    await pool.submit(Definition(id="failing", task_fn=Probe().fn(error=err)))
+    await pool.wait()
+    await pool.submit(
+        Definition(id="retried", task_fn=Probe().fn(error=err), max_retries=1, backoff=1)
+    )
+    cancelled = await pool.submit(Definition(id="cancelled", task_fn=Probe().fn(seconds=9)))
+    await settle()
+    cancelled.cancel()
+    await pool.wait()
+    await pool.shutdown()
+    assert own_events == [
+        ("own", "created"),
+        ("own", "pending", 0),
+        ("own", "started"),
+        ("own", "done"),
+    ]
+    per_task: dict[str, list[tuple[Any, ...]]] = {}
+    for event in pool_events:
+        per_task.setdefault(event[0], []).append(event[1:])
+    assert "own" not in per_task
+    assert per_task["plain"] == [("created",), ("pending", 0), ("started",), ("done",)]
+    assert per_task["failing"] == [("created",), ("pending", 0), ("started",), ("failed", err)]
+    assert per_task["retried"] == [
+        ("created",),
+        ("pending", 0),
+        ("started",),
+        ("pending", 1),
+        ("started",),
+        ("failed", err),
+    ]
+    assert per_task["cancelled"] == [("created",), ("pending", 0), ("started",), ("canceled",)]
+
+
+async def test_a_raising_pool_hook_changes_nothing(hook_log: pytest.LogCaptureFixture) -> None:
+    def bad(task_id: str, when: Any) -> None:
+        raise RuntimeError("hook broke")
+
+    pool = WorkerPool(1, hooks=StateHooks(on_started=bad, on_done=bad))
+    task = await pool.submit(Definition(id="t", task_fn=Probe().fn(result=5)))
+    assert await task == 5
+    await pool.wait()
+    assert counters(pool) == (1, 0, 0, 0, 1, 0, 0)
+    assert pool.available_workers == 1
+    await pool.shutdown()
+    assert (
+        sum("hook broke" in r.getMessage() or "hook" in r.getMessage() for r in hook_log.records)
+        >= 2
+    )
+
+
+# -- failures inside the pool -------------------------------------------------------------------
+
+
+async def test_failures_do_not_disturb_the_pool() -> None:
+    pool = WorkerPool(2)
+    err = ZeroDivisionError("bad")
+    failing = await pool.submit(Definition(id="f", task_fn=Probe().fn(error=err)))
+    missing = await pool.submit(Definition(id="none"))
+    timed_out = await pool.submit(Definition(id="slow", task_fn=forever(), max_duration=2))
+    ok = await pool.submit(Definition(id="ok", task_fn=Probe().fn(result="fine")))
+    await pool.wait()
+    assert failing.error is err
+    assert isinstance(missing.error, TaskFnNotSetError)
+    assert isinstance(timed_out.error, TimeoutError)
+    assert await ok == "fine"
+    assert now() == 2.0
+    assert counters(pool) == (4, 0, 0, 0, 1, 3, 0)
+    await pool.shutdown()
+
+
+# -- cancelled while queued ----------------------------------------------------------------------
+
+
+async def test_tasks_cancelled_while_queued_end_without_running() -> None:
+    events: list[tuple[str, str]] = []
+
+    def hook(name: str) -> Callable[..., None]:
+        return lambda task_id, when, *args: events.append((task_id, name))
+
+    pool = WorkerPool(
+        3,
+        hooks=StateHooks(
+            on_pending=hook("pending"), on_started=hook("started"), on_canceled=hook("canceled")
+        ),
+    )
+    probe = Probe()
+    # submit() on free workers does not suspend: no worker has picked these yet.
+    a = await pool.submit(Definition(id="a", task_fn=probe.fn()))
+    b = await pool.submit(Definition(id="b", task_fn=probe.fn()))
+    c = await pool.submit(Definition(id="c", task_fn=probe.fn()))
+    assert [t.state for t in (a, b, c)] == [State.PENDING] * 3
+    assert a.cancel() is True
+    assert c.cancel() is True
+    assert a.is_canceled()  # ended at once: it was only queued
+    assert isinstance(a.error, TaskCanceledError)
+    assert pool.available_workers == 2
+    assert a.cancel() is False  # idempotent: already ended
+    await pool.wait()
+    assert probe.calls == ["b"]
+    assert (a.attempts, b.attempts, c.attempts) == (0, 1, 0)
+    assert [t.state for t in (a, b, c)] == [State.CANCELED, State.DONE, State.CANCELED]
+    assert ("a", "started") not in events
+    assert ("c", "started") not in events
+    assert events.count(("a", "canceled")) == 1
+    assert counters(pool) == (3, 0, 0, 0, 1, 0, 2)
+    # The pool is still fully usable: every slot came back.
+    more = [await pool.submit(Definition(id=f"m{i}", task_fn=probe.fn())) for i in range(3)]
+    await pool.wait()
+    assert all(t.is_done() for t in more)
+    await pool.shutdown()
+
+
+async def test_task_cancelled_during_its_delay_never_calls_its_function() -> None:
+    pool = WorkerPool(1)
+    probe = Probe()
+    task = await pool.submit(Definition(id="d", task_fn=probe.fn(), delay=10))
+    await asyncio.sleep(4)
+    assert task.is_pending()
+    assert task.cancel() is True
+    await task.wait()
+    assert task.is_canceled()
+    assert now() == 4.0
+    await asyncio.sleep(10)
+    assert probe.calls == []
+    assert task.attempts == 0
+    await pool.shutdown()
+
+
+# -- no leaks -------------------------------------------------------------------------------------
+
+
+async def test_no_asyncio_task_left_after_async_with() -> None:
+    async with WorkerPool(4) as pool:
+        for i in range(20):
+            await pool.submit(Definition(id=str(i), task_fn=Probe().fn(seconds=i % 3)))
+    assert only_current_task_left()
+
+
+async def test_no_asyncio_task_left_after_shutdown_with_tasks_everywhere() -> None:
+    pool = WorkerPool(4)
+
+    async def flaky(run: Run) -> None:
+        raise OSError
+
+    done = await pool.submit(Definition(id="done", task_fn=Probe().fn()))
+    await done.wait()
+    await pool.submit(Definition(id="running", task_fn=forever(), max_duration=None))
+    await pool.submit(Definition(id="delayed", task_fn=Probe().fn(), delay=100))
+    await pool.submit(Definition(id="backoff", task_fn=flaky, max_retries=5, backoff=100))
+    await pool.submit(Definition(id="timed", task_fn=forever(), max_duration=50))
+    blocked = asyncio.create_task(pool.submit(Definition(id="blocked", task_fn=Probe().fn())))
+    await asyncio.sleep(1)
+    assert not blocked.done()
+    await pool.shutdown()
+    with pytest.raises(PoolStoppedError):
+        await blocked
+    assert now() == 1.0
+    assert only_current_task_left()
+    assert [(t.id, t.state) for t in pool.tasks()] == [
+        ("done", State.DONE),
+        ("running", State.CANCELED),
+        ("delayed", State.CANCELED),
+        ("backoff", State.CANCELED),
+        ("timed", State.CANCELED),
+    ]
+    assert_stats_match(pool)
+
+
+# -- sync task functions in threads ---------------------------------------------------------------
+
+
+@pytest.mark.realtime
+async def test_sync_functions_run_max_workers_at_once_in_threads() -> None:
+    max_workers = 4
+    barrier = threading.Barrier(max_workers, timeout=10)
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+    threads: set[str] = set()
+    loop_thread = threading.current_thread()
+
+    def task_fn(run: Run) -> str:
+        nonlocal running, peak
+        assert threading.current_thread() is not loop_thread
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            threads.add(threading.current_thread().name)
+        try:
+            barrier.wait()  # breaks (and the task fails) unless max_workers run at once
+            return run.id
+        finally:
+            with lock:
+                running -= 1
+
+    async with WorkerPool(max_workers) as pool:
+        tasks = await pool.submit_batch(
+            [
+                Definition(id=f"s{i}", task_fn=task_fn, max_duration=30)
+                for i in range(2 * max_workers)
+            ]
+        )
+    assert [t.state for t in tasks] == [State.DONE] * (2 * max_workers), [t.error for t in tasks]
+    assert [t.result() for t in tasks] == [f"s{i}" for i in range(2 * max_workers)]
+    assert peak == max_workers
+    assert all(name.startswith("asynctasklib") for name in threads)
+    assert library_threads() == []  # the pool's threads are gone after async with
+    assert only_current_task_left()
+
+
+@pytest.mark.realtime
+async def test_no_thread_left_after_shutdown_of_sync_tasks() -> None:
+    pool = WorkerPool(2)
+    started = threading.Event()
+
+    def waits_for_cancel(run: Run) -> bool:
+        started.set()
+        return run.wait_cancelled(10)
+
+    task = await pool.submit(Definition(id="w", task_fn=waits_for_cancel, max_duration=None))
+    ok = await pool.submit(Definition(id="ok", task_fn=lambda run: 7))
+    assert await ok == 7
+    assert await asyncio.to_thread(started.wait, 10)
+    await pool.shutdown()
+    assert task.is_canceled()
+    for thread in library_threads():
+        thread.join(5)
+    assert library_threads() == []
+    assert only_current_task_left()
+
+
+# -- event loops ---------------------------------------------------------------------------------
+
+
+def test_one_pool_on_two_successive_event_loops() -> None:
+    pool = WorkerPool(2)
+    probe = Probe()
+
+    async def first_loop() -> list[Task[Any]]:
+        tasks = [
+            await pool.submit(Definition(id=f"a{i}", task_fn=probe.fn(seconds=1))) for i in range(3)
+        ]
+        await pool.wait()
+        return tasks
+
+    async def second_loop() -> list[Task[Any]]:
+        async with pool:
+            tasks = [
+                await pool.submit(Definition(id=f"b{i}", task_fn=probe.fn(seconds=1)))
+                for i in range(3)
+            ]
+        assert only_current_task_left()
+        return tasks
+
+    # The pool is not shut down on the first loop: its idle workers are left for the loop's
+    # teardown to cancel (as asyncio.run does), hence no leak check there.
+    first = run_async(first_loop(), check_leaks=False)
+    assert all(t.is_done() for t in first)
+    second = run_async(second_loop())
+    assert all(t.is_done() for t in second)
+    assert probe.calls == ["a0", "a1", "a2", "b0", "b1", "b2"]
+    assert probe.peak == 2
+    assert pool.stats().done == 6
+    assert pool.is_stopped()
+
+
+@pytest.mark.parametrize("submitter_blocked", [False, True])
+async def test_external_cancellation_of_the_loops_tasks_ends_every_task(
+    submitter_blocked: bool,
+) -> None:
+    """What asyncio.run does at teardown: cancel every other task. Every submitted task still
+    reaches a terminal state, none is left PENDING or STARTED, and the counters agree."""
+    pool = WorkerPool(5)
+
+    async def flaky(run: Run) -> None:
+        raise OSError
+
+    tasks = [await pool.submit(Definition(id="done", task_fn=Probe().fn()))]
+    await tasks[0].wait()
+    tasks += [
+        await pool.submit(Definition(id="running", task_fn=forever(), max_duration=None)),
+        await pool.submit(Definition(id="delayed", task_fn=Probe().fn(), delay=100)),
+        await pool.submit(Definition(id="backoff", task_fn=flaky, max_retries=5, backoff=100)),
+        await pool.submit(Definition(id="timed", task_fn=forever(), max_duration=50)),
+    ]
+    await asyncio.sleep(1)
+    # Not picked by a worker yet when the cancellation comes (unless we let the loop run).
+    tasks.append(await pool.submit(Definition(id="queued", task_fn=forever())))
+    submitter = asyncio.create_task(pool.submit(Definition(id="late", task_fn=forever())))
+    if submitter_blocked:
+        await settle()
+        assert tasks[-1].is_started()
+        assert not submitter.done()
+
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert len(others) >= 6  # the pool's workers and the submitter
+    for other in others:
+        other.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    assert submitter.cancelled()
+    assert [t.id for t in pool.tasks()] == [t.id for t in tasks]
+    assert [t.state for t in tasks] == [State.DONE] + [State.CANCELED] * 5
+    assert [t.attempts for t in tasks] == [1, 1, 0, 1, 1, 1 if submitter_blocked else 0]
+    s = assert_stats_match(pool)
+    assert s.pending == s.started == 0
+    assert s.active_workers == 0
+    assert only_current_task_left()
+
+
+def test_asyncio_run_teardown_ends_every_task() -> None:
+    pool = WorkerPool(3)
+    tasks: list[Task[Any]] = []
+
+    async def flaky(run: Run) -> None:
+        raise OSError
+
+    async def main() -> None:
+        tasks.append(await pool.submit(Definition(id="run", task_fn=forever(), max_duration=None)))
+        tasks.append(await pool.submit(Definition(id="delay", task_fn=Probe().fn(), delay=3600)))
+        tasks.append(
+            await pool.submit(Definition(id="backoff", task_fn=flaky, max_retries=3, backoff=3600))
+        )
+        await settle()
+        # returns with all three in progress; asyncio.run cancels the pool's workers
+
+    asyncio.run(main())
+    assert [t.state for t in tasks] == [State.CANCELED] * 3
+    assert [t.attempts for t in tasks] == [1, 0, 1]
+    assert counters(pool) == (3, 0, 0, 0, 0, 0, 3)
+    assert pool.active_workers == 0
