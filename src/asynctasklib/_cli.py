@@ -1,0 +1,1334 @@
+"""``asynctasklib run``: run a command once per input, on a `WorkerPool`.
+
+Each job is a subprocess in a session (so a process group) of its own, run by an
+``async def`` task function; the pool gives the concurrency limit, retries with backoff,
+per-attempt timeouts and (with ``--halt-on-error``) error groups, and its hooks feed the
+output, the ``--json`` events, the ``--joblog`` and the progress view.
+
+A job that times out, is cancelled, or leaves processes behind when it exits has its
+whole process group killed: SIGTERM, then SIGKILL after ``--grace`` seconds. On Linux the
+runner is a child subreaper, so processes orphaned by a job are reparented to it and
+reaped here rather than left as zombies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from .task import Definition, ExponentialBackoff, Run, StateHooks, TaskTimeoutError
+from .workflow import WorkerPool
+
+if TYPE_CHECKING:
+    from ._progress import ProgressView
+
+__all__ = ["JobFailedError", "main"]
+
+PROG: Final = "asynctasklib run"
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+EXIT_TERMINATED: Final = 143  # SIGTERM
+EXIT_BROKEN_PIPE: Final = 141  # our stdout was closed (SIGPIPE's code)
+
+DEFAULT_GRACE: Final = 2.0
+_KILL_WAIT: Final = 5.0  # after SIGKILL, how long to wait for the group to be gone
+_PR_SET_CHILD_SUBREAPER: Final = 36
+
+JOBLOG_HEADER: Final = "seq\tinput\texit_code\tattempts\tstart_time\tduration\tsignal\n"
+
+_FIELD = re.compile(r"\{#?\}")
+_NOT_YET: Final[Any] = object()  # get_nowait(): no value ready yet
+
+
+class JobFailedError(Exception):
+    """A job's command exited with a non-zero code or was killed by a signal."""
+
+    def __init__(self, returncode: int) -> None:
+        self.returncode = returncode
+        super().__init__(_describe_returncode(returncode))
+
+
+class _CannotStartError(Exception):
+    """The command could not be started (not found, not executable): not retried."""
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _describe_returncode(rc: int) -> str:
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        return f"killed by {name}"
+    return f"exit code {rc}"
+
+
+# -- options -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    command: list[str]
+    inputs: list[str] | None  # from ::: (None: read --arg-file or stdin)
+    arg_file: str | None
+    jobs: int
+    retries: int
+    backoff: float | Callable[[int], float]
+    timeout: float | None
+    delay: float
+    grace: float
+    halt_on_error: bool
+    keep_order: bool
+    joblog: str | None
+    json: bool
+    dry_run: bool
+    shell: bool
+    progress: bool | None
+
+
+def _number(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[str], Any]:
+    bound = f"> {low:g}" if strict else f">= {low:g}"
+    noun = "an integer" if kind is int else "a number of seconds"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if value != value or value in (float("inf"),) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
+_EPILOG = """\
+inputs: one job per input, taken from `::: a b c` after the command, from --arg-file, or
+from standard input (one per line). In the command, {} is replaced by the input and {#} by
+the job number (1-based); without {} the input is appended as the last argument.
+
+backoff: POLICY[:BASE], POLICY one of exp (BASE, 2*BASE, 4*BASE... up to 30 s, with
+jitter; the default, BASE 0.1), const (always BASE seconds), none (retry at once); a bare
+number means const.
+
+exit status: 0 all jobs succeeded, 1 some failed (or were cancelled by --halt-on-error),
+2 bad usage, 130 interrupted (Ctrl-C; 143 for SIGTERM), 141 standard output was closed.
+Ctrl-C once: start no more jobs, let the running ones finish; twice: cancel them (their
+process groups get SIGTERM, then SIGKILL after --grace seconds); three times: SIGKILL now.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        usage="%(prog)s [OPTIONS] [--] COMMAND [ARGS...] [::: INPUT...]",
+        description="Run COMMAND once per input, in parallel, with retries, timeouts "
+        "and a live progress view.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    seconds = _number(float, 0, strict=False)
+    p.add_argument(
+        "-j", "--jobs", type=_number(int, 1, strict=False), metavar="N",
+        help="jobs to run at once (default: the CPU count)",
+    )  # fmt: skip
+    p.add_argument(
+        "-a", "--arg-file", metavar="FILE", help="read inputs from FILE, one per line ('-': stdin)"
+    )
+    p.add_argument(
+        "--retries", type=_number(int, 0, strict=False), default=0, metavar="N",
+        help="retry a failed or timed-out job up to N times (default: 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--backoff", default="exp", metavar="POLICY[:BASE]",
+        help="wait before each retry (default: exp:0.1); see below",
+    )  # fmt: skip
+    p.add_argument(
+        "--backoff-base", type=seconds, metavar="SECONDS", help="the BASE of --backoff"
+    )
+    p.add_argument(
+        "--timeout", type=_number(float, 0, strict=True), metavar="SECONDS",
+        help="kill an attempt that runs longer than this (default: no limit)",
+    )  # fmt: skip
+    p.add_argument(
+        "--delay", type=seconds, default=0.0, metavar="SECONDS",
+        help="wait this long between job starts",
+    )  # fmt: skip
+    p.add_argument(
+        "--grace", type=seconds, default=DEFAULT_GRACE, metavar="SECONDS",
+        help=f"SIGKILL a job's process group this long after SIGTERM (default: {DEFAULT_GRACE:g})",
+    )  # fmt: skip
+    p.add_argument(
+        "--halt-on-error", action="store_true",
+        help="the first job that fails cancels the others and stops the run",
+    )  # fmt: skip
+    p.add_argument(
+        "-k", "--keep-order", action="store_true",
+        help="print the jobs' output in input order (default: as they finish)",
+    )  # fmt: skip
+    p.add_argument(
+        "--joblog", metavar="FILE",
+        help="write one tab-separated row per job: seq, input, exit code, attempts, "
+        "start time, duration, signal",
+    )  # fmt: skip
+    p.add_argument(
+        "--json", action="store_true",
+        help="print one JSON object per job lifecycle event on stdout instead of job output",
+    )  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument(
+        "--shell", action="store_true",
+        help="run COMMAND through /bin/sh -c, the input shell-quoted",
+    )  # fmt: skip
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="show a live progress view on stderr (default: when stderr is a terminal)",
+    )  # fmt: skip
+    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def _parse_backoff(spec: str, base: float | None) -> float | Callable[[int], float]:
+    policy, _, value = spec.partition(":")
+    policy = policy.strip().lower()
+    if value:
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise _UsageError(f"--backoff: {value!r} is not a number of seconds") from None
+        if not parsed >= 0 or parsed == float("inf"):
+            raise _UsageError(f"--backoff: the base must be >= 0, got {value!r}")
+        base = parsed if base is None else base
+    if policy in ("exp", "exponential"):
+        return ExponentialBackoff(initial=0.1 if base is None else base)
+    if policy in ("const", "constant", "fixed"):
+        return 1.0 if base is None else base
+    if policy in ("none", "0"):
+        return 0.0
+    try:
+        number = float(policy)
+    except ValueError:
+        raise _UsageError(
+            f"--backoff: unknown policy {policy!r} (expected exp, const or none)"
+        ) from None
+    if not number >= 0 or number == float("inf"):
+        raise _UsageError(f"--backoff: must be >= 0, got {spec!r}")
+    return number if base is None else base
+
+
+def _parse(argv: list[str]) -> _Options:
+    ns = _parser().parse_args(argv)
+    words: list[str] = list(ns.command)
+    if words and words[0] == "--":
+        del words[0]
+    inputs: list[str] | None = None
+    if ":::" in words:
+        cut = words.index(":::")
+        words, inputs = words[:cut], words[cut + 1 :]
+        if ":::" in inputs:
+            raise _UsageError("only one ::: group of inputs is supported")
+    if not words:
+        raise _UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
+    if inputs is not None and ns.arg_file is not None:
+        raise _UsageError("give inputs either after ::: or with --arg-file, not both")
+    if not ns.shell and not _FIELD.search(words[0]) and shutil.which(words[0]) is None:
+        raise _UsageError(f"command not found: {words[0]}")
+    return _Options(
+        command=words,
+        inputs=inputs,
+        arg_file=ns.arg_file,
+        jobs=ns.jobs if ns.jobs is not None else (os.cpu_count() or 1),
+        retries=ns.retries,
+        backoff=_parse_backoff(ns.backoff, ns.backoff_base),
+        timeout=ns.timeout,
+        delay=ns.delay,
+        grace=ns.grace,
+        halt_on_error=ns.halt_on_error,
+        keep_order=ns.keep_order,
+        joblog=ns.joblog,
+        json=ns.json,
+        dry_run=ns.dry_run,
+        shell=ns.shell,
+        progress=ns.progress,
+    )
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+class _Template:
+    """The command with ``{}`` (the input) and ``{#}`` (the job number) to fill in."""
+
+    __slots__ = ("_has_input", "_shell", "_words")
+
+    def __init__(self, words: list[str], shell: bool) -> None:
+        self._shell = shell
+        self._words = [" ".join(words)] if shell else list(words)
+        self._has_input = any("{}" in w for w in words)
+
+    def argv(self, seq: int, value: str) -> list[str]:
+        quoted = shlex.quote(value) if self._shell else value
+        number = str(seq)
+
+        def fill(match: re.Match[str]) -> str:
+            return number if match.group() == "{#}" else quoted
+
+        words = [_FIELD.sub(fill, w) if "{" in w else w for w in self._words]
+        if not self._has_input:
+            if self._shell:
+                words[0] = f"{words[0]} {quoted}"
+            else:
+                words.append(value)
+        return ["/bin/sh", "-c", words[0]] if self._shell else words
+
+    def display(self, argv: list[str]) -> str:
+        """The command as a shell line (the script itself with ``--shell``)."""
+        return argv[2] if self._shell else shlex.join(argv)
+
+
+# -- inputs ----------------------------------------------------------------------------
+
+
+class _Lines:
+    """Input values from an iterator: ``await get()`` gives the next one, None at the end."""
+
+    def __init__(self, values: Iterator[str], close: Callable[[], None] | None = None) -> None:
+        self._values = values
+        self._close = close
+
+    def get_nowait(self) -> Any:
+        """The next value, None at the end, or ``_NOT_YET`` if none is ready."""
+        return next(self._values, None)
+
+    async def get(self) -> str | None:
+        return next(self._values, None)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+
+class _PipeLines(asyncio.Protocol):
+    """Input lines from a pipe or terminal, read without blocking the event loop.
+
+    Reading pauses while ``_HIGH`` lines wait to be taken: input is read as jobs start.
+    """
+
+    _HIGH = 4096
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lines: deque[bytes] = deque()
+        self._partial = b""
+        self._eof = False
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._transport: asyncio.ReadTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        self._lines.extend(lines)
+        if len(self._lines) > self._HIGH and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._end()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        if self._partial:
+            self._lines.append(self._partial)
+            self._partial = b""
+        self._eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def get_nowait(self) -> Any:
+        lines = self._lines
+        if lines:
+            line = lines.popleft()
+            if self._paused and len(lines) < self._HIGH // 2 and self._transport is not None:
+                self._paused = False
+                self._transport.resume_reading()
+            return os.fsdecode(line)
+        return None if self._eof else _NOT_YET
+
+    async def get(self) -> str | None:
+        while True:
+            value = self.get_nowait()
+            if value is not _NOT_YET:
+                return value  # type: ignore[no-any-return]
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+def _binary_lines(stream: IO[bytes]) -> Iterator[str]:
+    for line in stream:
+        yield os.fsdecode(line[:-1] if line.endswith(b"\n") else line)
+
+
+def _text_lines(stream: IO[str]) -> Iterator[str]:
+    for line in stream:
+        yield line[:-1] if line.endswith("\n") else line
+
+
+def _stdin_fd() -> int | None:
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+@dataclass(slots=True)
+class _Source:
+    """Where the inputs come from: a blocking iterator, or a pipe to read on the loop."""
+
+    values: Iterator[str] | None
+    pipe_fd: int | None = None
+    close: Callable[[], None] | None = None
+
+
+def _open_source(opts: _Options, *, pipes: bool) -> _Source:
+    """Open the inputs (OSError if the arg file cannot be read).
+
+    With ``pipes``, a pipe or terminal is left to read on the event loop, so that a slow
+    producer never blocks it; regular files are read with blocking reads (they never wait).
+    """
+    if opts.inputs is not None:
+        return _Source(iter(opts.inputs))
+    if opts.arg_file is not None and opts.arg_file != "-":
+        stream = open(opts.arg_file, "rb")  # noqa: SIM115  # closed by _Source.close
+    else:
+        fd = _stdin_fd()
+        if fd is None:
+            return _Source(_text_lines(sys.stdin))
+        stream = open(fd, "rb", closefd=False)  # noqa: SIM115
+    mode = os.fstat(stream.fileno()).st_mode
+    if pipes and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+        return _Source(None, stream.fileno(), stream.close)
+    return _Source(_binary_lines(stream), None, stream.close)
+
+
+async def _lines(source: _Source) -> _Lines | _PipeLines:
+    """The inputs, to be taken one by one as jobs start."""
+    fd = source.pipe_fd
+    if fd is None:
+        assert source.values is not None
+        return _Lines(source.values, source.close)
+    # Reading on the loop sets O_NONBLOCK on the open file, which other processes may
+    # share (a terminal): put it back when done.
+    loop = asyncio.get_running_loop()
+    was_blocking = os.get_blocking(fd)
+    pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
+    _, reader = await loop.connect_read_pipe(lambda: _PipeLines(loop), pipe)
+    close = reader.close
+
+    def close_and_restore() -> None:
+        close()
+        with contextlib.suppress(OSError):
+            os.set_blocking(fd, was_blocking)
+        if source.close is not None:
+            source.close()
+
+    reader.close = close_and_restore  # type: ignore[method-assign]
+    return reader
+
+
+# -- process groups ----------------------------------------------------------------------
+
+_subreaper = False
+
+
+def _become_subreaper() -> bool:
+    """On Linux, adopt the processes our jobs orphan, so that we can reap them."""
+    global _subreaper
+    if _subreaper or not sys.platform.startswith("linux"):
+        return _subreaper
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+        _subreaper = False
+    return _subreaper
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live process is left in the group (its leader already reaped).
+
+    Reaps the members that were orphaned to us first.
+    """
+    waitid = getattr(os, "waitid", None)
+    if waitid is not None:
+        while True:
+            try:
+                if waitid(os.P_PGID, pgid, os.WEXITED | os.WNOHANG) is None:
+                    break
+            except ChildProcessError:
+                break
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal (setuid): it is there
+        return True
+    if _subreaper:
+        return True
+    return _live_member_in_proc(pgid)
+
+
+def _live_member_in_proc(pgid: int) -> bool:
+    """Whether /proc shows a group member that is not a zombie (another process's to
+    reap); True when /proc cannot tell."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+class _Capture(asyncio.SubprocessProtocol):
+    """Collects a job's stdout and stderr, and tells when its leader exited and its
+    pipes closed.
+
+    State is kept in flags; waiting uses a fresh future each time, since a task that is
+    cancelled while it awaits a future cancels that future.
+    """
+
+    __slots__ = ("_loop", "_waiter", "closed", "err", "exited", "out")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiter: asyncio.Future[None] | None = None
+        self.out: list[bytes] = []
+        self.err: list[bytes] = []
+        self.exited = False  # the leader has exited and been reaped
+        self.closed = False  # ... and its stdout and stderr are closed
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        assert isinstance(data, bytes)
+        (self.out if fd == 1 else self.err).append(data)
+
+    def process_exited(self) -> None:
+        self.exited = True
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, *, closed: bool = False, timeout: float | None = None) -> None:
+        """Until the leader exited (or, with ``closed``, the pipes closed too), or
+        ``timeout`` seconds passed."""
+        loop = self._loop
+        end = None if timeout is None else loop.time() + timeout
+        while not (self.closed if closed else self.exited):
+            waiter = self._waiter = loop.create_future()
+            timer = None
+            if end is not None:
+                left = end - loop.time()
+                if left <= 0:
+                    return
+                timer = loop.call_later(left, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+class _StdoutClosedError(Exception):
+    pass
+
+
+class _Sink:
+    """Writes whole chunks to our stdout/stderr, or through the progress view's console."""
+
+    def __init__(self) -> None:
+        self.view: ProgressView | None = None
+        self.stdout_tty = _isatty(sys.stdout)
+
+    def write(self, data: bytes, *, err: bool) -> None:
+        if not data:
+            return
+        view = self.view
+        if view is not None and (err or self.stdout_tty):
+            view.print(data.decode(errors="replace"))
+            return
+        stream = sys.stderr if err else sys.stdout
+        try:
+            stream.flush()
+            buffer = getattr(stream, "buffer", None)
+            if buffer is not None:
+                buffer.write(data)
+                buffer.flush()
+            else:
+                stream.write(data.decode(errors="replace"))
+                stream.flush()
+        except BrokenPipeError:
+            if err:
+                return
+            raise _StdoutClosedError from None
+
+    def notice(self, message: str) -> None:
+        """A message of ours, on stderr."""
+        self.write(f"asynctasklib: {message}\n".encode(), err=True)
+
+
+class _Ordered:
+    """Output in input order: each job's output waits only for the jobs before it."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+        self._next = 1
+        self._waiting: dict[int, tuple[bytes, bytes]] = {}
+
+    def put(self, seq: int, out: bytes, err: bytes) -> None:
+        self._waiting[seq] = (out, err)
+        self._drain()
+
+    def skip(self, seq: int) -> None:
+        self.put(seq, b"", b"")
+
+    def _drain(self) -> None:
+        waiting = self._waiting
+        while self._next in waiting:
+            out, err = waiting.pop(self._next)
+            self._next += 1
+            self._sink.write(out, err=False)
+            self._sink.write(err, err=True)
+
+    def flush(self) -> None:
+        """Write what still waits (its predecessors never ran), in order."""
+        for seq in sorted(self._waiting):
+            out, err = self._waiting.pop(seq)
+            self._sink.write(out, err=False)
+            self._sink.write(err, err=True)
+
+
+def _isatty(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _tsv(text: str) -> str:
+    return (
+        text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+class _Job:
+    """One input's job: what it runs and what its last attempt gave."""
+
+    __slots__ = (
+        "argv",
+        "attempts",
+        "err",
+        "error",
+        "group",
+        "out",
+        "returncode",
+        "running",
+        "seq",
+        "started_at",
+        "started_mono",
+        "timed_out",
+        "value",
+    )
+
+    def __init__(self, seq: int, value: str, argv: list[str]) -> None:
+        self.seq = seq
+        self.value = value
+        self.argv = argv
+        self.started_at: float | None = None  # wall-clock time of the first attempt
+        self.started_mono = 0.0
+        self.running = False
+        self.attempts = 0
+        self.timed_out = False  # the last attempt was interrupted (a timeout, when retried)
+        self.returncode: int | None = None
+        self.error: str | None = None
+        self.out = b""
+        self.err = b""
+        self.group: asyncio.Task[None] | None = None
+
+
+class _Runner:
+    """One ``run``: feeds inputs to the pool and turns its hooks into output."""
+
+    def __init__(self, opts: _Options) -> None:
+        self.opts = opts
+        self.template = _Template(opts.command, opts.shell)
+        self.sink = _Sink()
+        self.ordered = _Ordered(self.sink) if opts.keep_order and not opts.json else None
+        self.jobs: dict[str, _Job] = {}
+        self.seq = 0
+        self.done = self.failed = self.canceled = self.retried = self.running = 0
+        self.total: int | None = len(opts.inputs) if opts.inputs is not None else None
+        self.interrupts = 0
+        self.exit_override: int | None = None
+        self.halted = False
+        self.kill_now = False
+        self.live_groups: set[int] = set()
+        self.groups: set[asyncio.Task[None]] = set()
+        self.group_submitted: tuple[str, asyncio.Future[None]] | None = None
+        self.slot_waiter: asyncio.Future[None] | None = None
+        self.joblog: IO[str] | None = None
+        self.view: ProgressView | None = None
+        self.feeder: asyncio.Task[None] | None = None
+        self.pool = WorkerPool(
+            opts.jobs,
+            hooks=StateHooks(
+                on_pending=self._on_pending,
+                on_started=self._on_started,
+                on_done=self._on_done,
+                on_failed=self._on_failed,
+                on_canceled=self._on_canceled,
+            ),
+            retain_finished=False,
+        )
+        self.definition: Definition[None] = Definition(
+            task_fn=self._attempt,
+            max_duration=opts.timeout,
+            max_retries=opts.retries,
+            backoff=opts.backoff,
+            retry_on=JobFailedError,  # and timeouts, always; a command not found is not
+        )
+
+    # -- the whole run -------------------------------------------------------------------
+
+    async def run(self, source: _Source, joblog: IO[str] | None) -> int:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.joblog = joblog
+        started = time.perf_counter()
+        self._start_view()
+        for sig, handler in ((signal.SIGINT, self._on_sigint), (signal.SIGTERM, self._on_sigterm)):
+            loop.add_signal_handler(sig, handler)
+        try:
+            lines = await _lines(source)
+            self.feeder = feeder = loop.create_task(self._feed(lines))
+            await asyncio.wait([feeder])
+            if not feeder.cancelled() and feeder.exception() is not None:
+                raise feeder.exception()  # type: ignore[misc]
+            while self.groups:
+                await asyncio.wait(list(self.groups))
+            await self.pool.shutdown(cancel=False)
+        except _StdoutClosedError:
+            self.exit_override = EXIT_BROKEN_PIPE
+            self._cancel_all()
+            await self._stdout_closed()
+        except BaseException:
+            self._cancel_all()
+            with contextlib.suppress(BaseException):
+                await self.pool.shutdown(cancel=True)
+            raise
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            self._stop_view()
+        if self.ordered is not None:
+            self._guard(self.ordered.flush)
+        self._summary(time.perf_counter() - started)
+        if self.exit_override is not None:
+            return self.exit_override
+        if self.interrupts:
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.failed or self.canceled else EXIT_OK
+
+    async def _stdout_closed(self) -> None:
+        """Our stdout was closed (``| head``): stop everything, write nothing more to it."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        with contextlib.suppress(_StdoutClosedError):
+            while self.groups:
+                await asyncio.wait(list(self.groups))
+            await self.pool.shutdown(cancel=True)
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except _StdoutClosedError:
+            self.exit_override = EXIT_BROKEN_PIPE
+
+    # -- feeding the pool ----------------------------------------------------------------
+
+    async def _feed(self, lines: _Lines | _PipeLines) -> None:
+        """Submit one job per input, as the pool frees workers (inputs are read lazily)."""
+        opts = self.opts
+        pool = self.pool
+        try:
+            while True:
+                if opts.halt_on_error:
+                    await self._free_slot()
+                value = await lines.get()
+                if value is None:
+                    break
+                if opts.halt_on_error:
+                    batch = [value]
+                    room = 1 if opts.delay else pool.available_workers
+                    while len(batch) < room:
+                        more = lines.get_nowait()
+                        if more is None or more is _NOT_YET:
+                            break
+                        batch.append(more)
+                    await self._submit_group(batch)
+                else:
+                    job = self._new_job(value)
+                    try:
+                        await pool.submit(self._definition(job))
+                    except BaseException:
+                        self._forget(job)
+                        raise
+                if opts.delay:
+                    await asyncio.sleep(opts.delay)
+            self.total = self.seq
+            self._refresh_view()
+        finally:
+            lines.close()
+
+    def _new_job(self, value: str) -> _Job:
+        self.seq += 1
+        seq = self.seq
+        job = _Job(seq, value, self.template.argv(seq, value))
+        self.jobs[str(seq)] = job
+        return job
+
+    def _definition(self, job: _Job) -> Definition[None]:
+        d = self.definition
+        return Definition(
+            id=str(job.seq),
+            task_fn=d.task_fn,
+            max_duration=d.max_duration,
+            max_retries=d.max_retries,
+            backoff=d.backoff,
+            retry_on=d.retry_on,
+        )
+
+    def _forget(self, job: _Job) -> None:
+        """A job that was never submitted."""
+        self.jobs.pop(str(job.seq), None)
+        if self.ordered is not None:
+            self._guard(lambda: self.ordered.skip(job.seq) if self.ordered else None)
+
+    async def _free_slot(self) -> None:
+        while self.pool.available_workers == 0:
+            self.slot_waiter = waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self.slot_waiter = None
+
+    async def _submit_group(self, values: list[str]) -> None:
+        """Run ``values`` as one error group (``--halt-on-error``), in free workers.
+
+        The pool's error group takes a list, so a long input goes in as many small groups
+        (at most one per free worker each time), and the first failure anywhere cancels
+        the other groups as well (`_halt`).
+        """
+        jobs = [self._new_job(v) for v in values]
+        submitted: asyncio.Future[None] = self.loop.create_future()
+        self.group_submitted = (str(jobs[-1].seq), submitted)
+        group = self.loop.create_task(self._group([self._definition(j) for j in jobs]))
+        self.groups.add(group)
+        for job in jobs:
+            job.group = group
+
+        def ended(task: asyncio.Task[None]) -> None:
+            self.groups.discard(task)
+            if not submitted.done():
+                submitted.set_result(None)
+
+        group.add_done_callback(ended)
+        try:
+            await submitted
+        finally:
+            self.group_submitted = None
+
+    async def _group(self, definitions: list[Definition[None]]) -> None:
+        # The failure has been reported by the hooks already.
+        with contextlib.suppress(Exception):
+            await self.pool.submit_with_err_group(definitions)
+
+    def _halt(self, job: _Job) -> None:
+        """``--halt-on-error``: a job failed; cancel everything else, start nothing more."""
+        if self.halted:
+            return
+        self.halted = True
+        if self.feeder is not None:
+            self.feeder.cancel()
+        for group in self.groups:
+            if group is not job.group:
+                group.cancel()  # the pool cancels that group's tasks
+
+    # -- signals -------------------------------------------------------------------------
+
+    def _on_sigint(self) -> None:
+        self.interrupts += 1
+        if self.interrupts == 1:
+            if self.feeder is not None:
+                self.feeder.cancel()
+            running = self.running
+            self._notice(
+                f"interrupted: starting no more jobs, waiting for {running} running "
+                "(Ctrl-C again to cancel them)"
+            )
+        elif self.interrupts == 2:
+            self._notice("interrupted again: cancelling the running jobs")
+            self._cancel_all()
+        else:
+            self._notice("killing the running jobs")
+            self._kill_all()
+
+    def _on_sigterm(self) -> None:
+        self.interrupts = max(self.interrupts, 2)
+        self.exit_override = EXIT_TERMINATED
+        self._cancel_all()
+
+    def _cancel_all(self) -> None:
+        if self.feeder is not None:
+            self.feeder.cancel()
+        for task in self.pool.tasks():
+            task.cancel()
+
+    def _kill_all(self) -> None:
+        self._cancel_all()
+        self.kill_now = True
+        for pgid in list(self.live_groups):
+            _killpg(pgid, signal.SIGKILL)
+
+    # -- one attempt of a job ------------------------------------------------------------
+
+    async def _attempt(self, run: Run) -> None:
+        """Run the job's command once; a non-zero exit raises `JobFailedError`."""
+        job = self.jobs[run.id]
+        loop = self.loop
+        proto = _Capture(loop)
+        job.timed_out = False
+        spawn = loop.create_task(
+            loop.subprocess_exec(
+                lambda: proto,
+                *job.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        )
+        transport: asyncio.SubprocessTransport | None = None
+        try:
+            try:
+                transport, _ = await asyncio.shield(spawn)
+            except asyncio.CancelledError:
+                transport = await self._started(spawn)  # to kill what it started
+                raise
+            assert transport is not None
+            pgid = transport.get_pid()
+            self.live_groups.add(pgid)
+            await proto.wait()
+            if _group_alive(pgid) and await self._terminate(pgid, proto):
+                raise asyncio.CancelledError
+            # Normally closed already; if a process outside the group holds the pipes open,
+            # wait for it only so long.
+            await proto.wait(closed=True, timeout=self.opts.grace)
+        except asyncio.CancelledError:
+            job.timed_out = True
+            if transport is not None:
+                await self._terminate(transport.get_pid(), proto)
+            raise
+        except OSError as exc:
+            if transport is not None:  # pragma: no cover - only the start raises OSError
+                raise
+            job.returncode = 126 if isinstance(exc, PermissionError) else 127
+            job.err = f"asynctasklib: {job.argv[0]}: {exc.strerror}\n".encode()
+            job.error = f"cannot run {job.argv[0]!r}: {exc.strerror}"
+            raise _CannotStartError(job.error) from None
+        finally:
+            if transport is not None:
+                self.live_groups.discard(transport.get_pid())
+                transport.close()
+                job.returncode = rc = transport.get_returncode()
+                job.out, job.err = b"".join(proto.out), b"".join(proto.err)
+                job.error = _describe_returncode(rc) if rc else None
+        if rc != 0:
+            raise JobFailedError(rc if rc is not None else -1)
+
+    async def _started(self, spawn: asyncio.Task[Any]) -> asyncio.SubprocessTransport | None:
+        """Cancelled while starting: let the start finish; its transport, if it started."""
+        while not spawn.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([spawn])
+        if spawn.cancelled() or spawn.exception() is not None:
+            return None
+        transport: asyncio.SubprocessTransport = spawn.result()[0]
+        return transport
+
+    async def _terminate(self, pgid: int, proto: _Capture) -> bool:
+        """Kill the job's process group: SIGTERM, SIGKILL after the grace period; return
+        once the leader is reaped and no member is left. True if cancelled meanwhile.
+
+        A cancellation while waiting does not stop this: it sends SIGKILL at once.
+        """
+        loop = self.loop
+        cancelled = False
+        sig = signal.SIGTERM if not self.kill_now else signal.SIGKILL
+        _killpg(pgid, sig)
+        _killpg(pgid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
+        deadline = loop.time() + (self.opts.grace if sig == signal.SIGTERM else _KILL_WAIT)
+        pause = 0.002
+        while True:
+            if proto.exited and not _group_alive(pgid):
+                return cancelled
+            now = loop.time()
+            if sig == signal.SIGTERM and (now >= deadline or cancelled or self.kill_now):
+                sig = signal.SIGKILL
+                _killpg(pgid, sig)
+                deadline = now + _KILL_WAIT
+            elif sig == signal.SIGKILL and now >= deadline:
+                self._notice(f"process group {pgid} survived SIGKILL for {_KILL_WAIT:g} s")
+                return cancelled
+            wait = max(0.0, min(pause, deadline - now))
+            try:
+                if proto.exited:  # the leader is gone: poll for the rest of the group
+                    await asyncio.sleep(wait)
+                else:
+                    await proto.wait(timeout=wait)
+            except asyncio.CancelledError:
+                cancelled = True
+            pause = min(pause * 2, 0.05)
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def _on_pending(self, task_id: str, when: datetime, attempt: int) -> None:
+        job = self.jobs[task_id]
+        if attempt:
+            self.retried += 1
+            if job.running:
+                job.running = False
+                self.running -= 1
+        else:
+            pending = self.group_submitted
+            if pending is not None and pending[0] == task_id and not pending[1].done():
+                pending[1].set_result(None)
+        if self.opts.json:
+            event: dict[str, Any] = {"event": "pending", "seq": job.seq, "input": job.value}
+            event["attempt"] = attempt
+            event["time"] = when.isoformat()
+            if attempt:
+                event["error"] = (
+                    f"timed out after {self.opts.timeout:g} s" if job.timed_out else job.error
+                )
+            self._event(event)
+        self._refresh_view()
+
+    def _on_started(self, task_id: str, when: datetime) -> None:
+        job = self.jobs[task_id]
+        job.running = True
+        job.attempts += 1
+        self.running += 1
+        if job.started_at is None:
+            job.started_at = when.timestamp()
+            job.started_mono = time.monotonic()
+        if self.opts.json:
+            self._event(
+                {
+                    "event": "started",
+                    "seq": job.seq,
+                    "input": job.value,
+                    "attempt": job.attempts - 1,
+                    "time": when.isoformat(),
+                    "command": job.argv,
+                }
+            )
+        self._refresh_view()
+
+    def _on_done(self, task_id: str, when: datetime) -> None:
+        self.done += 1
+        self._ended(task_id, when, "done", None)
+
+    def _on_failed(self, task_id: str, when: datetime, error: BaseException) -> None:
+        self.failed += 1
+        self._ended(task_id, when, "failed", error)
+
+    def _on_canceled(self, task_id: str, when: datetime) -> None:
+        self.canceled += 1
+        self._ended(task_id, when, "canceled", None)
+
+    def _ended(self, task_id: str, when: datetime, how: str, error: BaseException | None) -> None:
+        job = self.jobs.pop(task_id)
+        if job.running:
+            job.running = False
+            self.running -= 1
+        rc = job.returncode
+        exit_code = rc if rc is not None and rc >= 0 else -1
+        sig = -rc if rc is not None and rc < 0 else 0
+        duration = time.monotonic() - job.started_mono if job.started_at is not None else None
+        attempts = job.attempts
+        try:
+            if self.opts.json:
+                event: dict[str, Any] = {
+                    "event": how,
+                    "seq": job.seq,
+                    "input": job.value,
+                    "time": when.isoformat(),
+                    "attempts": attempts,
+                    "exit_code": exit_code,
+                    "signal": sig,
+                    "duration": None if duration is None else round(duration, 6),
+                }
+                if how == "failed":
+                    event["error"] = _error_text(error, job)
+                event["stdout"] = job.out.decode(errors="replace")
+                event["stderr"] = job.err.decode(errors="replace")
+                self._event(event)
+            elif self.ordered is not None:
+                self.ordered.put(job.seq, job.out, job.err)
+            else:
+                self.sink.write(job.out, err=False)
+                self.sink.write(job.err, err=True)
+        except _StdoutClosedError:
+            if self.exit_override is None:
+                self.exit_override = EXIT_BROKEN_PIPE
+                self._cancel_all()
+        if self.joblog is not None:
+            self.joblog.write(
+                f"{job.seq}\t{_tsv(job.value)}\t{exit_code}\t{attempts}\t"
+                + ("-" if job.started_at is None else f"{job.started_at:.3f}")
+                + "\t"
+                + ("-" if duration is None else f"{duration:.3f}")
+                + f"\t{sig}\n"
+            )
+            self.joblog.flush()
+        waiter = self.slot_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if how == "failed" and self.opts.halt_on_error:
+            self._halt(job)
+        self._refresh_view()
+
+    def _event(self, event: dict[str, Any]) -> None:
+        self.sink.write((json.dumps(event) + "\n").encode(), err=False)
+
+    # -- progress and messages -----------------------------------------------------------
+
+    def _start_view(self) -> None:
+        wanted = self.opts.progress
+        if wanted is False or not _isatty(sys.stderr):
+            return
+        try:
+            from ._progress import ProgressView
+        except ImportError:
+            if wanted:
+                self._notice(
+                    "the progress view needs rich: pip install 'asynctasklib[cli]'; "
+                    "running without it"
+                )
+            return
+        self.view = ProgressView(self.total)
+        self.view.start()
+        self.sink.view = self.view
+
+    def _refresh_view(self) -> None:
+        view = self.view
+        if view is not None:
+            view.update(
+                total=self.total,
+                done=self.done,
+                failed=self.failed,
+                canceled=self.canceled,
+                running=self.running,
+                retried=self.retried,
+            )
+
+    def _stop_view(self) -> None:
+        view = self.view
+        if view is not None:
+            self._refresh_view()
+            self.sink.view = self.view = None
+            view.stop()
+
+    def _notice(self, message: str) -> None:
+        self.sink.notice(message)
+
+    def _summary(self, wall: float) -> None:
+        ended = self.done + self.failed + self.canceled
+        rate = ended / wall if wall > 0 else 0.0
+        self._notice(
+            f"{ended} jobs: {self.done} done, {self.failed} failed, {self.canceled} canceled, "
+            f"{self.retried} retried in {wall:.2f} s ({rate:.1f} jobs/s)"
+            + (" (interrupted)" if self.interrupts else "")
+        )
+
+
+def _error_text(error: BaseException | None, job: _Job) -> str:
+    if isinstance(error, TaskTimeoutError):
+        return f"timed out: {error}"
+    if error is None:
+        return job.error or ""
+    return str(error) or type(error).__name__
+
+
+# -- the entry point ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _pidfd_child_watcher() -> Iterator[None]:
+    """On Python 3.11, watch children with pidfds instead of a thread per child.
+
+    (3.12 and later do so by default.) Must be entered with the event loop running.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):  # pragma: no cover
+        yield
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        old = asyncio.get_child_watcher()
+    except (OSError, NotImplementedError, AttributeError):  # pragma: no cover
+        yield
+        return
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+    try:
+        yield
+    finally:
+        asyncio.set_child_watcher(old)
+
+
+async def _run(opts: _Options, source: _Source, joblog: IO[str] | None) -> int:
+    with _pidfd_child_watcher():
+        return await _Runner(opts).run(source, joblog)
+
+
+def _dry_run(opts: _Options, source: _Source) -> int:
+    assert source.values is not None
+    template = _Template(opts.command, opts.shell)
+    out = sys.stdout
+    try:
+        for seq, value in enumerate(source.values, 1):
+            out.write(template.display(template.argv(seq, value)) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        return EXIT_BROKEN_PIPE
+    finally:
+        if source.close is not None:
+            source.close()
+    return EXIT_OK
+
+
+def main(argv: list[str]) -> int:
+    """``asynctasklib run ARGS``: the exit status (0 ok, 1 failures, 2 usage, 130 Ctrl-C)."""
+    joblog: IO[str] | None = None
+    try:
+        opts = _parse(argv)
+        try:
+            source = _open_source(opts, pipes=not opts.dry_run)
+        except OSError as exc:
+            raise _UsageError(f"--arg-file: cannot read {opts.arg_file}: {exc.strerror}") from None
+        if opts.dry_run:
+            return _dry_run(opts, source)
+        if opts.joblog is not None:
+            try:
+                joblog = open(opts.joblog, "w", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+            except OSError as exc:
+                if source.close is not None:
+                    source.close()
+                raise _UsageError(f"--joblog: cannot write {opts.joblog}: {exc.strerror}") from None
+    except _UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # argparse: --help (0) or a bad option (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        if joblog is not None:
+            joblog.write(JOBLOG_HEADER)
+            joblog.flush()
+        if opts.inputs is None and opts.arg_file in (None, "-") and _isatty(sys.stdin):
+            print(f"{PROG}: reading inputs from the terminal (Ctrl-D to end)", file=sys.stderr)
+        _become_subreaper()
+        return asyncio.run(_run(opts, source, joblog))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    finally:
+        if joblog is not None:
+            joblog.close()
