@@ -8,7 +8,14 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in {"-h", "--help"}:
-        print("usage: asynctasklib {demo,run} ...", file=sys.stderr)
+        print(
+            "usage: asynctasklib {demo,run} ...\n"
+            "  demo  run a simulated workload through a pool and print its stats\n"
+            "  run   run a command once per input, in parallel: "
+            "asynctasklib run [OPTIONS] -- COMMAND [ARGS...] [::: INPUT...]\n"
+            "        (asynctasklib run --help for the options)",
+            file=sys.stderr,
+        )
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "demo":
