@@ -193,11 +193,6 @@ class _AsyncCallable:
         pass
 
 
-@pytest.mark.xfail(
-    reason="BUG: an object with an `async def __call__` is accepted as a hook (then called "
-    "without being awaited: 'coroutine was never awaited')",
-    strict=True,
-)
 @pytest.mark.parametrize("name", ["on_done", "on_started"])
 def test_async_callable_object_hook_is_type_error(name: str) -> None:
     with pytest.raises(TypeError, match=name):

@@ -578,6 +578,30 @@ async def test_total_timeout_fails_at_once_when_backoff_would_outlast_it() -> No
     assert now() == 1.0  # no waiting for a backoff that cannot end in time
 
 
+@pytest.mark.parametrize(
+    ("backoff", "starts", "end"),
+    [
+        (10.0, [0.0], 0.0),  # ends exactly at the budget's end: no time to run, fail at once
+        (12.0, [0.0], 0.0),
+        (9.5, [0.0, 9.5], 10.0),  # fits: the retry starts, and is cut at the budget's end
+    ],
+)
+async def test_total_timeout_boundary(backoff: float, starts: list[float], end: float) -> None:
+    seen: list[float] = []
+
+    async def fn(run: Run) -> None:
+        seen.append(now())
+        if run.attempt == 0:
+            raise ValueError("x")
+        await asyncio.sleep(100)
+
+    task = await run_task(Definition(task_fn=fn, max_retries=3, backoff=backoff, total_timeout=10))
+    assert task.state is State.FAILED
+    assert isinstance(task.error, TaskTimeoutError)
+    assert seen == starts
+    assert now() == end
+
+
 async def test_total_timeout_allows_backoffs_that_fit() -> None:
     fn = Recorder(ValueError("x"), ValueError("x"), 0.5)
     task = await run_task(Definition(task_fn=fn, max_retries=5, backoff=3, total_timeout=10))
