@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import pickle
+import threading
 import types
 import weakref
 from collections import deque
@@ -108,6 +110,9 @@ class _Worker(_Runner):
     def call_in_executor(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
         return self.pool._call_in_executor(fn, *args)
 
+    def cancel_call(self, result: asyncio.Future[Any]) -> None:
+        self.pool.cancel_call(result)
+
 
 class WorkerPool:
     """Run tasks with at most ``max_workers`` at once; ``submit`` waits for a free worker.
@@ -163,7 +168,11 @@ class WorkerPool:
         # Anything but threads is another process (or machine): functions get a RunInfo.
         self._remote = executor is not None and not isinstance(executor, ThreadPoolExecutor)
         self._picklable: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._in_threads: set[Future[Any]] = set()
+        self._calls: dict[asyncio.Future[Any], Future[Any]] = {}  # executor calls running
+        # calls that ended, for the loop to take in one batch (see _call_in_executor)
+        self._ended_calls: deque[tuple[asyncio.Future[Any], Future[Any]]] = deque()
+        self._ended_lock = threading.Lock()
+        self._ended_scheduled = False
 
     def __repr__(self) -> str:
         return (
@@ -534,15 +543,62 @@ class WorkerPool:
     # -- sync functions in threads ---------------------------------------------------------
 
     def _call_in_executor(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
+        """``fn(*args)`` on the executor, as a future of the loop.
+
+        Like ``asyncio.wrap_future`` (cancelling the result cancels the executor's future),
+        but the outcomes come back to the loop in batches: one wake-up of the loop for all
+        the calls that end while it is busy, instead of one each.
+        """
         executor = self._executor
         if executor is None:
             executor = self._executor = ThreadPoolExecutor(
                 self._max_workers, thread_name_prefix="asynctasklib-pool"
             )
-        future = executor.submit(fn, *args)
-        self._in_threads.add(future)
-        future.add_done_callback(self._in_threads.discard)
-        return asyncio.wrap_future(future, loop=self._loop)
+        loop = self._loop
+        assert loop is not None
+        result = loop.create_future()
+        call = executor.submit(fn, *args)
+        self._calls[result] = call
+        call.add_done_callback(functools.partial(self._call_ended, result))
+        return result
+
+    def cancel_call(self, result: asyncio.Future[Any]) -> None:
+        """The caller stopped waiting for ``result``: cancel the executor's call too (which
+        stops it if it has not started, and cancels a Dask future)."""
+        call = self._calls.pop(result, None)
+        if call is not None:
+            call.cancel()
+
+    def _call_ended(self, result: asyncio.Future[Any], call: Future[Any]) -> None:
+        """An executor's call has ended (in the executor's thread, usually)."""
+        self._calls.pop(result, None)
+        with self._ended_lock:
+            self._ended_calls.append((result, call))
+            if self._ended_scheduled:
+                return
+            self._ended_scheduled = True
+        loop = self._loop
+        assert loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(self._deliver_ended_calls)
+
+    def _deliver_ended_calls(self) -> None:
+        with self._ended_lock:
+            batch = list(self._ended_calls)
+            self._ended_calls.clear()
+            self._ended_scheduled = False
+        for result, call in batch:
+            if result.done():  # cancelled meanwhile
+                continue
+            # An ended future's fields no longer change: read them without its lock.
+            if call._state == "FINISHED":
+                error = call._exception
+                if error is None:
+                    result.set_result(call._result)
+                else:
+                    result.set_exception(error)
+            else:  # cancelled
+                result.cancel()
 
     def _check_picklable(self, definition: Definition[Any]) -> None:
         """For an executor in other processes: fail now, not later, on a function that
@@ -565,7 +621,7 @@ class WorkerPool:
         if executor is None or not self._owns_executor:
             return
         self._executor = None
-        running = sum(not f.done() for f in self._in_threads)
+        running = sum(not f.done() for f in list(self._calls.values()))
         if running:
             logger.warning(
                 "%d task function(s) still run in threads after their tasks ended; they were "

@@ -265,6 +265,10 @@ class _Runner:
         """Run a plain function off the event loop (here: the loop's default executor)."""
         return self.loop.run_in_executor(None, fn, *args)
 
+    def cancel_call(self, call: asyncio.Future[Any]) -> None:
+        """The runner stopped waiting for ``call`` (the executor's own future follows a
+        cancelled ``run_in_executor`` future by itself)."""
+
     def arm(self, deadline: float) -> None:
         timer = self.timer
         if timer is not None:
@@ -712,11 +716,15 @@ class Task(Generic[T]):
         if runner.remote:  # another process or machine: only picklable things cross
             if isinstance(arg, Run):
                 arg = arg._info()
-            result = await runner.call_in_executor(fn, arg)
+            call = runner.call_in_executor(fn, arg)
         else:
-            context = contextvars.copy_context()
-            result = await runner.call_in_executor(context.run, fn, arg)
-        if inspect.isawaitable(result):  # a lambda wrapping a coroutine function
+            call = runner.call_in_executor(contextvars.copy_context().run, fn, arg)
+        try:
+            result = await call
+        except asyncio.CancelledError:
+            runner.cancel_call(call)
+            raise
+        if result is not None and inspect.isawaitable(result):  # a lambda around an async def
             result = await result
         return result
 
