@@ -580,28 +580,52 @@ async def test_concurrent_try_acquire_never_exceeds_limit() -> None:
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 async def test_stress_mixed_operations(seed: int) -> None:
     """Many tasks acquire, try_acquire, time out, release and get cancelled in a seeded random
-    order; at every step the slots held add up to ``acquired`` and stay within the limit."""
+    order; at every step the slots held (plus those handed to waiters not yet resumed) add up
+    to ``acquired``, within the limit, and all slots are free at the end."""
     rng = random.Random(seed)
     limit = rng.randint(1, 6)
     sem = Semaphore(limit)
     held: dict[int, int] = {}  # actor -> slots it holds now
-    stats = {"acquired": 0, "timeouts": 0, "cancelled": 0, "try_fail": 0}
+    waiting = 0  # actors inside an acquire call: a slot may be theirs before they resume
+    stats = {"acquired": 0, "timeouts": 0, "cancelled": 0, "try_fail": 0, "checks": 0}
+    problems: list[str] = []  # an assert inside an actor would be lost in gather()
 
-    def check() -> None:
+    def check(where: str) -> None:
+        stats["checks"] += 1
         total = sum(held.values())
-        assert 0 <= sem.acquired <= limit
-        assert sem.acquired == total, (sem.acquired, held)
-        assert sem.available == limit - total
+        if not 0 <= sem.acquired <= limit:
+            problems.append(f"{where}: acquired={sem.acquired}")
+        if not total <= sem.acquired <= total + waiting:
+            problems.append(f"{where}: acquired={sem.acquired} held={total} waiting={waiting}")
+        if sem.available != limit - sem.acquired:
+            problems.append(f"{where}: available={sem.available} acquired={sem.acquired}")
+
+    async def wait_for_slot(timeout: float | None) -> bool:
+        nonlocal waiting
+        waiting += 1
+        try:
+            if timeout is None:
+                await sem.acquire()
+                return True
+            if rng.random() < 0.5:
+                return await sem.try_acquire_with_timeout(timeout)
+            try:
+                await sem.acquire(timeout=timeout)
+            except TimeoutError:
+                return False
+            return True
+        finally:
+            waiting -= 1
 
     async def actor(i: int) -> None:
         held[i] = 0
         try:
-            for _ in range(rng.randint(1, 8)):
+            for step in range(rng.randint(1, 8)):
                 op = rng.random()
                 if op < 0.35 and not held[i]:
                     # Blocking acquire only with nothing held: a holder that waited without a
                     # limit could deadlock with the others (a test bug, not the semaphore's).
-                    await sem.acquire()
+                    await wait_for_slot(None)
                     held[i] += 1
                     stats["acquired"] += 1
                 elif op < 0.55:
@@ -609,22 +633,18 @@ async def test_stress_mixed_operations(seed: int) -> None:
                         held[i] += 1
                     else:
                         stats["try_fail"] += 1
-                elif op < 0.75:
-                    try:
-                        await sem.acquire(timeout=rng.choice([0, 0.5, 1, 2.5]))
-                    except TimeoutError:
-                        stats["timeouts"] += 1
-                    else:
+                elif op < 0.85:
+                    if await wait_for_slot(rng.choice([0, 0.25, 0.5, 1, 2.5])):
                         held[i] += 1
-                elif op < 0.85 and await sem.try_acquire_with_timeout(rng.choice([0.25, 1.0])):
-                    held[i] += 1
-                check()
+                    else:
+                        stats["timeouts"] += 1
+                check(f"actor {i} step {step} took")
                 await asyncio.sleep(rng.choice([0, 0, 0.5, 1, 1.5]))
-                check()
+                check(f"actor {i} step {step} slept")
                 if held[i] and rng.random() < 0.7:
                     sem.release()
                     held[i] -= 1
-                    check()
+                    check(f"actor {i} step {step} released")
         except asyncio.CancelledError:
             stats["cancelled"] += 1
             raise
@@ -632,7 +652,7 @@ async def test_stress_mixed_operations(seed: int) -> None:
             while held[i]:
                 sem.release()
                 held[i] -= 1
-            check()
+            check(f"actor {i} left")
 
     actors = [asyncio.create_task(actor(i)) for i in range(150)]
 
@@ -641,12 +661,16 @@ async def test_stress_mixed_operations(seed: int) -> None:
             await asyncio.sleep(rng.choice([0, 0.25, 0.5, 1]))
             victim = rng.choice(actors)
             victim.cancel()
-            check()
+            check("after a cancel")
 
-    await asyncio.gather(canceller(), *actors, return_exceptions=True)
-    check()
-    assert sem.available == limit
-    assert sem.acquired == 0
+    results = await asyncio.gather(canceller(), *actors, return_exceptions=True)
+    unexpected = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(r, asyncio.CancelledError) for r in unexpected), unexpected
+    check("end")
+    assert problems == []
+    assert waiting == 0
+    assert (sem.available, sem.acquired) == (limit, 0)
     assert stats["acquired"] > 0
     assert stats["timeouts"] + stats["try_fail"] > 0
     assert stats["cancelled"] > 0
+    assert stats["checks"] > 500
