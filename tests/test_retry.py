@@ -251,9 +251,12 @@ def test_exponential_backoff_nan_is_value_error(field: str) -> None:
         (lambda e: isinstance(e, OSError), ValueError("x"), False),
     ],
 )
-async def test_retry_on(retry_on: Any, error: Exception, retried: bool) -> None:
+async def test_retry_on(
+    hook_log: pytest.LogCaptureFixture, retry_on: Any, error: Exception, retried: bool
+) -> None:
     fn = Recorder(error)
     task = await run_task(Definition(task_fn=fn, max_retries=2, backoff=1, retry_on=retry_on))
+    assert hook_log.records == []  # a plain "no" is not an error
     assert task.state is State.FAILED
     assert task.error is fn.raised[-1]
     assert type(task.error) is type(error)
@@ -652,3 +655,68 @@ async def test_total_timeout_longer_than_everything_changes_nothing() -> None:
     )
     assert task.state is State.DONE
     assert fn.starts == [0.0, 2.0]
+
+
+# -- found bugs ------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    reason="BUG: retries with backoff=0 run back to back without yielding to the event loop "
+    "(other coroutines starve; cancel() cannot land between attempts)",
+    strict=True,
+)
+async def test_zero_backoff_retries_yield_to_the_loop() -> None:
+    ticks: list[int] = []
+    seen: list[int] = []
+
+    async def ticker() -> None:
+        for i in range(10):
+            ticks.append(i)
+            await asyncio.sleep(0)
+
+    async def fails_fast(run: Run) -> None:
+        seen.append(len(ticks))
+        raise ValueError("x")
+
+    ticking = asyncio.ensure_future(ticker())
+    task = Task(Definition(task_fn=fails_fast, max_retries=5, backoff=0))
+    task.go()
+    await task.wait()
+    await ticking
+    assert len(seen) == 6
+    assert seen[-1] > seen[0]  # the ticker ran between the first and the last attempt
+
+
+@pytest.mark.xfail(
+    reason="BUG: a task failing fast with backoff=0 cannot be cancelled between retries "
+    "(all attempts run in one step of the loop)",
+    strict=True,
+)
+async def test_cancel_lands_between_zero_backoff_retries() -> None:
+    async def fails_fast(run: Run) -> None:
+        raise ValueError("x")
+
+    task = Task(Definition(task_fn=fails_fast, max_retries=1000, backoff=0))
+    task.go()
+    await asyncio.sleep(0)
+    assert task.cancel() is True
+    await task.wait()
+    assert task.state is State.CANCELED
+    assert task.attempts < 1001
+
+
+@pytest.mark.xfail(
+    reason="BUG: a TaskTimeoutError raised by task_fn itself (e.g. from a sub-task) is "
+    "retried whatever retry_on says, as if this attempt had timed out",
+    strict=True,
+)
+async def test_task_timeout_error_raised_by_the_function_follows_retry_on() -> None:
+    calls: list[int] = []
+
+    async def fn(run: Run) -> None:
+        calls.append(run.attempt)
+        raise TaskTimeoutError("a sub-task timed out")
+
+    task = await run_task(Definition(task_fn=fn, max_retries=2, backoff=0, retry_on=KeyError))
+    assert calls == [0]
+    assert task.attempts == 1

@@ -1202,3 +1202,59 @@ async def test_sync_fn_cancel_from_another_thread() -> None:
     await probe.wait(probe.finished)
     check_state(task, State.CANCELED)
     assert probe.values["woke"] is True
+
+
+# -- found bugs ------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    reason="BUG: cancel() from the on_started hook ends the task CANCELED but never marks "
+    "the attempt's Run cancelled (run.cancelled stays False)",
+    strict=True,
+)
+async def test_cancel_from_on_started_hook_marks_the_run() -> None:
+    holder: list[Task[Any]] = []
+    seen: list[bool] = []
+
+    async def fn(run: Run) -> None:
+        try:
+            await asyncio.sleep(LONG)
+        except asyncio.CancelledError:
+            seen.append(run.cancelled)
+            raise
+
+    hooks = StateHooks(on_started=lambda task_id, when: holder[0].cancel())
+    task = Task(Definition(task_fn=fn, hooks=hooks))
+    holder.append(task)
+    task.go()
+    await task.wait()
+    check_state(task, State.CANCELED)
+    assert now() == 0.0
+    assert seen == [True]
+
+
+@pytest.mark.realtime
+@pytest.mark.xfail(
+    reason="BUG: cancel() from the on_started hook never tells a sync task_fn to stop: "
+    "run.wait_cancelled() does not wake up",
+    strict=True,
+)
+async def test_cancel_from_on_started_hook_wakes_a_sync_function() -> None:
+    holder: list[Task[Any]] = []
+    probe = Probe()
+
+    def fn(run: Run) -> None:
+        t0 = time.monotonic()
+        probe.values["woke"] = run.wait_cancelled(0.5)
+        probe.values["elapsed"] = time.monotonic() - t0
+        probe.finished.set()
+
+    hooks = StateHooks(on_started=lambda task_id, when: holder[0].cancel())
+    task = Task(Definition(task_fn=fn, hooks=hooks))
+    holder.append(task)
+    task.go()
+    await asyncio.wait_for(task.wait(), REAL_TIMEOUT)
+    check_state(task, State.CANCELED)
+    await probe.wait(probe.finished)
+    assert probe.values["woke"] is True
+    assert probe.values["elapsed"] < 0.25
