@@ -611,19 +611,21 @@ def _resolve(future: asyncio.Future[None]) -> None:
 # -- output ----------------------------------------------------------------------------
 
 
-class _StdoutClosedError(Exception):
-    pass
-
-
 class _Sink:
-    """Writes whole chunks to our stdout/stderr, or through the progress view's console."""
+    """Writes whole chunks to our stdout/stderr, or through the progress view's console.
+
+    When our stdout is closed (``| head``), ``on_stdout_closed`` is called once and
+    whatever follows is dropped.
+    """
 
     def __init__(self) -> None:
         self.view: ProgressView | None = None
         self.stdout_tty = _isatty(sys.stdout)
+        self.stdout_closed = False
+        self.on_stdout_closed: Callable[[], None] | None = None
 
     def write(self, data: bytes, *, err: bool) -> None:
-        if not data:
+        if not data or (self.stdout_closed and not err):
             return
         view = self.view
         if view is not None and (err or self.stdout_tty):
@@ -640,9 +642,18 @@ class _Sink:
                 stream.write(data.decode(errors="replace"))
                 stream.flush()
         except BrokenPipeError:
-            if err:
-                return
-            raise _StdoutClosedError from None
+            if not err:
+                self._closed()
+
+    def _closed(self) -> None:
+        self.stdout_closed = True
+        # What is still buffered would fail again at exit: send fd 1 to /dev/null.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        if self.on_stdout_closed is not None:
+            self.on_stdout_closed()
 
     def notice(self, message: str) -> None:
         """A message of ours, on stderr."""
@@ -738,6 +749,7 @@ class _Runner:
         self.opts = opts
         self.template = _Template(opts.command, opts.shell)
         self.sink = _Sink()
+        self.sink.on_stdout_closed = self._stdout_closed
         self.ordered = _Ordered(self.sink) if opts.keep_order and not opts.json else None
         self.jobs: dict[str, _Job] = {}
         self.seq = 0
@@ -781,8 +793,13 @@ class _Runner:
         self.joblog = joblog
         started = time.perf_counter()
         self._start_view()
+        handled: list[int] = []
         for sig, handler in ((signal.SIGINT, self._on_sigint), (signal.SIGTERM, self._on_sigterm)):
-            loop.add_signal_handler(sig, handler)
+            try:
+                loop.add_signal_handler(sig, handler)
+            except (RuntimeError, ValueError):  # pragma: no cover - not the main thread
+                continue
+            handled.append(sig)
         try:
             lines = await _lines(source)
             self.feeder = feeder = loop.create_task(self._feed(lines))
@@ -792,21 +809,17 @@ class _Runner:
             while self.groups:
                 await asyncio.wait(list(self.groups))
             await self.pool.shutdown(cancel=False)
-        except _StdoutClosedError:
-            self.exit_override = EXIT_BROKEN_PIPE
-            self._cancel_all()
-            await self._stdout_closed()
         except BaseException:
             self._cancel_all()
             with contextlib.suppress(BaseException):
                 await self.pool.shutdown(cancel=True)
             raise
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in handled:
                 loop.remove_signal_handler(sig)
             self._stop_view()
         if self.ordered is not None:
-            self._guard(self.ordered.flush)
+            self.ordered.flush()
         self._summary(time.perf_counter() - started)
         if self.exit_override is not None:
             return self.exit_override
@@ -814,22 +827,11 @@ class _Runner:
             return EXIT_INTERRUPTED
         return EXIT_FAILED if self.failed or self.canceled else EXIT_OK
 
-    async def _stdout_closed(self) -> None:
-        """Our stdout was closed (``| head``): stop everything, write nothing more to it."""
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        with contextlib.suppress(_StdoutClosedError):
-            while self.groups:
-                await asyncio.wait(list(self.groups))
-            await self.pool.shutdown(cancel=True)
-
-    def _guard(self, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except _StdoutClosedError:
+    def _stdout_closed(self) -> None:
+        """Our stdout was closed: nobody reads the results, stop everything."""
+        if self.exit_override is None:
             self.exit_override = EXIT_BROKEN_PIPE
+        self._cancel_all()
 
     # -- feeding the pool ----------------------------------------------------------------
 
@@ -889,7 +891,7 @@ class _Runner:
         """A job that was never submitted."""
         self.jobs.pop(str(job.seq), None)
         if self.ordered is not None:
-            self._guard(lambda: self.ordered.skip(job.seq) if self.ordered else None)
+            self.ordered.skip(job.seq)
 
     async def _free_slot(self) -> None:
         while self.pool.available_workers == 0:
@@ -1144,32 +1146,27 @@ class _Runner:
         sig = -rc if rc is not None and rc < 0 else 0
         duration = time.monotonic() - job.started_mono if job.started_at is not None else None
         attempts = job.attempts
-        try:
-            if self.opts.json:
-                event: dict[str, Any] = {
-                    "event": how,
-                    "seq": job.seq,
-                    "input": job.value,
-                    "time": when.isoformat(),
-                    "attempts": attempts,
-                    "exit_code": exit_code,
-                    "signal": sig,
-                    "duration": None if duration is None else round(duration, 6),
-                }
-                if how == "failed":
-                    event["error"] = _error_text(error, job)
-                event["stdout"] = job.out.decode(errors="replace")
-                event["stderr"] = job.err.decode(errors="replace")
-                self._event(event)
-            elif self.ordered is not None:
-                self.ordered.put(job.seq, job.out, job.err)
-            else:
-                self.sink.write(job.out, err=False)
-                self.sink.write(job.err, err=True)
-        except _StdoutClosedError:
-            if self.exit_override is None:
-                self.exit_override = EXIT_BROKEN_PIPE
-                self._cancel_all()
+        if self.opts.json:
+            event: dict[str, Any] = {
+                "event": how,
+                "seq": job.seq,
+                "input": job.value,
+                "time": when.isoformat(),
+                "attempts": attempts,
+                "exit_code": exit_code,
+                "signal": sig,
+                "duration": None if duration is None else round(duration, 6),
+            }
+            if how == "failed":
+                event["error"] = _error_text(error, job)
+            event["stdout"] = job.out.decode(errors="replace")
+            event["stderr"] = job.err.decode(errors="replace")
+            self._event(event)
+        elif self.ordered is not None:
+            self.ordered.put(job.seq, job.out, job.err)
+        else:
+            self.sink.write(job.out, err=False)
+            self.sink.write(job.err, err=True)
         if self.joblog is not None:
             self.joblog.write(
                 f"{job.seq}\t{_tsv(job.value)}\t{exit_code}\t{attempts}\t"
@@ -1179,11 +1176,11 @@ class _Runner:
                 + f"\t{sig}\n"
             )
             self.joblog.flush()
+        if how == "failed" and self.opts.halt_on_error:
+            self._halt(job)
         waiter = self.slot_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if how == "failed" and self.opts.halt_on_error:
-            self._halt(job)
         self._refresh_view()
 
     def _event(self, event: dict[str, Any]) -> None:

@@ -1,0 +1,735 @@
+"""``asynctasklib run``: inputs, substitution, output, events, joblog, retries, timeouts,
+halt-on-error, signals, dry run, and the progress view being off without a terminal.
+
+Most tests call ``main(argv)`` in this process (so coverage sees them); those about the
+real entry point, signals sent from outside, or a blocked ``rich`` import run the CLI as a
+subprocess. Jobs are small ``sh`` scripts; tests wait on files the jobs create, never on
+sleeps that merely hope something happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from asynctasklib import _cli
+from asynctasklib._cli import JOBLOG_HEADER, main
+
+PY = sys.executable
+TIMEOUT = 20.0  # upper bound of any wait below: reaching it means the test failed
+
+
+def run(capfd: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capfd.readouterr()
+    return rc, out, err
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def pid_gone(pid: int) -> bool:
+    """The process does not exist any more, not even as a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def summary(err: str) -> str:
+    lines = [line for line in err.splitlines() if " jobs: " in line]
+    assert lines, f"no summary line in stderr: {err!r}"
+    return lines[-1]
+
+
+def cli(*argv: str) -> list[str]:
+    return [PY, "-m", "asynctasklib", "run", *argv]
+
+
+def joblog_rows(path: Path) -> list[list[str]]:
+    text = path.read_text()
+    assert text.startswith(JOBLOG_HEADER)
+    return [line.split("\t") for line in text.splitlines()[1:]]
+
+
+# -- inputs ------------------------------------------------------------------------------
+
+
+def test_inputs_after_triple_colon(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capfd, "-j", "2", "--", "echo", "x", ":::", "a", "b", "c")
+    assert rc == 0
+    assert sorted(out.splitlines()) == ["x a", "x b", "x c"]
+    assert "3 jobs: 3 done, 0 failed, 0 canceled, 0 retried" in summary(err)
+
+
+def test_inputs_from_arg_file(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    args = tmp_path / "args.txt"
+    args.write_text("one\ntwo words\n\nlast-without-newline")
+    rc, out, _ = run(capfd, "-k", "--arg-file", str(args), "--", "echo", "[{}]")
+    assert rc == 0
+    assert out.splitlines() == ["[one]", "[two words]", "[]", "[last-without-newline]"]
+
+
+def test_inputs_from_stdin_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "stdin.txt"
+    data.write_text("".join(f"{i}\n" for i in range(1, 51)))
+    with data.open() as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        rc, out, _ = run(capfd, "-k", "-j", "4", "--", "echo")
+    assert rc == 0
+    assert out.splitlines() == [str(i) for i in range(1, 51)]
+
+
+def test_stdin_pipe_is_read_lazily(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A job starts before standard input ends: inputs are not all read first."""
+    read_fd, write_fd = os.pipe()
+    first_ran = tmp_path / "ran.first"
+
+    def producer() -> None:
+        with os.fdopen(write_fd, "w") as w:
+            w.write("first\n")
+            w.flush()
+            wait_for(first_ran.exists, "the first job to run while stdin is still open")
+            w.write("second\nthird\n")
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    with os.fdopen(read_fd) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        rc, out, _ = run(capfd, "-k", "--", "sh", "-c", f"touch {tmp_path}/ran.$0; echo $0")
+        was_blocking = os.get_blocking(read_fd)
+    thread.join()
+    assert rc == 0
+    assert out.splitlines() == ["first", "second", "third"]
+    assert was_blocking, "the pipe was left in non-blocking mode"
+
+
+def test_stdin_pipe_through_the_real_entry_point() -> None:
+    proc = subprocess.run(
+        cli("-k", "--", "echo", "got"),
+        input="".join(f"line {i}\n" for i in range(200)),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"got line {i}" for i in range(200)]
+
+
+def test_empty_input_runs_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    rc, out, err = run(capfd, "-a", str(empty), "--", "echo")
+    assert (rc, out) == (0, "")
+    assert "0 jobs" in summary(err)
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def test_placeholders_are_substituted(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capfd, "-k", "--", "echo", "{#}:{}", "x{}y", "{#}", ":::", "a", "b b", "{#}{}")
+    assert rc == 0
+    # An input that contains the placeholders is not substituted again.
+    assert out.splitlines() == ["1:a xay 1", "2:b b xb by 2", "3:{#}{} x{#}{}y 3"]
+
+
+def test_input_is_appended_without_braces(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capfd, "-k", "--", "printf", "<%s>", ":::", "a b", "c")
+    assert rc == 0
+    assert out == "<a b><c>"
+    # {#} alone does not count: the input is still appended (the rule is about {}).
+    rc, out, _ = run(capfd, "-k", "--", "echo", "n{#}", ":::", "a", "b")
+    assert out.splitlines() == ["n1 a", "n2 b"]
+
+
+def test_shell_quotes_the_input(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    nasty = ["it's", 'say "hi"', "$HOME", "a; touch pwned", "`id`", "tab\there", "*"]
+    rc, out, _ = run(capfd, "-k", "--shell", "--", "printf '%s|' {} {#}; echo", ":::", *nasty)
+    assert rc == 0
+    assert out.splitlines() == [f"{v}|{i}|" for i, v in enumerate(nasty, 1)]
+    assert not (tmp_path / "pwned").exists()
+    assert not Path("pwned").exists()
+    # Without {}, the quoted input is appended to the script.
+    rc, out, _ = run(capfd, "--shell", "--", "echo $((1 + 1))", ":::", "a b")
+    assert (rc, out) == (0, "2 a b\n")
+
+
+def test_shell_runs_a_pipeline(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capfd, "-k", "--shell", "--", "echo {} | tr a-z A-Z", ":::", "ab", "cd")
+    assert (rc, out.splitlines()) == (0, ["AB", "CD"])
+
+
+def test_dry_run_prints_and_runs_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "ran"
+    rc, out, err = run(capfd, "--dry-run", "--", "touch", str(marker), "{#}", ":::", "a b", "c")
+    assert rc == 0
+    assert out.splitlines() == [f"touch {marker} 1 'a b'", f"touch {marker} 2 c"]
+    assert not marker.exists()
+    assert err == ""
+    rc, out, _ = run(capfd, "--dry-run", "--shell", "--", "echo {} > /dev/null", ":::", "x y")
+    assert out == "echo 'x y' > /dev/null\n"
+
+
+def test_dry_run_reads_an_arg_file(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    args = tmp_path / "args"
+    args.write_text("1\n2\n")
+    rc, out, _ = run(capfd, "--dry-run", "-a", str(args), "echo")
+    assert (rc, out) == (0, "echo 1\necho 2\n")
+
+
+# -- output ------------------------------------------------------------------------------
+
+CHUNKY = 'for i in 1 2 3 4; do echo "$0 out $i"; echo "$0 err $i" >&2; sleep 0.02; done'
+
+
+def test_output_of_each_job_is_whole(capfd: pytest.CaptureFixture[str]) -> None:
+    """Jobs that write in chunks, all at once: each job's lines stay together."""
+    names = [f"job{i}" for i in range(8)]
+    rc, out, err = run(capfd, "-j", "8", "--", "sh", "-c", CHUNKY, ":::", *names)
+    assert rc == 0
+    for stream, kind in ((out, "out"), (err, "err")):
+        lines = [line for line in stream.splitlines() if line.startswith("job")]
+        assert len(lines) == 32
+        for start in range(0, 32, 4):
+            block = lines[start : start + 4]
+            name = block[0].split()[0]
+            assert block == [f"{name} {kind} {i}" for i in range(1, 5)], stream
+
+
+def test_keep_order_against_finish_order(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Job k finishes only after job k+1 did: output in input order only with -k."""
+    n = 5
+    script = (
+        f'if [ "$0" -lt {n} ]; then while [ ! -e "{tmp_path}/done.$(($0 + 1))" ]; '
+        f'do sleep 0.005; done; fi; echo "$0"; touch "{tmp_path}/done.$0"'
+    )
+    inputs = [str(i) for i in range(1, n + 1)]
+    rc, out, _ = run(capfd, "-j", str(n), "--", "sh", "-c", script, ":::", *inputs)
+    assert rc == 0
+    assert out.splitlines() == inputs[::-1]  # as they finished
+    for f in tmp_path.glob("done.*"):
+        f.unlink()
+    rc, out, _ = run(capfd, "-j", str(n), "-k", "--", "sh", "-c", script, ":::", *inputs)
+    assert rc == 0
+    assert out.splitlines() == inputs
+
+
+def test_stdout_has_only_job_output(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capfd, "--", "sh", "-c", "echo o$0; echo e$0 >&2", ":::", "1")
+    assert (rc, out) == (0, "o1\n")
+    assert err.splitlines()[0] == "e1"
+    assert "1 jobs: 1 done" in summary(err)
+    assert "jobs/s" in summary(err)
+
+
+def test_json_events(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(
+        capfd, "--json", "-j", "2", "--", "sh", "-c", "echo hi $0; exit $0", ":::", "0", "3"
+    )
+    assert rc == 1
+    events = [json.loads(line) for line in out.splitlines()]  # nothing else on stdout
+    by_seq: dict[int, list[dict[str, object]]] = {}
+    for event in events:
+        by_seq.setdefault(int(event["seq"]), []).append(event)
+    assert [e["event"] for e in by_seq[1]] == ["pending", "started", "done"]
+    assert [e["event"] for e in by_seq[2]] == ["pending", "started", "failed"]
+    done, failed = by_seq[1][-1], by_seq[2][-1]
+    assert done["input"] == "0"
+    assert done["exit_code"] == 0
+    assert done["stdout"] == "hi 0\n"
+    assert failed["exit_code"] == 3
+    assert failed["error"] == "exit code 3"
+    assert failed["stdout"] == "hi 3\n"
+    assert failed["attempts"] == 1
+    assert by_seq[1][1]["command"] == ["sh", "-c", "echo hi $0; exit $0", "0"]
+    for event in events:
+        assert re.match(r"\d{4}-\d\d-\d\dT.*\+00:00$", str(event["time"]))
+    assert "hi" not in err
+
+
+def test_joblog_columns(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "jobs.tsv"
+    before = time.time()
+    rc, _, _ = run(
+        capfd, "--joblog", str(log), "--shell", "--", 'test "$(echo {})" = ok', ":::",
+        "ok", "tab\there",
+    )  # fmt: skip
+    assert rc == 1
+    rows = sorted(joblog_rows(log))
+    assert [len(r) for r in rows] == [7, 7]
+    (seq1, in1, code1, att1, start1, dur1, sig1), (seq2, in2, code2, _, _, _, sig2) = rows
+    assert (seq1, in1, code1, att1, sig1) == ("1", "ok", "0", "1", "0")
+    assert (seq2, in2, code2, sig2) == ("2", "tab\\there", "1", "0")
+    assert before - 1 <= float(start1) <= time.time() + 1
+    assert 0 <= float(dur1) < TIMEOUT
+
+
+# -- exit codes and bad usage --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no command given"),
+        (["--", "echo", ":::", "a", ":::", "b"], "only one :::"),
+        (["-j", "0", "echo"], "-j/--jobs: must be >= 1"),
+        (["-j", "two", "echo"], "expected an integer"),
+        (["--timeout", "0", "echo"], "--timeout: must be > 0"),
+        (["--delay", "-1", "echo"], "must be >= 0"),
+        (["--retries", "-1", "echo"], "must be >= 0"),
+        (["--backoff", "wobbly", "echo"], "unknown policy 'wobbly'"),
+        (["--backoff", "const:x", "echo"], "is not a number"),
+        (["--backoff", "exp:-1", "echo"], "must be >= 0"),
+        (["--no-such-option", "echo"], "unrecognized arguments"),
+        (["--", "no-such-command-asynctasklib", ":::", "a"], "command not found"),
+        (["-a", "/nonexistent/args", "echo"], "--arg-file: cannot read"),
+        (["-a", "x", "--", "echo", ":::", "a"], "either after ::: or with --arg-file"),
+        (["--joblog", "/nonexistent/dir/log", "echo", ":::", "a"], "--joblog: cannot write"),
+    ],
+)
+def test_bad_usage_exits_2_and_runs_nothing(
+    argv: list[str], message: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = run(capfd, *argv)
+    assert rc == 2
+    assert out == ""
+    assert message in err
+    assert " jobs: " not in err
+
+
+def test_help_exits_0(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capfd, "--help")
+    assert rc == 0
+    assert "--halt-on-error" in out
+    assert "{#}" in out
+
+
+def test_backoff_forms(capfd: pytest.CaptureFixture[str]) -> None:
+    opts = _cli._parse(["--backoff", "exp", "--backoff-base", "0.5", "true"])
+    assert isinstance(opts.backoff, _cli.ExponentialBackoff)
+    assert opts.backoff.initial == 0.5
+    assert _cli._parse(["--backoff", "const:2", "true"]).backoff == 2.0
+    assert _cli._parse(["--backoff", "constant", "true"]).backoff == 1.0
+    assert _cli._parse(["--backoff", "none", "true"]).backoff == 0.0
+    assert _cli._parse(["--backoff", "0.25", "true"]).backoff == 0.25
+    assert _cli._parse(["--backoff-base", "3", "--backoff", "fixed", "true"]).backoff == 3.0
+    assert _cli._parse(["true"]).jobs == (os.cpu_count() or 1)
+
+
+def test_exit_code_1_when_some_fail(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capfd, "-k", "--", "sh", "-c", "echo $0; exit $0", ":::", "0", "4", "0")
+    assert rc == 1
+    assert out.splitlines() == ["0", "4", "0"]
+    assert "3 jobs: 2 done, 1 failed, 0 canceled" in summary(err)
+
+
+def test_command_that_cannot_start_fails_without_retries(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log"
+    rc, _, err = run(
+        capfd, "--retries", "3", "--joblog", str(log), "--", "{}", ":::", "/nonexistent/cmd"
+    )
+    assert rc == 1
+    assert "/nonexistent/cmd: No such file or directory" in err
+    assert joblog_rows(log)[0][2:4] == ["127", "1"]
+
+
+# -- retries, timeouts, process groups -------------------------------------------------------
+
+
+def test_retries_a_job_that_fails_the_first_time(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = (
+        f'if [ -e "{tmp_path}/m.$0" ]; then echo ok $0; else touch "{tmp_path}/m.$0"; exit 1; fi'
+    )
+    log = tmp_path / "log"
+    rc, out, err = run(
+        capfd, "--retries", "2", "--backoff", "const:0", "--json", "--joblog", str(log),
+        "--", "sh", "-c", script, ":::", "a",
+    )  # fmt: skip
+    assert rc == 0
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["event"], e.get("attempt")) for e in events] == [
+        ("pending", 0), ("started", 0), ("pending", 1), ("started", 1), ("done", None),
+    ]  # fmt: skip
+    assert events[2]["error"] == "exit code 1"
+    assert events[-1]["stdout"] == "ok a\n"
+    assert events[-1]["attempts"] == 2
+    assert "1 done, 0 failed, 0 canceled, 1 retried" in summary(err)
+    assert joblog_rows(log)[0][2:4] == ["0", "2"]
+
+
+def test_retries_run_out(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    count = tmp_path / "count"
+    started = time.monotonic()
+    rc, out, err = run(
+        capfd, "--retries", "2", "--backoff", "const:0.1",
+        "--", "sh", "-c", f"echo x >> {count}; echo attempt; exit 7", ":::", "a",
+    )  # fmt: skip
+    assert rc == 1
+    assert count.read_text() == "x\nx\nx\n"
+    assert out == "attempt\n"  # the last attempt's output only
+    assert time.monotonic() - started >= 0.2  # two backoff waits
+    assert "0 done, 1 failed, 0 canceled, 2 retried" in summary(err)
+
+
+# A job whose child ignores SIGTERM: only SIGKILL of the group gets rid of it.
+STUBBORN = '(trap "" TERM; exec sleep 60) & echo $! > "{dir}/child.$0"; wait'
+
+
+def test_timeout_kills_the_process_group(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "log"
+    started = time.monotonic()
+    rc, _, err = run(
+        capfd, "--timeout", "0.5", "--grace", "0.3", "--joblog", str(log), "--json",
+        "--", "sh", "-c", STUBBORN.format(dir=tmp_path), ":::", "a",
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert rc == 1
+    child = int((tmp_path / "child.a").read_text())
+    assert pid_gone(child), "the child that ignored SIGTERM is still there"
+    assert elapsed >= 0.5 + 0.3  # the timeout, then the grace period before SIGKILL
+    row = joblog_rows(log)[0]
+    assert row[2:4] == ["-1", "1"]
+    assert row[6] == "15"
+    assert "0 done, 1 failed" in summary(err)
+
+
+def test_timeout_is_retried(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    script = f'if [ -e "{tmp_path}/m" ]; then echo second; else touch "{tmp_path}/m"; sleep 60; fi'
+    rc, out, err = run(
+        capfd, "--timeout", "0.3", "--retries", "1", "--backoff", "none", "--grace", "0.2",
+        "--", "sh", "-c", script, ":::", "a",
+    )  # fmt: skip
+    assert (rc, out) == (0, "second\n")
+    assert "1 done, 0 failed, 0 canceled, 1 retried" in summary(err)
+
+
+def test_processes_left_behind_by_a_job_are_killed(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The job exits at once but leaves a background process in its group."""
+    script = f'sleep 60 > /dev/null 2>&1 & echo $! > "{tmp_path}/bg"; echo leader done'
+    rc, out, _ = run(capfd, "--grace", "5", "--", "sh", "-c", script, ":::", "a")
+    assert (rc, out) == (0, "leader done\n")
+    assert pid_gone(int((tmp_path / "bg").read_text()))
+
+
+def test_halt_on_error_cancels_the_rest(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Job 1 fails; 2 and 3 would wait forever; 4 and 5 must never start."""
+    script = (
+        f'touch "{tmp_path}/started.$0"; [ "$0" = 1 ] && exit 9; '
+        f'echo $$ > "{tmp_path}/pid.$0"; exec sleep 60'
+    )
+    log = tmp_path / "log"
+    rc, out, err = run(
+        capfd, "-j", "3", "--halt-on-error", "--grace", "0.5", "--json", "--joblog", str(log),
+        "--", "sh", "-c", script, ":::", "1", "2", "3", "4", "5",
+    )  # fmt: skip
+    assert rc == 1
+    ends = {e["seq"]: e["event"] for e in map(json.loads, out.splitlines()) if "attempts" in e}
+    assert ends[1] == "failed"
+    assert set(ends) <= {1, 2, 3}
+    assert all(ends[s] == "canceled" for s in ends if s != 1)
+    assert not (tmp_path / "started.4").exists()
+    assert not (tmp_path / "started.5").exists()
+    for pid_file in tmp_path.glob("pid.*"):
+        assert pid_gone(int(pid_file.read_text()))
+    assert "1 failed" in summary(err)
+    assert {row[0] for row in joblog_rows(log)} == {str(s) for s in ends}
+
+
+def test_halt_on_error_with_many_groups(capfd: pytest.CaptureFixture[str]) -> None:
+    """Without failures every input runs, through as many error groups as it takes."""
+    inputs = [str(i) for i in range(60)]
+    rc, out, _ = run(capfd, "-j", "4", "--halt-on-error", "-k", "--", "echo", ":::", *inputs)
+    assert rc == 0
+    assert out.splitlines() == inputs
+
+
+def test_delay_between_starts(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "log"
+    rc, _, _ = run(capfd, "-j", "3", "--delay", "0.1", "--joblog", str(log), "true", ":::", *"abc")
+    assert rc == 0
+    starts = sorted(float(row[4]) for row in joblog_rows(log))
+    assert all(b - a >= 0.095 for a, b in itertools.pairwise(starts))
+
+
+def test_delay_with_halt_on_error(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "log"
+    rc, _, _ = run(
+        capfd, "-j", "3", "--halt-on-error", "--delay", "0.1", "--joblog", str(log),
+        "true", ":::", *"abc",
+    )  # fmt: skip
+    assert rc == 0
+    starts = sorted(float(row[4]) for row in joblog_rows(log))
+    assert len(starts) == 3
+    assert all(b - a >= 0.095 for a, b in itertools.pairwise(starts))
+
+
+# -- interrupts ----------------------------------------------------------------------------
+
+WAITER = (
+    'echo $$ > "{dir}/pid.$0"; touch "{dir}/started.$0"; '
+    'while [ ! -e "{dir}/release" ]; do sleep 0.01; done; echo fin $0'
+)
+
+
+class Interrupter:
+    """Sends this process SIGINT, as Ctrl-C would, each time after the last was handled.
+
+    (Two signals sent at once would be delivered as one.)
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.handled = threading.Semaphore(0)
+        on_sigint = _cli._Runner._on_sigint
+
+        def spy(runner: _cli._Runner) -> None:
+            on_sigint(runner)
+            self.handled.release()
+
+        monkeypatch.setattr(_cli._Runner, "_on_sigint", spy)
+
+    def when(self, paths: list[Path], count: int, then: Callable[[], None] | None = None) -> None:
+        """In a thread: once every path exists, interrupt ``count`` times, then ``then()``."""
+
+        def send() -> None:
+            wait_for(lambda: all(p.exists() for p in paths), "the jobs to start")
+            for _ in range(count):
+                os.kill(os.getpid(), signal.SIGINT)
+                assert self.handled.acquire(timeout=TIMEOUT), "SIGINT not handled"
+            if then is not None:
+                then()
+
+        self.thread = threading.Thread(target=send)
+        self.thread.start()
+
+
+def test_first_interrupt_lets_running_jobs_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    interrupter = Interrupter(monkeypatch)
+    # Release the jobs only once the interrupt was handled: no job may start after it.
+    interrupter.when(
+        [tmp_path / "started.1", tmp_path / "started.2"], 1, (tmp_path / "release").touch
+    )
+    job = WAITER.format(dir=tmp_path)
+    rc, out, err = run(capfd, "-j", "2", "--", "sh", "-c", job, ":::", *"1234")
+    interrupter.thread.join()
+    assert rc == 130
+    assert sorted(out.splitlines()) == ["fin 1", "fin 2"]
+    assert not (tmp_path / "started.3").exists()
+    assert not (tmp_path / "started.4").exists()
+    assert "interrupted: starting no more jobs, waiting for 2 running" in err
+    assert "2 jobs: 2 done, 0 failed, 0 canceled" in summary(err)
+
+
+def test_second_interrupt_cancels_running_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    interrupter = Interrupter(monkeypatch)
+    interrupter.when([tmp_path / "started.1", tmp_path / "started.2"], 2)
+    log = tmp_path / "log"
+    rc, out, err = run(
+        capfd, "-j", "2", "--grace", "0.5", "--joblog", str(log),
+        "--", "sh", "-c", WAITER.format(dir=tmp_path), ":::", *"1234",
+    )  # fmt: skip
+    interrupter.thread.join()
+    assert rc == 130
+    assert out == ""
+    assert "0 done, 0 failed, 2 canceled" in summary(err)
+    assert sorted(row[6] for row in joblog_rows(log)) == ["15", "15"]
+    for n in "12":
+        assert pid_gone(int((tmp_path / f"pid.{n}").read_text()))
+
+
+def test_third_interrupt_kills_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Jobs that ignore SIGTERM would take the whole grace period; Ctrl-C #3 kills now."""
+    job = 'trap "" TERM; echo $$ > "{dir}/pid.$0"; touch "{dir}/started.$0"; exec sleep 60'
+    interrupter = Interrupter(monkeypatch)
+    interrupter.when([tmp_path / "started.1"], 3)
+    started = time.monotonic()
+    rc, _, err = run(capfd, "--grace", "30", "--", "sh", "-c", job.format(dir=tmp_path), ":::", "1")
+    interrupter.thread.join()
+    assert rc == 130
+    assert time.monotonic() - started < 15
+    assert "killing the running jobs" in err
+    assert pid_gone(int((tmp_path / "pid.1").read_text()))
+
+
+def _spawn_cli(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        cli(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+
+
+def test_sigint_once_and_twice_from_outside(tmp_path: Path) -> None:
+    """The real entry point, interrupted by another process as a terminal would."""
+    job = WAITER.format(dir=tmp_path)
+    proc = _spawn_cli(tmp_path, "-j", "2", "--", "sh", "-c", job, ":::", *"1234")
+    wait_for(lambda: (tmp_path / "started.1").exists() and (tmp_path / "started.2").exists(),
+             "the jobs to start")  # fmt: skip
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
+    assert "interrupted" in proc.stderr.readline()  # handled: now let the jobs finish
+    (tmp_path / "release").touch()
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 130, err
+    assert sorted(out.splitlines()) == ["fin 1", "fin 2"]
+    assert not (tmp_path / "started.3").exists()
+
+    (tmp_path / "release").unlink()
+    for f in tmp_path.glob("started.*"):
+        f.unlink()
+    proc = _spawn_cli(tmp_path, "-j", "2", "--grace", "0.5", "--", "sh", "-c", job, ":::", *"1234")
+    wait_for(lambda: (tmp_path / "started.1").exists() and (tmp_path / "started.2").exists(),
+             "the jobs to start")  # fmt: skip
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
+    assert "interrupted" in proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 130, err
+    assert out == ""
+    assert "2 canceled" in summary(err)
+    for n in "12":
+        assert pid_gone(int((tmp_path / f"pid.{n}").read_text()))
+
+
+def test_sigterm_cancels_everything(tmp_path: Path) -> None:
+    job = WAITER.format(dir=tmp_path)
+    proc = _spawn_cli(tmp_path, "-j", "2", "--grace", "0.5", "--", "sh", "-c", job, ":::", *"12")
+    wait_for(lambda: (tmp_path / "started.1").exists() and (tmp_path / "started.2").exists(),
+             "the jobs to start")  # fmt: skip
+    proc.terminate()
+    _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 143, err
+    for n in "12":
+        assert pid_gone(int((tmp_path / f"pid.{n}").read_text()))
+
+
+def test_closed_stdout_stops_the_run() -> None:
+    """Like ``| head -1``: the reader goes away; the run stops quietly with 141."""
+    with subprocess.Popen(
+        cli("-j", "2", "--", "echo"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    ) as proc:  # fmt: skip
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdin.write("first\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "first\n"
+        proc.stdout.close()
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write("".join(f"{i}\n" for i in range(1000)))
+            proc.stdin.flush()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=TIMEOUT) == 141, err
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+    assert "Traceback" not in err
+    assert "Exception ignored" not in err
+
+
+# -- the progress view stays off without a terminal -------------------------------------------
+
+
+def test_no_progress_view_when_stderr_is_a_pipe() -> None:
+    code = (
+        "import sys; from asynctasklib.__main__ import main; "
+        "rc = main(['run', '--progress', '--', 'echo', ':::', 'a', 'b']); "
+        "print('rich imported' if any(m.startswith('rich') for m in sys.modules) else 'no rich'); "
+        "sys.exit(rc)"
+    )
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "no rich"
+    assert "\x1b[" not in proc.stderr  # no cursor movement, no colours
+    assert proc.stderr.splitlines() == [summary(proc.stderr)]
+
+
+def _run_with_tty_stderr(argv: list[str], block_rich: bool) -> tuple[int, str, str]:
+    """Run the CLI in a subprocess whose stderr is a pseudo-terminal."""
+    prelude = "import sys; sys.modules['rich'] = None; " if block_rich else "import sys; "
+    code = prelude + f"from asynctasklib._cli import main; sys.exit(main({argv!r}))"
+    master, slave = pty.openpty()
+    with subprocess.Popen(
+        [PY, "-c", code], stdout=subprocess.PIPE, stderr=slave, text=True,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"},
+    ) as proc:  # fmt: skip
+        os.close(slave)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(master)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        rc = proc.wait(timeout=TIMEOUT)
+    return rc, out, b"".join(chunks).decode(errors="replace")
+
+
+def test_run_works_when_rich_cannot_be_imported() -> None:
+    rc, out, err = _run_with_tty_stderr(["--progress", "--", "echo", ":::", "a"], block_rich=True)
+    assert rc == 0
+    assert out == "a\n"
+    assert "the progress view needs rich" in err
+    # Shown by default on a terminal: without rich it is left out silently.
+    rc, out, err = _run_with_tty_stderr(["--", "echo", ":::", "b"], block_rich=True)
+    assert (rc, out) == (0, "b\n")
+    assert "needs rich" not in err
+    assert "1 jobs: 1 done" in err
+
+
+def test_progress_view_on_a_terminal_stderr() -> None:
+    pytest.importorskip("rich")
+    rc, out, err = _run_with_tty_stderr(
+        ["-k", "--", "sh", "-c", "echo out $0; echo err $0 >&2", ":::", "a", "b"],
+        block_rich=False,
+    )
+    assert rc == 0
+    assert out == "out a\nout b\n"  # stdout is a pipe: the job output goes there, untouched
+    assert "err a" in err
+    assert "err b" in err
+    assert "2 done" in err
+    assert "0 failed" in err
+    assert "jobs/s" in err
+    assert "━" in err  # the bar
+    rc, out, err = _run_with_tty_stderr(["--no-progress", "--", "echo", ":::", "a"], False)
+    assert rc == 0
+    assert "━" not in err
