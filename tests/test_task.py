@@ -1258,3 +1258,31 @@ async def test_cancel_from_on_started_hook_wakes_a_sync_function() -> None:
     await probe.wait(probe.finished)
     assert probe.values["woke"] is True
     assert probe.values["elapsed"] < 0.25
+
+
+@pytest.mark.xfail(
+    reason="BUG: cancel() from the on_pending hook fired by go() raises AttributeError "
+    "(_runner not set yet); the task still runs its function, then ends CANCELED",
+    strict=True,
+)
+async def test_cancel_from_on_pending_hook_at_go(hook_log: pytest.LogCaptureFixture) -> None:
+    holder: list[Task[Any]] = []
+    returned: list[bool] = []
+    calls: list[int] = []
+
+    async def fn(run: Run) -> None:
+        calls.append(run.attempt)
+
+    def on_pending(task_id: str, when: Any, attempt: int) -> None:
+        returned.append(holder[0].cancel())
+
+    task = Task(Definition(task_fn=fn, delay=5, hooks=StateHooks(on_pending=on_pending)))
+    holder.append(task)
+    task.go()
+    await task.wait()
+    assert hook_log.records == []
+    assert returned == [True]
+    check_state(task, State.CANCELED)
+    assert calls == []
+    assert task.attempts == 0
+    assert now() == 0.0
