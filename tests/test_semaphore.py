@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from datetime import timedelta
 
 import pytest
@@ -546,6 +547,27 @@ async def test_go_readme_acquire_with_timeout_fails_when_all_held() -> None:
     await sem.acquire(timeout=2)  # now it succeeds at once
     assert now() - start == 4.0
     sem.release()
+
+
+# -- other threads (the contract is silent; the semaphore documents it as thread-safe) --------
+
+
+@pytest.mark.realtime
+async def test_release_from_another_thread_hands_the_slot_to_an_async_waiter() -> None:
+    sem = Semaphore(1)
+    await sem.acquire()
+    waiter = asyncio.create_task(sem.acquire())
+    await settle()
+    releaser = threading.Thread(target=sem.release, name="test-releaser")
+    releaser.start()
+    await asyncio.to_thread(releaser.join, 5)
+    async with asyncio.timeout(5):
+        await waiter
+    assert (sem.available, sem.acquired) == (0, 1)
+    got = await asyncio.to_thread(sem.try_acquire)  # from a thread: no overtaking either
+    assert got is False
+    sem.release()
+    assert sem.available == 1
 
 
 # -- concurrent access and stress ------------------------------------------------------------
