@@ -1121,12 +1121,12 @@ async def test_wait_cancelled_returns_true_promptly(how: str) -> None:
 @pytest.mark.realtime
 @pytest.mark.parametrize("timeout", [0, 0.02, timedelta(milliseconds=20)], ids=repr)
 async def test_wait_cancelled_returns_false_when_its_timeout_passes(timeout: Any) -> None:
-    def fn(run: Run) -> tuple[bool, bool]:
-        return run.wait_cancelled(timeout), run.cancelled
+    def fn(run: Run) -> tuple[bool, bool, bool]:
+        return run.wait_cancelled(timeout), run.wait_cancelled(timeout), run.cancelled
 
     task = Task(Definition(task_fn=fn))
     task.go()
-    assert await asyncio.wait_for(task, REAL_TIMEOUT) == (False, False)
+    assert await asyncio.wait_for(task, REAL_TIMEOUT) == (False, False, False)
 
 
 @pytest.mark.realtime
@@ -1202,6 +1202,115 @@ async def test_sync_fn_cancel_from_another_thread() -> None:
     await probe.wait(probe.finished)
     check_state(task, State.CANCELED)
     assert probe.values["woke"] is True
+
+
+# -- edges: other loops and threads, the runner cancelled, one worker's deadlines --------------
+
+
+async def test_run_repr() -> None:
+    reprs: list[str] = []
+
+    async def fn(run: Run) -> None:
+        reprs.append(repr(run))
+
+    await started(fn).wait()
+    assert "'t'" in reprs[0]
+    assert "attempt=0" in reprs[0]
+    assert "cancelled=False" in reprs[0]
+
+
+@pytest.mark.realtime
+async def test_cancel_from_another_thread_after_the_end_is_false() -> None:
+    async def fn(run: Run) -> int:
+        return 1
+
+    task = started(fn)
+    await task.wait()
+    assert await asyncio.to_thread(task.cancel) is False
+    check_state(task, State.DONE)
+
+
+def test_wait_from_another_loop_raises() -> None:
+    loop1 = asyncio.new_event_loop()
+    loop2 = asyncio.new_event_loop()
+    try:
+        task = Task(Definition(task_fn=hang))
+
+        async def start() -> None:
+            task.go()
+
+        loop1.run_until_complete(start())
+        with pytest.raises(RuntimeError, match="another event loop"):
+            loop2.run_until_complete(task.wait())
+        assert task.is_in_progress()
+
+        async def finish() -> None:
+            task.cancel()
+            await task.wait()
+
+        loop1.run_until_complete(finish())
+        check_state(task, State.CANCELED)
+    finally:
+        loop1.close()
+        loop2.close()
+
+
+def test_cancel_after_its_loop_closed_is_false() -> None:
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda _loop, _context: None)  # "task was destroyed"
+    task = Task(Definition(task_fn=hang))
+
+    async def start() -> None:
+        task.go()
+
+    loop.run_until_complete(start())
+    loop.close()
+    assert task.cancel() is False
+
+
+async def test_runner_cancelled_from_outside_ends_the_task_canceled() -> None:
+    drivers: list[asyncio.Task[Any] | None] = []
+
+    async def fn(run: Run) -> None:
+        drivers.append(asyncio.current_task())
+        await asyncio.sleep(LONG)
+
+    task = started(fn, max_retries=3, retry_on=BaseException)
+    await asyncio.sleep(1)
+    driver = drivers[0]
+    assert driver is not None
+    driver.cancel()  # what happens to every task when the event loop shuts down
+    await asyncio.wait([driver])
+    assert driver.cancelled()
+    check_state(task, State.CANCELED)
+    assert isinstance(task.error, TaskCanceledError)
+    assert task.attempts == 1
+
+
+async def test_one_worker_times_each_task_by_its_own_max_duration() -> None:
+    ends: dict[str, float] = {}
+
+    def make(name: str, work: float) -> Callable[[Run], Awaitable[None]]:
+        async def fn(run: Run) -> None:
+            try:
+                await asyncio.sleep(work)
+            finally:
+                ends[name] = now()
+
+        return fn
+
+    async with WorkerPool(1) as pool:  # one worker runs them one after the other
+        a = await pool.submit(Definition(task_fn=make("a", 1), max_duration=100))
+        b = await pool.submit(Definition(task_fn=make("b", LONG), max_duration=2))
+        c = await pool.submit(Definition(task_fn=make("c", 10), max_duration=50))
+        d = await pool.submit(Definition(task_fn=make("d", LONG), max_duration=60))
+    assert ends == {"a": 1.0, "b": 3.0, "c": 13.0, "d": 73.0}
+    check_state(a, State.DONE)
+    check_state(b, State.FAILED)
+    check_state(c, State.DONE)
+    check_state(d, State.FAILED)
+    assert isinstance(b.error, TaskTimeoutError)
+    assert isinstance(d.error, TaskTimeoutError)
 
 
 # -- found bugs ------------------------------------------------------------------------------
