@@ -513,11 +513,6 @@ async def test_err_group_on_stopped_pool_with_free_workers() -> None:
     await pool.shutdown()
 
 
-@pytest.mark.xfail(
-    reason="BUG: submit_with_err_group on a stopped pool whose workers are all busy waits for "
-    "a free slot (forever if the tasks never end) before raising PoolStoppedError",
-    strict=True,
-)
 async def test_err_group_on_stopped_busy_pool_raises_at_once() -> None:
     pool = WorkerPool(1)
     await pool.submit(Definition(id="busy", task_fn=forever(), max_duration=None))
@@ -1141,11 +1136,6 @@ async def test_retain_finished_false_lists_only_tasks_in_progress() -> None:
     await pool.shutdown()
 
 
-@pytest.mark.xfail(
-    reason="BUG: inside on_created/on_pending(0) of a pool task, stats() already counts the "
-    "task but tasks() does not list it yet (appended after the hooks fire)",
-    strict=True,
-)
 async def test_stats_match_tasks_inside_creation_hooks() -> None:
     mismatches: list[str] = []
     pool: WorkerPool
@@ -1423,12 +1413,6 @@ async def test_no_thread_left_after_shutdown_of_sync_tasks() -> None:
 
 
 @pytest.mark.realtime
-@pytest.mark.xfail(
-    reason="BUG: a sync task_fn that timed out (or was cancelled) but has not returned yet "
-    "still holds one of the pool's max_workers threads, so the next max_workers sync tasks "
-    "cannot all run at once (their slots are free, their threads are not)",
-    strict=True,
-)
 async def test_sync_functions_still_running_after_a_timeout_do_not_starve_new_tasks() -> None:
     release = threading.Event()
     barrier = threading.Barrier(2, timeout=1)
@@ -1517,12 +1501,6 @@ def test_one_pool_on_two_successive_event_loops() -> None:
     assert pool.is_stopped()
 
 
-@pytest.mark.xfail(
-    reason="BUG (contract silent): submit() from a second event loop while the pool still has "
-    "tasks on the first one is accepted and queued on the first loop; _bind() means to raise "
-    "RuntimeError but submit() skips it whenever the pool has live tasks",
-    strict=True,
-)
 def test_pool_busy_on_one_loop_refuses_another_loop() -> None:
     pool = WorkerPool(2)
     first = asyncio.new_event_loop()

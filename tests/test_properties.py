@@ -164,25 +164,22 @@ class Recorder:
             self.problems.append(f"{where}: {self.running} functions running")
 
     def hooks(self) -> StateHooks:
-        def record(name: str, check: bool) -> Any:
+        def record(name: str) -> Any:
             def hook(task_id: str, when: Any, *args: Any) -> None:
                 self.events[task_id].append((name, *args[:1]) if name == "pending" else (name,))
-                # In on_created and on_pending(0) the new task is not in tasks() yet (see the
-                # strict xfail in test_pool.py); every other hook checks the counters.
-                if check or (name == "pending" and args[0] > 0):
-                    self.check_pool(f"{name} hook of {task_id}")
+                self.check_pool(f"{name} hook of {task_id}")
                 if name == "pending" and args[0] == 0:
                     self.schedule_cancel(task_id)
 
             return hook
 
         return StateHooks(
-            on_created=record("created", False),
-            on_pending=record("pending", False),
-            on_started=record("started", True),
-            on_done=record("done", True),
-            on_failed=record("failed", True),
-            on_canceled=record("canceled", True),
+            on_created=record("created"),
+            on_pending=record("pending"),
+            on_started=record("started"),
+            on_done=record("done"),
+            on_failed=record("failed"),
+            on_canceled=record("canceled"),
         )
 
     def schedule_cancel(self, task_id: str) -> None:

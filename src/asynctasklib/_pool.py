@@ -241,7 +241,7 @@ class WorkerPool:
         if self._remote:
             self._check_picklable(definition)
         loop = self._loop
-        if loop is None or not self._live:  # _use_loop(), inline: the hot path
+        if loop is None or loop is not _get_running_loop():  # _use_loop(), inline
             loop = self._bind()
         slots = self._slots
         if self._threaded:
@@ -254,7 +254,9 @@ class WorkerPool:
         return self._start(definition, loop)
 
     async def _take_slot(self) -> None:
-        """Wait for a worker slot (FIFO among callers); PoolStoppedError if stopped meanwhile."""
+        """Wait for a worker slot (FIFO among callers); PoolStoppedError if stopped."""
+        if self._stopped:
+            raise PoolStoppedError("the pool is stopped")
         await self._slots.acquire()
         if self._stopped:
             self._slots.release()
@@ -419,9 +421,9 @@ class WorkerPool:
         return batch
 
     def _use_loop(self) -> asyncio.AbstractEventLoop:
-        """The pool's loop, (re)bound to the running one if the pool is idle."""
+        """The pool's loop: the running one (the pool moves to it if it is idle)."""
         loop = self._loop
-        if loop is None or not self._live:  # (re)bind when idle; a busy pool stays put
+        if loop is None or loop is not _get_running_loop():
             loop = self._bind()
         return loop
 
@@ -486,6 +488,9 @@ class WorkerPool:
         """Take in a new task (in a slot taken for it): count it, fire its first hooks, and
         queue it for a worker. On the loop's thread."""
         self._counts[_PENDING_I] += 1
+        if self._retain and keep:
+            self._all.append(task)
+        self._live[task] = None
         hooks = task._hooks
         if hooks is not None:
             task_id = task.id
@@ -493,9 +498,6 @@ class WorkerPool:
                 call_hook(hooks.on_created, task_id, _now(_UTC))
             if hooks.on_pending is not None:
                 call_hook(hooks.on_pending, task_id, _now(_UTC), 0)
-        if self._retain and keep:
-            self._all.append(task)
-        self._live[task] = None
         self._ready.append(task)
         if not self._waking:
             self._wake_one()
@@ -566,8 +568,12 @@ class WorkerPool:
         """The caller stopped waiting for ``result``: cancel the executor's call too (which
         stops it if it has not started, and cancels a Dask future)."""
         call = self._calls.pop(result, None)
-        if call is not None:
-            call.cancel()
+        if call is not None and not call.cancel() and self._owns_executor:
+            # It runs on in a thread of ours (a thread cannot be stopped; its Run says
+            # stop): give the executor one more thread, so that max_workers functions can
+            # still run at once meanwhile. (Threads are only made when needed, and reused.)
+            executor: Any = self._executor
+            executor._max_workers += 1
 
     def _call_ended(self, result: asyncio.Future[Any], call: Future[Any]) -> None:
         """An executor's call has ended (in the executor's thread, usually)."""

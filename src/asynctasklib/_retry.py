@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeAlias
 
-from ._errors import TaskTimeoutError
 
 __all__ = ["Backoff", "ExponentialBackoff", "RetryOn", "seconds"]
 
@@ -104,14 +103,14 @@ def check_retry_on(retry_on: object) -> None:
 
 
 def retry_wait(
-    error: BaseException, retry: int, retry_on: object, backoff: object
+    error: BaseException, retry: int, retry_on: object, backoff: object, timed_out: bool
 ) -> float | None:
     """Seconds to wait before retry number ``retry`` after ``error``; None not to retry.
 
-    A ``TaskTimeoutError`` of one attempt is retried whatever ``retry_on`` says; the caller
-    checks that and the retry budget before asking.
+    An attempt that ran out of its ``max_duration`` (``timed_out``) is retried whatever
+    ``retry_on`` says; the caller checks the retry budget before asking.
     """
-    if not isinstance(error, TaskTimeoutError):
+    if not timed_out:
         if isinstance(retry_on, type | tuple):
             if not isinstance(error, retry_on):
                 return None

@@ -219,7 +219,7 @@ class _Runner:
                     wait = task._claim(self)
                     while wait is not None:
                         try:
-                            if wait:
+                            if wait or task._attempts:  # a retry always yields, even at 0
                                 await asyncio.sleep(wait)
                             if limiter is not None:
                                 await limiter.acquire()
@@ -449,13 +449,16 @@ class Task(Generic[T]):
         starts a fresh run (attempts and error reset).
         """
         loop = asyncio.get_running_loop()
-        self._begin(loop)
+        state = self._state
+        if state is _PENDING or state is _STARTED:
+            raise TaskInProgressError(f"task {self.id!r} is already {state.name}")
         runner = _Runner(loop, deque((self,)))
-        self._queue = runner.ready
         atask = loop.create_task(runner.work(), name=f"asynctasklib task {self.id!r}")
         runner.atask = atask
         _standalone.add(atask)
         atask.add_done_callback(_standalone.discard)
+        self._queue = runner.ready  # before the hooks: they may cancel it
+        self._begin(loop)
 
     def _begin(self, loop: asyncio.AbstractEventLoop) -> None:
         state = self._state
@@ -633,6 +636,8 @@ class Task(Generic[T]):
                 deadline = own
         run = Run(self, attempt, deadline)
         runner.run = run
+        if self._cancel_requested:  # cancelled from the on_started hook
+            run._signal()
         if deadline is not None:
             runner.deadline = deadline
             if runner.timer is None or runner.timer_when > deadline:
@@ -660,9 +665,12 @@ class Task(Generic[T]):
             self._finish(_DONE, result)  # the common case, decided in one test
             return None
         deadline = runner.deadline
+        run = runner.run
         runner.deadline = runner.run = None
         expired = runner.expired
         runner.expired = False
+        if run is not None and (cancelled is not None or self._cancel_requested):
+            run._signal()  # a plain function still running in its thread: time to stop
         if (cancelled is not None or runner.issued) and runner.settle():
             # The runner itself was cancelled from outside (the loop is going away).
             self._finish(_CANCELED, self._canceled_error())
@@ -692,7 +700,7 @@ class Task(Generic[T]):
             self._finish(_FAILED, error)
             return None
         try:
-            wait = retry_wait(error, retry, definition.retry_on, definition.backoff)
+            wait = retry_wait(error, retry, definition.retry_on, definition.backoff, expired)
         except Exception:
             logger.exception("retry_on or backoff of task %r raised", self.id)
             wait = None
