@@ -10,6 +10,7 @@ sleeps that merely hope something happened.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -220,22 +221,44 @@ def test_output_of_each_job_is_whole(capfd: pytest.CaptureFixture[str]) -> None:
             assert block == [f"{name} {kind} {i}" for i in range(1, 5)], stream
 
 
-def test_keep_order_against_finish_order(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """Job k finishes only after job k+1 did: output in input order only with -k."""
+def _finish_in_reverse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> threading.Thread:
+    """Release jobs n, n-1, ..., 1, each once the run has seen the previous one end."""
+    ended: list[str] = []
+    on_done = _cli._Runner._on_done
+
+    def spy(runner: _cli._Runner, task_id: str, when: object) -> None:
+        on_done(runner, task_id, when)  # type: ignore[arg-type]
+        ended.append(task_id)
+
+    monkeypatch.setattr(_cli._Runner, "_on_done", spy)
+
+    def release() -> None:
+        for k in range(n, 0, -1):
+            (tmp_path / f"release.{k}").touch()
+            wait_for(lambda k=k: str(k) in ended, f"job {k} to end")  # type: ignore[misc]
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+def test_keep_order_against_finish_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Jobs finish in reverse order: output in input order only with -k."""
     n = 5
-    script = (
-        f'if [ "$0" -lt {n} ]; then while [ ! -e "{tmp_path}/done.$(($0 + 1))" ]; '
-        f'do sleep 0.005; done; fi; echo "$0"; touch "{tmp_path}/done.$0"'
-    )
+    script = f'while [ ! -e "{tmp_path}/release.$0" ]; do sleep 0.005; done; echo "$0"'
     inputs = [str(i) for i in range(1, n + 1)]
-    rc, out, _ = run(capfd, "-j", str(n), "--", "sh", "-c", script, ":::", *inputs)
-    assert rc == 0
-    assert out.splitlines() == inputs[::-1]  # as they finished
-    for f in tmp_path.glob("done.*"):
-        f.unlink()
-    rc, out, _ = run(capfd, "-j", str(n), "-k", "--", "sh", "-c", script, ":::", *inputs)
-    assert rc == 0
-    assert out.splitlines() == inputs
+    for keep_order in (False, True):
+        for f in tmp_path.glob("release.*"):
+            f.unlink()
+        releaser = _finish_in_reverse(tmp_path, monkeypatch, n)
+        flags = ["-k"] if keep_order else []
+        rc, out, _ = run(capfd, "-j", str(n), *flags, "--", "sh", "-c", script, ":::", *inputs)
+        releaser.join()
+        monkeypatch.undo()
+        assert rc == 0
+        assert out.splitlines() == (inputs if keep_order else inputs[::-1])
 
 
 def test_stdout_has_only_job_output(capfd: pytest.CaptureFixture[str]) -> None:
@@ -733,3 +756,261 @@ def test_progress_view_on_a_terminal_stderr() -> None:
     rc, out, err = _run_with_tty_stderr(["--no-progress", "--", "echo", ":::", "a"], False)
     assert rc == 0
     assert "━" not in err
+
+
+# -- in-process checks of the less travelled paths ---------------------------------------------
+
+
+def test_pipe_input_pauses_and_resumes_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """More lines than the read-ahead limit; the last one has no newline."""
+    monkeypatch.setattr(_cli._PipeLines, "_HIGH", 4)
+    read_fd, write_fd = os.pipe()
+
+    def producer() -> None:
+        with os.fdopen(write_fd, "w") as w:
+            w.write("".join(f"{i}\n" for i in range(1, 40)) + "40")
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    with os.fdopen(read_fd) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        rc, out, _ = run(capfd, "-k", "-j", "3", "--", "echo")
+    thread.join()
+    assert rc == 0
+    assert out.splitlines() == [str(i) for i in range(1, 41)]
+
+
+def test_stdin_without_a_file_descriptor(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a\nb"))
+    rc, out, _ = run(capfd, "-k", "--", "echo")
+    assert (rc, out) == (0, "a\nb\n")
+
+
+def test_sigterm_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def send() -> None:
+        wait_for((tmp_path / "started.1").exists, "the job to start")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    job = WAITER.format(dir=tmp_path)
+    rc, _, err = run(capfd, "--grace", "0.5", "--", "sh", "-c", job, ":::", "1")
+    thread.join()
+    assert rc == 143
+    assert "1 canceled" in summary(err)
+    assert pid_gone(int((tmp_path / "pid.1").read_text()))
+
+
+def test_cancel_during_the_grace_period_kills_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The timeout sent SIGTERM, which the job ignores; cancelling it then sends SIGKILL
+    without waiting out the (long) grace period."""
+    job = (
+        f'trap "touch {tmp_path}/termed" TERM; echo $$ > "{tmp_path}/pid"; '
+        "while :; do sleep 0.01; done"
+    )
+    interrupter = Interrupter(monkeypatch)
+    interrupter.when([tmp_path / "termed"], 2)
+    started = time.monotonic()
+    rc, _, err = run(capfd, "--timeout", "0.2", "--grace", "30", "--", "sh", "-c", job, ":::", "x")
+    interrupter.thread.join()
+    assert rc == 130
+    assert time.monotonic() - started < 15
+    assert "1 canceled" in summary(err)
+    assert pid_gone(int((tmp_path / "pid").read_text()))
+
+
+def test_cancel_while_cleaning_up_after_the_leader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The leader exited, leaving a process that ignores SIGTERM: cancelling kills it now."""
+    job = (
+        f'(trap "touch {tmp_path}/termed" TERM; touch {tmp_path}/ready; '
+        "while :; do sleep 0.01; done) > /dev/null & "
+        f'echo $! > "{tmp_path}/bg"; while [ ! -e {tmp_path}/ready ]; do sleep 0.01; done'
+    )
+    interrupter = Interrupter(monkeypatch)
+    interrupter.when([tmp_path / "termed"], 2)
+    started = time.monotonic()
+    rc, _, err = run(capfd, "--grace", "30", "--", "sh", "-c", job, ":::", "x")
+    interrupter.thread.join()
+    assert rc == 130
+    assert time.monotonic() - started < 15
+    assert "1 canceled" in summary(err)
+    assert pid_gone(int((tmp_path / "bg").read_text()))
+
+
+class _ClosedStdout(io.StringIO):
+    """A stdout whose reader went away."""
+
+    def write(self, s: str) -> int:
+        raise BrokenPipeError
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fileno")
+
+
+def test_closed_stdout_in_process(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdout", _ClosedStdout())
+    rc, _, err = run(capfd, "-j", "1", "--", "echo", ":::", *map(str, range(20)))
+    assert rc == 141
+    assert "Traceback" not in err
+    assert "20 jobs" not in summary(err)  # the rest was cancelled
+    rc = main(["--dry-run", "--", "echo", ":::", "a"])
+    assert rc == 141
+
+
+def test_output_to_a_stream_without_a_buffer(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fake = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", fake)
+    rc, _, _ = run(capfd, "--", "echo", ":::", "plain")
+    assert (rc, fake.getvalue()) == (0, "plain\n")
+
+
+def test_ordered_output_flushes_what_never_got_its_turn(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    ordered = _cli._Ordered(_cli._Sink())
+    ordered.put(3, b"three\n", b"")
+    ordered.put(1, b"one\n", b"err one\n")
+    ordered.flush()  # job 2 never ran
+    out, err = capfd.readouterr()
+    assert (out, err) == ("one\nthree\n", "err one\n")
+
+
+def test_small_helpers() -> None:
+    assert _cli._describe_returncode(-9) == "killed by SIGKILL"
+    assert _cli._describe_returncode(-99) == "killed by signal 99"
+    assert _cli._describe_returncode(3) == "exit code 3"
+    assert _cli._tsv("a\tb\nc\\d\r") == "a\\tb\\nc\\\\d\\r"
+    assert _cli._live_member_in_proc(os.getpgid(0))  # this very test run is in it
+    assert not _cli._live_member_in_proc(2**22 + 12345)  # above any pid: no such group
+
+
+def test_group_check_without_subreaper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Where we cannot adopt orphans, /proc tells live members from zombies."""
+    monkeypatch.setattr(_cli, "_subreaper", False)
+    monkeypatch.setattr(_cli, "_become_subreaper", lambda: False)
+    script = f'sleep 60 > /dev/null 2>&1 & echo $! > "{tmp_path}/bg"; echo leader done'
+    rc, out, _ = run(capfd, "--", "sh", "-c", script, ":::", "a")
+    assert (rc, out) == (0, "leader done\n")
+    bg = int((tmp_path / "bg").read_text())
+    wait_for(lambda: not _cli._live_member_in_proc(bg), "the orphan to die")
+
+
+def test_entry_point_dispatch(capfd: pytest.CaptureFixture[str]) -> None:
+    from asynctasklib.__main__ import main as entry
+
+    assert entry(["run", "--", "echo", ":::", "via entry"]) == 0
+    assert capfd.readouterr().out == "via entry\n"
+    assert entry([]) == 2
+    assert entry(["--help"]) == 0
+    assert "run" in capfd.readouterr().err
+    assert entry(["nonsense"]) == 2
+
+
+# -- the progress view, in process, on a pseudo-terminal --------------------------------------
+
+
+class Terminal:
+    """A pseudo-terminal: ``file`` is its slave end; what is written to it is collected."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = pty.openpty()
+        self.file = open(self.slave, "w", closefd=False)  # noqa: SIM115
+        self.chunks: list[bytes] = []
+        self.thread = threading.Thread(target=self._drain)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.chunks.append(data)
+
+    def close(self) -> str:
+        self.file.close()
+        os.close(self.slave)
+        self.thread.join(timeout=TIMEOUT)
+        os.close(self.master)
+        return b"".join(self.chunks).decode(errors="replace")
+
+
+def test_progress_view_in_process(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("rich")
+    monkeypatch.setenv("COLUMNS", "150")
+    term = Terminal()
+    try:
+        monkeypatch.setattr(sys, "stderr", term.file)
+        monkeypatch.setattr(sys, "stdout", term.file)  # both on the terminal
+        rc = main(
+            [
+                "-j", "2", "--retries", "1", "--backoff", "none", "--halt-on-error",
+                "--", "sh", "-c", 'echo "out $0"; echo "err $0" >&2; [ "$0" != bad ]',
+                ":::", "a", "b", "bad",
+            ]
+        )  # fmt: skip
+    finally:
+        monkeypatch.undo()
+        screen = term.close()
+    assert rc == 1
+    for text in ("out a", "err a", "out b", "err b", "out bad", "━", "failed", "running"):
+        assert text in screen
+    assert "jobs/s" in screen
+    assert "ETA" in screen
+    assert "1 retried" in screen
+
+
+def test_progress_view_reads_inputs_from_the_terminal(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """stdin a terminal: a hint, then lines typed, then Ctrl-D; stdout stays a pipe."""
+    pytest.importorskip("rich")
+    term = Terminal()
+    stdin = open(term.slave, closefd=False)  # noqa: SIM115
+    os.write(term.master, b"typed one\ntyped two\n\x04")  # Ctrl-D: end of input
+    try:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        monkeypatch.setattr(sys, "stderr", term.file)
+        rc = main(["-k", "--", "echo"])
+    finally:
+        monkeypatch.undo()
+        stdin.close()
+        screen = term.close()
+    out, _ = capfd.readouterr()
+    assert rc == 0
+    assert out == "typed one\ntyped two\n"
+    assert "reading inputs from the terminal" in screen
+    assert "2 done" in screen
+
+
+def test_progress_flag_without_rich_in_process(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    for name in [m for m in sys.modules if m.startswith("rich.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rich", None)
+    monkeypatch.delitem(sys.modules, "asynctasklib._progress", raising=False)
+    monkeypatch.setattr(_cli, "_isatty", lambda stream: True)
+    rc, out, err = run(capfd, "--progress", "--", "echo", ":::", "x")
+    assert (rc, out) == (0, "x\n")
+    assert "the progress view needs rich" in err
