@@ -657,14 +657,9 @@ async def test_total_timeout_longer_than_everything_changes_nothing() -> None:
     assert fn.starts == [0.0, 2.0]
 
 
-# -- found bugs ------------------------------------------------------------------------------
+# -- regressions of bugs these tests found (fixed in 12dddac) -----------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: retries with backoff=0 run back to back without yielding to the event loop "
-    "(other coroutines starve; cancel() cannot land between attempts)",
-    strict=True,
-)
 async def test_zero_backoff_retries_yield_to_the_loop() -> None:
     ticks: list[int] = []
     seen: list[int] = []
@@ -687,11 +682,6 @@ async def test_zero_backoff_retries_yield_to_the_loop() -> None:
     assert seen[-1] > seen[0]  # the ticker ran between the first and the last attempt
 
 
-@pytest.mark.xfail(
-    reason="BUG: a task failing fast with backoff=0 cannot be cancelled between retries "
-    "(all attempts run in one step of the loop)",
-    strict=True,
-)
 async def test_cancel_lands_between_zero_backoff_retries() -> None:
     async def fails_fast(run: Run) -> None:
         raise ValueError("x")
@@ -705,11 +695,6 @@ async def test_cancel_lands_between_zero_backoff_retries() -> None:
     assert task.attempts < 1001
 
 
-@pytest.mark.xfail(
-    reason="BUG: a TaskTimeoutError raised by task_fn itself (e.g. from a sub-task) is "
-    "retried whatever retry_on says, as if this attempt had timed out",
-    strict=True,
-)
 async def test_task_timeout_error_raised_by_the_function_follows_retry_on() -> None:
     calls: list[int] = []
 

@@ -1313,14 +1313,9 @@ async def test_one_worker_times_each_task_by_its_own_max_duration() -> None:
     assert isinstance(d.error, TaskTimeoutError)
 
 
-# -- found bugs ------------------------------------------------------------------------------
+# -- regressions of bugs these tests found (fixed in 12dddac) -----------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: cancel() from the on_started hook ends the task CANCELED but never marks "
-    "the attempt's Run cancelled (run.cancelled stays False)",
-    strict=True,
-)
 async def test_cancel_from_on_started_hook_marks_the_run() -> None:
     holder: list[Task[Any]] = []
     seen: list[bool] = []
@@ -1343,11 +1338,6 @@ async def test_cancel_from_on_started_hook_marks_the_run() -> None:
 
 
 @pytest.mark.realtime
-@pytest.mark.xfail(
-    reason="BUG: cancel() from the on_started hook never tells a sync task_fn to stop: "
-    "run.wait_cancelled() does not wake up",
-    strict=True,
-)
 async def test_cancel_from_on_started_hook_wakes_a_sync_function() -> None:
     holder: list[Task[Any]] = []
     probe = Probe()
@@ -1369,11 +1359,6 @@ async def test_cancel_from_on_started_hook_wakes_a_sync_function() -> None:
     assert probe.values["elapsed"] < 0.25
 
 
-@pytest.mark.xfail(
-    reason="BUG: cancel() from the on_pending hook fired by go() raises AttributeError "
-    "(_runner not set yet); the task still runs its function, then ends CANCELED",
-    strict=True,
-)
 async def test_cancel_from_on_pending_hook_at_go(hook_log: pytest.LogCaptureFixture) -> None:
     holder: list[Task[Any]] = []
     returned: list[bool] = []
