@@ -1313,6 +1313,31 @@ async def test_one_worker_times_each_task_by_its_own_max_duration() -> None:
     assert isinstance(d.error, TaskTimeoutError)
 
 
+@pytest.mark.realtime
+async def test_done_callbacks_added_and_removed_from_another_thread() -> None:
+    loop_thread = threading.get_ident()
+    holder: list[Task[Any]] = []
+    calls: list[tuple[str, int]] = []
+
+    def keep(t: Task[Any]) -> None:
+        calls.append(("keep", threading.get_ident()))
+
+    def drop(t: Task[Any]) -> None:
+        calls.append(("drop", threading.get_ident()))
+
+    def fn(run: Run) -> int:  # runs in a worker thread
+        task = holder[0]
+        task.add_done_callback(keep)
+        task.add_done_callback(drop)
+        return task.remove_done_callback(drop)
+
+    task = Task(Definition(task_fn=fn))
+    holder.append(task)
+    task.go()
+    assert await asyncio.wait_for(task, REAL_TIMEOUT) == 1
+    assert calls == [("keep", loop_thread)]
+
+
 # -- regressions of bugs these tests found (fixed in 12dddac) -----------------------------
 
 
