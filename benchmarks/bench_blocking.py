@@ -1,0 +1,114 @@
+"""The blocking face and executors, against the executor used directly, in one run.
+
+1. N trivial plain functions through ``blocking.WorkerPool(W)`` (``submit`` each, then
+   ``wait()``) against ``ThreadPoolExecutor(W).submit`` + ``concurrent.futures.wait``.
+   Goal: at least 0.7x its throughput.
+2. A CPU-bound function on a ``ProcessPoolExecutor`` (all cores) through the pool against
+   the same executor used directly. Goal: within 10%.
+
+Run:  python benchmarks/bench_blocking.py            (N=100,000, W=16)
+      python benchmarks/bench_blocking.py --n 20000 --repeat 3
+
+Each figure is the best of ``--repeat`` runs, the variants alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
+from typing import Any
+
+from asynctasklib import Definition, RunInfo, blocking
+
+
+def trivial(run: Any) -> None:
+    return None
+
+
+def cpu_bound(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def cpu_task(info: RunInfo) -> int:
+    return cpu_bound(CPU_N)
+
+
+CPU_N = 300_000
+
+
+def threads_pool(n: int, w: int) -> float:
+    definition = Definition(task_fn=trivial)
+    start = time.perf_counter()
+    with blocking.WorkerPool(w, retain_finished=False) as pool:
+        for _ in range(n):
+            pool.submit(definition)
+        pool.wait()
+        assert pool.stats().done == n
+    return n / (time.perf_counter() - start)
+
+
+def threads_direct(n: int, w: int) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(w) as executor:
+        futures = [executor.submit(trivial, None) for _ in range(n)]
+        wait(futures)
+    return n / (time.perf_counter() - start)
+
+
+def processes_pool(executor: ProcessPoolExecutor, jobs: int, w: int) -> float:
+    definition = Definition(task_fn=cpu_task, max_duration=None)
+    start = time.perf_counter()
+    with blocking.WorkerPool(w, executor=executor) as pool:
+        tasks = [pool.submit(definition) for _ in range(jobs)]
+        results = [t.result() for t in tasks]
+    assert len(set(results)) == 1
+    return jobs / (time.perf_counter() - start)
+
+
+def processes_direct(executor: ProcessPoolExecutor, jobs: int, w: int) -> float:
+    start = time.perf_counter()
+    futures = [executor.submit(cpu_bound, CPU_N) for _ in range(jobs)]
+    results = [f.result() for f in futures]
+    assert len(set(results)) == 1
+    return jobs / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=200, help="CPU-bound jobs")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    print(f"python {sys.version.split()[0]}, {cores} cores, best of {args.repeat}")
+
+    pool_rates, direct_rates = [], []
+    for _ in range(args.repeat):
+        pool_rates.append(threads_pool(args.n, args.workers))
+        direct_rates.append(threads_direct(args.n, args.workers))
+    pool, direct = max(pool_rates), max(direct_rates)
+    print(f"\n{args.n:,} trivial plain functions, W={args.workers} threads")
+    print(f"  ThreadPoolExecutor.submit + wait   {direct:>10,.0f} tasks/s")
+    print(f"  blocking.WorkerPool.submit + wait  {pool:>10,.0f} tasks/s  {pool / direct:.2f}x")
+
+    with ProcessPoolExecutor(cores) as executor:
+        executor.submit(cpu_bound, 1).result()  # start the processes before timing
+        pool_rates, direct_rates = [], []
+        for _ in range(args.repeat):
+            pool_rates.append(processes_pool(executor, args.jobs, cores))
+            direct_rates.append(processes_direct(executor, args.jobs, cores))
+    pool, direct = max(pool_rates), max(direct_rates)
+    print(f"\n{args.jobs} CPU-bound jobs (sum of {CPU_N:,} squares) on ProcessPoolExecutor({cores})")
+    print(f"  executor used directly             {direct:>10,.1f} jobs/s")
+    print(f"  blocking.WorkerPool(executor=...)  {pool:>10,.1f} jobs/s  {pool / direct:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
