@@ -1,0 +1,27 @@
+"""The README's promises that a test can hold it to."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+INSTALL_AND_DEMO = "python -m pip install . && python -m asynctasklib demo"
+TESTS = "python -m pip install -e '.[dev]' && python -m pytest"
+
+
+def test_the_two_set_up_commands_are_in_the_readme() -> None:
+    section = README.split("## On a new machine", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0].strip().splitlines()
+    assert commands == [INSTALL_AND_DEMO, TESTS]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert TESTS in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_quick_start_is_the_checked_one() -> None:
+    """docs/quickstart.md is checked against examples/ by test_quickstart.py."""
+    assert (ROOT / "docs" / "quickstart.md").read_text().strip() in README
