@@ -1287,6 +1287,34 @@ async def test_runner_cancelled_from_outside_ends_the_task_canceled() -> None:
     assert task.attempts == 1
 
 
+async def test_runner_cancelled_from_outside_during_the_delay() -> None:
+    calls: list[int] = []
+
+    async def fn(run: Run) -> None:
+        calls.append(run.attempt)
+
+    task = Task(Definition(id="delayed", task_fn=fn, delay=10))
+    before = asyncio.all_tasks()
+    task.go()
+    (driver,) = asyncio.all_tasks() - before  # the asyncio task that go() started
+    await asyncio.sleep(1)
+    driver.cancel()
+    await asyncio.wait([driver])
+    assert driver.cancelled()
+    check_state(task, State.CANCELED)
+    assert task.attempts == 0
+    assert calls == []
+    assert now() == 1.0
+
+
+async def test_task_repr() -> None:
+    task = Task(Definition(id="shown", task_fn=hang, max_duration=1))
+    assert repr(task) == "<Task id='shown' state=CREATED attempts=0>"
+    task.go()
+    await task.wait()
+    assert repr(task) == "<Task id='shown' state=FAILED attempts=1>"
+
+
 async def test_one_worker_times_each_task_by_its_own_max_duration() -> None:
     ends: dict[str, float] = {}
 
