@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -609,38 +609,57 @@ def test_third_interrupt_kills_at_once(
     assert pid_gone(int((tmp_path / "pid.1").read_text()))
 
 
-def _spawn_cli(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def spawn_cli(tmp_path: Path, *argv: str) -> Iterator[subprocess.Popen[str]]:
+    """The CLI as a subprocess; if the test fails while it runs, it is told to cancel its
+    jobs (SIGTERM) and waited for, so no job outlives the test."""
+    with subprocess.Popen(
         cli(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    ) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.communicate(timeout=TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+
+
+def both_started(tmp_path: Path) -> None:
+    wait_for(
+        lambda: (tmp_path / "started.1").exists() and (tmp_path / "started.2").exists(),
+        "the jobs to start",
     )
 
 
-def test_sigint_once_and_twice_from_outside(tmp_path: Path) -> None:
+def test_sigint_once_from_outside(tmp_path: Path) -> None:
     """The real entry point, interrupted by another process as a terminal would."""
     job = WAITER.format(dir=tmp_path)
-    proc = _spawn_cli(tmp_path, "-j", "2", "--", "sh", "-c", job, ":::", *"1234")
-    wait_for(lambda: (tmp_path / "started.1").exists() and (tmp_path / "started.2").exists(),
-             "the jobs to start")  # fmt: skip
-    proc.send_signal(signal.SIGINT)
-    assert proc.stderr is not None
-    assert "interrupted" in proc.stderr.readline()  # handled: now let the jobs finish
-    (tmp_path / "release").touch()
-    out, err = proc.communicate(timeout=TIMEOUT)
+    with spawn_cli(tmp_path, "-j", "2", "--", "sh", "-c", job, ":::", *"1234") as proc:
+        both_started(tmp_path)
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        assert "interrupted" in proc.stderr.readline()  # handled: now let the jobs finish
+        (tmp_path / "release").touch()
+        out, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 130, err
     assert sorted(out.splitlines()) == ["fin 1", "fin 2"]
     assert not (tmp_path / "started.3").exists()
 
-    (tmp_path / "release").unlink()
-    for f in tmp_path.glob("started.*"):
-        f.unlink()
-    proc = _spawn_cli(tmp_path, "-j", "2", "--grace", "0.5", "--", "sh", "-c", job, ":::", *"1234")
-    wait_for(lambda: (tmp_path / "started.1").exists() and (tmp_path / "started.2").exists(),
-             "the jobs to start")  # fmt: skip
-    proc.send_signal(signal.SIGINT)
-    assert proc.stderr is not None
-    assert "interrupted" in proc.stderr.readline()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=TIMEOUT)
+
+def test_sigint_twice_from_outside(tmp_path: Path) -> None:
+    job = WAITER.format(dir=tmp_path)
+    argv = ["-j", "2", "--grace", "0.5", "--", "sh", "-c", job, ":::", *"1234"]
+    with spawn_cli(tmp_path, *argv) as proc:
+        both_started(tmp_path)
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        assert "interrupted" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)  # only now: two at once would arrive as one
+        out, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 130, err
     assert out == ""
     assert "2 canceled" in summary(err)
@@ -650,11 +669,11 @@ def test_sigint_once_and_twice_from_outside(tmp_path: Path) -> None:
 
 def test_sigterm_cancels_everything(tmp_path: Path) -> None:
     job = WAITER.format(dir=tmp_path)
-    proc = _spawn_cli(tmp_path, "-j", "2", "--grace", "0.5", "--", "sh", "-c", job, ":::", *"12")
-    wait_for(lambda: (tmp_path / "started.1").exists() and (tmp_path / "started.2").exists(),
-             "the jobs to start")  # fmt: skip
-    proc.terminate()
-    _, err = proc.communicate(timeout=TIMEOUT)
+    argv = ["-j", "2", "--grace", "0.5", "--", "sh", "-c", job, ":::", *"12"]
+    with spawn_cli(tmp_path, *argv) as proc:
+        both_started(tmp_path)
+        proc.terminate()
+        _, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 143, err
     for n in "12":
         assert pid_gone(int((tmp_path / f"pid.{n}").read_text()))

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,7 +31,8 @@ class Pane:
 
     def __init__(self, tmp_path: Path) -> None:
         assert TMUX is not None
-        self.base = [TMUX, "-L", f"asynctasklib-test-{os.getpid()}", "-f", "/dev/null"]
+        socket = f"asynctasklib-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.base = [TMUX, "-L", socket, "-f", "/dev/null"]
         env = {**os.environ, "PS1": "$ ", "TERM": "xterm-256color"}
         env.pop("TMUX", None)
         subprocess.run(
