@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -375,6 +376,18 @@ async def test_a_function_that_cannot_be_pickled_is_refused_before_anything_is_s
     assert dask.submitted == []
     assert not client.futures
     assert not client.run_on_scheduler(scheduler_tasks)
+
+
+async def test_an_argument_that_cannot_be_pickled_fails_its_task_and_leaves_nothing(
+    dask: Recording, client: distributed.Client
+) -> None:
+    async with WorkerPool(2, executor=dask) as pool:
+        results = [r async for r in pool.map(square, [threading.Lock()], return_exceptions=True)]
+    [error] = results
+    assert isinstance(error, TypeError)
+    assert "serialize" in str(error)
+    assert pool.stats().failed == 1
+    assert not client.futures  # Dask made a future for the call before it failed to send it
 
 
 # -- the executor itself -------------------------------------------------------------------

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
+import traceback
 import weakref
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -157,7 +158,15 @@ class DaskExecutor(cf.Executor):
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            future = self._submit(fn, args)
+            try:
+                future = self._submit(fn, args)
+            except Exception as exc:
+                # Dask makes the call's future before it serializes the call, so the frames
+                # of a failure to (an argument that cannot be pickled) hold that future, and
+                # the client its key, for as long as they live; distributed also logs the
+                # error and keeps the record. Let go of what those frames hold.
+                traceback.clear_frames(exc.__traceback__)
+                raise
             cf_future: cf.Future[T] = cf.Future()
             self._futures.add(cf_future)
         client = self._client
