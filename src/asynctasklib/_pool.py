@@ -224,7 +224,10 @@ class WorkerPool:
         return call_on_loop(self._loop, self._tasks)
 
     def _tasks(self) -> list[Task[Any]]:
-        return list(self._all) if self._retain else list(self._live)
+        if not self._retain:
+            return list(self._live)
+        # every task kept, and the tasks of map() runs in progress (never kept: see map)
+        return [*self._all, *(task for task in self._live if task._arg is not _RUN)]
 
     # -- submitting --------------------------------------------------------------------------
 

@@ -93,14 +93,14 @@ class _MapRun:
         live = self.live
         ended = self._task_ended
         source: Any
-        if isinstance(items, AsyncIterable):
-            source = aiter(items)
-            is_async = True
-        else:
-            source = iter(items)
-            is_async = False
         index = 0
         try:
+            if isinstance(items, AsyncIterable):
+                source = aiter(items)
+                is_async = True
+            else:
+                source = iter(items)
+                is_async = False
             while not self.stopped:
                 if self.taken >= self.window:
                     self.feeder_wait = loop.create_future()
