@@ -37,7 +37,8 @@ What crosses, pickled (by Dask, with cloudpickle): the task function, its argume
 type, message and the worker's traceback, so ``retry_on`` sees it (its class must be
 importable here too). The pool checks with ``pickle`` at submit and refuses a function that
 cannot be pickled, such as a lambda or a nested function, with ``TypeError`` before anything
-is sent.
+is sent. An argument that cannot be pickled (a ``pool.map`` item) is found only when its
+attempt is sent: that attempt fails with Dask's ``TypeError`` ("Could not serialize ...").
 
 What does not cross: ``Run.cancel()``, ``Run.callback()``, ``Run.cancelled`` and the waits
 (the function gets a `RunInfo`, which has none of them), and any signal to stop. When a task
@@ -45,8 +46,9 @@ is cancelled or an attempt times out, the task ends at once here and its Dask fu
 cancelled: a call still waiting on the scheduler or a worker never runs, but one already
 running goes on to its end, holding its worker thread (Dask cannot interrupt a thread: the
 worker marks the task ``cancelled`` and drops its result once the function returns). A
-function that may run long should watch ``info.deadline`` (``time.time()`` seconds) and return
-when it has passed.
+function that may run long should watch ``info.deadline`` and return when it has passed
+(``time.time()`` seconds on the submitting machine: on another machine, as good as the two
+clocks agree).
 """
 
 from __future__ import annotations
@@ -94,8 +96,9 @@ class DaskExecutor(cf.Executor):
     client returns a coroutine nobody awaits, so nothing is cancelled; a call that fails
     stays on the cluster for as long as the client lives (it re-raises the error in a frame
     that holds the Dask future, and the client keeps that exception while the future
-    lives: a cycle through ``client.futures``); and its ``shutdown(wait=True)`` stops at the
-    first cancelled future.
+    lives: a cycle through ``client.futures``); and once its ``shutdown(wait=True)`` has met a
+    cancelled call, the calls it waited for (and their results on the cluster) can stay alive
+    until the garbage collector runs.
 
     The pool never shuts this executor down, nor closes the client: both are yours.
     ``shutdown(cancel_futures=True)`` cancels every call not finished, running ones too.
