@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import pickle
@@ -484,6 +485,7 @@ class WorkerPool:
             self._limiter if limiter is None else limiter,
             arg,
             task_id,
+            contextvars.copy_context(),
         )
         return task
 

@@ -13,8 +13,9 @@ import inspect
 import logging
 import threading
 import time
+import types
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -158,6 +159,27 @@ class Run:
             event.set()
 
 
+@types.coroutine
+def _resume_in(
+    context: contextvars.Context, coro: Coroutine[Any, Any, T], step: Any
+) -> Generator[Any, Any, T]:
+    """Drive ``coro``, which has just yielded ``step``, to its end, every step inside
+    ``context`` (as an asyncio task would in its own context)."""
+    while True:
+        try:
+            sent = yield step
+        except BaseException as exc:  # thrown in by the driving asyncio task
+            try:
+                step = context.run(coro.throw, exc)
+            except StopIteration as returned:
+                return returned.value  # type: ignore[no-any-return]
+        else:
+            try:
+                step = context.run(coro.send, sent)
+            except StopIteration as returned:
+                return returned.value  # type: ignore[no-any-return]
+
+
 class _Runner:
     """An asyncio task that drives task lifecycles, taking tasks from ``ready`` one by one.
 
@@ -216,6 +238,7 @@ class _Runner:
                     is_async = plan[1]
                     arg = task._arg
                     limiter = task._limiter
+                    context = task._context
                     wait = task._claim(self)
                     while wait is not None:
                         try:
@@ -233,10 +256,18 @@ class _Runner:
                             break  # the total_timeout ran out while it waited
                         call_with = run if arg is _RUN else arg
                         try:
-                            if is_async:
-                                result = await fn(call_with)
-                            else:
+                            if not is_async:
                                 result = await task._call_sync(self, fn, call_with)
+                            elif context is None:  # go(): this asyncio task is the task's own
+                                result = await fn(call_with)
+                            else:  # a pool's task: each step in the task's own context
+                                coro = fn(call_with)  # (an async def runs nothing yet)
+                                try:
+                                    step = context.run(coro.send, None)
+                                except StopIteration as returned:  # done in one step
+                                    result = returned.value
+                                else:
+                                    result = await _resume_in(context, coro, step)
                         except asyncio.CancelledError as exc:
                             wait = task._attempt_ended(self, None, None, exc)
                         except Exception as exc:
@@ -324,6 +355,7 @@ class Task(Generic[T]):
         "_attempts",
         "_callbacks",
         "_cancel_requested",
+        "_context",
         "_counts",
         "_definition",
         "_error_tb",
@@ -363,6 +395,7 @@ class Task(Generic[T]):
         limiter: Limiter | None = None,
         arg: Any = _RUN,
         task_id: str | int | None = None,
+        context: contextvars.Context | None = None,
     ) -> None:
         """Initialise the task's fields: CREATED, or a pool's, PENDING for the pool's
         ``queue``. Nothing else is touched, so any thread may do it; the pool counts the
@@ -370,11 +403,14 @@ class Task(Generic[T]):
 
         ``arg`` is what ``task_fn`` is called with (its Run by default; the item for
         ``pool.map``), ``task_id`` overrides the definition's id (an int is shown as a str).
+        ``context`` is the task's own copy of the submitter's context variables, for a task
+        that runs inline in a pool's worker (None: the running asyncio task's context).
         """
         self._definition = definition
         self._id = definition.id if task_id is None else task_id
         self._arg = arg
         self._limiter = limiter
+        self._context = context
         self._hooks = hooks
         self._counts = counts
         self._slot_owner = pool  # the pool whose worker slot it holds
@@ -726,7 +762,10 @@ class Task(Generic[T]):
                 arg = arg._info()
             call = runner.call_in_executor(fn, arg)
         else:
-            call = runner.call_in_executor(contextvars.copy_context().run, fn, arg)
+            # A copy per attempt: an attempt that timed out may still run in its thread.
+            context = self._context
+            context = contextvars.copy_context() if context is None else context.copy()
+            call = runner.call_in_executor(context.run, fn, arg)
         try:
             result = await call
         except asyncio.CancelledError:
