@@ -41,23 +41,27 @@ class RateLimiter:
         return f"<RateLimiter per_second={self.per_second}>"
 
     async def acquire(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        start = self._next if self._next > now else now
-        self._next = start + self._interval
-        if start > now:
-            await asyncio.sleep(start - now)
+        await _start_at(asyncio.get_running_loop(), (self,))
 
 
 class _Both:
-    """Two limits at once: a pool's and one ``map`` call's."""
+    """Two limits at once (a pool's and one ``map`` call's): one start time that keeps the
+    spacing of both."""
 
-    __slots__ = ("_first", "_second")
+    __slots__ = ("_limiters",)
 
     def __init__(self, first: RateLimiter, second: RateLimiter) -> None:
-        self._first = first
-        self._second = second
+        self._limiters = (first, second)
 
     async def acquire(self) -> None:
-        await self._first.acquire()
-        await self._second.acquire()
+        await _start_at(asyncio.get_running_loop(), self._limiters)
+
+
+async def _start_at(loop: asyncio.AbstractEventLoop, limiters: tuple[RateLimiter, ...]) -> None:
+    """Reserve the earliest start every limiter allows, and sleep until it."""
+    now = loop.time()
+    start = max(now, *(limiter._next for limiter in limiters))
+    for limiter in limiters:
+        limiter._next = start + limiter._interval
+    if start > now:
+        await asyncio.sleep(start - now)
