@@ -319,7 +319,9 @@ async def test_an_error_group_cancels_its_remaining_dask_futures(
     assert [t.id for t in tasks] == ["first", "b0", "b1", "b2", "b3", "b4"]
     assert tasks[0].is_failed()
     assert all(t.is_canceled() for t in tasks[1:])
-    assert len(dask.submitted) == 6  # every task had reached the cluster
+    # The pool sends each task as its worker takes it, in practice all six long before the
+    # first failure comes back; any it had not sent yet were cancelled before they were.
+    assert 3 <= len(dask.submitted) <= 6
     assert dask.submitted[0].status == "error"
     failed_key = dask.submitted[0].key
     await eventually(
