@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -243,6 +244,51 @@ async def test_raw_itertools_count_take_and_break() -> None:
         assert s.pending == s.started == s.active_workers == 0
         assert s.done + s.canceled == s.total
         assert feeders_running() == []
+
+
+# -- static typing of map results ----------------------------------------------------------------
+
+
+MAP_TYPING_SNIPPET = """
+from asynctasklib import WorkerPool
+
+
+async def fetch(x: int) -> str:
+    return str(x)
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+async def main(pool: WorkerPool) -> None:
+    async for y in pool.map(fetch, [1, 2]):
+        reveal_type(y)
+    async for z in pool.map(square, [1, 2]):
+        reveal_type(z)
+"""
+
+
+@pytest.mark.xfail(
+    reason="BUG: pool.map(async_fn, ...) fails mypy --strict (R inferred as Never)", strict=True
+)
+def test_map_result_type_is_inferred_for_async_and_sync_functions(tmp_path: Any) -> None:
+    """The package ships py.typed: a user's ``pool.map(fetch, items)`` with ``async def
+    fetch(x: int) -> str`` must type-check and yield ``str``."""
+    api = pytest.importorskip("mypy.api")
+    snippet = tmp_path / "user.py"
+    snippet.write_text(MAP_TYPING_SNIPPET)
+    out, _err, _status = api.run(
+        ["--strict", "--no-incremental", "--cache-dir", os.devnull, str(snippet)]
+    )
+    revealed = [
+        line.split('"')[1].removeprefix("builtins.")
+        for line in out.splitlines()
+        if "Revealed type" in line
+    ]
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert errors == []
+    assert revealed == ["str", "int"]
 
 
 # -- the window: exact bounds on what is read ------------------------------------------------------
