@@ -306,6 +306,24 @@ async def test_cancelling_a_task_cancels_its_dask_future(
     await eventually(lambda: not client.run_on_scheduler(scheduler_tasks), "the scheduler")
 
 
+async def test_a_dask_future_cancelled_on_the_cluster_is_a_failed_attempt(
+    dask: Recording, client: distributed.Client, tmp_path: Path
+) -> None:
+    """Not cancelled by the pool (another client, the client closing): retried."""
+    async with WorkerPool(2, executor=dask) as pool:
+        task = await pool.submit(
+            Definition(id="ext", task_fn=partial(blocker, str(tmp_path)), max_retries=1, backoff=0)
+        )
+        await eventually(lambda: started(tmp_path) == {"ext"}, "the function to start")
+        client.cancel(dask.submitted[0], reason="someone else")
+        await eventually(lambda: len(dask.submitted) == 2, "the retry")
+        release(tmp_path)
+        await task.wait()
+    assert task.is_done()
+    assert task.attempts == 2
+    assert task.result() != os.getpid()
+
+
 async def test_an_error_group_cancels_its_remaining_dask_futures(
     dask: Recording, client: distributed.Client, tmp_path: Path
 ) -> None:
@@ -460,3 +478,32 @@ async def test_an_outcome_that_comes_after_a_cancel_is_dropped() -> None:
     cf_future.cancel()
     await _relay(Finished(), cf_future)
     assert cf_future.cancelled()
+    assert concurrent.futures.wait([cf_future], timeout=0).done == {cf_future}
+
+
+async def test_a_result_that_cannot_be_fetched_is_the_calls_error() -> None:
+    class Unreachable:
+        key = "k"
+
+        async def _result(self, raiseit: bool) -> int:
+            raise OSError("the worker holding it is gone")
+
+    cf_future: concurrent.futures.Future[int] = concurrent.futures.Future()
+    await _relay(Unreachable(), cf_future)
+    error = cf_future.exception(timeout=0)
+    assert isinstance(error, OSError)
+    assert error.__traceback__ is None  # nothing keeps the relay's frame
+
+
+async def test_a_relay_stopped_with_the_clients_loop_fails_the_call() -> None:
+    class Stopping:
+        key = "k"
+
+        async def _result(self, raiseit: bool) -> int:
+            raise asyncio.CancelledError
+
+    cf_future: concurrent.futures.Future[int] = concurrent.futures.Future()
+    with pytest.raises(asyncio.CancelledError):
+        await _relay(Stopping(), cf_future)
+    with pytest.raises(RuntimeError, match="the Dask client stopped"):
+        cf_future.result(timeout=0)

@@ -88,7 +88,9 @@ class DaskExecutor(cf.Executor):
     ``workers``, ``resources`` and ``allow_other_workers`` are passed to every
     ``client.submit`` (see Dask's documentation). Retries belong to the pool
     (``Definition.max_retries``, which sees every attempt), so Dask's own ``retries`` is
-    refused, as is ``pure``.
+    refused, as is ``pure``. A Dask future cancelled on the cluster's side rather than from
+    here (by another client, the client closing, the scheduler connection lost) is a call
+    that failed, with Dask's ``FutureCancelledError``: the pool retries it as any failure.
 
     Why not ``client.get_executor()`` (Dask's ``ClientExecutor``), which does much the same?
     It merges equal calls unless given ``pure=False``; its cancel waits on the calling thread
@@ -223,20 +225,38 @@ def _cancel_dask_future(client: Client, future: Future[Any], cf_future: cf.Futur
 async def _relay(future: Any, cf_future: cf.Future[Any]) -> None:
     """On the client's loop: wait for the Dask future and copy its outcome to ``cf_future``.
 
-    Nothing is raised here, so no traceback holds this frame, nor through it ``future``.
+    A Dask future cancelled on the cluster's side (another client, the client closing, the
+    connection to the scheduler lost), not from here, is a call that failed: its
+    ``FutureCancelledError`` is the outcome, an ``Exception`` the pool may retry. Nothing here
+    leaves a traceback that holds this frame, and through it ``future``.
     """
-    outcome = await future._result(raiseit=False)  # what Dask's ClientExecutor uses too
-    status = future.status
     try:
-        if status == "finished":
-            cf_future.set_result(outcome)
-            return
-        if status == "error":  # outcome: (type, exception, the worker's traceback)
-            _, error, tb = outcome
-            cf_future.set_exception(error.with_traceback(tb))
-            return
-    except cf.InvalidStateError:
-        pass  # cancelled from this side while the outcome came in
-    # Cancelled, on the cluster or here: make it done for concurrent.futures.wait() too.
-    cf_future.cancel()
-    cf_future.set_running_or_notify_cancel()
+        outcome = await future._result(raiseit=False)  # what Dask's ClientExecutor uses too
+    except Exception as exc:  # the result could not be fetched
+        _settle(cf_future, error=exc.with_traceback(None))
+        return
+    except BaseException:  # this relay is cancelled: the client's loop is stopping
+        _settle(cf_future, error=RuntimeError(f"the Dask client stopped: {future.key!r} lost"))
+        raise
+    status = future.status
+    if status == "finished":
+        _settle(cf_future, outcome)
+    elif status == "error":  # outcome: (type, exception, the worker's traceback)
+        _, error, tb = outcome
+        _settle(cf_future, error=error.with_traceback(tb))
+    elif cf_future.cancelled():  # cancelled from here: wake concurrent.futures.wait() too
+        cf_future.set_running_or_notify_cancel()
+    else:  # cancelled on the cluster's side
+        _settle(cf_future, error=outcome)
+
+
+def _settle(
+    cf_future: cf.Future[Any], result: Any = None, error: BaseException | None = None
+) -> None:
+    try:
+        if error is None:
+            cf_future.set_result(result)
+        else:
+            cf_future.set_exception(error)
+    except cf.InvalidStateError:  # cancelled from here while the outcome came in
+        cf_future.set_running_or_notify_cancel()
