@@ -140,6 +140,16 @@ def test_stdin_pipe_through_the_real_entry_point() -> None:
     assert proc.stdout.splitlines() == [f"got line {i}" for i in range(200)]
 
 
+def test_stdin_dev_null_runs_nothing() -> None:
+    """/dev/null is a character device that cannot be polled: read it plainly."""
+    with open(os.devnull, "rb") as devnull:
+        proc = subprocess.run(
+            cli("--", "echo"), stdin=devnull, capture_output=True, text=True, timeout=TIMEOUT
+        )
+    assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+    assert "0 jobs" in summary(proc.stderr)
+
+
 def test_empty_input_runs_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty"
     empty.write_text("")

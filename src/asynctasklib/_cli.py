@@ -447,9 +447,12 @@ def _open_source(opts: _Options, *, pipes: bool) -> _Source:
         if fd is None:
             return _Source(_text_lines(sys.stdin))
         stream = open(fd, "rb", closefd=False)  # noqa: SIM115
-    mode = os.fstat(stream.fileno()).st_mode
-    if pipes and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
-        return _Source(None, stream.fileno(), stream.close)
+    fd = stream.fileno()
+    mode = os.fstat(fd).st_mode
+    # Only these can wait for input, and can be polled; /dev/null and regular files
+    # cannot (epoll refuses them) and never block.
+    if pipes and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
+        return _Source(None, fd, stream.close)
     return _Source(_binary_lines(stream), None, stream.close)
 
 
@@ -793,7 +796,7 @@ class _Runner:
         self.joblog = joblog
         started = time.perf_counter()
         self._start_view()
-        handled: list[int] = []
+        handled: list[signal.Signals] = []
         for sig, handler in ((signal.SIGINT, self._on_sigint), (signal.SIGTERM, self._on_sigterm)):
             try:
                 loop.add_signal_handler(sig, handler)
