@@ -224,6 +224,37 @@ async def test_aclose_twice_and_after_exhaustion_is_harmless() -> None:
         assert counts(pool) == (3, 0, 0, 3, 0, 0, 0)
 
 
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_after_aclose_finished_unyielded_results_are_dropped(ordered: bool) -> None:
+    async with WorkerPool(4) as pool:
+        results = pool.map(sleeper(), range(4), ordered=ordered)
+        assert await results.__anext__() == 0  # all four ended at t=1; three are held
+        await results.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await results.__anext__()
+        assert counts(pool) == (4, 0, 0, 4, 0, 0, 0)
+
+
+async def test_after_the_failure_is_raised_the_run_is_over() -> None:
+    boom = ValueError("boom")
+
+    async def fn(x: int) -> int:
+        await asyncio.sleep(1 if x else 2)
+        if x == 0:
+            raise boom
+        return x
+
+    async with WorkerPool(4) as pool:
+        results = pool.map(fn, range(4), ordered=False)
+        assert [await results.__anext__() for _ in range(2)] == [1, 2]
+        await asyncio.sleep(1.5)  # 3 ended with them at t=1, unyielded; 0 failed at t=2
+        with pytest.raises(ValueError, match="boom"):
+            await results.__anext__()  # the failure comes first; 3 is dropped
+        with pytest.raises(StopAsyncIteration):
+            await results.__anext__()
+        assert now() == 2.5
+
+
 async def test_raw_itertools_count_take_and_break() -> None:
     async def double(x: int) -> int:
         return 2 * x
