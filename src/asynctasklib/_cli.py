@@ -281,12 +281,16 @@ def _parse(argv: list[str]) -> _Options:
 class _Template:
     """The command with ``{}`` (the input) and ``{#}`` (the job number) to fill in."""
 
-    __slots__ = ("_has_input", "_shell", "_words")
+    __slots__ = ("_has_input", "_shell", "_words", "executable")
 
     def __init__(self, words: list[str], shell: bool) -> None:
         self._shell = shell
         self._words = [" ".join(words)] if shell else list(words)
         self._has_input = any("{}" in w for w in words)
+        # The program, looked up in PATH once rather than for every job (None: it varies).
+        self.executable = "/bin/sh" if shell else None
+        if not shell and not _FIELD.search(words[0]):
+            self.executable = shutil.which(words[0])
 
     def argv(self, seq: int, value: str) -> list[str]:
         quoted = shlex.quote(value) if self._shell else value
@@ -794,6 +798,7 @@ class _Runner:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.joblog = joblog
+        self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # the jobs' stdin
         started = time.perf_counter()
         self._start_view()
         handled: list[signal.Signals] = []
@@ -820,6 +825,7 @@ class _Runner:
         finally:
             for sig in handled:
                 loop.remove_signal_handler(sig)
+            os.close(self.devnull)
             self._stop_view()
         if self.ordered is not None:
             self.ordered.flush()
@@ -994,7 +1000,8 @@ class _Runner:
             loop.subprocess_exec(
                 lambda: proto,
                 *job.argv,
-                stdin=subprocess.DEVNULL,
+                executable=self.template.executable,
+                stdin=self.devnull,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
