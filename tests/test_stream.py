@@ -300,9 +300,6 @@ async def main(pool: WorkerPool) -> None:
 """
 
 
-@pytest.mark.xfail(
-    reason="BUG: pool.map(async_fn, ...) fails mypy --strict (R inferred as Never)", strict=True
-)
 def test_map_result_type_is_inferred_for_async_and_sync_functions(tmp_path: Any) -> None:
     """The package ships py.typed: a user's ``pool.map(fetch, items)`` with ``async def
     fetch(x: int) -> str`` must type-check and yield ``str``."""
@@ -1088,10 +1085,6 @@ async def test_map_on_a_stopped_pool_raises_pool_stopped_error() -> None:
         assert got == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: map on a stopped pool creates tasks (fast slot path skips the stopped check)",
-    strict=True,
-)
 async def test_map_on_a_stopped_pool_creates_no_task() -> None:
     created: list[str] = []
     async with WorkerPool(2) as pool:
@@ -1112,33 +1105,45 @@ async def test_map_on_a_stopped_pool_creates_no_task() -> None:
         assert pool.stats().total == 0
 
 
-@pytest.mark.parametrize("how", ["stop", "shutdown"])
-async def test_pool_stopped_mid_stream_ends_the_stream(how: str) -> None:
-    """Stopping the pool while a map waits for a worker ends the stream with PoolStoppedError
-    (nothing hangs, nothing is left in progress)."""
+async def test_pool_stopped_mid_stream_finishes_what_runs_then_raises() -> None:
+    """stop() lets the tasks already submitted run (as for submit): the stream yields their
+    results, then raises PoolStoppedError for the input it could not run; nothing hangs."""
     src = Source()
     pool = WorkerPool(2)
     got: list[Any] = []
     consumer = asyncio.ensure_future(drain(pool.map(sleeper(), src.gen()), got))
     await asyncio.sleep(2.5)
-    if how == "stop":
-        pool.stop()
-    else:
-        await pool.shutdown()
+    pool.stop()
     with pytest.raises(PoolStoppedError):
         await asyncio.wait_for(consumer, GUARD)
-    assert now() == 2.5
-    assert got == [0, 10, 20, 30]
+    assert now() == 3.0  # items 4 and 5 ran to their end
+    assert got == [0, 10, 20, 30, 40, 50]
     await pool.shutdown()
     s = pool.stats()
     assert s.total == len(src.pulled) == 6
+    assert s.done == 6
     assert s.pending == s.started == s.active_workers == 0
 
 
-@pytest.mark.xfail(
-    reason="BUG: two concurrent __anext__ calls on one MapResults: one never wakes (hang)",
-    strict=True,
-)
+async def test_pool_shut_down_mid_stream_cancels_and_raises_the_cancellation() -> None:
+    """shutdown(cancel=True) cancels the tasks in progress: for the stream that is a task
+    cancelled from outside, the first failure, raised at once (fail-fast)."""
+    src = Source()
+    pool = WorkerPool(2)
+    got: list[Any] = []
+    consumer = asyncio.ensure_future(drain(pool.map(sleeper(), src.gen()), got))
+    await asyncio.sleep(2.5)
+    await pool.shutdown()
+    with pytest.raises(TaskCanceledError):
+        await asyncio.wait_for(consumer, GUARD)
+    assert now() == 2.5
+    assert got == [0, 10, 20, 30]
+    s = pool.stats()
+    assert s.total == len(src.pulled) == 6
+    assert (s.done, s.canceled) == (4, 2)
+    assert s.pending == s.started == s.active_workers == 0
+
+
 async def test_concurrent_anext_on_one_map_does_not_hang() -> None:
     """Like an async generator, a second concurrent __anext__ must raise RuntimeError, or each
     caller must get its own result; it must not wait forever."""

@@ -26,7 +26,7 @@ from collections.abc import (
 from concurrent.futures import Executor
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from ._definition import Definition
 from ._errors import PoolStoppedError
@@ -43,6 +43,7 @@ __all__ = ["Semaphore", "Task", "WorkerPool"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+X = TypeVar("X")
 
 
 class _Portal:
@@ -311,9 +312,35 @@ class WorkerPool:
             "gather()", self._pool.gather(unwrapped, return_exceptions=return_exceptions)
         )
 
+    @overload
     def map(
         self,
-        fn: Callable[[Any], Awaitable[R]] | Callable[[Any], R],
+        fn: Callable[[X], Awaitable[R]],
+        items: Iterable[X] | AsyncIterable[X],
+        *,
+        ordered: bool = ...,
+        return_exceptions: bool = ...,
+        window: int | None = ...,
+        max_per_second: float | None = ...,
+        **options: Any,
+    ) -> MapIterator[R]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[X], R],
+        items: Iterable[X] | AsyncIterable[X],
+        *,
+        ordered: bool = ...,
+        return_exceptions: bool = ...,
+        window: int | None = ...,
+        max_per_second: float | None = ...,
+        **options: Any,
+    ) -> MapIterator[R]: ...
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
         items: Iterable[Any] | AsyncIterable[Any],
         *,
         ordered: bool = True,
@@ -321,7 +348,7 @@ class WorkerPool:
         window: int | None = None,
         max_per_second: float | None = None,
         **options: Any,
-    ) -> MapIterator[R]:
+    ) -> MapIterator[Any]:
         """``fn(item)`` for each item through the pool, results as a plain iterator (see
         `asynctasklib.WorkerPool.map`). Use it in a ``with`` block, or call ``close()``, to
         stop the run early."""

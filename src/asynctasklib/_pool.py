@@ -24,7 +24,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ._definition import Definition
 from ._errors import PoolStoppedError
@@ -41,6 +41,7 @@ __all__ = ["PoolStats", "WorkerPool"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+X = TypeVar("X")
 
 logger = logging.getLogger("asynctasklib")
 
@@ -326,9 +327,35 @@ class WorkerPool:
             group.failed.result()  # raises the task's own exception
         return [task._outcome for task in tasks]
 
+    @overload
     def map(
         self,
-        fn: Callable[[Any], Awaitable[R]] | Callable[[Any], R],
+        fn: Callable[[X], Awaitable[R]],
+        items: Iterable[X] | AsyncIterable[X],
+        *,
+        ordered: bool = ...,
+        return_exceptions: bool = ...,
+        window: int | None = ...,
+        max_per_second: float | None = ...,
+        **options: Any,
+    ) -> MapResults[R]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[X], R],
+        items: Iterable[X] | AsyncIterable[X],
+        *,
+        ordered: bool = ...,
+        return_exceptions: bool = ...,
+        window: int | None = ...,
+        max_per_second: float | None = ...,
+        **options: Any,
+    ) -> MapResults[R]: ...
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
         items: Iterable[Any] | AsyncIterable[Any],
         *,
         ordered: bool = True,
@@ -336,7 +363,7 @@ class WorkerPool:
         window: int | None = None,
         max_per_second: float | None = None,
         **options: Any,
-    ) -> MapResults[R]:
+    ) -> MapResults[Any]:
         """Call ``fn(item)`` for each item, each call a task of the pool; stream the results.
 
         ``items`` may be any iterable or async iterable, endless too. The next item is read
@@ -356,7 +383,7 @@ class WorkerPool:
         for name in ("id", "task_fn"):
             if name in options:
                 raise TypeError(f"map() sets {name} itself; it cannot be given")
-        definition: Definition[R] = Definition(task_fn=fn, **options)
+        definition: Definition[Any] = Definition(task_fn=fn, **options)
         if self._remote:
             self._check_picklable(definition)
         if window is None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._errors import PoolStoppedError
 from ._state import State
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class _MapRun:
         "definition",
         "error",
         "exhausted",
+        "final_error",
         "feeder",
         "feeder_wait",
         "limiter",
@@ -76,7 +78,8 @@ class _MapRun:
         self.next_index = 0  # ordered: the index to yield next
         self.taken = 0  # items taken from the input and not yet yielded
         self.exhausted = False  # the feeder has taken its last item
-        self.error: BaseException | None = None  # to raise to the consumer
+        self.error: BaseException | None = None  # to raise to the consumer, at once
+        self.final_error: BaseException | None = None  # to raise after the last result
         self.stopped = False
         self.consumer: asyncio.Future[None] | None = None  # the consumer, waiting
         self.feeder_wait: asyncio.Future[None] | None = None  # the feeder, waiting on the window
@@ -106,6 +109,8 @@ class _MapRun:
                     self.feeder_wait = loop.create_future()
                     await self.feeder_wait
                     continue
+                if pool._stopped:
+                    raise PoolStoppedError("the pool is stopped")
                 if pool._threaded:
                     if not slots.try_acquire():
                         await pool._take_slot()
@@ -130,7 +135,11 @@ class _MapRun:
                 index += 1
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # the input failed, or the pool was stopped
+        except PoolStoppedError as exc:
+            # What was submitted still runs (stop() semantics): the consumer gets those
+            # results, then this error, for the input that could not be run.
+            self.final_error = exc
+        except BaseException as exc:  # the input failed
             self.fail(exc)
         finally:
             self.exhausted = True
@@ -228,7 +237,13 @@ class MapResults(Generic[R]):
                 outcome = run.queue.popleft()
                 break
             if run.stopped or (run.exhausted and not run.live):
+                final, run.final_error = run.final_error, None
+                if final is not None and not run.stopped:
+                    run.stopped = True
+                    raise final
                 raise StopAsyncIteration
+            if run.consumer is not None:
+                raise RuntimeError("another coroutine is already waiting for this map's next result")
             run.consumer = fut = run.loop.create_future()  # type: ignore[union-attr]
             try:
                 await fut
