@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeAlias
 
-
 __all__ = ["Backoff", "ExponentialBackoff", "RetryOn", "seconds"]
 
 Backoff: TypeAlias = "float | timedelta | Callable[[int], float | timedelta]"

@@ -37,9 +37,9 @@ class _MapRun:
         "definition",
         "error",
         "exhausted",
-        "final_error",
         "feeder",
         "feeder_wait",
+        "final_error",
         "limiter",
         "live",
         "loop",
@@ -243,7 +243,7 @@ class MapResults(Generic[R]):
                     raise final
                 raise StopAsyncIteration
             if run.consumer is not None:
-                raise RuntimeError("another coroutine is already waiting for this map's next result")
+                raise RuntimeError("another coroutine already waits for this map's next result")
             run.consumer = fut = run.loop.create_future()  # type: ignore[union-attr]
             try:
                 await fut
