@@ -281,7 +281,10 @@ def main() -> None:
             print(f"  {'variant':40} {'tasks/s':>10} {'peak RSS':>9} {'vs pool':>8}")
             results: dict[str, dict[str, float]] = {}
             for name in names:
-                runs = [run_child(name, kind, loop, args.n, args.workers) for _ in range(args.repeat)]
+                runs = [
+                    run_child(name, kind, loop, args.n, args.workers)
+                    for _ in range(args.repeat)
+                ]
                 ok = [r for r in runs if r is not None]
                 if ok:
                     results[name] = max(ok, key=lambda r: r["rate"])

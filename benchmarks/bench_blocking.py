@@ -82,7 +82,7 @@ def processes_direct(executor: ProcessPoolExecutor, jobs: int, w: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=16, help="threads, for part 1")
     parser.add_argument("--jobs", type=int, default=200, help="CPU-bound jobs")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -105,7 +105,7 @@ def main() -> None:
             pool_rates.append(processes_pool(executor, args.jobs, cores))
             direct_rates.append(processes_direct(executor, args.jobs, cores))
     pool, direct = max(pool_rates), max(direct_rates)
-    print(f"\n{args.jobs} CPU-bound jobs (sum of {CPU_N:,} squares) on ProcessPoolExecutor({cores})")
+    print(f"\n{args.jobs} CPU-bound jobs (sums of {CPU_N:,} squares), ProcessPoolExecutor({cores})")
     print(f"  executor used directly             {direct:>10,.1f} jobs/s")
     print(f"  blocking.WorkerPool(executor=...)  {pool:>10,.1f} jobs/s  {pool / direct:.2f}x")
 

@@ -157,7 +157,8 @@ def main() -> None:
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             base = base or r["rate"]
-            print(f"  {name:26} {r['rate']:>10,.0f} {r['rss_mb']:>7.0f}MB {r['rate'] / base:>11.2f}x")
+            ratio = r["rate"] / base
+            print(f"  {name:26} {r['rate']:>10,.0f} {r['rss_mb']:>7.0f}MB {ratio:>11.2f}x")
 
 
 if __name__ == "__main__":
