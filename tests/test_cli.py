@@ -811,6 +811,24 @@ def test_pipe_input_pauses_and_resumes_reading(
     assert out.splitlines() == [str(i) for i in range(1, 41)]
 
 
+def test_input_that_fails_to_read(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An I/O error after some inputs: those run, then the run ends with 1 and a message."""
+
+    def lines() -> Iterator[str]:
+        yield "a"
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(
+        _cli, "_open_source", lambda opts, pipes: _cli._Source(lines(), None, None)
+    )
+    rc, out, err = run(capfd, "--", "echo")
+    assert (rc, out) == (1, "a\n")
+    assert "cannot read the inputs: [Errno 5] Input/output error" in err
+    assert "1 jobs: 1 done" in summary(err)
+
+
 def test_stdin_without_a_file_descriptor(
     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:

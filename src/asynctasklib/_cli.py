@@ -186,7 +186,8 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "-k", "--keep-order", action="store_true",
-        help="print the jobs' output in input order (default: as they finish)",
+        help="print the jobs' output in input order (default: as they finish; --json "
+        "events always come as they happen)",
     )  # fmt: skip
     p.add_argument(
         "--joblog", metavar="FILE",
@@ -812,8 +813,10 @@ class _Runner:
             lines = await _lines(source)
             self.feeder = feeder = loop.create_task(self._feed(lines))
             await asyncio.wait([feeder])
-            if not feeder.cancelled() and feeder.exception() is not None:
-                raise feeder.exception()  # type: ignore[misc]
+            error = None if feeder.cancelled() else feeder.exception()
+            if error is not None:  # reading the inputs failed: start no more, finish the rest
+                self._notice(f"cannot read the inputs: {error}")
+                self.exit_override = EXIT_FAILED
             while self.groups:
                 await asyncio.wait(list(self.groups))
             await self.pool.shutdown(cancel=False)
