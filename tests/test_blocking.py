@@ -632,6 +632,32 @@ def test_map_stops_an_endless_input_early(how: str) -> None:
         assert pool.submit(Definition(task_fn=ok("after"))).result(WAIT) == "after"
 
 
+def test_map_stopped_midstream_yields_what_was_submitted_then_raises() -> None:
+    read = 0
+
+    def endless() -> Iterator[int]:
+        nonlocal read
+        while True:
+            yield read
+            read += 1
+
+    window = 3
+    with WorkerPool(2) as pool:
+        results = pool.map(lambda x: x, endless(), window=window)
+        assert [next(results), next(results)] == [0, 1]
+        InThread(pool.stop, name="stopper").join()  # from another thread
+        rest: list[int] = []
+        with pytest.raises(PoolStoppedError):
+            rest.extend(results)
+        assert rest == list(range(2, 2 + len(rest)))  # in order, none lost
+        assert len(rest) <= window
+        with pytest.raises(StopIteration):
+            next(results)
+        pool.wait(WAIT)
+        assert pool.stats().done == 2 + len(rest)
+        assert read <= 2 + len(rest) + 1  # read no further than what ran (+ the one refused)
+
+
 def test_map_dropped_iterator_stops_the_run() -> None:
     read = 0
 
@@ -840,6 +866,28 @@ def test_with_cancels_and_reraises_on_exception() -> None:
     assert library_threads() == []
 
 
+def test_with_exception_stops_cooperative_sync_functions_and_their_threads() -> None:
+    started = threading.Barrier(3, timeout=WAIT)
+    stopped: list[bool] = []
+    tasks: list[Task[Any]] = []
+
+    def cooperative(run: Run) -> None:
+        started.wait()
+        stopped.append(run.wait_cancelled(WAIT))
+
+    def body() -> None:
+        with WorkerPool(2) as pool:
+            tasks.extend(pool.submit(Definition(task_fn=cooperative)) for _ in range(2))
+            started.wait()
+            raise KeyError("body failed")
+
+    with pytest.raises(KeyError):
+        body()
+    assert [t.state for t in tasks] == [State.CANCELED, State.CANCELED]
+    wait_until(lambda: library_threads() == [], what="the pool's threads to end")
+    assert stopped == [True, True]  # each was told to stop, and did
+
+
 def test_tasks_and_stats_after_with_exits() -> None:
     with WorkerPool(2) as pool:
         for i in range(3):
@@ -888,12 +936,6 @@ def test_calls_after_shutdown_raise_and_start_no_thread(call: str) -> None:
     assert pool.stats().total == 1
 
 
-@pytest.mark.xfail(
-    reason="BUG: map on a stopped blocking pool creates tasks before raising "
-    "PoolStoppedError, or runs the items (feeder takes free slots without the stopped check; "
-    "same root cause as test_stream's map-on-stopped-pool xfail)",
-    strict=True,
-)
 def test_map_on_a_stopped_pool_raises_pool_stopped_error() -> None:
     with WorkerPool(2) as pool:
         pool.submit(Definition(task_fn=ok())).wait(WAIT)
@@ -1364,6 +1406,36 @@ def test_interrupting_gather_cancels_its_tasks() -> None:
         pool.wait(WAIT)
         assert [t.state for t in pool.tasks()] == [State.CANCELED, State.CANCELED]
         assert pool.available_workers == 2
+
+
+def test_interrupting_map_iteration_stops_the_run() -> None:
+    started = threading.Event()
+    gate = threading.Event()
+    read = 0
+
+    def items() -> Iterator[int]:
+        nonlocal read
+        while True:
+            read += 1
+            yield read
+
+    async def fn(x: int) -> int:
+        started.set()
+        while not gate.is_set():
+            await asyncio.sleep(0.002)
+        return x
+
+    with WorkerPool(2) as pool:
+        results = pool.map(fn, items(), window=3)
+        with interrupt_main_when(started.is_set), pytest.raises(KeyboardInterrupt):
+            next(results)
+        pool.wait(WAIT)  # the run's tasks were cancelled: none is left running
+        assert pool.active_workers == 0
+        seen = read
+        assert seen <= 3
+        gate.set()
+        assert pool.submit(Definition(task_fn=ok(1))).result(WAIT) == 1
+        assert read == seen
 
 
 def test_interrupting_a_blocking_task_wait_changes_nothing() -> None:
