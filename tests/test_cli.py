@@ -478,7 +478,8 @@ def test_halt_on_error_cancels_the_rest(tmp_path: Path, capfd: pytest.CaptureFix
     """Job 1 fails; 2 and 3 would wait forever; 4 and 5 must never start."""
     script = (
         f'touch "{tmp_path}/started.$0"; [ "$0" = 1 ] && exit 9; '
-        f'echo $$ > "{tmp_path}/pid.$0"; exec sleep 60'
+        f'echo $$ > "{tmp_path}/tmp.$0"; mv "{tmp_path}/tmp.$0" "{tmp_path}/pid.$0"; '
+        "exec sleep 60"
     )
     log = tmp_path / "log"
     rc, out, err = run(
@@ -496,6 +497,27 @@ def test_halt_on_error_cancels_the_rest(tmp_path: Path, capfd: pytest.CaptureFix
         assert pid_gone(int(pid_file.read_text()))
     assert "1 failed" in summary(err)
     assert {row[0] for row in joblog_rows(log)} == {str(s) for s in ends}
+
+
+def test_halt_on_error_across_groups(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """1 and 2 start together (one group); 1 succeeds, so 3 starts in a group of its own
+    and fails: that cancels 2, in the other group, and nothing more starts."""
+    pid2 = tmp_path / "pid.2"
+    script = (
+        f'touch "{tmp_path}/started.$0"; [ "$0" = 1 ] && exit 0; '
+        f'if [ "$0" = 3 ]; then while [ ! -e {pid2} ]; do sleep 0.01; done; exit 5; fi; '
+        f'echo $$ > "{tmp_path}/tmp"; mv "{tmp_path}/tmp" {pid2}; exec sleep 60'
+    )
+    rc, out, err = run(
+        capfd, "-j", "2", "--halt-on-error", "--json",
+        "--", "sh", "-c", script, ":::", "1", "2", "3", "4", "5",
+    )  # fmt: skip
+    assert rc == 1
+    ends = {e["seq"]: e["event"] for e in map(json.loads, out.splitlines()) if "attempts" in e}
+    assert ends == {1: "done", 2: "canceled", 3: "failed"}
+    assert pid_gone(int(pid2.read_text()))
+    assert not (tmp_path / "started.4").exists()
+    assert "1 done, 1 failed, 1 canceled" in summary(err)
 
 
 def test_halt_on_error_with_many_groups(capfd: pytest.CaptureFixture[str]) -> None:
@@ -820,9 +842,7 @@ def test_input_that_fails_to_read(
         yield "a"
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(
-        _cli, "_open_source", lambda opts, pipes: _cli._Source(lines(), None, None)
-    )
+    monkeypatch.setattr(_cli, "_open_source", lambda opts, pipes: _cli._Source(lines(), None, None))
     rc, out, err = run(capfd, "--", "echo")
     assert (rc, out) == (1, "a\n")
     assert "cannot read the inputs: [Errno 5] Input/output error" in err
