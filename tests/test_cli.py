@@ -100,6 +100,10 @@ def test_inputs_from_stdin_file(
         rc, out, _ = run(capfd, "-k", "-j", "4", "--", "echo")
     assert rc == 0
     assert out.splitlines() == [str(i) for i in range(1, 51)]
+    with data.open() as stdin:  # --arg-file - is standard input too
+        monkeypatch.setattr(sys, "stdin", stdin)
+        rc, out, _ = run(capfd, "-k", "--arg-file", "-", "--", "echo")
+    assert (rc, out.splitlines()[-1]) == (0, "50")
 
 
 def test_stdin_pipe_is_read_lazily(
