@@ -1115,6 +1115,18 @@ def test_blocking_calls_inside_a_running_loop_raise_runtime_error() -> None:
     try:
         for name, message in outcomes.items():
             assert "running event loop" in message, (name, message)
+        # the message names what was called and points to the async API
+        for name, said in {
+            "submit": "submit()",
+            "wait": "wait()",
+            "shutdown": "shutdown()",
+            "task.wait": "wait()",
+            "map": "map()",
+            "sem.acquire": "acquire()",
+            "gather": "gather()",
+        }.items():
+            assert said in outcomes[name], (name, outcomes[name])
+            assert "async API" in outcomes[name]
         assert task.is_in_progress()  # nothing was disturbed
         assert pool.stats().total == 1
         assert not pool.is_stopped()

@@ -253,7 +253,8 @@ def check_outcome(task: Any, kind: str) -> None:
         assert isinstance(task.error, TaskTimeoutError)
 
 
-def test_stress_blocking_pool_with_mixed_operations() -> None:
+@pytest.mark.parametrize("retain_finished", [True, False])
+def test_stress_blocking_pool_with_mixed_operations(retain_finished: bool) -> None:
     max_workers = 4
     ops_per_thread = 120
     lock = threading.Lock()
@@ -281,7 +282,7 @@ def test_stress_blocking_pool_with_mixed_operations() -> None:
             callbacks_fired[task.id] += 1
             callback_threads.add(threading.current_thread().name)
 
-    pool = blocking.WorkerPool(max_workers, hooks=hooks)
+    pool = blocking.WorkerPool(max_workers, hooks=hooks, retain_finished=retain_finished)
 
     def body(i: int, rng: random.Random) -> None:
         last: PoolStats | None = None
@@ -309,8 +310,11 @@ def test_stress_blocking_pool_with_mixed_operations() -> None:
                 last = stats
             elif op < 0.7:
                 now = pool.tasks()
-                assert len(now) >= listed  # every task is kept: the list only grows
-                listed = len(now)
+                if retain_finished:
+                    assert len(now) >= listed  # every task is kept: the list only grows
+                    listed = len(now)
+                else:  # only tasks in progress, each holding a worker slot
+                    assert len(now) <= max_workers
                 assert all(t.state in State for t in now)
             elif op < 0.82:
                 with lock:
@@ -349,9 +353,12 @@ def test_stress_blocking_pool_with_mixed_operations() -> None:
 
     assert len(tasks) == len(kinds) > 0
     assert pool.available_workers == max_workers  # no lost slot
-    check_end(stats, [t.state for t in listed_tasks], max_workers)
+    check_end(stats, [t.state for t in tasks], max_workers)  # a recount of every handle
     assert stats.total == len(tasks)  # every submitted task counted, once
-    assert sorted(t.id for t in listed_tasks) == sorted(t.id for t in tasks)
+    if retain_finished:
+        assert sorted(t.id for t in listed_tasks) == sorted(t.id for t in tasks)
+    else:
+        assert listed_tasks == []
     for task in tasks:
         assert exactly_one_terminal_state(task), task
         if task.id not in cancel_called:
@@ -527,7 +534,7 @@ def test_blocking_semaphore_hammered_by_threads() -> None:
     occ = Occupancy(limit)
 
     def body(i: int, rng: random.Random) -> None:
-        for _ in range(300):
+        for _ in range(1000):
             op = rng.randrange(5)
             got = True
             if op == 0:
@@ -574,7 +581,7 @@ def test_async_semaphore_shared_by_coroutines_on_two_loops_and_threads() -> None
     sem = Semaphore(limit)
     occ = Occupancy(limit)
     coroutines_done = threading.Event()
-    per_loop, rounds = 6, 60
+    per_loop, rounds = 6, 200
 
     async def coroutine_user(name: str, rng: random.Random) -> int:
         got_count = 0
