@@ -10,7 +10,6 @@ counters are those of the one engine; this module only moves calls between threa
 from __future__ import annotations
 
 import asyncio
-import atexit
 import threading
 import time
 import weakref
@@ -98,11 +97,17 @@ class _Portal:
 _portals: weakref.WeakSet[_Portal] = weakref.WeakSet()
 
 
-@atexit.register
 def _close_portals() -> None:
     """At interpreter exit, stop every loop still running: no thread is left behind."""
     for portal in list(_portals):
         portal.close()
+
+
+# Before concurrent.futures joins its threads at exit (threading's exit hooks run in reverse
+# order of registration, and concurrent.futures registered when it was imported): closing the
+# loops first cancels the pools' tasks, so that a plain task function still running in a
+# thread is told to stop (run.cancelled) instead of being waited for.
+threading._register_atexit(_close_portals)  # type: ignore[attr-defined]
 
 
 class Task(Generic[T]):

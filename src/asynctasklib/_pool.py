@@ -306,13 +306,18 @@ class WorkerPool:
                 self._check_picklable(item)
         group = _Group(fail_fast=not return_exceptions)
         tasks: list[Task[Any]] = []
+        stopped: PoolStoppedError | None = None
         try:
             for item in batch:
                 if isinstance(item, Definition):
                     if group.failed is not None:
                         break
                     loop = self._use_loop()
-                    await self._take_slot()
+                    try:
+                        await self._take_slot()
+                    except PoolStoppedError as exc:
+                        stopped = exc  # those submitted still run (stop()): wait for them
+                        break
                     if group.failed is not None:  # it failed while we waited: submit no more
                         self._slots.release()
                         break
@@ -325,6 +330,8 @@ class WorkerPool:
             raise
         if group.failed is not None:
             group.failed.result()  # raises the task's own exception
+        if stopped is not None:
+            raise stopped  # the group could not be run whole
         return [task._outcome for task in tasks]
 
     @overload

@@ -153,7 +153,16 @@ class _SemaphoreCore:
                 return False
             waiter = _ThreadWaiter()
             self._waiters.append(waiter)
-        if waiter.lock.acquire(timeout=-1 if timeout is None else timeout):
+        try:
+            got = waiter.lock.acquire(timeout=-1 if timeout is None else timeout)
+        except BaseException:  # interrupted (KeyboardInterrupt): give the place up
+            with self._lock:
+                if waiter.granted:
+                    self._hand_back()
+                elif waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            raise
+        if got:
             if waiter.error is not None:
                 raise waiter.error
             return True

@@ -18,20 +18,32 @@ def call_on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., T], *
     """``fn(*args)`` on ``loop``'s thread, and its result.
 
     Runs it at once when called on that thread, or when the loop is not running (nothing
-    else touches the objects then); otherwise hands it to the loop and blocks until done.
+    else touches the objects then); otherwise hands it to the loop and blocks until done. If
+    the loop stops before it gets to it, it runs here after all.
     """
     if loop is None or _get_running_loop() is loop or not loop.is_running():
         return fn(*args)
     done: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def run() -> None:
+        if not done.set_running_or_notify_cancel():
+            return  # the caller gave up waiting and ran it itself
         try:
             done.set_result(fn(*args))
         except BaseException as exc:
             done.set_exception(exc)
 
-    loop.call_soon_threadsafe(run)
-    return done.result()
+    try:
+        loop.call_soon_threadsafe(run)
+    except RuntimeError:  # closed meanwhile
+        return fn(*args)
+    while True:
+        try:
+            return done.result(timeout=0.05)
+        except concurrent.futures.TimeoutError:
+            if loop.is_running() or not done.cancel():
+                continue
+            return fn(*args)  # the loop stopped without running it: nothing else runs now
 
 
 def check_not_in_loop(what: str) -> None:
