@@ -117,11 +117,10 @@ class Task(Generic[T]):
     ``TimeoutError`` then. ``cancel()`` and the state methods work from any thread.
     """
 
-    __slots__ = ("_portal", "_task")
+    __slots__ = ("_task",)
 
-    def __init__(self, task: _AsyncTask[T], portal: _Portal) -> None:
+    def __init__(self, task: _AsyncTask[T]) -> None:
         self._task = task
-        self._portal = portal
 
     def __repr__(self) -> str:
         return f"<blocking.Task {self._task!r}>"
@@ -229,7 +228,7 @@ class WorkerPool:
         self._draining = False
 
     def __repr__(self) -> str:
-        return f"<blocking.{self._pool!r}"[:-1] + ">"
+        return "<blocking." + repr(self._pool)[1:]
 
     def _call(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
         try:
@@ -243,6 +242,8 @@ class WorkerPool:
         portal = self._portal
         if portal is not None:
             return portal
+        if self._pool._stopped:  # shut down (or stopped before any use): no loop to start
+            raise PoolStoppedError("the pool is stopped")
         check_not_in_loop(what)
         with self._lock:
             portal = self._portal
@@ -284,7 +285,7 @@ class WorkerPool:
             self._draining = True
         if wake:
             portal.loop.call_soon_threadsafe(self._drain)
-        return Task(task, portal)
+        return Task(task)
 
     def _drain(self) -> None:
         """Take in the tasks submitted from threads (on the loop's thread)."""
@@ -453,11 +454,7 @@ class WorkerPool:
         return self._pool.stats()
 
     def tasks(self) -> list[Task[Any]]:
-        portal = self._portal
-        tasks = self._pool.tasks()
-        if portal is None:
-            return []
-        return [Task(task, portal) for task in tasks]
+        return [Task(task) for task in self._pool.tasks()]
 
 
 class MapIterator(Generic[R]):
@@ -481,7 +478,9 @@ class MapIterator(Generic[R]):
 
     def close(self) -> None:
         """Stop the run: cancel the tasks in progress, read no more input."""
-        if self._pool._portal is not None:
+        if self._pool._portal is None:  # nothing has run yet (or ever will): just end it
+            self._results._abandon()
+        else:
             self._pool._call("map().close()", self._results.aclose())
 
     def __enter__(self) -> MapIterator[R]:

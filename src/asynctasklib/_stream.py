@@ -266,6 +266,11 @@ class MapResults(Generic[R]):
         run.loop = loop = pool._use_loop()
         run.feeder = loop.create_task(run.feed(items), name="asynctasklib map feeder")
 
+    def _abandon(self) -> None:
+        """End a run that has not begun (nothing runs, so any thread may)."""
+        self._items = None
+        self._run.stop()
+
     async def aclose(self) -> None:
         """Stop the run: cancel the tasks in progress, read no more input."""
         run = self._run
