@@ -513,6 +513,28 @@ def test_err_group_raises_the_first_failure_itself_and_cancels_the_rest() -> Non
     assert calls == []
 
 
+def test_err_group_stopped_while_submitting_lets_submitted_tasks_run_then_raises() -> None:
+    gate, started = threading.Event(), threading.Event()
+    calls: list[str] = []
+    with WorkerPool(1) as pool:
+        group = [
+            Definition(id="first", task_fn=gated(gate, started, value="ran")),
+            Definition(id="second", task_fn=lambda run: calls.append("second")),
+        ]
+        runner = InThread(lambda: pool.submit_with_err_group(group))
+        assert started.wait(WAIT)
+        wait_until(lambda: len(pool._pool._slots._waiters) == 1, what="group waiting for a slot")
+        pool.stop()
+        assert not runner.finished.wait(QUIET)  # the submitted task still runs
+        gate.set()
+        with pytest.raises(PoolStoppedError):
+            runner.join()
+        (first,) = pool.tasks()
+        assert first.id == "first"
+        assert first.result(0) == "ran"
+    assert calls == []
+
+
 def test_gather_results_in_order_and_tasks_too() -> None:
     with WorkerPool(2) as pool:
         first = pool.submit(Definition(task_fn=ok("a")))
@@ -1473,11 +1495,6 @@ def test_interrupting_a_blocking_task_wait_changes_nothing() -> None:
         assert task.result(WAIT) == 3
 
 
-@pytest.mark.xfail(
-    reason="BUG: a submit() interrupted while blocked for a slot leaves its thread waiter "
-    "queued; the next released slot goes to it and is lost forever",
-    strict=True,
-)
 def test_interrupting_a_blocked_submit_loses_no_slot() -> None:
     gate = threading.Event()
     with WorkerPool(1) as pool:
@@ -1497,11 +1514,6 @@ def test_interrupting_a_blocked_submit_loses_no_slot() -> None:
         assert available == 1
 
 
-@pytest.mark.xfail(
-    reason="BUG: blocking Semaphore.acquire() interrupted while waiting leaves its thread "
-    "waiter queued; the next release() hands the slot to it and it is lost forever",
-    strict=True,
-)
 def test_interrupting_a_blocked_semaphore_acquire_loses_no_slot() -> None:
     sem = Semaphore(1)
     sem.acquire()
@@ -1557,12 +1569,6 @@ def test_interpreter_exit_without_shutdown_leaves_nothing_behind() -> None:
     assert elapsed < 10
 
 
-@pytest.mark.xfail(
-    reason="BUG: at exit the pool's tasks are cancelled only after concurrent.futures has "
-    "joined the pool's threads, so a running sync task_fn that waits on run.wait_cancelled() "
-    "keeps the process alive until it returns by itself",
-    strict=True,
-)
 def test_interpreter_exit_tells_running_sync_functions_to_stop() -> None:
     proc, elapsed = run_child(
         """

@@ -462,16 +462,10 @@ def test_threads_blocked_in_submit_all_get_pool_stopped_error() -> None:
         pool.shutdown(timeout=WAIT)
 
 
-@pytest.mark.xfail(
-    reason="BUG: stats()/tasks() called from another thread while shutdown() closes the "
-    "portal can hang forever (call_on_loop schedules onto a loop that stops before running "
-    "the call, and waits on its future without a bound)",
-    strict=True,
-)
 def test_stats_and_tasks_from_threads_while_the_pool_shuts_down_never_hang() -> None:
     hung: list[str] = []
     errors: list[BaseException] = []
-    for attempt in range(300):
+    for attempt in range(150):
         pool = blocking.WorkerPool(2)
         pool.submit(Definition(task_fn=lambda run: None)).wait(WAIT)
         stop = threading.Event()
