@@ -714,11 +714,6 @@ def test_map_close_before_iterating_on_a_pool_in_use() -> None:
         assert list(results) == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: MapIterator.close() does nothing while the pool's portal has not started "
-    "(nothing submitted yet), so iterating afterwards runs the whole map",
-    strict=True,
-)
 def test_map_close_before_iterating_on_a_fresh_pool() -> None:
     with WorkerPool(2) as pool:
         results = pool.map(str, range(3))
@@ -920,10 +915,6 @@ def test_tasks_and_stats_after_with_exits() -> None:
     assert stats.stopped
 
 
-@pytest.mark.xfail(
-    reason="BUG: blocking WorkerPool.tasks() returns [] once the pool has been shut down",
-    strict=True,
-)
 def test_tasks_still_lists_every_task_after_shutdown() -> None:
     with WorkerPool(2) as pool:
         for i in range(3):
@@ -932,12 +923,6 @@ def test_tasks_still_lists_every_task_after_shutdown() -> None:
 
 
 @pytest.mark.parametrize("call", ["gather", "submit_with_err_group", "map"])
-@pytest.mark.xfail(
-    reason="BUG: after shutdown(), gather/submit_with_err_group/map start a new portal "
-    "thread that stays running (and map may even run its items) besides raising "
-    "PoolStoppedError",
-    strict=True,
-)
 def test_calls_after_shutdown_raise_and_start_no_thread(call: str) -> None:
     pool = WorkerPool(2)
     pool.submit(Definition(task_fn=ok())).wait(WAIT)
@@ -1022,11 +1007,6 @@ def test_retain_finished_false_lists_only_tasks_in_progress() -> None:
         assert pool.stats().done == 2
 
 
-@pytest.mark.xfail(
-    reason="BUG: repr of a blocking WorkerPool is '<blocking.<WorkerPool ...>' (the inner '<' "
-    "is kept, the slice strips the closing '>' instead)",
-    strict=True,
-)
 def test_repr_of_a_blocking_pool() -> None:
     pool = WorkerPool(2)
     text = repr(pool)

@@ -474,7 +474,7 @@ def test_stats_and_tasks_from_threads_while_the_pool_shuts_down_never_hang() -> 
             try:
                 while not stop.is_set():
                     check_snapshot(pool.stats(), 2)
-                    assert len(pool.tasks()) <= 1  # ([] once shut down: a bug of its own)
+                    assert len(pool.tasks()) == 1  # before, during and after
             except BaseException as exc:
                 errors.append(exc)
 
