@@ -952,6 +952,38 @@ def test_map_on_a_stopped_pool_raises_pool_stopped_error() -> None:
         assert pool.stats().total == 1
 
 
+def test_handles_and_a_begun_map_after_shutdown() -> None:
+    async def fn(x: int) -> int:
+        if x >= 2:
+            await asyncio.sleep(WAIT)
+        return x
+
+    pool = WorkerPool(3)
+    tasks = [pool.submit(Definition(id=str(i), task_fn=ok(i))) for i in range(3)]
+    assert all(t.wait(WAIT) for t in tasks)
+    results = pool.map(fn, range(10))
+    assert [next(results), next(results)] == [0, 1]
+    pool.shutdown()  # cancels the map's tasks still running
+    assert library_threads() == []
+    with pytest.raises(PoolStoppedError):
+        next(results)
+    results.close()  # nothing left to stop
+    # the handles still answer, with no loop running
+    assert [t.result(0) for t in tasks] == [0, 1, 2]
+    assert all(t.wait() for t in tasks)
+    assert sorted(t.id for t in pool.as_completed(tasks, timeout=WAIT)) == ["0", "1", "2"]
+    seen: list[Task[Any]] = []
+    tasks[0].add_done_callback(seen.append)
+    assert len(seen) == 1
+    assert tasks[1].cancel() is False
+    pool.wait()
+    stats = pool.stats()
+    assert stats.done >= 5
+    assert stats.done + stats.canceled == stats.total
+    assert stats.active_workers == 0
+    assert library_threads() == []
+
+
 # -- stats, tasks, introspection --------------------------------------------------------------
 
 
