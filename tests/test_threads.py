@@ -580,7 +580,14 @@ def test_async_semaphore_shared_by_coroutines_on_two_loops_and_threads() -> None
     async def coroutine_user(name: str, rng: random.Random) -> int:
         got_count = 0
         for _ in range(rounds):
-            op = rng.randrange(4)
+            op = rng.randrange(5)
+            if op == 4:
+                async with sem:
+                    got_count += 1
+                    occ.enter(name)
+                    await asyncio.sleep(0)
+                    occ.leave()
+                continue
             try:
                 if op == 0:
                     await sem.acquire()
@@ -672,6 +679,75 @@ def test_release_from_a_thread_hands_the_slot_to_a_waiting_coroutine() -> None:
         sem.release()  # from this thread, not the loop's
         assert fut.result(WAIT) == "test-loop"
     assert sem.available == 1
+
+
+# -- handing calls to a loop's thread ----------------------------------------------------------
+
+
+def test_call_on_loop_runs_on_the_loops_thread_and_returns_or_raises() -> None:
+    from asynctasklib._threads import call_on_loop
+
+    def where(x: int) -> tuple[int, str]:
+        return x, threading.current_thread().name
+
+    def boom() -> None:
+        raise Boom("on the loop")
+
+    with LoopThread() as lt:
+        assert call_on_loop(lt.loop, where, 3) == (3, "test-loop")
+        with pytest.raises(Boom, match="on the loop"):
+            call_on_loop(lt.loop, boom)
+    # a loop that is not running (here: closed): the call runs in the caller
+    assert call_on_loop(lt.loop, where, 4) == (4, threading.current_thread().name)
+    assert call_on_loop(None, where, 5)[0] == 5
+
+
+def test_call_on_loop_runs_in_the_caller_when_the_loop_stops_first() -> None:
+    """A call handed to a loop that stops before it gets to it runs in the caller instead of
+    waiting forever, and only once (the loop, if restarted, skips it)."""
+    from asynctasklib._threads import call_on_loop
+
+    loop = asyncio.new_event_loop()
+    ran: list[str] = []
+    holding = threading.Event()
+
+    def hold_then_stop() -> None:  # on the loop: wait until the call is queued, then stop
+        holding.set()
+        deadline = time.monotonic() + WAIT
+        while not loop._ready:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        loop.stop()
+
+    loop.call_soon(hold_then_stop)
+    thread = threading.Thread(target=loop.run_forever, name="test-loop")
+    thread.start()
+    try:
+        assert holding.wait(WAIT)
+        result = call_on_loop(loop, lambda: ran.append(threading.current_thread().name) or 7)
+        assert result == 7
+        assert ran == [threading.current_thread().name]
+        thread.join(WAIT)
+        loop.run_until_complete(asyncio.sleep(0))  # the queued call now runs: it is skipped
+        assert ran == [threading.current_thread().name]
+    finally:
+        thread.join(WAIT)
+        loop.close()
+
+
+def test_call_on_loop_runs_in_the_caller_when_the_loop_closes_meanwhile() -> None:
+    from asynctasklib._threads import call_on_loop
+
+    class ClosingLoop:
+        """Looks running when checked, is closed when the call is handed over."""
+
+        def is_running(self) -> bool:
+            return True
+
+        def call_soon_threadsafe(self, *args: Any) -> None:
+            raise RuntimeError("Event loop is closed")
+
+    assert call_on_loop(ClosingLoop(), lambda: "here") == "here"  # type: ignore[arg-type]
 
 
 # -- the async pool, touched from other threads -----------------------------------------------
