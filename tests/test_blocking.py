@@ -1524,6 +1524,8 @@ def test_interrupting_a_blocked_submit_loses_no_slot() -> None:
         if available == 0:  # the slot went to the interrupted submit: free it to clean up
             pool._pool._slots.release()
         assert available == 1
+        assert pool.stats().total == 1  # the interrupted submit made no task
+        assert pool.submit(Definition(task_fn=ok("again"))).result(WAIT) == "again"
 
 
 def test_interrupting_a_blocked_semaphore_acquire_loses_no_slot() -> None:
