@@ -179,13 +179,22 @@ class Task(Generic[T]):
 
     def wait(self, timeout: float | timedelta | None = None) -> bool:
         """Block until the task has ended (True) or ``timeout`` seconds passed (False)."""
-        limit = optional_seconds(timeout, "timeout") if timeout != 0 else 0.0
+        limit = optional_seconds(timeout, "timeout", allow_zero=True)
         if self._task.is_end():
             return True
+        if limit == 0:
+            return False
         check_not_in_loop("Task.wait()")
         ended = threading.Event()
-        self._task.add_done_callback(lambda _: ended.set())
-        return ended.wait(limit)
+
+        def on_end(_: object) -> None:
+            ended.set()
+
+        self._task.add_done_callback(on_end)
+        if ended.wait(limit):
+            return True
+        self._task.remove_done_callback(on_end)  # a polling caller leaves nothing behind
+        return ended.is_set()
 
     def result(self, timeout: float | timedelta | None = None) -> T:
         """The function's return value, or raise the task's error; ``TimeoutError`` if it
@@ -374,7 +383,7 @@ class WorkerPool:
     ) -> Iterator[Task[T]]:
         """Yield the tasks as they end; ``TimeoutError`` if ``timeout`` seconds pass first."""
         pending = list(tasks)
-        limit = optional_seconds(timeout, "timeout")
+        limit = optional_seconds(timeout, "timeout", allow_zero=True)
         check_not_in_loop("as_completed()")
         done_queue: deque[Task[T]] = deque()
         arrived = threading.Condition()
@@ -507,7 +516,7 @@ class Semaphore(_SemaphoreCore):
     def acquire(self, timeout: float | timedelta | None = None) -> None:
         """Block until a slot is free, at most ``timeout`` seconds (``TimeoutError``)."""
         limit = None if timeout is None else seconds(timeout, "timeout")
-        if self._value <= 0 or self._waiters:
+        if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.acquire()")
         if not self._acquire_blocking(limit):
             raise TimeoutError(f"no slot of the semaphore was free within {limit}s")
@@ -515,7 +524,7 @@ class Semaphore(_SemaphoreCore):
     def try_acquire_with_timeout(self, timeout: float | timedelta) -> bool:
         """Block at most ``timeout`` seconds for a slot; True if one was taken."""
         limit = seconds(timeout, "timeout")
-        if self._value <= 0 or self._waiters:
+        if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.try_acquire_with_timeout()")
         return self._acquire_blocking(limit)
 

@@ -421,7 +421,7 @@ class WorkerPool:
         for i, task in enumerate(pending):
             if not isinstance(task, Task):
                 raise TypeError(f"tasks[{i}] is a {type(task).__name__}, not a Task")
-        limit = optional_seconds(timeout, "timeout")
+        limit = optional_seconds(timeout, "timeout", allow_zero=True)
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
         ended: deque[Task[T]] = deque()
@@ -682,7 +682,7 @@ class WorkerPool:
 
         ``TimeoutError`` after ``timeout`` seconds; nothing is cancelled.
         """
-        limit = optional_seconds(timeout, "timeout")
+        limit = optional_seconds(timeout, "timeout", allow_zero=True)
         if limit is None:
             await self._slots._wait_all_released()
             return
@@ -712,7 +712,7 @@ class WorkerPool:
 
         ``TimeoutError`` after ``timeout`` seconds (the workers keep going).
         """
-        limit = optional_seconds(timeout, "timeout")
+        limit = optional_seconds(timeout, "timeout", allow_zero=True)
         self._stop()
         if cancel:
             self._cancel_all()

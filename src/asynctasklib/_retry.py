@@ -41,11 +41,11 @@ def seconds(value: object, name: str, *, allow_zero: bool = True) -> float:
     return result
 
 
-def optional_seconds(value: object, name: str) -> float | None:
-    """Like `seconds` for a positive limit that may be None (no limit)."""
+def optional_seconds(value: object, name: str, *, allow_zero: bool = False) -> float | None:
+    """Like `seconds` for a limit that may be None (no limit); zero only if allowed."""
     if value is None:
         return None
-    return seconds(value, name, allow_zero=False)
+    return seconds(value, name, allow_zero=allow_zero)
 
 
 @dataclass(frozen=True, slots=True)
