@@ -287,7 +287,7 @@ class WorkerPool:
         if pool._stopped:
             pool._slots.release()
             raise PoolStoppedError("the pool is stopped")
-        task = pool._new_task(definition, portal.loop)
+        task = pool._new_task(definition)
         with self._lock:
             self._incoming.append(task)
             wake = not self._draining

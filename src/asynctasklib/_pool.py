@@ -247,7 +247,7 @@ class WorkerPool:
             self._check_picklable(definition)
         loop = self._loop
         if loop is None or loop is not _get_running_loop():  # _use_loop(), inline
-            loop = self._bind()
+            self._bind()
         slots = self._slots
         if self._threaded:
             if not slots.try_acquire():
@@ -256,7 +256,9 @@ class WorkerPool:
             slots._value -= 1
         else:
             await self._take_slot()
-        return self._start(definition, loop)
+        task = self._new_task(definition)  # _start(), inline: the hot path
+        self._enqueue(task)
+        return task
 
     async def _take_slot(self) -> None:
         """Wait for a worker slot (FIFO among callers); PoolStoppedError if stopped."""
@@ -312,7 +314,7 @@ class WorkerPool:
                 if isinstance(item, Definition):
                     if group.failed is not None:
                         break
-                    loop = self._use_loop()
+                    self._use_loop()
                     try:
                         await self._take_slot()
                     except PoolStoppedError as exc:
@@ -321,7 +323,7 @@ class WorkerPool:
                     if group.failed is not None:  # it failed while we waited: submit no more
                         self._slots.release()
                         break
-                    item = self._start(item, loop)
+                    item = self._start(item)
                 group.add(item)
                 tasks.append(item)
             await group.wait()
@@ -482,7 +484,6 @@ class WorkerPool:
     def _start(
         self,
         definition: Definition[T],
-        loop: asyncio.AbstractEventLoop,
         limiter: Limiter | None = None,
         arg: Any = _RUN,
         task_id: str | int | None = None,
@@ -494,33 +495,21 @@ class WorkerPool:
         ``task_id`` are passed to ``Task._setup``; ``keep=False`` keeps the task out of
         ``tasks()`` once it ends, whatever ``retain_finished`` says (streams).
         """
-        task = self._new_task(definition, loop, limiter, arg, task_id)
+        task = self._new_task(definition, limiter, arg, task_id)
         self._enqueue(task, keep)
         return task
 
     def _new_task(
         self,
         definition: Definition[T],
-        loop: asyncio.AbstractEventLoop,
         limiter: Limiter | None = None,
         arg: Any = _RUN,
         task_id: str | int | None = None,
     ) -> Task[T]:
-        """A task of this pool, PENDING but not yet taken in; any thread may make one."""
+        """A task of this pool, PENDING but not yet taken in; any thread may make one. It
+        runs in a copy of the caller's context variables, as an asyncio task would."""
         task: Task[T] = Task.__new__(Task)
-        hooks = definition.hooks
-        task._setup(
-            definition,
-            self._hooks if hooks is None else hooks,
-            self._counts,
-            self,
-            loop,
-            self._ready,
-            self._limiter if limiter is None else limiter,
-            arg,
-            task_id,
-            contextvars.copy_context(),
-        )
+        task._setup(definition, self, arg, task_id, limiter, contextvars.copy_context())
         return task
 
     def _enqueue(self, task: Task[Any], keep: bool = True) -> None:

@@ -128,7 +128,7 @@ class _MapRun:
                 if self.stopped:
                     slots.release()
                     return
-                task = pool._start(definition, loop, limiter, item, index, keep=False)
+                task = pool._start(definition, limiter, item, index, keep=False)
                 task._callbacks = [ended]
                 live[index] = task
                 self.taken += 1

@@ -29,7 +29,7 @@ from ._errors import (
     TaskInProgressError,
     TaskTimeoutError,
 )
-from ._hooks import StateHooks, call_hook
+from ._hooks import call_hook
 from ._retry import retry_wait, seconds
 from ._state import State
 from ._threads import call_on_loop
@@ -373,7 +373,7 @@ class Task(Generic[T]):
     def __init__(self, definition: Definition[T]) -> None:
         if not isinstance(definition, Definition):
             raise TypeError(f"Task takes a Definition, got {type(definition).__name__}")
-        self._setup(definition, definition.hooks, None)
+        self._setup(definition)
         hooks = definition.hooks
         if hooks is not None and hooks.on_created is not None:
             call_hook(hooks.on_created, self.id, _now(_UTC))
@@ -387,40 +387,43 @@ class Task(Generic[T]):
     def _setup(
         self,
         definition: Definition[T],
-        hooks: StateHooks | None,
-        counts: list[int] | None,
         pool: WorkerPool | None = None,
-        loop: asyncio.AbstractEventLoop | None = None,
-        queue: deque[Task[Any]] | None = None,
-        limiter: Limiter | None = None,
         arg: Any = _RUN,
         task_id: str | int | None = None,
+        limiter: Limiter | None = None,
         context: contextvars.Context | None = None,
     ) -> None:
-        """Initialise the task's fields: CREATED, or a pool's, PENDING for the pool's
-        ``queue``. Nothing else is touched, so any thread may do it; the pool counts the
-        task and fires its first hooks when it takes it in (`WorkerPool._enqueue`).
+        """Initialise the task's fields: CREATED, or PENDING for the ``pool`` (its hooks,
+        rate limit and counters apply). Nothing else is touched, so any thread may do it;
+        the pool counts the task and fires its first hooks when it takes it in.
 
         ``arg`` is what ``task_fn`` is called with (its Run by default; the item for
-        ``pool.map``), ``task_id`` overrides the definition's id (an int is shown as a str).
-        ``context`` is the task's own copy of the submitter's context variables, for a task
-        that runs inline in a pool's worker (None: the running asyncio task's context).
+        ``pool.map``), ``task_id`` overrides the definition's id (an int is shown as a str),
+        ``limiter`` the pool's rate limit. ``context`` is the task's own copy of the
+        submitter's context variables, for a task that runs inline in a pool's worker (None:
+        the running asyncio task's context).
         """
         self._definition = definition
         self._id = definition.id if task_id is None else task_id
         self._arg = arg
-        self._limiter = limiter
         self._context = context
-        self._hooks = hooks
-        self._counts = counts
         self._slot_owner = pool  # the pool whose worker slot it holds
-        self._loop = loop
-        self._queue = queue  # where it waits for a runner
-        self._state = _CREATED if loop is None else _PENDING
         self._attempts = 0
         self._cancel_requested = False
         # done callbacks, and futures of wait() calls
         self._callbacks: list[Callable[[Task[T]], object] | asyncio.Future[None]] | None = None
+        hooks = definition.hooks
+        if pool is None:
+            self._hooks = hooks
+            self._counts = self._loop = self._queue = self._limiter = None
+            self._state = _CREATED
+        else:
+            self._hooks = pool._hooks if hooks is None else hooks
+            self._counts = pool._counts
+            self._loop = pool._loop
+            self._queue = pool._ready  # where it waits for a runner
+            self._limiter = pool._limiter if limiter is None else limiter
+            self._state = _PENDING
 
     def __repr__(self) -> str:
         return f"<Task id={self.id!r} state={self._state.name} attempts={self._attempts}>"
