@@ -6,8 +6,8 @@
 2. A CPU-bound function on a ``ProcessPoolExecutor`` (all cores) through the pool against
    the same executor used directly. Goal: within 10%.
 
-Run:  python benchmarks/bench_blocking.py            (N=100,000, W=16)
-      python benchmarks/bench_blocking.py --n 20000 --repeat 3
+Run:  python benchmarks/bench_blocking.py            (N=100,000, W=16 and W=100)
+      python benchmarks/bench_blocking.py --n 20000 --repeat 3 --workers 8
 
 Each figure is the best of ``--repeat`` runs, the variants alternating.
 """
@@ -82,21 +82,24 @@ def processes_direct(executor: ProcessPoolExecutor, jobs: int, w: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=16, help="threads, for part 1")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[16, 100], help="threads, for part 1"
+    )
     parser.add_argument("--jobs", type=int, default=200, help="CPU-bound jobs")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     print(f"python {sys.version.split()[0]}, {cores} cores, best of {args.repeat}")
 
-    pool_rates, direct_rates = [], []
-    for _ in range(args.repeat):
-        pool_rates.append(threads_pool(args.n, args.workers))
-        direct_rates.append(threads_direct(args.n, args.workers))
-    pool, direct = max(pool_rates), max(direct_rates)
-    print(f"\n{args.n:,} trivial plain functions, W={args.workers} threads")
-    print(f"  ThreadPoolExecutor.submit + wait   {direct:>10,.0f} tasks/s")
-    print(f"  blocking.WorkerPool.submit + wait  {pool:>10,.0f} tasks/s  {pool / direct:.2f}x")
+    for w in args.workers:
+        pool_rates, direct_rates = [], []
+        for _ in range(args.repeat):
+            pool_rates.append(threads_pool(args.n, w))
+            direct_rates.append(threads_direct(args.n, w))
+        pool, direct = max(pool_rates), max(direct_rates)
+        print(f"\n{args.n:,} trivial plain functions, W={w} threads")
+        print(f"  ThreadPoolExecutor.submit + wait   {direct:>10,.0f} tasks/s")
+        print(f"  blocking.WorkerPool.submit + wait  {pool:>10,.0f} tasks/s  {pool / direct:.2f}x")
 
     # The pool bounds the jobs in flight to W: with W = cores a process waits, between two
     # jobs, for the result to come back and the next job to be sent; with W = 2 x cores each
