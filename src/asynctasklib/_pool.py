@@ -113,7 +113,7 @@ class _Worker(_Runner):
         return self.pool._call_in_executor(fn, *args)
 
     def cancel_call(self, result: asyncio.Future[Any]) -> None:
-        self.pool.cancel_call(result)
+        self.pool._cancel_call(result)
 
 
 class WorkerPool:
@@ -592,7 +592,7 @@ class WorkerPool:
         call.add_done_callback(functools.partial(self._call_ended, result))
         return result
 
-    def cancel_call(self, result: asyncio.Future[Any]) -> None:
+    def _cancel_call(self, result: asyncio.Future[Any]) -> None:
         """The caller stopped waiting for ``result``: cancel the executor's call too (which
         stops it if it has not started, and cancels a Dask future)."""
         call = self._calls.pop(result, None)

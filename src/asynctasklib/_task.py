@@ -504,6 +504,7 @@ class Task(Generic[T]):
         if state is _PENDING or state is _STARTED:
             raise TaskInProgressError(f"task {self.id!r} is already {state.name}")
         self._loop = loop
+        self._context = None  # it runs in its own asyncio task, in go()'s caller's context
         self._outcome = self._error_tb = None
         self._attempts = 0
         self._cancel_requested = False
