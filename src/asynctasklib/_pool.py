@@ -100,8 +100,10 @@ class _Worker(_Runner):
             # Free slots: a submitter woken by a task's end may be about to fill them. Let it
             # run, then look again; cheaper than parking and being woken.
             await _yield()
-            if self.ready or pool._stopped:
-                return not pool._stopped or bool(self.ready)
+            if self.ready:
+                return True
+            if pool._stopped:
+                return False
         self.parked = parked = self.loop.create_future()
         pool._idle.append(self)
         await parked
@@ -550,7 +552,6 @@ class WorkerPool:
         worker = self._workers.pop(atask, None)
         if worker is None:
             return
-        worker.disarm()
         if worker in self._idle:
             self._idle.remove(worker)
         if self._live and (atask.cancelled() or atask.exception() is not None):

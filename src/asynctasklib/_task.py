@@ -730,9 +730,9 @@ class Task(Generic[T]):
         elif cancelled is not None:  # a CancelledError of the function's own: not a failure
             self._finish(_CANCELED, self._canceled_error())
             return None
-        elif error is None:  # a cancellation that came too late to matter
-            self._finish(_DONE, result)
-            return None
+        # Our interrupts always come with `expired` or `_cancel_requested` set, so a plain
+        # success took the fast path above: what is left is an error.
+        assert error is not None
 
         retry = self._attempts  # attempts so far: the number of the next retry
         definition = self._definition
