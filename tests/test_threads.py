@@ -74,6 +74,9 @@ class LoopThread:
 
     def __enter__(self) -> LoopThread:
         self.thread.start()
+        running = threading.Event()
+        self.loop.call_soon_threadsafe(running.set)
+        assert running.wait(WAIT), "the loop did not start"  # is_running() is True from here
         return self
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT) -> T:

@@ -53,7 +53,10 @@ class _Portal:
         self._thread = threading.Thread(
             target=self._run, name="asynctasklib-portal", daemon=True
         )
+        running = threading.Event()
+        self.loop.call_soon(running.set)
         self._thread.start()
+        running.wait()  # from here on the loop is running: calls into it go to its thread
         _portals.add(self)
 
     def _run(self) -> None:
