@@ -4,8 +4,6 @@ Timeouts, cancellation, retries with backoff and state hooks for each task; a bo
 worker pool with backpressure, error groups, statistics and graceful shutdown; a semaphore.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .task import (
     Definition,
     ExponentialBackoff,
@@ -30,10 +28,7 @@ from .task import (
 )
 from .workflow import MapResults, PoolStats, PoolStoppedError, Semaphore, WorkerPool
 
-try:
-    __version__ = version("asynctasklib")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+__version__ = "0.1.0"  # the package's version (pyproject.toml reads it from here)
 
 __all__ = [
     "Definition",
