@@ -222,7 +222,8 @@ class _Runner:
 
         The waiting happens here: the delay, each attempt, each backoff. Every decision in
         between (time out? retry? how long to wait? which end?) is made by the task's
-        I/O-free methods ``_claim``, ``_start_attempt`` and ``_attempt_ended``.
+        I/O-free methods ``_claim``, ``_start_attempt`` and ``_attempt_ended`` (a plain
+        success, the common case, is settled here in one test).
         """
         ready = self.ready
         try:
@@ -269,15 +270,20 @@ class _Runner:
                                 else:
                                     result = await _resume_in(context, coro, step)
                         except asyncio.CancelledError as exc:
-                            wait = task._attempt_ended(self, None, None, exc)
+                            wait = task._attempt_ended(self, None, exc)
                         except Exception as exc:
-                            wait = task._attempt_ended(self, None, exc, None)
+                            wait = task._attempt_ended(self, exc, None)
                         except BaseException as exc:  # KeyboardInterrupt, SystemExit: not ours
                             self.deadline = self.run = None
                             task._finish(_FAILED, exc)
                             raise
                         else:
-                            wait = task._attempt_ended(self, result, None, None)
+                            if self.expired or self.issued or task._cancel_requested:
+                                wait = task._attempt_ended(self, None, None)
+                            else:  # the common case: a plain success
+                                self.deadline = self.run = None
+                                task._finish(_DONE, result)
+                                break
                 if not await self.idle():
                     return
         finally:
@@ -687,23 +693,15 @@ class Task(Generic[T]):
     def _attempt_ended(
         self,
         runner: _Runner,
-        result: Any,
         error: Exception | None,
         cancelled: asyncio.CancelledError | None,
     ) -> float | None:
-        """Decide after an attempt: None if the task has ended, else the seconds to wait
-        before the retry (the task is PENDING again).
+        """Decide after an attempt that raised or was interrupted (the runner settles a plain
+        success itself): None if the task has ended, else the seconds to wait before the
+        retry (the task is PENDING again).
 
         Raises CancelledError if the runner itself was cancelled from outside.
         """
-        if (
-            error is None
-            and cancelled is None
-            and not (runner.expired or runner.issued or self._cancel_requested)
-        ):
-            runner.deadline = runner.run = None
-            self._finish(_DONE, result)  # the common case, decided in one test
-            return None
         deadline = runner.deadline
         run = runner.run
         runner.deadline = runner.run = None
@@ -730,8 +728,8 @@ class Task(Generic[T]):
         elif cancelled is not None:  # a CancelledError of the function's own: not a failure
             self._finish(_CANCELED, self._canceled_error())
             return None
-        # Our interrupts always come with `expired` or `_cancel_requested` set, so a plain
-        # success took the fast path above: what is left is an error.
+        # Our interrupts always come with `expired` or `_cancel_requested` set, so an attempt
+        # that returned was settled above: what is left is an error.
         assert error is not None
 
         retry = self._attempts  # attempts so far: the number of the next retry
@@ -781,7 +779,7 @@ class Task(Generic[T]):
 
     def _finish(self, state: State, outcome: Any) -> None:
         """End the run: DONE with the result as ``outcome``, or FAILED/CANCELED with the error."""
-        self._runner = None
+        self._runner = self._context = None  # (a kept handle holds no more than it needs)
         self._outcome = outcome
         if state is not _DONE:
             self._error_tb = outcome.__traceback__
