@@ -118,7 +118,21 @@ async def create_task_semaphore(fn: Any, n: int, w: int) -> None:
     await asyncio.gather(*[asyncio.create_task(one(i)) for i in range(n)])
 
 
+async def taskgroup_semaphore_inside(fn: Any, n: int, w: int) -> None:
+    """The form most examples show: a task per item at once, each one takes the semaphore."""
+    sem = asyncio.Semaphore(w)
+
+    async def one(i: int) -> Any:
+        async with sem:
+            return await fn(i)
+
+    async with asyncio.TaskGroup() as tg:
+        for i in range(n):
+            tg.create_task(one(i))
+
+
 async def taskgroup_semaphore(fn: Any, n: int, w: int) -> None:
+    """The bounded form: take the semaphore first, then create the task (at most W exist)."""
     sem = asyncio.Semaphore(w)
 
     async def one(i: int) -> Any:
@@ -210,7 +224,8 @@ VARIANTS: dict[str, Factory] = {
     "pool.submit + pool hook + retries": pool_submit_hooks,
     "pool.submit_batch": pool_submit_batch,
     "create_task + Semaphore + gather": create_task_semaphore,
-    "TaskGroup + Semaphore": taskgroup_semaphore,
+    "TaskGroup + Semaphore (bounded)": taskgroup_semaphore,
+    "TaskGroup + Semaphore (task per item)": taskgroup_semaphore_inside,
     "queue workers": queue_workers,
     "queue workers + timeout + capture": queue_workers_timeout,
     "aiometer.amap": aiometer_amap,
