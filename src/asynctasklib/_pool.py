@@ -82,9 +82,8 @@ class _Worker(_Runner):
         self.pool = pool
         self.parked: asyncio.Future[None] | None = None
 
-    async def work(self) -> None:
+    def begin(self) -> None:
         self.pool._waking -= 1  # spawned, and now running
-        await super().work()
 
     def more_ready(self) -> None:
         # Another worker takes the next task in case the one this worker takes blocks;

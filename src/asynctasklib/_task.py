@@ -226,6 +226,7 @@ class _Runner:
         success, the common case, is settled here in one test).
         """
         ready = self.ready
+        self.begin()
         try:
             while True:
                 while ready:
@@ -288,6 +289,9 @@ class _Runner:
                     return
         finally:
             self.disarm()
+
+    def begin(self) -> None:
+        """The runner's asyncio task has started (a pool worker counts itself awake)."""
 
     def more_ready(self) -> None:
         """Tasks wait behind the one this runner takes (a pool worker wakes another)."""
