@@ -11,8 +11,11 @@ barrier with a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
+import gc
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -1586,3 +1589,54 @@ def test_asyncio_run_teardown_ends_every_task() -> None:
     assert [t.attempts for t in tasks] == [1, 0, 1]
     assert counters(pool) == (3, 0, 0, 0, 0, 0, 3)
     assert pool.active_workers == 0
+
+
+# -- context variables -------------------------------------------------------------------------
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+
+
+async def test_a_pool_task_runs_in_a_copy_of_its_submitters_context() -> None:
+    """As an asyncio task would: it sees the submitter's values at submit time, its own
+    changes last across its awaits and stay its own, whichever worker runs it."""
+    pool = WorkerPool(1)  # one worker runs every task: a leak from one to the next would show
+    seen: list[tuple[str, str, str]] = []
+
+    async def fn(run: Run) -> None:
+        before = request_id.get()
+        request_id.set(f"set by {run.id}")
+        await asyncio.sleep(0)  # a later step of the same task still sees its own value
+        seen.append((run.id, before, request_id.get()))
+
+    async with pool:
+        for name in ("a", "b", "c"):
+            request_id.set(f"submitted {name}")
+            await pool.submit(Definition(id=name, task_fn=fn))
+    assert request_id.get() == "submitted c"  # the tasks' changes stayed in the tasks
+    assert seen == [
+        ("a", "submitted a", "set by a"),
+        ("b", "submitted b", "set by b"),
+        ("c", "submitted c", "set by c"),
+    ]
+
+
+async def test_a_kept_handle_lets_go_of_the_context_once_its_task_ended() -> None:
+    class Payload:
+        pass
+
+    payload = Payload()
+    alive = weakref.ref(payload)
+    var: contextvars.ContextVar[Payload | None] = contextvars.ContextVar("payload")
+
+    async def fn(run: Run) -> bool:
+        return isinstance(var.get(None), Payload)
+
+    async with WorkerPool(2) as pool:
+        token = var.set(payload)
+        task = await pool.submit(Definition(task_fn=fn))
+        var.reset(token)
+    assert task.result() is True  # it ran with the payload in its context
+    assert pool.tasks() == [task]
+    del payload
+    gc.collect()
+    assert alive() is None  # neither the handle nor the pool holds the submitter's context
