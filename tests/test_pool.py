@@ -1640,3 +1640,41 @@ async def test_a_kept_handle_lets_go_of_the_context_once_its_task_ended() -> Non
     del payload
     gc.collect()
     assert alive() is None  # neither the handle nor the pool holds the submitter's context
+
+
+# -- a pool dropped without shutdown() ---------------------------------------------------------
+
+
+async def test_a_pool_dropped_without_shutdown_is_freed_with_its_idle_workers() -> None:
+    """As a ThreadPoolExecutor's threads end when it is collected: the idle workers of a pool
+    nobody refers to any more end with it, without the loop reporting a destroyed task."""
+    pool = WorkerPool(3)
+
+    async def fn(run: Run, pool: WorkerPool = pool) -> int:  # a task that refers to its pool
+        await asyncio.sleep(0)
+        return pool.max_workers
+
+    tasks = [await pool.submit(Definition(task_fn=fn)) for _ in range(6)]
+    await pool.wait()
+    assert [t.result() for t in tasks] == [3] * 6
+    await settle()  # the workers park
+    assert len(asyncio.all_tasks()) == 1 + 3
+    alive = weakref.ref(pool)
+    del pool, fn, tasks  # (the handles' definitions refer to the pool too)
+    gc.collect()
+    assert alive() is None
+    assert only_current_task_left()
+
+
+async def test_a_worker_that_parked_times_out_its_next_attempt() -> None:
+    """A parked worker disarms its deadline timer; the next attempt arms it again."""
+    async with WorkerPool(1) as pool:
+        await pool.submit(Definition(task_fn=Probe().fn()))
+        await pool.wait()
+        await settle()  # parked
+        start = now()
+        task = await pool.submit(Definition(task_fn=forever(), max_duration=5))
+        await task.wait()
+        assert task.is_failed()
+        assert isinstance(task.error, TimeoutError)
+        assert now() - start == 5

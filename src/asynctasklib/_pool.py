@@ -103,9 +103,17 @@ class _Worker(_Runner):
                 return True
             if pool._stopped:
                 return False
+        # Parked, nothing outside the pool refers to the worker (its timer is disarmed): a
+        # pool dropped without shutdown() is then freed, workers and all, by the cyclic GC,
+        # which need not warn of a destroyed pending task (an idle worker loses nothing).
+        self.disarm()
+        atask = self.atask
+        assert atask is not None
         self.parked = parked = self.loop.create_future()
         pool._idle.append(self)
+        atask._log_destroy_pending = False  # type: ignore[attr-defined]
         await parked
+        atask._log_destroy_pending = True  # type: ignore[attr-defined]
         self.parked = None
         pool._waking -= 1
         return True
