@@ -1678,3 +1678,27 @@ async def test_a_worker_that_parked_times_out_its_next_attempt() -> None:
         assert task.is_failed()
         assert isinstance(task.error, TimeoutError)
         assert now() - start == 5
+
+
+async def test_idle_workers_hold_nothing_of_the_tasks_they_ran() -> None:
+    """With retain_finished=False and the handles dropped, an ended task's result is freed:
+    the worker that ran it, now idle, keeps no reference to it."""
+
+    class Result:
+        pass
+
+    freed: list[weakref.ref[Result]] = []
+
+    async def fn(run: Run) -> Result:
+        result = Result()
+        freed.append(weakref.ref(result))
+        return result
+
+    async with WorkerPool(2, retain_finished=False) as pool:
+        for _ in range(4):
+            await pool.submit(Definition(task_fn=fn))
+        await pool.wait()
+        await settle()  # the workers park
+        gc.collect()
+        assert len(freed) == 4
+        assert [ref() for ref in freed] == [None] * 4

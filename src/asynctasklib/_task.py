@@ -226,6 +226,7 @@ class _Runner:
         success, the common case, is settled here in one test).
         """
         ready = self.ready
+        task: Task[Any] | None
         self.begin()
         try:
             while True:
@@ -285,6 +286,8 @@ class _Runner:
                                 self.deadline = self.run = None
                                 task._finish(_DONE, result)
                                 break
+                # Idle, hold nothing of the last task (its result, item, context).
+                task = run = call_with = arg = context = result = coro = step = None
                 if not await self.idle():
                     return
         finally:
