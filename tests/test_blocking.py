@@ -854,6 +854,29 @@ def test_shutdown_timeout_raises_and_a_second_call_finishes() -> None:
     pool.shutdown()  # again: nothing to do
 
 
+def test_shutdown_with_grace_lets_tasks_end_then_cancels_the_rest() -> None:
+    gate, started = threading.Event(), threading.Event()
+    pool = WorkerPool(2)
+    quick = pool.submit(Definition(task_fn=lambda run: "quick"))
+    stuck = pool.submit(Definition(task_fn=agated(gate, started)))
+    assert started.wait(WAIT)
+    assert quick.result(WAIT) == "quick"
+    begun = time.monotonic()
+    pool.shutdown(grace=0.05)
+    assert time.monotonic() - begun >= 0.05  # it waited the grace before cancelling
+    assert stuck.is_canceled()
+    assert quick.is_done()
+    assert library_threads() == []
+
+
+def test_shutdown_bad_grace_fails_even_before_the_pool_was_used() -> None:
+    pool = WorkerPool(1)
+    with pytest.raises(ValueError, match="grace needs cancel=True"):
+        pool.shutdown(cancel=False, grace=1)
+    assert not pool.is_stopped()
+    pool.shutdown()
+
+
 def test_with_waits_for_every_task_on_exit() -> None:
     with WorkerPool(2) as pool:
         tasks = [

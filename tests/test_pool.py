@@ -991,6 +991,53 @@ async def test_shutdown_timeout_raises_and_leaves_tasks_running() -> None:
     assert only_current_task_left()
 
 
+async def test_shutdown_with_grace_drains_then_cancels_what_is_left() -> None:
+    pool = WorkerPool(4)
+    tasks = [
+        await pool.submit(Definition(id=str(s), task_fn=Probe().fn(seconds=s)))
+        for s in (1, 4, 9)
+    ]
+    waiting = await pool.submit(Definition(id="delayed", task_fn=Probe().fn(), delay=20))
+    await pool.shutdown(grace=timedelta(seconds=5))
+    assert now() == 5.0  # the grace, then the cancel: the rest end at once
+    assert [t.state for t in tasks] == [State.DONE, State.DONE, State.CANCELED]
+    assert waiting.is_canceled()
+    assert pool.is_stopped()
+    assert assert_stats_match(pool).canceled == 2
+    assert only_current_task_left()
+
+
+async def test_shutdown_with_grace_returns_when_the_last_task_ends_first() -> None:
+    pool = WorkerPool(2)
+    tasks = [await pool.submit(Definition(task_fn=Probe().fn(seconds=s))) for s in (2, 3)]
+    await pool.shutdown(grace=60, timeout=60)
+    assert now() == 3.0
+    assert all(t.is_done() for t in tasks)
+    assert only_current_task_left()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"grace": -1}, "grace"),
+        ({"grace": "5"}, "grace"),
+        ({"grace": 5, "cancel": False}, "grace needs cancel=True"),
+        ({"grace": 5, "timeout": 2}, r"grace \(5.0s\) must not be longer than timeout"),
+    ],
+)
+async def test_shutdown_bad_grace_fails_before_stopping_anything(
+    kwargs: dict[str, Any], match: str
+) -> None:
+    pool = WorkerPool(1)
+    task = await pool.submit(Definition(task_fn=Probe().fn(seconds=1)))
+    with pytest.raises((ValueError, TypeError), match=match):
+        await pool.shutdown(**kwargs)
+    assert not pool.is_stopped()
+    assert task.is_in_progress()
+    await pool.shutdown(cancel=False)
+    assert task.is_done()
+
+
 async def test_async_with_waits_on_normal_exit() -> None:
     probe = Probe()
     async with WorkerPool(2) as pool:

@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar, overload
 from ._definition import Definition
 from ._errors import PoolStoppedError
 from ._hooks import StateHooks
-from ._pool import PoolStats
+from ._pool import PoolStats, _shutdown_limits
 from ._pool import WorkerPool as _AsyncPool
 from ._retry import optional_seconds, seconds
 from ._semaphore import _SemaphoreCore
@@ -421,15 +421,25 @@ class WorkerPool:
         """Stop accepting tasks; those submitted still run."""
         self._pool.stop()
 
-    def shutdown(self, *, cancel: bool = True, timeout: float | timedelta | None = None) -> None:
-        """Stop, cancel the tasks in progress when ``cancel``, wait for them, and stop the
-        background loop and its thread. ``TimeoutError`` after ``timeout`` (then the loop
-        keeps running; call again to finish)."""
+    def shutdown(
+        self,
+        *,
+        cancel: bool = True,
+        timeout: float | timedelta | None = None,
+        grace: float | timedelta | None = None,
+    ) -> None:
+        """Stop, cancel the tasks in progress when ``cancel`` (after ``grace`` seconds to end
+        by themselves, if given), wait for them, and stop the background loop and its thread.
+        ``TimeoutError`` after ``timeout`` (then the loop keeps running; call again to
+        finish)."""
+        _shutdown_limits(cancel, timeout, grace)  # bad arguments fail here, loop or not
         portal = self._portal
         if portal is None:
             self._pool.stop()
             return
-        self._call("shutdown()", self._pool.shutdown(cancel=cancel, timeout=timeout))
+        self._call(
+            "shutdown()", self._pool.shutdown(cancel=cancel, timeout=timeout, grace=grace)
+        )
         with self._lock:
             self._portal = None
         portal.close()

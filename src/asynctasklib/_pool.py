@@ -703,17 +703,27 @@ class WorkerPool:
             worker.parked.set_result(None)
 
     async def shutdown(
-        self, *, cancel: bool = True, timeout: float | timedelta | None = None
+        self,
+        *,
+        cancel: bool = True,
+        timeout: float | timedelta | None = None,
+        grace: float | timedelta | None = None,
     ) -> None:
         """Stop, cancel the tasks in progress when ``cancel``, and wait for the workers.
 
-        ``TimeoutError`` after ``timeout`` seconds (the workers keep going).
+        With ``grace`` seconds (and ``cancel``), the tasks get that long to end by themselves
+        before what is left is cancelled: drain, then cancel, in one call. ``TimeoutError``
+        after ``timeout`` seconds, grace included (the workers keep going).
         """
-        limit = optional_seconds(timeout, "timeout", allow_zero=True)
+        limit, drain = _shutdown_limits(cancel, timeout, grace)
         self._stop()
-        if cancel:
-            self._cancel_all()
         async with asyncio.timeout(limit):
+            if cancel:
+                if drain:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(drain):
+                            await self._slots._wait_all_released()
+                self._cancel_all()
             await self._slots._wait_all_released()
             if self._workers:
                 await asyncio.wait(list(self._workers))
@@ -737,6 +747,20 @@ class WorkerPool:
         except BaseException:
             self._cancel_all()
             raise
+
+
+def _shutdown_limits(
+    cancel: bool, timeout: float | timedelta | None, grace: float | timedelta | None
+) -> tuple[float | None, float | None]:
+    """``shutdown()``'s timeout and grace, in seconds, checked."""
+    limit = optional_seconds(timeout, "timeout", allow_zero=True)
+    drain = optional_seconds(grace, "grace", allow_zero=True)
+    if drain is not None:
+        if not cancel:
+            raise ValueError("grace needs cancel=True (without it, every task is waited for)")
+        if limit is not None and drain > limit:
+            raise ValueError(f"grace ({drain}s) must not be longer than timeout ({limit}s)")
+    return limit, drain
 
 
 class _Group:
