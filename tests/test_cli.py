@@ -960,6 +960,56 @@ def test_ordered_output_flushes_what_never_got_its_turn(
     assert (out, err) == ("one\nthree\n", "err one\n")
 
 
+def test_output_beyond_the_memory_budget_waits_in_one_file() -> None:
+    store = _cli._Store(budget=10)
+    small, big = _cli._Spool(store, b"12345"), _cli._Spool(store)
+    assert store.in_memory == 5
+    big.append(b"abcd")
+    big.append(b"efghijk")  # over the budget: big's parts go to the file, small stays
+    assert store.in_memory == 5
+    assert (small.getvalue(), big.getvalue()) == (b"12345", b"abcdefghijk")
+    small.append(b"678")
+    assert store.in_memory == 8
+    assert list(small.chunks()) == [b"12345", b"678"]
+    big.release()
+    small.release()
+    assert store.in_memory == 0
+    assert not big
+    assert not small
+    store.close()
+
+
+def test_keep_order_output_spilled_to_a_file_comes_out_whole_and_in_order(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With --keep-order, the outputs of jobs that finished early wait for their turn;
+    beyond the run's memory budget they wait in a file, and come out the same."""
+    monkeypatch.setattr(_cli._Store, "BUDGET", 3000)
+    spilled: list[int] = []
+    spill = _cli._Store.spill
+
+    def counting_spill(store: _cli._Store, data: bytes) -> tuple[int, int]:
+        spilled.append(len(data))
+        return spill(store, data)
+
+    monkeypatch.setattr(_cli._Store, "spill", counting_spill)
+    files = {"a": 500, "b": 4000, "c": 2500, "d": 1200}  # more than the budget in all
+    script = (
+        "import sys; n, c = sys.argv[1].split(); "
+        "sys.stdout.write(c * int(n) + '\\n'); sys.stderr.write('err ' + c + '\\n')"
+    )
+    argv = [f"{n} {name}" for name, n in files.items()]
+    rc, out, err = run(
+        capfd, "-j", "4", "--keep-order", "--", sys.executable, "-c", script, ":::", *argv
+    )
+    assert rc == 0
+    assert sum(spilled) >= 4001  # at least b's output went through the file
+    assert out == "".join(name * n + "\n" for name, n in files.items())
+    assert [line for line in err.splitlines() if line.startswith("err")] == [
+        f"err {name}" for name in files
+    ]
+
+
 def test_small_helpers() -> None:
     assert _cli._describe_returncode(-9) == "killed by SIGKILL"
     assert _cli._describe_returncode(-99) == "killed by signal 99"

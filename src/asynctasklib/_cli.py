@@ -25,6 +25,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -555,6 +556,93 @@ def _live_member_in_proc(pgid: int) -> bool:
     return False
 
 
+class _Store:
+    """Where the jobs' output waits until it is written: in memory up to ``budget`` bytes
+    for the whole run, beyond that in one temporary file (as GNU parallel buffers output in
+    files), so that big outputs, or many waiting for their turn with --keep-order, take
+    disk rather than memory. One file, written only at its end: one descriptor whatever the
+    number of jobs; its space is given back when the run ends."""
+
+    BUDGET = 32 * 1024 * 1024
+
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = self.BUDGET if budget is None else budget
+        self.in_memory = 0
+        self._file: IO[bytes] | None = None
+        self._end = 0
+
+    def spill(self, data: bytes) -> tuple[int, int]:
+        """Append ``data`` to the file: its (offset, length)."""
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="asynctasklib-run-")  # noqa: SIM115 (closed by close())
+        offset = self._end
+        os.pwrite(self._file.fileno(), data, offset)
+        self._end += len(data)
+        return offset, len(data)
+
+    def read(self, offset: int, length: int) -> Iterator[bytes]:
+        assert self._file is not None
+        end = offset + length
+        while offset < end:
+            block = os.pread(self._file.fileno(), min(1 << 20, end - offset), offset)
+            if not block:  # pragma: no cover - the file is ours and never shrinks
+                raise OSError(f"the output file ended at {offset}, {end - offset} bytes early")
+            offset += len(block)
+            yield block
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class _Spool:
+    """A job's stdout or stderr: chunks kept in memory while the run's `_Store` has room,
+    spilled to its file otherwise. Each part is bytes, or an (offset, length) in the file."""
+
+    __slots__ = ("_parts", "_store")
+
+    def __init__(self, store: _Store, data: bytes = b"") -> None:
+        self._store = store
+        self._parts: list[bytes | tuple[int, int]] = []
+        if data:
+            self.append(data)
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def append(self, data: bytes) -> None:
+        store = self._store
+        if store.in_memory + len(data) <= store.budget:
+            store.in_memory += len(data)
+            self._parts.append(data)
+            return
+        # Over the budget: this spool's memory goes to the file, and so does the rest.
+        parts = self._parts
+        for i, part in enumerate(parts):
+            if isinstance(part, bytes):
+                store.in_memory -= len(part)
+                parts[i] = store.spill(part)
+        parts.append(store.spill(data))
+
+    def chunks(self) -> Iterator[bytes]:
+        for part in self._parts:
+            if isinstance(part, bytes):
+                yield part
+            else:
+                yield from self._store.read(*part)
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def release(self) -> None:
+        """Written (or dropped): give its memory back to the store."""
+        for part in self._parts:
+            if isinstance(part, bytes):
+                self._store.in_memory -= len(part)
+        self._parts = []
+
+
 class _Capture(asyncio.SubprocessProtocol):
     """Collects a job's stdout and stderr, and tells when its leader exited and its
     pipes closed.
@@ -565,11 +653,11 @@ class _Capture(asyncio.SubprocessProtocol):
 
     __slots__ = ("_loop", "_waiter", "closed", "err", "exited", "out")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, store: _Store) -> None:
         self._loop = loop
         self._waiter: asyncio.Future[None] | None = None
-        self.out: list[bytes] = []
-        self.err: list[bytes] = []
+        self.out = _Spool(store)
+        self.err = _Spool(store)
         self.exited = False  # the leader has exited and been reaped
         self.closed = False  # ... and its stdout and stderr are closed
 
@@ -632,22 +720,26 @@ class _Sink:
         self.stdout_closed = False
         self.on_stdout_closed: Callable[[], None] | None = None
 
-    def write(self, data: bytes, *, err: bool) -> None:
+    def write(self, data: bytes | _Spool, *, err: bool) -> None:
+        """Write ``data`` whole: nothing else is written between its chunks."""
         if not data or (self.stdout_closed and not err):
             return
         view = self.view
         if view is not None and (err or self.stdout_tty):
-            view.print(data.decode(errors="replace"))
+            text = data if isinstance(data, bytes) else data.getvalue()
+            view.print(text.decode(errors="replace"))
             return
+        chunks = (data,) if isinstance(data, bytes) else data.chunks()
         stream = sys.stderr if err else sys.stdout
         try:
             stream.flush()
             buffer = getattr(stream, "buffer", None)
             if buffer is not None:
-                buffer.write(data)
+                for chunk in chunks:
+                    buffer.write(chunk)
                 buffer.flush()
             else:
-                stream.write(data.decode(errors="replace"))
+                stream.write(b"".join(chunks).decode(errors="replace"))
                 stream.flush()
         except BrokenPipeError:
             if not err:
@@ -674,9 +766,9 @@ class _Ordered:
     def __init__(self, sink: _Sink) -> None:
         self._sink = sink
         self._next = 1
-        self._waiting: dict[int, tuple[bytes, bytes]] = {}
+        self._waiting: dict[int, tuple[bytes | _Spool, bytes | _Spool]] = {}
 
-    def put(self, seq: int, out: bytes, err: bytes) -> None:
+    def put(self, seq: int, out: bytes | _Spool, err: bytes | _Spool) -> None:
         self._waiting[seq] = (out, err)
         self._drain()
 
@@ -686,17 +778,20 @@ class _Ordered:
     def _drain(self) -> None:
         waiting = self._waiting
         while self._next in waiting:
-            out, err = waiting.pop(self._next)
+            self._write(*waiting.pop(self._next))
             self._next += 1
-            self._sink.write(out, err=False)
-            self._sink.write(err, err=True)
 
     def flush(self) -> None:
         """Write what still waits (its predecessors never ran), in order."""
         for seq in sorted(self._waiting):
-            out, err = self._waiting.pop(seq)
-            self._sink.write(out, err=False)
-            self._sink.write(err, err=True)
+            self._write(*self._waiting.pop(seq))
+
+    def _write(self, out: bytes | _Spool, err: bytes | _Spool) -> None:
+        self._sink.write(out, err=False)
+        self._sink.write(err, err=True)
+        for spool in (out, err):
+            if isinstance(spool, _Spool):
+                spool.release()
 
 
 def _isatty(stream: object) -> bool:
@@ -745,9 +840,16 @@ class _Job:
         self.timed_out = False  # the last attempt was interrupted (a timeout, when retried)
         self.returncode: int | None = None
         self.error: str | None = None
-        self.out = b""
-        self.err = b""
+        self.out: bytes | _Spool = b""  # the last attempt's output
+        self.err: bytes | _Spool = b""
         self.group: asyncio.Task[None] | None = None
+
+    def set_output(self, out: bytes | _Spool, err: bytes | _Spool) -> None:
+        """This attempt's output replaces the last one's (only the last is written)."""
+        for old in (self.out, self.err):
+            if isinstance(old, _Spool):
+                old.release()
+        self.out, self.err = out, err
 
 
 class _Runner:
@@ -758,6 +860,7 @@ class _Runner:
         self.template = _Template(opts.command, opts.shell)
         self.sink = _Sink()
         self.sink.on_stdout_closed = self._stdout_closed
+        self.store = _Store()  # the jobs' output until it is written
         self.ordered = _Ordered(self.sink) if opts.keep_order and not opts.json else None
         self.jobs: dict[str, _Job] = {}
         self.seq = 0
@@ -830,8 +933,11 @@ class _Runner:
                 loop.remove_signal_handler(sig)
             os.close(self.devnull)
             self._stop_view()
-        if self.ordered is not None:
-            self.ordered.flush()
+        try:
+            if self.ordered is not None:
+                self.ordered.flush()
+        finally:
+            self.store.close()
         self._summary(time.perf_counter() - started)
         if self.exit_override is not None:
             return self.exit_override
@@ -997,7 +1103,7 @@ class _Runner:
         """Run the job's command once; a non-zero exit raises `JobFailedError`."""
         job = self.jobs[run.id]
         loop = self.loop
-        proto = _Capture(loop)
+        proto = _Capture(loop, self.store)
         job.timed_out = False
         spawn = loop.create_task(
             loop.subprocess_exec(
@@ -1035,7 +1141,7 @@ class _Runner:
             if transport is not None:  # pragma: no cover - only the start raises OSError
                 raise
             job.returncode = 126 if isinstance(exc, PermissionError) else 127
-            job.err = f"asynctasklib: {job.argv[0]}: {exc.strerror}\n".encode()
+            job.set_output(b"", f"asynctasklib: {job.argv[0]}: {exc.strerror}\n".encode())
             job.error = f"cannot run {job.argv[0]!r}: {exc.strerror}"
             raise _CannotStartError(job.error) from None
         finally:
@@ -1043,7 +1149,7 @@ class _Runner:
                 self.live_groups.discard(transport.get_pid())
                 transport.close()
                 job.returncode = rc = transport.get_returncode()
-                job.out, job.err = b"".join(proto.out), b"".join(proto.err)
+                job.set_output(proto.out, proto.err)
                 job.error = _describe_returncode(rc) if rc else None
         if rc != 0:
             raise JobFailedError(rc if rc is not None else -1)
@@ -1172,14 +1278,16 @@ class _Runner:
             }
             if how == "failed":
                 event["error"] = _error_text(error, job)
-            event["stdout"] = job.out.decode(errors="replace")
-            event["stderr"] = job.err.decode(errors="replace")
+            event["stdout"] = _text(job.out)
+            event["stderr"] = _text(job.err)
             self._event(event)
+            job.set_output(b"", b"")
         elif self.ordered is not None:
-            self.ordered.put(job.seq, job.out, job.err)
+            self.ordered.put(job.seq, job.out, job.err)  # (it releases them once written)
         else:
             self.sink.write(job.out, err=False)
             self.sink.write(job.err, err=True)
+            job.set_output(b"", b"")
         if self.joblog is not None:
             self.joblog.write(
                 f"{job.seq}\t{_tsv(job.value)}\t{exit_code}\t{attempts}\t"
@@ -1248,6 +1356,11 @@ class _Runner:
             f"{self.retried} retried in {wall:.2f} s ({rate:.1f} jobs/s)"
             + (" (interrupted)" if self.interrupts else "")
         )
+
+
+def _text(output: bytes | _Spool) -> str:
+    data = output if isinstance(output, bytes) else output.getvalue()
+    return data.decode(errors="replace")
 
 
 def _error_text(error: BaseException | None, job: _Job) -> str:
