@@ -1463,6 +1463,91 @@ async def test_no_thread_left_after_shutdown_of_sync_tasks() -> None:
 
 
 @pytest.mark.realtime
+async def test_a_plain_function_raising_stop_iteration_fails_its_task_only() -> None:
+    """An asyncio future cannot hold a StopIteration: the task fails with a RuntimeError from
+    it (as PEP 479 makes of one raised in a coroutine), and the calls that ended in the same
+    batch are delivered all the same."""
+    stop = StopIteration("no more")
+
+    def raises(run: Run) -> None:
+        raise stop
+
+    async with WorkerPool(4) as pool:
+        tasks = [await pool.submit(Definition(task_fn=raises, max_duration=30))]
+        tasks += [
+            await pool.submit(Definition(task_fn=lambda run: run.id, max_duration=30))
+            for _ in range(3)
+        ]
+    assert [t.state for t in tasks] == [State.FAILED] + [State.DONE] * 3
+    error = tasks[0].error
+    assert isinstance(error, RuntimeError)
+    assert error.__cause__ is stop
+    alone = Task(Definition(task_fn=raises, max_duration=30))  # go(): the same
+    alone.go()
+    await alone.wait()
+    assert isinstance(alone.error, RuntimeError)
+    assert alone.error.__cause__ is stop
+
+
+@pytest.mark.realtime
+async def test_shutdown_does_not_wait_on_the_loop_for_a_function_that_runs_on() -> None:
+    """A plain function that timed out still runs in its thread: shutdown() returns without
+    joining that thread (which would block the event loop, or deadlock if the function calls
+    into the pool)."""
+    release = threading.Event()
+    watchdog = threading.Timer(20, release.set)  # (so that a bug fails rather than hangs)
+    watchdog.start()
+    entered = threading.Event()
+
+    def runs_on(run: Run) -> int:
+        entered.set()
+        release.wait()
+        return pool.stats().total  # into the pool, from the thread: needs the loop
+
+    pool = WorkerPool(2)
+    task = await pool.submit(Definition(task_fn=runs_on, max_duration=0.05))
+    await task.wait()
+    assert isinstance(task.error, TimeoutError)
+    assert await asyncio.to_thread(entered.wait, 10)
+    await pool.shutdown()
+    assert not release.is_set()  # shutdown returned while the function still ran
+    release.set()
+    watchdog.cancel()
+    for thread in library_threads():
+        await asyncio.to_thread(thread.join, 10)
+    assert library_threads() == []
+
+
+def test_a_pool_moved_to_a_new_loop_gets_its_plain_functions_results() -> None:
+    """A call that ends after its loop closed must not keep later results from the next
+    loop the pool moves to."""
+    pool = WorkerPool(2)
+    release = threading.Event()
+    ended = threading.Event()
+
+    def slow(run: Run) -> str:
+        release.wait(10)
+        ended.set()
+        return "slow"
+
+    async def first() -> None:
+        task = await pool.submit(Definition(task_fn=slow, max_duration=0.01))
+        await task.wait()
+        assert isinstance(task.error, TimeoutError)
+
+    async def second() -> object:
+        task = await pool.submit(Definition(task_fn=lambda run: "quick", max_duration=10))
+        await task.wait()
+        await pool.shutdown()
+        return task.result()
+
+    asyncio.run(first())
+    release.set()  # the timed-out call ends now, its loop closed
+    assert ended.wait(10)
+    assert asyncio.run(asyncio.wait_for(second(), 10)) == "quick"
+
+
+@pytest.mark.realtime
 async def test_sync_functions_still_running_after_a_timeout_do_not_starve_new_tasks() -> None:
     release = threading.Event()
     barrier = threading.Barrier(2, timeout=1)

@@ -34,7 +34,7 @@ from ._retry import optional_seconds
 from ._semaphore import Semaphore
 from ._state import State
 from ._stream import MapResults, _MapRun
-from ._task import _PENDING_I, _RUN, _UTC, Task, _now, _Runner
+from ._task import _PENDING_I, _RUN, _UTC, Task, _now, _Runner, no_stop_iteration
 from ._threads import call_on_loop
 
 __all__ = ["PoolStats", "WorkerPool"]
@@ -603,7 +603,8 @@ class WorkerPool:
     def _cancel_call(self, result: asyncio.Future[Any]) -> None:
         """The caller stopped waiting for ``result``: cancel the executor's call too (which
         stops it if it has not started, and cancels a Dask future)."""
-        call = self._calls.pop(result, None)
+        # (It stays in _calls until it ends: shutdown() must not wait on a call that runs on.)
+        call = self._calls.get(result)
         if call is not None and not call.cancel() and self._owns_executor:
             # It runs on in a thread of ours (a thread cannot be stopped; its Run says
             # stop): give the executor one more thread, so that max_workers functions can
@@ -621,8 +622,12 @@ class WorkerPool:
             self._ended_scheduled = True
         loop = self._loop
         assert loop is not None
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        try:
             loop.call_soon_threadsafe(self._deliver_ended_calls)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            with self._ended_lock:
+                self._ended_calls.clear()
+                self._ended_scheduled = False  # (the pool may move to another loop)
 
     def _deliver_ended_calls(self) -> None:
         with self._ended_lock:
@@ -637,6 +642,8 @@ class WorkerPool:
                 error = call._exception
                 if error is None:
                     result.set_result(call._result)
+                elif isinstance(error, StopIteration):  # (from another process)
+                    result.set_exception(no_stop_iteration(error))
                 else:
                     result.set_exception(error)
             else:  # cancelled

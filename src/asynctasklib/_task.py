@@ -159,6 +159,22 @@ class Run:
             event.set()
 
 
+def no_stop_iteration(error: StopIteration) -> RuntimeError:
+    """What a task's error is when its plain function raised StopIteration: a RuntimeError
+    from it, as PEP 479 makes of one raised in a coroutine (an asyncio future refuses to hold
+    a StopIteration)."""
+    wrapped = RuntimeError("task_fn raised StopIteration")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _call_plain(fn: Callable[[Any], T], arg: Any) -> T:
+    try:
+        return fn(arg)
+    except StopIteration as exc:
+        raise no_stop_iteration(exc) from exc
+
+
 @types.coroutine
 def _resume_in(
     context: contextvars.Context, coro: Coroutine[Any, Any, T], step: Any
@@ -774,7 +790,7 @@ class Task(Generic[T]):
             # A copy per attempt: an attempt that timed out may still run in its thread.
             context = self._context
             context = contextvars.copy_context() if context is None else context.copy()
-            call = runner.call_in_executor(context.run, fn, arg)
+            call = runner.call_in_executor(context.run, _call_plain, fn, arg)
         try:
             result = await call
         except asyncio.CancelledError:
