@@ -877,6 +877,33 @@ def test_shutdown_bad_grace_fails_even_before_the_pool_was_used() -> None:
     pool.shutdown()
 
 
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_a_task_raising_system_exit_fails_alone_and_the_pool_goes_on(kind: str) -> None:
+    """As in a ThreadPoolExecutor: the task fails with it and its waiter gets it; the other
+    tasks and the pool go on (the pool's event loop must not die of it)."""
+
+    def plain(run: Run) -> None:
+        sys.exit(3)
+
+    async def in_loop(run: Run) -> None:
+        sys.exit(3)
+
+    gate, started = threading.Event(), threading.Event()
+    with WorkerPool(2) as pool:
+        other = pool.submit(Definition(task_fn=gated(gate, started, value="other")))
+        assert started.wait(WAIT)
+        bad = pool.submit(Definition(task_fn=plain if kind == "plain" else in_loop))
+        assert bad.wait(WAIT)
+        assert bad.is_failed()
+        with pytest.raises(SystemExit):
+            bad.result()
+        gate.set()
+        assert other.result(WAIT) == "other"
+        assert pool.submit(Definition(task_fn=lambda run: 5)).result(WAIT) == 5
+    assert pool.stats().failed == 1
+    assert library_threads() == []
+
+
 def test_with_waits_for_every_task_on_exit() -> None:
     with WorkerPool(2) as pool:
         tasks = [

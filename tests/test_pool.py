@@ -1834,3 +1834,82 @@ async def test_idle_workers_hold_nothing_of_the_tasks_they_ran() -> None:
         gc.collect()
         assert len(freed) == 4
         assert [ref() for ref in freed] == [None] * 4
+
+
+# -- exceptions that are not ours ----------------------------------------------------------------
+
+
+class Fatal(BaseException):
+    """Not an Exception (as KeyboardInterrupt or SystemExit): never swallowed, never retried."""
+
+
+def raise_fatal(*args: Any) -> Any:
+    raise Fatal(args)
+
+
+@pytest.mark.parametrize("where", ["on_created", "on_pending"])
+async def test_a_base_exception_from_a_hook_at_submit_ends_the_task_and_reaches_the_caller(
+    where: str,
+) -> None:
+    pool = WorkerPool(2)
+    with pytest.raises(Fatal):
+        await pool.submit(
+            Definition(id="bad", task_fn=Probe().fn(), hooks=StateHooks(**{where: raise_fatal}))
+        )
+    [bad] = pool.tasks()
+    assert bad.is_failed()
+    assert isinstance(bad.error, Fatal)
+    assert bad.attempts == 0
+    ok = await pool.submit(Definition(task_fn=Probe().fn()))  # the pool goes on
+    await pool.shutdown(cancel=False)
+    assert ok.is_done()
+    assert_stats_match(pool)
+    assert only_current_task_left()
+
+
+async def test_a_hook_that_cancels_its_task_at_creation_gets_no_pending_hook() -> None:
+    seen: list[str] = []
+
+    def on_created(task_id: str, when: Any) -> None:
+        seen.append("created")
+        [task] = pool.tasks()
+        assert task.cancel()
+
+    hooks = StateHooks(
+        on_created=on_created,
+        on_pending=lambda *a: seen.append("pending"),
+        on_canceled=lambda *a: seen.append("canceled"),
+    )
+    pool = WorkerPool(1, hooks=hooks)
+    task = await pool.submit(Definition(task_fn=Probe().fn()))
+    await pool.shutdown()
+    assert task.is_canceled()
+    assert task.attempts == 0
+    assert seen == ["created", "canceled"]
+
+
+@pytest.mark.parametrize("where", ["on_started", "on_done", "retry_on", "backoff"])
+async def test_a_base_exception_in_a_worker_ends_its_task_then_stops_the_pool(where: str) -> None:
+    """asyncio's way: it goes up, and the worker with it; the pool then stops and cancels
+    what is left. Every task still ends, in exactly one state, and nothing hangs."""
+    options: dict[str, Any] = {"task_fn": Probe().fn()}
+    if where in ("on_started", "on_done"):
+        options["hooks"] = StateHooks(**{where: raise_fatal})
+    else:
+        options.update(task_fn=Probe().fn(error=OSError("flaky")), max_retries=2)
+        options[where] = raise_fatal
+    pool = WorkerPool(2)
+    other = await pool.submit(Definition(id="other", task_fn=forever(), max_duration=None))
+    bad = await pool.submit(Definition(id="bad", **options))
+    async with asyncio.timeout(GUARD):
+        await pool.wait()
+    if where == "on_done":
+        assert bad.is_done()  # it had ended when the hook raised
+    else:
+        assert bad.is_failed()
+        assert isinstance(bad.error, Fatal)
+    assert other.is_canceled()
+    assert pool.is_stopped()
+    assert_stats_match(pool)
+    await pool.shutdown()
+    assert only_current_task_left()

@@ -10,6 +10,7 @@ counters are those of the one engine; this module only moves calls between threa
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import weakref
@@ -40,6 +41,8 @@ from ._threads import check_not_in_loop
 
 __all__ = ["Semaphore", "Task", "WorkerPool"]
 
+logger = logging.getLogger("asynctasklib")
+
 T = TypeVar("T")
 R = TypeVar("R")
 X = TypeVar("X")
@@ -50,6 +53,7 @@ class _Portal:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self._closing = False
         self._thread = threading.Thread(
             target=self._run, name="asynctasklib-portal", daemon=True
         )
@@ -63,7 +67,11 @@ class _Portal:
         loop = self.loop
         asyncio.set_event_loop(loop)
         try:
-            loop.run_forever()
+            while not self._closing:
+                try:
+                    loop.run_forever()
+                except BaseException:  # from a user's hook or callback: the loop goes on
+                    logger.exception("a callback on the blocking face's event loop raised")
         finally:  # as asyncio.run ends: nothing may be left running
             tasks = asyncio.all_tasks(loop)
             for task in tasks:
@@ -92,6 +100,7 @@ class _Portal:
     def close(self) -> None:
         if self.loop.is_closed() or not self._thread.is_alive():
             return
+        self._closing = True
         self.loop.call_soon_threadsafe(self.loop.stop)
         if threading.current_thread() is not self._thread:
             self._thread.join()
@@ -309,7 +318,10 @@ class WorkerPool:
                 batch = list(self._incoming)
                 self._incoming.clear()
             for task in batch:
-                self._pool._enqueue(task)
+                try:
+                    self._pool._enqueue(task)
+                except BaseException:  # from a hook, not ours: the task ended FAILED with it
+                    logger.exception("a hook of task %r raised", task.id)
 
     def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:
         """Submit each definition in order, blocking for workers as ``submit`` does."""

@@ -46,6 +46,7 @@ X = TypeVar("X")
 logger = logging.getLogger("asynctasklib")
 
 _DONE = State.DONE
+_PENDING = State.PENDING
 _get_running_loop = asyncio._get_running_loop
 
 
@@ -84,6 +85,14 @@ class _Worker(_Runner):
 
     def begin(self) -> None:
         self.pool._waking -= 1  # spawned, and now running
+
+    def keep_going(self, exc: BaseException) -> bool:
+        if not self.pool._threaded:  # asyncio's way: it goes up, the loop stops
+            return False
+        # A blocking face's worker: the task's waiters get the exception; go on, unless this
+        # worker itself is being cancelled (its loop is closing).
+        self.expired = False
+        return not self.settle()
 
     def more_ready(self) -> None:
         # Another worker takes the next task in case the one this worker takes blocks;
@@ -528,16 +537,20 @@ class WorkerPool:
         if self._retain and keep:
             self._all.append(task)
         self._live[task] = None
-        hooks = task._hooks
-        if hooks is not None:
-            task_id = task.id
-            if hooks.on_created is not None:
-                call_hook(hooks.on_created, task_id, _now(_UTC))
-            if hooks.on_pending is not None:
-                call_hook(hooks.on_pending, task_id, _now(_UTC), 0)
-        self._ready.append(task)
+        self._ready.append(task)  # (no worker takes it before the hooks below have run)
         if not self._waking:
             self._wake_one()
+        hooks = task._hooks
+        if hooks is not None:
+            try:
+                if hooks.on_created is not None:
+                    call_hook(hooks.on_created, task.id, _now(_UTC))
+                if hooks.on_pending is not None and task._state is _PENDING:  # (not cancelled)
+                    call_hook(hooks.on_pending, task.id, _now(_UTC), 0)
+            except BaseException as exc:  # not ours (call_hook logs the Exceptions)
+                if task._state is _PENDING:
+                    task._abort(exc)
+                raise
 
     def _wake_one(self) -> None:
         if self._idle:

@@ -252,56 +252,62 @@ class _Runner:
                         continue  # cancelled while it waited
                     if ready:
                         self.more_ready()
-                    plan = task._definition._plan
-                    fn = plan[0]
-                    is_async = plan[1]
-                    arg = task._arg
-                    limiter = task._limiter
-                    context = task._context
-                    wait = task._claim(self)
-                    while wait is not None:
-                        try:
-                            if wait or task._attempts:  # a retry always yields, even at 0
-                                await asyncio.sleep(wait)
-                            if limiter is not None:
-                                await limiter.acquire()
-                        except asyncio.CancelledError:
-                            task._finish(_CANCELED, task._canceled_error())
-                            if self.settle():
-                                raise
-                            break
-                        run = task._start_attempt(self)
-                        if run is None:
-                            break  # the total_timeout ran out while it waited
-                        call_with = run if arg is _RUN else arg
-                        try:
-                            if not is_async:
-                                result = await task._call_sync(self, fn, call_with)
-                            elif context is None:  # go(): this asyncio task is the task's own
-                                result = await fn(call_with)
-                            else:  # a pool's task: each step in the task's own context
-                                coro = fn(call_with)  # (an async def runs nothing yet)
-                                try:
-                                    step = context.run(coro.send, None)
-                                except StopIteration as returned:  # done in one step
-                                    result = returned.value
-                                else:
-                                    result = await _resume_in(context, coro, step)
-                        except asyncio.CancelledError as exc:
-                            wait = task._attempt_ended(self, None, exc)
-                        except Exception as exc:
-                            wait = task._attempt_ended(self, exc, None)
-                        except BaseException as exc:  # KeyboardInterrupt, SystemExit: not ours
-                            self.deadline = self.run = None
-                            task._finish(_FAILED, exc)
-                            raise
-                        else:
-                            if self.expired or self.issued or task._cancel_requested:
-                                wait = task._attempt_ended(self, None, None)
-                            else:  # the common case: a plain success
-                                self.deadline = self.run = None
-                                task._finish(_DONE, result)
+                    try:
+                        plan = task._definition._plan
+                        fn = plan[0]
+                        is_async = plan[1]
+                        arg = task._arg
+                        limiter = task._limiter
+                        context = task._context
+                        wait = task._claim(self)
+                        while wait is not None:
+                            try:
+                                if wait or task._attempts:  # a retry always yields, even at 0
+                                    await asyncio.sleep(wait)
+                                if limiter is not None:
+                                    await limiter.acquire()
+                            except asyncio.CancelledError:
+                                task._finish(_CANCELED, task._canceled_error())
+                                if self.settle():
+                                    raise
                                 break
+                            run = task._start_attempt(self)
+                            if run is None:
+                                break  # the total_timeout ran out while it waited
+                            call_with = run if arg is _RUN else arg
+                            try:
+                                if not is_async:
+                                    result = await task._call_sync(self, fn, call_with)
+                                elif context is None:  # go(): the asyncio task is the task's
+                                    result = await fn(call_with)
+                                else:  # a pool's task: each step in its own context
+                                    coro = fn(call_with)  # (an async def runs nothing yet)
+                                    try:
+                                        step = context.run(coro.send, None)
+                                    except StopIteration as returned:  # done in one step
+                                        result = returned.value
+                                    else:
+                                        result = await _resume_in(context, coro, step)
+                            except asyncio.CancelledError as exc:
+                                wait = task._attempt_ended(self, None, exc)
+                            except Exception as exc:
+                                wait = task._attempt_ended(self, exc, None)
+                            else:
+                                if self.expired or self.issued or task._cancel_requested:
+                                    wait = task._attempt_ended(self, None, None)
+                                else:  # the common case: a plain success
+                                    self.deadline = self.run = None
+                                    task._finish(_DONE, result)
+                                    break
+                    except BaseException as exc:
+                        # Not ours (KeyboardInterrupt, SystemExit from the function, a hook,
+                        # retry_on or backoff; or this runner cancelled from outside): the
+                        # task ends first, then it goes on up, unless the runner keeps going.
+                        if task._state is _PENDING or task._state is _STARTED:
+                            task._abort(exc)
+                        self.deadline = self.run = None
+                        if not self.keep_going(exc):
+                            raise
                 # Idle, hold nothing of the last task (its result, item, context).
                 task = run = call_with = arg = context = result = coro = step = None
                 if not await self.idle():
@@ -311,6 +317,12 @@ class _Runner:
 
     def begin(self) -> None:
         """The runner's asyncio task has started (a pool worker counts itself awake)."""
+
+    def keep_going(self, exc: BaseException) -> bool:
+        """A BaseException ended the current task: True to go on with the next one (a
+        blocking face's worker, where there is no application loop for it to go up to; the
+        task's waiters get it), False to let it go up."""
+        return False
 
     def more_ready(self) -> None:
         """Tasks wait behind the one this runner takes (a pool worker wakes another)."""
@@ -544,7 +556,12 @@ class Task(Generic[T]):
         self._state = _PENDING
         hooks = self._hooks
         if hooks is not None and hooks.on_pending is not None:
-            call_hook(hooks.on_pending, self.id, _now(_UTC), 0)
+            try:
+                call_hook(hooks.on_pending, self.id, _now(_UTC), 0)
+            except BaseException as exc:  # not ours (call_hook logs the Exceptions)
+                if self._state is _PENDING:
+                    self._abort(exc)
+                raise
 
     def cancel(self) -> bool:
         """Cancel the task, whatever it is doing: waiting its delay or backoff, or running.
@@ -840,6 +857,18 @@ class Task(Generic[T]):
             fn(self)
         except Exception:
             logger.exception("done callback %r of task %r raised", fn, self.id)
+
+    def _abort(self, error: BaseException) -> None:
+        """End the run now, whatever it was doing: something not ours escaped the engine
+        (CANCELED for a CancelledError, FAILED with anything else)."""
+        self._queue = None
+        runner = getattr(self, "_runner", None)  # (None too before a runner took it)
+        if runner is not None and runner.run is not None:
+            runner.run._signal()  # a plain function still running in its thread: time to stop
+        if isinstance(error, asyncio.CancelledError):
+            self._finish(_CANCELED, self._canceled_error())
+        else:
+            self._finish(_FAILED, error)
 
     def _canceled_error(self) -> TaskCanceledError:
         return TaskCanceledError(f"task {self.id!r} was cancelled")
