@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import dataclasses
 import gc
+import logging
 import threading
 import weakref
 from collections import Counter
@@ -25,6 +26,7 @@ import pytest
 
 from asynctasklib import (
     Definition,
+    InvalidStateError,
     PoolStats,
     PoolStoppedError,
     Run,
@@ -1912,4 +1914,31 @@ async def test_a_base_exception_in_a_worker_ends_its_task_then_stops_the_pool(wh
     assert pool.is_stopped()
     assert_stats_match(pool)
     await pool.shutdown()
+    assert only_current_task_left()
+
+
+async def test_gather_and_as_completed_refuse_a_task_never_started() -> None:
+    never = Task(Definition(id="never", task_fn=Probe().fn()))
+    async with WorkerPool(1) as pool:
+        with pytest.raises(InvalidStateError, match="never started"):
+            await pool.gather([never])
+        with pytest.raises(InvalidStateError, match="never started"):
+            async for _ in pool.as_completed([never]):
+                pass
+        assert pool.tasks() == []
+
+
+async def test_gather_waits_once_for_a_task_given_twice(caplog: pytest.LogCaptureFixture) -> None:
+    async with WorkerPool(1) as pool:
+        task = await pool.submit(Definition(id="twice", task_fn=Probe().fn(result=7)))
+        assert await pool.gather([task, task]) == [7, 7]
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_shutdown_with_timeout_zero_on_an_idle_pool_ends_its_workers() -> None:
+    pool = WorkerPool(2)
+    await pool.submit(Definition(task_fn=Probe().fn()))
+    await pool.wait()
+    await settle()  # the workers park
+    await pool.shutdown(timeout=0)
     assert only_current_task_left()

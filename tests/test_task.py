@@ -1433,3 +1433,61 @@ async def test_cancel_from_on_pending_hook_at_go(hook_log: pytest.LogCaptureFixt
     assert calls == []
     assert task.attempts == 0
     assert now() == 0.0
+
+
+# -- found in review ------------------------------------------------------------------------------
+
+
+@pytest.mark.realtime
+async def test_wait_cancelled_accepts_an_endless_timeout() -> None:
+    """inf and timedelta.max mean "until cancelled" (threading.Event.wait refuses them)."""
+    for endless in (float("inf"), timedelta.max):
+
+        def fn(run: Run, endless: Any = endless) -> bool:
+            return run.wait_cancelled(endless)
+
+        task = Task(Definition(task_fn=fn, max_duration=0.05))
+        task.go()
+        await asyncio.wait_for(task.wait(), REAL_TIMEOUT)
+        assert isinstance(task.error, TaskTimeoutError)
+
+
+@pytest.mark.realtime
+async def test_a_function_running_on_after_its_timeout_fires_no_hook_after_the_end() -> None:
+    seen: list[str] = []
+    ended, called = threading.Event(), threading.Event()
+
+    def fn(run: Run) -> None:
+        ended.wait(REAL_TIMEOUT)
+        run.callback()  # too late: the task has ended
+        called.set()
+
+    hooks = StateHooks(
+        on_started=lambda *a: seen.append("started"),
+        on_failed=lambda *a: seen.append("failed"),
+        on_task_fn=lambda *a: seen.append("on_task_fn"),
+    )
+    task = Task(Definition(task_fn=fn, hooks=hooks, max_duration=0.05))
+    task.go()
+    await asyncio.wait_for(task.wait(), REAL_TIMEOUT)
+    ended.set()
+    # A hook handed to the loop by callback() is queued before `called` is set, so before
+    # to_thread hands its result back (in the same FIFO): it has run when this returns.
+    assert await asyncio.to_thread(called.wait, REAL_TIMEOUT)
+    assert seen == ["started", "failed"]
+
+
+@pytest.mark.realtime
+async def test_a_class_is_a_plain_task_fn_even_with_an_async_call() -> None:
+    class Job:
+        def __init__(self, run: Run) -> None:
+            self.attempt = run.attempt
+
+        async def __call__(self) -> str:
+            return "never called"
+
+    task = Task(Definition(task_fn=Job))
+    task.go()
+    job = await asyncio.wait_for(task, REAL_TIMEOUT)
+    assert isinstance(job, Job)
+    assert job.attempt == 0

@@ -94,6 +94,8 @@ def is_async_callable(fn: object) -> bool:
     """An ``async def`` function, a partial of one, or an object with an async ``__call__``."""
     if type(fn) is FunctionType and fn.__code__.co_flags & inspect.CO_COROUTINE:
         return True  # the common case, without inspect's slower checks
+    if isinstance(fn, type):
+        return False  # calling a class makes an instance, whatever its __call__ is
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004
     )

@@ -322,7 +322,9 @@ class WorkerPool:
         for i, item in enumerate(batch):
             if not isinstance(item, Definition | Task):
                 raise TypeError(f"items[{i}] is a {type(item).__name__}, not a Definition or Task")
-            if self._remote and isinstance(item, Definition):
+            if isinstance(item, Task):
+                item._check_started()
+            elif self._remote:
                 self._check_picklable(item)
         group = _Group(fail_fast=not return_exceptions)
         tasks: list[Task[Any]] = []
@@ -441,6 +443,7 @@ class WorkerPool:
         for i, task in enumerate(pending):
             if not isinstance(task, Task):
                 raise TypeError(f"tasks[{i}] is a {type(task).__name__}, not a Task")
+            task._check_started()
         limit = optional_seconds(timeout, "timeout", allow_zero=True)
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
@@ -745,8 +748,10 @@ class WorkerPool:
                             await self._slots._wait_all_released()
                 self._cancel_all()
             await self._slots._wait_all_released()
-            if self._workers:
-                await asyncio.wait(list(self._workers))
+        # Every task has ended and the pool is stopped: the workers end within a turn of the
+        # loop (a timeout of 0 on an idle pool is not a reason to leave them behind).
+        if self._workers:
+            await asyncio.wait(list(self._workers))
         self._close_executor()
 
     def _cancel_all(self) -> None:
@@ -795,6 +800,8 @@ class _Group:
         self._idle: asyncio.Future[None] | None = None
 
     def add(self, task: Task[Any]) -> None:
+        if task in self.live:  # given twice: waited for once
+            return
         self.live[task] = None
         task.add_done_callback(self._ended)
 

@@ -29,7 +29,7 @@ from ._errors import (
     TaskInProgressError,
     TaskTimeoutError,
 )
-from ._hooks import call_hook
+from ._hooks import Hook, call_hook
 from ._retry import retry_wait, seconds
 from ._state import State
 from ._threads import call_on_loop
@@ -118,8 +118,9 @@ class Run:
         self._task.cancel()
 
     def callback(self) -> None:
-        """Fire the task's ``on_task_fn`` hook."""
-        self._task._task_fn_callback()
+        """Fire the task's ``on_task_fn`` hook (not once this attempt is over: a function
+        still running after its attempt timed out fires nothing after the task's end)."""
+        self._task._task_fn_callback(self)
 
     async def sleep(self, delay: float | timedelta) -> None:
         """Sleep; a cancel or timeout of the task interrupts it (for ``async def`` functions)."""
@@ -143,6 +144,8 @@ class Run:
             event = getattr(self, "_event", None)
             if event is None:
                 event = self._event = threading.Event()
+        if limit is not None and limit > threading.TIMEOUT_MAX:
+            limit = None  # (inf, timedelta.max: as good as forever, which Event.wait refuses)
         return event.wait(limit)
 
     def _info(self) -> RunInfo:
@@ -603,6 +606,11 @@ class Task(Generic[T]):
             runner.interrupt()
         return True
 
+    def _check_started(self) -> None:
+        """Waiting for a task never started would wait forever: refuse."""
+        if self._state is _CREATED:
+            raise InvalidStateError(f"task {self.id!r} was never started: call go() first")
+
     def _deliver_cancel(self, runner: _Runner) -> None:
         if self._runner is runner:
             runner.interrupt()
@@ -611,8 +619,7 @@ class Task(Generic[T]):
         """Wait until the task has ended; never raises the task's error (Go's ``Await``)."""
         if self._state >= _DONE:
             return
-        if self._state is _CREATED:
-            raise InvalidStateError(f"task {self.id!r} was never started: call go() first")
+        self._check_started()
         loop = self._loop
         assert loop is not None
         if _get_running_loop() is not loop:
@@ -879,13 +886,18 @@ class Task(Generic[T]):
         error.__cause__ = last
         return error
 
-    def _task_fn_callback(self) -> None:
+    def _task_fn_callback(self, run: Run) -> None:
         hooks = self._hooks
         if hooks is None or hooks.on_task_fn is None:
             return
         when = _now(_UTC)
         loop = self._loop
         if loop is not None and _get_running_loop() is not loop:
-            loop.call_soon_threadsafe(call_hook, hooks.on_task_fn, self.id, when)
+            loop.call_soon_threadsafe(self._fire_task_fn, run, hooks.on_task_fn, when)
         else:
-            call_hook(hooks.on_task_fn, self.id, when)
+            self._fire_task_fn(run, hooks.on_task_fn, when)
+
+    def _fire_task_fn(self, run: Run, hook: Hook, when: datetime) -> None:
+        runner = getattr(self, "_runner", None)
+        if self._state is _STARTED and runner is not None and runner.run is run:
+            call_hook(hook, self.id, when)
