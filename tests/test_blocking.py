@@ -1154,8 +1154,36 @@ def test_a_process_pool_executor_runs_functions_in_other_processes() -> None:
             with pytest.raises(TypeError, match="pickled"):
                 pool.submit(Definition(task_fn=lambda info: None))
             assert pool.stats().total == 1
+            good = Definition(id="good", task_fn=pid_of)
+            with pytest.raises(TypeError, match="pickled"):  # checked whole, before any runs
+                pool.submit_batch([good, Definition(task_fn=lambda info: None)])
+            assert pool.stats().total == 1
     finally:
         executor.shutdown()
+
+
+def test_shutdown_from_many_threads_at_once_is_done_once() -> None:
+    errors: list[BaseException] = []
+    for _ in range(20):
+        pool = WorkerPool(2)
+        pool.submit(Definition(task_fn=ok()))
+        barrier = threading.Barrier(4, timeout=WAIT)
+
+        def shut(pool: WorkerPool = pool, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                pool.shutdown()
+            except BaseException as exc:  # (a CancelledError was seen here)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=shut) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+        assert errors == []
+        assert pool.is_stopped()
+    assert library_threads() == []
 
 
 def test_max_per_second_spaces_the_starts() -> None:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import math
 import random
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -705,3 +706,21 @@ async def test_task_timeout_error_raised_by_the_function_follows_retry_on() -> N
     task = await run_task(Definition(task_fn=fn, max_retries=2, backoff=0, retry_on=KeyError))
     assert calls == [0]
     assert task.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("verdict", "attempts"),
+    [(re.match("x", "x"), 3), (re.match("y", "x"), 1), ([1], 3), ([], 1), (0, 3)],
+    ids=["a match", "no match", "a non-empty list", "an empty list", "zero seconds"],
+)
+async def test_predicate_verdicts_count_by_their_truth_numbers_as_seconds(
+    verdict: Any, attempts: int
+) -> None:
+    fn = Recorder(ValueError("x"))
+    task = await run_task(
+        Definition(task_fn=fn, max_retries=2, backoff=1.0, retry_on=lambda e: verdict)
+    )
+    assert task.state is State.FAILED
+    assert task.attempts == attempts
+    if attempts > 1:
+        assert fn.waits() == ([0.0, 0.0] if verdict == 0 else [1.0, 1.0])

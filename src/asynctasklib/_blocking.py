@@ -247,6 +247,7 @@ class WorkerPool:
         # woken once per batch, not once per task.
         self._incoming: deque[_AsyncTask[Any]] = deque()
         self._draining = False
+        self._shutdown_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "<blocking." + repr(self._pool)[1:]
@@ -291,8 +292,7 @@ class WorkerPool:
         portal = self._start_portal("submit()")
         check_not_in_loop("submit()")
         if pool._remote:
-            with self._lock:
-                pool._check_picklable(definition)
+            pool._check_picklable(definition)
         # The slot is taken here, in this thread (FIFO with every other waiter); the loop
         # only has to take the task in.
         pool._slots._acquire_blocking(None)
@@ -445,16 +445,18 @@ class WorkerPool:
         ``TimeoutError`` after ``timeout`` (then the loop keeps running; call again to
         finish)."""
         _shutdown_limits(cancel, timeout, grace)  # bad arguments fail here, loop or not
-        portal = self._portal
-        if portal is None:
-            self._pool.stop()
-            return
-        self._call(
-            "shutdown()", self._pool.shutdown(cancel=cancel, timeout=timeout, grace=grace)
-        )
-        with self._lock:
-            self._portal = None
-        portal.close()
+        check_not_in_loop("shutdown()")
+        with self._shutdown_lock:  # one at a time: the second finds it done
+            portal = self._portal
+            if portal is None:
+                self._pool.stop()
+                return
+            self._call(
+                "shutdown()", self._pool.shutdown(cancel=cancel, timeout=timeout, grace=grace)
+            )
+            with self._lock:
+                self._portal = None
+            portal.close()
 
     def __enter__(self) -> WorkerPool:
         return self

@@ -188,6 +188,7 @@ class WorkerPool:
         # Anything but threads is another process (or machine): functions get a RunInfo.
         self._remote = executor is not None and not isinstance(executor, ThreadPoolExecutor)
         self._picklable: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._pickle_lock = threading.Lock()
         self._calls: dict[asyncio.Future[Any], Future[Any]] = {}  # executor calls running
         # calls that ended, for the loop to take in one batch (see _call_in_executor)
         self._ended_calls: deque[tuple[asyncio.Future[Any], Future[Any]]] = deque()
@@ -473,12 +474,15 @@ class WorkerPool:
                 task.remove_done_callback(on_end)
 
     def _check_all(self, definitions: Iterable[Definition[Any]]) -> list[Definition[Any]]:
+        """All the definitions, checked before any is submitted."""
         batch = list(definitions)
         for i, definition in enumerate(batch):
             if not isinstance(definition, Definition):
                 raise TypeError(
                     f"definitions[{i}] is a {type(definition).__name__}, not a Definition"
                 )
+            if self._remote:
+                self._check_picklable(definition)
         return batch
 
     def _use_loop(self) -> asyncio.AbstractEventLoop:
@@ -669,17 +673,20 @@ class WorkerPool:
         """For an executor in other processes: fail now, not later, on a function that
         cannot get there."""
         fn, is_async = definition._plan[0], definition._plan[1]
-        if fn is None or is_async or fn in self._picklable:
+        if fn is None or is_async:
             return
-        try:
-            pickle.dumps(fn)
-        except Exception as exc:
-            raise TypeError(
-                f"task_fn {fn!r} cannot be pickled, so it cannot run on "
-                f"{type(self._executor).__name__}: {exc}"
-            ) from exc
-        with contextlib.suppress(TypeError):  # not weakly referenceable: check it each time
-            self._picklable.add(fn)
+        with self._pickle_lock:  # (the blocking face checks in its callers' threads)
+            if fn in self._picklable:
+                return
+            try:
+                pickle.dumps(fn)
+            except Exception as exc:
+                raise TypeError(
+                    f"task_fn {fn!r} cannot be pickled, so it cannot run on "
+                    f"{type(self._executor).__name__}: {exc}"
+                ) from exc
+            with contextlib.suppress(TypeError):  # not weakly referenceable: check each time
+                self._picklable.add(fn)
 
     def _close_executor(self) -> None:
         executor: Executor | None = self._executor

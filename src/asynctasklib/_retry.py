@@ -115,12 +115,12 @@ def retry_wait(
                 return None
         else:
             verdict = retry_on(error)  # type: ignore[operator]
-            if verdict is True:
-                pass
-            elif verdict is False or verdict is None:
-                return None
-            else:
+            if isinstance(verdict, int | float | timedelta | str | bytes) and not isinstance(
+                verdict, bool
+            ):  # seconds (a str, such as a raw Retry-After header, is refused: convert it)
                 return seconds(verdict, "the delay returned by retry_on")
+            if not verdict:  # anything else counts by its truth (a regex match retries)
+                return None
     if callable(backoff):
         return seconds(backoff(retry), "the delay returned by backoff")
     return backoff  # type: ignore[return-value]  # a float, made so by Definition
