@@ -494,3 +494,47 @@ async def test_consumer_cancelled_while_tasks_wait_for_their_turn() -> None:
         assert (st.done, st.canceled, st.pending, st.started) == (3, 3, 0, 0)
         await asyncio.sleep(10)
         assert s.times() == [0.0, 0.5, 1.0]
+
+
+async def test_a_start_that_woke_late_pushes_the_next_one_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The spacing holds between the starts as they happen: the first caller oversleeps
+    (a busy loop), and the second, reserved for 1/r after the first's reservation, waits
+    until 1/r after the first's actual start."""
+    from asynctasklib import _ratelimit
+
+    real_sleep = asyncio.sleep
+    late = [0.125]
+
+    async def oversleeping(delay: float) -> None:
+        await real_sleep(delay + (late.pop() if late else 0.0))
+
+    monkeypatch.setattr(_ratelimit.asyncio, "sleep", oversleeping)
+    limiter = RateLimiter(4)  # every 0.25 s
+    starts: list[float] = []
+
+    async def start() -> None:
+        await limiter.acquire()
+        starts.append(now())
+
+    await start()  # at 0: no sleep
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(start())  # reserved 0.25, wakes at 0.375
+        tg.create_task(start())  # reserved 0.5: too close, so 0.625
+    assert starts == [0.0, 0.375, 0.625]
+
+
+async def test_total_timeout_also_bounds_the_wait_for_a_rate_limit_turn() -> None:
+    starts = Starts()
+    pool = WorkerPool(8, max_per_second=2)  # a start every 0.5 s
+    tasks = [
+        await pool.submit(Definition(id=str(i), task_fn=starts.run_fn(i), total_timeout=1.25))
+        for i in range(5)
+    ]
+    async with asyncio.timeout(GUARD):
+        await pool.shutdown(cancel=False)
+    assert starts.times() == [0.0, 0.5, 1.0]  # the turns at 1.5 and 2.0 come too late
+    assert [t.state for t in tasks] == [State.DONE] * 3 + [State.FAILED] * 2
+    assert all(isinstance(t.error, TimeoutError) for t in tasks[3:])
+    assert now() == 1.25  # they failed when their budget ran out, not at their turn

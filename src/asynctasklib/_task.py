@@ -268,7 +268,11 @@ class _Runner:
                                 if wait or task._attempts:  # a retry always yields, even at 0
                                     await asyncio.sleep(wait)
                                 if limiter is not None:
-                                    await limiter.acquire()
+                                    if self.budget_end is None:
+                                        await limiter.acquire()
+                                    elif not await self.acquire_within_budget(limiter):
+                                        task._finish(_FAILED, task._budget_error(None))
+                                        break
                             except asyncio.CancelledError:
                                 task._finish(_CANCELED, task._canceled_error())
                                 if self.settle():
@@ -317,6 +321,15 @@ class _Runner:
                     return
         finally:
             self.disarm()
+
+    async def acquire_within_budget(self, limiter: Limiter) -> bool:
+        """The rate limit's turn, unless the task's total_timeout ends first (False)."""
+        try:
+            async with asyncio.timeout_at(self.budget_end):
+                await limiter.acquire()
+        except TimeoutError:
+            return False
+        return True
 
     def begin(self) -> None:
         """The runner's asyncio task has started (a pool worker counts itself awake)."""
