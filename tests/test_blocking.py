@@ -654,6 +654,19 @@ def test_map_stops_an_endless_input_early(how: str) -> None:
         assert pool.submit(Definition(task_fn=ok("after"))).result(WAIT) == "after"
 
 
+def test_map_closed_with_results_fetched_but_not_returned_ends_there() -> None:
+    """The iterator fetches every result ready in one trip to the loop; closing it drops
+    those not yet returned, and it ends."""
+    with WorkerPool(4) as pool:
+        results = pool.map(lambda x: x * 2, range(100), window=50)
+        assert next(results) == 0
+        results.close()
+        assert list(results) == []
+        assert list(pool.map(lambda x: x * 2, range(100), window=50)) == [
+            x * 2 for x in range(100)
+        ]
+
+
 def test_map_stopped_midstream_yields_what_was_submitted_then_raises() -> None:
     read = 0
 

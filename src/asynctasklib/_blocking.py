@@ -496,24 +496,31 @@ class WorkerPool:
 class MapIterator(Generic[R]):
     """The results of a blocking ``pool.map``, one per ``next()``."""
 
-    __slots__ = ("_pool", "_results")
+    __slots__ = ("_pool", "_ready", "_results")
 
     def __init__(self, pool: WorkerPool, results: Any) -> None:
         self._pool = pool
         self._results = results
+        self._ready: deque[R] = deque()  # results fetched, not yet returned
 
     def __iter__(self) -> Iterator[R]:
         return self
 
     def __next__(self) -> R:
-        try:
-            result: R = self._pool._call("map()", self._results.__anext__())
-        except StopAsyncIteration:
-            raise StopIteration from None
-        return result
+        ready = self._ready
+        if not ready:
+            # One trip to the loop for every result ready by then (at most a window's worth:
+            # the memory stays bounded), not one per result.
+            limit = self._results._run.window
+            try:
+                ready.extend(self._pool._call("map()", self._results._next_batch(limit)))
+            except StopAsyncIteration:
+                raise StopIteration from None
+        return ready.popleft()
 
     def close(self) -> None:
         """Stop the run: cancel the tasks in progress, read no more input."""
+        self._ready.clear()
         if self._pool._portal is None:  # nothing has run yet (or ever will): just end it
             self._results._abandon()
         else:

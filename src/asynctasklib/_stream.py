@@ -25,6 +25,9 @@ _DONE = State.DONE
 _get_running_loop = asyncio._get_running_loop
 
 
+_NONE: Any = object()  # no result ready
+
+
 class _MapRun:
     """What one ``map`` run shares between its feeder, its tasks' callbacks and the consumer.
 
@@ -226,16 +229,9 @@ class MapResults(Generic[R]):
                 run.error = None
                 run.exhausted = True
                 raise error
-            if run.ordered:
-                index = run.next_index
-                results = run.results
-                if index in results:
-                    outcome = results.pop(index)
-                    run.next_index = index + 1
-                    break
-            elif run.queue:
-                outcome = run.queue.popleft()
-                break
+            outcome = self._pop_ready()
+            if outcome is not _NONE:
+                return outcome  # type: ignore[no-any-return]
             if run.stopped or (run.exhausted and not run.live):
                 final, run.final_error = run.final_error, None
                 if final is not None and not run.stopped:
@@ -252,10 +248,36 @@ class MapResults(Generic[R]):
                 raise
             finally:
                 run.consumer = None
+
+    def _pop_ready(self) -> Any:
+        """The next result if it is there (the window gets its place back), else _NONE."""
+        run = self._run
+        if run.ordered:
+            index = run.next_index
+            results = run.results
+            if index not in results:
+                return _NONE
+            outcome = results.pop(index)
+            run.next_index = index + 1
+        elif run.queue:
+            outcome = run.queue.popleft()
+        else:
+            return _NONE
         run.taken -= 1
         if run.feeder_wait is not None:
             run._wake_feeder()
-        return outcome  # type: ignore[no-any-return]
+        return outcome
+
+    async def _next_batch(self, limit: int) -> list[R]:
+        """The next result, waited for, and those ready behind it (up to ``limit`` in all):
+        for a consumer in another thread, one hop for many results."""
+        batch = [await self.__anext__()]
+        while len(batch) < limit and self._run.error is None:
+            outcome = self._pop_ready()
+            if outcome is _NONE:
+                break
+            batch.append(outcome)
+        return batch
 
     def _begin(self) -> None:
         run = self._run
