@@ -685,7 +685,8 @@ def test_map_stopped_midstream_yields_what_was_submitted_then_raises() -> None:
         with pytest.raises(PoolStoppedError):
             rest.extend(results)
         assert rest == list(range(2, 2 + len(rest)))  # in order, none lost
-        assert len(rest) <= window
+        # a window in flight, and up to a window fetched by the iterator, not yet returned
+        assert len(rest) <= 2 * window
         with pytest.raises(StopIteration):
             next(results)
         pool.wait(WAIT)
