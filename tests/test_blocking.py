@@ -667,6 +667,17 @@ def test_map_closed_with_results_fetched_but_not_returned_ends_there() -> None:
         ]
 
 
+def test_as_completed_left_early_leaves_no_callback_on_the_tasks() -> None:
+    gate = threading.Event()
+    with WorkerPool(1) as pool:
+        task = pool.submit(Definition(task_fn=gated(gate)))
+        with pytest.raises(TimeoutError):
+            for _ in pool.as_completed([task], timeout=0.01):
+                pass
+        assert not task._task._callbacks
+        gate.set()
+
+
 def test_map_stopped_midstream_yields_what_was_submitted_then_raises() -> None:
     read = 0
 

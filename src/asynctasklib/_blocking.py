@@ -10,6 +10,7 @@ counters are those of the one engine; this module only moves calls between threa
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -317,11 +318,14 @@ class WorkerPool:
                     return
                 batch = list(self._incoming)
                 self._incoming.clear()
+            pool = self._pool
             for task in batch:
                 try:
-                    self._pool._enqueue(task)
+                    pool._enqueue(task)
                 except BaseException:  # from a hook, not ours: the task ended FAILED with it
                     logger.exception("a hook of task %r raised", task.id)
+                if pool._cancelled_all:  # submitted as shutdown(cancel=True) began: cancel it
+                    task._cancel()
 
     def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:
         """Submit each definition in order, blocking for workers as ``submit`` does."""
@@ -403,23 +407,29 @@ class WorkerPool:
         done_queue: deque[Task[T]] = deque()
         arrived = threading.Condition()
 
-        def on_end(task: Task[T]) -> None:
+        def on_end(task: Task[T], _: object) -> None:
             with arrived:
                 done_queue.append(task)
                 arrived.notify()
 
-        for task in pending:
-            task.add_done_callback(on_end)
+        callbacks = [(task, functools.partial(on_end, task)) for task in pending]
+        for task, callback in callbacks:
+            task._task.add_done_callback(callback)
         deadline = None if limit is None else time.monotonic() + limit
-        for _ in pending:
-            with arrived:
-                while not done_queue:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise TimeoutError(f"not every task ended within {timeout}s")
-                    arrived.wait(left)
-                task = done_queue.popleft()
-            yield task
+        try:
+            for _ in pending:
+                with arrived:
+                    while not done_queue:
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            raise TimeoutError(f"not every task ended within {timeout}s")
+                        arrived.wait(left)
+                    task = done_queue.popleft()
+                yield task
+        finally:  # left early, or timed out: the tasks still running forget this iterator
+            for task, callback in callbacks:
+                if not task.is_end():
+                    task._task.remove_done_callback(callback)
 
     # -- waiting and stopping --------------------------------------------------------------
 

@@ -176,6 +176,7 @@ class WorkerPool:
         self._idle: list[_Worker] = []  # parked workers
         self._waking = 0  # workers spawned or woken that have not run yet
         self._stopped = False
+        self._cancelled_all = False
         self._loop: asyncio.AbstractEventLoop | None = None
         if executor is not None and not isinstance(executor, Executor):
             raise TypeError(
@@ -762,6 +763,7 @@ class WorkerPool:
         self._close_executor()
 
     def _cancel_all(self) -> None:
+        self._cancelled_all = True  # (the blocking face cancels what it hands over later)
         for task in list(self._live):
             task._cancel()
 

@@ -187,9 +187,12 @@ class _SemaphoreCore:
 
     async def _wait_all_released(self) -> None:
         """Wait until every slot is free (for the pool's ``wait()``)."""
-        while self._value < self._limit:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            with self._lock:
+        loop = asyncio.get_running_loop()
+        while True:
+            fut: asyncio.Future[None] = loop.create_future()
+            with self._lock:  # (checked under the lock: a release in between would be missed)
+                if self._value >= self._limit:
+                    return
                 self._idle.append(fut)
             try:
                 await fut
