@@ -25,9 +25,6 @@ _DONE = State.DONE
 _get_running_loop = asyncio._get_running_loop
 
 
-_NONE: Any = object()  # no result ready
-
-
 class _MapRun:
     """What one ``map`` run shares between its feeder, its tasks' callbacks and the consumer.
 
@@ -229,9 +226,16 @@ class MapResults(Generic[R]):
                 run.error = None
                 run.exhausted = True
                 raise error
-            outcome = self._pop_ready()
-            if outcome is not _NONE:
-                return outcome  # type: ignore[no-any-return]
+            if run.ordered:
+                index = run.next_index
+                results = run.results
+                if index in results:
+                    outcome = results.pop(index)
+                    run.next_index = index + 1
+                    break
+            elif run.queue:
+                outcome = run.queue.popleft()
+                break
             if run.stopped or (run.exhausted and not run.live):
                 final, run.final_error = run.final_error, None
                 if final is not None and not run.stopped:
@@ -248,35 +252,20 @@ class MapResults(Generic[R]):
                 raise
             finally:
                 run.consumer = None
-
-    def _pop_ready(self) -> Any:
-        """The next result if it is there (the window gets its place back), else _NONE."""
-        run = self._run
-        if run.ordered:
-            index = run.next_index
-            results = run.results
-            if index not in results:
-                return _NONE
-            outcome = results.pop(index)
-            run.next_index = index + 1
-        elif run.queue:
-            outcome = run.queue.popleft()
-        else:
-            return _NONE
         run.taken -= 1
         if run.feeder_wait is not None:
             run._wake_feeder()
-        return outcome
+        return outcome  # type: ignore[no-any-return]
 
     async def _next_batch(self, limit: int) -> list[R]:
         """The next result, waited for, and those ready behind it (up to ``limit`` in all):
         for a consumer in another thread, one hop for many results."""
+        run = self._run
         batch = [await self.__anext__()]
-        while len(batch) < limit and self._run.error is None:
-            outcome = self._pop_ready()
-            if outcome is _NONE:
+        while len(batch) < limit and run.error is None:
+            if not (run.next_index in run.results if run.ordered else run.queue):
                 break
-            batch.append(outcome)
+            batch.append(await self.__anext__())  # (ready: it does not wait)
         return batch
 
     def _begin(self) -> None:
