@@ -61,6 +61,22 @@ def threads_direct(n: int, w: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def threads_map_pool(n: int, w: int) -> float:
+    start = time.perf_counter()
+    with blocking.WorkerPool(w, retain_finished=False) as pool:
+        count = sum(1 for _ in pool.map(trivial, (i for i in range(n))))
+    assert count == n
+    return n / (time.perf_counter() - start)
+
+
+def threads_map_direct(n: int, w: int) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(w) as executor:
+        count = sum(1 for _ in executor.map(trivial, (i for i in range(n))))
+    assert count == n
+    return n / (time.perf_counter() - start)
+
+
 def processes_pool(executor: ProcessPoolExecutor, jobs: int, w: int) -> float:
     definition = Definition(task_fn=cpu_task, max_duration=None)
     start = time.perf_counter()
@@ -100,6 +116,10 @@ def main() -> None:
         print(f"\n{args.n:,} trivial plain functions, W={w} threads")
         print(f"  ThreadPoolExecutor.submit + wait   {direct:>10,.0f} tasks/s")
         print(f"  blocking.WorkerPool.submit + wait  {pool:>10,.0f} tasks/s  {pool / direct:.2f}x")
+        pool = max(threads_map_pool(args.n, w) for _ in range(args.repeat))
+        direct = max(threads_map_direct(args.n, w) for _ in range(args.repeat))
+        print(f"  ThreadPoolExecutor.map (generator) {direct:>10,.0f} items/s")
+        print(f"  blocking.WorkerPool.map (generator){pool:>10,.0f} items/s  {pool / direct:.2f}x")
 
     # The pool bounds the jobs in flight to W: with W = cores a process waits, between two
     # jobs, for the result to come back and the next job to be sent; with W = 2 x cores each
