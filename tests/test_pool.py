@@ -1942,3 +1942,22 @@ async def test_shutdown_with_timeout_zero_on_an_idle_pool_ends_its_workers() -> 
     await settle()  # the workers park
     await pool.shutdown(timeout=0)
     assert only_current_task_left()
+
+
+def test_a_pool_whose_loop_was_closed_under_its_tasks_says_so() -> None:
+    """asyncio.run() ends every task before closing its loop; a loop closed otherwise leaves
+    the pool's tasks unable ever to end. The pool says so instead of hanging."""
+    pool = WorkerPool(1)
+    old = asyncio.new_event_loop()
+    task = old.run_until_complete(pool.submit(Definition(task_fn=forever(), max_duration=None)))
+    old.run_until_complete(asyncio.sleep(0))
+    old.close()  # without ending the pool's task
+    assert task.is_started()
+
+    async def on_a_new_loop(call: Callable[[], Awaitable[Any]]) -> None:
+        with pytest.raises(RuntimeError, match="closed with 1 of its tasks in progress"):
+            await call()
+
+    asyncio.run(on_a_new_loop(lambda: pool.submit(Definition(task_fn=Probe().fn()))))
+    asyncio.run(on_a_new_loop(pool.wait))
+    asyncio.run(on_a_new_loop(pool.shutdown))

@@ -499,13 +499,25 @@ class WorkerPool:
             raise RuntimeError("the pool needs a running event loop")
         if loop is self._loop:
             return loop
-        if self._loop is not None and self._live and not self._loop.is_closed():
+        if self._loop is not None and self._live:
+            self._check_not_orphaned()
             raise RuntimeError("the pool has tasks running on another event loop")
         self._loop = loop
         self._workers.clear()
         self._idle.clear()
         self._waking = 0
         return loop
+
+    def _check_not_orphaned(self) -> None:
+        """asyncio.run() ends every task before it closes its loop; a loop closed otherwise
+        with tasks of the pool in progress leaves them unable ever to end: say so."""
+        loop = self._loop
+        if self._live and loop is not None and loop.is_closed():
+            raise RuntimeError(
+                f"the pool's event loop was closed with {len(self._live)} of its tasks in "
+                "progress (shut the pool down, or use asyncio.run, before closing a loop): "
+                "the pool cannot be used any more"
+            )
 
     def _start(
         self,
@@ -711,6 +723,7 @@ class WorkerPool:
         ``TimeoutError`` after ``timeout`` seconds; nothing is cancelled.
         """
         limit = optional_seconds(timeout, "timeout", allow_zero=True)
+        self._check_not_orphaned()
         if limit is None:
             await self._slots._wait_all_released()
             return
@@ -747,6 +760,7 @@ class WorkerPool:
         after ``timeout`` seconds, grace included (the workers keep going).
         """
         limit, drain = _shutdown_limits(cancel, timeout, grace)
+        self._check_not_orphaned()
         self._stop()
         async with asyncio.timeout(limit):
             if cancel:

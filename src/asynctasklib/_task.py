@@ -306,6 +306,8 @@ class _Runner:
                                     self.deadline = self.run = None
                                     task._finish(_DONE, result)
                                     break
+                    except GeneratorExit:  # closed by the GC: its loop is gone, nothing runs
+                        raise
                     except BaseException as exc:
                         # Not ours (KeyboardInterrupt, SystemExit from the function, a hook,
                         # retry_on or backoff; or this runner cancelled from outside): the
