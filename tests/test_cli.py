@@ -715,6 +715,41 @@ def test_sigterm_cancels_everything(tmp_path: Path) -> None:
         assert pid_gone(int((tmp_path / f"pid.{n}").read_text()))
 
 
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT], ids=["SIGHUP", "SIGQUIT"])
+def test_hangup_or_quit_cancels_everything(tmp_path: Path, sig: signal.Signals) -> None:
+    """The terminal or the session went away: the jobs (each in a session of its own, so
+    the hangup does not reach them) are killed, not left running."""
+    job = WAITER.format(dir=tmp_path)
+    argv = ["-j", "2", "--grace", "0.5", "--", "sh", "-c", job, ":::", *"12"]
+    with spawn_cli(tmp_path, *argv) as proc:
+        both_started(tmp_path)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 128 + sig, err
+    for n in "12":
+        assert pid_gone(int((tmp_path / f"pid.{n}").read_text()))
+
+
+def test_first_interrupt_starts_no_retry(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C: let the running jobs finish, start nothing more, not even a retry."""
+
+    def send() -> None:
+        wait_for(lambda: (tmp_path / "tries").exists(), "the first attempt")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    script = f'echo x >> "{tmp_path}/tries"; exit 3'
+    rc, _, _ = run(
+        capfd, "--retries", "5", "--backoff", "const:0.3", "--", "sh", "-c", script, ":::", "a"
+    )
+    thread.join()
+    assert rc == 130
+    assert (tmp_path / "tries").read_text().count("x") <= 2  # (the signal may come late)
+
+
 def test_closed_stdout_stops_the_run() -> None:
     """Like ``| head -1``: the reader goes away; the run stops quietly with 141."""
     with subprocess.Popen(

@@ -906,9 +906,15 @@ class _Runner:
         started = time.perf_counter()
         self._start_view()
         handled: list[signal.Signals] = []
-        for sig, handler in ((signal.SIGINT, self._on_sigint), (signal.SIGTERM, self._on_sigterm)):
+        signals: list[tuple[signal.Signals, Callable[..., None], tuple[Any, ...]]] = [
+            (signal.SIGINT, self._on_sigint, ()),
+            (signal.SIGTERM, self._on_sigterm, ()),
+            (signal.SIGHUP, self._on_sigterm, (128 + signal.SIGHUP,)),
+            (signal.SIGQUIT, self._on_sigterm, (128 + signal.SIGQUIT,)),
+        ]
+        for sig, handler, args in signals:
             try:
-                loop.add_signal_handler(sig, handler)
+                loop.add_signal_handler(sig, handler, *args)
             except (RuntimeError, ValueError):  # pragma: no cover - not the main thread
                 continue
             handled.append(sig)
@@ -1068,6 +1074,9 @@ class _Runner:
         if self.interrupts == 1:
             if self.feeder is not None:
                 self.feeder.cancel()
+            for task in self.pool.tasks():  # not started, or waiting to retry: they never will
+                if task.is_pending():
+                    task.cancel()
             running = self.running
             self._notice(
                 f"interrupted: starting no more jobs, waiting for {running} running "
@@ -1080,9 +1089,16 @@ class _Runner:
             self._notice("killing the running jobs")
             self._kill_all()
 
-    def _on_sigterm(self) -> None:
+    def _cancel_job(self, task_id: str) -> None:
+        for task in self.pool.tasks():
+            if task.id == task_id:
+                task.cancel()
+
+    def _on_sigterm(self, exit_code: int = EXIT_TERMINATED) -> None:
+        """SIGTERM, and SIGHUP or SIGQUIT (the terminal or the session went away): cancel
+        the jobs, kill their process groups, and exit with 128 + the signal's number."""
         self.interrupts = max(self.interrupts, 2)
-        self.exit_override = EXIT_TERMINATED
+        self.exit_override = exit_code
         self._cancel_all()
 
     def _cancel_all(self) -> None:
@@ -1207,6 +1223,8 @@ class _Runner:
             if job.running:
                 job.running = False
                 self.running -= 1
+            if self.interrupts:  # after Ctrl-C nothing more starts, retries included
+                self.loop.call_soon(self._cancel_job, task_id)
         else:
             pending = self.group_submitted
             if pending is not None and pending[0] == task_id and not pending[1].done():
