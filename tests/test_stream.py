@@ -1586,3 +1586,77 @@ async def test_as_completed_type_error_for_non_tasks(bad: Any) -> None:
                 pass
         assert t.is_in_progress()  # nothing cancelled
         await t.wait()
+
+
+# -- found in review ------------------------------------------------------------------------
+
+
+async def test_shutdown_while_a_map_waits_for_its_async_input() -> None:
+    """stop()/shutdown() end the feed: the slot it held for the next item is freed, the
+    consumer gets what ran, then PoolStoppedError, and no item is started afterwards."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in (1, 2):
+        queue.put_nowait(i)
+
+    async def source() -> AsyncIterator[int]:
+        while True:
+            yield await queue.get()
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    pool = WorkerPool(2)
+    results = pool.map(double, source())
+    got = [await anext(results), await anext(results)]
+    await settle()  # the feeder now waits for the queue, holding a slot for the item
+    async with asyncio.timeout(GUARD):
+        await pool.shutdown()
+    assert feeders_running() == []
+    queue.put_nowait(99)  # too late: the feed has ended
+    with pytest.raises(PoolStoppedError):
+        await anext(results)
+    assert got == [2, 4]
+    assert pool.stats().total == 2
+
+
+async def test_aclose_from_another_task_ends_a_waiting_consumer() -> None:
+    async with WorkerPool(2) as pool:
+        results = pool.map(sleeper(seconds=100), range(3))  # the input is read whole at once
+        got: list[Any] = []
+        consumer = asyncio.create_task(drain(results, got))
+        await settle()
+        await results.aclose()
+        async with asyncio.timeout(GUARD):
+            await consumer  # it ends, without results
+        assert got == []
+
+
+async def test_a_mapped_function_raising_stop_async_iteration_fails_the_run() -> None:
+    """It must not end `async for` quietly, as if the input were done."""
+
+    async def empty() -> AsyncIterator[int]:
+        return
+        yield  # (an async generator that yields nothing)
+
+    async def fn(x: int) -> int:
+        if x == 3:
+            await anext(empty())  # raises StopAsyncIteration
+        return x
+
+    async with WorkerPool(1) as pool:
+        got: list[Any] = []
+        with pytest.raises(RuntimeError, match="StopAsyncIteration") as info:
+            await drain(pool.map(fn, range(10)), got)
+        assert isinstance(info.value.__cause__, StopAsyncIteration)
+        assert got == [0, 1, 2]
+
+
+async def test_a_full_window_left_unread_does_not_outlive_the_pool() -> None:
+    async with WorkerPool(2) as pool:
+        results = pool.map(sleeper(seconds=0), itertools.count(), window=4)
+        assert await anext(results) == 0
+        await settle()  # the window is full again: the feeder waits for room
+    assert feeders_running() == []
+    with pytest.raises(PoolStoppedError):
+        async for _ in results:
+            pass

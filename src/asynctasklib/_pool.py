@@ -177,6 +177,7 @@ class WorkerPool:
         self._waking = 0  # workers spawned or woken that have not run yet
         self._stopped = False
         self._cancelled_all = False
+        self._maps: weakref.WeakSet[_MapRun] = weakref.WeakSet()  # map runs, for stop()
         self._loop: asyncio.AbstractEventLoop | None = None
         if executor is not None and not isinstance(executor, Executor):
             raise TypeError(
@@ -431,6 +432,7 @@ class WorkerPool:
         if not isinstance(items, Iterable | AsyncIterable):
             raise TypeError(f"items must be an iterable or async iterable, got {items!r}")
         run = _MapRun(self, definition, ordered, return_exceptions, window, limiter)
+        self._maps.add(run)  # (stop() ends its feed)
         return MapResults(run, items)
 
     async def as_completed(
@@ -740,6 +742,8 @@ class WorkerPool:
             return
         self._stopped = True
         self._slots._abort_waiters(PoolStoppedError("the pool is stopped"))
+        for run in list(self._maps):
+            run.end_feed()
         idle, self._idle = self._idle, []
         for worker in idle:
             assert worker.parked is not None

@@ -33,6 +33,7 @@ class _MapRun:
     """
 
     __slots__ = (
+        "__weakref__",
         "consumer",
         "definition",
         "error",
@@ -46,6 +47,7 @@ class _MapRun:
         "next_index",
         "ordered",
         "pool",
+        "pool_stopped",
         "queue",
         "results",
         "return_exceptions",
@@ -81,6 +83,7 @@ class _MapRun:
         self.error: BaseException | None = None  # to raise to the consumer, at once
         self.final_error: BaseException | None = None  # to raise after the last result
         self.stopped = False
+        self.pool_stopped = False
         self.consumer: asyncio.Future[None] | None = None  # the consumer, waiting
         self.feeder_wait: asyncio.Future[None] | None = None  # the feeder, waiting on the window
 
@@ -111,6 +114,8 @@ class _MapRun:
                     continue
                 if pool._stopped:
                     raise PoolStoppedError("the pool is stopped")
+                # The next item is read only once a worker is free: its slot is held while
+                # an async input waits for it (stop() ends that wait: see end_feed()).
                 if pool._threaded:
                     if not slots.try_acquire():
                         await pool._take_slot()
@@ -134,6 +139,9 @@ class _MapRun:
                 self.taken += 1
                 index += 1
         except asyncio.CancelledError:
+            if self.pool_stopped and not self.stopped:  # the pool's stop() ended the feed
+                self.final_error = PoolStoppedError("the pool is stopped")
+                return
             raise
         except PoolStoppedError as exc:
             # What was submitted still runs (stop() semantics): the consumer gets those
@@ -182,6 +190,15 @@ class _MapRun:
             task._cancel()
         self.results.clear()
         self.queue.clear()
+        self._wake_consumer()  # (it ends: the input may have been read whole already)
+
+    def end_feed(self) -> None:
+        """The pool stopped: read no more input (what was submitted still runs); the
+        consumer gets the results, then ``PoolStoppedError`` if input was left unread."""
+        self.pool_stopped = True
+        feeder = self.feeder
+        if feeder is not None and not feeder.done() and feeder is not asyncio.current_task():
+            feeder.cancel()
 
     def _wake_consumer(self) -> None:
         fut = self.consumer
@@ -225,6 +242,9 @@ class MapResults(Generic[R]):
             if error is not None:
                 run.error = None
                 run.exhausted = True
+                if isinstance(error, StopAsyncIteration):  # it would end `async for` quietly
+                    wrapped = RuntimeError("the mapped function raised StopAsyncIteration")
+                    raise wrapped from error
                 raise error
             if run.ordered:
                 index = run.next_index
