@@ -16,6 +16,7 @@ import json
 import os
 import pty
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -750,6 +751,43 @@ def test_first_interrupt_starts_no_retry(
     assert (tmp_path / "tries").read_text().count("x") <= 2  # (the signal may come late)
 
 
+def test_an_input_with_a_nul_byte_fails_its_job_with_a_message(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "jobs.tsv"
+    rc, out, err = run(capfd, "--joblog", str(log), "--", "echo", ":::", "a\0b", "c")
+    assert rc == 1
+    assert out == "c\n"
+    assert "null byte" in err
+    rows = joblog_rows(log)
+    assert [(r[1], r[2]) for r in rows] == [("a\\0b", "126"), ("c", "0")]
+
+
+def test_a_file_that_is_not_an_executable_format_exits_126(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "no-shebang"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+    log = tmp_path / "jobs.tsv"
+    rc, _, err = run(capfd, "--joblog", str(log), "--", str(script), ":::", "a")
+    assert rc == 1
+    assert "Exec format error" in err
+    assert joblog_rows(log)[0][2] == "126"
+
+
+@pytest.mark.parametrize("closed", ["1", "2"])
+def test_started_with_stdout_or_stderr_closed(closed: str) -> None:
+    """Nothing to write to: the output is dropped, quietly; the exit status is the jobs'."""
+    command = " ".join(shlex.quote(a) for a in cli("--", "echo", ":::", "a", "b"))
+    proc = subprocess.run(
+        ["sh", "-c", f"{command} {closed}>&-"],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
 def test_closed_stdout_stops_the_run() -> None:
     """Like ``| head -1``: the reader goes away; the run stops quietly with 141."""
     with subprocess.Popen(
@@ -1006,11 +1044,19 @@ def test_output_beyond_the_memory_budget_waits_in_one_file() -> None:
     small.append(b"678")
     assert store.in_memory == 8
     assert list(small.chunks()) == [b"12345", b"678"]
+    assert store.in_file == 11
     big.release()
     small.release()
     assert store.in_memory == 0
+    assert store.in_file == 0
     assert not big
     assert not small
+    # nothing waits in the file any more: it is emptied, not left to grow with the run
+    assert store._file is not None
+    assert os.fstat(store._file.fileno()).st_size == 0
+    again = _cli._Spool(store, b"x" * 20)
+    assert again.getvalue() == b"x" * 20
+    assert os.fstat(store._file.fileno()).st_size == 20
     store.close()
 
 

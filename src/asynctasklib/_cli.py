@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -568,6 +569,7 @@ class _Store:
     def __init__(self, budget: int | None = None) -> None:
         self.budget = self.BUDGET if budget is None else budget
         self.in_memory = 0
+        self.in_file = 0  # bytes in the file not yet written out
         self._file: IO[bytes] | None = None
         self._end = 0
 
@@ -578,7 +580,16 @@ class _Store:
         offset = self._end
         os.pwrite(self._file.fileno(), data, offset)
         self._end += len(data)
+        self.in_file += len(data)
         return offset, len(data)
+
+    def released(self, length: int) -> None:
+        """``length`` bytes of the file were written out: once none waits, the file is
+        emptied, so that it holds only what waits, not the whole run's output."""
+        self.in_file -= length
+        if not self.in_file and self._file is not None:
+            self._file.truncate(0)
+            self._end = 0
 
     def read(self, offset: int, length: int) -> Iterator[bytes]:
         assert self._file is not None
@@ -636,10 +647,12 @@ class _Spool:
         return b"".join(self.chunks())
 
     def release(self) -> None:
-        """Written (or dropped): give its memory back to the store."""
+        """Written (or dropped): give its memory, and its place in the file, back."""
         for part in self._parts:
             if isinstance(part, bytes):
                 self._store.in_memory -= len(part)
+            else:
+                self._store.released(part[1])
         self._parts = []
 
 
@@ -803,7 +816,11 @@ def _isatty(stream: object) -> bool:
 
 def _tsv(text: str) -> str:
     return (
-        text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        text.replace("\\", "\\\\")
+        .replace("\t", "\\t")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\0", "\\0")
     )
 
 
@@ -1153,12 +1170,15 @@ class _Runner:
             if transport is not None:
                 await self._terminate(transport.get_pid(), proto)
             raise
-        except OSError as exc:
-            if transport is not None:  # pragma: no cover - only the start raises OSError
+        except (OSError, ValueError) as exc:
+            if transport is not None:  # pragma: no cover - only the start raises these
                 raise
-            job.returncode = 126 if isinstance(exc, PermissionError) else 127
-            job.set_output(b"", f"asynctasklib: {job.argv[0]}: {exc.strerror}\n".encode())
-            job.error = f"cannot run {job.argv[0]!r}: {exc.strerror}"
+            # As a shell says it: 127 not found, 126 found but not runnable (not allowed,
+            # not an executable format, arguments too long, a NUL byte in them).
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            job.returncode = 127 if isinstance(exc, FileNotFoundError) else 126
+            job.set_output(b"", f"asynctasklib: {job.argv[0]}: {reason}\n".encode())
+            job.error = f"cannot run {job.argv[0]!r}: {reason}"
             raise _CannotStartError(job.error) from None
         finally:
             if transport is not None:
@@ -1437,8 +1457,26 @@ def _dry_run(opts: _Options, source: _Source) -> int:
     return EXIT_OK
 
 
+def _ensure_std_streams() -> None:
+    """Started with standard input, output or error closed (``>&-``): put /dev/null there,
+    so that the files we open do not take those descriptors, and writing does not fail."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            usable = fd == 0 or fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+        except OSError:  # closed
+            usable = False
+        if not usable:  # (a descriptor opened read-only by someone else counts as closed)
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 (never closed)
+
+
 def main(argv: list[str]) -> int:
     """``asynctasklib run ARGS``: the exit status (0 ok, 1 failures, 2 usage, 130 Ctrl-C)."""
+    _ensure_std_streams()
     joblog: IO[str] | None = None
     try:
         opts = _parse(argv)
