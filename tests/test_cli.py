@@ -9,6 +9,7 @@ sleeps that merely hope something happened.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import itertools
@@ -788,6 +789,18 @@ def test_started_with_stdout_or_stderr_closed(closed: str) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_more_jobs_than_open_files_allow_run_fewer_at_once() -> None:
+    command = " ".join(shlex.quote(a) for a in cli("-j", "300", "--", "true", ":::"))
+    inputs = " ".join(str(i) for i in range(300))
+    proc = subprocess.run(
+        ["sh", "-c", f"ulimit -n 128 && exec {command} {inputs}"],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: -j 300 needs about" in proc.stderr
+    assert "300 done, 0 failed" in proc.stderr
+
+
 def test_closed_stdout_stops_the_run() -> None:
     """Like ``| head -1``: the reader goes away; the run stops quietly with 141."""
     with subprocess.Popen(
@@ -1089,6 +1102,20 @@ def test_keep_order_output_spilled_to_a_file_comes_out_whole_and_in_order(
     assert [line for line in err.splitlines() if line.startswith("err")] == [
         f"err {name}" for name in files
     ]
+
+
+def test_pipe_lines_arriving_in_pieces() -> None:
+    """A line split over many reads is put together once (a long line used to be re-joined
+    on every read: quadratic)."""
+    loop = asyncio.new_event_loop()
+    try:
+        lines = _cli._PipeLines(loop)
+        for piece in (b"ab", b"c", b"\nd", b"e\n\nf", b"g"):
+            lines.data_received(piece)
+        lines.eof_received()
+        assert list(lines._lines) == [b"abc", b"de", b"", b"fg"]
+    finally:
+        loop.close()
 
 
 def test_small_helpers() -> None:

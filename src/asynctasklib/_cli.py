@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -349,7 +351,7 @@ class _PipeLines(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lines: deque[bytes] = deque()
-        self._partial = b""
+        self._partial: list[bytes] = []  # the start of a line not ended yet, in pieces
         self._eof = False
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
@@ -360,8 +362,14 @@ class _PipeLines(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        *lines, self._partial = (self._partial + data).split(b"\n")
+        if b"\n" not in data:  # (a long line: kept in pieces, joined once, not each time)
+            self._partial.append(data)
+            return
+        first, *lines, rest = data.split(b"\n")
+        partial = self._partial
+        self._lines.append(b"".join(partial) + first if partial else first)
         self._lines.extend(lines)
+        self._partial = [rest] if rest else []
         if len(self._lines) > self._HIGH and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
@@ -376,8 +384,8 @@ class _PipeLines(asyncio.Protocol):
 
     def _end(self) -> None:
         if self._partial:
-            self._lines.append(self._partial)
-            self._partial = b""
+            self._lines.append(b"".join(self._partial))
+            self._partial = []
         self._eof = True
         self._wake()
 
@@ -1457,6 +1465,31 @@ def _dry_run(opts: _Options, source: _Source) -> int:
     return EXIT_OK
 
 
+FDS_PER_JOB: Final = 4  # its stdout and stderr pipes, its pidfd, and one to spare
+FDS_KEPT: Final = 64  # for ourselves: the loop, the joblog, the spill file, the input
+
+
+def _fit_jobs(jobs: int) -> int:
+    """As many jobs at once as the open-file limit allows (raised to its hard limit if need
+    be), with a warning if that is fewer than asked: not jobs failing to start."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = FDS_KEPT + FDS_PER_JOB * jobs
+    if need > soft:
+        wanted = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    fit = max(1, (soft - FDS_KEPT) // FDS_PER_JOB)
+    if jobs > fit:
+        print(
+            f"{PROG}: warning: -j {jobs} needs about {need} open files, the limit is {soft}: "
+            f"running {fit} jobs at once",
+            file=sys.stderr,
+        )
+        return fit
+    return jobs
+
+
 def _ensure_std_streams() -> None:
     """Started with standard input, output or error closed (``>&-``): put /dev/null there,
     so that the files we open do not take those descriptors, and writing does not fail."""
@@ -1505,6 +1538,7 @@ def main(argv: list[str]) -> int:
         if opts.inputs is None and opts.arg_file in (None, "-") and _isatty(sys.stdin):
             print(f"{PROG}: reading inputs from the terminal (Ctrl-D to end)", file=sys.stderr)
         _become_subreaper()
+        opts = dataclasses.replace(opts, jobs=_fit_jobs(opts.jobs))
         return asyncio.run(_run(opts, source, joblog))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
