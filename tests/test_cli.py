@@ -1243,3 +1243,23 @@ def test_progress_flag_without_rich_in_process(
     rc, out, err = run(capfd, "--progress", "--", "echo", ":::", "x")
     assert (rc, out) == (0, "x\n")
     assert "the progress view needs rich" in err
+
+
+def test_the_progress_rate_is_jobs_over_the_elapsed_time() -> None:
+    pytest.importorskip("rich")
+    from rich.progress import Progress
+
+    from asynctasklib import _progress
+
+    progress = Progress()
+    task_id = progress.add_task("jobs", total=10)
+    task = progress.tasks[task_id]
+    assert _progress._rate(task) is None  # nothing done yet
+    task.start_time = task.get_time() - 4.0  # started 4 s ago
+    progress.update(task_id, completed=2)  # two jobs ending a moment apart
+    progress.update(task_id, completed=2)
+    rate = _progress._rate(task)
+    assert rate is not None
+    assert 0.45 < rate <= 0.5  # 2 jobs in about 4 s, not thousands per second
+    eta = _progress._EtaColumn().render(task).plain
+    assert eta in ("0:00:16", "0:00:15")  # 8 left at 0.5 jobs/s
