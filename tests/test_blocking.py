@@ -1708,3 +1708,19 @@ def test_interpreter_exit_tells_running_sync_functions_to_stop() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "bye\n"
     assert elapsed < 3.0, f"exit took {elapsed:.1f}s"
+
+
+def test_a_hook_raising_a_base_exception_at_submit_fails_its_task_and_the_pool_goes_on() -> None:
+    class Fatal(BaseException):
+        pass
+
+    def on_created(*args: Any) -> None:
+        raise Fatal
+
+    with WorkerPool(2) as pool:
+        bad = pool.submit(Definition(task_fn=ok(), hooks=StateHooks(on_created=on_created)))
+        assert bad.wait(WAIT)
+        assert bad.is_failed()
+        with pytest.raises(Fatal):
+            bad.result()
+        assert pool.submit(Definition(task_fn=ok("fine"))).result(WAIT) == "fine"

@@ -1263,3 +1263,44 @@ def test_the_progress_rate_is_jobs_over_the_elapsed_time() -> None:
     assert 0.45 < rate <= 0.5  # 2 jobs in about 4 s, not thousands per second
     eta = _progress._EtaColumn().render(task).plain
     assert eta in ("0:00:16", "0:00:15")  # 8 left at 0.5 jobs/s
+
+
+def test_fit_jobs_raises_the_soft_limit_or_runs_fewer(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import resource
+
+    limits = {"soft": 128, "hard": 4096}
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
+
+    def setrlimit(_: int, new: tuple[int, int]) -> None:
+        limits["soft"] = new[0]
+
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    assert _cli._fit_jobs(100) == 100  # the soft limit was raised to what it needs
+    assert limits["soft"] == _cli.FDS_KEPT + _cli.FDS_PER_JOB * 100
+    assert capfd.readouterr().err == ""
+    limits.update(soft=128, hard=128)
+    assert _cli._fit_jobs(100) == (128 - _cli.FDS_KEPT) // _cli.FDS_PER_JOB
+    assert "warning: -j 100 needs about" in capfd.readouterr().err
+
+
+def test_ensure_std_streams_puts_dev_null_where_a_stream_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, int, int]] = []
+
+    def fcntl_(fd: int, cmd: int) -> int:
+        if fd == 1:
+            raise OSError(9, "Bad file descriptor")  # closed
+        return os.O_RDONLY if fd == 2 else os.O_RDWR  # 2: read-only, as good as closed
+
+    monkeypatch.setattr(_cli.fcntl, "fcntl", fcntl_)
+    monkeypatch.setattr(_cli.os, "open", lambda path, flags: 99)
+    monkeypatch.setattr(_cli.os, "dup2", lambda a, b: calls.append(("dup2", a, b)))
+    monkeypatch.setattr(_cli.os, "close", lambda fd: calls.append(("close", fd, 0)))
+    monkeypatch.setattr(sys, "stdout", None)
+    _cli._ensure_std_streams()
+    assert calls == [("dup2", 99, 1), ("close", 99, 0), ("dup2", 99, 2), ("close", 99, 0)]
+    assert sys.stdout is not None
+    assert sys.stdout.fileno() == 1

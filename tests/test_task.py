@@ -1491,3 +1491,19 @@ async def test_a_class_is_a_plain_task_fn_even_with_an_async_call() -> None:
     job = await asyncio.wait_for(task, REAL_TIMEOUT)
     assert isinstance(job, Job)
     assert job.attempt == 0
+
+
+async def test_a_base_exception_from_on_pending_at_go_ends_the_task_and_goes_up() -> None:
+    class Fatal(BaseException):
+        pass
+
+    def on_pending(*args: Any) -> None:
+        raise Fatal
+
+    task = Task(Definition(task_fn=lambda run: None, hooks=StateHooks(on_pending=on_pending)))
+    with pytest.raises(Fatal):
+        task.go()
+    await asyncio.sleep(0)
+    assert task.is_failed()
+    assert isinstance(task.error, Fatal)
+    assert task.attempts == 0
