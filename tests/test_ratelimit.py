@@ -496,35 +496,6 @@ async def test_consumer_cancelled_while_tasks_wait_for_their_turn() -> None:
         assert s.times() == [0.0, 0.5, 1.0]
 
 
-async def test_a_start_that_woke_late_pushes_the_next_one_back(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The spacing holds between the starts as they happen: the first caller oversleeps
-    (a busy loop), and the second, reserved for 1/r after the first's reservation, waits
-    until 1/r after the first's actual start."""
-    from asynctasklib import _ratelimit
-
-    real_sleep = asyncio.sleep
-    late = [0.125]
-
-    async def oversleeping(delay: float) -> None:
-        await real_sleep(delay + (late.pop() if late else 0.0))
-
-    monkeypatch.setattr(_ratelimit.asyncio, "sleep", oversleeping)
-    limiter = RateLimiter(4)  # every 0.25 s
-    starts: list[float] = []
-
-    async def start() -> None:
-        await limiter.acquire()
-        starts.append(now())
-
-    await start()  # at 0: no sleep
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(start())  # reserved 0.25, wakes at 0.375
-        tg.create_task(start())  # reserved 0.5: too close, so 0.625
-    assert starts == [0.0, 0.375, 0.625]
-
-
 async def test_total_timeout_also_bounds_the_wait_for_a_rate_limit_turn() -> None:
     starts = Starts()
     pool = WorkerPool(8, max_per_second=2)  # a start every 0.5 s

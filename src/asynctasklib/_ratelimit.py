@@ -26,7 +26,7 @@ class RateLimiter:
     while it waits gives up its place (the rate only falls).
     """
 
-    __slots__ = ("_interval", "_last", "_next", "per_second")
+    __slots__ = ("_interval", "_next", "per_second")
 
     def __init__(self, per_second: float) -> None:
         if isinstance(per_second, bool) or not isinstance(per_second, int | float):
@@ -36,7 +36,6 @@ class RateLimiter:
         self.per_second = float(per_second)
         self._interval = 1.0 / per_second
         self._next = -math.inf  # loop time at which the next start may happen
-        self._last = -math.inf  # loop time of the last start granted
 
     def __repr__(self) -> str:
         return f"<RateLimiter per_second={self.per_second}>"
@@ -59,21 +58,10 @@ class _Both:
 
 
 async def _start_at(loop: asyncio.AbstractEventLoop, limiters: tuple[RateLimiter, ...]) -> None:
-    """Reserve the earliest start every limiter allows, and sleep until it.
-
-    The spacing holds between the starts as they happen, too: a caller woken late pushes the
-    next one back, rather than letting two starts come closer than the interval.
-    """
+    """Reserve the earliest start every limiter allows, and sleep until it."""
     now = loop.time()
     start = max(now, *(limiter._next for limiter in limiters))
     for limiter in limiters:
         limiter._next = start + limiter._interval
-    while True:
-        if start > now:
-            await asyncio.sleep(start - now)
-            now = loop.time()
-        start = max(limiter._last + limiter._interval for limiter in limiters)
-        if now >= start:
-            break
-    for limiter in limiters:
-        limiter._last = now
+    if start > now:
+        await asyncio.sleep(start - now)
