@@ -1724,3 +1724,16 @@ def test_a_hook_raising_a_base_exception_at_submit_fails_its_task_and_the_pool_g
         with pytest.raises(Fatal):
             bad.result()
         assert pool.submit(Definition(task_fn=ok("fine"))).result(WAIT) == "fine"
+
+
+def test_a_terminal_hook_raising_system_exit_still_wakes_the_waiters() -> None:
+    def on_done(*args: Any) -> None:
+        sys.exit(4)
+
+    with WorkerPool(2) as pool:
+        task = pool.submit(Definition(task_fn=ok("x"), hooks=StateHooks(on_done=on_done)))
+        assert task.wait(WAIT)
+        assert task.result() == "x"  # it had ended: the hook's exit changes nothing of it
+        results = pool.map(lambda x: x, [1, 2, 3], hooks=StateHooks(on_done=on_done))
+        assert list(results) == [1, 2, 3]
+        assert pool.submit(Definition(task_fn=ok("after"))).result(WAIT) == "after"

@@ -777,12 +777,12 @@ def test_a_file_that_is_not_an_executable_format_exits_126(
     assert joblog_rows(log)[0][2] == "126"
 
 
-@pytest.mark.parametrize("closed", ["1", "2"])
-def test_started_with_stdout_or_stderr_closed(closed: str) -> None:
+@pytest.mark.parametrize("closed", ["0<", "1>", "2>"])
+def test_started_with_a_standard_stream_closed(closed: str) -> None:
     """Nothing to write to: the output is dropped, quietly; the exit status is the jobs'."""
     command = " ".join(shlex.quote(a) for a in cli("--", "echo", ":::", "a", "b"))
     proc = subprocess.run(
-        ["sh", "-c", f"{command} {closed}>&-"],
+        ["sh", "-c", f"{command} {closed}&-"],
         capture_output=True, text=True, timeout=TIMEOUT, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -293,3 +293,15 @@ def test_one_definition_starts_many_tasks() -> None:
     assert t1.definition is d
     assert t2.definition is d
     assert t1.id == t2.id == "shared"
+
+
+def test_a_subclass_post_init_is_called() -> None:
+    seen: list[str] = []
+
+    @dataclasses.dataclass(frozen=True, init=False)
+    class Named(Definition[None]):
+        def __post_init__(self) -> None:
+            seen.append(self.id)
+
+    Named(id="n")
+    assert seen == ["n"]

@@ -1961,3 +1961,17 @@ def test_a_pool_whose_loop_was_closed_under_its_tasks_says_so() -> None:
     asyncio.run(on_a_new_loop(lambda: pool.submit(Definition(task_fn=Probe().fn()))))
     asyncio.run(on_a_new_loop(pool.wait))
     asyncio.run(on_a_new_loop(pool.shutdown))
+
+
+async def test_a_function_raising_generator_exit_fails_its_task() -> None:
+    async def fn(run: Run) -> None:
+        raise GeneratorExit("not the GC")
+
+    pool = WorkerPool(2)
+    task = await pool.submit(Definition(task_fn=fn))
+    async with asyncio.timeout(GUARD):
+        await pool.wait()
+    assert task.is_failed()
+    assert isinstance(task.error, GeneratorExit)
+    await pool.shutdown()
+    assert only_current_task_left()

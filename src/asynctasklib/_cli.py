@@ -1495,10 +1495,12 @@ def _ensure_std_streams() -> None:
     so that the files we open do not take those descriptors, and writing does not fail."""
     for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
         try:
-            usable = fd == 0 or fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+            access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
         except OSError:  # closed
             usable = False
-        if not usable:  # (a descriptor opened read-only by someone else counts as closed)
+        else:  # (opened the wrong way round by someone else: as good as closed)
+            usable = access != (os.O_WRONLY if fd == 0 else os.O_RDONLY)
+        if not usable:
             null = os.open(os.devnull, os.O_RDWR)
             if null != fd:
                 os.dup2(null, fd)

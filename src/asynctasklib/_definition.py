@@ -164,3 +164,6 @@ class Definition(Generic[T]):
                 total_timeout=total_timeout,
                 _plan=(task_fn, is_async, delay, max_duration, total_timeout),
             )
+            post_init = getattr(self, "__post_init__", None)
+            if post_init is not None:  # (a subclass's, as a dataclass __init__ would call)
+                post_init()

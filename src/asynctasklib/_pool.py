@@ -596,7 +596,8 @@ class WorkerPool:
             return
         if worker in self._idle:
             self._idle.remove(worker)
-        if self._live and (atask.cancelled() or atask.exception() is not None):
+        broken = atask.cancelled() or atask.exception() is not None  # (retrieved: not logged)
+        if self._live and broken:
             # Cancelled from outside (the event loop is shutting down) or broken: no task of
             # this pool may be left behind without an end.
             self._stop()

@@ -8,6 +8,7 @@ attempt, each backoff), and the I/O-free decisions it calls on the task in betwe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -306,16 +307,20 @@ class _Runner:
                                     self.deadline = self.run = None
                                     task._finish(_DONE, result)
                                     break
-                    except GeneratorExit:  # closed by the GC: its loop is gone, nothing runs
-                        raise
                     except BaseException as exc:
                         # Not ours (KeyboardInterrupt, SystemExit from the function, a hook,
                         # retry_on or backoff; or this runner cancelled from outside): the
                         # task ends first, then it goes on up, unless the runner keeps going.
                         if task._state is _PENDING or task._state is _STARTED:
-                            task._abort(exc)
+                            if isinstance(exc, GeneratorExit):
+                                # (also this runner closed by the GC: its loop may be closed,
+                                # and waking the task's waiters fail; the task ends anyway)
+                                with contextlib.suppress(RuntimeError):
+                                    task._abort(exc)
+                            else:
+                                task._abort(exc)
                         self.deadline = self.run = None
-                        if not self.keep_going(exc):
+                        if isinstance(exc, GeneratorExit) or not self.keep_going(exc):
                             raise
                 # Idle, hold nothing of the last task (its result, item, context).
                 task = run = call_with = arg = context = result = coro = step = None
@@ -855,24 +860,37 @@ class Task(Generic[T]):
             self._slot_owner = None
             pool._task_ended(self)
         hooks = self._hooks
-        if hooks is not None:
-            if state is _DONE:
-                if hooks.on_done is not None:
-                    call_hook(hooks.on_done, self.id, _now(_UTC))
-            elif state is _FAILED:
-                if hooks.on_failed is not None:
-                    call_hook(hooks.on_failed, self.id, _now(_UTC), outcome)
-            elif hooks.on_canceled is not None:
-                call_hook(hooks.on_canceled, self.id, _now(_UTC))
-        callbacks = self._callbacks
-        if callbacks is not None:
-            self._callbacks = None
-            for fn in callbacks:
-                if isinstance(fn, asyncio.Future):
-                    if not fn.done():
-                        fn.set_result(None)
-                else:
-                    self._call_callback(fn)
+        try:
+            if hooks is not None:
+                if state is _DONE:
+                    if hooks.on_done is not None:
+                        call_hook(hooks.on_done, self.id, _now(_UTC))
+                elif state is _FAILED:
+                    if hooks.on_failed is not None:
+                        call_hook(hooks.on_failed, self.id, _now(_UTC), outcome)
+                elif hooks.on_canceled is not None:
+                    call_hook(hooks.on_canceled, self.id, _now(_UTC))
+        finally:  # (a hook's BaseException goes on up, after the waiters are woken)
+            callbacks = self._callbacks
+            if callbacks is not None:
+                self._callbacks = None
+                self._run_callbacks(callbacks)
+
+    def _run_callbacks(self, callbacks: list[Any]) -> None:
+        """Wake the waiters and call the done callbacks; a BaseException from one (not ours)
+        is raised once all the others have run."""
+        raised: BaseException | None = None
+        for fn in callbacks:
+            if isinstance(fn, asyncio.Future):
+                if not fn.done():
+                    fn.set_result(None)
+                continue
+            try:
+                self._call_callback(fn)
+            except BaseException as exc:
+                raised = raised or exc
+        if raised is not None:
+            raise raised
 
     def _call_callback(self, fn: Callable[[Task[T]], object]) -> None:
         try:
