@@ -390,9 +390,7 @@ class _PipeLines(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        _resolve(self._waiter)
 
     def get_nowait(self) -> Any:
         lines = self._lines
@@ -695,9 +693,7 @@ class _Capture(asyncio.SubprocessProtocol):
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        _resolve(self._waiter)
 
     async def wait(self, *, closed: bool = False, timeout: float | None = None) -> None:
         """Until the leader exited (or, with ``closed``, the pipes closed too), or
@@ -720,8 +716,9 @@ class _Capture(asyncio.SubprocessProtocol):
                     timer.cancel()
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    """Wake whoever waits on ``future``, if anyone still does."""
+    if future is not None and not future.done():
         future.set_result(None)
 
 
