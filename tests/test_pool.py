@@ -1754,6 +1754,130 @@ async def test_a_pool_task_runs_in_a_copy_of_its_submitters_context() -> None:
     ]
 
 
+async def test_a_task_from_another_context_runs_in_its_own_on_the_same_worker() -> None:
+    """A worker runs a task in its own context when the submitter's variables are the same
+    as the worker's; a task from another context runs in that context instead (each step
+    entered apart), and what it sets still stays its own."""
+    pool = WorkerPool(1)
+    seen: list[tuple[str, str, str, asyncio.Task[Any] | None]] = []
+
+    async def fn(run: Run) -> None:
+        before = request_id.get()
+        request_id.set(f"set by {run.id}")
+        await asyncio.sleep(0)
+        seen.append((run.id, before, request_id.get(), asyncio.current_task()))
+        if run.id != "b":  # leave the worker's own context as it was
+            request_id.set(before)
+
+    async with pool:
+        request_id.set("first")
+        await pool.submit(Definition(id="a", task_fn=fn))  # the worker starts in "first"
+        await pool.wait()
+        request_id.set("second")
+        await pool.submit(Definition(id="b", task_fn=fn))
+        await pool.wait()
+        request_id.set("first")
+        await pool.submit(Definition(id="c", task_fn=fn))
+    assert [s[:3] for s in seen] == [
+        ("a", "first", "set by a"),
+        ("b", "second", "set by b"),
+        ("c", "first", "set by c"),
+    ]
+    assert len({s[3] for s in seen}) == 1  # one worker ran all three
+
+
+async def test_a_task_that_changes_its_workers_context_hands_over_to_a_fresh_worker() -> None:
+    """A task run in its worker's own context that leaves a variable changed ends that
+    worker: the next task, on a new worker, sees the submitter's value, not the change."""
+    pool = WorkerPool(1)
+    seen: list[tuple[str, str, asyncio.Task[Any] | None]] = []
+
+    async def fn(run: Run) -> None:
+        seen.append((run.id, request_id.get(), asyncio.current_task()))
+        request_id.set(f"set by {run.id}")
+        await asyncio.sleep(0)
+
+    request_id.set("submitter")
+    async with pool:
+        for name in ("a", "b", "c"):
+            await pool.submit(Definition(id=name, task_fn=fn))
+            await pool.wait()
+            assert len(asyncio.all_tasks()) <= 2  # the retired worker has ended
+    assert [s[:2] for s in seen] == [("a", "submitter"), ("b", "submitter"), ("c", "submitter")]
+    assert len({s[2] for s in seen}) == 3  # each on a fresh worker
+    assert only_current_task_left()
+    assert pool.stats().done == 3
+
+
+async def test_a_worker_retiring_while_a_task_waits_leaves_it_to_another_worker() -> None:
+    """The task submitted between the end of one task and the end of another, whose worker
+    retires (its context changed), still runs, and sees the submitter's value."""
+    pool = WorkerPool(2)
+    gate = asyncio.Event()
+    seen: dict[str, str] = {}
+
+    async def fn(run: Run) -> None:
+        seen[run.id] = request_id.get()
+        if run.id != "third":
+            await gate.wait()
+        if run.id == "first":
+            request_id.set("leaked")
+
+    async def submit_third() -> Task[None]:
+        await gate.wait()  # woken after "second" ends, before "first" does
+        return await pool.submit(Definition(id="third", task_fn=fn))
+
+    request_id.set("submitter")
+    async with pool:
+        await pool.submit(Definition(id="second", task_fn=fn))
+        await pool.submit(Definition(id="first", task_fn=fn))
+        await settle()  # both wait for the gate, "second" first
+        third = asyncio.create_task(submit_third())
+        await settle()
+        gate.set()  # wakes "second", then submit_third, then "first"
+        task = await third
+    assert task.is_done()
+    assert seen == {"first": "submitter", "second": "submitter", "third": "submitter"}
+    assert only_current_task_left()
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+async def test_tasks_that_change_the_context_never_leak_into_others(workers: int) -> None:
+    """Many tasks, some changing a variable, from submitters in different contexts, through
+    submit and map: each task sees its submitter's value when it starts, every task ends,
+    and no worker is left behind."""
+    pool = WorkerPool(workers)
+    seen: dict[str, str] = {}
+
+    async def fn(run: Run) -> None:
+        seen[run.id] = request_id.get()
+        if run.attempt == 0 and int(run.id[1:]) % 3 == 0:
+            request_id.set("leaked")
+        for _ in range(int(run.id[1:]) % 2):
+            await asyncio.sleep(0)
+
+    async def submitter(name: str) -> None:
+        request_id.set(name)
+        for i in range(30):
+            await pool.submit(Definition(id=f"{name}{i}", task_fn=fn))
+
+    async def mapped(i: int) -> str:
+        value = request_id.get()
+        if i % 4 == 0:
+            request_id.set("leaked")
+        await asyncio.sleep(0)
+        return value
+
+    async with pool:
+        await asyncio.gather(submitter("x"), submitter("y"), submitter("z"))
+        request_id.set("m")
+        assert [v async for v in pool.map(mapped, range(40))] == ["m"] * 40
+    assert len(seen) == 90
+    assert all(value == task_id[0] for task_id, value in seen.items())
+    assert pool.stats().done == 90 + 40
+    assert only_current_task_left()
+
+
 async def test_a_kept_handle_lets_go_of_the_context_once_its_task_ended() -> None:
     class Payload:
         pass

@@ -100,6 +100,13 @@ class _Worker(_Runner):
         if not self.pool._waking:
             self.pool._wake_one()
 
+    def retire(self, home: contextvars.Context) -> None:
+        pool = self.pool
+        assert self.atask is not None
+        del pool._workers[self.atask]  # (so _worker_exited leaves the pool as it is)
+        if self.ready:  # (a new worker starts in the variables this one started with)
+            home.run(self.more_ready)
+
     async def idle(self) -> bool:
         pool = self.pool
         if pool._stopped:

@@ -52,6 +52,7 @@ _PENDING_I, _STARTED_I = int(_PENDING), int(_STARTED)
 _UTC = UTC
 _now = datetime.now
 _get_running_loop = asyncio._get_running_loop
+_copy_context = contextvars.copy_context
 _RUN: Any = object()  # Task._arg meaning "call task_fn with the attempt's Run"
 _event_lock = threading.Lock()  # guards Run._event, made on first wait_cancelled()
 _standalone: set[asyncio.Task[None]] = set()  # strong references to go()'s asyncio tasks
@@ -246,6 +247,7 @@ class _Runner:
         success, the common case, is settled here in one test).
         """
         ready = self.ready
+        home = _copy_context()  # this runner's context variables, as it starts
         task: Task[Any] | None
         self.begin()
         try:
@@ -263,6 +265,11 @@ class _Runner:
                         arg = task._arg
                         limiter = task._limiter
                         context = task._context
+                        if context is not None and context == home:
+                            # The same variables as this runner's: the task runs in the
+                            # runner's own context, with no step through a trampoline. If it
+                            # changes them, the runner retires after it (see below).
+                            context = None
                         wait = task._claim(self)
                         while wait is not None:
                             try:
@@ -286,9 +293,9 @@ class _Runner:
                             try:
                                 if not is_async:
                                     result = await task._call_sync(self, fn, call_with)
-                                elif context is None:  # go(): the asyncio task is the task's
+                                elif context is None:  # in the runner's context (see above)
                                     result = await fn(call_with)
-                                else:  # a pool's task: each step in its own context
+                                else:  # in a context of its own: each step entered apart
                                     coro = fn(call_with)  # (an async def runs nothing yet)
                                     try:
                                         step = context.run(coro.send, None)
@@ -322,6 +329,11 @@ class _Runner:
                         self.deadline = self.run = None
                         if isinstance(exc, GeneratorExit) or not self.keep_going(exc):
                             raise
+                    if _copy_context() != home:
+                        # The task (or a hook) changed the runner's context variables: none
+                        # may leak into the next task, so another runner takes over.
+                        self.retire(home)
+                        return
                 # Idle, hold nothing of the last task (its result, item, context).
                 task = run = call_with = arg = context = result = coro = step = None
                 if not await self.idle():
@@ -349,6 +361,11 @@ class _Runner:
 
     def more_ready(self) -> None:
         """Tasks wait behind the one this runner takes (a pool worker wakes another)."""
+
+    def retire(self, home: contextvars.Context) -> None:
+        """The runner ends before its time, its context variables changed by a task; a
+        pool worker leaves a new worker in ``home`` (its variables as it started) to take
+        the tasks waiting."""
 
     async def idle(self) -> bool:
         """Wait for more tasks; False to end the runner."""
