@@ -175,7 +175,9 @@ class WorkerPool:
         self._retain = bool(retain_finished)
         self._slots = Semaphore(max_workers)  # held by each task from submit to its end
         self._threaded = False  # True once other threads take slots (the blocking face)
-        self._counts = [0] * len(State)  # tasks in each state
+        # Tasks in each state, but for PENDING: there, every task submitted (the tasks
+        # PENDING are what the other states leave, one counter update fewer per task).
+        self._counts = [0] * len(State)
         self._all: list[Task[Any]] = []  # every task, when retain_finished
         self._live: dict[Task[Any], None] = {}  # tasks in progress, in submission order
         self._ready: deque[Task[Any]] = deque()  # submitted, waiting for a worker
@@ -207,7 +209,7 @@ class WorkerPool:
     def __repr__(self) -> str:
         return (
             f"<WorkerPool max_workers={self._max_workers} active={self.active_workers} "
-            f"total={sum(self._counts)} stopped={self._stopped}>"
+            f"total={self._counts[_PENDING_I]} stopped={self._stopped}>"
         )
 
     # -- introspection ---------------------------------------------------------------------
@@ -236,9 +238,9 @@ class WorkerPool:
     def _stats(self) -> PoolStats:
         c = self._counts
         return PoolStats(
-            total=sum(c),
-            created=c[0],
-            pending=c[1],
+            total=c[1],
+            created=0,  # (a pool's tasks start PENDING)
+            pending=c[1] - c[2] - c[3] - c[4] - c[5],
             started=c[2],
             done=c[3],
             failed=c[4],

@@ -590,9 +590,8 @@ class Task(Generic[T]):
         self._attempts = 0
         self._cancel_requested = False
         counts = self._counts
-        if counts is not None:
+        if counts is not None:  # (a pool's task again: PENDING is what the others leave)
             counts[self._state] -= 1
-            counts[_PENDING_I] += 1
         self._state = _PENDING
         hooks = self._hooks
         if hooks is not None and hooks.on_pending is not None:
@@ -751,8 +750,7 @@ class Task(Generic[T]):
         attempt = self._attempts
         self._attempts = attempt + 1
         counts = self._counts
-        if counts is not None:
-            counts[_PENDING_I] -= 1
+        if counts is not None:  # (PENDING is what the others leave: see WorkerPool._stats)
             counts[_STARTED_I] += 1
         self._state = _STARTED
         hooks = self._hooks
@@ -834,7 +832,6 @@ class Task(Generic[T]):
         counts = self._counts
         if counts is not None:
             counts[_STARTED_I] -= 1
-            counts[_PENDING_I] += 1
         self._state = _PENDING
         hooks = self._hooks
         if hooks is not None and hooks.on_pending is not None:
@@ -869,7 +866,8 @@ class Task(Generic[T]):
             self._error_tb = outcome.__traceback__
         counts = self._counts
         if counts is not None:
-            counts[self._state] -= 1
+            if self._state is _STARTED:
+                counts[_STARTED_I] -= 1
             counts[state] += 1
         self._state = state
         pool = self._slot_owner
