@@ -834,6 +834,11 @@ async def test_run_id_attempt_and_deadline() -> None:
     assert seen == [("r", 0, 3.0, 10.0), ("r", 1, 6.0, 13.0), ("r", 2, 9.0, 16.0)]
 
 
+def test_a_run_is_made_by_the_engine_only() -> None:
+    with pytest.raises(TypeError, match="made by the engine"):
+        Run()
+
+
 async def test_run_deadline_none_without_limit() -> None:
     deadlines: list[float | None] = []
 

@@ -84,7 +84,16 @@ class _Worker(_Runner):
         self.parked: asyncio.Future[None] | None = None
 
     def begin(self) -> None:
-        self.pool._waking -= 1  # spawned, and now running
+        self.woken()  # spawned, and now running
+
+    def woken(self) -> None:
+        """Spawned or unparked, and now running. If tasks wait behind the one this worker
+        takes, another worker is woken for them, in case this one's task blocks (one wake at
+        a time: tasks that end at once are then all run by this worker)."""
+        pool = self.pool
+        pool._waking -= 1
+        if len(self.ready) > 1 and not pool._waking:
+            pool._wake_one()
 
     def keep_going(self, exc: BaseException) -> bool:
         if not self.pool._threaded:  # asyncio's way: it goes up, the loop stops
@@ -94,18 +103,12 @@ class _Worker(_Runner):
         self.expired = False
         return not self.settle()
 
-    def more_ready(self) -> None:
-        # Another worker takes the next task in case the one this worker takes blocks;
-        # one wake at a time, so tasks that finish at once are all run by this worker.
-        if not self.pool._waking:
-            self.pool._wake_one()
-
     def retire(self, home: contextvars.Context) -> None:
         pool = self.pool
         assert self.atask is not None
         del pool._workers[self.atask]  # (so _worker_exited leaves the pool as it is)
-        if self.ready:  # (a new worker starts in the variables this one started with)
-            home.run(self.more_ready)
+        if self.ready and not pool._waking:  # (a new one, in the variables this one had)
+            home.run(pool._wake_one)
 
     async def idle(self) -> bool:
         pool = self.pool
@@ -131,7 +134,7 @@ class _Worker(_Runner):
         await parked
         atask._log_destroy_pending = True  # type: ignore[attr-defined]
         self.parked = None
-        pool._waking -= 1
+        self.woken()
         return True
 
     def call_in_executor(self, fn: Any, *args: Any) -> asyncio.Future[Any]:

@@ -53,6 +53,7 @@ _UTC = UTC
 _now = datetime.now
 _get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
+_new_run = object.__new__
 _RUN: Any = object()  # Task._arg meaning "call task_fn with the attempt's Run"
 _event_lock = threading.Lock()  # guards Run._event, made on first wait_cancelled()
 _standalone: set[asyncio.Task[None]] = set()  # strong references to go()'s asyncio tasks
@@ -85,12 +86,13 @@ class Run:
 
     _cancelled: bool
     _event: threading.Event
+    _task: Task[Any]
+    _attempt: int
+    _deadline: float | None
+    # _cancelled and _event are set on first use: most runs never need them.
 
-    def __init__(self, task: Task[Any], attempt: int, deadline: float | None) -> None:
-        self._task = task
-        self._attempt = attempt
-        self._deadline = deadline
-        # _cancelled and _event are set on first use: most runs never need them.
+    def __init__(self) -> None:
+        raise TypeError("a Run is made by the engine for each attempt, and given to task_fn")
 
     def __repr__(self) -> str:
         return f"<Run id={self.id!r} attempt={self._attempt} cancelled={self.cancelled}>"
@@ -256,8 +258,6 @@ class _Runner:
                     task = ready.popleft()
                     if task._queue is not ready:
                         continue  # cancelled while it waited
-                    if ready:
-                        self.more_ready()
                     try:
                         plan = task._definition._plan
                         fn = plan[0]
@@ -358,9 +358,6 @@ class _Runner:
         blocking face's worker, where there is no application loop for it to go up to; the
         task's waiters get it), False to let it go up."""
         return False
-
-    def more_ready(self) -> None:
-        """Tasks wait behind the one this runner takes (a pool worker wakes another)."""
 
     def retire(self, home: contextvars.Context) -> None:
         """The runner ends before its time, its context variables changed by a task; a
@@ -762,8 +759,10 @@ class Task(Generic[T]):
             own = runner.loop.time() + max_duration
             if deadline is None or own < deadline:
                 deadline = own
-        run = Run(self, attempt, deadline)
-        runner.run = run
+        runner.run = run = _new_run(Run)  # (Run.__init__, written out: the hot path)
+        run._task = self
+        run._attempt = attempt
+        run._deadline = deadline
         if self._cancel_requested:  # cancelled from the on_started hook
             run._signal()
         if deadline is not None:
