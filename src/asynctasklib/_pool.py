@@ -48,6 +48,8 @@ logger = logging.getLogger("asynctasklib")
 _DONE = State.DONE
 _PENDING = State.PENDING
 _get_running_loop = asyncio._get_running_loop
+_copy_context = contextvars.copy_context
+_new_task = Task.__new__
 
 
 @types.coroutine
@@ -289,7 +291,8 @@ class WorkerPool:
             slots._value -= 1
         else:
             await self._take_slot()
-        task = self._new_task(definition)  # _start(), inline: the hot path
+        task: Task[T] = _new_task(Task)  # _start() and _new_task(), inline: the hot path
+        task._setup(definition, self, _RUN, None, None, _copy_context())
         self._enqueue(task)
         return task
 
@@ -560,8 +563,8 @@ class WorkerPool:
     ) -> Task[T]:
         """A task of this pool, PENDING but not yet taken in; any thread may make one. It
         runs in a copy of the caller's context variables, as an asyncio task would."""
-        task: Task[T] = Task.__new__(Task)
-        task._setup(definition, self, arg, task_id, limiter, contextvars.copy_context())
+        task: Task[T] = _new_task(Task)
+        task._setup(definition, self, arg, task_id, limiter, _copy_context())
         return task
 
     def _enqueue(self, task: Task[Any], keep: bool = True) -> None:

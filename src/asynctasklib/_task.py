@@ -54,6 +54,8 @@ _now = datetime.now
 _get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
 _new_run = object.__new__
+_monotonic = time.monotonic
+_base_time = asyncio.BaseEventLoop.time
 _RUN: Any = object()  # Task._arg meaning "call task_fn with the attempt's Run"
 _event_lock = threading.Lock()  # guards Run._event, made on first wait_cancelled()
 _standalone: set[asyncio.Task[None]] = set()  # strong references to go()'s asyncio tasks
@@ -218,6 +220,7 @@ class _Runner:
     __slots__ = (
         "atask",
         "budget_end",
+        "clock",
         "deadline",
         "expired",
         "issued",
@@ -230,6 +233,8 @@ class _Runner:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ready: deque[Task[Any]]) -> None:
         self.loop = loop
+        # loop.time(), or what it calls, when that is all it does (the hot path)
+        self.clock = _monotonic if type(loop).time is _base_time else loop.time
         self.ready = ready
         self.atask: asyncio.Task[None] | None = None
         self.run: Run | None = None  # the attempt running now
@@ -724,7 +729,7 @@ class Task(Generic[T]):
         if budget is None:
             runner.budget_end = None
             return delay
-        runner.budget_end = runner.loop.time() + budget
+        runner.budget_end = runner.clock() + budget
         return self._within_budget(runner, delay, None)
 
     def _within_budget(
@@ -732,7 +737,7 @@ class Task(Generic[T]):
     ) -> float | None:
         """``wait``, or None (and the task FAILED) if the total_timeout ends before it does."""
         end = runner.budget_end
-        if end is not None and runner.loop.time() + wait >= end:
+        if end is not None and runner.clock() + wait >= end:
             self._finish(_FAILED, self._budget_error(last))
             return None
         return wait
@@ -741,7 +746,7 @@ class Task(Generic[T]):
         """PENDING -> STARTED: the next attempt's `Run`, its deadline armed; None (and the
         task FAILED) if the total_timeout ran out before it could start."""
         budget_end = runner.budget_end
-        if budget_end is not None and runner.loop.time() >= budget_end:
+        if budget_end is not None and runner.clock() >= budget_end:
             self._finish(_FAILED, self._budget_error(None))
             return None
         attempt = self._attempts
@@ -756,7 +761,7 @@ class Task(Generic[T]):
         max_duration = self._definition._plan[3]
         deadline = budget_end
         if max_duration is not None:
-            own = runner.loop.time() + max_duration
+            own = runner.clock() + max_duration
             if deadline is None or own < deadline:
                 deadline = own
         runner.run = run = _new_run(Run)  # (Run.__init__, written out: the hot path)
