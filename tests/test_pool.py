@@ -1165,6 +1165,27 @@ async def test_tasks_returns_a_copy_of_every_task_by_default() -> None:
     await pool.shutdown()
 
 
+async def test_a_task_is_no_longer_in_progress_when_its_end_hooks_run() -> None:
+    """With retain_finished=False, tasks() seen from a task's on_done hook or done callback
+    lists the others in progress, not the task that just ended."""
+    seen: list[list[str]] = []
+    pool: WorkerPool
+
+    def listed(*_: Any) -> None:
+        seen.append(sorted(t.id for t in pool.tasks()))
+
+    pool = WorkerPool(2, hooks=StateHooks(on_done=listed), retain_finished=False)
+    gate = asyncio.Event()
+    probe = Probe()
+    async with pool:
+        await pool.submit(Definition(id="held", task_fn=probe.fn(gate=gate)))
+        quick = await pool.submit(Definition(id="quick", task_fn=probe.fn()))
+        quick.add_done_callback(listed)
+        await settle()
+        gate.set()
+    assert seen == [["held"], ["held"], []]
+
+
 async def test_retain_finished_false_lists_only_tasks_in_progress() -> None:
     pool = WorkerPool(3, retain_finished=False)
     gate = asyncio.Event()

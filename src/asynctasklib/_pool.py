@@ -47,6 +47,7 @@ logger = logging.getLogger("asynctasklib")
 
 _DONE = State.DONE
 _PENDING = State.PENDING
+_IN_PROGRESS = (_PENDING, State.STARTED)
 _get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
 _new_task = Task.__new__
@@ -184,7 +185,6 @@ class WorkerPool:
         # PENDING are what the other states leave, one counter update fewer per task).
         self._counts = [0] * len(State)
         self._all: list[Task[Any]] = []  # every task, when retain_finished
-        self._live: dict[Task[Any], None] = {}  # tasks in progress, in submission order
         self._ready: deque[Task[Any]] = deque()  # submitted, waiting for a worker
         self._workers: dict[asyncio.Task[None], _Worker] = {}
         self._idle: list[_Worker] = []  # parked workers
@@ -262,9 +262,23 @@ class WorkerPool:
 
     def _tasks(self) -> list[Task[Any]]:
         if not self._retain:
-            return list(self._live)
+            return self._in_progress()
         # every task kept, and the tasks of map() runs in progress (never kept: see map)
-        return [*self._all, *(task for task in self._live if task._arg is not _RUN)]
+        return [*self._all, *(task for task in self._in_progress() if task._arg is not _RUN)]
+
+    def _in_progress(self) -> list[Task[Any]]:
+        """The tasks in progress: those the workers hold (running, or waiting for a delay, a
+        backoff or a rate limit), then those waiting for a worker, in their order. No set of
+        them is kept, for the hot path: a task is in one of these two places."""
+        ready = self._ready
+        held = [w.task for w in self._workers.values() if w.task is not None]
+        return [task for task in held if task._state in _IN_PROGRESS] + [
+            task for task in ready if task._queue is ready
+        ]
+
+    def _count_in_progress(self) -> int:
+        c = self._counts
+        return c[1] - c[3] - c[4] - c[5]  # submitted, less those ended (see _stats)
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -516,7 +530,7 @@ class WorkerPool:
             raise RuntimeError("the pool needs a running event loop")
         if loop is self._loop:
             return loop
-        if self._loop is not None and self._live:
+        if self._loop is not None and self._count_in_progress():
             self._check_not_orphaned()
             raise RuntimeError("the pool has tasks running on another event loop")
         self._loop = loop
@@ -529,9 +543,10 @@ class WorkerPool:
         """asyncio.run() ends every task before it closes its loop; a loop closed otherwise
         with tasks of the pool in progress leaves them unable ever to end: say so."""
         loop = self._loop
-        if self._live and loop is not None and loop.is_closed():
+        live = self._count_in_progress()
+        if live and loop is not None and loop.is_closed():
             raise RuntimeError(
-                f"the pool's event loop was closed with {len(self._live)} of its tasks in "
+                f"the pool's event loop was closed with {live} of its tasks in "
                 "progress (shut the pool down, or use asyncio.run, before closing a loop): "
                 "the pool cannot be used any more"
             )
@@ -573,7 +588,6 @@ class WorkerPool:
         self._counts[_PENDING_I] += 1
         if self._retain and keep:
             self._all.append(task)
-        self._live[task] = None
         self._ready.append(task)  # (no worker takes it before the hooks below have run)
         if not self._waking:
             self._wake_one()
@@ -612,14 +626,13 @@ class WorkerPool:
         if worker in self._idle:
             self._idle.remove(worker)
         broken = atask.cancelled() or atask.exception() is not None  # (retrieved: not logged)
-        if self._live and broken:
+        if broken and self._count_in_progress():
             # Cancelled from outside (the event loop is shutting down) or broken: no task of
             # this pool may be left behind without an end.
             self._stop()
             self._cancel_all()
 
     def _task_ended(self, task: Task[Any]) -> None:
-        del self._live[task]
         # Unless a blocking face takes slots from other threads, the pool's slots are only
         # touched on its loop's thread, so the hot path may skip the semaphore's lock.
         slots = self._slots
@@ -798,7 +811,7 @@ class WorkerPool:
 
     def _cancel_all(self) -> None:
         self._cancelled_all = True  # (the blocking face cancels what it hands over later)
-        for task in list(self._live):
+        for task in self._in_progress():
             task._cancel()
 
     async def __aenter__(self) -> WorkerPool:

@@ -227,6 +227,7 @@ class _Runner:
         "loop",
         "ready",
         "run",
+        "task",
         "timer",
         "timer_when",
     )
@@ -237,6 +238,7 @@ class _Runner:
         self.clock = _monotonic if type(loop).time is _base_time else loop.time
         self.ready = ready
         self.atask: asyncio.Task[None] | None = None
+        self.task: Task[Any] | None = None  # the task taken last (it may have ended)
         self.run: Run | None = None  # the attempt running now
         self.deadline: float | None = None  # its deadline
         self.budget_end: float | None = None  # when the current task's total_timeout ends
@@ -340,7 +342,7 @@ class _Runner:
                         self.retire(home)
                         return
                 # Idle, hold nothing of the last task (its result, item, context).
-                task = run = call_with = arg = context = result = coro = step = None
+                self.task = task = run = call_with = arg = context = result = coro = step = None
                 if not await self.idle():
                     return
         finally:
@@ -722,6 +724,7 @@ class Task(Generic[T]):
         if the run has ended already."""
         self._queue = None
         self._runner = runner
+        runner.task = self
         fn, _, delay, _, budget = self._definition._plan
         if fn is None:
             self._finish(_FAILED, TaskFnNotSetError(f"task {self.id!r} has no task_fn"))
