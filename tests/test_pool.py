@@ -1830,6 +1830,90 @@ async def test_a_task_that_changes_its_workers_context_hands_over_to_a_fresh_wor
     assert pool.stats().done == 3
 
 
+log_var: contextvars.ContextVar[Any] = contextvars.ContextVar("log")
+
+
+class Touchy:
+    """A value whose == refuses to be asked (a numpy array's truth value raises alike)."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("Touchy values are not compared")
+
+    __hash__ = object.__hash__
+
+
+async def test_a_task_sees_its_submitters_very_objects_not_equal_ones() -> None:
+    """Two submitters' lists are equal (both empty) but not the same: each task appends to
+    its own submitter's list, whichever worker runs it."""
+    pool = WorkerPool(1)
+
+    async def fn(run: Run) -> None:
+        log_var.get().append(run.id)
+
+    async def request(name: str) -> list[str]:
+        mine: list[str] = []
+        log_var.set(mine)
+        await (await pool.submit(Definition(id=name, task_fn=fn)))
+        return mine
+
+    started: list[str] = []  # equal to each request's list, but another list
+    log_var.set(started)
+    async with pool:
+        await pool.submit(Definition(id="first", task_fn=lambda run: None))  # the worker starts
+        await pool.wait()
+        assert await asyncio.create_task(request("a")) == ["a"]
+        assert await asyncio.create_task(request("b")) == ["b"]
+    assert started == []
+
+
+async def test_context_values_are_never_compared_with_their_own_eq() -> None:
+    """Values whose == raises, in the submitter's context and set by the task itself, change
+    nothing: every task runs and the pool goes on."""
+    pool = WorkerPool(2)
+
+    async def fn(run: Run) -> int:
+        if run.id == "sets":
+            log_var.set(Touchy())  # replaces the value the worker started with
+        await asyncio.sleep(0)
+        return run.attempt
+
+    async def request(name: str) -> Task[int]:
+        log_var.set(Touchy())  # another object than the worker's
+        return await pool.submit(Definition(id=name, task_fn=fn))
+
+    log_var.set(Touchy())
+    async with pool:
+        tasks = [await pool.submit(Definition(id=i, task_fn=fn)) for i in ("sets", "then")]
+        await pool.wait()
+        tasks.append(await asyncio.create_task(request("other")))
+        tasks.append(await pool.submit(Definition(id="last", task_fn=fn)))
+    assert [t.state for t in tasks] == [State.DONE] * 4
+    assert not pool.is_stopped() or pool.stats().done == 4
+
+
+async def test_context_variables_a_hook_sets_reach_no_task() -> None:
+    """Hooks run in a copy of the context they are fired from: an on_started hook's value is
+    seen by no task, whichever context the task came from."""
+    span: contextvars.ContextVar[str] = contextvars.ContextVar("span", default="none")
+
+    def on_started(task_id: str, when: Any) -> None:
+        span.set(f"hook:{task_id}")
+
+    async def fn(run: Run) -> str:
+        return span.get()
+
+    async def other() -> Task[str]:
+        span.set("other")
+        return await pool.submit(Definition(id="b", task_fn=fn))
+
+    pool = WorkerPool(1, hooks=StateHooks(on_started=on_started))
+    async with pool:
+        a = await pool.submit(Definition(id="a", task_fn=fn))
+        await pool.wait()
+        b = await asyncio.create_task(other())
+    assert (a.result(), b.result()) == ("none", "other")
+
+
 async def test_a_worker_retiring_while_a_task_waits_leaves_it_to_another_worker() -> None:
     """The task submitted between the end of one task and the end of another, whose worker
     retires (its context changed), still runs, and sees the submitter's value."""
@@ -1919,6 +2003,55 @@ async def test_a_kept_handle_lets_go_of_the_context_once_its_task_ended() -> Non
     del payload
     gc.collect()
     assert alive() is None  # neither the handle nor the pool holds the submitter's context
+
+
+def test_a_pool_task_run_again_with_go_runs_on_its_own() -> None:
+    """An ended pool task started again with go() is no longer the pool's: the pool's counters
+    and its move to a new event loop are not affected by it."""
+    pool = WorkerPool(2)
+
+    async def fn(run: Run) -> str:
+        await asyncio.sleep(0)
+        return run.id
+
+    async def first() -> Task[str]:
+        task = await pool.submit(Definition(id="t", task_fn=fn))
+        await pool.wait()
+        return task
+
+    async def second(task: Task[str]) -> tuple[str, str]:
+        task.go()
+        other = await pool.submit(Definition(id="u", task_fn=fn))  # the pool moves loops
+        results = await other, await task
+        await pool.shutdown()
+        return results
+
+    task = run_async(first(), check_leaks=False)  # (the pool's idle workers, left behind)
+    assert run_async(second(task)) == ("u", "t")
+    assert counters(pool) == (2, 0, 0, 0, 2, 0, 0)
+
+
+def test_deadlines_follow_the_loops_clock_even_when_patched_on_the_loop() -> None:
+    """A loop whose time() is replaced on the instance (a test's fake clock, far ahead of
+    time.monotonic): deadlines are still taken on the loop's clock."""
+
+    async def fn(run: Run) -> str:
+        await asyncio.sleep(0.001)
+        return "ok"
+
+    async def main() -> list[State]:
+        loop = asyncio.get_running_loop()
+        real = loop.time
+        loop.time = lambda: real() + 1000.0  # type: ignore[method-assign]
+        async with WorkerPool(2) as pool:
+            a = await pool.submit(Definition(task_fn=fn, max_duration=5))
+            b = await pool.submit(Definition(task_fn=fn, total_timeout=5))
+        alone = Task(Definition(task_fn=fn, max_duration=5))
+        alone.go()
+        await alone.wait()
+        return [a.state, b.state, alone.state]
+
+    assert run_async(main(), realtime=True) == [State.DONE] * 3
 
 
 # -- a pool dropped without shutdown() ---------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
+from contextvars import copy_context
 from dataclasses import dataclass
 from datetime import datetime
 from types import FunctionType
@@ -164,8 +165,10 @@ class StateHooks:
 
 
 def call_hook(hook: Callable[..., object], task_id: str, *args: object) -> None:
-    """Call one hook; log and swallow anything it raises."""
+    """Call one hook, in a copy of the current context (context variables it sets are
+    dropped: they reach neither a task nor the code that fired it); log and swallow anything
+    it raises."""
     try:
-        hook(task_id, *args)
+        copy_context().run(hook, task_id, *args)
     except Exception:
         logger.exception("hook %s of task %r raised", getattr(hook, "__name__", hook), task_id)

@@ -54,9 +54,8 @@ _now = datetime.now
 _get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
 _new_run = object.__new__
-_monotonic = time.monotonic
-_base_time = asyncio.BaseEventLoop.time
 _RUN: Any = object()  # Task._arg meaning "call task_fn with the attempt's Run"
+_ABSENT: Any = object()
 _event_lock = threading.Lock()  # guards Run._event, made on first wait_cancelled()
 _standalone: set[asyncio.Task[None]] = set()  # strong references to go()'s asyncio tasks
 
@@ -184,6 +183,13 @@ def _call_plain(fn: Callable[[Any], T], arg: Any) -> T:
         raise no_stop_iteration(exc) from exc
 
 
+def _same_variables(a: contextvars.Context, b: contextvars.Context) -> bool:
+    """Whether two contexts of as many variables hold the very same objects in them. By
+    identity: ``a == b`` would compare distinct values with their own ``__eq__``, which may
+    raise (a numpy array's), cost, or take two equal lists for one."""
+    return all(b.get(var, _ABSENT) is value for var, value in a.items())
+
+
 @types.coroutine
 def _resume_in(
     context: contextvars.Context, coro: Coroutine[Any, Any, T], step: Any
@@ -220,7 +226,6 @@ class _Runner:
     __slots__ = (
         "atask",
         "budget_end",
-        "clock",
         "deadline",
         "expired",
         "issued",
@@ -234,8 +239,6 @@ class _Runner:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ready: deque[Task[Any]]) -> None:
         self.loop = loop
-        # loop.time(), or what it calls, when that is all it does (the hot path)
-        self.clock = _monotonic if type(loop).time is _base_time else loop.time
         self.ready = ready
         self.atask: asyncio.Task[None] | None = None
         self.task: Task[Any] | None = None  # the task taken last (it may have ended)
@@ -257,6 +260,7 @@ class _Runner:
         """
         ready = self.ready
         home = _copy_context()  # this runner's context variables, as it starts
+        size = len(home)  # (no variables at all is the common case: no comparing)
         task: Task[Any] | None
         self.begin()
         try:
@@ -272,7 +276,11 @@ class _Runner:
                         arg = task._arg
                         limiter = task._limiter
                         context = task._context
-                        if context is not None and context == home:
+                        if (
+                            context is not None
+                            and len(context) == size
+                            and (not size or _same_variables(context, home))
+                        ):
                             # The same variables as this runner's: the task runs in the
                             # runner's own context, with no step through a trampoline. If it
                             # changes them, the runner retires after it (see below).
@@ -336,9 +344,10 @@ class _Runner:
                         self.deadline = self.run = None
                         if isinstance(exc, GeneratorExit) or not self.keep_going(exc):
                             raise
-                    if _copy_context() != home:
-                        # The task (or a hook) changed the runner's context variables: none
-                        # may leak into the next task, so another runner takes over.
+                    current = _copy_context()
+                    if len(current) != size or (size and not _same_variables(current, home)):
+                        # The task changed the runner's context variables (it ran in them):
+                        # none may leak into the next task, so another runner takes over.
                         self.retire(home)
                         return
                 # Idle, hold nothing of the last task (its result, item, context).
@@ -593,9 +602,9 @@ class Task(Generic[T]):
         self._outcome = self._error_tb = None
         self._attempts = 0
         self._cancel_requested = False
-        counts = self._counts
-        if counts is not None:  # (a pool's task again: PENDING is what the others leave)
-            counts[self._state] -= 1
+        # A pool's task run again this way runs on its own: the pool counted its run there
+        # (and keeps it in tasks() if it keeps ended tasks); this one is not the pool's.
+        self._counts = self._limiter = None
         self._state = _PENDING
         hooks = self._hooks
         if hooks is not None and hooks.on_pending is not None:
@@ -732,7 +741,7 @@ class Task(Generic[T]):
         if budget is None:
             runner.budget_end = None
             return delay
-        runner.budget_end = runner.clock() + budget
+        runner.budget_end = runner.loop.time() + budget
         return self._within_budget(runner, delay, None)
 
     def _within_budget(
@@ -740,7 +749,7 @@ class Task(Generic[T]):
     ) -> float | None:
         """``wait``, or None (and the task FAILED) if the total_timeout ends before it does."""
         end = runner.budget_end
-        if end is not None and runner.clock() + wait >= end:
+        if end is not None and runner.loop.time() + wait >= end:
             self._finish(_FAILED, self._budget_error(last))
             return None
         return wait
@@ -749,7 +758,7 @@ class Task(Generic[T]):
         """PENDING -> STARTED: the next attempt's `Run`, its deadline armed; None (and the
         task FAILED) if the total_timeout ran out before it could start."""
         budget_end = runner.budget_end
-        if budget_end is not None and runner.clock() >= budget_end:
+        if budget_end is not None and runner.loop.time() >= budget_end:
             self._finish(_FAILED, self._budget_error(None))
             return None
         attempt = self._attempts
@@ -764,7 +773,7 @@ class Task(Generic[T]):
         max_duration = self._definition._plan[3]
         deadline = budget_end
         if max_duration is not None:
-            own = runner.clock() + max_duration
+            own = runner.loop.time() + max_duration
             if deadline is None or own < deadline:
                 deadline = own
         runner.run = run = _new_run(Run)  # (Run.__init__, written out: the hot path)
