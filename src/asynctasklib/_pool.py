@@ -47,7 +47,6 @@ logger = logging.getLogger("asynctasklib")
 
 _DONE = State.DONE
 _PENDING = State.PENDING
-_IN_PROGRESS = (_PENDING, State.STARTED)
 _get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
 _new_task = Task.__new__
@@ -271,10 +270,9 @@ class WorkerPool:
         backoff or a rate limit), then those waiting for a worker, in their order. No set of
         them is kept, for the hot path: a task is in one of these two places."""
         ready = self._ready
-        held = [w.task for w in self._workers.values() if w.task is not None]
-        return [task for task in held if task._state in _IN_PROGRESS] + [
-            task for task in ready if task._queue is ready
-        ]
+        # (a task's _runner is the worker from when it takes the task until the task ends)
+        held = [w.task for w in self._workers.values() if w.task and w.task._runner is w]
+        return held + [task for task in ready if task._queue is ready]
 
     def _count_in_progress(self) -> int:
         c = self._counts
