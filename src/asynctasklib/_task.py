@@ -776,7 +776,7 @@ class Task(Generic[T]):
             own = runner.loop.time() + max_duration
             if deadline is None or own < deadline:
                 deadline = own
-        runner.run = run = _new_run(Run)  # (Run.__init__, written out: the hot path)
+        runner.run = run = _new_run(Run)  # (not through Run(): no Python __init__ call)
         run._task = self
         run._attempt = attempt
         run._deadline = deadline
