@@ -1809,7 +1809,8 @@ async def test_a_task_from_another_context_runs_in_its_own_on_the_same_worker() 
 
 async def test_a_task_that_changes_its_workers_context_hands_over_to_a_fresh_worker() -> None:
     """A task run in its worker's own context that leaves a variable changed ends that
-    worker: the next task, on a new worker, sees the submitter's value, not the change."""
+    worker: the next task, on a new worker, sees the submitter's value, not the change. From
+    then on the pool runs each task in its own context: no worker retires again."""
     pool = WorkerPool(1)
     seen: list[tuple[str, str, asyncio.Task[Any] | None]] = []
 
@@ -1820,14 +1821,37 @@ async def test_a_task_that_changes_its_workers_context_hands_over_to_a_fresh_wor
 
     request_id.set("submitter")
     async with pool:
-        for name in ("a", "b", "c"):
+        for name in ("a", "b", "c", "d"):
             await pool.submit(Definition(id=name, task_fn=fn))
             await pool.wait()
             assert len(asyncio.all_tasks()) <= 2  # the retired worker has ended
-    assert [s[:2] for s in seen] == [("a", "submitter"), ("b", "submitter"), ("c", "submitter")]
-    assert len({s[2] for s in seen}) == 3  # each on a fresh worker
+    assert [s[:2] for s in seen] == [(name, "submitter") for name in "abcd"]
+    workers = [s[2] for s in seen]
+    assert workers[0] not in workers[1:]  # a's worker retired after it
+    assert len(set(workers[1:])) == 1  # and the next one stayed
+    assert request_id.get() == "submitter"
     assert only_current_task_left()
-    assert pool.stats().done == 3
+    assert pool.stats().done == 4
+
+
+async def test_tasks_that_all_set_a_variable_retire_no_more_workers_than_the_pool_has() -> None:
+    """Items that each set a context variable (as decimal's arithmetic does on first use in a
+    context): each worker retires at most once, not once an item (a new asyncio task each
+    time), and every item still sees only its submitter's value."""
+    started: set[asyncio.Task[Any] | None] = set()
+
+    async def fn(x: int) -> str:
+        started.add(asyncio.current_task())
+        seen = request_id.get()
+        request_id.set(f"item {x}")
+        await asyncio.sleep(0)
+        return seen
+
+    request_id.set("mapper")
+    async with WorkerPool(3) as pool:
+        results = [r async for r in pool.map(fn, range(200))]
+    assert results == ["mapper"] * 200
+    assert len(started) <= 2 * 3  # each first worker, and at most one replacement each
 
 
 log_var: contextvars.ContextVar[Any] = contextvars.ContextVar("log")

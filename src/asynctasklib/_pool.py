@@ -84,6 +84,7 @@ class _Worker(_Runner):
         self.remote = pool._remote
         self.pool = pool
         self.parked: asyncio.Future[None] | None = None
+        self.inline = pool._inline
 
     def begin(self) -> None:
         self.woken()  # spawned, and now running
@@ -107,6 +108,10 @@ class _Worker(_Runner):
 
     def retire(self, home: contextvars.Context) -> None:
         pool = self.pool
+        # This pool's tasks set context variables (decimal's arithmetic does, on first use):
+        # its workers from now on run each task in its own context, as each would otherwise
+        # retire after every such task (a new asyncio task each time).
+        pool._inline = False
         assert self.atask is not None
         del pool._workers[self.atask]  # (so _worker_exited leaves the pool as it is)
         if self.ready and not pool._waking:  # (a new one, in the variables this one had)
@@ -180,6 +185,7 @@ class WorkerPool:
         self._retain = bool(retain_finished)
         self._slots = Semaphore(max_workers)  # held by each task from submit to its end
         self._threaded = False  # True once other threads take slots (the blocking face)
+        self._inline = True  # new workers may run tasks in their own context (see retire)
         # Tasks in each state, but for PENDING: there, every task submitted (the tasks
         # PENDING are what the other states leave, one counter update fewer per task).
         self._counts = [0] * len(State)

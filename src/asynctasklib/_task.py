@@ -228,6 +228,7 @@ class _Runner:
         "budget_end",
         "deadline",
         "expired",
+        "inline",
         "issued",
         "loop",
         "ready",
@@ -242,6 +243,9 @@ class _Runner:
         self.ready = ready
         self.atask: asyncio.Task[None] | None = None
         self.task: Task[Any] | None = None  # the task taken last (it may have ended)
+        # Whether a task whose submitter's context variables are this runner's own may run
+        # in the runner's context (see work()).
+        self.inline = True
         self.run: Run | None = None  # the attempt running now
         self.deadline: float | None = None  # its deadline
         self.budget_end: float | None = None  # when the current task's total_timeout ends
@@ -261,6 +265,7 @@ class _Runner:
         ready = self.ready
         home = _copy_context()  # this runner's context variables, as it starts
         size = len(home)  # (no variables at all is the common case: no comparing)
+        inline = self.inline
         task: Task[Any] | None
         self.begin()
         try:
@@ -277,7 +282,8 @@ class _Runner:
                         limiter = task._limiter
                         context = task._context
                         if (
-                            context is not None
+                            inline
+                            and context is not None
                             and len(context) == size
                             and (not size or _same_variables(context, home))
                         ):
@@ -378,7 +384,7 @@ class _Runner:
     def retire(self, home: contextvars.Context) -> None:
         """The runner ends before its time, its context variables changed by a task; a
         pool worker leaves a new worker in ``home`` (its variables as it started) to take
-        the tasks waiting."""
+        the tasks waiting, one that runs every task in the task's own context."""
 
     async def idle(self) -> bool:
         """Wait for more tasks; False to end the runner."""
