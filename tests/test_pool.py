@@ -1938,6 +1938,46 @@ async def test_context_variables_a_hook_sets_reach_no_task() -> None:
     assert (a.result(), b.result()) == ("none", "other")
 
 
+async def test_hooks_fired_for_a_task_see_that_tasks_context_variables() -> None:
+    """on_started, a retry's on_pending and the end hooks see the task's variables (its
+    submitter's, and what the task itself set), whichever worker runs it and however."""
+    seen: list[tuple[str, str, str]] = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(task_id: str, *_: Any) -> None:
+            seen.append((task_id, name, request_id.get()))
+
+        return record
+
+    hooks = StateHooks(
+        on_started=hook("started"), on_pending=hook("pending"), on_done=hook("done")
+    )
+
+    async def fn(run: Run) -> None:
+        request_id.set(f"{request_id.get()}+{run.attempt}")
+        await asyncio.sleep(0)
+        if run.attempt == 0:
+            raise ValueError("once more")
+
+    async def request(name: str) -> None:
+        request_id.set(name)
+        await pool.submit(Definition(id=name, task_fn=fn, max_retries=1, backoff=0))
+
+    pool = WorkerPool(1, hooks=hooks)
+    async with pool:
+        await asyncio.create_task(request("a"))  # the worker starts in a's variables
+        await pool.wait()
+        await asyncio.create_task(request("b"))  # so b runs in a context of its own
+    for name in ("a", "b"):
+        assert [(hook, value) for task_id, hook, value in seen if task_id == name] == [
+            ("pending", name),
+            ("started", name),
+            ("pending", f"{name}+0"),
+            ("started", f"{name}+0"),
+            ("done", f"{name}+0+1"),
+        ]
+
+
 async def test_a_worker_retiring_while_a_task_waits_leaves_it_to_another_worker() -> None:
     """The task submitted between the end of one task and the end of another, whose worker
     retires (its context changed), still runs, and sees the submitter's value."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from contextvars import copy_context
+from contextvars import Context, copy_context
 from dataclasses import dataclass
 from datetime import datetime
 from types import FunctionType
@@ -164,11 +164,13 @@ class StateHooks:
             object.__setattr__(self, name, values[name])
 
 
-def call_hook(hook: Callable[..., object], task_id: str, *args: object) -> None:
-    """Call one hook, in a copy of the current context (context variables it sets are
-    dropped: they reach neither a task nor the code that fired it); log and swallow anything
-    it raises."""
+def call_hook(
+    hook: Callable[..., object], task_id: str, *args: object, context: Context | None = None
+) -> None:
+    """Call one hook, in a copy of ``context`` (by default the current one): context
+    variables it sets are dropped, they reach neither a task nor the code that fired it. Log
+    and swallow anything it raises."""
     try:
-        copy_context().run(hook, task_id, *args)
+        (copy_context() if context is None else context.copy()).run(hook, task_id, *args)
     except Exception:
         logger.exception("hook %s of task %r raised", getattr(hook, "__name__", hook), task_id)

@@ -290,7 +290,7 @@ class _Runner:
                             # The same variables as this runner's: the task runs in the
                             # runner's own context, with no step through a trampoline. If it
                             # changes them, the runner retires after it (see below).
-                            context = None
+                            context = task._context = None
                         wait = task._claim(self)
                         while wait is not None:
                             try:
@@ -775,7 +775,7 @@ class Task(Generic[T]):
         self._state = _STARTED
         hooks = self._hooks
         if hooks is not None and hooks.on_started is not None:
-            call_hook(hooks.on_started, self.id, _now(_UTC))
+            call_hook(hooks.on_started, self.id, _now(_UTC), context=self._context)
         max_duration = self._definition._plan[3]
         deadline = budget_end
         if max_duration is not None:
@@ -857,7 +857,7 @@ class Task(Generic[T]):
         self._state = _PENDING
         hooks = self._hooks
         if hooks is not None and hooks.on_pending is not None:
-            call_hook(hooks.on_pending, self.id, _now(_UTC), retry)
+            call_hook(hooks.on_pending, self.id, _now(_UTC), retry, context=self._context)
         return wait
 
     async def _call_sync(self, runner: _Runner, fn: Callable[[Any], Any], arg: Any) -> Any:
@@ -882,7 +882,9 @@ class Task(Generic[T]):
 
     def _finish(self, state: State, outcome: Any) -> None:
         """End the run: DONE with the result as ``outcome``, or FAILED/CANCELED with the error."""
-        self._runner = self._context = None  # (a kept handle holds no more than it needs)
+        # (a kept handle holds no more than it needs; the hooks still run in the context)
+        context = self._context
+        self._runner = self._context = None
         self._outcome = outcome
         if state is not _DONE:
             self._error_tb = outcome.__traceback__
@@ -901,12 +903,14 @@ class Task(Generic[T]):
             if hooks is not None:
                 if state is _DONE:
                     if hooks.on_done is not None:
-                        call_hook(hooks.on_done, self.id, _now(_UTC))
+                        call_hook(hooks.on_done, self.id, _now(_UTC), context=context)
                 elif state is _FAILED:
                     if hooks.on_failed is not None:
-                        call_hook(hooks.on_failed, self.id, _now(_UTC), outcome)
+                        call_hook(
+                            hooks.on_failed, self.id, _now(_UTC), outcome, context=context
+                        )
                 elif hooks.on_canceled is not None:
-                    call_hook(hooks.on_canceled, self.id, _now(_UTC))
+                    call_hook(hooks.on_canceled, self.id, _now(_UTC), context=context)
         finally:  # (a hook's BaseException goes on up, after the waiters are woken)
             callbacks = self._callbacks
             if callbacks is not None:
