@@ -1978,6 +1978,31 @@ async def test_hooks_fired_for_a_task_see_that_tasks_context_variables() -> None
         ]
 
 
+@pytest.mark.realtime
+async def test_a_plain_function_returning_a_coroutine_runs_it_in_the_tasks_context() -> None:
+    """A lambda around an async def, submitted from another context than its worker's: the
+    coroutine sees its submitter's variables, and what it sets stays its own."""
+
+    async def body(run: Run) -> str:
+        seen = request_id.get()
+        if run.id != "a":  # (a leaves its worker as it was)
+            request_id.set(f"set by {run.id}")
+        await asyncio.sleep(0)
+        return seen
+
+    async def request(name: str) -> str:
+        request_id.set(name)
+        task = await pool.submit(Definition(id=name, task_fn=lambda run: body(run)))
+        return await task
+
+    pool = WorkerPool(1)
+    async with pool:
+        assert await asyncio.create_task(request("a")) == "a"  # the worker starts in a's
+        assert await asyncio.create_task(request("b")) == "b"  # in a context of its own
+        assert await asyncio.create_task(request("c")) == "c"
+    assert request_id.get() == "unset"
+
+
 async def test_a_worker_retiring_while_a_task_waits_leaves_it_to_another_worker() -> None:
     """The task submitted between the end of one task and the end of another, whose worker
     retires (its context changed), still runs, and sees the submitter's value."""
@@ -2071,8 +2096,9 @@ async def test_a_kept_handle_lets_go_of_the_context_once_its_task_ended() -> Non
 
 def test_a_pool_task_run_again_with_go_runs_on_its_own() -> None:
     """An ended pool task started again with go() is no longer the pool's: the pool's counters
-    and its move to a new event loop are not affected by it."""
-    pool = WorkerPool(2)
+    and its move to a new event loop are not affected by it, nor are its hooks fired."""
+    done: list[str] = []
+    pool = WorkerPool(2, hooks=StateHooks(on_done=lambda task_id, when: done.append(task_id)))
 
     async def fn(run: Run) -> str:
         await asyncio.sleep(0)
@@ -2093,6 +2119,7 @@ def test_a_pool_task_run_again_with_go_runs_on_its_own() -> None:
     task = run_async(first(), check_leaks=False)  # (the pool's idle workers, left behind)
     assert run_async(second(task)) == ("u", "t")
     assert counters(pool) == (2, 0, 0, 0, 2, 0, 0)
+    assert done == ["t", "u"]  # the pool's hooks are for its own runs
 
 
 def test_deadlines_follow_the_loops_clock_even_when_patched_on_the_loop() -> None:

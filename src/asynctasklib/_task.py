@@ -211,6 +211,15 @@ def _resume_in(
                 return returned.value  # type: ignore[no-any-return]
 
 
+async def _run_in(context: contextvars.Context, coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` with every step of it inside ``context``."""
+    try:
+        step = context.run(coro.send, None)  # (an async def has run nothing yet)
+    except StopIteration as returned:  # done in one step
+        return returned.value  # type: ignore[no-any-return]
+    return await _resume_in(context, coro, step)
+
+
 class _Runner:
     """An asyncio task that drives task lifecycles, taking tasks from ``ready`` one by one.
 
@@ -317,13 +326,7 @@ class _Runner:
                                 elif context is None:  # in the runner's context (see above)
                                     result = await fn(call_with)
                                 else:  # in a context of its own: each step entered apart
-                                    coro = fn(call_with)  # (an async def runs nothing yet)
-                                    try:
-                                        step = context.run(coro.send, None)
-                                    except StopIteration as returned:  # done in one step
-                                        result = returned.value
-                                    else:
-                                        result = await _resume_in(context, coro, step)
+                                    result = await _run_in(context, fn(call_with))
                             except asyncio.CancelledError as exc:
                                 wait = task._attempt_ended(self, None, exc)
                             except Exception as exc:
@@ -357,7 +360,7 @@ class _Runner:
                         self.retire(home)
                         return
                 # Idle, hold nothing of the last task (its result, item, context).
-                self.task = task = run = call_with = arg = context = result = coro = step = None
+                self.task = task = run = call_with = arg = context = result = None
                 if not await self.idle():
                     return
         finally:
@@ -611,6 +614,7 @@ class Task(Generic[T]):
         # A pool's task run again this way runs on its own: the pool counted its run there
         # (and keeps it in tasks() if it keeps ended tasks); this one is not the pool's.
         self._counts = self._limiter = None
+        self._hooks = self._definition.hooks
         self._state = _PENDING
         hooks = self._hooks
         if hooks is not None and hooks.on_pending is not None:
@@ -877,7 +881,11 @@ class Task(Generic[T]):
             runner.cancel_call(call)
             raise
         if result is not None and inspect.isawaitable(result):  # a lambda around an async def
-            result = await result
+            context = self._context
+            if context is not None and inspect.iscoroutine(result):
+                result = await _run_in(context, result)  # (in the task's own context)
+            else:
+                result = await result
         return result
 
     def _finish(self, state: State, outcome: Any) -> None:
