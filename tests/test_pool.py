@@ -1912,7 +1912,7 @@ async def test_context_values_are_never_compared_with_their_own_eq() -> None:
         tasks.append(await asyncio.create_task(request("other")))
         tasks.append(await pool.submit(Definition(id="last", task_fn=fn)))
     assert [t.state for t in tasks] == [State.DONE] * 4
-    assert not pool.is_stopped() or pool.stats().done == 4
+    assert pool.stats().done == 4
 
 
 async def test_context_variables_a_hook_sets_reach_no_task() -> None:
@@ -2001,6 +2001,38 @@ async def test_a_plain_function_returning_a_coroutine_runs_it_in_the_tasks_conte
         assert await asyncio.create_task(request("b")) == "b"  # in a context of its own
         assert await asyncio.create_task(request("c")) == "c"
     assert request_id.get() == "unset"
+
+
+async def test_a_task_in_a_context_of_its_own_is_cancelled_and_timed_out_in_it() -> None:
+    """A task run through the trampoline (its submitter's variables are not its worker's)
+    gets the cancellation, and the timeout, inside its own context, and ends as it should."""
+    seen: list[tuple[str, str]] = []
+    pool = WorkerPool(2)
+
+    async def fn(run: Run) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            seen.append((run.id, request_id.get()))
+            raise
+
+    async def request(name: str, **options: Any) -> Task[None]:
+        request_id.set(name)
+        return await pool.submit(Definition(id=name, task_fn=fn, **options))
+
+    async with pool:
+        request_id.set("worker")
+        await pool.submit(Definition(task_fn=lambda run: None))  # the workers start here
+        await pool.wait()
+        cancelled = await asyncio.create_task(request("cancelled"))
+        timed_out = await asyncio.create_task(request("timed out", max_duration=5))
+        await settle()
+        cancelled.cancel()
+        await pool.wait()
+    assert cancelled.state is State.CANCELED
+    assert timed_out.state is State.FAILED
+    assert isinstance(timed_out.error, TimeoutError)
+    assert sorted(seen) == [("cancelled", "cancelled"), ("timed out", "timed out")]
 
 
 async def test_a_worker_retiring_while_a_task_waits_leaves_it_to_another_worker() -> None:

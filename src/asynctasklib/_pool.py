@@ -114,7 +114,9 @@ class _Worker(_Runner):
         pool._inline = False
         assert self.atask is not None
         del pool._workers[self.atask]  # (so _worker_exited leaves the pool as it is)
-        if self.ready and not pool._waking:  # (a new one, in the variables this one had)
+        # Tasks waiting with no worker on its way: a worker in `idle()`'s yield takes them, so
+        # this is only in case; the new worker starts in the variables this one had.
+        if self.ready and not pool._waking:
             home.run(pool._wake_one)
 
     async def idle(self) -> bool:
@@ -250,7 +252,7 @@ class WorkerPool:
         return PoolStats(
             total=c[1],
             created=0,  # (a pool's tasks start PENDING)
-            pending=c[1] - c[2] - c[3] - c[4] - c[5],
+            pending=self._count_in_progress() - c[2],
             started=c[2],
             done=c[3],
             failed=c[4],

@@ -353,12 +353,14 @@ class _Runner:
                         self.deadline = self.run = None
                         if isinstance(exc, GeneratorExit) or not self.keep_going(exc):
                             raise
-                    current = _copy_context()
-                    if len(current) != size or (size and not _same_variables(current, home)):
-                        # The task changed the runner's context variables (it ran in them):
-                        # none may leak into the next task, so another runner takes over.
-                        self.retire(home)
-                        return
+                    if inline:  # (a runner that never lends its context has nothing to check)
+                        current = _copy_context()
+                        if len(current) != size or (size and not _same_variables(current, home)):
+                            # The task (or a done callback) changed the runner's context
+                            # variables: none may leak into the next task run in them, so
+                            # another runner takes over.
+                            self.retire(home)
+                            return
                 # Idle, hold nothing of the last task (its result, item, context).
                 self.task = task = run = call_with = arg = context = result = None
                 if not await self.idle():
