@@ -34,7 +34,17 @@ from ._retry import optional_seconds
 from ._semaphore import Semaphore
 from ._state import State
 from ._stream import MapResults, _MapRun
-from ._task import _PENDING_I, _RUN, _UTC, Task, _now, _Runner, no_stop_iteration
+from ._task import (
+    _ATTEMPTS,
+    _LEFT,
+    _RUN,
+    _SUBMITTED,
+    _UTC,
+    Task,
+    _now,
+    _Runner,
+    no_stop_iteration,
+)
 from ._threads import call_on_loop
 
 __all__ = ["PoolStats", "WorkerPool"]
@@ -45,8 +55,7 @@ X = TypeVar("X")
 
 logger = logging.getLogger("asynctasklib")
 
-_DONE = State.DONE
-_PENDING = State.PENDING
+_PENDING, _DONE, _FAILED, _CANCELED = State.PENDING, State.DONE, State.FAILED, State.CANCELED
 _get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
 _new_task = Task.__new__
@@ -188,9 +197,11 @@ class WorkerPool:
         self._slots = Semaphore(max_workers)  # held by each task from submit to its end
         self._threaded = False  # True once other threads take slots (the blocking face)
         self._inline = True  # new workers may run tasks in their own context (see retire)
-        # Tasks in each state, but for PENDING: there, every task submitted (the tasks
-        # PENDING are what the other states leave, one counter update fewer per task).
-        self._counts = [0] * len(State)
+        # Facts counted as they happen, from which _stats() derives the tasks in each state:
+        # tasks submitted, attempts started, attempts ended otherwise than DONE, and the ends
+        # in each state (the indexes are in _task). Fewer updates per task than a counter
+        # per state.
+        self._counts = [0] * 7
         self._all: list[Task[Any]] = []  # every task, when retain_finished
         self._ready: deque[Task[Any]] = deque()  # submitted, waiting for a worker
         self._workers: dict[asyncio.Task[None], _Worker] = {}
@@ -221,7 +232,7 @@ class WorkerPool:
     def __repr__(self) -> str:
         return (
             f"<WorkerPool max_workers={self._max_workers} active={self.active_workers} "
-            f"total={self._counts[_PENDING_I]} stopped={self._stopped}>"
+            f"total={self._counts[_SUBMITTED]} stopped={self._stopped}>"
         )
 
     # -- introspection ---------------------------------------------------------------------
@@ -249,14 +260,17 @@ class WorkerPool:
 
     def _stats(self) -> PoolStats:
         c = self._counts
+        # Every attempt started is STARTED until it ends DONE or otherwise (_LEFT); every
+        # task in progress is PENDING unless STARTED.
+        started = c[_ATTEMPTS] - c[_DONE] - c[_LEFT]
         return PoolStats(
-            total=c[1],
+            total=c[_SUBMITTED],
             created=0,  # (a pool's tasks start PENDING)
-            pending=self._count_in_progress() - c[2],
-            started=c[2],
-            done=c[3],
-            failed=c[4],
-            canceled=c[5],
+            pending=self._count_in_progress() - started,
+            started=started,
+            done=c[_DONE],
+            failed=c[_FAILED],
+            canceled=c[_CANCELED],
             max_workers=self._max_workers,
             active_workers=self._slots.acquired,
             stopped=self._stopped,
@@ -284,7 +298,7 @@ class WorkerPool:
 
     def _count_in_progress(self) -> int:
         c = self._counts
-        return c[1] - c[3] - c[4] - c[5]  # submitted, less those ended (see _stats)
+        return c[_SUBMITTED] - c[_DONE] - c[_FAILED] - c[_CANCELED]  # less those ended
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -591,7 +605,7 @@ class WorkerPool:
     def _enqueue(self, task: Task[Any], keep: bool = True) -> None:
         """Take in a new task (in a slot taken for it): count it, fire its first hooks, and
         queue it for a worker. On the loop's thread."""
-        self._counts[_PENDING_I] += 1
+        self._counts[_SUBMITTED] += 1
         if self._retain and keep:
             self._all.append(task)
         self._ready.append(task)  # (no worker takes it before the hooks below have run)
@@ -637,16 +651,6 @@ class WorkerPool:
             # this pool may be left behind without an end.
             self._stop()
             self._cancel_all()
-
-    def _task_ended(self, task: Task[Any]) -> None:
-        # Unless a blocking face takes slots from other threads, the pool's slots are only
-        # touched on its loop's thread, so the hot path may skip the semaphore's lock.
-        slots = self._slots
-        if slots._waiters or slots._idle or self._threaded:
-            with slots._lock:
-                slots._hand_back()
-        else:
-            slots._value += 1
 
     # -- sync functions in threads ---------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """`Task` and `Run`: one task's lifecycle, the engine every face and executor shares.
 
-The engine is in two parts: `_Runner.work`, the only place that awaits (the delay, each
-attempt, each backoff), and the I/O-free decisions it calls on the task in between
-(`Task._claim`, `Task._start_attempt`, `Task._attempt_ended`).
+The engine is `_Runner.work`, the only place that awaits (the delay, each attempt, each
+backoff). It takes a task, starts each attempt and settles a plain success itself (the hot
+path, written once, in the loop); the I/O-free decisions after an attempt that raised or
+was interrupted are `Task._attempt_ended`'s, and every run ends in `Task._finish`.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ T = TypeVar("T")
 logger = logging.getLogger("asynctasklib")
 
 _CREATED, _PENDING, _STARTED, _DONE, _FAILED, _CANCELED = State
-# The same as plain ints, to index the pool's counters (a list indexed by an exact int is
-# the interpreter's fast path; an IntEnum is not).
-_PENDING_I, _STARTED_I = int(_PENDING), int(_STARTED)
+# A pool's counters (WorkerPool._counts) are facts, from which the states are derived (see
+# WorkerPool._stats). Indexes: tasks submitted, attempts started, attempts ended otherwise
+# than DONE (a retry, or a FAILED or CANCELED end while STARTED), and one per end state
+# (DONE, FAILED, CANCELED: their own values).
+_SUBMITTED, _ATTEMPTS, _LEFT = 1, 2, 6
 _UTC = UTC
 _now = datetime.now
 _get_running_loop = asyncio._get_running_loop
@@ -266,16 +269,18 @@ class _Runner:
     async def work(self) -> None:
         """Drive each task taken from ``ready`` from PENDING to its end, inline.
 
-        The waiting happens here: the delay, each attempt, each backoff. Every decision in
-        between (time out? retry? how long to wait? which end?) is made by the task's
-        I/O-free methods ``_claim``, ``_start_attempt`` and ``_attempt_ended`` (a plain
-        success, the common case, is settled here in one test).
+        The waiting happens here: the delay, each attempt, each backoff. Taking a task,
+        starting an attempt (PENDING -> STARTED) and a plain success (the common case,
+        settled in one test) are written here, the hot path; the decisions after an attempt
+        that raised or was interrupted (time out? retry? how long to wait? which end?) are
+        the task's I/O-free ``_attempt_ended``.
         """
         ready = self.ready
         home = _copy_context()  # this runner's context variables, as it starts
         size = len(home)  # (no variables at all is the common case: no comparing)
         inline = self.inline
         task: Task[Any] | None
+        run: Run | None
         self.begin()
         try:
             while True:
@@ -284,9 +289,7 @@ class _Runner:
                     if task._queue is not ready:
                         continue  # cancelled while it waited
                     try:
-                        plan = task._definition._plan
-                        fn = plan[0]
-                        is_async = plan[1]
+                        fn, is_async, delay, max_duration, budget = task._definition._plan
                         arg = task._arg
                         limiter = task._limiter
                         context = task._context
@@ -300,7 +303,21 @@ class _Runner:
                             # runner's own context, with no step through a trampoline. If it
                             # changes them, the runner retires after it (see below).
                             context = task._context = None
-                        wait = task._claim(self)
+                        # Taken: the seconds to wait before the first attempt, or None if
+                        # the run has ended already.
+                        task._queue = None
+                        task._runner = self
+                        self.task = task
+                        if fn is None:
+                            error = TaskFnNotSetError(f"task {task.id!r} has no task_fn")
+                            task._finish(_FAILED, error)
+                            wait = None
+                        elif budget is None:
+                            self.budget_end = None
+                            wait = delay
+                        else:
+                            self.budget_end = self.loop.time() + budget
+                            wait = task._within_budget(self, delay, None)
                         while wait is not None:
                             try:
                                 if wait or task._attempts:  # a retry always yields, even at 0
@@ -316,9 +333,38 @@ class _Runner:
                                 if self.settle():
                                     raise
                                 break
-                            run = task._start_attempt(self)
-                            if run is None:
-                                break  # the total_timeout ran out while it waited
+                            # PENDING -> STARTED: the attempt's Run, its deadline armed.
+                            budget_end = self.budget_end
+                            if budget_end is not None and self.loop.time() >= budget_end:
+                                # the total_timeout ran out while it waited
+                                task._finish(_FAILED, task._budget_error(None))
+                                break
+                            attempt = task._attempts
+                            task._attempts = attempt + 1
+                            counts = task._counts
+                            if counts is not None:
+                                counts[_ATTEMPTS] += 1
+                            task._state = _STARTED
+                            hooks = task._hooks
+                            if hooks is not None and hooks.on_started is not None:
+                                call_hook(
+                                    hooks.on_started, task.id, _now(_UTC), context=task._context
+                                )
+                            deadline = budget_end
+                            if max_duration is not None:
+                                own = self.loop.time() + max_duration
+                                if deadline is None or own < deadline:
+                                    deadline = own
+                            self.run = run = _new_run(Run)  # (no Python __init__ call)
+                            run._task = task
+                            run._attempt = attempt
+                            run._deadline = deadline
+                            if task._cancel_requested:  # cancelled from the on_started hook
+                                run._signal()
+                            if deadline is not None:
+                                self.deadline = deadline
+                                if self.timer is None or self.timer_when > deadline:
+                                    self.arm(deadline)
                             call_with = run if arg is _RUN else arg
                             try:
                                 if not is_async:
@@ -740,22 +786,6 @@ class Task(Generic[T]):
 
     # -- the engine ----------------------------------------------------------------------
 
-    def _claim(self, runner: _Runner) -> float | None:
-        """Take the task on ``runner``: the seconds to wait before the first attempt, or None
-        if the run has ended already."""
-        self._queue = None
-        self._runner = runner
-        runner.task = self
-        fn, _, delay, _, budget = self._definition._plan
-        if fn is None:
-            self._finish(_FAILED, TaskFnNotSetError(f"task {self.id!r} has no task_fn"))
-            return None
-        if budget is None:
-            runner.budget_end = None
-            return delay
-        runner.budget_end = runner.loop.time() + budget
-        return self._within_budget(runner, delay, None)
-
     def _within_budget(
         self, runner: _Runner, wait: float, last: BaseException | None
     ) -> float | None:
@@ -765,40 +795,6 @@ class Task(Generic[T]):
             self._finish(_FAILED, self._budget_error(last))
             return None
         return wait
-
-    def _start_attempt(self, runner: _Runner) -> Run | None:
-        """PENDING -> STARTED: the next attempt's `Run`, its deadline armed; None (and the
-        task FAILED) if the total_timeout ran out before it could start."""
-        budget_end = runner.budget_end
-        if budget_end is not None and runner.loop.time() >= budget_end:
-            self._finish(_FAILED, self._budget_error(None))
-            return None
-        attempt = self._attempts
-        self._attempts = attempt + 1
-        counts = self._counts
-        if counts is not None:  # (PENDING is what the others leave: see WorkerPool._stats)
-            counts[_STARTED_I] += 1
-        self._state = _STARTED
-        hooks = self._hooks
-        if hooks is not None and hooks.on_started is not None:
-            call_hook(hooks.on_started, self.id, _now(_UTC), context=self._context)
-        max_duration = self._definition._plan[3]
-        deadline = budget_end
-        if max_duration is not None:
-            own = runner.loop.time() + max_duration
-            if deadline is None or own < deadline:
-                deadline = own
-        runner.run = run = _new_run(Run)  # (not through Run(): no Python __init__ call)
-        run._task = self
-        run._attempt = attempt
-        run._deadline = deadline
-        if self._cancel_requested:  # cancelled from the on_started hook
-            run._signal()
-        if deadline is not None:
-            runner.deadline = deadline
-            if runner.timer is None or runner.timer_when > deadline:
-                runner.arm(deadline)
-        return run
 
     def _attempt_ended(
         self,
@@ -859,7 +855,7 @@ class Task(Generic[T]):
             return None
         counts = self._counts
         if counts is not None:
-            counts[_STARTED_I] -= 1
+            counts[_LEFT] += 1
         self._state = _PENDING
         hooks = self._hooks
         if hooks is not None and hooks.on_pending is not None:
@@ -896,18 +892,25 @@ class Task(Generic[T]):
         context = self._context
         self._runner = self._context = None
         self._outcome = outcome
-        if state is not _DONE:
-            self._error_tb = outcome.__traceback__
         counts = self._counts
+        if state is not _DONE:  # (a DONE run was STARTED, and counted as an attempt started)
+            self._error_tb = outcome.__traceback__
+            if counts is not None and self._state is _STARTED:
+                counts[_LEFT] += 1
         if counts is not None:
-            if self._state is _STARTED:
-                counts[_STARTED_I] -= 1
             counts[state] += 1
         self._state = state
         pool = self._slot_owner
-        if pool is not None:
+        if pool is not None:  # its worker slot back
             self._slot_owner = None
-            pool._task_ended(self)
+            slots = pool._slots
+            # Unless a blocking face takes slots from other threads, the pool's slots are
+            # only touched on its loop's thread: the hot path skips the semaphore's lock.
+            if slots._waiters or slots._idle or pool._threaded:
+                with slots._lock:
+                    slots._hand_back()
+            else:
+                slots._value += 1
         hooks = self._hooks
         try:
             if hooks is not None:
