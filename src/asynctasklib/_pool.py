@@ -42,6 +42,7 @@ from ._task import (
     _UTC,
     Task,
     _now,
+    _PoolTask,
     _Runner,
     no_stop_iteration,
 )
@@ -58,7 +59,6 @@ logger = logging.getLogger("asynctasklib")
 _PENDING, _DONE, _FAILED, _CANCELED = State.PENDING, State.DONE, State.FAILED, State.CANCELED
 _get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
-_new_task = Task.__new__
 
 
 @types.coroutine
@@ -325,7 +325,7 @@ class WorkerPool:
             slots._value -= 1
         else:
             await self._take_slot()
-        task: Task[T] = _new_task(Task)  # _start() and _new_task(), inline: the hot path
+        task: Task[T] = _PoolTask()  # _start() and _new_task(), inline: the hot path
         task._setup(definition, self, _RUN, None, None, _copy_context())
         self._enqueue(task)
         return task
@@ -598,7 +598,7 @@ class WorkerPool:
     ) -> Task[T]:
         """A task of this pool, PENDING but not yet taken in; any thread may make one. It
         runs in a copy of the caller's context variables, as an asyncio task would."""
-        task: Task[T] = _new_task(Task)
+        task: Task[T] = _PoolTask()
         task._setup(definition, self, arg, task_id, limiter, _copy_context())
         return task
 

@@ -56,7 +56,6 @@ _UTC = UTC
 _now = datetime.now
 _get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
-_new_run = object.__new__
 _RUN: Any = object()  # Task._arg meaning "call task_fn with the attempt's Run"
 _ABSENT: Any = object()
 _event_lock = threading.Lock()  # guards Run._event, made on first wait_cancelled()
@@ -170,6 +169,14 @@ class Run:
             event.set()
 
 
+class _Run(Run):
+    """The `Run` the engine makes: a class with no Python ``__init__`` is made by the
+    interpreter's fast path (``object.__new__(Run)`` takes a slower one)."""
+
+    __slots__ = ()
+    __init__ = object.__init__
+
+
 def no_stop_iteration(error: StopIteration) -> RuntimeError:
     """What a task's error is when its plain function raised StopIteration: a RuntimeError
     from it, as PEP 479 makes of one raised in a coroutine (an asyncio future refuses to hold
@@ -276,6 +283,7 @@ class _Runner:
         the task's I/O-free ``_attempt_ended``.
         """
         ready = self.ready
+        loop = self.loop
         home = _copy_context()  # this runner's context variables, as it starts
         size = len(home)  # (no variables at all is the common case: no comparing)
         inline = self.inline
@@ -316,7 +324,7 @@ class _Runner:
                             self.budget_end = None
                             wait = delay
                         else:
-                            self.budget_end = self.loop.time() + budget
+                            self.budget_end = loop.time() + budget
                             wait = task._within_budget(self, delay, None)
                         while wait is not None:
                             try:
@@ -335,7 +343,7 @@ class _Runner:
                                 break
                             # PENDING -> STARTED: the attempt's Run, its deadline armed.
                             budget_end = self.budget_end
-                            if budget_end is not None and self.loop.time() >= budget_end:
+                            if budget_end is not None and loop.time() >= budget_end:
                                 # the total_timeout ran out while it waited
                                 task._finish(_FAILED, task._budget_error(None))
                                 break
@@ -352,10 +360,10 @@ class _Runner:
                                 )
                             deadline = budget_end
                             if max_duration is not None:
-                                own = self.loop.time() + max_duration
+                                own = loop.time() + max_duration
                                 if deadline is None or own < deadline:
                                     deadline = own
-                            self.run = run = _new_run(Run)  # (no Python __init__ call)
+                            self.run = run = _Run()
                             run._task = task
                             run._attempt = attempt
                             run._deadline = deadline
@@ -988,3 +996,11 @@ class Task(Generic[T]):
         runner = getattr(self, "_runner", None)
         if self._state is _STARTED and runner is not None and runner.run is run:
             call_hook(hook, self.id, when)
+
+
+class _PoolTask(Task[T]):
+    """A pool's `Task`: made without ``Task.__init__`` (the pool sets it up and fires its
+    first hooks), by the interpreter's fast path for a class with no Python ``__init__``."""
+
+    __slots__ = ()
+    __init__ = object.__init__
