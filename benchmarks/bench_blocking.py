@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[16, 100], help="threads, for part 1"
     )
-    parser.add_argument("--jobs", type=int, default=200, help="CPU-bound jobs")
+    parser.add_argument("--jobs", type=int, default=200, help="CPU-bound jobs (0: skip)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     cores = os.cpu_count() or 1
@@ -124,6 +124,8 @@ def main() -> None:
         print(f"  ThreadPoolExecutor.map (generator) {direct:>10,.0f} items/s")
         print(f"  blocking.WorkerPool.map (generator){pool:>10,.0f} items/s  {pool / direct:.2f}x")
 
+    if args.jobs <= 0:
+        return
     # The pool bounds the jobs in flight to W: with W = cores a process waits, between two
     # jobs, for the result to come back and the next job to be sent; with W = 2 x cores each
     # process has one more job queued. Both are shown.
