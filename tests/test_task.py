@@ -263,6 +263,63 @@ async def test_rerun_from_a_done_callback() -> None:
     check_state(task, State.DONE)
 
 
+@pytest.mark.parametrize("first_end", [State.DONE, State.FAILED])
+async def test_rerun_from_an_end_hook_leaves_the_ended_run_to_its_waiters(
+    first_end: State,
+) -> None:
+    """Waiters of a run get that run's end, even when its own end hook started the task again:
+    ``await task`` returns its result or raises its error, ``wait()`` returns; waiters that
+    come after wait for the new run."""
+    runs = 0
+    boom = ValueError("first run")
+    waiting = asyncio.Event()
+    second_started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def fn(run: Run) -> str:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            await waiting.wait()
+            if first_end is State.FAILED:
+                raise boom
+            return "run 1"
+        second_started.set()
+        await release.wait()
+        return "run 2"
+
+    task: Task[str]
+
+    def again(task_id: str, when: Any, *error: Any) -> None:
+        if runs == 1:
+            task.go()  # from the end hook of the first run
+            waiter_of_the_second_run.append(asyncio.ensure_future(task))
+
+    waiter_of_the_second_run: list[asyncio.Future[str]] = []
+    hooks = StateHooks(on_done=again, on_failed=again)
+    task = Task(Definition(task_fn=fn, hooks=hooks, max_duration=None))
+    task.go()
+    awaited = asyncio.ensure_future(task)
+    waited = asyncio.ensure_future(task.wait())
+    await asyncio.sleep(0)  # (both wait for the first run now)
+    waiting.set()
+    await second_started.wait()
+    check_state(task, State.STARTED)
+    if first_end is State.DONE:
+        assert await awaited == "run 1"
+    else:
+        with pytest.raises(ValueError) as caught:
+            await awaited
+        assert caught.value is boom
+        assert caught.value.__traceback__ is not None
+    assert await waited is None
+    (later,) = waiter_of_the_second_run
+    assert not later.done()
+    release.set()
+    assert await later == "run 2"
+    check_state(task, State.DONE)
+
+
 # -- delay, attempts, errors, timeouts ------------------------------------------------------
 
 

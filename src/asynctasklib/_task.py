@@ -57,6 +57,8 @@ _now = datetime.now
 _get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
 _RUN: Any = object()  # Task._arg meaning "call task_fn with the attempt's Run"
+# How a run ended, for its waiters: the state, the result or error, the error's traceback.
+_End = tuple[State, Any, TracebackType | None]
 _ABSENT: Any = object()
 _event_lock = threading.Lock()  # guards Run._event, made on first wait_cancelled()
 _standalone: set[asyncio.Task[None]] = set()  # strong references to go()'s asyncio tasks
@@ -570,7 +572,7 @@ class Task(Generic[T]):
         self._attempts = 0
         self._cancel_requested = False
         # done callbacks, and futures of wait() calls
-        self._callbacks: list[Callable[[Task[T]], object] | asyncio.Future[None]] | None = None
+        self._callbacks: list[Callable[[Task[T]], object] | asyncio.Future[_End]] | None = None
         hooks = definition.hooks
         if pool is None:
             self._hooks = hooks
@@ -732,27 +734,35 @@ class Task(Generic[T]):
 
     async def wait(self) -> None:
         """Wait until the task has ended; never raises the task's error (Go's ``Await``)."""
-        if self._state >= _DONE:
-            return
+        if self._state < _DONE:
+            await self._wait_end()
+
+    async def _wait_end(self) -> _End:
+        """Wait for the run in progress to end, and return how it ended: the run's own end,
+        even if a hook or callback has started the task again since."""
         self._check_started()
         loop = self._loop
         assert loop is not None
         if _get_running_loop() is not loop:
             raise RuntimeError(f"task {self.id!r} runs on another event loop")
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[_End] = loop.create_future()
         if self._callbacks is None:
             self._callbacks = []
         self._callbacks.append(fut)
         try:
-            await fut
+            return await fut
         except BaseException:
             if self._callbacks is not None and fut in self._callbacks:
                 self._callbacks.remove(fut)
             raise
 
     def __await__(self) -> Generator[Any, None, T]:
-        yield from self.wait().__await__()
-        return self.result()
+        if self._state >= _DONE:
+            return self.result()
+        state, outcome, tb = yield from self._wait_end().__await__()
+        if state is _DONE:
+            return outcome  # type: ignore[no-any-return]
+        raise outcome.with_traceback(tb)
 
     def result(self) -> T:
         """The function's return value, or raise the task's error; never waits.
@@ -919,6 +929,10 @@ class Task(Generic[T]):
                     slots._hand_back()
             else:
                 slots._value += 1
+        callbacks = self._callbacks
+        if callbacks is not None:  # taken now: a hook may start the task again, a new run
+            self._callbacks = None
+            end = (state, outcome, None if state is _DONE else self._error_tb)
         hooks = self._hooks
         try:
             if hooks is not None:
@@ -933,19 +947,17 @@ class Task(Generic[T]):
                 elif hooks.on_canceled is not None:
                     call_hook(hooks.on_canceled, self.id, _now(_UTC), context=context)
         finally:  # (a hook's BaseException goes on up, after the waiters are woken)
-            callbacks = self._callbacks
             if callbacks is not None:
-                self._callbacks = None
-                self._run_callbacks(callbacks)
+                self._run_callbacks(callbacks, end)
 
-    def _run_callbacks(self, callbacks: list[Any]) -> None:
-        """Wake the waiters and call the done callbacks; a BaseException from one (not ours)
-        is raised once all the others have run."""
+    def _run_callbacks(self, callbacks: list[Any], end: _End) -> None:
+        """Wake the waiters with the run's ``end`` and call the done callbacks; a
+        BaseException from one (not ours) is raised once all the others have run."""
         raised: BaseException | None = None
         for fn in callbacks:
             if isinstance(fn, asyncio.Future):
                 if not fn.done():
-                    fn.set_result(None)
+                    fn.set_result(end)
                 continue
             try:
                 self._call_callback(fn)
