@@ -308,7 +308,7 @@ async def test_rerun_from_an_end_hook_leaves_the_ended_run_to_its_waiters(
     if first_end is State.DONE:
         assert await awaited == "run 1"
     else:
-        with pytest.raises(ValueError) as caught:
+        with pytest.raises(ValueError, match="first run") as caught:
             await awaited
         assert caught.value is boom
         assert caught.value.__traceback__ is not None
