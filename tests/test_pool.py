@@ -2239,6 +2239,38 @@ async def test_idle_workers_hold_nothing_of_the_tasks_they_ran() -> None:
         assert [ref() for ref in freed] == [None] * 4
 
 
+async def test_idle_workers_hold_nothing_of_the_definitions_they_ran() -> None:
+    """Nor of its definition: its task_fn, its hooks (and what they refer to), the error of a
+    task with no task_fn."""
+
+    class Marker:
+        pass
+
+    refs: list[weakref.ref[Marker]] = []
+
+    def definition(with_fn: bool) -> Definition[Any]:
+        marker = Marker()
+        refs.append(weakref.ref(marker))
+
+        async def fn(run: Run) -> None:
+            assert marker
+
+        def on_end(*args: Any) -> None:
+            assert marker
+
+        hooks = StateHooks(on_started=on_end, on_done=on_end, on_failed=on_end)
+        return Definition(task_fn=fn if with_fn else None, hooks=hooks)
+
+    async with WorkerPool(2, retain_finished=False) as pool:
+        for with_fn in (True, False, True, False):
+            await pool.submit(definition(with_fn))
+        await pool.wait()
+        await settle()  # the workers park
+        gc.collect()
+        assert [ref() for ref in refs] == [None] * 4
+        assert not [o for o in gc.get_objects() if isinstance(o, TaskFnNotSetError)]
+
+
 # -- exceptions that are not ours ----------------------------------------------------------------
 
 

@@ -199,8 +199,8 @@ class WorkerPool:
         self._inline = True  # new workers may run tasks in their own context (see retire)
         # Facts counted as they happen, from which _stats() derives the tasks in each state:
         # tasks submitted, attempts started, attempts ended otherwise than DONE, and the ends
-        # in each state (the indexes are in _task). Fewer updates per task than a counter
-        # per state.
+        # in each state (the indexes are in _task; 0 is unused). Fewer updates per task than
+        # a counter per state.
         self._counts = [0] * 7
         self._all: list[Task[Any]] = []  # every task, when retain_finished
         self._ready: deque[Task[Any]] = deque()  # submitted, waiting for a worker

@@ -50,7 +50,7 @@ _CREATED, _PENDING, _STARTED, _DONE, _FAILED, _CANCELED = State
 # A pool's counters (WorkerPool._counts) are facts, from which the states are derived (see
 # WorkerPool._stats). Indexes: tasks submitted, attempts started, attempts ended otherwise
 # than DONE (a retry, or a FAILED or CANCELED end while STARTED), and one per end state
-# (DONE, FAILED, CANCELED: their own values).
+# (DONE, FAILED, CANCELED: their own values); 0 is unused.
 _SUBMITTED, _ATTEMPTS, _LEFT = 1, 2, 6
 _UTC = UTC
 _now = datetime.now
@@ -313,14 +313,15 @@ class _Runner:
                             # runner's own context, with no step through a trampoline. If it
                             # changes them, the runner retires after it (see below).
                             context = task._context = None
-                        # Taken: the seconds to wait before the first attempt, or None if
-                        # the run has ended already.
-                        task._queue = None
+                        task._queue = None  # taken
                         task._runner = self
                         self.task = task
+                        # The seconds to wait before the first attempt, or None if the run
+                        # has ended already.
                         if fn is None:
-                            error = TaskFnNotSetError(f"task {task.id!r} has no task_fn")
-                            task._finish(_FAILED, error)
+                            task._finish(
+                                _FAILED, TaskFnNotSetError(f"task {task.id!r} has no task_fn")
+                            )
                             wait = None
                         elif budget is None:
                             self.budget_end = None
@@ -417,8 +418,10 @@ class _Runner:
                             # another runner takes over.
                             self.retire(home)
                             return
-                # Idle, hold nothing of the last task (its result, item, context).
+                # Idle, hold nothing of the last task (its result, item, context, function,
+                # hooks, rate limit).
                 self.task = task = run = call_with = arg = context = result = None
+                fn = hooks = limiter = None
                 if not await self.idle():
                     return
         finally:
