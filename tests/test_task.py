@@ -831,6 +831,26 @@ async def test_remove_done_callback() -> None:
     assert calls == ["b"]
 
 
+async def test_remove_done_callback_from_an_end_hook() -> None:
+    """The end hooks run before the done callbacks: one they remove is not called."""
+    calls: list[str] = []
+
+    def a(t: Task[Any]) -> None:
+        calls.append("a")
+
+    def on_done(task_id: str, when: Any) -> None:
+        calls.append(f"removed {task.remove_done_callback(a)}")
+
+    async def fn(run: Run) -> None:
+        pass
+
+    task = Task(Definition(task_fn=fn, hooks=StateHooks(on_done=on_done)))
+    task.add_done_callback(a)
+    task.go()
+    await task.wait()
+    assert calls == ["removed 1"]
+
+
 async def test_done_callbacks_are_for_one_run() -> None:
     calls: list[int] = []
 

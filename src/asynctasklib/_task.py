@@ -667,6 +667,10 @@ class Task(Generic[T]):
         state = self._state
         if state is _PENDING or state is _STARTED:
             raise TaskInProgressError(f"task {self.id!r} is already {state.name}")
+        if state is not _CREATED:
+            # The ended run's waiters and callbacks (set when go() is called from its end hook,
+            # which its _finish then wakes): the new run has its own.
+            self._callbacks = None
         self._loop = loop
         self._context = None  # it runs in its own asyncio task, in go()'s caller's context
         self._outcome = self._error_tb = None
@@ -799,11 +803,12 @@ class Task(Generic[T]):
         return call_on_loop(self._loop, self._remove_done_callback, fn)
 
     def _remove_done_callback(self, fn: Callable[[Task[T]], object]) -> int:
-        if not self._callbacks:
+        callbacks = self._callbacks
+        if not callbacks:
             return 0
-        before = len(self._callbacks)
-        self._callbacks = [cb for cb in self._callbacks if cb != fn]
-        return before - len(self._callbacks)
+        before = len(callbacks)
+        callbacks[:] = [cb for cb in callbacks if cb != fn]  # (in place: see _finish)
+        return before - len(callbacks)
 
     # -- the engine ----------------------------------------------------------------------
 
@@ -932,9 +937,8 @@ class Task(Generic[T]):
                     slots._hand_back()
             else:
                 slots._value += 1
-        callbacks = self._callbacks
-        if callbacks is not None:  # taken now: a hook may start the task again, a new run
-            self._callbacks = None
+        callbacks = self._callbacks  # this run's, even if a hook starts a new run (see _begin)
+        if callbacks is not None:
             end = (state, outcome, None if state is _DONE else self._error_tb)
         hooks = self._hooks
         try:
@@ -951,6 +955,8 @@ class Task(Generic[T]):
                     call_hook(hooks.on_canceled, self.id, _now(_UTC), context=context)
         finally:  # (a hook's BaseException goes on up, after the waiters are woken)
             if callbacks is not None:
+                if self._callbacks is callbacks:
+                    self._callbacks = None
                 self._run_callbacks(callbacks, end)
 
     def _run_callbacks(self, callbacks: list[Any], end: _End) -> None:
