@@ -326,7 +326,7 @@ class WorkerPool:
         else:
             await self._take_slot()
         task: Task[T] = _PoolTask()  # _start() and _new_task(), inline: the hot path
-        task._setup(definition, self, _RUN, None, None, _copy_context())
+        task._setup(definition, self, _copy_context())
         self._enqueue(task)
         return task
 
@@ -599,7 +599,7 @@ class WorkerPool:
         """A task of this pool, PENDING but not yet taken in; any thread may make one. It
         runs in a copy of the caller's context variables, as an asyncio task would."""
         task: Task[T] = _PoolTask()
-        task._setup(definition, self, arg, task_id, limiter, _copy_context())
+        task._setup(definition, self, _copy_context(), arg, task_id, limiter)
         return task
 
     def _enqueue(self, task: Task[Any], keep: bool = True) -> None:

@@ -552,10 +552,10 @@ class Task(Generic[T]):
         self,
         definition: Definition[T],
         pool: WorkerPool | None = None,
+        context: contextvars.Context | None = None,
         arg: Any = _RUN,
         task_id: str | int | None = None,
         limiter: Limiter | None = None,
-        context: contextvars.Context | None = None,
     ) -> None:
         """Initialise the task's fields: CREATED, or PENDING for the ``pool`` (its hooks,
         rate limit and counters apply). Nothing else is touched, so any thread may do it;
