@@ -831,6 +831,39 @@ async def test_remove_done_callback() -> None:
     assert calls == ["b"]
 
 
+async def test_a_base_exception_from_an_end_hook_that_started_a_new_run_leaves_it_alone() -> None:
+    """The exception goes up from the ended run's runner; the run the hook started (on a
+    runner of its own) is not that runner's to end."""
+
+    class Stop(BaseException):
+        pass
+
+    runs = 0
+    go_on = asyncio.Event()
+
+    async def fn(run: Run) -> str:
+        nonlocal runs
+        runs += 1
+        await go_on.wait()
+        return f"run {runs}"
+
+    def on_done(task_id: str, when: Any) -> None:
+        if runs == 1:
+            task.go()
+            raise Stop
+
+    task: Task[str] = Task(Definition(task_fn=fn, hooks=StateHooks(on_done=on_done)))
+    task.go()
+    first = asyncio.ensure_future(task)
+    await asyncio.sleep(0)  # (it waits for the first run now)
+    go_on.set()
+    assert await first == "run 1"
+    for _ in range(5):
+        await asyncio.sleep(0)
+    check_state(task, State.DONE)
+    assert task.result() == "run 2"
+
+
 async def test_remove_done_callback_from_an_end_hook() -> None:
     """The end hooks run before the done callbacks: one they remove is not called."""
     calls: list[str] = []

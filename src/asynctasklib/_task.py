@@ -399,7 +399,10 @@ class _Runner:
                         # Not ours (KeyboardInterrupt, SystemExit from the function, a hook,
                         # retry_on or backoff; or this runner cancelled from outside): the
                         # task ends first, then it goes on up, unless the runner keeps going.
-                        if task._state is _PENDING or task._state is _STARTED:
+                        # (Only a run this runner drives: an end hook may have started a new
+                        # run of the task, on a runner of its own.)
+                        ours = task._queue is ready or getattr(task, "_runner", None) is self
+                        if ours and (task._state is _PENDING or task._state is _STARTED):
                             if isinstance(exc, GeneratorExit):
                                 # (also this runner closed by the GC: its loop may be closed,
                                 # and waking the task's waiters fail; the task ends anyway)
