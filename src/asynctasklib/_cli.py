@@ -943,7 +943,14 @@ class _Runner:
         try:
             lines = await _lines(source)
             self.feeder = feeder = loop.create_task(self._feed(lines))
-            await asyncio.wait([feeder])
+            if self.interrupts or self.exit_override is not None:
+                # A signal (or a closed stdout) came before the feeder existed, while the
+                # inputs were being opened: stop as it would have stopped the feeder.
+                feeder.cancel()
+            try:
+                await asyncio.wait([feeder])
+            finally:
+                lines.close()  # (a feeder cancelled before it began never closes them)
             error = None if feeder.cancelled() else feeder.exception()
             if error is not None:  # reading the inputs failed: start no more, finish the rest
                 self._notice(f"cannot read the inputs: {error}")
