@@ -10,6 +10,7 @@ bound does not depend on the interpreter's size.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import subprocess
@@ -21,8 +22,7 @@ from typing import Any
 import pytest
 
 from asynctasklib import _cli
-
-from test_cli import TIMEOUT, cli, run, summary, wait_for
+from test_cli import PY, TIMEOUT, run, summary
 
 # -- signals before the feeder exists ----------------------------------------------------
 
@@ -62,7 +62,177 @@ def test_a_signal_before_the_feeder_starts_stops_the_run(
 
     monkeypatch.setattr(_cli, "_lines", lines_after_a_signal)
     marker = tmp_path / "ran"
-    rc, out, err = run(capfd, "--", "sh", "-c", f'echo "$0" >> "{marker}"', ":::", "a", "b")
+    rc, _, err = run(capfd, "--", "sh", "-c", f'echo "$0" >> "{marker}"', ":::", "a", "b")
     assert rc == code
     assert not marker.exists()
     assert "0 jobs: 0 done, 0 failed, 0 canceled" in summary(err)
+
+
+# -- peak memory of a run ----------------------------------------------------------------
+
+
+# The CLI, reporting its peak RSS (VmHWM: that of its own memory since it started, which a
+# fork's copy of this test process does not inflate as it would ``ru_maxrss``).
+_PROBE = """
+import sys
+from asynctasklib._cli import main
+try:
+    rc = main(sys.argv[2:])
+finally:
+    with open("/proc/self/status") as status, open(sys.argv[1], "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+sys.exit(rc)
+"""
+
+
+def measured(cwd: Path, *argv: str, stdin: Any = subprocess.DEVNULL) -> tuple[int, str, str, int]:
+    """Run the CLI as a subprocess: its exit status, stdout, stderr and peak RSS in KiB."""
+    peak = cwd / "cli.peak"
+    proc = subprocess.run(
+        [PY, "-c", _PROBE, str(peak), *argv],
+        stdin=stdin, capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout, proc.stderr, int(peak.read_text())
+
+
+@pytest.fixture(scope="module")
+def baseline_kib(tmp_path_factory: pytest.TempPathFactory) -> int:
+    """The CLI's peak RSS on a trivial run: what the interpreter and the library take."""
+    rc, _, err, peak = measured(tmp_path_factory.mktemp("baseline"), "--", "true", ":::", "a")
+    assert rc == 0, err
+    return peak
+
+
+MIB = 1024  # in KiB, as ru_maxrss counts
+
+
+# -- input read-ahead ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["arg-file", "pipe"])
+def test_a_line_too_long_for_an_argument_is_refused_before_it_is_read_whole(
+    tmp_path: Path, baseline_kib: int, how: str
+) -> None:
+    """24 MB without a newline: refused once it is longer than an argument can be, with
+    the source and line number; the rest is never read (it used to be read whole, and
+    then run as one argument, taking several times its size in memory)."""
+    big = tmp_path / "big.txt"
+    with big.open("wb") as f:
+        f.write(b"ok\n")
+        for _ in range(24):
+            f.write(b"x" * (1 << 20))
+    if how == "arg-file":
+        rc, out, err, peak = measured(tmp_path, "-a", str(big), "--", "echo")
+        name = str(big)
+    else:
+        with subprocess.Popen(["cat", str(big)], stdout=subprocess.PIPE) as cat:
+            rc, out, err, peak = measured(tmp_path, "--", "echo", stdin=cat.stdout)
+            assert cat.stdout is not None
+            cat.stdout.close()
+            cat.kill()
+        name = "standard input"
+    assert rc == 2, err
+    assert out == "ok\n"  # the line before it ran
+    assert f"error: {name}: line 2 is longer than {_cli.MAX_LINE} bytes" in err
+    assert "1 jobs: 1 done" in summary(err)
+    assert peak < baseline_kib + 4 * MIB, (peak, baseline_kib)
+
+
+def test_pipe_read_ahead_is_bounded_in_bytes(tmp_path: Path, baseline_kib: int) -> None:
+    """Long lines from a pipe: the read-ahead stops at about a megabyte, not at thousands
+    of lines (160 lines of 120 KB were all read at once, 19 MB)."""
+    lines = tmp_path / "lines.txt"
+    lines.write_bytes(b"".join(b"%d" % i + b"y" * 120_000 + b"\n" for i in range(160)))
+    with subprocess.Popen(["cat", str(lines)], stdout=subprocess.PIPE) as cat:
+        rc, _, err, peak = measured(tmp_path, "-j", "1", "--", "true", stdin=cat.stdout)
+    assert rc == 0, err
+    assert "160 jobs: 160 done" in summary(err)
+    assert peak < baseline_kib + 4 * MIB, (peak, baseline_kib)
+
+
+class _Transport(asyncio.ReadTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = self.closed = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_pipe_lines_pause_on_bytes_and_refuse_an_overlong_line() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        lines = _cli._PipeLines(loop, "the pipe")
+        transport = _Transport()
+        lines.connection_made(transport)
+        line = b"z" * 60_000 + b"\n"
+        sent = 0
+        while not transport.paused:
+            lines.data_received(line * 4)
+            sent += 4
+        assert sent * len(line) <= lines._HIGH_BYTES + 4 * len(line)  # not 4096 lines
+        while transport.paused:
+            assert lines.get_nowait() == "z" * 60_000
+            sent -= 1
+        assert sent * len(line) <= lines._HIGH_BYTES // 2  # resumed at half
+        for _ in range(sent):
+            lines.get_nowait()
+        # an overlong line in one piece, after a good one: that one is given, then the error
+        lines.data_received(b"good\n" + b"w" * (_cli.MAX_LINE + 1) + b"\nnever\n")
+        assert transport.closed
+        assert lines.get_nowait() == "good"
+        with pytest.raises(_cli._InputError, match=r"the pipe: line \d+ is longer"):
+            lines.get_nowait()
+        lines.data_received(b"late\n")  # (what was in flight) is dropped
+        lines.connection_lost(None)
+        with pytest.raises(_cli._InputError):
+            lines.get_nowait()
+        # a line just at the limit is taken; one byte more, split over reads, is not
+        lines = _cli._PipeLines(loop)
+        lines.connection_made(_Transport())
+        lines.data_received(b"v" * _cli.MAX_LINE + b"\nu")
+        assert lines.get_nowait() == "v" * _cli.MAX_LINE
+        lines.data_received(b"u" * (_cli.MAX_LINE - 1))
+        assert lines.get_nowait() is _cli._NOT_YET
+        lines.data_received(b"uu\n")  # the line ends one byte too long
+        with pytest.raises(_cli._InputError, match="standard input: line 2 "):
+            lines.get_nowait()
+        lines = _cli._PipeLines(loop)
+        lines.data_received(b"t" * (_cli.MAX_LINE + 1))  # no newline at all
+        with pytest.raises(_cli._InputError, match="line 1 "):
+            lines.get_nowait()
+        lines = _cli._PipeLines(loop)
+        lines.data_received(b"a\n" + b"s" * (_cli.MAX_LINE + 1))  # the tail of a read
+        assert lines.get_nowait() == "a"
+        with pytest.raises(_cli._InputError, match="line 2 "):
+            lines.get_nowait()
+    finally:
+        loop.close()
+
+
+def test_overlong_lines_from_files_and_text_streams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    limit = _cli.MAX_LINE
+    args = tmp_path / "args"
+    args.write_bytes(b"a\n" + b"q" * limit + b"\n" + b"q" * (limit + 1) + b"\nb\n")
+    rc, out, err = run(capfd, "--dry-run", "-a", str(args), "--", "echo")
+    assert rc == 2
+    assert out.splitlines()[0] == "echo a"
+    assert f"error: {args}: line 3 is longer than {limit} bytes" in err
+    rc, out, err = run(capfd, "-k", "-a", str(args), "--", "sh", "-c", 'echo "${#0}"')
+    assert (rc, out) == (2, f"1\n{limit}\n")
+    assert "line 3 is longer" in err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("c\n" + "r" * (limit + 1)))
+    rc, out, err = run(capfd, "--", "echo")
+    assert (rc, out) == (2, "c\n")
+    assert "error: standard input: line 2 is longer" in err
+    args.write_bytes(b"p" * limit)  # the last line, without a newline, at the limit
+    rc, out, _ = run(capfd, "--dry-run", "-a", str(args), "--", "echo")
+    assert (rc, len(out)) == (0, len("echo ") + limit + 1)

@@ -78,6 +78,10 @@ class _UsageError(Exception):
     pass
 
 
+class _InputError(Exception):
+    """An input the run cannot take (a line too long to be an argument): exit status 2."""
+
+
 def _describe_returncode(rc: int) -> str:
     if rc < 0:
         try:
@@ -340,18 +344,49 @@ class _Lines:
             self._close = None
 
 
+_MAX_ARG_STRLEN: Final = 131072  # Linux: the most bytes one argument takes, with its NUL
+
+
+def _max_line() -> int:
+    """The longest input line taken, in bytes: what one argument of a command can hold
+    (131071 bytes; less if the system's whole argument limit, ARG_MAX, is smaller)."""
+    try:
+        arg_max = os.sysconf("SC_ARG_MAX")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - no such sysconf
+        arg_max = -1
+    return min(arg_max if arg_max > 0 else _MAX_ARG_STRLEN, _MAX_ARG_STRLEN) - 1
+
+
+MAX_LINE: Final = _max_line()
+
+
+def _too_long(name: str, number: int) -> _InputError:
+    return _InputError(
+        f"{name}: line {number} is longer than {MAX_LINE} bytes, the most one argument "
+        "of a command can hold; no more inputs are read"
+    )
+
+
 class _PipeLines(asyncio.Protocol):
     """Input lines from a pipe or terminal, read without blocking the event loop.
 
-    Reading pauses while ``_HIGH`` lines wait to be taken: input is read as jobs start.
+    Reading pauses while ``_HIGH`` lines or ``_HIGH_BYTES`` bytes wait to be taken: input
+    is read as jobs start. A line longer than `MAX_LINE` stops the reading as soon as it
+    gets that long; the lines before it are given, then `get` raises `_InputError`.
     """
 
     _HIGH = 4096
+    _HIGH_BYTES = 1 << 20
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str = "standard input") -> None:
         self._loop = loop
+        self._name = name
         self._lines: deque[bytes] = deque()
+        self._queued = 0  # bytes in _lines, a newline each included
         self._partial: list[bytes] = []  # the start of a line not ended yet, in pieces
+        self._partial_len = 0
+        self._number = 0  # lines received so far
+        self._error: _InputError | None = None
         self._eof = False
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
@@ -362,17 +397,53 @@ class _PipeLines(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self._error is not None:
+            return
         if b"\n" not in data:  # (a long line: kept in pieces, joined once, not each time)
             self._partial.append(data)
+            self._partial_len += len(data)
+            if self._partial_len > MAX_LINE:
+                self._refuse()
             return
         first, *lines, rest = data.split(b"\n")
         partial = self._partial
-        self._lines.append(b"".join(partial) + first if partial else first)
-        self._lines.extend(lines)
+        lines.insert(0, b"".join(partial) + first if partial else first)
+        if self._partial_len + len(data) > MAX_LINE:  # (else no line here can be too long)
+            for i, line in enumerate(lines):
+                if len(line) > MAX_LINE:
+                    self._take(lines[:i])
+                    self._refuse()
+                    return
+            if len(rest) > MAX_LINE:
+                self._take(lines)
+                self._refuse()
+                return
+        self._take(lines, self._partial_len + len(data) - len(rest))
         self._partial = [rest] if rest else []
-        if len(self._lines) > self._HIGH and not self._paused and self._transport is not None:
+        self._partial_len = len(rest)
+        if (
+            (len(self._lines) > self._HIGH or self._queued > self._HIGH_BYTES)
+            and not self._paused
+            and self._transport is not None
+        ):
             self._paused = True
             self._transport.pause_reading()
+        self._wake()
+
+    def _take(self, lines: list[bytes], size: int | None = None) -> None:
+        """Queue complete ``lines``, ``size`` bytes with their newlines (None: count)."""
+        self._lines.extend(lines)
+        self._number += len(lines)
+        self._queued += sum(map(len, lines)) + len(lines) if size is None else size
+
+    def _refuse(self) -> None:
+        """The next line is too long: stop reading; `get` raises once the lines before it
+        are taken."""
+        self._error = _too_long(self._name, self._number + 1)
+        self._partial = []
+        self._partial_len = 0
+        if self._transport is not None:
+            self._transport.close()
         self._wake()
 
     def eof_received(self) -> bool:
@@ -384,8 +455,9 @@ class _PipeLines(asyncio.Protocol):
 
     def _end(self) -> None:
         if self._partial:
-            self._lines.append(b"".join(self._partial))
+            self._take([b"".join(self._partial)])
             self._partial = []
+            self._partial_len = 0
         self._eof = True
         self._wake()
 
@@ -396,10 +468,18 @@ class _PipeLines(asyncio.Protocol):
         lines = self._lines
         if lines:
             line = lines.popleft()
-            if self._paused and len(lines) < self._HIGH // 2 and self._transport is not None:
+            self._queued -= len(line) + 1
+            if (
+                self._paused
+                and len(lines) < self._HIGH // 2
+                and self._queued < self._HIGH_BYTES // 2
+                and self._transport is not None
+            ):
                 self._paused = False
                 self._transport.resume_reading()
             return os.fsdecode(line)
+        if self._error is not None:
+            raise self._error
         return None if self._eof else _NOT_YET
 
     async def get(self) -> str | None:
@@ -419,14 +499,29 @@ class _PipeLines(asyncio.Protocol):
             self._transport = None
 
 
-def _binary_lines(stream: IO[bytes]) -> Iterator[str]:
-    for line in stream:
-        yield os.fsdecode(line[:-1] if line.endswith(b"\n") else line)
+def _binary_lines(stream: IO[bytes], name: str) -> Iterator[str]:
+    """The lines of ``stream``; `_InputError` for one longer than `MAX_LINE` bytes, once
+    that much of it is read (not the whole of it: it may have no end)."""
+    number = 0
+    while line := stream.readline(MAX_LINE + 1):
+        number += 1
+        if line.endswith(b"\n"):
+            line = line[:-1]
+        elif len(line) > MAX_LINE:
+            raise _too_long(name, number)
+        yield os.fsdecode(line)
 
 
-def _text_lines(stream: IO[str]) -> Iterator[str]:
-    for line in stream:
-        yield line[:-1] if line.endswith("\n") else line
+def _text_lines(stream: IO[str], name: str) -> Iterator[str]:
+    """As `_binary_lines`, for a stream without a file descriptor (counted in characters)."""
+    number = 0
+    while line := stream.readline(MAX_LINE + 1):
+        number += 1
+        if line.endswith("\n"):
+            line = line[:-1]
+        elif len(line) > MAX_LINE:
+            raise _too_long(name, number)
+        yield line
 
 
 def _stdin_fd() -> int | None:
@@ -443,6 +538,7 @@ class _Source:
     values: Iterator[str] | None
     pipe_fd: int | None = None
     close: Callable[[], None] | None = None
+    name: str = "standard input"  # for messages
 
 
 def _open_source(opts: _Options, *, pipes: bool) -> _Source:
@@ -453,20 +549,22 @@ def _open_source(opts: _Options, *, pipes: bool) -> _Source:
     """
     if opts.inputs is not None:
         return _Source(iter(opts.inputs))
+    name = "standard input"
     if opts.arg_file is not None and opts.arg_file != "-":
+        name = opts.arg_file
         stream = open(opts.arg_file, "rb")  # noqa: SIM115  # closed by _Source.close
     else:
         fd = _stdin_fd()
         if fd is None:
-            return _Source(_text_lines(sys.stdin))
+            return _Source(_text_lines(sys.stdin, name))
         stream = open(fd, "rb", closefd=False)  # noqa: SIM115
     fd = stream.fileno()
     mode = os.fstat(fd).st_mode
     # Only these can wait for input, and can be polled; /dev/null and regular files
     # cannot (epoll refuses them) and never block.
     if pipes and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
-        return _Source(None, fd, stream.close)
-    return _Source(_binary_lines(stream), None, stream.close)
+        return _Source(None, fd, stream.close, name)
+    return _Source(_binary_lines(stream, name), None, stream.close, name)
 
 
 async def _lines(source: _Source) -> _Lines | _PipeLines:
@@ -480,7 +578,7 @@ async def _lines(source: _Source) -> _Lines | _PipeLines:
     loop = asyncio.get_running_loop()
     was_blocking = os.get_blocking(fd)
     pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
-    _, reader = await loop.connect_read_pipe(lambda: _PipeLines(loop), pipe)
+    _, reader = await loop.connect_read_pipe(lambda: _PipeLines(loop, source.name), pipe)
     close = reader.close
 
     def close_and_restore() -> None:
@@ -952,7 +1050,10 @@ class _Runner:
             finally:
                 lines.close()  # (a feeder cancelled before it began never closes them)
             error = None if feeder.cancelled() else feeder.exception()
-            if error is not None:  # reading the inputs failed: start no more, finish the rest
+            if isinstance(error, _InputError):  # a bad input: start no more, finish the rest
+                self._notice(f"error: {error}")
+                self.exit_override = EXIT_USAGE
+            elif error is not None:  # reading the inputs failed: the same
                 self._notice(f"cannot read the inputs: {error}")
                 self.exit_override = EXIT_FAILED
             while self.groups:
@@ -1463,6 +1564,10 @@ def _dry_run(opts: _Options, source: _Source) -> int:
         out.flush()
     except BrokenPipeError:
         return EXIT_BROKEN_PIPE
+    except _InputError as exc:
+        out.flush()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         if source.close is not None:
             source.close()
