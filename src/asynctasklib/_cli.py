@@ -677,7 +677,7 @@ class _Store:
         self._file: IO[bytes] | None = None
         self._end = 0
 
-    def spill(self, data: bytes) -> tuple[int, int]:
+    def spill(self, data: bytes | bytearray) -> tuple[int, int]:
         """Append ``data`` to the file: its (offset, length)."""
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="asynctasklib-run-")  # noqa: SIM115 (closed by close())
@@ -711,15 +711,32 @@ class _Store:
             self._file = None
 
 
+_BLOCK: Final = 64 * 1024  # small chunks of output are gathered into blocks of this size
+_SPILL_BLOCK: Final = 4096  # ... and over the budget, go to the file this much at a time
+_SLOT: Final = 16  # a part's memory beyond sys.getsizeof: its list slot, malloc's rounding
+
+
+def _cost(part: bytes | bytearray) -> int:
+    """The memory a part of a `_Spool` holds (a bytearray's spare room included)."""
+    return sys.getsizeof(part) + _SLOT
+
+
 class _Spool:
-    """A job's stdout or stderr: chunks kept in memory while the run's `_Store` has room,
-    spilled to its file otherwise. Each part is bytes, or an (offset, length) in the file."""
+    """A job's stdout or stderr: kept in memory while the run's `_Store` has room, spilled
+    to its file otherwise. Each part is bytes (a big chunk, as it was read), a bytearray
+    (small chunks gathered, so that memory grows with the bytes written, not with the
+    number of writes), or an (offset, length) in the file (adjacent ones merged).
+
+    The store counts the memory the parts really take, their overhead included. Over the
+    budget, a spool still being written keeps its last few KiB (under ``_SPILL_BLOCK``) in
+    memory, so that tiny writes do not each become a write to the file and a part of their
+    own; `seal` sends them to the file once the output is complete."""
 
     __slots__ = ("_parts", "_store")
 
     def __init__(self, store: _Store, data: bytes = b"") -> None:
         self._store = store
-        self._parts: list[bytes | tuple[int, int]] = []
+        self._parts: list[bytes | bytearray | tuple[int, int]] = []
         if data:
             self.append(data)
 
@@ -728,24 +745,72 @@ class _Spool:
 
     def append(self, data: bytes) -> None:
         store = self._store
-        if store.in_memory + len(data) <= store.budget:
-            store.in_memory += len(data)
-            self._parts.append(data)
-            return
-        # Over the budget: this spool's memory goes to the file, and so does the rest.
         parts = self._parts
-        for i, part in enumerate(parts):
-            if isinstance(part, bytes):
-                store.in_memory -= len(part)
-                parts[i] = store.spill(part)
-        parts.append(store.spill(data))
-
-    def chunks(self) -> Iterator[bytes]:
-        for part in self._parts:
-            if isinstance(part, bytes):
-                yield part
+        tail = parts[-1] if parts else None
+        if not isinstance(tail, bytearray):
+            tail = None
+        size = len(data)
+        if store.in_memory + size + _SLOT <= store.budget:
+            if tail is not None and len(tail) + size <= _BLOCK:
+                self._extend(tail, data)
             else:
+                self._add(bytearray(data) if size < _BLOCK else data)
+            return
+        # Over the budget: this spool's memory goes to the file, and so does the rest, but
+        # for a short tail.
+        keep = tail is not None and len(tail) + size < _SPILL_BLOCK
+        if keep:
+            parts.pop()
+        self._spill()
+        if tail is not None and keep:
+            parts.append(tail)
+            self._extend(tail, data)
+        elif size < _SPILL_BLOCK:
+            self._add(bytearray(data))
+        else:
+            self._add_extent(store.spill(data))
+
+    def seal(self) -> None:
+        """The output is complete: if the store is over its budget, its memory goes to the
+        file (what it kept to gather small writes)."""
+        if self._store.in_memory > self._store.budget:
+            self._spill()
+
+    def _add(self, part: bytes | bytearray) -> None:
+        self._store.in_memory += _cost(part)
+        self._parts.append(part)
+
+    def _extend(self, tail: bytearray, data: bytes) -> None:
+        before = _cost(tail)
+        tail += data
+        self._store.in_memory += _cost(tail) - before
+
+    def _add_extent(self, extent: tuple[int, int]) -> None:
+        parts = self._parts
+        last = parts[-1] if parts else None
+        if isinstance(last, tuple) and last[0] + last[1] == extent[0]:
+            parts[-1] = (last[0], last[1] + extent[1])
+        else:
+            parts.append(extent)
+
+    def _spill(self) -> None:
+        """Send every part in memory to the file."""
+        store = self._store
+        parts = self._parts[:]
+        self._parts.clear()
+        for part in parts:
+            if isinstance(part, tuple):
+                self._add_extent(part)
+            else:
+                store.in_memory -= _cost(part)
+                self._add_extent(store.spill(part))
+
+    def chunks(self) -> Iterator[bytes | bytearray]:
+        for part in self._parts:
+            if isinstance(part, tuple):
                 yield from self._store.read(*part)
+            else:
+                yield part
 
     def getvalue(self) -> bytes:
         return b"".join(self.chunks())
@@ -753,10 +818,10 @@ class _Spool:
     def release(self) -> None:
         """Written (or dropped): give its memory, and its place in the file, back."""
         for part in self._parts:
-            if isinstance(part, bytes):
-                self._store.in_memory -= len(part)
-            else:
+            if isinstance(part, tuple):
                 self._store.released(part[1])
+            else:
+                self._store.in_memory -= _cost(part)
         self._parts = []
 
 
@@ -969,6 +1034,9 @@ class _Job:
         for old in (self.out, self.err):
             if isinstance(old, _Spool):
                 old.release()
+        for new in (out, err):
+            if isinstance(new, _Spool):
+                new.seal()
         self.out, self.err = out, err
 
 
