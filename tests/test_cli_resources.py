@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 
 from asynctasklib import _cli
-from test_cli import PY, TIMEOUT, run, summary
+from test_cli import PY, TIMEOUT, pid_gone, run, summary, wait_for
 
 # -- signals before the feeder exists ----------------------------------------------------
 
@@ -76,6 +78,7 @@ def test_a_signal_before_the_feeder_starts_stops_the_run(
 # fork's copy of this test process does not inflate as it would ``ru_maxrss``).
 _PROBE = """
 import sys
+import threading
 import tracemalloc
 from asynctasklib._cli import main
 try:
@@ -298,3 +301,110 @@ def test_over_the_budget_small_writes_go_to_the_file_in_blocks() -> None:
         spool.release()
     assert (store.in_memory, store.in_file) == (0, 0)
     store.close()
+
+
+# -- processes orphaned by the jobs ----------------------------------------------------------
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("setsid") is None,
+    reason="a child subreaper (Linux), and setsid(1)",
+)
+
+
+def proc_stat(pid: int) -> tuple[bytes, int] | None:
+    """A process's state and parent pid, from /proc (None: gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def zombie_children(pid: int) -> list[int]:
+    """The zombies whose parent is ``pid``, from /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        stat = proc_stat(int(name)) if name.isdigit() else None
+        if stat is not None and stat[1] == pid and stat[0] == b"Z":
+            found.append(int(name))
+    return found
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@linux_only
+def test_processes_a_job_orphans_in_a_session_of_their_own_are_reaped_during_the_run(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Each of 6 jobs leaves a process that calls setsid (so no group kill reaches it) and
+    exits later, while a last job still runs: they were zombies for the rest of the run."""
+    orphan = (
+        "setsid sh -c 'echo $$ > gc.$0.tmp && mv gc.$0.tmp gc.$0; "
+        'while [ ! -e go ]; do sleep 0.01; done\' "$0" > /dev/null 2>&1 & '
+        # (the job ends once its orphan is out of its group, not to have it killed first)
+        "while [ ! -e gc.$0 ]; do sleep 0.01; done;"
+    )
+    script = f'cd "{tmp_path}"; if [ "$0" = last ]; then touch started.last; '
+    script += "while [ ! -e release ]; do sleep 0.01; done; else " + orphan + " fi"
+    names = [str(n) for n in range(1, 7)]
+    me = os.getpid()
+    seen: dict[str, Any] = {}
+
+    def control() -> None:
+        try:
+            pids = [tmp_path / f"gc.{n}" for n in names]
+            wait_for(lambda: all(read_pid(p) for p in pids), "the orphans to start")
+            orphans = [read_pid(p) or 0 for p in pids]
+
+            def adopted() -> bool:  # their jobs have ended: they are ours now
+                return all((proc_stat(pid) or (b"", 0))[1] == me for pid in orphans)
+
+            wait_for(adopted, "the orphans to be adopted")
+            wait_for((tmp_path / "started.last").exists, "the last job to start")
+            (tmp_path / "go").touch()  # the orphans exit now, while the last job runs
+
+            def exited() -> bool:
+                return all((proc_stat(pid) or (b"Z",))[0] == b"Z" for pid in orphans)
+
+            wait_for(exited, "the orphans to exit")
+            # (only they: this process may have zombies of its own, not the run's to reap)
+            wait_for(lambda: not set(zombie_children(me)) & set(orphans), "the orphans' reaping")
+            seen["reaped"] = True
+        finally:
+            (tmp_path / "release").touch()
+
+    thread = threading.Thread(target=control)
+    thread.start()
+    rc, _, err = run(capfd, "-j", "3", "--", "sh", "-c", script, ":::", *names, "last")
+    thread.join()
+    assert rc == 0, err
+    assert seen.get("reaped"), "zombies were left while the run went on"
+
+
+@linux_only
+def test_a_process_that_leaves_the_job_group_but_not_its_session_is_killed(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """setpgid takes a process out of its job's group (which the runner kills), not out of
+    its session: once the job's leader exits, it is killed like the rest of the job."""
+    job = (
+        "import os, sys, time\n"
+        "r, w = os.pipe()\n"
+        "if os.fork() == 0:\n"
+        "    os.setpgid(0, 0)\n"
+        f"    open({str(tmp_path / 'stray')!r}, 'w').write(str(os.getpid()))\n"
+        "    os.write(w, b'x')\n"
+        "    os.closerange(0, 3)\n"
+        "    time.sleep(60)\n"
+        "os.read(r, 1)\n"
+    )
+    rc, _, err = run(capfd, "--grace", "5", "--", PY, "-c", job, ":::", "a")
+    assert rc == 0, err
+    stray = read_pid(tmp_path / "stray")
+    assert stray is not None
+    assert pid_gone(stray)

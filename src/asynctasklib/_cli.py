@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import re
@@ -661,6 +662,44 @@ def _live_member_in_proc(pgid: int) -> bool:
     return False
 
 
+def _children() -> list[int]:
+    """The pids of our children (our jobs, and the processes orphaned to us), from /proc."""
+    pids: list[int] = []
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:  # pragma: no cover - no /proc
+        return []
+    for tid in threads:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                pids.extend(map(int, f.read().split()))
+        except OSError:  # (a thread that just ended)
+            continue
+    if not pids and not os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+        return _children_by_scan()  # pragma: no cover - a kernel without that file
+    return pids
+
+
+def _children_by_scan() -> list[int]:  # pragma: no cover - see _children
+    me = os.getpid()
+    pids = []
+    for name in os.listdir("/proc"):
+        stat = _proc_stat(int(name)) if name.isdigit() else None
+        if stat is not None and stat[1] == me:
+            pids.append(int(name))
+    return pids
+
+
+def _proc_stat(pid: int) -> tuple[bytes, int, int, int] | None:
+    """A process's state, parent, process group and session, from /proc (None: gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class _Store:
     """Where the jobs' output waits until it is written: in memory up to ``budget`` bytes
     for the whole run, beyond that in one temporary file (as GNU parallel buffers output in
@@ -1059,6 +1098,12 @@ class _Runner:
         self.halted = False
         self.kill_now = False
         self.live_groups: set[int] = set()
+        # Job leaders that asyncio's child watcher reaps (we must not), and how many jobs
+        # are starting (forked, pid not known yet): see _reap_adopted.
+        self.leaders: dict[int, _Capture] = {}
+        self.spawning = 0
+        self.reap_wanted = False
+        self.session = os.getsid(0)
         self.groups: set[asyncio.Task[None]] = set()
         self.group_submitted: tuple[str, asyncio.Future[None]] | None = None
         self.slot_waiter: asyncio.Future[None] | None = None
@@ -1099,6 +1144,7 @@ class _Runner:
             (signal.SIGTERM, self._on_sigterm, ()),
             (signal.SIGHUP, self._on_sigterm, (128 + signal.SIGHUP,)),
             (signal.SIGQUIT, self._on_sigterm, (128 + signal.SIGQUIT,)),
+            (signal.SIGCHLD, self._reap_adopted, ()),
         ]
         for sig, handler, args in signals:
             try:
@@ -1133,6 +1179,7 @@ class _Runner:
                 await self.pool.shutdown(cancel=True)
             raise
         finally:
+            self._reap_adopted()
             for sig in handled:
                 loop.remove_signal_handler(sig)
             os.close(self.devnull)
@@ -1330,6 +1377,8 @@ class _Runner:
                 start_new_session=True,
             )
         )
+        self.spawning += 1
+        spawn.add_done_callback(functools.partial(self._spawned, proto))
         transport: asyncio.SubprocessTransport | None = None
         try:
             try:
@@ -1341,7 +1390,7 @@ class _Runner:
             pgid = transport.get_pid()
             self.live_groups.add(pgid)
             await proto.wait()
-            if _group_alive(pgid) and await self._terminate(pgid, proto):
+            if self._job_alive(pgid) and await self._terminate(pgid, proto):
                 raise asyncio.CancelledError
             # Normally closed already; if a process outside the group holds the pipes open,
             # wait for it only so long.
@@ -1364,6 +1413,8 @@ class _Runner:
         finally:
             if transport is not None:
                 self.live_groups.discard(transport.get_pid())
+                if proto.exited:  # (else reaped later: _reap_adopted forgets it then)
+                    self.leaders.pop(transport.get_pid(), None)
                 transport.close()
                 job.returncode = rc = transport.get_returncode()
                 job.set_output(proto.out, proto.err)
@@ -1390,17 +1441,17 @@ class _Runner:
         loop = self.loop
         cancelled = False
         sig = signal.SIGTERM if not self.kill_now else signal.SIGKILL
-        _killpg(pgid, sig)
-        _killpg(pgid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
+        self._signal_job(pgid, sig)
+        self._signal_job(pgid, signal.SIGCONT)  # (a stopped process acts on SIGTERM once resumed)
         deadline = loop.time() + (self.opts.grace if sig == signal.SIGTERM else _KILL_WAIT)
         pause = 0.002
         while True:
-            if proto.exited and not _group_alive(pgid):
+            if proto.exited and not self._job_alive(pgid):
                 return cancelled
             now = loop.time()
             if sig == signal.SIGTERM and (now >= deadline or cancelled or self.kill_now):
                 sig = signal.SIGKILL
-                _killpg(pgid, sig)
+                self._signal_job(pgid, sig)
                 deadline = now + _KILL_WAIT
             elif sig == signal.SIGKILL and now >= deadline:
                 self._notice(f"process group {pgid} survived SIGKILL for {_KILL_WAIT:g} s")
@@ -1414,6 +1465,78 @@ class _Runner:
             except asyncio.CancelledError:
                 cancelled = True
             pause = min(pause * 2, 0.05)
+
+    # -- processes orphaned to us ----------------------------------------------------------
+
+    def _spawned(self, proto: _Capture, spawn: asyncio.Task[Any]) -> None:
+        """A job's start ended: its leader is now known, for `_reap_adopted` to leave it."""
+        self.spawning -= 1
+        if not spawn.cancelled() and spawn.exception() is None:
+            self.leaders[spawn.result()[0].get_pid()] = proto
+        if self.reap_wanted and not self.spawning:
+            self._reap_adopted()
+
+    def _adopted(self) -> list[tuple[int, bytes, int, int]]:
+        """Our children that are not job leaders, from the jobs' sessions (not ours: those
+        are the host's own children when `main` is called in a bigger program): pid,
+        state, process group and session of each."""
+        leaders = self.leaders
+        found = []
+        for pid in _children():
+            proto = leaders.get(pid)
+            if proto is not None:
+                if not proto.exited:
+                    continue
+                del leaders[pid]  # reaped by the watcher: this is a new process
+            stat = _proc_stat(pid)
+            if stat is not None and stat[3] != self.session:
+                found.append((pid, stat[0], stat[2], stat[3]))
+        return found
+
+    def _reap_adopted(self) -> None:
+        """Reap the processes orphaned to us (as a child subreaper) that have exited: on
+        SIGCHLD, and at the end of the run.
+
+        Never a job's leader: asyncio's child watcher waits for those, and would lose
+        their exit status. A job that is starting is our child before its pid is known,
+        so while one is, this waits until none is.
+        """
+        if not _subreaper:
+            return
+        if self.spawning:
+            self.reap_wanted = True
+            return
+        self.reap_wanted = False
+        for pid, state, _, _ in self._adopted():
+            if state in (b"Z", b"X"):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+
+    def _strays(self, sid: int) -> set[int]:
+        """The process groups of the live processes orphaned to us from the session ``sid``
+        (a job's: those that left its process group with setpgid); reaps the dead ones."""
+        groups = set()
+        for pid, state, pgid, session in self._adopted():
+            if session != sid:
+                continue
+            if state in (b"Z", b"X"):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+            else:
+                groups.add(pgid)
+        return groups
+
+    def _job_alive(self, pgid: int) -> bool:
+        """Whether a process of the job is left, in its process group or (orphaned to us)
+        elsewhere in its session. Its leader has been reaped."""
+        return _group_alive(pgid) or (_subreaper and bool(self._strays(pgid)))
+
+    def _signal_job(self, pgid: int, sig: int) -> None:
+        """Signal the job's process group, and the groups in its session orphaned to us."""
+        _killpg(pgid, sig)
+        if _subreaper:
+            for group in self._strays(pgid):
+                _killpg(group, sig)
 
     # -- hooks ---------------------------------------------------------------------------
 
