@@ -192,12 +192,13 @@ def test_pipe_lines_pause_on_bytes_and_refuse_an_overlong_line() -> None:
         lines.data_received(b"good\n" + b"w" * (_cli.MAX_LINE + 1) + b"\nnever\n")
         assert transport.closed
         assert lines.get_nowait() == "good"
+        assert lines.get_nowait() is _cli._NOT_YET  # (get raises: a batch so far still runs)
         with pytest.raises(_cli._InputError, match=r"the pipe: line \d+ is longer"):
-            lines.get_nowait()
+            loop.run_until_complete(lines.get())
         lines.data_received(b"late\n")  # (what was in flight) is dropped
         lines.connection_lost(None)
         with pytest.raises(_cli._InputError):
-            lines.get_nowait()
+            loop.run_until_complete(lines.get())
         # a line just at the limit is taken; one byte more, split over reads, is not
         lines = _cli._PipeLines(loop)
         lines.connection_made(_Transport())
@@ -207,16 +208,16 @@ def test_pipe_lines_pause_on_bytes_and_refuse_an_overlong_line() -> None:
         assert lines.get_nowait() is _cli._NOT_YET
         lines.data_received(b"uu\n")  # the line ends one byte too long
         with pytest.raises(_cli._InputError, match="standard input: line 2 "):
-            lines.get_nowait()
+            loop.run_until_complete(lines.get())
         lines = _cli._PipeLines(loop)
         lines.data_received(b"t" * (_cli.MAX_LINE + 1))  # no newline at all
         with pytest.raises(_cli._InputError, match="line 1 "):
-            lines.get_nowait()
+            loop.run_until_complete(lines.get())
         lines = _cli._PipeLines(loop)
         lines.data_received(b"a\n" + b"s" * (_cli.MAX_LINE + 1))  # the tail of a read
         assert lines.get_nowait() == "a"
         with pytest.raises(_cli._InputError, match="line 2 "):
-            lines.get_nowait()
+            loop.run_until_complete(lines.get())
     finally:
         loop.close()
 
@@ -238,6 +239,11 @@ def test_overlong_lines_from_files_and_text_streams(
     rc, out, err = run(capfd, "--", "echo")
     assert (rc, out) == (2, "c\n")
     assert "error: standard input: line 2 is longer" in err
+    # with --halt-on-error, inputs are taken in batches: those before the bad line run
+    args.write_bytes(b"a\nb\n" + b"q" * (limit + 1) + b"\nc\n")
+    rc, out, err = run(capfd, "-k", "-j", "4", "--halt-on-error", "-a", str(args), "--", "echo")
+    assert (rc, out) == (2, "a\nb\n")
+    assert "line 3 is longer" in err
     args.write_bytes(b"p" * limit)  # the last line, without a newline, at the limit
     rc, out, _ = run(capfd, "--dry-run", "-a", str(args), "--", "echo")
     assert (rc, len(out)) == (0, len("echo ") + limit + 1)

@@ -331,13 +331,25 @@ class _Lines:
     def __init__(self, values: Iterator[str], close: Callable[[], None] | None = None) -> None:
         self._values = values
         self._close = close
+        self._error: Exception | None = None
 
     def get_nowait(self) -> Any:
-        """The next value, None at the end, or ``_NOT_YET`` if none is ready."""
-        return next(self._values, None)
+        """The next value, None at the end, or ``_NOT_YET`` if none is ready (after an
+        error: `get` raises it, so that the values taken before it still run)."""
+        if self._error is not None:
+            return _NOT_YET
+        try:
+            return next(self._values, None)
+        except Exception as exc:
+            self._error = exc
+            return _NOT_YET
 
     async def get(self) -> str | None:
-        return next(self._values, None)
+        value = self.get_nowait()
+        if value is _NOT_YET:
+            assert self._error is not None
+            raise self._error
+        return value  # type: ignore[no-any-return]
 
     def close(self) -> None:
         if self._close is not None:
@@ -479,15 +491,15 @@ class _PipeLines(asyncio.Protocol):
                 self._paused = False
                 self._transport.resume_reading()
             return os.fsdecode(line)
-        if self._error is not None:
-            raise self._error
-        return None if self._eof else _NOT_YET
+        return None if self._eof and self._error is None else _NOT_YET
 
     async def get(self) -> str | None:
         while True:
             value = self.get_nowait()
             if value is not _NOT_YET:
                 return value  # type: ignore[no-any-return]
+            if self._error is not None:  # (not from get_nowait: see _Lines.get_nowait)
+                raise self._error
             self._waiter = self._loop.create_future()
             try:
                 await self._waiter
