@@ -1047,17 +1047,20 @@ def test_ordered_output_flushes_what_never_got_its_turn(
 
 
 def test_output_beyond_the_memory_budget_waits_in_one_file() -> None:
-    store = _cli._Store(budget=10)
-    small, big = _cli._Spool(store, b"12345"), _cli._Spool(store)
-    assert store.in_memory == 5
-    big.append(b"abcd")
-    big.append(b"efghijk")  # over the budget: big's parts go to the file, small stays
-    assert store.in_memory == 5
-    assert (small.getvalue(), big.getvalue()) == (b"12345", b"abcdefghijk")
+    size = 2 * _cli._BLOCK  # chunks this big are kept as they come, not gathered
+    a, b, c = (bytes([n]) * size for n in b"abc")
+    store = _cli._Store(budget=2 * _cli._cost(a) + 100)
+    small, big = _cli._Spool(store, a), _cli._Spool(store)
+    assert store.in_memory == _cli._cost(a)
+    big.append(b)
+    big.append(c)  # over the budget: big's parts go to the file, small stays
+    assert store.in_memory == _cli._cost(a)
+    assert (small.getvalue(), big.getvalue()) == (a, b + c)
+    assert big._parts == [(0, 2 * size)]  # (written one after the other: one extent)
     small.append(b"678")
-    assert store.in_memory == 8
-    assert list(small.chunks()) == [b"12345", b"678"]
-    assert store.in_file == 11
+    assert store.in_memory == _cli._cost(a) + _cli._cost(bytearray(b"678"))
+    assert list(small.chunks()) == [a, b"678"]
+    assert store.in_file == 2 * size
     big.release()
     small.release()
     assert store.in_memory == 0
@@ -1067,9 +1070,9 @@ def test_output_beyond_the_memory_budget_waits_in_one_file() -> None:
     # nothing waits in the file any more: it is emptied, not left to grow with the run
     assert store._file is not None
     assert os.fstat(store._file.fileno()).st_size == 0
-    again = _cli._Spool(store, b"x" * 20)
-    assert again.getvalue() == b"x" * 20
-    assert os.fstat(store._file.fileno()).st_size == 20
+    again = _cli._Spool(store, b"x" * store.budget)
+    assert again.getvalue() == b"x" * store.budget
+    assert os.fstat(store._file.fileno()).st_size == store.budget
     store.close()
 
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import re
@@ -76,6 +77,10 @@ class _CannotStartError(Exception):
 
 class _UsageError(Exception):
     pass
+
+
+class _InputError(Exception):
+    """An input the run cannot take (a line too long to be an argument): exit status 2."""
 
 
 def _describe_returncode(rc: int) -> str:
@@ -326,13 +331,25 @@ class _Lines:
     def __init__(self, values: Iterator[str], close: Callable[[], None] | None = None) -> None:
         self._values = values
         self._close = close
+        self._error: Exception | None = None
 
     def get_nowait(self) -> Any:
-        """The next value, None at the end, or ``_NOT_YET`` if none is ready."""
-        return next(self._values, None)
+        """The next value, None at the end, or ``_NOT_YET`` if none is ready (after an
+        error: `get` raises it, so that the values taken before it still run)."""
+        if self._error is not None:
+            return _NOT_YET
+        try:
+            return next(self._values, None)
+        except Exception as exc:
+            self._error = exc
+            return _NOT_YET
 
     async def get(self) -> str | None:
-        return next(self._values, None)
+        value = self.get_nowait()
+        if value is _NOT_YET:
+            assert self._error is not None
+            raise self._error
+        return value  # type: ignore[no-any-return]
 
     def close(self) -> None:
         if self._close is not None:
@@ -340,18 +357,49 @@ class _Lines:
             self._close = None
 
 
+_MAX_ARG_STRLEN: Final = 131072  # Linux: the most bytes one argument takes, with its NUL
+
+
+def _max_line() -> int:
+    """The longest input line taken, in bytes: what one argument of a command can hold
+    (131071 bytes; less if the system's whole argument limit, ARG_MAX, is smaller)."""
+    try:
+        arg_max = os.sysconf("SC_ARG_MAX")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - no such sysconf
+        arg_max = -1
+    return min(arg_max if arg_max > 0 else _MAX_ARG_STRLEN, _MAX_ARG_STRLEN) - 1
+
+
+MAX_LINE: Final = _max_line()
+
+
+def _too_long(name: str, number: int) -> _InputError:
+    return _InputError(
+        f"{name}: line {number} is longer than {MAX_LINE} bytes, the most one argument "
+        "of a command can hold; no more inputs are read"
+    )
+
+
 class _PipeLines(asyncio.Protocol):
     """Input lines from a pipe or terminal, read without blocking the event loop.
 
-    Reading pauses while ``_HIGH`` lines wait to be taken: input is read as jobs start.
+    Reading pauses while ``_HIGH`` lines or ``_HIGH_BYTES`` bytes wait to be taken: input
+    is read as jobs start. A line longer than `MAX_LINE` stops the reading as soon as it
+    gets that long; the lines before it are given, then `get` raises `_InputError`.
     """
 
     _HIGH = 4096
+    _HIGH_BYTES = 1 << 20
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str = "standard input") -> None:
         self._loop = loop
+        self._name = name
         self._lines: deque[bytes] = deque()
+        self._queued = 0  # bytes in _lines, a newline each included
         self._partial: list[bytes] = []  # the start of a line not ended yet, in pieces
+        self._partial_len = 0
+        self._number = 0  # lines received so far
+        self._error: _InputError | None = None
         self._eof = False
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
@@ -362,17 +410,53 @@ class _PipeLines(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self._error is not None:
+            return
         if b"\n" not in data:  # (a long line: kept in pieces, joined once, not each time)
             self._partial.append(data)
+            self._partial_len += len(data)
+            if self._partial_len > MAX_LINE:
+                self._refuse()
             return
         first, *lines, rest = data.split(b"\n")
         partial = self._partial
-        self._lines.append(b"".join(partial) + first if partial else first)
-        self._lines.extend(lines)
+        lines.insert(0, b"".join(partial) + first if partial else first)
+        if self._partial_len + len(data) > MAX_LINE:  # (else no line here can be too long)
+            for i, line in enumerate(lines):
+                if len(line) > MAX_LINE:
+                    self._take(lines[:i])
+                    self._refuse()
+                    return
+            if len(rest) > MAX_LINE:
+                self._take(lines)
+                self._refuse()
+                return
+        self._take(lines, self._partial_len + len(data) - len(rest))
         self._partial = [rest] if rest else []
-        if len(self._lines) > self._HIGH and not self._paused and self._transport is not None:
+        self._partial_len = len(rest)
+        if (
+            (len(self._lines) > self._HIGH or self._queued > self._HIGH_BYTES)
+            and not self._paused
+            and self._transport is not None
+        ):
             self._paused = True
             self._transport.pause_reading()
+        self._wake()
+
+    def _take(self, lines: list[bytes], size: int | None = None) -> None:
+        """Queue complete ``lines``, ``size`` bytes with their newlines (None: count)."""
+        self._lines.extend(lines)
+        self._number += len(lines)
+        self._queued += sum(map(len, lines)) + len(lines) if size is None else size
+
+    def _refuse(self) -> None:
+        """The next line is too long: stop reading; `get` raises once the lines before it
+        are taken."""
+        self._error = _too_long(self._name, self._number + 1)
+        self._partial = []
+        self._partial_len = 0
+        if self._transport is not None:
+            self._transport.close()
         self._wake()
 
     def eof_received(self) -> bool:
@@ -384,8 +468,9 @@ class _PipeLines(asyncio.Protocol):
 
     def _end(self) -> None:
         if self._partial:
-            self._lines.append(b"".join(self._partial))
+            self._take([b"".join(self._partial)])
             self._partial = []
+            self._partial_len = 0
         self._eof = True
         self._wake()
 
@@ -396,17 +481,25 @@ class _PipeLines(asyncio.Protocol):
         lines = self._lines
         if lines:
             line = lines.popleft()
-            if self._paused and len(lines) < self._HIGH // 2 and self._transport is not None:
+            self._queued -= len(line) + 1
+            if (
+                self._paused
+                and len(lines) < self._HIGH // 2
+                and self._queued < self._HIGH_BYTES // 2
+                and self._transport is not None
+            ):
                 self._paused = False
                 self._transport.resume_reading()
             return os.fsdecode(line)
-        return None if self._eof else _NOT_YET
+        return None if self._eof and self._error is None else _NOT_YET
 
     async def get(self) -> str | None:
         while True:
             value = self.get_nowait()
             if value is not _NOT_YET:
                 return value  # type: ignore[no-any-return]
+            if self._error is not None:  # (not from get_nowait: see _Lines.get_nowait)
+                raise self._error
             self._waiter = self._loop.create_future()
             try:
                 await self._waiter
@@ -419,14 +512,29 @@ class _PipeLines(asyncio.Protocol):
             self._transport = None
 
 
-def _binary_lines(stream: IO[bytes]) -> Iterator[str]:
-    for line in stream:
-        yield os.fsdecode(line[:-1] if line.endswith(b"\n") else line)
+def _binary_lines(stream: IO[bytes], name: str) -> Iterator[str]:
+    """The lines of ``stream``; `_InputError` for one longer than `MAX_LINE` bytes, once
+    that much of it is read (not the whole of it: it may have no end)."""
+    number = 0
+    while line := stream.readline(MAX_LINE + 1):
+        number += 1
+        if line.endswith(b"\n"):
+            line = line[:-1]
+        elif len(line) > MAX_LINE:
+            raise _too_long(name, number)
+        yield os.fsdecode(line)
 
 
-def _text_lines(stream: IO[str]) -> Iterator[str]:
-    for line in stream:
-        yield line[:-1] if line.endswith("\n") else line
+def _text_lines(stream: IO[str], name: str) -> Iterator[str]:
+    """As `_binary_lines`, for a stream without a file descriptor (counted in characters)."""
+    number = 0
+    while line := stream.readline(MAX_LINE + 1):
+        number += 1
+        if line.endswith("\n"):
+            line = line[:-1]
+        elif len(line) > MAX_LINE:
+            raise _too_long(name, number)
+        yield line
 
 
 def _stdin_fd() -> int | None:
@@ -443,6 +551,7 @@ class _Source:
     values: Iterator[str] | None
     pipe_fd: int | None = None
     close: Callable[[], None] | None = None
+    name: str = "standard input"  # for messages
 
 
 def _open_source(opts: _Options, *, pipes: bool) -> _Source:
@@ -453,20 +562,22 @@ def _open_source(opts: _Options, *, pipes: bool) -> _Source:
     """
     if opts.inputs is not None:
         return _Source(iter(opts.inputs))
+    name = "standard input"
     if opts.arg_file is not None and opts.arg_file != "-":
+        name = opts.arg_file
         stream = open(opts.arg_file, "rb")  # noqa: SIM115  # closed by _Source.close
     else:
         fd = _stdin_fd()
         if fd is None:
-            return _Source(_text_lines(sys.stdin))
+            return _Source(_text_lines(sys.stdin, name))
         stream = open(fd, "rb", closefd=False)  # noqa: SIM115
     fd = stream.fileno()
     mode = os.fstat(fd).st_mode
     # Only these can wait for input, and can be polled; /dev/null and regular files
     # cannot (epoll refuses them) and never block.
     if pipes and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
-        return _Source(None, fd, stream.close)
-    return _Source(_binary_lines(stream), None, stream.close)
+        return _Source(None, fd, stream.close, name)
+    return _Source(_binary_lines(stream, name), None, stream.close, name)
 
 
 async def _lines(source: _Source) -> _Lines | _PipeLines:
@@ -480,7 +591,7 @@ async def _lines(source: _Source) -> _Lines | _PipeLines:
     loop = asyncio.get_running_loop()
     was_blocking = os.get_blocking(fd)
     pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
-    _, reader = await loop.connect_read_pipe(lambda: _PipeLines(loop), pipe)
+    _, reader = await loop.connect_read_pipe(lambda: _PipeLines(loop, source.name), pipe)
     close = reader.close
 
     def close_and_restore() -> None:
@@ -563,6 +674,44 @@ def _live_member_in_proc(pgid: int) -> bool:
     return False
 
 
+def _children() -> list[int]:
+    """The pids of our children (our jobs, and the processes orphaned to us), from /proc."""
+    pids: list[int] = []
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:  # pragma: no cover - no /proc
+        return []
+    for tid in threads:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                pids.extend(map(int, f.read().split()))
+        except OSError:  # (a thread that just ended)
+            continue
+    if not pids and not os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+        return _children_by_scan()  # pragma: no cover - a kernel without that file
+    return pids
+
+
+def _children_by_scan() -> list[int]:  # pragma: no cover - see _children
+    me = os.getpid()
+    pids = []
+    for name in os.listdir("/proc"):
+        stat = _proc_stat(int(name)) if name.isdigit() else None
+        if stat is not None and stat[1] == me:
+            pids.append(int(name))
+    return pids
+
+
+def _proc_stat(pid: int) -> tuple[bytes, int, int, int] | None:
+    """A process's state, parent, process group and session, from /proc (None: gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class _Store:
     """Where the jobs' output waits until it is written: in memory up to ``budget`` bytes
     for the whole run, beyond that in one temporary file (as GNU parallel buffers output in
@@ -579,7 +728,7 @@ class _Store:
         self._file: IO[bytes] | None = None
         self._end = 0
 
-    def spill(self, data: bytes) -> tuple[int, int]:
+    def spill(self, data: bytes | bytearray) -> tuple[int, int]:
         """Append ``data`` to the file: its (offset, length)."""
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="asynctasklib-run-")  # noqa: SIM115 (closed by close())
@@ -613,15 +762,32 @@ class _Store:
             self._file = None
 
 
+_BLOCK: Final = 64 * 1024  # small chunks of output are gathered into blocks of this size
+_SPILL_BLOCK: Final = 4096  # ... and over the budget, go to the file this much at a time
+_SLOT: Final = 16  # a part's memory beyond sys.getsizeof: its list slot, malloc's rounding
+
+
+def _cost(part: bytes | bytearray) -> int:
+    """The memory a part of a `_Spool` holds (a bytearray's spare room included)."""
+    return sys.getsizeof(part) + _SLOT
+
+
 class _Spool:
-    """A job's stdout or stderr: chunks kept in memory while the run's `_Store` has room,
-    spilled to its file otherwise. Each part is bytes, or an (offset, length) in the file."""
+    """A job's stdout or stderr: kept in memory while the run's `_Store` has room, spilled
+    to its file otherwise. Each part is bytes (a big chunk, as it was read), a bytearray
+    (small chunks gathered, so that memory grows with the bytes written, not with the
+    number of writes), or an (offset, length) in the file (adjacent ones merged).
+
+    The store counts the memory the parts really take, their overhead included. Over the
+    budget, a spool still being written keeps its last few KiB (under ``_SPILL_BLOCK``) in
+    memory, so that tiny writes do not each become a write to the file and a part of their
+    own; `seal` sends them to the file once the output is complete."""
 
     __slots__ = ("_parts", "_store")
 
     def __init__(self, store: _Store, data: bytes = b"") -> None:
         self._store = store
-        self._parts: list[bytes | tuple[int, int]] = []
+        self._parts: list[bytes | bytearray | tuple[int, int]] = []
         if data:
             self.append(data)
 
@@ -630,24 +796,72 @@ class _Spool:
 
     def append(self, data: bytes) -> None:
         store = self._store
-        if store.in_memory + len(data) <= store.budget:
-            store.in_memory += len(data)
-            self._parts.append(data)
-            return
-        # Over the budget: this spool's memory goes to the file, and so does the rest.
         parts = self._parts
-        for i, part in enumerate(parts):
-            if isinstance(part, bytes):
-                store.in_memory -= len(part)
-                parts[i] = store.spill(part)
-        parts.append(store.spill(data))
-
-    def chunks(self) -> Iterator[bytes]:
-        for part in self._parts:
-            if isinstance(part, bytes):
-                yield part
+        tail = parts[-1] if parts else None
+        if not isinstance(tail, bytearray):
+            tail = None
+        size = len(data)
+        if store.in_memory + size + _SLOT <= store.budget:
+            if tail is not None and len(tail) + size <= _BLOCK:
+                self._extend(tail, data)
             else:
+                self._add(bytearray(data) if size < _BLOCK else data)
+            return
+        # Over the budget: this spool's memory goes to the file, and so does the rest, but
+        # for a short tail.
+        keep = tail is not None and len(tail) + size < _SPILL_BLOCK
+        if keep:
+            parts.pop()
+        self._spill()
+        if tail is not None and keep:
+            parts.append(tail)
+            self._extend(tail, data)
+        elif size < _SPILL_BLOCK:
+            self._add(bytearray(data))
+        else:
+            self._add_extent(store.spill(data))
+
+    def seal(self) -> None:
+        """The output is complete: if the store is over its budget, its memory goes to the
+        file (what it kept to gather small writes)."""
+        if self._store.in_memory > self._store.budget:
+            self._spill()
+
+    def _add(self, part: bytes | bytearray) -> None:
+        self._store.in_memory += _cost(part)
+        self._parts.append(part)
+
+    def _extend(self, tail: bytearray, data: bytes) -> None:
+        before = _cost(tail)
+        tail += data
+        self._store.in_memory += _cost(tail) - before
+
+    def _add_extent(self, extent: tuple[int, int]) -> None:
+        parts = self._parts
+        last = parts[-1] if parts else None
+        if isinstance(last, tuple) and last[0] + last[1] == extent[0]:
+            parts[-1] = (last[0], last[1] + extent[1])
+        else:
+            parts.append(extent)
+
+    def _spill(self) -> None:
+        """Send every part in memory to the file."""
+        store = self._store
+        parts = self._parts[:]
+        self._parts.clear()
+        for part in parts:
+            if isinstance(part, tuple):
+                self._add_extent(part)
+            else:
+                store.in_memory -= _cost(part)
+                self._add_extent(store.spill(part))
+
+    def chunks(self) -> Iterator[bytes | bytearray]:
+        for part in self._parts:
+            if isinstance(part, tuple):
                 yield from self._store.read(*part)
+            else:
+                yield part
 
     def getvalue(self) -> bytes:
         return b"".join(self.chunks())
@@ -655,10 +869,10 @@ class _Spool:
     def release(self) -> None:
         """Written (or dropped): give its memory, and its place in the file, back."""
         for part in self._parts:
-            if isinstance(part, bytes):
-                self._store.in_memory -= len(part)
-            else:
+            if isinstance(part, tuple):
                 self._store.released(part[1])
+            else:
+                self._store.in_memory -= _cost(part)
         self._parts = []
 
 
@@ -871,6 +1085,9 @@ class _Job:
         for old in (self.out, self.err):
             if isinstance(old, _Spool):
                 old.release()
+        for new in (out, err):
+            if isinstance(new, _Spool):
+                new.seal()
         self.out, self.err = out, err
 
 
@@ -893,6 +1110,12 @@ class _Runner:
         self.halted = False
         self.kill_now = False
         self.live_groups: set[int] = set()
+        # Job leaders that asyncio's child watcher reaps (we must not), and how many jobs
+        # are starting (forked, pid not known yet): see _reap_adopted.
+        self.leaders: dict[int, _Capture] = {}
+        self.spawning = 0
+        self.reap_wanted = False
+        self.session = os.getsid(0)
         self.groups: set[asyncio.Task[None]] = set()
         self.group_submitted: tuple[str, asyncio.Future[None]] | None = None
         self.slot_waiter: asyncio.Future[None] | None = None
@@ -933,6 +1156,7 @@ class _Runner:
             (signal.SIGTERM, self._on_sigterm, ()),
             (signal.SIGHUP, self._on_sigterm, (128 + signal.SIGHUP,)),
             (signal.SIGQUIT, self._on_sigterm, (128 + signal.SIGQUIT,)),
+            (signal.SIGCHLD, self._reap_adopted, ()),
         ]
         for sig, handler, args in signals:
             try:
@@ -943,9 +1167,19 @@ class _Runner:
         try:
             lines = await _lines(source)
             self.feeder = feeder = loop.create_task(self._feed(lines))
-            await asyncio.wait([feeder])
+            if self.interrupts or self.exit_override is not None:
+                # A signal (or a closed stdout) came before the feeder existed, while the
+                # inputs were being opened: stop as it would have stopped the feeder.
+                feeder.cancel()
+            try:
+                await asyncio.wait([feeder])
+            finally:
+                lines.close()  # (a feeder cancelled before it began never closes them)
             error = None if feeder.cancelled() else feeder.exception()
-            if error is not None:  # reading the inputs failed: start no more, finish the rest
+            if isinstance(error, _InputError):  # a bad input: start no more, finish the rest
+                self._notice(f"error: {error}")
+                self.exit_override = EXIT_USAGE
+            elif error is not None:  # reading the inputs failed: the same
                 self._notice(f"cannot read the inputs: {error}")
                 self.exit_override = EXIT_FAILED
             while self.groups:
@@ -957,6 +1191,7 @@ class _Runner:
                 await self.pool.shutdown(cancel=True)
             raise
         finally:
+            self._reap_adopted()
             for sig in handled:
                 loop.remove_signal_handler(sig)
             os.close(self.devnull)
@@ -1154,6 +1389,8 @@ class _Runner:
                 start_new_session=True,
             )
         )
+        self.spawning += 1
+        spawn.add_done_callback(functools.partial(self._spawned, proto))
         transport: asyncio.SubprocessTransport | None = None
         try:
             try:
@@ -1165,7 +1402,7 @@ class _Runner:
             pgid = transport.get_pid()
             self.live_groups.add(pgid)
             await proto.wait()
-            if _group_alive(pgid) and await self._terminate(pgid, proto):
+            if self._job_alive(pgid) and await self._terminate(pgid, proto):
                 raise asyncio.CancelledError
             # Normally closed already; if a process outside the group holds the pipes open,
             # wait for it only so long.
@@ -1188,6 +1425,8 @@ class _Runner:
         finally:
             if transport is not None:
                 self.live_groups.discard(transport.get_pid())
+                if proto.exited:  # (else reaped later: _reap_adopted forgets it then)
+                    self.leaders.pop(transport.get_pid(), None)
                 transport.close()
                 job.returncode = rc = transport.get_returncode()
                 job.set_output(proto.out, proto.err)
@@ -1214,17 +1453,17 @@ class _Runner:
         loop = self.loop
         cancelled = False
         sig = signal.SIGTERM if not self.kill_now else signal.SIGKILL
-        _killpg(pgid, sig)
-        _killpg(pgid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once resumed
+        self._signal_job(pgid, sig)
+        self._signal_job(pgid, signal.SIGCONT)  # (a stopped process acts on SIGTERM once resumed)
         deadline = loop.time() + (self.opts.grace if sig == signal.SIGTERM else _KILL_WAIT)
         pause = 0.002
         while True:
-            if proto.exited and not _group_alive(pgid):
+            if proto.exited and not self._job_alive(pgid):
                 return cancelled
             now = loop.time()
             if sig == signal.SIGTERM and (now >= deadline or cancelled or self.kill_now):
                 sig = signal.SIGKILL
-                _killpg(pgid, sig)
+                self._signal_job(pgid, sig)
                 deadline = now + _KILL_WAIT
             elif sig == signal.SIGKILL and now >= deadline:
                 self._notice(f"process group {pgid} survived SIGKILL for {_KILL_WAIT:g} s")
@@ -1238,6 +1477,78 @@ class _Runner:
             except asyncio.CancelledError:
                 cancelled = True
             pause = min(pause * 2, 0.05)
+
+    # -- processes orphaned to us ----------------------------------------------------------
+
+    def _spawned(self, proto: _Capture, spawn: asyncio.Task[Any]) -> None:
+        """A job's start ended: its leader is now known, for `_reap_adopted` to leave it."""
+        self.spawning -= 1
+        if not spawn.cancelled() and spawn.exception() is None:
+            self.leaders[spawn.result()[0].get_pid()] = proto
+        if self.reap_wanted and not self.spawning:
+            self._reap_adopted()
+
+    def _adopted(self) -> list[tuple[int, bytes, int, int]]:
+        """Our children that are not job leaders, from the jobs' sessions (not ours: those
+        are the host's own children when `main` is called in a bigger program): pid,
+        state, process group and session of each."""
+        leaders = self.leaders
+        found = []
+        for pid in _children():
+            proto = leaders.get(pid)
+            if proto is not None:
+                if not proto.exited:
+                    continue
+                del leaders[pid]  # reaped by the watcher: this is a new process
+            stat = _proc_stat(pid)
+            if stat is not None and stat[3] != self.session:
+                found.append((pid, stat[0], stat[2], stat[3]))
+        return found
+
+    def _reap_adopted(self) -> None:
+        """Reap the processes orphaned to us (as a child subreaper) that have exited: on
+        SIGCHLD, and at the end of the run.
+
+        Never a job's leader: asyncio's child watcher waits for those, and would lose
+        their exit status. A job that is starting is our child before its pid is known,
+        so while one is, this waits until none is.
+        """
+        if not _subreaper:
+            return
+        if self.spawning:
+            self.reap_wanted = True
+            return
+        self.reap_wanted = False
+        for pid, state, _, _ in self._adopted():
+            if state in (b"Z", b"X"):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+
+    def _strays(self, sid: int) -> set[int]:
+        """The process groups of the live processes orphaned to us from the session ``sid``
+        (a job's: those that left its process group with setpgid); reaps the dead ones."""
+        groups = set()
+        for pid, state, pgid, session in self._adopted():
+            if session != sid:
+                continue
+            if state in (b"Z", b"X"):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+            else:
+                groups.add(pgid)
+        return groups
+
+    def _job_alive(self, pgid: int) -> bool:
+        """Whether a process of the job is left, in its process group or (orphaned to us)
+        elsewhere in its session. Its leader has been reaped."""
+        return _group_alive(pgid) or (_subreaper and bool(self._strays(pgid)))
+
+    def _signal_job(self, pgid: int, sig: int) -> None:
+        """Signal the job's process group, and the groups in its session orphaned to us."""
+        _killpg(pgid, sig)
+        if _subreaper:
+            for group in self._strays(pgid):
+                _killpg(group, sig)
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -1456,6 +1767,10 @@ def _dry_run(opts: _Options, source: _Source) -> int:
         out.flush()
     except BrokenPipeError:
         return EXIT_BROKEN_PIPE
+    except _InputError as exc:
+        out.flush()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         if source.close is not None:
             source.close()
