@@ -34,7 +34,7 @@ from ._errors import PoolStoppedError
 from ._hooks import StateHooks
 from ._pool import PoolStats, _shutdown_limits
 from ._pool import WorkerPool as _AsyncPool
-from ._retry import optional_seconds, seconds
+from ._retry import flag, optional_seconds, seconds
 from ._semaphore import _SemaphoreCore
 from ._state import State
 from ._task import Task as _AsyncTask
@@ -341,6 +341,7 @@ class WorkerPool:
     ) -> list[Any]:
         """Run the definitions (and wait for the tasks); their results in order (see
         `asynctasklib.WorkerPool.gather`)."""
+        flag(return_exceptions, "return_exceptions")  # (before the loop starts)
         unwrapped = [item._task if isinstance(item, Task) else item for item in items]
         return self._call(
             "gather()", self._pool.gather(unwrapped, return_exceptions=return_exceptions)
