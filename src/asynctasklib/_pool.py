@@ -24,7 +24,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from ._definition import Definition
 from ._errors import PoolStoppedError
@@ -355,6 +355,26 @@ class WorkerPool:
         """
         await self.gather(self._check_all(definitions))
 
+    # Typed by the items' result type T; items of several types that share no T (such as
+    # tasks of different types: Task is invariant) fall back to list[Any].
+    @overload
+    async def gather(
+        self,
+        items: Iterable[Definition[T] | Task[T]],
+        *,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[T]: ...
+
+    @overload
+    async def gather(
+        self, items: Iterable[Definition[T] | Task[T]], *, return_exceptions: bool
+    ) -> list[T | BaseException]: ...
+
+    @overload
+    async def gather(
+        self, items: Iterable[Definition[Any] | Task[Any]], *, return_exceptions: bool = ...
+    ) -> list[Any]: ...
+
     async def gather(
         self,
         items: Iterable[Definition[Any] | Task[Any]],
@@ -409,6 +429,7 @@ class WorkerPool:
             raise stopped  # the group could not be run whole
         return [task._outcome for task in tasks]
 
+    # With return_exceptions=True a failure is yielded in place of its result.
     @overload
     def map(
         self,
@@ -416,7 +437,7 @@ class WorkerPool:
         items: Iterable[X] | AsyncIterable[X],
         *,
         ordered: bool = ...,
-        return_exceptions: bool = ...,
+        return_exceptions: Literal[False] = ...,
         window: int | None = ...,
         max_per_second: float | None = ...,
         **options: Any,
@@ -429,11 +450,37 @@ class WorkerPool:
         items: Iterable[X] | AsyncIterable[X],
         *,
         ordered: bool = ...,
-        return_exceptions: bool = ...,
+        return_exceptions: Literal[False] = ...,
         window: int | None = ...,
         max_per_second: float | None = ...,
         **options: Any,
     ) -> MapResults[R]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[X], Awaitable[R]],
+        items: Iterable[X] | AsyncIterable[X],
+        *,
+        ordered: bool = ...,
+        return_exceptions: bool,
+        window: int | None = ...,
+        max_per_second: float | None = ...,
+        **options: Any,
+    ) -> MapResults[R | BaseException]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[X], R],
+        items: Iterable[X] | AsyncIterable[X],
+        *,
+        ordered: bool = ...,
+        return_exceptions: bool,
+        window: int | None = ...,
+        max_per_second: float | None = ...,
+        **options: Any,
+    ) -> MapResults[R | BaseException]: ...
 
     def map(
         self,
