@@ -790,9 +790,14 @@ def test_blocking_pool_bool_options_refuse_other_values(value: Any) -> None:
 
 
 @pytest.mark.parametrize("value", ["no", 1, None], ids=repr)
-def test_dask_executor_allow_other_workers_refuses_other_values(value: Any) -> None:
+def test_dask_executor_bool_options_refuse_other_values(value: Any) -> None:
     dask = pytest.importorskip("asynctasklib.dask")
     with pytest.raises(TypeError, match=r"\ballow_other_workers\b"):
         dask.DaskExecutor(object(), allow_other_workers=value)  # (checked before the client)
     with pytest.raises(TypeError, match=r"\ballow_other_workers\b"):
         dask.executor(object(), allow_other_workers=value)
+    unmade = dask.DaskExecutor.__new__(dask.DaskExecutor)  # (the flags are checked first)
+    with pytest.raises(TypeError, match=r"^wait\b"):
+        unmade.shutdown(wait=value)
+    with pytest.raises(TypeError, match=r"^cancel_futures\b"):
+        unmade.shutdown(cancel_futures=value)

@@ -192,6 +192,8 @@ class DaskExecutor(cf.Executor):
         """Take no more calls; ``cancel_futures`` cancels those not finished (running ones
         too, which go on to their end on the workers); ``wait`` waits for every call's
         future to be done. The client stays open."""
+        flag(wait, "wait")
+        flag(cancel_futures, "cancel_futures")
         with self._lock:
             self._shutdown = True
             futures = list(self._futures)
