@@ -791,7 +791,8 @@ def test_blocking_pool_bool_options_refuse_other_values(value: Any) -> None:
 
 @pytest.mark.parametrize("value", ["no", 1, None], ids=repr)
 def test_dask_executor_bool_options_refuse_other_values(value: Any) -> None:
-    dask = pytest.importorskip("asynctasklib.dask")
+    pytest.importorskip("distributed")
+    from asynctasklib import dask
     with pytest.raises(TypeError, match=r"\ballow_other_workers\b"):
         dask.DaskExecutor(object(), allow_other_workers=value)  # (checked before the client)
     with pytest.raises(TypeError, match=r"\ballow_other_workers\b"):
