@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from datetime import timedelta
 from typing import Any
@@ -305,3 +306,88 @@ def test_a_subclass_post_init_is_called() -> None:
 
     Named(id="n")
     assert seen == ["n"]
+
+
+# -- task_fn: a generator function would end DONE with a generator, its body never run --------
+
+
+def _gen_fn(run: Any) -> Any:
+    yield 1
+
+
+async def _async_gen_fn(run: Any) -> Any:
+    yield 1
+
+
+class _GenCallable:
+    def __call__(self, run: Any) -> Any:
+        yield 1
+
+
+class _AsyncGenCallable:
+    async def __call__(self, run: Any) -> Any:
+        yield 1
+
+
+class _Worker:
+    def work(self, run: Any) -> Any:
+        yield 1
+
+
+@pytest.mark.parametrize(
+    "task_fn",
+    [
+        _gen_fn,
+        _async_gen_fn,
+        functools.partial(_gen_fn),
+        functools.partial(_async_gen_fn),
+        functools.partial(functools.partial(_gen_fn)),
+        _GenCallable(),
+        _AsyncGenCallable(),
+        functools.partial(_GenCallable()),
+        _Worker().work,
+    ],
+    ids=[
+        "generator-function",
+        "async-generator-function",
+        "partial-of-generator-function",
+        "partial-of-async-generator-function",
+        "partial-of-partial",
+        "callable-object-generator-call",
+        "callable-object-async-generator-call",
+        "partial-of-callable-object",
+        "generator-method",
+    ],
+)
+def test_generator_task_fn_is_type_error_naming_the_field(task_fn: Any) -> None:
+    with pytest.raises(TypeError, match=r"\btask_fn\b.*generator"):
+        Definition(task_fn=task_fn)
+
+
+def test_generator_task_fn_is_refused_by_map_too() -> None:
+    from asynctasklib import WorkerPool
+
+    with pytest.raises(TypeError, match=r"\btask_fn\b.*generator"):
+        WorkerPool(1).map(_gen_fn, [1])
+
+
+def test_a_class_with_a_generator_call_is_a_task_fn() -> None:
+    # calling the class makes an instance (its result), whatever __call__ is
+    assert Definition(task_fn=_GenCallable).task_fn is _GenCallable
+
+
+@pytest.mark.realtime
+async def test_a_plain_function_returning_a_generator_runs() -> None:
+    # Not a generator function: its body runs (and what it returns is its result).
+    from asynctasklib import Task
+
+    ran: list[int] = []
+
+    def fn(run: Any) -> Any:
+        ran.append(1)
+        return iter([1, 2])
+
+    task = Task(Definition(task_fn=fn))
+    task.go()
+    assert list(await task) == [1, 2]
+    assert ran == [1]

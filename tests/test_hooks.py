@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -215,6 +216,114 @@ def test_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         hooks.on_done = print  # type: ignore[misc]
     assert hooks.on_done is noop
+
+
+# -- signatures: a hook that cannot take its arguments is refused at once ---------------------
+
+# How many positional arguments each hook is called with: (task_id, when[, attempt | error]).
+ARITY = {name: 3 if name in ("on_pending", "on_failed") else 2 for name in NAMES}
+
+
+def _takes(n: int) -> Callable[..., None]:
+    """A function of exactly n positional parameters."""
+    params = ", ".join(f"a{i}" for i in range(n))
+    namespace: dict[str, Any] = {}
+    exec(f"def f({params}): pass", namespace)
+    return namespace["f"]  # type: ignore[no-any-return]
+
+
+def _gen_hook(*args: Any) -> Any:
+    yield
+
+
+async def _async_gen_hook(*args: Any) -> Any:
+    yield
+
+
+class _TwoArgs:
+    def __init__(self, task_id: str, when: datetime) -> None:
+        pass
+
+
+class _CallTakesNothing:
+    def __call__(self) -> None:
+        pass
+
+
+def _wrong_hooks(name: str) -> list[Any]:
+    n = ARITY[name]
+    return [
+        _takes(n - 1),
+        _takes(n + 1),
+        _takes(0),
+        lambda task_id, when, *, extra: None,  # a required keyword-only parameter
+        functools.partial(_takes(n), 1),  # one argument bound already: one too few left
+        _CallTakesNothing(),
+        _TwoArgs if n == 3 else _takes(3),
+    ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hook_that_cannot_take_its_arguments_is_type_error(name: str) -> None:
+    for hook in _wrong_hooks(name):
+        with pytest.raises(TypeError, match=rf"{name}\(task_id, when"):
+            StateHooks(**{name: hook})
+        with pytest.raises(TypeError, match=rf"{name}\(task_id, when"):
+            OPTIONS[name](hook)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hooks_of_any_signature_that_takes_the_arguments_are_accepted(name: str) -> None:
+    with pytest.raises(ValueError, match="no signature"):
+        inspect.signature(max)
+    n = ARITY[name]
+    fits = [
+        _takes(n),
+        noop,  # *args
+        lambda *args, **kwargs: None,
+        lambda task_id, when, extra=None, more=None: None,  # defaults fill what is not given
+        lambda task_id, *rest: None,
+        lambda task_id, when, *rest, keyword=1: None,
+        functools.partial(_takes(n + 1), "bound"),
+        print,  # a builtin of *args
+        max,  # a builtin whose signature cannot be read: taken on trust
+    ]
+    if n == 2:
+        fits.append(_TwoArgs)  # a class: its __init__ takes them
+    for hook in fits:
+        assert getattr(StateHooks(**{name: hook}), name) is hook
+        assert getattr(StateHooks(OPTIONS[name](hook)), name) is hook
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "hook",
+    [_gen_hook, _async_gen_hook, functools.partial(_gen_hook, 1)],
+    ids=["generator-function", "async-generator-function", "partial-of-generator"],
+)
+def test_generator_function_hook_is_type_error(name: str, hook: Any) -> None:
+    # calling it would make a generator and run none of the hook
+    with pytest.raises(TypeError, match=rf"{name}.*generator"):
+        StateHooks(**{name: hook})
+    with pytest.raises(TypeError, match=rf"{name}.*generator"):
+        OPTIONS[name](hook)
+
+
+async def test_hooks_of_odd_signatures_are_called_with_their_arguments() -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def pending(task_id: str, when: datetime, attempt: int = -1, extra: Any = "x") -> None:
+        calls.append(("pending", task_id, attempt, extra))
+
+    def done(*args: Any) -> None:
+        calls.append(("done", args[0], len(args)))
+
+    task = Task(
+        Definition(id="odd", task_fn=async_hook, hooks=StateHooks(on_pending=pending, on_done=done))
+    )
+    task.go()
+    await task.wait()
+    assert calls == [("pending", "odd", 0, "x"), ("done", "odd", 2)]
 
 
 # -- when ----------------------------------------------------------------------------------

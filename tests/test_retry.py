@@ -724,3 +724,81 @@ async def test_predicate_verdicts_count_by_their_truth_numbers_as_seconds(
     assert task.attempts == attempts
     if attempts > 1:
         assert fn.waits() == ([0.0, 0.0] if verdict == 0 else [1.0, 1.0])
+
+
+# -- on/off options take only bools (a truthy string such as "no" turned them on) ------------
+
+NOT_BOOLS = ["no", "False", "", 0, 1, None, 1.0, [True]]
+
+
+@pytest.mark.parametrize("value", NOT_BOOLS, ids=repr)
+def test_flag_refuses_anything_but_a_bool(value: Any) -> None:
+    from asynctasklib._retry import flag
+
+    with pytest.raises(TypeError, match=r"^ordered must be a bool"):
+        flag(value, "ordered")
+    assert flag(True, "ordered") is True
+    assert flag(False, "ordered") is False
+
+
+@pytest.mark.parametrize("value", NOT_BOOLS, ids=repr)
+async def test_pool_bool_options_refuse_other_values(value: Any) -> None:
+    from asynctasklib import WorkerPool
+
+    async def fn(x: int) -> int:
+        return x
+
+    with pytest.raises(TypeError, match=r"\bretain_finished\b"):
+        WorkerPool(1, retain_finished=value)
+    pool = WorkerPool(1)
+    with pytest.raises(TypeError, match=r"\bordered\b"):
+        pool.map(fn, [1], ordered=value)
+    with pytest.raises(TypeError, match=r"\breturn_exceptions\b"):
+        pool.map(fn, [1], return_exceptions=value)
+    with pytest.raises(TypeError, match=r"\breturn_exceptions\b"):
+        await pool.gather([Definition(task_fn=fn)], return_exceptions=value)
+    with pytest.raises(TypeError, match=r"\bcancel\b"):
+        await pool.shutdown(cancel=value)
+    assert pool.stats().total == 0  # nothing ran, nothing stopped
+    assert not pool.is_stopped()
+    await pool.shutdown()
+
+
+@pytest.mark.parametrize("value", ["no", 1, None], ids=repr)
+def test_blocking_pool_bool_options_refuse_other_values(value: Any) -> None:
+    from asynctasklib import blocking
+
+    def fn(x: int) -> int:
+        return x
+
+    with pytest.raises(TypeError, match=r"\bretain_finished\b"):
+        blocking.WorkerPool(1, retain_finished=value)
+    pool = blocking.WorkerPool(1)
+    try:
+        with pytest.raises(TypeError, match=r"\bordered\b"):
+            pool.map(fn, [1], ordered=value)
+        with pytest.raises(TypeError, match=r"\breturn_exceptions\b"):
+            pool.map(fn, [1], return_exceptions=value)
+        with pytest.raises(TypeError, match=r"\breturn_exceptions\b"):
+            pool.gather([Definition(task_fn=fn)], return_exceptions=value)
+        with pytest.raises(TypeError, match=r"\bcancel\b"):
+            pool.shutdown(cancel=value)
+        assert pool._portal is None  # refused before the background loop was started
+        assert not pool.is_stopped()
+    finally:
+        pool.shutdown()
+
+
+@pytest.mark.parametrize("value", ["no", 1, None], ids=repr)
+def test_dask_executor_bool_options_refuse_other_values(value: Any) -> None:
+    pytest.importorskip("distributed")
+    from asynctasklib import dask
+    with pytest.raises(TypeError, match=r"\ballow_other_workers\b"):
+        dask.DaskExecutor(object(), allow_other_workers=value)  # (checked before the client)
+    with pytest.raises(TypeError, match=r"\ballow_other_workers\b"):
+        dask.executor(object(), allow_other_workers=value)
+    unmade = dask.DaskExecutor.__new__(dask.DaskExecutor)  # (the flags are checked first)
+    with pytest.raises(TypeError, match=r"^wait\b"):
+        unmade.shutdown(wait=value)
+    with pytest.raises(TypeError, match=r"^cancel_futures\b"):
+        unmade.shutdown(cancel_futures=value)

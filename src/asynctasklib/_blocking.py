@@ -27,14 +27,14 @@ from collections.abc import (
 from concurrent.futures import Executor
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._definition import Definition
 from ._errors import PoolStoppedError
 from ._hooks import StateHooks
 from ._pool import PoolStats, _shutdown_limits
 from ._pool import WorkerPool as _AsyncPool
-from ._retry import optional_seconds, seconds
+from ._retry import flag, optional_seconds, seconds
 from ._semaphore import _SemaphoreCore
 from ._state import State
 from ._task import Task as _AsyncTask
@@ -336,16 +336,36 @@ class WorkerPool:
         once all have ended (see `asynctasklib.WorkerPool.submit_with_err_group`)."""
         self._call("submit_with_err_group()", self._pool.submit_with_err_group(definitions))
 
+    @overload
+    def gather(
+        self,
+        items: Iterable[Definition[T] | Task[T]],
+        *,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[T]: ...
+
+    @overload
+    def gather(
+        self, items: Iterable[Definition[T] | Task[T]], *, return_exceptions: bool
+    ) -> list[T | BaseException]: ...
+
+    @overload
+    def gather(
+        self, items: Iterable[Definition[Any] | Task[Any]], *, return_exceptions: bool = ...
+    ) -> list[Any]: ...
+
     def gather(
         self, items: Iterable[Definition[Any] | Task[Any]], *, return_exceptions: bool = False
     ) -> list[Any]:
         """Run the definitions (and wait for the tasks); their results in order (see
         `asynctasklib.WorkerPool.gather`)."""
+        flag(return_exceptions, "return_exceptions")  # (before the loop starts)
         unwrapped = [item._task if isinstance(item, Task) else item for item in items]
         return self._call(
             "gather()", self._pool.gather(unwrapped, return_exceptions=return_exceptions)
         )
 
+    # With return_exceptions=True a failure is yielded in place of its result.
     @overload
     def map(
         self,
@@ -353,7 +373,7 @@ class WorkerPool:
         items: Iterable[X] | AsyncIterable[X],
         *,
         ordered: bool = ...,
-        return_exceptions: bool = ...,
+        return_exceptions: Literal[False] = ...,
         window: int | None = ...,
         max_per_second: float | None = ...,
         **options: Any,
@@ -366,11 +386,37 @@ class WorkerPool:
         items: Iterable[X] | AsyncIterable[X],
         *,
         ordered: bool = ...,
-        return_exceptions: bool = ...,
+        return_exceptions: Literal[False] = ...,
         window: int | None = ...,
         max_per_second: float | None = ...,
         **options: Any,
     ) -> MapIterator[R]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[X], Awaitable[R]],
+        items: Iterable[X] | AsyncIterable[X],
+        *,
+        ordered: bool = ...,
+        return_exceptions: bool,
+        window: int | None = ...,
+        max_per_second: float | None = ...,
+        **options: Any,
+    ) -> MapIterator[R | BaseException]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[X], R],
+        items: Iterable[X] | AsyncIterable[X],
+        *,
+        ordered: bool = ...,
+        return_exceptions: bool,
+        window: int | None = ...,
+        max_per_second: float | None = ...,
+        **options: Any,
+    ) -> MapIterator[R | BaseException]: ...
 
     def map(
         self,

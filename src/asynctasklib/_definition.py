@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from ._hooks import StateHooks, is_async_callable
+from ._hooks import StateHooks, is_async_callable, is_generator_callable
 from ._retry import (
     Backoff,
     ExponentialBackoff,
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Definition"]
 
-T = TypeVar("T")
+# Covariant: a definition only hands out its T (the result), so a Definition[int] is a
+# Definition[int | str] too, and a list of definitions of several result types is typed.
+T = TypeVar("T", covariant=True)
 
 _DEFAULT_BACKOFF = ExponentialBackoff()
 
@@ -37,6 +39,7 @@ class Definition(Generic[T]):
         id: a name for the task, given to hooks.
         task_fn: ``fn(run)``, a plain function (run in a worker thread) or an ``async def``
             (run on the event loop). ``None`` makes the task fail with ``TaskFnNotSetError``.
+            A generator function (plain or async) is refused with ``TypeError``.
         hooks: lifecycle callbacks (a pool's hooks apply when this is None).
         delay: wait this long once, before the first attempt.
         max_duration: the timeout of each attempt; None for no limit.
@@ -131,8 +134,15 @@ class Definition(Generic[T]):
             # __dict__ at once, in a third of the time (a Definition per item is common).
             if not isinstance(id, str):
                 raise TypeError(f"id must be a str, got {type(id).__name__}")
-            if task_fn is not None and not callable(task_fn):
-                raise TypeError(f"task_fn must be callable, got {type(task_fn).__name__}")
+            if task_fn is not None:
+                if not callable(task_fn):
+                    raise TypeError(f"task_fn must be callable, got {type(task_fn).__name__}")
+                if is_generator_callable(task_fn):
+                    # its call would return a generator at once, the task DONE with that
+                    raise TypeError(
+                        f"task_fn must not be a generator function, got {task_fn!r}: "
+                        "calling it runs none of its body (return a value, or a list)"
+                    )
             if hooks is not None and not isinstance(hooks, StateHooks):
                 raise TypeError(f"hooks must be a StateHooks, got {type(hooks).__name__}")
             if type(delay) is not float or not delay >= 0:  # (NaN fails >= too)

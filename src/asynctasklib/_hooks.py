@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -34,15 +35,17 @@ AttemptHook: TypeAlias = Callable[[str, datetime, int], object]
 ErrorHook: TypeAlias = Callable[[str, datetime, BaseException], object]
 """``on_failed(task_id, when, error)``."""
 
-_NAMES = (
-    "on_created",
-    "on_pending",
-    "on_started",
-    "on_done",
-    "on_failed",
-    "on_canceled",
-    "on_task_fn",
-)
+# What each hook is called with, after the task's id: (when,) or (when, attempt | error).
+_HOOK_ARGS = {
+    "on_created": ("when",),
+    "on_pending": ("when", "attempt"),
+    "on_started": ("when",),
+    "on_done": ("when",),
+    "on_failed": ("when", "error"),
+    "on_canceled": ("when",),
+    "on_task_fn": ("when",),
+}
+_NAMES = tuple(_HOOK_ARGS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +105,47 @@ def is_async_callable(fn: object) -> bool:
     )
 
 
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
+def is_generator_callable(fn: object) -> bool:
+    """A generator function or async generator function, a partial of one, or an object
+    whose ``__call__`` is one: calling it only makes a generator, running none of its body."""
+    if type(fn) is FunctionType:
+        return bool(fn.__code__.co_flags & _GENERATOR_FLAGS)  # the common case, fast
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if isinstance(fn, type):
+        return False  # calling a class makes an instance, whatever its __call__ is
+    return any(
+        inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f)
+        for f in (fn, getattr(fn, "__call__", None))  # noqa: B004
+    )
+
+
 def _check_hook(name: str, fn: object) -> None:
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
     if is_async_callable(fn):
         raise TypeError(f"{name} must be a plain function, not an async def: hooks are not awaited")
+    if is_generator_callable(fn):
+        raise TypeError(
+            f"{name} must be a plain function, not a generator function: its body would never run"
+        )
+    # A hook that cannot take its arguments would fail at every call, each failure only
+    # logged: refuse it now. A callable whose signature cannot be read (some builtins) is
+    # taken on trust.
+    args = ("task_id", *_HOOK_ARGS[name])
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as exc:
+        raise TypeError(
+            f"{name} is called as {name}({', '.join(args)}), which {fn!r} cannot take: {exc}"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -24,13 +24,13 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from ._definition import Definition
 from ._errors import PoolStoppedError
 from ._hooks import StateHooks, call_hook
 from ._ratelimit import Limiter, RateLimiter, _Both
-from ._retry import optional_seconds
+from ._retry import flag, optional_seconds
 from ._semaphore import Semaphore
 from ._state import State
 from ._stream import MapResults, _MapRun
@@ -193,7 +193,7 @@ class WorkerPool:
         self._max_workers = max_workers
         self._hooks = hooks
         self._limiter = None if max_per_second is None else RateLimiter(max_per_second)
-        self._retain = bool(retain_finished)
+        self._retain = flag(retain_finished, "retain_finished")
         self._slots = Semaphore(max_workers)  # held by each task from submit to its end
         self._threaded = False  # True once other threads take slots (the blocking face)
         self._inline = True  # new workers may run tasks in their own context (see retire)
@@ -355,6 +355,26 @@ class WorkerPool:
         """
         await self.gather(self._check_all(definitions))
 
+    # Typed by the items' result type T; items of several types that share no T (such as
+    # tasks of different types: Task is invariant) fall back to list[Any].
+    @overload
+    async def gather(
+        self,
+        items: Iterable[Definition[T] | Task[T]],
+        *,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[T]: ...
+
+    @overload
+    async def gather(
+        self, items: Iterable[Definition[T] | Task[T]], *, return_exceptions: bool
+    ) -> list[T | BaseException]: ...
+
+    @overload
+    async def gather(
+        self, items: Iterable[Definition[Any] | Task[Any]], *, return_exceptions: bool = ...
+    ) -> list[Any]: ...
+
     async def gather(
         self,
         items: Iterable[Definition[Any] | Task[Any]],
@@ -370,6 +390,7 @@ class WorkerPool:
         takes its place in the list (a ``TaskCanceledError`` for a cancelled task), as with
         ``asyncio.gather``. If the caller is cancelled, the tasks are cancelled too.
         """
+        flag(return_exceptions, "return_exceptions")
         batch = list(items)
         for i, item in enumerate(batch):
             if not isinstance(item, Definition | Task):
@@ -408,6 +429,7 @@ class WorkerPool:
             raise stopped  # the group could not be run whole
         return [task._outcome for task in tasks]
 
+    # With return_exceptions=True a failure is yielded in place of its result.
     @overload
     def map(
         self,
@@ -415,7 +437,7 @@ class WorkerPool:
         items: Iterable[X] | AsyncIterable[X],
         *,
         ordered: bool = ...,
-        return_exceptions: bool = ...,
+        return_exceptions: Literal[False] = ...,
         window: int | None = ...,
         max_per_second: float | None = ...,
         **options: Any,
@@ -428,11 +450,37 @@ class WorkerPool:
         items: Iterable[X] | AsyncIterable[X],
         *,
         ordered: bool = ...,
-        return_exceptions: bool = ...,
+        return_exceptions: Literal[False] = ...,
         window: int | None = ...,
         max_per_second: float | None = ...,
         **options: Any,
     ) -> MapResults[R]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[X], Awaitable[R]],
+        items: Iterable[X] | AsyncIterable[X],
+        *,
+        ordered: bool = ...,
+        return_exceptions: bool,
+        window: int | None = ...,
+        max_per_second: float | None = ...,
+        **options: Any,
+    ) -> MapResults[R | BaseException]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[X], R],
+        items: Iterable[X] | AsyncIterable[X],
+        *,
+        ordered: bool = ...,
+        return_exceptions: bool,
+        window: int | None = ...,
+        max_per_second: float | None = ...,
+        **options: Any,
+    ) -> MapResults[R | BaseException]: ...
 
     def map(
         self,
@@ -461,6 +509,8 @@ class WorkerPool:
         pool's own limit). Leaving the loop early, or the consumer being cancelled, cancels
         the tasks in progress and reads no more input.
         """
+        flag(ordered, "ordered")
+        flag(return_exceptions, "return_exceptions")
         for name in ("id", "task_fn"):
             if name in options:
                 raise TypeError(f"map() sets {name} itself; it cannot be given")
@@ -843,7 +893,8 @@ class WorkerPool:
 def _shutdown_limits(
     cancel: bool, timeout: float | timedelta | None, grace: float | timedelta | None
 ) -> tuple[float | None, float | None]:
-    """``shutdown()``'s timeout and grace, in seconds, checked."""
+    """``shutdown()``'s timeout and grace, in seconds, checked (and ``cancel``)."""
+    flag(cancel, "cancel")
     limit = optional_seconds(timeout, "timeout", allow_zero=True)
     drain = optional_seconds(grace, "grace", allow_zero=True)
     if drain is not None:

@@ -9,14 +9,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeAlias
 
-__all__ = ["Backoff", "ExponentialBackoff", "RetryOn", "seconds"]
+__all__ = ["Backoff", "ExponentialBackoff", "RetryOn", "flag", "seconds"]
 
-Backoff: TypeAlias = "float | timedelta | Callable[[int], float | timedelta]"
+# (Real expressions, not strings: type checkers do not read an alias built from joined
+# strings, which left retry_on untyped.)
+Backoff: TypeAlias = float | timedelta | Callable[[int], float | timedelta]
 """A constant wait in seconds, or ``f(retry_number) -> seconds`` (1 for the first retry)."""
 
 RetryOn: TypeAlias = (
-    "type[BaseException] | tuple[type[BaseException], ...]"
-    " | Callable[[BaseException], bool | float | timedelta]"
+    type[BaseException]
+    | tuple[type[BaseException], ...]
+    | Callable[[BaseException], bool | float | timedelta]
 )
 """Which errors to retry: a type, a tuple of types, or a predicate.
 
@@ -39,6 +42,14 @@ def seconds(value: object, name: str, *, allow_zero: bool = True) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
     return result
+
+
+def flag(value: object, name: str) -> bool:
+    """Validate an on/off option: only True or False (a truthy string such as "no" would
+    otherwise turn it on)."""
+    if value is True or value is False:
+        return value
+    raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
 def optional_seconds(value: object, name: str, *, allow_zero: bool = False) -> float | None:

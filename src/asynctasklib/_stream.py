@@ -65,25 +65,25 @@ class _MapRun:
         window: int,
         limiter: Limiter | None,
     ) -> None:
-        self.pool = pool
-        self.definition = definition
-        self.ordered = ordered
-        self.return_exceptions = return_exceptions
-        self.window = window
-        self.limiter = limiter
+        self.pool: WorkerPool = pool
+        self.definition: Definition[Any] = definition
+        self.ordered: bool = ordered
+        self.return_exceptions: bool = return_exceptions
+        self.window: int = window
+        self.limiter: Limiter | None = limiter
         self.loop: asyncio.AbstractEventLoop | None = None
         self.feeder: asyncio.Task[None] | None = None
         self.live: dict[int, Task[Any]] = {}  # tasks in progress, by input index
         # finished, not yet yielded: by index when ordered, else in the order they ended
         self.results: dict[int, Any] = {}
         self.queue: deque[Any] = deque()
-        self.next_index = 0  # ordered: the index to yield next
-        self.taken = 0  # items taken from the input and not yet yielded
-        self.exhausted = False  # the feeder has taken its last item
+        self.next_index: int = 0  # ordered: the index to yield next
+        self.taken: int = 0  # items taken from the input and not yet yielded
+        self.exhausted: bool = False  # the feeder has taken its last item
         self.error: BaseException | None = None  # to raise to the consumer, at once
         self.final_error: BaseException | None = None  # to raise after the last result
-        self.stopped = False
-        self.pool_stopped = False
+        self.stopped: bool = False
+        self.pool_stopped: bool = False
         self.consumer: asyncio.Future[None] | None = None  # the consumer, waiting
         self.feeder_wait: asyncio.Future[None] | None = None  # the feeder, waiting on the window
 

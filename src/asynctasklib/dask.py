@@ -63,11 +63,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     from distributed import Client
-except ImportError as exc:  # pragma: no cover - exercised without distributed installed
+except ImportError as _missing:  # pragma: no cover - exercised without distributed installed
     raise ImportError(
         "asynctasklib.dask needs Dask's distributed package: pip install 'asynctasklib[dask]'",
         name="distributed",
-    ) from exc
+    ) from _missing
+
+from ._retry import flag
 
 if TYPE_CHECKING:
     from distributed import Future
@@ -127,6 +129,7 @@ class DaskExecutor(cf.Executor):
             )
         if options:
             raise TypeError(f"unexpected arguments to DaskExecutor: {sorted(options)}")
+        flag(allow_other_workers, "allow_other_workers")
         if not isinstance(client, Client):
             raise TypeError(f"DaskExecutor needs a distributed.Client, got {client!r}")
         self._client = client
@@ -189,6 +192,8 @@ class DaskExecutor(cf.Executor):
         """Take no more calls; ``cancel_futures`` cancels those not finished (running ones
         too, which go on to their end on the workers); ``wait`` waits for every call's
         future to be done. The client stays open."""
+        flag(wait, "wait")
+        flag(cancel_futures, "cancel_futures")
         with self._lock:
             self._shutdown = True
             futures = list(self._futures)
