@@ -2614,7 +2614,8 @@ async def test_a_base_exception_already_raised_through_async_with_is_not_raised_
     with pytest.raises(Fatal) as raised:
         await body()
     assert raised.value is error
-    assert raised.value.__context__ is None  # not raised a second time over itself
+    frames = [tb.name for tb in raised.traceback]
+    assert "_raise_error" not in frames  # not raised a second time over itself
     await pool.shutdown()  # delivered already
     assert other.is_canceled()
     assert len(hook_log.records) == 1
@@ -2724,3 +2725,49 @@ async def test_a_coroutine_from_a_plain_mapped_function_whose_result_is_dropped_
         del results, consumer
         gc.collect()
     assert [str(w.message) for w in caught] == []
+
+
+async def test_a_worker_cancelled_while_parked_is_not_woken() -> None:
+    """A parked worker cancelled from outside (its parked future cancelled with it) stays in
+    the idle list until its done callback runs: a submit() in between used to set a result on
+    that cancelled future (InvalidStateError, raised to the submitter)."""
+    pool = WorkerPool(2)
+    await pool.gather([Definition(task_fn=Probe().fn(seconds=1)) for _ in range(2)])
+    await settle()  # both workers parked
+    workers = list(pool._workers)
+    assert len(pool._idle) == 2
+    for worker in workers:
+        worker.cancel()
+    task = await pool.submit(Definition(task_fn=Probe().fn()))  # (before they have ended)
+    async with asyncio.timeout(GUARD):
+        await task.wait()
+    assert task.is_canceled()  # the workers were cancelled from outside: the pool stops
+    assert pool.is_stopped()
+    assert all(worker.cancelled() for worker in workers)
+    assert_stats_match(pool)
+    await pool.shutdown()
+    assert only_current_task_left()
+
+
+@pytest.mark.realtime
+def test_blocking_pool_a_generator_exit_from_a_task_is_logged_and_stops_the_pool(
+    hook_log: pytest.LogCaptureFixture,
+) -> None:
+    """The blocking face has no application loop to raise it in: the task's waiters get
+    it, it is logged, and the pool stops and cancels the rest."""
+    from asynctasklib import blocking
+
+    async def fn(run: Run) -> None:
+        raise GeneratorExit("from the task")
+
+    pool = blocking.WorkerPool(2)
+    other = pool.submit(Definition(id="other", task_fn=forever(), max_duration=None))
+    bad = pool.submit(Definition(id="bad", task_fn=fn))
+    with pytest.raises(GeneratorExit):
+        bad.result(REAL_GUARD)
+    assert other.wait(REAL_GUARD)
+    assert other.is_canceled()
+    assert pool.is_stopped()
+    pool.shutdown()  # (not raised again: it reached the task's waiters)
+    [record] = hook_log.records
+    assert "task 'bad' raised GeneratorExit" in record.getMessage()

@@ -212,6 +212,7 @@ class WorkerPool:
         # A BaseException that escaped a task and ended its worker, for the application
         # (see _worker_exited and _raise_error)
         self._error: BaseException | None = None
+        self._propagating: BaseException | None = None  # what __aexit__ was called with
         self._maps: weakref.WeakSet[_MapRun] = weakref.WeakSet()  # map runs, for stop()
         self._loop: asyncio.AbstractEventLoop | None = None
         if executor is not None and not isinstance(executor, Executor):
@@ -692,7 +693,8 @@ class WorkerPool:
         error = self._error
         if error is not None:
             self._error = None
-            raise error
+            if error is not self._propagating:  # (already on its way up through __aexit__)
+                raise error
 
     # -- sync functions in threads ---------------------------------------------------------
 
@@ -882,13 +884,14 @@ class WorkerPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is not None and exc is self._error:  # on its way up already
-            self._error = None
+        self._propagating = exc  # (not raised again over itself: see _raise_error)
         try:
             await self.shutdown(cancel=exc_type is not None)
         except BaseException:
             self._cancel_all()
             raise
+        finally:
+            self._propagating = None
 
 
 def _discard(call: Future[Any]) -> None:
