@@ -173,6 +173,14 @@ class WorkerPool:
 
     ``async with WorkerPool(n) as pool:`` waits for every task on exit, then stops the
     workers; if the body raises, the tasks are cancelled first.
+
+    A BaseException that is not an Exception, raised by a task's function, hooks,
+    ``retry_on`` or ``backoff``, ends that task FAILED with it and, as asyncio.TaskGroup
+    does with a child's, stops the pool and cancels its other tasks. KeyboardInterrupt and
+    SystemExit go up out of the event loop (asyncio's way); any other (GeneratorExit, one
+    of the application's) is logged with its traceback and raised, once, from the pool's
+    next ``submit()``, ``wait()`` or ``shutdown()`` (``async with``'s exit included, unless
+    it is the exception already on its way out of the block).
     """
 
     def __init__(
