@@ -640,14 +640,16 @@ class WorkerPool:
 
     def _wake_one(self) -> None:
         idle = self._idle
-        while idle and idle[-1].parked.done():  # type: ignore[union-attr]
-            idle.pop()  # cancelled with its worker (the loop is going away): it is ending
-        if idle:
+        while idle:
             worker = idle.pop()
-            self._waking += 1
             assert worker.parked is not None
-            worker.parked.set_result(None)
-        elif len(self._workers) < self._max_workers:
+            try:
+                worker.parked.set_result(None)
+            except asyncio.InvalidStateError:  # cancelled with its worker: it is ending
+                continue
+            self._waking += 1
+            return
+        if len(self._workers) < self._max_workers:
             loop = self._loop
             assert loop is not None
             self._waking += 1
