@@ -32,6 +32,7 @@ from asynctasklib import (
 )
 
 GUARD = 1000.0  # virtual seconds: a wait that a bug turns into a hang fails after this
+REAL_GUARD = 30.0  # real seconds: an upper bound for waits that take milliseconds
 FEEDER = "asynctasklib map feeder"
 
 
@@ -1729,3 +1730,48 @@ def test_blocking_map_ends_when_stopped_before_its_feeder_starts(
         pool.stop()
     pool.shutdown()
     assert pool.stats().total == 0
+
+
+async def test_shutdown_returns_once_the_stopped_feeders_have_ended() -> None:
+    """shutdown() used to return with a stopped feeder not yet ended, its consumer not yet
+    told; the blocking face closes its loop right then, and a consumer thread waiting in
+    ``next()`` got a CancelledError instead of PoolStoppedError."""
+    pool = WorkerPool(2)
+    consumer = asyncio.create_task(drain(pool.map(lambda x: asyncio.sleep(0, x), range(5)), []))
+    await asyncio.sleep(0)  # the consumer's first step: the feeder made, not yet started
+    [feeder] = feeders_running()
+    await pool.shutdown()
+    assert feeder.done()  # (no turn of the loop between shutdown()'s end and this)
+    async with asyncio.timeout(GUARD):
+        with pytest.raises(PoolStoppedError):
+            await consumer
+
+
+@pytest.mark.realtime
+def test_a_blocking_call_in_flight_when_the_pool_shuts_down_gets_pool_stopped() -> None:
+    """A consumer's ``next()`` that reaches the loop as ``shutdown()`` closes it is
+    cancelled with the loop: it gets PoolStoppedError, as one arriving after it would, not
+    a bare CancelledError."""
+    from asynctasklib import blocking
+
+    pool = blocking.WorkerPool(1)
+    arrived = threading.Event()
+    errors: list[BaseException] = []
+
+    async def waits_for_ever() -> None:
+        arrived.set()
+        await asyncio.Event().wait()
+
+    def caller() -> None:
+        try:
+            pool._call("map()", waits_for_ever())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    assert arrived.wait(REAL_GUARD)
+    pool.shutdown()  # closes the loop under the call
+    thread.join(REAL_GUARD)
+    [error] = errors
+    assert isinstance(error, PoolStoppedError)

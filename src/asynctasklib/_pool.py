@@ -873,6 +873,12 @@ class WorkerPool:
                             await self._slots._wait_all_released()
                 self._cancel_all()
             await self._slots._wait_all_released()
+            # The map runs' feeders, stopped, end within a turn or two: their consumers are
+            # then told (results, then PoolStoppedError) before this returns, and before the
+            # blocking face closes its loop under them.
+            feeders = [run.feeder for run in self._maps if run.feeder and not run.feeder.done()]
+            if feeders:
+                await asyncio.wait(feeders)
         # Every task has ended and the pool is stopped: the workers end within a turn of the
         # loop (a timeout of 0 on an idle pool is not a reason to leave them behind).
         if self._workers:
