@@ -520,9 +520,11 @@ class _Runner:
         Why not a baseline taken as each attempt starts: this costs one ``cancelling()``
         call per attempt that ends by itself (none per interrupted one), the baseline as
         much plus a store; and, cleared here, the count is 0 whenever an attempt starts, so
-        ``settle()`` needs no baseline either. (On 3.11 and 3.12, a cancellation the
-        function requested and never awaited stays pending: ``uncancel()`` cannot take
-        that back there.)"""
+        ``settle()`` needs no baseline either. A cancellation from outside that the
+        function swallowed is taken back as well (asyncio cannot tell it from the
+        function's own); one that reaches the runner as a CancelledError still ends it.
+        (On 3.11 and 3.12, a cancellation the function requested and never awaited stays
+        pending: ``uncancel()`` cannot take that back there.)"""
         atask = self.atask
         assert atask is not None
         while atask.cancelling():
