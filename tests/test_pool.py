@@ -11,11 +11,13 @@ barrier with a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import gc
 import logging
 import threading
+import warnings
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -35,6 +37,7 @@ from asynctasklib import (
     Task,
     TaskCanceledError,
     TaskFnNotSetError,
+    TaskTimeoutError,
     WorkerPool,
 )
 from asynctasklib.workflow import PoolStats as WorkflowPoolStats
@@ -2324,9 +2327,12 @@ async def test_a_hook_that_cancels_its_task_at_creation_gets_no_pending_hook() -
 
 
 @pytest.mark.parametrize("where", ["on_started", "on_done", "retry_on", "backoff"])
-async def test_a_base_exception_in_a_worker_ends_its_task_then_stops_the_pool(where: str) -> None:
+async def test_a_base_exception_in_a_worker_ends_its_task_then_stops_the_pool(
+    where: str, hook_log: pytest.LogCaptureFixture
+) -> None:
     """asyncio's way: it goes up, and the worker with it; the pool then stops and cancels
-    what is left. Every task still ends, in exactly one state, and nothing hangs."""
+    what is left, logs it and raises it from its next wait(). Every task still ends, in
+    exactly one state, and nothing hangs."""
     options: dict[str, Any] = {"task_fn": Probe().fn()}
     if where in ("on_started", "on_done"):
         options["hooks"] = StateHooks(**{where: raise_fatal})
@@ -2337,7 +2343,13 @@ async def test_a_base_exception_in_a_worker_ends_its_task_then_stops_the_pool(wh
     other = await pool.submit(Definition(id="other", task_fn=forever(), max_duration=None))
     bad = await pool.submit(Definition(id="bad", **options))
     async with asyncio.timeout(GUARD):
-        await pool.wait()
+        with pytest.raises(Fatal):
+            await pool.wait()
+        await pool.wait()  # raised once
+    [record] = hook_log.records
+    assert "task 'bad' raised Fatal" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], Fatal)
     if where == "on_done":
         assert bad.is_done()  # it had ended when the hook raised
     else:
@@ -2401,10 +2413,361 @@ async def test_a_function_raising_generator_exit_fails_its_task() -> None:
         raise GeneratorExit("not the GC")
 
     pool = WorkerPool(2)
+    other = await pool.submit(Definition(task_fn=forever(), max_duration=None))
     task = await pool.submit(Definition(task_fn=fn))
     async with asyncio.timeout(GUARD):
-        await pool.wait()
+        with pytest.raises(GeneratorExit, match="not the GC"):
+            await pool.wait()
     assert task.is_failed()
     assert isinstance(task.error, GeneratorExit)
+    assert other.is_canceled()
+    assert pool.is_stopped()
+    assert_stats_match(pool)
     await pool.shutdown()
     assert only_current_task_left()
+
+
+# -- a task's own cancellation bookkeeping stays its own ---------------------------------------
+
+
+async def task_group_child_fails(run: Run) -> None:
+    """A TaskGroup whose child fails while the body waits in ``__aexit__``: CPython 3.11 and
+    3.12 leave the parent task's ``cancelling()`` at 1 (the parent is the pool's worker)."""
+
+    async def boom() -> None:
+        raise ValueError("child")
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(boom())
+
+
+async def swallows_its_own_cancel(run: Run) -> str:
+    current = asyncio.current_task()
+    assert current is not None
+    current.cancel()
+    with contextlib.suppress(asyncio.CancelledError):  # swallowed, never uncancel()ed:
+        await asyncio.sleep(0)  # the count stays at 1
+    return "swallowed"
+
+
+LEAKERS = {"task_group": task_group_child_fails, "self_cancel": swallows_its_own_cancel}
+
+
+def check_leaker(task: Task[Any], leaker: str) -> None:
+    if leaker == "task_group":
+        assert task.is_failed()
+        assert isinstance(task.error, ExceptionGroup)
+    else:
+        assert task.result() == "swallowed"
+
+
+@pytest.mark.parametrize("leaker", list(LEAKERS))
+async def test_a_tasks_leftover_cancellation_does_not_poison_the_next_task_on_its_worker(
+    leaker: str,
+) -> None:
+    """The next task on that worker that timed out used to end CANCELED, taken for a
+    cancellation from outside: the pool then stopped and cancelled everything."""
+    pool = WorkerPool(1)  # one worker: the tasks run one after the other on it
+    first = await pool.submit(Definition(id="first", task_fn=LEAKERS[leaker]))
+    await first.wait()
+    check_leaker(first, leaker)
+    worker = next(iter(pool._workers))
+    assert worker.cancelling() == 0  # what the task left was taken back
+    timed_out = await pool.submit(Definition(id="slow", task_fn=forever(), max_duration=5))
+    async with asyncio.timeout(GUARD):
+        await timed_out.wait()
+    assert timed_out.is_failed()
+    assert isinstance(timed_out.error, TaskTimeoutError)
+    assert not pool.is_stopped()
+    after = await pool.submit(Definition(id="after", task_fn=Probe().fn(result=3)))
+    assert await after == 3
+    assert next(iter(pool._workers)) is worker  # the same worker all along
+    assert_stats_match(pool)
+    await pool.shutdown()
+
+
+@pytest.mark.parametrize("leaker", list(LEAKERS))
+async def test_a_leftover_cancellation_does_not_poison_the_next_attempt(leaker: str) -> None:
+    """Within a task too: the attempt after a leaking one times out as a timeout."""
+    attempts: list[int] = []
+
+    async def fn(run: Run) -> None:
+        attempts.append(run.attempt)
+        if run.attempt == 0:
+            await LEAKERS[leaker](run)
+            raise OSError("retry me")  # (the self-cancel one returned: make it fail)
+        await asyncio.Event().wait()
+
+    pool = WorkerPool(1)
+    task = await pool.submit(Definition(task_fn=fn, max_retries=1, max_duration=5))
+    async with asyncio.timeout(GUARD):
+        await task.wait()
+    assert attempts == [0, 1]
+    assert task.is_failed()
+    assert isinstance(task.error, TaskTimeoutError)
+    assert not pool.is_stopped()
+    assert_stats_match(pool)
+    await pool.shutdown()
+
+
+REAL_GUARD = 30.0  # real seconds: an upper bound for waits that take milliseconds
+
+
+@pytest.mark.realtime
+@pytest.mark.parametrize("leaker", list(LEAKERS))
+def test_blocking_pool_a_leftover_cancellation_does_not_poison_the_next_task(
+    leaker: str,
+) -> None:
+    from asynctasklib import blocking
+
+    with blocking.WorkerPool(1) as pool:
+        first = pool.submit(Definition(id="first", task_fn=LEAKERS[leaker]))
+        first.wait()
+        if leaker == "task_group":
+            assert first.is_failed()
+            assert isinstance(first.error, ExceptionGroup)
+        else:
+            assert first.result() == "swallowed"
+        timed_out = pool.submit(Definition(id="slow", task_fn=forever(), max_duration=0.01))
+        timed_out.wait(timeout=REAL_GUARD)
+        assert timed_out.is_failed()
+        assert isinstance(timed_out.error, TaskTimeoutError)
+        assert not pool.is_stopped()
+        assert pool.submit(Definition(task_fn=Probe().fn(result=3))).result(REAL_GUARD) == 3
+
+
+# -- a BaseException from a task reaches the application -------------------------------------
+
+
+async def raises_now(error: BaseException) -> None:
+    await asyncio.sleep(1)
+    raise error
+
+
+async def next_call(pool: WorkerPool, where: str) -> None:
+    if where == "submit":
+        await pool.submit(Definition(task_fn=Probe().fn()))
+    elif where == "wait":
+        await pool.wait()
+    elif where == "shutdown":
+        await pool.shutdown()
+    else:
+        async with pool:
+            pass
+
+
+@pytest.mark.parametrize("kind", [Fatal, GeneratorExit])
+@pytest.mark.parametrize("where", ["submit", "wait", "shutdown", "async_with"])
+async def test_a_base_exception_from_a_task_function_is_logged_and_raised_by_the_pool(
+    kind: type[BaseException], where: str, hook_log: pytest.LogCaptureFixture
+) -> None:
+    """It used to stop the pool and cancel the rest silently: the worker's done callback
+    retrieved it and dropped it. Now, as asyncio.TaskGroup does with a child's BaseException,
+    the pool stops, cancels its other tasks, logs it, and raises it from its next call."""
+    error = kind("from the task")
+
+    async def fn(run: Run) -> None:
+        await raises_now(error)
+
+    pool = WorkerPool(3)
+    others = [
+        await pool.submit(Definition(id=f"other{i}", task_fn=forever(), max_duration=None))
+        for i in range(2)
+    ]
+    queued = await pool.submit(Definition(id="bad", task_fn=fn))
+    async with asyncio.timeout(GUARD):
+        while not pool.is_stopped():
+            await asyncio.sleep(1)
+        with pytest.raises(kind) as raised:
+            await next_call(pool, where)
+        assert raised.value is error
+        await pool.shutdown()  # raised once: now the pool is only stopped
+        with pytest.raises(PoolStoppedError):
+            await pool.submit(Definition(task_fn=Probe().fn()))
+    assert queued.is_failed()
+    assert queued.error is error
+    assert all(task.is_canceled() for task in others)
+    s = assert_stats_match(pool)
+    assert (s.failed, s.canceled) == (1, 2)
+    [record] = hook_log.records
+    assert f"task 'bad' raised {kind.__name__}" in record.getMessage()
+    assert record.exc_info is not None
+    assert record.exc_info[1] is error
+    assert only_current_task_left()
+
+
+async def test_a_base_exception_already_raised_through_async_with_is_not_raised_again(
+    hook_log: pytest.LogCaptureFixture,
+) -> None:
+    error = Fatal("once")
+
+    async def fn(run: Run) -> None:
+        await raises_now(error)
+
+    pool = WorkerPool(2)
+    other = await pool.submit(Definition(task_fn=forever(), max_duration=None))
+
+    async def body() -> None:
+        async with pool:
+            await pool.gather([Definition(id="bad", task_fn=fn)])
+
+    with pytest.raises(Fatal) as raised:
+        await body()
+    assert raised.value is error
+    frames = [tb.name for tb in raised.traceback]
+    assert "_raise_error" not in frames  # not raised a second time over itself
+    await pool.shutdown()  # delivered already
+    assert other.is_canceled()
+    assert len(hook_log.records) == 1
+
+
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+def test_keyboard_interrupt_with_parked_workers_stops_the_pool_quietly(
+    kind: type[BaseException],
+) -> None:
+    """asyncio raises these out of the loop itself. The worker's done callback then stopped
+    the pool by setting a result on the parked workers' futures, cancelled with them as the
+    loop shut down: "Exception in callback WorkerPool._worker_exited: InvalidStateError", and
+    the rest of the stop was skipped."""
+    errors: list[dict[str, Any]] = []
+    pool = WorkerPool(4)
+    tasks: list[Task[Any]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+        for _ in range(4):  # four workers, idle
+            await pool.submit(Definition(task_fn=Probe().fn()))
+        await pool.wait()
+        tasks.append(await pool.submit(Definition(id="long", task_fn=forever())))
+        bad = Probe().fn(seconds=0.001, error=kind())  # (raised once the others have parked)
+        tasks.append(await pool.submit(Definition(id="bad", task_fn=bad)))
+        await asyncio.Event().wait()
+
+    with asyncio.Runner() as runner, pytest.raises(kind):
+        runner.run(main())
+    assert errors == []
+    long, bad = tasks
+    assert bad.is_failed()
+    assert isinstance(bad.error, kind)
+    assert long.is_canceled()
+    assert pool.is_stopped()
+    assert_stats_match(pool)
+
+
+# -- a coroutine returned by a plain function whose result is discarded --------------------------
+
+
+async def later() -> None:
+    """Never meant to run: what the plain functions below return."""
+
+
+def returns_a_coroutine_once_told_to_stop(run: Run) -> Any:
+    run.wait_cancelled(REAL_GUARD)
+    return later()  # a lambda around an async def, say: nobody will await this one
+
+
+async def calls_taken_back(pool: WorkerPool) -> None:
+    """Until the executor's calls have ended and the loop has taken their outcomes."""
+    async with asyncio.timeout(REAL_GUARD):
+        while pool._calls or pool._ended_scheduled:
+            await asyncio.sleep(0.001)
+
+
+@pytest.mark.realtime
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+async def test_a_coroutine_returned_by_a_cancelled_plain_function_is_closed(how: str) -> None:
+    """It used to warn 'coroutine ... was never awaited' when collected."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pool = WorkerPool(1)
+        duration = 0.01 if how == "timeout" else None
+        task = await pool.submit(
+            Definition(task_fn=returns_a_coroutine_once_told_to_stop, max_duration=duration)
+        )
+        if how == "cancel":
+            while not task.is_started():
+                await asyncio.sleep(0.001)
+            task.cancel()
+        await task.wait()
+        await calls_taken_back(pool)
+        await pool.shutdown()
+        gc.collect()
+    assert task.is_canceled() if how == "cancel" else task.is_failed()
+    assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.realtime
+async def test_a_coroutine_from_a_plain_mapped_function_whose_result_is_dropped_is_closed() -> None:
+    """A mapped function gets its item, not a Run: the pool closes the coroutine it
+    returns once it sees nobody takes it."""
+    release = threading.Event()
+    running = threading.Event()
+
+    def fn(item: int) -> Any:
+        running.set()
+        release.wait(REAL_GUARD)
+        return later()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pool = WorkerPool(1)
+        results = pool.map(fn, [1])
+        consumer = asyncio.create_task(results.__anext__())
+        while not running.is_set():
+            await asyncio.sleep(0.001)
+        consumer.cancel()  # the consumer leaves: the task is cancelled, its result dropped
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        await results.aclose()
+        release.set()
+        await calls_taken_back(pool)
+        await pool.shutdown()
+        del results, consumer
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+
+
+async def test_a_worker_cancelled_while_parked_is_not_woken() -> None:
+    """A parked worker cancelled from outside (its parked future cancelled with it) stays in
+    the idle list until its done callback runs: a submit() in between used to set a result on
+    that cancelled future (InvalidStateError, raised to the submitter)."""
+    pool = WorkerPool(2)
+    await pool.gather([Definition(task_fn=Probe().fn(seconds=1)) for _ in range(2)])
+    await settle()  # both workers parked
+    workers = list(pool._workers)
+    assert len(pool._idle) == 2
+    for worker in workers:
+        worker.cancel()
+    task = await pool.submit(Definition(task_fn=Probe().fn()))  # (before they have ended)
+    async with asyncio.timeout(GUARD):
+        await task.wait()
+    assert task.is_canceled()  # the workers were cancelled from outside: the pool stops
+    assert pool.is_stopped()
+    assert all(worker.cancelled() for worker in workers)
+    assert_stats_match(pool)
+    await pool.shutdown()
+    assert only_current_task_left()
+
+
+@pytest.mark.realtime
+def test_blocking_pool_a_generator_exit_from_a_task_is_logged_and_stops_the_pool(
+    hook_log: pytest.LogCaptureFixture,
+) -> None:
+    """The blocking face has no application loop to raise it in: the task's waiters get
+    it, it is logged, and the pool stops and cancels the rest."""
+    from asynctasklib import blocking
+
+    async def fn(run: Run) -> None:
+        raise GeneratorExit("from the task")
+
+    pool = blocking.WorkerPool(2)
+    other = pool.submit(Definition(id="other", task_fn=forever(), max_duration=None))
+    bad = pool.submit(Definition(id="bad", task_fn=fn))
+    with pytest.raises(GeneratorExit):
+        bad.result(REAL_GUARD)
+    assert other.wait(REAL_GUARD)
+    assert other.is_canceled()
+    assert pool.is_stopped()
+    pool.shutdown()  # (not raised again: it reached the task's waiters)
+    [record] = hook_log.records
+    assert "task 'bad' raised GeneratorExit" in record.getMessage()

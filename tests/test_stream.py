@@ -32,6 +32,7 @@ from asynctasklib import (
 )
 
 GUARD = 1000.0  # virtual seconds: a wait that a bug turns into a hang fails after this
+REAL_GUARD = 30.0  # real seconds: an upper bound for waits that take milliseconds
 FEEDER = "asynctasklib map feeder"
 
 
@@ -1660,3 +1661,117 @@ async def test_a_full_window_left_unread_does_not_outlive_the_pool() -> None:
     with pytest.raises(PoolStoppedError):
         async for _ in results:
             pass
+
+
+# -- a stop landing before the feeder has started -------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["stop", "shutdown", "shutdown_cancel"])
+async def test_a_stop_between_the_consumers_first_step_and_the_feeders_start_ends_it(
+    how: str,
+) -> None:
+    """The consumer's first ``__anext__`` makes the feeder task and waits; a stop landing
+    before the feeder's first step cancels a task that never runs ``feed()`` (nor its
+    ``finally``). The consumer used to wait forever."""
+    pool = WorkerPool(2)
+    pulled: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(5):
+            pulled.append(i)
+            yield i
+
+    got: list[int] = []
+    consumer = asyncio.create_task(drain(pool.map(lambda x: asyncio.sleep(0, x), items()), got))
+    await asyncio.sleep(0)  # the consumer's first step: the feeder made, not yet started
+    [feeder] = feeders_running()
+    if how == "stop":
+        pool.stop()
+    else:
+        await pool.shutdown(cancel=how == "shutdown_cancel")
+    async with asyncio.timeout(GUARD):
+        with pytest.raises(PoolStoppedError):
+            await consumer
+    assert feeder.cancelled()
+    assert got == []
+    assert pulled == []
+    await pool.shutdown()
+    assert pool.stats().total == 0
+
+
+@pytest.mark.realtime
+@pytest.mark.parametrize("how", ["stop", "shutdown"])
+def test_blocking_map_ends_when_stopped_before_its_feeder_starts(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same point through the blocking face: the stop lands on the portal's loop right
+    after the consumer's first step has made the feeder (a ``stop()`` from another thread
+    lands at any point; here at that one, deterministically)."""
+    from asynctasklib import blocking
+
+    pool = blocking.WorkerPool(2)
+    begin = MapResults._begin
+
+    def begin_then_stop(self: MapResults[Any]) -> None:
+        begin(self)
+        [feeder] = feeders_running()
+        assert not feeder.done()
+        pool._pool.stop()  # (on the loop's thread: at once, before the feeder's first step)
+
+    monkeypatch.setattr(MapResults, "_begin", begin_then_stop)
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    results = pool.map(double, range(5))
+    with pytest.raises(PoolStoppedError):
+        next(results)
+    if how == "stop":
+        pool.stop()
+    pool.shutdown()
+    assert pool.stats().total == 0
+
+
+async def test_shutdown_returns_once_the_stopped_feeders_have_ended() -> None:
+    """shutdown() used to return with a stopped feeder not yet ended, its consumer not yet
+    told; the blocking face closes its loop right then, and a consumer thread waiting in
+    ``next()`` got a CancelledError instead of PoolStoppedError."""
+    pool = WorkerPool(2)
+    consumer = asyncio.create_task(drain(pool.map(lambda x: asyncio.sleep(0, x), range(5)), []))
+    await asyncio.sleep(0)  # the consumer's first step: the feeder made, not yet started
+    [feeder] = feeders_running()
+    await pool.shutdown()
+    assert feeder.done()  # (no turn of the loop between shutdown()'s end and this)
+    async with asyncio.timeout(GUARD):
+        with pytest.raises(PoolStoppedError):
+            await consumer
+
+
+@pytest.mark.realtime
+def test_a_blocking_call_in_flight_when_the_pool_shuts_down_gets_pool_stopped() -> None:
+    """A consumer's ``next()`` that reaches the loop as ``shutdown()`` closes it is
+    cancelled with the loop: it gets PoolStoppedError, as one arriving after it would, not
+    a bare CancelledError."""
+    from asynctasklib import blocking
+
+    pool = blocking.WorkerPool(1)
+    arrived = threading.Event()
+    errors: list[BaseException] = []
+
+    async def waits_for_ever() -> None:
+        arrived.set()
+        await asyncio.Event().wait()
+
+    def caller() -> None:
+        try:
+            pool._call("map()", waits_for_ever())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    assert arrived.wait(REAL_GUARD)
+    pool.shutdown()  # closes the loop under the call
+    thread.join(REAL_GUARD)
+    [error] = errors
+    assert isinstance(error, PoolStoppedError)

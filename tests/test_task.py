@@ -7,11 +7,13 @@ exact); tests with sync task functions use real threads and are marked ``realtim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import gc
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -1622,3 +1624,70 @@ async def test_a_base_exception_from_on_pending_at_go_ends_the_task_and_goes_up(
     assert task.is_failed()
     assert isinstance(task.error, Fatal)
     assert task.attempts == 0
+
+
+# -- a task's own cancellation bookkeeping stays its own ---------------------------------------
+
+
+@pytest.mark.parametrize("leaker", ["task_group", "self_cancel"])
+async def test_go_a_leftover_cancellation_does_not_turn_the_next_timeout_into_a_cancel(
+    leaker: str,
+) -> None:
+    """Attempt 0 leaves its runner's ``cancelling()`` at 1 (a TaskGroup whose child fails
+    while the body waits in ``__aexit__``, on CPython 3.11/3.12; or a swallowed
+    ``current_task().cancel()``); attempt 1 then times out. It used to end CANCELED, the
+    timeout taken for a cancellation from outside."""
+
+    async def boom() -> None:
+        raise ValueError("child")
+
+    async def fn(run: Run) -> None:
+        if run.attempt == 0:
+            if leaker == "task_group":
+                async with asyncio.TaskGroup() as group:  # (raises an ExceptionGroup)
+                    group.create_task(boom())
+            current = asyncio.current_task()
+            assert current is not None
+            current.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)
+            raise OSError("retry me")
+        await asyncio.sleep(LONG)
+
+    task = started(fn, max_retries=1, max_duration=5)
+    await task.wait()
+    assert task.attempts == 2
+    assert task.is_failed()
+    assert isinstance(task.error, TaskTimeoutError)
+
+
+@pytest.mark.realtime
+async def test_go_a_coroutine_returned_by_a_cancelled_plain_function_is_closed() -> None:
+    """It used to warn 'coroutine ... was never awaited' when collected: a cancelled
+    ``run_in_executor`` future drops the result unseen."""
+
+    async def later() -> None:
+        """Never meant to run."""
+
+    returned = threading.Event()
+
+    def fn(run: Run) -> Any:
+        run.wait_cancelled(REAL_TIMEOUT)
+        coro = later()
+        returned.set()
+        return coro
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task = Task(Definition(task_fn=fn))
+        task.go()
+        while not task.is_started():
+            await asyncio.sleep(0.001)
+        task.cancel()
+        await task.wait()
+        # The thread's call ends (the executor's threads joined), its result dropped.
+        await asyncio.get_running_loop().shutdown_default_executor()
+        assert returned.is_set()
+        gc.collect()
+    assert task.is_canceled()
+    assert [str(w.message) for w in caught] == []

@@ -95,6 +95,8 @@ class _Portal:
         try:
             return future.result()
         except BaseException:
+            if self._closing and future.cancelled():  # the pool shut down under this call
+                raise PoolStoppedError("the pool is stopped") from None
             future.cancel()
             raise
 

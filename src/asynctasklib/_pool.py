@@ -173,6 +173,14 @@ class WorkerPool:
 
     ``async with WorkerPool(n) as pool:`` waits for every task on exit, then stops the
     workers; if the body raises, the tasks are cancelled first.
+
+    A BaseException that is not an Exception, raised by a task's function, hooks,
+    ``retry_on`` or ``backoff``, ends that task FAILED with it and, as asyncio.TaskGroup
+    does with a child's, stops the pool and cancels its other tasks. KeyboardInterrupt and
+    SystemExit go up out of the event loop (asyncio's way); any other (GeneratorExit, one
+    of the application's) is logged with its traceback and raised, once, from the pool's
+    next ``submit()``, ``wait()`` or ``shutdown()`` (``async with``'s exit included, unless
+    it is the exception already on its way out of the block).
     """
 
     def __init__(
@@ -209,6 +217,10 @@ class WorkerPool:
         self._waking = 0  # workers spawned or woken that have not run yet
         self._stopped = False
         self._cancelled_all = False
+        # A BaseException that escaped a task and ended its worker, for the application
+        # (see _worker_exited and _raise_error)
+        self._error: BaseException | None = None
+        self._propagating: BaseException | None = None  # what __aexit__ was called with
         self._maps: weakref.WeakSet[_MapRun] = weakref.WeakSet()  # map runs, for stop()
         self._loop: asyncio.AbstractEventLoop | None = None
         if executor is not None and not isinstance(executor, Executor):
@@ -306,9 +318,12 @@ class WorkerPool:
         """Start a task for ``definition`` once a worker is free, and return it.
 
         Waits while all workers are busy. Raises ``PoolStoppedError`` once the pool is
-        stopped. If the caller is cancelled while it waits, nothing is left behind.
+        stopped (first, once, the BaseException that stopped it, if one did: see
+        ``_worker_exited``). If the caller is cancelled while it waits, nothing is left
+        behind.
         """
         if self._stopped:
+            self._raise_error()
             raise PoolStoppedError("the pool is stopped")
         if not isinstance(definition, Definition):
             raise TypeError(f"submit() takes a Definition, got {type(definition).__name__}")
@@ -674,12 +689,17 @@ class WorkerPool:
                 raise
 
     def _wake_one(self) -> None:
-        if self._idle:
-            worker = self._idle.pop()
-            self._waking += 1
+        idle = self._idle
+        while idle:
+            worker = idle.pop()
             assert worker.parked is not None
-            worker.parked.set_result(None)
-        elif len(self._workers) < self._max_workers:
+            try:
+                worker.parked.set_result(None)
+            except asyncio.InvalidStateError:  # cancelled with its worker: it is ending
+                continue
+            self._waking += 1
+            return
+        if len(self._workers) < self._max_workers:
             loop = self._loop
             assert loop is not None
             self._waking += 1
@@ -690,17 +710,51 @@ class WorkerPool:
             atask.add_done_callback(self._worker_exited)
 
     def _worker_exited(self, atask: asyncio.Task[None]) -> None:
+        """A worker's asyncio task has ended: by itself (stopped, retired), cancelled from
+        outside (the event loop is shutting down), or with an exception.
+
+        An exception there is a BaseException (not an Exception, nor a CancelledError) that
+        a task's function, hook, ``retry_on`` or ``backoff`` raised: the task ended FAILED
+        with it, and it went up through the worker, as a TaskGroup's child's does. asyncio
+        itself raises KeyboardInterrupt and SystemExit out of the event loop; anything else
+        (a GeneratorExit, a BaseException subclass of the application's) would stay in the
+        worker's asyncio task, unseen. As asyncio.TaskGroup does with a child's
+        BaseException, the pool then stops and cancels its other tasks; the exception is
+        logged with its traceback and raised, once, from the pool's next ``submit()``,
+        ``wait()`` or ``shutdown()`` (``async with``'s exit included).
+        """
         worker = self._workers.pop(atask, None)
         if worker is None:
             return
         if worker in self._idle:
             self._idle.remove(worker)
-        broken = atask.cancelled() or atask.exception() is not None  # (retrieved: not logged)
-        if broken and self._count_in_progress():
+        error = None if atask.cancelled() else atask.exception()  # (retrieved: not logged)
+        if error is not None and not isinstance(error, KeyboardInterrupt | SystemExit):
+            task = worker.task
+            logger.error(
+                "task %r raised %s: the pool stops and cancels its other tasks",
+                None if task is None else task.id,
+                type(error).__name__,
+                exc_info=error,
+            )
+            # (The blocking face has no application loop to raise it in: its waiters got it.)
+            if self._error is None and not self._threaded:
+                self._error = error
+            self._stop()
+            self._cancel_all()
+        elif (atask.cancelled() or error is not None) and self._count_in_progress():
             # Cancelled from outside (the event loop is shutting down) or broken: no task of
             # this pool may be left behind without an end.
             self._stop()
             self._cancel_all()
+
+    def _raise_error(self) -> None:
+        """Raise the BaseException that stopped the pool, if there is one not yet raised."""
+        error = self._error
+        if error is not None:
+            self._error = None
+            if error is not self._propagating:  # (already on its way up through __aexit__)
+                raise error
 
     # -- sync functions in threads ---------------------------------------------------------
 
@@ -750,6 +804,8 @@ class WorkerPool:
             loop.call_soon_threadsafe(self._deliver_ended_calls)
         except RuntimeError:  # the loop is closed: nobody waits any more
             with self._ended_lock:
+                for _, dropped in self._ended_calls:
+                    _discard(dropped)
                 self._ended_calls.clear()
                 self._ended_scheduled = False  # (the pool may move to another loop)
 
@@ -760,6 +816,7 @@ class WorkerPool:
             self._ended_scheduled = False
         for result, call in batch:
             if result.done():  # cancelled meanwhile
+                _discard(call)
                 continue
             # An ended future's fields no longer change: read them without its lock.
             if call._state == "FINISHED":
@@ -817,9 +874,10 @@ class WorkerPool:
         self._check_not_orphaned()
         if limit is None:
             await self._slots._wait_all_released()
-            return
-        async with asyncio.timeout(limit):
-            await self._slots._wait_all_released()
+        else:
+            async with asyncio.timeout(limit):
+                await self._slots._wait_all_released()
+        self._raise_error()
 
     def stop(self) -> None:
         """Stop accepting tasks; those submitted still run. Callers waiting in ``submit``
@@ -836,6 +894,8 @@ class WorkerPool:
         idle, self._idle = self._idle, []
         for worker in idle:
             assert worker.parked is not None
+            if worker.parked.done():  # cancelled with its worker (the loop is going away)
+                continue
             self._waking += 1
             worker.parked.set_result(None)
 
@@ -863,11 +923,18 @@ class WorkerPool:
                             await self._slots._wait_all_released()
                 self._cancel_all()
             await self._slots._wait_all_released()
+            # The map runs' feeders, stopped, end within a turn or two: their consumers are
+            # then told (results, then PoolStoppedError) before this returns, and before the
+            # blocking face closes its loop under them.
+            feeders = [run.feeder for run in self._maps if run.feeder and not run.feeder.done()]
+            if feeders:
+                await asyncio.wait(feeders)
         # Every task has ended and the pool is stopped: the workers end within a turn of the
         # loop (a timeout of 0 on an idle pool is not a reason to leave them behind).
         if self._workers:
             await asyncio.wait(list(self._workers))
         self._close_executor()
+        self._raise_error()
 
     def _cancel_all(self) -> None:
         self._cancelled_all = True  # (the blocking face cancels what it hands over later)
@@ -883,11 +950,23 @@ class WorkerPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._propagating = exc  # (not raised again over itself: see _raise_error)
         try:
             await self.shutdown(cancel=exc_type is not None)
         except BaseException:
             self._cancel_all()
             raise
+        finally:
+            self._propagating = None
+
+
+def _discard(call: Future[Any]) -> None:
+    """An executor call's outcome nobody takes: a coroutine it returned (a plain function
+    returning ``some_async_def()``) is closed, not left to warn that it was never awaited."""
+    if call._state == "FINISHED" and call._exception is None:
+        value = call._result
+        if isinstance(value, types.CoroutineType):
+            value.close()
 
 
 def _shutdown_limits(

@@ -200,6 +200,18 @@ class _MapRun:
         if feeder is not None and not feeder.done() and feeder is not asyncio.current_task():
             feeder.cancel()
 
+    def feeder_ended(self, feeder: asyncio.Task[None]) -> None:
+        """The feeder's done callback. A feeder cancelled before its first step (stop() or
+        shutdown() landing between the consumer's first ``__anext__`` and the feeder's
+        start) never runs ``feed()``, nor its ``finally``: end the feed here, or the
+        consumer would wait forever."""
+        if self.exhausted:
+            return
+        self.exhausted = True
+        if self.pool_stopped and not self.stopped:
+            self.final_error = PoolStoppedError("the pool is stopped")
+        self._wake_consumer()
+
     def _wake_consumer(self) -> None:
         fut = self.consumer
         if fut is not None and not fut.done():
@@ -296,6 +308,7 @@ class MapResults(Generic[R]):
         pool = run.pool
         run.loop = loop = pool._use_loop()
         run.feeder = loop.create_task(run.feed(items), name="asynctasklib map feeder")
+        run.feeder.add_done_callback(run.feeder_ended)
 
     def _abandon(self) -> None:
         """End a run that has not begun (nothing runs, so any thread may)."""

@@ -190,9 +190,15 @@ def no_stop_iteration(error: StopIteration) -> RuntimeError:
 
 def _call_plain(fn: Callable[[Any], T], arg: Any) -> T:
     try:
-        return fn(arg)
+        result = fn(arg)
     except StopIteration as exc:
         raise no_stop_iteration(exc) from exc
+    if result.__class__ is types.CoroutineType and arg.__class__ is _Run and arg.cancelled:
+        # Cancelled or timed out meanwhile: nobody will await it (and a cancelled
+        # run_in_executor future drops it unseen); closed, it does not warn that it never
+        # was. (A pool also closes one that ends up discarded otherwise: see _pool._discard.)
+        result.close()  # type: ignore[attr-defined]
+    return result
 
 
 def _same_variables(a: contextvars.Context, b: contextvars.Context) -> bool:
@@ -289,6 +295,8 @@ class _Runner:
         home = _copy_context()  # this runner's context variables, as it starts
         size = len(home)  # (no variables at all is the common case: no comparing)
         inline = self.inline
+        assert self.atask is not None
+        cancelling = self.atask.cancelling
         task: Task[Any] | None
         run: Run | None
         self.begin()
@@ -392,6 +400,8 @@ class _Runner:
                                 if self.expired or self.issued or task._cancel_requested:
                                     wait = task._attempt_ended(self, None, None)
                                 else:  # the common case: a plain success
+                                    if cancelling():  # the function's own (see forget())
+                                        self.forget()
                                     self.deadline = self.run = None
                                     task._finish(_DONE, result)
                                     break
@@ -497,6 +507,28 @@ class _Runner:
         assert self.atask is not None
         self.issued += 1
         self.atask.cancel()
+
+    def forget(self) -> None:
+        """Take back the cancellation requests an attempt left on the runner's asyncio task
+        although it ended by itself (returned, or raised an Exception), with none of ours
+        outstanding: the task's own bookkeeping, which must not leak into the next attempt
+        or task run by this runner (where ``settle()`` would take it for a cancellation
+        from outside). A TaskGroup whose child fails while its body waits in ``__aexit__``
+        leaves one on its parent task (CPython 3.11, 3.12), and so does a function that
+        swallows ``asyncio.current_task().cancel()``.
+
+        Why not a baseline taken as each attempt starts: this costs one ``cancelling()``
+        call per attempt that ends by itself (none per interrupted one), the baseline as
+        much plus a store; and, cleared here, the count is 0 whenever an attempt starts, so
+        ``settle()`` needs no baseline either. A cancellation from outside that the
+        function swallowed is taken back as well (asyncio cannot tell it from the
+        function's own); one that reaches the runner as a CancelledError still ends it.
+        (On 3.11 and 3.12, a cancellation the function requested and never awaited stays
+        pending: ``uncancel()`` cannot take that back there.)"""
+        atask = self.atask
+        assert atask is not None
+        while atask.cancelling():
+            atask.uncancel()
 
     def settle(self) -> bool:
         """Take back our cancellations; True if someone else cancelled the runner as well."""
@@ -844,10 +876,13 @@ class Task(Generic[T]):
         runner.expired = False
         if run is not None and (cancelled is not None or self._cancel_requested):
             run._signal()  # a plain function still running in its thread: time to stop
-        if (cancelled is not None or runner.issued) and runner.settle():
-            # The runner itself was cancelled from outside (the loop is going away).
-            self._finish(_CANCELED, self._canceled_error())
-            raise cancelled or asyncio.CancelledError()
+        if cancelled is not None or runner.issued:
+            if runner.settle():
+                # The runner itself was cancelled from outside (the loop is going away).
+                self._finish(_CANCELED, self._canceled_error())
+                raise cancelled or asyncio.CancelledError()
+        elif runner.atask.cancelling():  # type: ignore[union-attr]
+            runner.forget()  # the function's own, left as it raised (see forget())
         if self._cancel_requested:
             # Never retried, even if the function swallowed the cancellation and returned.
             self._finish(_CANCELED, self._canceled_error())
