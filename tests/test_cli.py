@@ -1465,6 +1465,8 @@ def test_quoting_property_every_context_every_shell(value: bytes) -> None:
         ('echo "$(case a in a) echo {} ;; esac)"', "after a case statement"),
         ("echo \"${x:-'a'}\" {}", "after quotes inside"),
         ("echo $(( '1' )) {}", "after quotes inside arithmetic"),
+        ("[[ {} -eq 1 ]]", "inside [[ ... ]]"),
+        ("if [[ ( a == \"{}\" ) ]]; then :; fi", "inside [[ ... ]]"),
     ],
 )
 def test_shell_contexts_that_cannot_be_made_safe_are_refused(
@@ -1490,19 +1492,49 @@ def test_shell_contexts_that_cannot_be_made_safe_are_refused(
         ("printf '%s\\n' {} <<< here", "v\n"),
         ("x=1; echo $((x+1)) {}", "2 v\n"),
         ("echo '$' {}", "$ v\n"),
+        ("[[ a == a ]] && [ {} = v ] && echo ok", "ok\n"),  # after ]], and [ ... ]
     ],
 )
 def test_shell_code_around_the_input_that_is_fine(
     script: str, output: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    if "<<<" in script and not shutil.which("bash"):
+    bash = "<<<" in script or "[[" in script
+    if bash and not shutil.which("bash"):
         pytest.skip("needs bash")
-    words = ["bash", "-c", script] if "<<<" in script else ["sh", "-c", script]
+    words = ["bash" if bash else "sh", "-c", script]
     rc, out, err = run(capfd, "--", *words, ":::", "v")
     assert rc == 0, err
     if "{pid}" in output:
         out = re.sub(r"^0 0 \d+x", "0 0 {pid}x", out)
     assert out == output
+
+
+P, D, S, N = _cli._PLAIN, _cli._DOUBLE, _cli._SINGLE, _cli._SEQ
+
+
+@pytest.mark.parametrize(
+    ("script", "kinds"),
+    [
+        ("echo {} \"{}\" '{}' {#}", [P, D, S, N]),
+        ("# a comment '\n{}", [P]),  # the comment ends at the newline
+        ("echo `a \\` b` {}", [P]),  # an escaped backquote inside backquotes
+        ('echo $"x {}"', [D]),  # bash's $"..."
+        ("echo $(( (1 + 2) * 3 )) {}", [P]),
+        ("(( (x) )); echo {}", [P]),
+        ("echo ${x:-'}'} ${y:-${z}} \"${w#\\}}\" {}", [P]),
+        ('echo "$(echo "{}")" "$(echo {})"', [D, P]),
+        ("echo $( (echo a) ) {}", [P]),
+        ("echo a#b {}", [P]),  # not a comment: # inside a word
+        ("echo $# {}", [P]),
+        ("echo '$'{}", [P]),
+        ("echo \\\\{}", [P]),  # an escaped backslash, then {}
+        ("echo \"a\\\"{}\"", [D]),
+        ("echo $[1+[2]] {}", [P]),
+        ("echo \"`echo {#}`\" $(({#}))", [N, N]),
+    ],
+)
+def test_shell_fields_follow_the_quoting(script: str, kinds: list[int]) -> None:
+    assert [how for _, _, how in _cli._shell_fields(script)] == kinds
 
 
 def test_shells_with_other_quoting_rules_are_refused(capfd: pytest.CaptureFixture[str]) -> None:

@@ -142,7 +142,17 @@ def _jobs(text: str) -> int:
 _EPILOG = """\
 inputs: one job per input, taken from `::: a b c` after the command, from --arg-file, or
 from standard input (one per line). In the command, {} is replaced by the input and {#} by
-the job number (1-based); without {} the input is appended as the last argument.
+the job number (1-based); without {} the input is appended as the last argument. GNU
+parallel's other replacement strings ({.} {/} {//} {/.} {%} {1} {= =}...), :::: and :::+
+are not supported and refused.
+
+no input ever runs as code: as a plain argument it goes in as it is; in shell code (the
+--shell script, or the -c script of sh, bash, dash, zsh, ksh... in the command) it is
+quoted to be exactly one word wherever {} stands: bare, in "..." or in '...'. Where that
+cannot be done (backquotes, $'...', ${...}, arithmetic, [[ ]], comments, here-documents)
+the command is refused. A script that evaluates its data (eval, sh -c "$1") is its own.
+
+a failed job's stderr is shown, then a line: which job failed and why, with its input.
 
 backoff: POLICY[:BASE], POLICY one of exp (BASE, 2*BASE, 4*BASE... up to 30 s, with
 jitter; the default, BASE 0.1), const (always BASE seconds), none (retry at once); a bare
@@ -335,6 +345,7 @@ _REFUSED_IN: Final = (
     ("param", "inside ${...}"),
     ("arith", "inside arithmetic"),
     ("arithb", "inside arithmetic"),
+    ("test", "inside [[ ... ]] (bash runs $(...) in an -eq operand; use [ ... ])"),
 )
 _BARE = re.compile(r"[A-Za-z0-9_@%+:./-]+")  # needs no quotes (shlex's set without = and ,)
 
@@ -402,15 +413,16 @@ def _shell_fields(script: str) -> list[tuple[int, int, int]]:
     (in the script or in a ``$(...)``), inside "..." or inside '...'; there the value is
     put in single quotes, closing and reopening the quote around it, so that it is one
     literal word whatever surrounds it. Where that cannot be made safe (backquotes,
-    ``$'...'``, ``${...}``, arithmetic, a comment, after a here-document, right after
-    ``$`` or a backslash) or the tokenizer cannot be sure of the context, the command is
-    refused. ``{#}`` (digits) is safe anywhere but right after ``$``.
+    ``$'...'``, ``${...}``, arithmetic, ``[[ ... ]]``, a comment, after a here-document,
+    right after ``$`` or a backslash) or the tokenizer cannot be sure of the context, the
+    command is refused. ``{#}`` (digits) is safe anywhere but right after ``$``.
     """
     fields = {m.start(): m for m in _FIELD.finditer(script)}
     found: list[tuple[int, int, int]] = []
     # The stack of contexts: [kind, depth]. "cmd" is shell code (the script, or inside
     # $(...), depth counting nested parentheses); "dq" "...", "sq" '...', "ansi" $'...',
-    # "bq" `...`, "param" ${...}, "arith" $((...)) or ((...)), "arithb" $[...], "comment".
+    # "bq" `...`, "param" ${...}, "arith" $((...)) or ((...)), "arithb" $[...], "comment",
+    # "test" [[ ... ]] (shell code too).
     stack: list[list[Any]] = [["cmd", 0]]
     word_start = True  # at the start of a word (where # starts a comment)
     dollar = -1  # the position of the last unescaped $ that started nothing
@@ -542,7 +554,16 @@ def _shell_fields(script: str) -> list[tuple[int, int, int]]:
                 stack.pop()
             i += 1
             continue
-        # kind == "cmd": shell code
+        # kind == "cmd" (or "test"): shell code
+        if word_start and script.startswith(("[[ ", "[[\t", "[[\n"), i):
+            push("test")  # bash/zsh [[ ... ]]: -eq and the like evaluate operands as code
+            i += 2
+            continue
+        if kind == "test" and word_start and script.startswith("]]", i):
+            stack.pop()
+            i += 2
+            word_start = False
+            continue
         if c == "'":
             push("sq")
         elif c == '"':
@@ -563,7 +584,7 @@ def _shell_fields(script: str) -> list[tuple[int, int, int]]:
         elif c == ")":
             if frame[1] > 0:
                 frame[1] -= 1
-            elif len(stack) > 1:
+            elif len(stack) > 1 and kind == "cmd":
                 stack.pop()  # the end of $(...)
         elif (
             word_start
