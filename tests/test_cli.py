@@ -1570,7 +1570,7 @@ def _parallel(tmp_path: Path, *argv: str) -> bytes:
     env = {**os.environ, "HOME": str(tmp_path), "PARALLEL_SHELL": "/bin/sh"}
     done = subprocess.run(
         ["parallel", "--will-cite", "-k", "-j1", *argv],
-        cwd=tmp_path, env=env, capture_output=True, timeout=TIMEOUT, check=False,
+        cwd=tmp_path, env=env, capture_output=True, timeout=240, check=False,  # (slow start)
     )  # fmt: skip
     return done.stdout
 
