@@ -18,15 +18,19 @@ import os
 import pty
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asynctasklib import _cli
 from asynctasklib._cli import JOBLOG_HEADER, main
@@ -1307,3 +1311,475 @@ def test_ensure_std_streams_puts_dev_null_where_a_stream_is_closed(
     assert calls == [("dup2", 99, 1), ("close", 99, 0), ("dup2", 99, 2), ("close", 99, 0)]
     assert sys.stdout is not None
     assert sys.stdout.fileno() == 1
+
+
+# -- no input runs as code; unsupported GNU parallel syntax is refused ------------------------
+
+# Inputs that run `touch PWNED` if they reach a shell as code, in any quoting context.
+HOSTILE = [
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "a b; touch PWNED",
+    "'; touch PWNED; '",
+    '"; touch PWNED; "',
+    "'\"$(touch PWNED)\"'",
+    "\ntouch PWNED\n",
+    "x\\",
+    "\\'",
+    "it's",
+    "*",
+    "~",
+    "a,b",
+    "if",
+    "PATH=/nonexistent",
+    "",
+    "caf\udcc3\udca9 \udcff",  # invalid UTF-8 (surrogateescape)
+]
+SHELLS = [s for s in ("/bin/sh", "dash", "bash", "zsh", "ksh", "mksh") if shutil.which(s)]
+
+
+@pytest.mark.parametrize(
+    ("template", "expect"),
+    [
+        ("printf '<%s>' {}", "<{}>"),
+        ("printf '<%s>' \"{}\"", "<{}>"),
+        ("printf '<%s>' '{}'", "<{}>"),
+        ("printf '<%s>' x{}y", "<x{}y>"),
+        ("printf '<%s>' \"a {} b\"", "<a {} b>"),
+        ("printf '<%s>' 'a {} b'", "<a {} b>"),
+        ("printf '<%s>' \"$(printf '%s.' {})\"", "<{}.>"),
+        ("printf '<%s>' \"$(printf '%s.' \"{}\")\"", "<{}.>"),
+        ("v={}; printf '<%s>' \"$v\"", "<{}>"),
+        ("printf '<%s>'", "<{}>"),  # appended
+    ],
+)
+def test_shell_input_never_runs_as_code_whatever_the_quotes(
+    template: str, expect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    rc = main(["-k", "--shell", "--", template, ":::", *HOSTILE])
+    out, err = capfdbinary.readouterr()
+    assert rc == 0, err
+    assert out == b"".join(os.fsencode(expect.replace("{}", v)) for v in HOSTILE)
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sh", "-c", "printf '<%s>' x{}y"],
+        ["sh", "-ec", "printf '<%s>' \"x{}y\""],
+        ["/bin/sh", "-e", "-o", "nounset", "-c", "printf '<%s>' 'x{}y'"],
+        ["env", "LC_ALL=C", "sh", "-c", "printf '<%s>' x{}y"],
+        ["sh", "-c", "printf '<%s>' \"$1\"", "sh", "x{}y"],  # as an argument: no quoting
+        ["printf", "<%s>", "x{}y"],
+    ],
+)
+def test_a_shell_c_script_in_the_command_gets_the_input_quoted(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    rc = main(["-k", "--", *command, ":::", *HOSTILE])
+    out, err = capfdbinary.readouterr()
+    assert rc == 0, err
+    assert out == b"".join(b"<x" + os.fsencode(v) + b"y>" for v in HOSTILE)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_the_sh_c_example_of_the_issue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, out, _ = run(capfd, "sh", "-c", "echo x{}y", ":::", "$(touch PWNED)")
+    assert (rc, out) == (0, "x$(touch PWNED)y\n")
+    rc, out, _ = run(capfd, "--shell", "--", 'echo "{}"', ":::", "$(touch PWNED)")
+    assert (rc, out) == (0, "$(touch PWNED)\n")
+    assert not (tmp_path / "PWNED").exists()
+    rc, out, _ = run(capfd, "--dry-run", "--", "sh", "-c", "echo x{}y", ":::", "a b")
+    assert out == "sh -c 'echo x'\"'\"'a b'\"'\"'y'\n"
+
+
+# Each context, and what the script prints there for an input v (NUL-separated).
+CONTEXTS: list[tuple[str, Callable[[bytes], bytes]]] = [
+    ("printf '%s\\0' {}", lambda v: v),
+    ('printf "%s\\0" "{}"', lambda v: v),
+    ("printf '%s\\0' '{}'", lambda v: v),
+    ("printf '%s\\0' x{}y", lambda v: b"x" + v + b"y"),
+    ("printf '%s\\0' \"a {} b\"", lambda v: b"a " + v + b" b"),
+    ("printf '%s\\0' 'a {} b'", lambda v: b"a " + v + b" b"),
+    ("printf '%s\\0' \"x\"{}'y'", lambda v: b"x" + v + b"y"),
+    ("printf '%s\\0' '\"'{}\"'\"", lambda v: b'"' + v + b"'"),
+    ("printf '%s\\0' \"$(printf '%s.' {})\"", lambda v: v + b"."),
+    ("printf '%s\\0' \"$(printf '%s.' \"{}\")\"", lambda v: v + b"."),
+    ("printf '%s\\0' \"$(printf '%s.' '{}')\"", lambda v: v + b"."),
+    ("printf '%s\\0' $(printf '%s' {#})", lambda v: b"1"),
+    ("w={}; printf '%s\\0' \"$w\"", lambda v: v),
+    ("printf '%s\\0' {} | cat", lambda v: v),
+]
+SCRIPT = "\n".join(c for c, _ in CONTEXTS)
+
+
+@pytest.mark.timeout(300)  # a few shells per example, on a loaded machine
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=12).filter(lambda b: b"\0" not in b),
+            st.sampled_from([os.fsencode(h) for h in HOSTILE]),
+            st.sampled_from([b"'", b'"', b"\\", b"$", b"`", b"\n", b"}", b"(", b"#", b"\xff"]),
+        ),
+        max_size=6,
+    ).map(b"".join)
+)
+def test_quoting_property_every_context_every_shell(value: bytes) -> None:
+    text = os.fsdecode(value)
+    expected = b"".join(expect(value) + b"\0" for _, expect in CONTEXTS)
+    with tempfile.TemporaryDirectory() as cwd:
+        runs = [_cli._Template([SCRIPT], shell=True).argv(1, text)]
+        for shell in SHELLS:
+            runs.append(_cli._Template([shell, "-c", SCRIPT], shell=False).argv(1, text))
+        for argv in runs:
+            done = subprocess.run(argv, cwd=cwd, capture_output=True, timeout=TIMEOUT)
+            assert (argv[0], done.stdout, done.stderr) == (argv[0], expected, b"")
+            assert os.listdir(cwd) == []  # nothing else happened
+
+
+@pytest.mark.parametrize(
+    ("script", "why"),
+    [
+        ("echo `echo {}`", "inside backquotes"),
+        ("echo $'{}'", "inside $'...'"),
+        ("echo ${x:-{}}", "inside ${...}"),
+        ('echo "${x:-{}}"', "inside ${...}"),
+        ("echo $(( {} + 1 ))", "inside arithmetic"),
+        ("(( x = {} ))", "inside arithmetic"),
+        ("echo $[ {} ]", "inside arithmetic"),
+        ("echo hi # {}", "in a comment"),
+        ("echo hi #", "in a comment"),  # where the input would be appended
+        ("cat <<EOF\n{}\nEOF", "after a here-document"),
+        ("echo \\{}", "right after a backslash"),
+        ('echo "\\{}"', "right after a backslash"),
+        ("echo ${}", "right after $"),
+        ("echo $${#}", "right after $"),
+        ('echo "${}"', "right after $"),
+        ("echo \\\n{}", "after a backslash-newline"),
+        ('echo "$\\\n(echo {})"', "after a backslash-newline"),
+        ('echo "$(case a in a) echo {} ;; esac)"', "after a case statement"),
+        ("echo \"${x:-'a'}\" {}", "after quotes inside"),
+        ("echo $(( '1' )) {}", "after quotes inside arithmetic"),
+        ("[[ {} -eq 1 ]]", "inside [[ ... ]]"),
+        ("if [[ ( a == \"{}\" ) ]]; then :; fi", "inside [[ ... ]]"),
+    ],
+)
+def test_shell_contexts_that_cannot_be_made_safe_are_refused(
+    script: str, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    forms = [["--shell", "--", script], ["--", "sh", "-c", script]]
+    for argv in forms if "{" in script else forms[:1]:  # (argv: an appended input is $0)
+        rc, out, err = run(capfd, *argv, ":::", "$(touch PWNED)")
+        assert (rc, out) == (2, ""), err
+        assert f"cannot put the input safely in shell code {why}" in err
+        assert " jobs: " not in err
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    ("script", "output"),
+    [
+        ("echo `echo {#}` $(( {#} + 1 )) # {#}", "1 2\n"),  # the job number is digits
+        ("echo $# ${#x} $$x {}" , "0 0 {pid}x v\n"),
+        ("case {} in v) echo ok;; esac", "ok\n"),  # (not inside $(...))
+        ("printf '%s\\n' {} <<< here", "v\n"),
+        ("x=1; echo $((x+1)) {}", "2 v\n"),
+        ("echo '$' {}", "$ v\n"),
+        ("[[ a == a ]] && [ {} = v ] && echo ok", "ok\n"),  # after ]], and [ ... ]
+    ],
+)
+def test_shell_code_around_the_input_that_is_fine(
+    script: str, output: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    bash = "<<<" in script or "[[" in script
+    if bash and not shutil.which("bash"):
+        pytest.skip("needs bash")
+    words = ["bash" if bash else "sh", "-c", script]
+    rc, out, err = run(capfd, "--", *words, ":::", "v")
+    assert rc == 0, err
+    if "{pid}" in output:
+        out = re.sub(r"^0 0 \d+x", "0 0 {pid}x", out)
+    assert out == output
+
+
+P, D, S, N = _cli._PLAIN, _cli._DOUBLE, _cli._SINGLE, _cli._SEQ
+
+
+@pytest.mark.parametrize(
+    ("script", "kinds"),
+    [
+        ("echo {} \"{}\" '{}' {#}", [P, D, S, N]),
+        ("# a comment '\n{}", [P]),  # the comment ends at the newline
+        ("echo `a \\` b` {}", [P]),  # an escaped backquote inside backquotes
+        ('echo $"x {}"', [D]),  # bash's $"..."
+        ("echo $(( (1 + 2) * 3 )) {}", [P]),
+        ("(( (x) )); echo {}", [P]),
+        ("echo ${x:-'}'} ${y:-${z}} \"${w#\\}}\" {}", [P]),
+        ('echo "$(echo "{}")" "$(echo {})"', [D, P]),
+        ("echo $( (echo a) ) {}", [P]),
+        ("echo a#b {}", [P]),  # not a comment: # inside a word
+        ("echo $# {}", [P]),
+        ("echo '$'{}", [P]),
+        ("echo \\\\{}", [P]),  # an escaped backslash, then {}
+        ("echo \"a\\\"{}\"", [D]),
+        ("echo $[1+[2]] {}", [P]),
+        ("echo \"`echo {#}`\" $(({#}))", [N, N]),
+    ],
+)
+def test_shell_fields_follow_the_quoting(script: str, kinds: list[int]) -> None:
+    assert [how for _, _, how in _cli._shell_fields(script)] == kinds
+
+
+def test_shells_with_other_quoting_rules_are_refused(capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(_cli._UsageError, match="cannot quote the input for fish's -c code"):
+        _cli._Template(["fish", "-c", "echo {}"], shell=False)
+    with pytest.raises(_cli._UsageError, match="for csh's -c code"):
+        _cli._Template(["env", "/bin/csh", "-c", "echo {}"], shell=False)
+    # As an argument it is fine (no shell reads it as code).
+    opts = _cli._Template(["fish", "-c", "echo $argv", "{}"], shell=False)
+    assert opts.argv(1, "$(x)") == ["fish", "-c", "echo $argv", "$(x)"]
+
+
+def test_quoting_helpers() -> None:
+    q = _cli._sh_quote
+    assert [q("abc"), q("a/b.c-1"), q("")] == ["abc", "a/b.c-1", "''"]
+    # Reserved words, assignments and brace lists are quoted although shlex would not.
+    assert [q("if"), q("A=1"), q("a,b"), q("it's")] == ["'if'", "'A=1'", "'a,b'", "'it'\"'\"'s'"]
+    assert _cli._show("a\udcffb") == "'a\\xffb'"
+    assert _cli._show("a\nb") == "'a\\nb'"
+    assert _cli._show("ok") == "ok"
+    # The -c word of a shell, after its options; none without -c.
+    index = _cli._shell_script_index
+    assert index(["sh", "-c", "s"], 0) == 2
+    assert index(["bash", "--norc", "-o", "pipefail", "-ec", "s", "a0"], 0) == 5
+    assert index(["bash", "--rcfile", "f", "-c", "--", "s"], 0) == 5
+    assert index(["sh", "+x", "-c", "-", "s"], 0) == 4
+    assert index(["sh", "script.sh", "-c"], 0) is None
+    assert index(["sh", "-c"], 0) is None
+
+
+def _parallel(tmp_path: Path, *argv: str) -> bytes:
+    env = {**os.environ, "HOME": str(tmp_path), "PARALLEL_SHELL": "/bin/sh"}
+    done = subprocess.run(
+        ["parallel", "--will-cite", "-k", "-j1", *argv],
+        cwd=tmp_path, env=env, capture_output=True, timeout=240, check=False,  # (slow start)
+    )  # fmt: skip
+    return done.stdout
+
+
+needs_parallel = pytest.mark.skipif(shutil.which("parallel") is None, reason="needs GNU parallel")
+
+
+@needs_parallel
+@pytest.mark.timeout(300)  # GNU parallel is slow to start on a loaded machine
+def test_output_matches_gnu_parallel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """Where GNU parallel's own quoting is right (``{}`` outside quotes) the output is the
+    same, hostile inputs included. Inside "..." or '...' parallel pastes its quoted value
+    in (so `echo "{}"` prints the quotes, and runs `$(...)`); there the output is the same
+    for inputs that need no quoting, and is the input itself for the others."""
+    monkeypatch.chdir(tmp_path)
+    plain = ["abc", "a.b", "x-1", "/tmp/f_2"]
+    cases = [  # (one script per parallel run: each takes a while to start)
+        ("echo {}; echo x{}y; echo {} {#}", HOSTILE),
+        ("echo \"{}\"; echo '{}'; echo \"a {} b\"; echo 'a {} b'", plain),
+    ]
+    for template, values in cases:
+        values = [v for v in values if "\n" not in v]  # (parallel splits ::: a\nb in two)
+        theirs = _parallel(tmp_path, template, ":::", *values)
+        rc = main(["-k", "-j1", "--shell", "--", template, ":::", *values])
+        ours = capfdbinary.readouterr().out
+        assert (template, rc, ours) == (template, 0, theirs)
+        assert not (tmp_path / "PWNED").exists()
+
+
+# Brace forms: GNU parallel (without --plus) replaces the first group, not the second.
+REPLACEMENT_STRINGS = ["{.}", "{/}", "{//}", "{/.}", "{%}", "{1}", "{2.}", "{-1}", "{1 }",
+                       "{3/.}", "{0#}", "{12//}", "{1%}", "{=$_.=\"z\"=}", "{=1 $_=}"]  # fmt: skip
+NOT_REPLACEMENT_STRINGS = ["{a,b}", "${HOME}", "{print $1}", "{..}", "{+/}", "{##}", "{ }",
+                           "{ 1}", "{1..5}", "{+1}", "{1=$_=}", "{=", "{x}"]  # fmt: skip
+
+
+@pytest.mark.parametrize("brace", REPLACEMENT_STRINGS)
+def test_unsupported_replacement_strings_are_refused(
+    brace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "ran"
+    shell = ["--shell", f"touch {marker} {brace}"]
+    for argv in (["--", "touch", str(marker), f"x{brace}y"], shell):
+        rc, out, err = run(capfd, *argv, ":::", "a")
+        assert (rc, out) == (2, "")
+        assert f"the replacement string {brace} is not supported" in err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("brace", NOT_REPLACEMENT_STRINGS)
+def test_braces_that_are_not_replacement_strings_are_passed_on(
+    brace: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = run(capfd, "--", "printf", "%s|", brace, ":::", "a")
+    assert (rc, out) == (0, f"{brace}|a|"), err
+
+
+@needs_parallel
+@pytest.mark.timeout(300)
+def test_replacement_strings_are_those_of_gnu_parallel(tmp_path: Path) -> None:
+    braces = REPLACEMENT_STRINGS + NOT_REPLACEMENT_STRINGS + ["{}", "{#}"]
+    # Few parallel runs (each takes a while to start): the braces as words of one command,
+    # except those with {= or =}, which parallel joins across words: one run each.
+    perl = [b for b in braces if "{=" in b or "=}" in b]
+    groups = [[b for b in braces if b not in perl]] + [[b] for b in perl]
+    for group in groups:
+        words = [f"<{i}:{brace}>" for i, brace in enumerate(group)]
+        line = os.fsdecode(_parallel(tmp_path, "--dry-run", "echo", *words, ":::", "d/a.b"))
+        assert line.startswith("echo <0:")
+        for word, brace in zip(words, group, strict=True):
+            replaced = word not in line
+            try:
+                _cli._Template(["echo", word], shell=False)
+                refused = False
+            except _cli._UsageError:
+                refused = True
+            assert (brace, replaced) == (brace, refused or brace in ("{}", "{#}"))
+
+
+def test_awk_and_shell_braces_still_run(capfd: pytest.CaptureFixture[str]) -> None:
+    awk = ["awk", "-v", "v={}", "BEGIN { print v } {print $1}", "/dev/null"]
+    rc, out, _ = run(capfd, "--", *awk, ":::", "x")
+    assert (rc, out) == (0, "x\n")
+    rc, out, err = run(capfd, "--shell", "--", "echo ${HOME:+set} {a,b}", ":::", "x")
+    assert (rc, out) == (0, "set {a,b} x\n"), err  # (sh: no brace expansion)
+
+
+def test_gzip_example_of_the_issue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("a").write_text("A")
+    rc, _, err = run(capfd, "--shell", "--", "gzip -c {} > {.}.gz", ":::", "a")
+    assert rc == 2
+    assert "{.}" in err
+    assert os.listdir(".") == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["gzip", "::::", "list.txt"], "GNU parallel's :::: is not supported"),
+        (["echo", ":::", "a", ":::+", "b"], "GNU parallel's :::+ is not supported"),
+        (["echo", "::::+", "f"], "GNU parallel's ::::+ is not supported"),
+        (["-j", "+1", "echo", ":::", "a"], "'+1': GNU parallel's -j +N, -N and N% are not"),
+        (["-j", "-1", "echo", ":::", "a"], "'-1': GNU parallel's -j +N"),
+        (["-j", "50%", "echo", ":::", "a"], "'50%': GNU parallel's -j +N"),
+    ],
+)
+def test_unsupported_gnu_parallel_syntax_is_refused(
+    argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    Path("list.txt").write_text("x\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("data\n"))
+    rc, out, err = run(capfd, *argv)
+    assert (rc, out) == (2, "")
+    assert message in err
+    assert sorted(os.listdir(".")) == ["list.txt"]  # gzip did not compress list.txt
+
+
+def test_a_command_line_in_one_string_gets_a_hint(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(capfd, "echo hi", ":::", "a")
+    assert rc == 2
+    assert "command not found: 'echo hi' (a command line in one string needs --shell)" in err
+
+
+# -- messages, --help and --version -----------------------------------------------------------
+
+
+def test_a_program_name_that_is_not_utf8_and_cannot_start(
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    rc = main(["--", "{}", ":::", "/nonexistent/\udcff"])
+    _, err = capfdbinary.readouterr()
+    assert rc == 1
+    assert b"asynctasklib: /nonexistent/\xff: No such file or directory\n" in err
+    assert b"codec" not in err
+    rc = main(["--", "/nonexistent/\udcff", ":::", "a"])
+    _, err = capfdbinary.readouterr()
+    assert rc == 2
+    assert b"command not found: '/nonexistent/\\xff'" in err
+
+
+def test_top_level_help_goes_to_stdout(capfd: pytest.CaptureFixture[str]) -> None:
+    from asynctasklib.__main__ import main as entry
+
+    assert entry(["--help"]) == 0
+    out, err = capfd.readouterr()
+    assert out.startswith("usage: asynctasklib {demo,run}")
+    assert err == ""
+    assert entry([]) == 2  # no command: usage on stderr
+    out, err = capfd.readouterr()
+    assert (out, err.startswith("usage: asynctasklib")) == ("", True)
+
+
+def test_version(capfd: pytest.CaptureFixture[str]) -> None:
+    import asynctasklib
+    from asynctasklib.__main__ import main as entry
+
+    expected = f"asynctasklib {asynctasklib.__version__}\n"
+    assert entry(["--version"]) == 0
+    assert capfd.readouterr() == (expected, "")
+    assert entry(["run", "--version"]) == 0
+    assert capfd.readouterr() == (expected, "")
+    done = subprocess.run([PY, "-m", "asynctasklib", "--version"], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, expected)
+
+
+# -- why a job failed ----------------------------------------------------------------------
+
+
+def test_a_failed_job_says_why_after_its_own_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    script = 'echo "out $0"; echo "err $0" >&2; [ "$0" = 0 ]'
+    rc, out, err = run(capfd, "-k", "--", "sh", "-c", script, ":::", "0", "3", "it's")
+    assert rc == 1
+    assert out == "out 0\nout 3\nout it's\n"
+    assert err.splitlines()[:-1] == [
+        "err 0",
+        "err 3",
+        "asynctasklib: job 2 failed: exit code 1 (input 3)",
+        "err it's",
+        "asynctasklib: job 3 failed: exit code 1 (input 'it'\"'\"'s')",
+    ]
+
+
+def test_failure_reasons_timeout_signal_retries_json(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(capfd, "--timeout", "0.2", "--grace", "0.1", "--", "sleep", ":::", "30")
+    assert rc == 1
+    assert "asynctasklib: job 1 failed: timed out after 0.2 s (input 30)" in err
+    rc, _, err = run(capfd, "--", "sh", "-c", "kill -KILL $$", ":::", "a\nb")
+    assert rc == 1
+    assert "asynctasklib: job 1 failed: killed by SIGKILL (input 'a\\nb')" in err
+    rc, _, err = run(
+        capfd, "--retries", "1", "--backoff", "none", "--", "sh", "-c", "exit 5", ":::", "x"
+    )
+    assert "asynctasklib: job 1 failed after 2 attempts: exit code 5 (input x)" in err
+    rc, out, err = run(capfd, "--json", "--", "sh", "-c", "exit 4", ":::", "x")
+    assert all(json.loads(line) for line in out.splitlines())  # stdout: only the events
+    assert "asynctasklib: job 1 failed: exit code 4 (input x)" in err
+    # A command that cannot start says so once, not twice.
+    rc, _, err = run(capfd, "--", "{}", ":::", "/nonexistent/cmd")
+    assert [line for line in err.splitlines() if "nonexistent" in line] == [
+        "asynctasklib: /nonexistent/cmd: No such file or directory"
+    ]

@@ -7,14 +7,21 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "--version":
+        from . import __version__
+
+        print(f"asynctasklib {__version__}")
+        return 0
     if not args or args[0] in {"-h", "--help"}:
+        # Asked for (--help): on stdout, exit 0; a missing command: on stderr, exit 2.
         print(
             "usage: asynctasklib {demo,run} ...\n"
             "  demo  run a simulated workload through a pool and print its stats\n"
             "  run   run a command once per input, in parallel: "
             "asynctasklib run [OPTIONS] -- COMMAND [ARGS...] [::: INPUT...]\n"
-            "        (asynctasklib run --help for the options)",
-            file=sys.stderr,
+            "        (asynctasklib run --help for the options)\n"
+            "  --version  print the version",
+            file=sys.stdout if args else sys.stderr,
         )
         return 0 if args else 2
     command, rest = args[0], args[1:]

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Final
 
+from . import __version__
 from .task import Definition, ExponentialBackoff, Run, StateHooks, TaskTimeoutError
 from .workflow import WorkerPool
 
@@ -132,10 +133,31 @@ def _number(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[s
     return parse
 
 
+def _jobs(text: str) -> int:
+    """-j N; GNU parallel's forms relative to the CPU count are refused, not misread."""
+    if text.startswith(("+", "-")) or text.endswith("%"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: GNU parallel's -j +N, -N and N% are not supported (give a number of "
+            "jobs at once, >= 1)"
+        )
+    value: int = _number(int, 1, strict=False)(text)
+    return value
+
+
 _EPILOG = """\
 inputs: one job per input, taken from `::: a b c` after the command, from --arg-file, or
 from standard input (one per line). In the command, {} is replaced by the input and {#} by
-the job number (1-based); without {} the input is appended as the last argument.
+the job number (1-based); without {} the input is appended as the last argument. GNU
+parallel's other replacement strings ({.} {/} {//} {/.} {%} {1} {= =}...), :::: and :::+
+are not supported and refused.
+
+no input ever runs as code: as a plain argument it goes in as it is; in shell code (the
+--shell script, or the -c script of sh, bash, dash, zsh, ksh... in the command) it is
+quoted to be exactly one word wherever {} stands: bare, in "..." or in '...'. Where that
+cannot be done (backquotes, $'...', ${...}, arithmetic, [[ ]], comments, here-documents)
+the command is refused. A script that evaluates its data (eval, sh -c "$1") is its own.
+
+a failed job's stderr is shown, then a line: which job failed and why, with its input.
 
 backoff: POLICY[:BASE], POLICY one of exp (BASE, 2*BASE, 4*BASE... up to 30 s, with
 jitter; the default, BASE 0.1), const (always BASE seconds), none (retry at once); a bare
@@ -160,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     seconds = _number(float, 0, strict=False)
     p.add_argument(
-        "-j", "--jobs", type=_number(int, 1, strict=False), metavar="N",
+        "-j", "--jobs", type=_jobs, metavar="N",
         help="jobs to run at once (default: the CPU count)",
     )  # fmt: skip
     p.add_argument(
@@ -216,6 +238,7 @@ def _parser() -> argparse.ArgumentParser:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a live progress view on stderr (default: when stderr is a terminal)",
     )  # fmt: skip
+    p.add_argument("--version", action="version", version=f"asynctasklib {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
@@ -254,6 +277,12 @@ def _parse(argv: list[str]) -> _Options:
     if words and words[0] == "--":
         del words[0]
     inputs: list[str] | None = None
+    for word in words:
+        if word in _PARALLEL_SEPARATORS:
+            raise _UsageError(
+                f"GNU parallel's {word} is not supported (inputs: ::: a b c, --arg-file FILE "
+                "or standard input)"
+            )
     if ":::" in words:
         cut = words.index(":::")
         words, inputs = words[:cut], words[cut + 1 :]
@@ -264,7 +293,9 @@ def _parse(argv: list[str]) -> _Options:
     if inputs is not None and ns.arg_file is not None:
         raise _UsageError("give inputs either after ::: or with --arg-file, not both")
     if not ns.shell and not _FIELD.search(words[0]) and shutil.which(words[0]) is None:
-        raise _UsageError(f"command not found: {words[0]}")
+        hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
+        raise _UsageError(f"command not found: {_show(words[0])}{hint}")
+    _Template(words, ns.shell)  # a replacement string or quoting refused: now, not per job
     return _Options(
         command=words,
         inputs=inputs,
@@ -287,34 +318,384 @@ def _parse(argv: list[str]) -> _Options:
 
 # -- commands --------------------------------------------------------------------------
 
+# GNU parallel's replacement strings (without --plus): {} {.} {/} {//} {/.} {#} {%}, their
+# positional forms ({N}, {N.}, {-N/}..., spaces allowed before the suffix) and {= perl =}.
+# Only {} and {#} are implemented; the rest are refused, never passed on literally. Other
+# braces ({a,b}, ${HOME}, awk's {print}) are not replacement strings, for parallel either.
+_REPLACEMENT = re.compile(r"\{(?:-?\d+\s*)?(?:|\.|/|//|/\.|#|%)\}")
+_PERL_REPLACEMENT = re.compile(r"\{=.*?=\}", re.DOTALL)  # (parallel joins words to find it)
+_PARALLEL_SEPARATORS: Final = frozenset({"::::", ":::+", "::::+"})
+
+# Programs whose -c argument is POSIX shell code: the input is quoted for the shell there.
+_POSIX_SHELLS: Final = frozenset(
+    {"sh", "bash", "rbash", "dash", "ash", "zsh", "ksh", "ksh93", "mksh", "lksh", "pdksh",
+     "oksh", "yash", "posh"}
+)  # fmt: skip
+_OTHER_SHELLS: Final = frozenset({"fish", "csh", "tcsh"})  # other quoting rules: refused
+
+# How an input goes into a word: as it is (a plain argument), or shell-quoted for where it
+# stands in shell code: unquoted, inside "...", inside '...'. Then the job number.
+_RAW, _PLAIN, _DOUBLE, _SINGLE, _SEQ = range(5)
+_REOPEN: Final = {_PLAIN: "", _DOUBLE: '"', _SINGLE: "'"}  # close the quote, value, reopen
+_RESERVED: Final = frozenset(
+    {"case", "coproc", "do", "done", "elif", "else", "esac", "fi", "for", "foreach",
+     "function", "if", "in", "nocorrect", "noglob", "repeat", "select", "then", "time",
+     "until", "while"}
+)  # fmt: skip
+# Where an input cannot be placed safely, whatever the quotes: (context, why).
+_REFUSED_IN: Final = (
+    ("comment", "in a comment"),
+    ("bq", "inside backquotes (use $(...))"),
+    ("ansi", "inside $'...'"),
+    ("param", "inside ${...}"),
+    ("arith", "inside arithmetic"),
+    ("arithb", "inside arithmetic"),
+    ("test", "inside [[ ... ]] (bash runs $(...) in an -eq operand; use [ ... ])"),
+)
+_BARE = re.compile(r"[A-Za-z0-9_@%+:./-]+")  # needs no quotes (shlex's set without = and ,)
+
+
+def _sh_quote(value: str) -> str:
+    """``value`` as one shell word, literally, in any POSIX shell: in single quotes, each
+    ``'`` as ``'"'"'``. Bare only when nothing could read it as syntax: not a reserved word
+    (if, while...), no ``=`` (an assignment; zsh's =cmd), no ``,`` (brace expansion)."""
+    if _BARE.fullmatch(value) and value not in _RESERVED:
+        return value
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def _show(text: str) -> str:
+    """``text`` for a message: shell-quoted, bytes that are not UTF-8 as ``\\xNN``, and
+    control characters escaped (a message stays on one line)."""
+    text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return shlex.quote(text)
+    return repr(text)
+
+
+def _check_replacements(words: list[str]) -> None:
+    """Refuse GNU parallel's syntax that is not supported (rather than misread it)."""
+    for word in words:
+        for match in _REPLACEMENT.finditer(word):
+            if match.group() not in ("{}", "{#}"):
+                raise _UsageError(
+                    f"the replacement string {match.group()} is not supported "
+                    "(only {} and {#} are)"
+                )
+    perl = _PERL_REPLACEMENT.search(" ".join(words))
+    if perl is not None:
+        raise _UsageError(
+            f"the replacement string {perl.group()} is not supported (only {{}} and {{#}} are)"
+        )
+
+
+def _shell_script_index(words: list[str], i: int) -> int | None:
+    """``words[i]`` runs a shell: the index of its ``-c`` command string, if any.
+
+    Options come before it (``sh -ec``, ``bash -o pipefail -c``, ``--norc``); ``o`` and
+    ``O`` take the next word as their argument, as do ``--rcfile`` and ``--init-file``.
+    """
+    j, has_c = i + 1, False
+    while j < len(words):
+        word = words[j]
+        if word in ("-", "--"):
+            j += 1
+            break
+        if word.startswith("--"):
+            j += 2 if word in ("--rcfile", "--init-file") else 1
+        elif len(word) > 1 and word[0] in "-+":
+            has_c = has_c or (word[0] == "-" and "c" in word)
+            j += 1 + word.count("o") + word.count("O")
+        else:
+            break
+    return j if has_c and j < len(words) else None
+
+
+def _shell_fields(script: str) -> list[tuple[int, int, int]]:
+    """Each ``{}`` and ``{#}`` in shell code, as (start, end, how the input goes there).
+
+    A small tokenizer of POSIX shell quoting follows the script to each ``{}``: unquoted
+    (in the script or in a ``$(...)``), inside "..." or inside '...'; there the value is
+    put in single quotes, closing and reopening the quote around it, so that it is one
+    literal word whatever surrounds it. Where that cannot be made safe (backquotes,
+    ``$'...'``, ``${...}``, arithmetic, ``[[ ... ]]``, a comment, after a here-document,
+    right after ``$`` or a backslash) or the tokenizer cannot be sure of the context, the
+    command is refused. ``{#}`` (digits) is safe anywhere but right after ``$``.
+    """
+    fields = {m.start(): m for m in _FIELD.finditer(script)}
+    found: list[tuple[int, int, int]] = []
+    # The stack of contexts: [kind, depth]. "cmd" is shell code (the script, or inside
+    # $(...), depth counting nested parentheses); "dq" "...", "sq" '...', "ansi" $'...',
+    # "bq" `...`, "param" ${...}, "arith" $((...)) or ((...)), "arithb" $[...], "comment",
+    # "test" [[ ... ]] (shell code too).
+    stack: list[list[Any]] = [["cmd", 0]]
+    word_start = True  # at the start of a word (where # starts a comment)
+    dollar = -1  # the position of the last unescaped $ that started nothing
+    doubt: str | None = None  # once set, no later placeholder can be placed
+    n = len(script)
+    i = 0
+
+    def field(at: int, where: str | None) -> int:
+        match = fields[at]
+        is_input = match.group() == "{}"
+        kinds = {frame[0] for frame in stack}
+        for kind, reason in _REFUSED_IN:
+            if where is None and kind in kinds:
+                where = reason
+        if dollar == at - 1 and dollar >= 0:
+            where = "right after $"
+        elif not is_input:
+            where = None  # digits are literal in any other context
+        elif doubt is not None:
+            where = doubt
+        if where is not None:
+            raise _UsageError(
+                f"cannot put the input safely in shell code {where}: {script!r} "
+                "(put {} where the shell sees it unquoted, or in \"...\" or '...')"
+            )
+        kind = stack[-1][0]
+        how = _PLAIN if kind == "cmd" else _DOUBLE if kind == "dq" else _SINGLE
+        found.append((at, match.end(), how if is_input else _SEQ))
+        return match.end()
+
+    def push(kind: str, depth: int = 0) -> None:
+        stack.append([kind, depth])
+
+    while i < n:
+        frame = stack[-1]
+        kind = frame[0]
+        c = script[i]
+        if i in fields:
+            i = field(i, None)
+            word_start = False
+            continue
+        if kind == "sq":
+            if c == "'":
+                stack.pop()
+            i += 1
+            continue
+        if kind == "comment":
+            if c == "\n":
+                stack.pop()
+                word_start = True
+            i += 1
+            continue
+        if c == "\\":
+            if i + 1 in fields and kind != "bq":
+                i = field(i + 1, "right after a backslash")
+            elif kind == "dq" and script[i + 1 : i + 2] not in ("$", "`", '"', "\\", "\n"):
+                i += 1  # a backslash that stays
+            else:
+                if script[i + 1 : i + 2] == "\n" and kind != "bq":
+                    # A line continuation joins what is around it (even "$" and "("):
+                    # too easy to misread; what comes after is refused.
+                    doubt = "after a backslash-newline"
+                i += 2
+            word_start = False
+            continue
+        if kind in ("bq", "ansi"):
+            if c == ("`" if kind == "bq" else "'"):
+                stack.pop()
+            i += 1
+            continue
+        if c == "$":
+            nxt = script[i + 1 : i + 3]
+            if i + 1 in fields:  # ${} or ${#}: refused by field()
+                dollar = i
+                i += 1
+                continue
+            if nxt.startswith("'") and kind != "dq":
+                push("ansi")
+            elif nxt.startswith('"') and kind != "dq":
+                push("dq")
+            elif nxt == "((":
+                push("arith", 2)
+                i += 1
+            elif nxt.startswith("("):
+                push("cmd", 0)
+            elif nxt.startswith("{"):
+                push("param", 1)
+            elif nxt.startswith("["):
+                push("arithb", 1)
+            else:
+                dollar = i
+                i += 1
+                word_start = False
+                continue
+            i += 2
+            word_start = stack[-1][0] == "cmd"
+            continue
+        if c == "`":
+            push("bq")
+            i += 1
+            continue
+        if kind in ("arith", "arithb"):
+            if c in "'\"":
+                doubt = "after quotes inside arithmetic"
+            elif c == ("(" if kind == "arith" else "["):
+                frame[1] += 1
+            elif c == (")" if kind == "arith" else "]"):
+                frame[1] -= 1
+                if frame[1] == 0:
+                    stack.pop()
+            i += 1
+            continue
+        if kind == "param":
+            outer = stack[-2][0]
+            if c in "'\"":
+                if outer == "dq":  # quotes in "${x:-'...'}": shells differ
+                    doubt = 'after quotes inside "${...}"'
+                push("sq" if c == "'" else "dq")
+            elif c == "{":
+                frame[1] += 1
+            elif c == "}":
+                frame[1] -= 1
+                if frame[1] == 0:
+                    stack.pop()
+            i += 1
+            continue
+        if kind == "dq":
+            if c == '"':
+                stack.pop()
+            i += 1
+            continue
+        # kind == "cmd" (or "test"): shell code
+        if word_start and script.startswith(("[[ ", "[[\t", "[[\n"), i):
+            push("test")  # bash/zsh [[ ... ]]: -eq and the like evaluate operands as code
+            i += 2
+            continue
+        if kind == "test" and word_start and script.startswith("]]", i):
+            stack.pop()
+            i += 2
+            word_start = False
+            continue
+        if c == "'":
+            push("sq")
+        elif c == '"':
+            push("dq")
+        elif c == "#" and word_start:
+            push("comment")
+        elif c == "<" and script.startswith("<<", i):
+            if script.startswith("<<<", i):
+                i += 2  # a here-string: an ordinary word follows
+            else:
+                doubt = "after a here-document (<<)"
+        elif c == "(":
+            if word_start and script.startswith("((", i):
+                push("arith", 2)
+                i += 1
+            else:
+                frame[1] += 1
+        elif c == ")":
+            if frame[1] > 0:
+                frame[1] -= 1
+            elif len(stack) > 1 and kind == "cmd":
+                stack.pop()  # the end of $(...)
+        elif (
+            word_start
+            and len(stack) > 1
+            and script.startswith("case", i)
+            and script[i + 4 : i + 5] in ("", " ", "\t", "\n")
+        ):
+            # case patterns end with an unmatched ")", which would end $(...) here.
+            doubt = "after a case statement inside $(...)"
+        i += 1
+        word_start = c in " \t\n;&|()<>"
+    if len(found) != len(fields):  # pragma: no cover - every field is visited above
+        raise _UsageError(f"cannot place the input in shell code: {script!r}")
+    return found
+
 
 class _Template:
-    """The command with ``{}`` (the input) and ``{#}`` (the job number) to fill in."""
+    """The command with ``{}`` (the input) and ``{#}`` (the job number) to fill in.
 
-    __slots__ = ("_has_input", "_shell", "_words", "executable")
+    No input is ever run as code. In plain arguments (a command given as separate words)
+    the input goes in as it is: no shell sees it. In shell code -- the script of
+    ``--shell``, or the ``-c`` argument of a shell in the command (``sh -c 'echo {}'``,
+    ``bash -ec ...``, also after ``env``, ``timeout`` and such) -- it is shell-quoted for
+    where ``{}`` stands, so that the shell sees exactly the input as one word, whether
+    ``{}`` is bare, in "..." or in '...'; a place where that cannot be done is refused
+    (`_UsageError`). Any other GNU parallel replacement string is refused too.
+    """
+
+    __slots__ = ("_has_input", "_parts", "_shell", "executable")
 
     def __init__(self, words: list[str], shell: bool) -> None:
+        _check_replacements(words)
+        self._parts: list[str | list[str | int]]  # a word as it is, or in pieces (_split)
         self._shell = shell
-        self._words = [" ".join(words)] if shell else list(words)
         self._has_input = any("{}" in w for w in words)
+        if shell:
+            script = " ".join(words)
+            if not self._has_input:  # the input is appended, as a word of the script
+                script += " {}"
+                self._has_input = True
+            self._parts = [self._split(script, _shell_fields(script))]
+        else:
+            scripts: dict[int, str] = {}  # index of a shell's -c word: the shell's name
+            for i, word in enumerate(words):
+                name = os.path.basename(word)
+                if name in _POSIX_SHELLS or name in _OTHER_SHELLS:
+                    at = _shell_script_index(words, i)
+                    if at is not None:
+                        scripts[at] = name
+            self._parts = []
+            for i, word in enumerate(words):
+                shell_name = scripts.get(i)
+                if "{" not in word:
+                    self._parts.append(word)
+                elif shell_name is None:
+                    self._parts.append(self._split(word, None))
+                elif shell_name in _OTHER_SHELLS and "{}" in word:
+                    raise _UsageError(
+                        f"cannot quote the input for {shell_name}'s -c code: {word!r} (pass "
+                        f"it as an argument instead: {shell_name} -c '...' {{}})"
+                    )
+                else:
+                    self._parts.append(self._split(word, _shell_fields(word)))
         # The program, looked up in PATH once rather than for every job (None: it varies).
         self.executable = "/bin/sh" if shell else None
         if not shell and not _FIELD.search(words[0]):
             self.executable = shutil.which(words[0])
 
+    @staticmethod
+    def _split(word: str, fields: list[tuple[int, int, int]] | None) -> list[str | int]:
+        """``word`` as literal pieces and the codes of what goes between them."""
+        if fields is None:
+            fields = [(m.start(), m.end(), _SEQ if m.group() == "{#}" else _RAW)
+                      for m in _FIELD.finditer(word)]  # fmt: skip
+        parts: list[str | int] = []
+        end = 0
+        for start, stop, how in fields:
+            parts += [word[end:start], how]
+            end = stop
+        parts.append(word[end:])
+        return parts
+
     def argv(self, seq: int, value: str) -> list[str]:
-        quoted = shlex.quote(value) if self._shell else value
         number = str(seq)
-
-        def fill(match: re.Match[str]) -> str:
-            return number if match.group() == "{#}" else quoted
-
-        words = [_FIELD.sub(fill, w) if "{" in w else w for w in self._words]
+        quoted: str | None = None
+        words: list[str] = []
+        for parts in self._parts:
+            if isinstance(parts, str):
+                words.append(parts)
+                continue
+            pieces: list[str] = []
+            for part in parts:
+                if isinstance(part, str):
+                    pieces.append(part)
+                elif part == _SEQ:
+                    pieces.append(number)
+                elif part == _RAW:
+                    pieces.append(value)
+                else:
+                    if quoted is None:
+                        quoted = _sh_quote(value)
+                    reopen = _REOPEN[part]
+                    pieces += [reopen, quoted, reopen]
+            words.append("".join(pieces))
         if not self._has_input:
-            if self._shell:
-                words[0] = f"{words[0]} {quoted}"
-            else:
-                words.append(value)
+            words.append(value)
         return ["/bin/sh", "-c", words[0]] if self._shell else words
 
     def display(self, argv: list[str]) -> str:
@@ -989,7 +1370,7 @@ class _Sink:
 
     def notice(self, message: str) -> None:
         """A message of ours, on stderr."""
-        self.write(f"asynctasklib: {message}\n".encode(), err=True)
+        self.write(f"asynctasklib: {message}\n".encode(errors="surrogateescape"), err=True)
 
 
 class _Ordered:
@@ -1419,7 +1800,8 @@ class _Runner:
             # not an executable format, arguments too long, a NUL byte in them).
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             job.returncode = 127 if isinstance(exc, FileNotFoundError) else 126
-            job.set_output(b"", f"asynctasklib: {job.argv[0]}: {reason}\n".encode())
+            message = f"asynctasklib: {job.argv[0]}: {reason}\n"  # (the name as given)
+            job.set_output(b"", message.encode(errors="surrogateescape"))
             job.error = f"cannot run {job.argv[0]!r}: {reason}"
             raise _CannotStartError(job.error) from None
         finally:
@@ -1619,6 +2001,16 @@ class _Runner:
         sig = -rc if rc is not None and rc < 0 else 0
         duration = time.monotonic() - job.started_mono if job.started_at is not None else None
         attempts = job.attempts
+        if how == "failed" and not isinstance(error, _CannotStartError):  # (that one says so)
+            # Why it failed, after its own stderr (GNU parallel shows that; the rest is ours).
+            reason = self._failure(job, error)
+            err = job.err
+            if self.opts.json:
+                self._notice(reason)
+            elif isinstance(err, _Spool):
+                err.append(f"asynctasklib: {reason}\n".encode(errors="surrogateescape"))
+            else:
+                job.err = err + f"asynctasklib: {reason}\n".encode(errors="surrogateescape")
         if self.opts.json:
             event: dict[str, Any] = {
                 "event": how,
@@ -1657,6 +2049,15 @@ class _Runner:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         self._refresh_view()
+
+    def _failure(self, job: _Job, error: BaseException | None) -> str:
+        """One line for a failed job: which, why (exit code, signal, timeout), its input."""
+        if isinstance(error, TaskTimeoutError) and self.opts.timeout is not None:
+            why = f"timed out after {self.opts.timeout:g} s"
+        else:
+            why = _error_text(error, job)
+        tries = f" after {job.attempts} attempts" if job.attempts > 1 else ""
+        return f"job {job.seq} failed{tries}: {why} (input {_show(job.value)})"
 
     def _event(self, event: dict[str, Any]) -> None:
         self.sink.write((json.dumps(event) + "\n").encode(), err=False)
