@@ -1702,15 +1702,25 @@ HUGE_TIMEOUTS = [math.inf, timedelta.max, 1e10, threading.TIMEOUT_MAX * 2]
 def gated_task_with_a_waiter(
     pool: WorkerPool, wait: Callable[[Task[Any]], Any]
 ) -> tuple[threading.Event, Task[Any], InThread]:
-    """A task that runs until its gate opens, and a thread blocked in ``wait(task)`` (once
-    the waiter's done callback is on the task, the thread is about to block, or has)."""
+    """A task that runs until its gate opens, and a thread blocked in ``wait(task)`` (or
+    ended: with a bug, the wait raises at once)."""
     gate = threading.Event()
     task = pool.submit(Definition(task_fn=gated(gate, value="v")))
     waiter = InThread(lambda: wait(task))
     wait_until(
-        lambda: bool(task._task._callbacks) or waiter.finished.is_set(), what="the waiter"
+        lambda: in_threading_wait(waiter.thread) or waiter.finished.is_set(), what="the waiter"
     )
     return gate, task, waiter
+
+
+def in_threading_wait(thread: threading.Thread) -> bool:
+    """True when ``thread`` is blocked in threading's ``Event``/``Condition`` wait."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return (
+        frame is not None
+        and frame.f_code.co_name == "wait"
+        and frame.f_code.co_filename == threading.__file__
+    )
 
 
 @pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
