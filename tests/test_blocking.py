@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
+import math
 import os
 import signal
 import subprocess
@@ -19,6 +21,8 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import timedelta
@@ -1639,6 +1643,506 @@ def test_interrupting_a_blocked_semaphore_acquire_loses_no_slot() -> None:
     sem.release()
     assert sem.available == 1
     assert sem.try_acquire()
+
+
+# -- the same task is the same (an equal) handle ----------------------------------------------
+
+
+def test_handles_of_one_task_are_equal_wherever_they_come_from() -> None:
+    gate = threading.Event()
+    with WorkerPool(2) as pool:
+        first = pool.submit(Definition(id="a", task_fn=ok(1)))
+        second = pool.submit(Definition(id="b", task_fn=gated(gate)))
+        assert first.wait(WAIT)
+        listed = pool.tasks()
+        assert first in listed
+        assert second in listed
+        assert listed.index(second) == 1
+        assert listed == [first, second]
+        assert pool.tasks() == pool.tasks()  # and each call's handles equal the last's
+        assert {*listed, first, second} == {first, second}  # they hash alike too
+        assert {first: "x"}[listed[0]] == "x"
+        assert first != second
+        assert listed[0] != listed[1]
+        assert first != first._task  # a blocking handle is not the async task it wraps
+        assert first != "a"
+        seen: list[Task[Any]] = []
+        got = threading.Event()
+
+        def on_done(task: Task[Any]) -> None:
+            seen.append(task)
+            got.set()
+
+        pool.tasks()[1].add_done_callback(on_done)  # registered through a listed handle
+        gate.set()
+        assert got.wait(WAIT)
+        assert seen == [second]
+        assert hash(seen[0]) == hash(second)
+        # as_completed yields the very handles it was given
+        ended = list(pool.as_completed([first, second], timeout=WAIT))
+        assert sorted(map(id, ended)) == sorted([id(first), id(second)])
+
+
+def test_handles_listed_while_a_pool_with_retain_finished_false_runs_equal_the_submitted() -> None:
+    gate = threading.Event()
+    with WorkerPool(2, retain_finished=False) as pool:
+        running = pool.submit(Definition(task_fn=gated(gate)))
+        assert pool.tasks() == [running]
+        assert running in pool.tasks()
+        gate.set()
+        assert running.wait(WAIT)
+        assert running not in pool.tasks()
+
+
+# -- timeouts without limit -------------------------------------------------------------------
+
+HUGE_TIMEOUTS = [math.inf, timedelta.max, 1e10, threading.TIMEOUT_MAX * 2]
+
+
+def gated_task_with_a_waiter(
+    pool: WorkerPool, wait: Callable[[Task[Any]], Any]
+) -> tuple[threading.Event, Task[Any], InThread]:
+    """A task that runs until its gate opens, and a thread blocked in ``wait(task)`` (or
+    ended: with a bug, the wait raises at once)."""
+    gate = threading.Event()
+    task = pool.submit(Definition(task_fn=gated(gate, value="v")))
+    waiter = InThread(lambda: wait(task))
+    wait_until(
+        lambda: in_threading_wait(waiter.thread) or waiter.finished.is_set(), what="the waiter"
+    )
+    return gate, task, waiter
+
+
+def in_threading_wait(thread: threading.Thread) -> bool:
+    """True when ``thread`` is blocked in threading's ``Event``/``Condition`` wait."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return (
+        frame is not None
+        and frame.f_code.co_name == "wait"
+        and frame.f_code.co_filename == threading.__file__
+    )
+
+
+@pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
+def test_task_wait_and_result_with_a_huge_timeout_wait_without_limit(timeout: Any) -> None:
+    with WorkerPool(2) as pool:
+        gate, task, waiter = gated_task_with_a_waiter(pool, lambda t: t.wait(timeout))
+        gate.set()
+        assert waiter.join() is True
+        gate, task, waiter = gated_task_with_a_waiter(pool, lambda t: t.result(timeout))
+        gate.set()
+        assert waiter.join() == "v"
+        assert task.result(timeout) == "v"  # ended: no wait at all
+
+
+@pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
+def test_as_completed_with_a_huge_timeout_waits_without_limit(timeout: Any) -> None:
+    with WorkerPool(2) as pool:
+        gate, task, waiter = gated_task_with_a_waiter(
+            pool, lambda t: list(pool.as_completed([t], timeout=timeout))
+        )
+        gate.set()
+        assert waiter.join() == [task]
+
+
+def waiting_or_done(sem: Semaphore, done: threading.Event) -> bool:
+    return bool(sem._waiters) or done.is_set()
+
+
+@pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
+def test_semaphore_acquire_with_a_huge_timeout_waits_without_limit(timeout: Any) -> None:
+    sem = Semaphore(1)
+    sem.acquire(timeout)  # free: taken at once
+    for acquire in (sem.acquire, sem.try_acquire_with_timeout):
+        waiter = InThread(functools.partial(acquire, timeout))
+        wait_until(functools.partial(waiting_or_done, sem, waiter.finished), what="the waiter")
+        sem.release()
+        assert waiter.join() in (None, True)  # acquire returns None, the other True
+        assert sem.available == 0
+    sem.release()
+    assert sem.available == 1
+
+
+@pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
+def test_pool_wait_and_shutdown_with_a_huge_timeout(timeout: Any) -> None:
+    gate = threading.Event()
+    pool = WorkerPool(2)
+    try:
+        task = pool.submit(Definition(task_fn=gated(gate)))
+        waiter = InThread(lambda: pool.wait(timeout))
+        slots = pool._pool._slots
+        wait_until(lambda: bool(slots._idle) or waiter.finished.is_set(), what="the waiter")
+        gate.set()
+        waiter.join()
+        assert task.is_done()
+    finally:
+        pool.shutdown(timeout=timeout, grace=timeout)
+    assert pool.is_stopped()
+
+
+# -- blocking calls racing shutdown() ---------------------------------------------------------
+
+
+class StalledMapResults:
+    """Stands in for a map's results: every call into it waits on the loop for ever."""
+
+    def __init__(self, real: Any, stuck: Callable[..., Any]) -> None:
+        self._run = real._run
+        self._next_batch = stuck
+        self.aclose = stuck
+        self._abandon = real._abandon
+
+
+def stalled_call(
+    pool: WorkerPool, call: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Callable[[], Any], threading.Event, list[asyncio.Task[Any]]]:
+    """``call`` on ``pool``, made to wait on the pool's loop until that stops (the async
+    pool's method replaced by one that never ends); an event set once it waits there, and
+    the asyncio task it waits in."""
+    entered = threading.Event()
+    running: list[asyncio.Task[Any]] = []
+
+    async def stuck(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append(task)
+        entered.set()
+        await asyncio.get_running_loop().create_future()  # nothing ever sets it
+
+    if call in ("gather", "submit_with_err_group", "wait"):
+        monkeypatch.setattr(pool._pool, call, stuck)
+    calls: dict[str, Callable[[], Any]] = {
+        "gather": lambda: pool.gather([Definition(task_fn=ok())]),
+        "submit_with_err_group": lambda: pool.submit_with_err_group([Definition(task_fn=ok())]),
+        "wait": lambda: pool.wait(WAIT),
+    }
+    if call.startswith("map"):
+        results = pool.map(str, [1, 2])
+        results._results = StalledMapResults(results._results, stuck)
+        calls["map"] = lambda: next(results)
+        calls["map().close()"] = results.close
+    return calls[call], entered, running
+
+
+CALLS_ON_THE_LOOP = ["gather", "submit_with_err_group", "map", "map().close()", "wait"]
+
+
+@pytest.mark.parametrize("call", CALLS_ON_THE_LOOP)
+def test_a_blocking_call_waiting_on_the_loop_when_shutdown_stops_it(
+    call: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = WorkerPool(2)
+    try:
+        pool.submit(Definition(task_fn=ok())).wait(WAIT)
+        fn, entered, _ = stalled_call(pool, call, monkeypatch)
+        caller = InThread(fn)
+        assert entered.wait(WAIT)  # it waits on the loop: shutdown() stops the loop under it
+    finally:
+        pool.shutdown()
+    if call in ("wait", "map().close()"):
+        assert caller.join() is None  # every task has ended / the run has stopped: done
+    else:
+        with pytest.raises(PoolStoppedError, match="shut down during"):
+            caller.join()
+    assert library_threads() == []
+
+
+@pytest.mark.parametrize("call", CALLS_ON_THE_LOOP)
+def test_a_blocking_call_stopped_on_the_loop_at_interpreter_exit(
+    call: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As at the interpreter's exit: the loop stops, no shutdown() first."""
+    gate = threading.Event()
+    pool = WorkerPool(2)
+    task = pool.submit(Definition(task_fn=agated(gate), max_duration=None))
+    fn, entered, _ = stalled_call(pool, call, monkeypatch)
+    caller = InThread(fn)
+    assert entered.wait(WAIT)
+    assert pool._portal is not None
+    pool._portal.close()  # what _close_portals does
+    if call == "map().close()":
+        assert caller.join() is None
+    elif call == "wait":  # None if the task had ended by the time it looked
+        with contextlib.suppress(PoolStoppedError):
+            assert caller.join() is None
+    else:
+        with pytest.raises(PoolStoppedError, match="shut down during"):
+            caller.join()
+    assert task.wait(WAIT)
+    assert task.is_canceled()
+    pool.shutdown()
+
+
+def test_calls_blocked_in_threads_when_shutdown_cancels_get_the_documented_ends() -> None:
+    """The blocking calls that wait in their own thread, not on the loop: each blocked when
+    shutdown() begins, each ends as documented."""
+    started = threading.Event()
+    pool = WorkerPool(1)
+    try:
+        task = pool.submit(Definition(task_fn=gated(threading.Event(), started)))
+        assert started.wait(WAIT)
+        result = InThread(task.result)
+        ended = InThread(lambda: list(pool.as_completed([task], timeout=WAIT)))
+        submit = InThread(lambda: pool.submit(Definition(task_fn=ok())))
+        wait_until(
+            lambda: len(task._task._callbacks or ()) == 2 and len(pool._pool._slots._waiters) == 1,
+            what="every call to block",
+        )
+    finally:
+        pool.shutdown()
+    with pytest.raises(TaskCanceledError):
+        result.join()
+    assert ended.join() == [task]
+    with pytest.raises(PoolStoppedError):
+        submit.join()
+    assert task.is_canceled()
+
+
+def test_a_blocking_call_cancelled_on_the_loop_by_other_code_is_task_canceled_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with WorkerPool(2) as pool:
+        fn, entered, running = stalled_call(pool, "gather", monkeypatch)
+        caller = InThread(fn)
+        assert entered.wait(WAIT)
+        assert pool._portal is not None
+        pool._portal.loop.call_soon_threadsafe(running[0].cancel)
+        with pytest.raises(TaskCanceledError, match="gather"):
+            caller.join()
+        assert pool.submit(Definition(task_fn=ok(3))).result(WAIT) == 3  # the pool goes on
+
+
+def test_a_blocking_call_reaching_a_loop_already_stopped_is_pool_stopped_error() -> None:
+    pool = WorkerPool(2)
+    pool.submit(Definition(task_fn=ok())).wait(WAIT)
+    results = pool.map(str, [1, 2])
+    portal = pool._portal
+    pool.shutdown()
+    # As a thread sees the pool that read its portal just before shutdown() cleared it:
+    pool._portal = portal
+    try:
+        with pytest.raises(PoolStoppedError, match="before gather"):
+            pool.gather([Definition(task_fn=ok())])
+        with pytest.raises(PoolStoppedError):
+            pool.submit_with_err_group([Definition(task_fn=ok())])
+        with pytest.raises(PoolStoppedError):
+            next(results)
+        results.close()  # the run ended with the loop: nothing to stop
+        pool.wait()  # every task has ended
+    finally:
+        pool._portal = None
+    assert pool.stats().total == 1
+
+
+def test_hammer_blocking_calls_racing_shutdown_raise_only_documented_errors() -> None:
+    """Threads call every blocking method before, during and after another thread shuts the
+    pool down: each call returns its right answer or raises PoolStoppedError (or, for a
+    task that shutdown cancelled, TaskCanceledError); none hangs."""
+    n_threads = 30
+
+    async def twice(x: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    async def twice_fn(run: Run) -> int:
+        return await twice(run.attempt + 1)
+
+    def one_call(pool: WorkerPool, op: int, j: int) -> None:
+        if op == 0:
+            assert list(pool.map(twice, range(4))) == [0, 2, 4, 6]
+        elif op == 1:
+            assert pool.gather([Definition(task_fn=ok(j)), Definition(task_fn=twice_fn)]) == [j, 2]
+        elif op == 2:
+            pool.wait(WAIT)
+        elif op == 3:
+            assert pool.submit_with_err_group([Definition(task_fn=twice_fn)]) is None
+        elif op == 4:
+            assert pool.submit(Definition(task_fn=ok(j))).result(WAIT) == j
+        elif op == 5:
+            with pool.map(lambda x: x, range(100), window=2) as it:
+                assert next(it) == 0
+        else:
+            tasks = [pool.submit(Definition(task_fn=ok(i))) for i in range(2)]
+            ended = pool.as_completed(tasks, timeout=WAIT)
+            assert sorted(t.result() for t in ended) == [0, 1]
+
+    def body(pool: WorkerPool, k: int, progress: threading.Semaphore, over: threading.Event) -> int:
+        refused = 0
+        for j in range(100_000):  # (bounded, in case `over` is never set)
+            if over.is_set():
+                return refused
+            try:
+                one_call(pool, (k + j) % 7, j)
+            except (PoolStoppedError, TaskCanceledError):
+                assert pool.is_stopped()  # (only a shutdown makes these here)
+                refused += 1
+            progress.release()
+        raise AssertionError("the test never ended")
+
+    for _ in range(3):
+        pool = WorkerPool(4)
+        progress = threading.Semaphore(0)
+        over = threading.Event()
+        callers = [
+            InThread(functools.partial(body, pool, k, progress, over), name=f"caller-{k}")
+            for k in range(n_threads)
+        ]
+        try:
+            for _ in range(2 * n_threads):  # the calls are under way
+                assert progress.acquire(timeout=WAIT)
+        finally:
+            pool.shutdown(timeout=WAIT)
+            for _ in range(2 * n_threads):  # calls go on after it, too
+                assert progress.acquire(timeout=WAIT)
+            over.set()
+        refused = [caller.join() for caller in callers]  # no error but the documented ones
+        assert sum(refused) > 0
+        assert library_threads() == []
+        assert pool.active_workers == 0
+
+
+# -- a pool dropped without shutdown() --------------------------------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def drop(objects: list[Any]) -> None:
+    """Drop the last references to ``objects``, and collect what is left of them."""
+    objects.clear()
+    gc.collect()
+
+
+def join_library_threads() -> None:
+    for thread in library_threads():
+        thread.join(WAIT)
+    assert library_threads() == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_dropped_pools_warn_and_free_their_threads_loops_and_files() -> None:
+    join_library_threads()
+    threads_before = threading.active_count()
+    fds_before = open_fds()
+
+    async def aone(run: Run) -> int:
+        return 1
+
+    pools = [WorkerPool(2) for _ in range(20)]
+    for pool in pools:
+        assert pool.submit(Definition(task_fn=ok(1))).result(WAIT) == 1  # a thread of its own
+        assert pool.submit(Definition(task_fn=aone)).result(WAIT) == 1  # on the loop
+    assert len(library_threads()) >= 40
+    assert open_fds() >= fds_before + 60
+    refs = [weakref.ref(pool) for pool in pools]
+    del pool
+    with pytest.warns(ResourceWarning, match=r"^unclosed blocking\.WorkerPool ") as warned:
+        drop(pools)
+    assert len(warned) == 20
+    assert all(ref() is None for ref in refs)
+    join_library_threads()
+    wait_until(lambda: open_fds() <= fds_before, what="the loops' files to close")
+    assert threading.active_count() <= threads_before
+
+
+def test_a_dropped_pool_runs_its_tasks_in_progress_to_their_end_then_frees_its_thread() -> None:
+    join_library_threads()
+    gate = threading.Event()
+    started = threading.Event()
+    pool = WorkerPool(2)
+    plain = pool.submit(Definition(task_fn=gated(gate, started, "plain")))
+    in_loop = pool.submit(Definition(task_fn=agated(gate, value="async")))
+    assert started.wait(WAIT)
+    pools = [pool]
+    del pool
+    with pytest.warns(ResourceWarning, match="unclosed blocking.WorkerPool"):
+        drop(pools)
+    # still running, not cancelled; the loop is still there for them
+    assert plain.is_started()
+    assert not in_loop.is_end()
+    assert any(t.name == "asynctasklib-portal" for t in library_threads())
+    gate.set()
+    assert plain.result(WAIT) == "plain"
+    assert in_loop.result(WAIT) == "async"
+    join_library_threads()
+    assert plain.is_done()  # the handles still answer
+    assert in_loop.wait(0)
+
+
+def test_a_dropped_pool_whose_loop_stops_first_cancels_its_tasks_in_progress() -> None:
+    """As at the interpreter's exit, after the pool was dropped with a task in progress."""
+    join_library_threads()
+    gate = threading.Event()
+    started = threading.Event()
+    pool = WorkerPool(2)
+    task = pool.submit(Definition(task_fn=agated(gate, started), max_duration=None))
+    assert started.wait(WAIT)  # (taken in by the loop: nothing there refers to the pool now)
+    portal = pool._portal
+    assert portal is not None
+    pools = [pool]
+    del pool
+    with pytest.warns(ResourceWarning, match="unclosed blocking.WorkerPool"):
+        drop(pools)
+    assert not task.is_end()  # waited for, not cancelled
+    portal.close()  # what _close_portals does at exit
+    assert task.wait(WAIT)
+    assert task.is_canceled()
+    join_library_threads()
+
+
+def test_a_pool_dropped_after_its_loop_stopped_at_exit_is_dropped_silently() -> None:
+    pool = WorkerPool(2)
+    pool.submit(Definition(task_fn=ok())).wait(WAIT)
+    portal = pool._portal
+    assert portal is not None
+    portal.close()  # what _close_portals does at exit: nothing left to free, or warn of
+    pools = [pool]
+    del pool
+    drop(pools)  # (a warning would fail the test: the suite's warnings are errors)
+    join_library_threads()  # (the executor's threads end once it is collected)
+
+
+def test_pools_shut_down_or_never_used_are_dropped_silently() -> None:
+    with WorkerPool(2) as used:
+        used.submit(Definition(task_fn=ok())).wait(WAIT)
+    stopped = WorkerPool(2)
+    stopped.submit(Definition(task_fn=ok())).wait(WAIT)
+    stopped.shutdown()
+    never = WorkerPool(2)
+    refs = [weakref.ref(p) for p in (used, stopped, never)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (and the suite's filter makes any warning an error)
+        del used, stopped, never
+        gc.collect()
+    assert all(ref() is None for ref in refs)
+    assert library_threads() == []
+
+
+def test_a_pool_dropped_in_its_loop_thread_is_freed_too() -> None:
+    """The finalizer may run in the portal's own thread (its garbage collected there)."""
+    join_library_threads()
+    pool = WorkerPool(2)
+    pool.submit(Definition(task_fn=ok())).wait(WAIT)
+    portal = pool._portal
+    assert portal is not None
+    pools = [pool]
+    del pool
+    ran = threading.Event()
+    warned: list[warnings.WarningMessage] = []
+
+    def collect_there() -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            drop(pools)  # the last reference goes on the loop's thread
+        warned.extend(caught)
+        ran.set()
+
+    portal.loop.call_soon_threadsafe(collect_there)
+    assert ran.wait(WAIT)
+    assert [w.category for w in warned] == [ResourceWarning]
+    join_library_threads()
+    assert portal.loop.is_closed()
 
 
 # -- nothing left behind at interpreter exit --------------------------------------------------

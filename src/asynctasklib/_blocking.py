@@ -10,10 +10,13 @@ counters are those of the one engine; this module only moves calls between threa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
 import logging
 import threading
 import time
+import warnings
 import weakref
 from collections import deque
 from collections.abc import (
@@ -30,7 +33,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._definition import Definition
-from ._errors import PoolStoppedError
+from ._errors import PoolStoppedError, TaskCanceledError
 from ._hooks import StateHooks
 from ._pool import PoolStats, _shutdown_limits
 from ._pool import WorkerPool as _AsyncPool
@@ -54,7 +57,12 @@ class _Portal:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        # Calls are handed to the loop under this lock, and close() marks the portal closing
+        # under it: no call is handed over behind the loop's stop, so none is left unrun (or
+        # waited for forever). Reentrant: a finalizer may run in a thread that holds it.
+        self._lock = threading.RLock()
         self._closing = False
+        self._winding_down: asyncio.Task[None] | None = None  # see _dropped
         self._thread = threading.Thread(
             target=self._run, name="asynctasklib-portal", daemon=True
         )
@@ -74,10 +82,11 @@ class _Portal:
                 except BaseException:  # from a user's hook or callback: the loop goes on
                     logger.exception("a callback on the blocking face's event loop raised")
         finally:  # as asyncio.run ends: nothing may be left running
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            # (until none is left: a task may start another as it is cancelled)
+            while tasks := asyncio.all_tasks(loop):
+                for task in tasks:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
             asyncio.set_event_loop(None)
@@ -85,15 +94,28 @@ class _Portal:
 
     def call(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop; block until it is done. Interrupting the caller
-        (KeyboardInterrupt) cancels it."""
+        (KeyboardInterrupt) cancels it.
+
+        If the loop stops first (``shutdown()`` from another thread, or the interpreter's
+        exit), the call raises ``PoolStoppedError``: this is the one place where a call
+        cancelled on the loop comes back to its thread.
+        """
         try:
             check_not_in_loop(what)
-        except RuntimeError:
+            with self._lock:
+                if self._closing:
+                    raise PoolStoppedError(f"the pool was shut down before {what} could run")
+                future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except BaseException:
             coro.close()
             raise
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            # Cancelled on the loop: by its stop (the usual case), or by foreign code there.
+            if self._closing:
+                raise PoolStoppedError(f"the pool was shut down during {what}") from None
+            raise TaskCanceledError(f"{what} was cancelled on the pool's event loop") from None
         except BaseException:
             if self._closing and future.cancelled():  # the pool shut down under this call
                 raise PoolStoppedError("the pool is stopped") from None
@@ -101,21 +123,64 @@ class _Portal:
             raise
 
     def close(self) -> None:
-        if self.loop.is_closed() or not self._thread.is_alive():
-            return
-        self._closing = True
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        """Stop the loop (what still runs on it is cancelled) and, unless called on the
+        loop's thread, wait for its thread to end."""
+        with self._lock:
+            if not self._closing:
+                self._closing = True
+                self.loop.call_soon_threadsafe(self.loop.stop)
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
+    def _dropped(self, pool: _AsyncPool) -> None:
+        """The finalizer of a blocking pool garbage-collected without ``shutdown()``.
+
+        It runs in whichever thread collected the pool, so it only hands the work to the
+        loop and never waits: once the tasks in progress have ended, the pool is shut down
+        and the loop stopped, which ends the thread and closes the loop's files.
+        """
+        with self._lock:
+            if self._closing:  # (stopped at the interpreter's exit meanwhile)
+                return
+            self.loop.call_soon_threadsafe(self._wind_down, pool)
+        # After the work is handed over: with warnings as errors, this raises.
+        warnings.warn(f"unclosed {_describe(pool)[1:-1]}", ResourceWarning, stacklevel=1)
+
+    def _wind_down(self, pool: _AsyncPool) -> None:
+        # Kept here: the loop itself holds only a weak reference to its tasks.
+        self._winding_down = self.loop.create_task(self._end_when_idle(pool))
+
+    async def _end_when_idle(self, pool: _AsyncPool) -> None:
+        try:
+            await pool.shutdown(cancel=False)  # (waits for the tasks in progress)
+        except Exception:
+            logger.exception("shutting down a dropped blocking.WorkerPool failed")
+        finally:
+            with self._lock:
+                stop = not self._closing  # (else it is stopping already: leave it be)
+                self._closing = True
+            if stop:
+                self.loop.stop()
+
 
 _portals: weakref.WeakSet[_Portal] = weakref.WeakSet()
+
+
+def _describe(pool: _AsyncPool) -> str:
+    return "<blocking." + repr(pool)[1:]
 
 
 def _close_portals() -> None:
     """At interpreter exit, stop every loop still running: no thread is left behind."""
     for portal in list(_portals):
         portal.close()
+
+
+def _thread_limit(limit: float | None) -> float | None:
+    """A timeout in seconds for threading's waits, which refuse any above
+    ``threading.TIMEOUT_MAX`` (about 292 years on Linux; ``inf``, ``timedelta.max``): one
+    that long means no limit, as on the async face."""
+    return None if limit is None or limit > threading.TIMEOUT_MAX else limit
 
 
 # Before concurrent.futures joins its threads at exit (threading's exit hooks run in reverse
@@ -129,7 +194,11 @@ class Task(Generic[T]):
     """A task of a blocking `WorkerPool`: waits block; everything else is the task's own.
 
     ``wait(timeout)`` returns False if the timeout passed first; ``result(timeout)`` raises
-    ``TimeoutError`` then. ``cancel()`` and the state methods work from any thread.
+    ``TimeoutError`` then. ``cancel()`` and the state methods work from any thread. A timeout
+    above ``threading.TIMEOUT_MAX`` (``inf``, ``timedelta.max``) means no limit.
+
+    Handles of the same task (from ``submit``, ``tasks()``, a done callback) are equal and
+    hash alike, so ``handle in pool.tasks()`` and sets and dicts of handles work.
     """
 
     __slots__ = ("_task",)
@@ -139,6 +208,14 @@ class Task(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<blocking.Task {self._task!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Task):
+            return self._task is other._task
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._task)
 
     @property
     def id(self) -> str:
@@ -194,7 +271,7 @@ class Task(Generic[T]):
 
     def wait(self, timeout: float | timedelta | None = None) -> bool:
         """Block until the task has ended (True) or ``timeout`` seconds passed (False)."""
-        limit = optional_seconds(timeout, "timeout", allow_zero=True)
+        limit = _thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
         if self._task.is_end():
             return True
         if limit == 0:
@@ -226,6 +303,13 @@ class WorkerPool:
     by ``shutdown()``, on leaving ``with``, or at interpreter exit. Task functions may be
     plain functions (run on the pool's executor) or ``async def`` (run on that loop).
     Calling a blocking method from a running event loop raises RuntimeError.
+
+    A blocking call waiting on that loop when another thread's ``shutdown()`` stops it
+    raises ``PoolStoppedError`` (``wait()`` returns, as every task has ended then).
+
+    A pool garbage-collected without ``shutdown()`` warns (``ResourceWarning: unclosed
+    blocking.WorkerPool ...``, as an unclosed file does); its tasks in progress run to their
+    end, then its thread, event loop and executor are freed.
     """
 
     def __init__(
@@ -251,9 +335,10 @@ class WorkerPool:
         self._incoming: deque[_AsyncTask[Any]] = deque()
         self._draining = False
         self._shutdown_lock = threading.Lock()
+        self._finalizer: weakref.finalize[Any, Any] | None = None  # set with the portal
 
     def __repr__(self) -> str:
-        return "<blocking." + repr(self._pool)[1:]
+        return _describe(self._pool)
 
     def _call(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
         try:
@@ -278,6 +363,10 @@ class WorkerPool:
                 # its slots too.
                 self._pool._loop = portal.loop
                 self._pool._threaded = True
+                # Dropped without shutdown(): free the portal (it, and its thread, hold no
+                # reference to this object, only to the async pool).
+                self._finalizer = weakref.finalize(self, portal._dropped, self._pool)
+                self._finalizer.atexit = False  # (at exit, _close_portals does it, silently)
         return portal
 
     # -- submitting ------------------------------------------------------------------------
@@ -450,7 +539,7 @@ class WorkerPool:
     ) -> Iterator[Task[T]]:
         """Yield the tasks as they end; ``TimeoutError`` if ``timeout`` seconds pass first."""
         pending = list(tasks)
-        limit = optional_seconds(timeout, "timeout", allow_zero=True)
+        limit = _thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
         check_not_in_loop("as_completed()")
         done_queue: deque[Task[T]] = deque()
         arrived = threading.Condition()
@@ -471,7 +560,7 @@ class WorkerPool:
                         left = None if deadline is None else deadline - time.monotonic()
                         if left is not None and left <= 0:
                             raise TimeoutError(f"not every task ended within {timeout}s")
-                        arrived.wait(left)
+                        arrived.wait(None if left is None else min(left, threading.TIMEOUT_MAX))
                     task = done_queue.popleft()
                 yield task
         finally:  # left early, or timed out: the tasks still running forget this iterator
@@ -482,10 +571,21 @@ class WorkerPool:
     # -- waiting and stopping --------------------------------------------------------------
 
     def wait(self, timeout: float | timedelta | None = None) -> None:
-        """Block until every submitted task has ended; ``TimeoutError`` after ``timeout``."""
+        """Block until every submitted task has ended; ``TimeoutError`` after ``timeout``.
+
+        Returns at once after ``shutdown()``, and when another thread's ``shutdown()`` stops
+        the pool's loop during the wait (every task has ended then).
+        """
         if self._portal is None:
             return
-        self._call("wait()", self._pool.wait(timeout))
+        try:
+            self._call("wait()", self._pool.wait(timeout))
+        except PoolStoppedError:
+            # The loop stopped under the wait: a shutdown() ends every task before that, so
+            # the wait is over; only a loop stopped otherwise (the interpreter's exit) can
+            # leave tasks behind.
+            if self._pool._slots.acquired:
+                raise
 
     def stop(self) -> None:
         """Stop accepting tasks; those submitted still run."""
@@ -509,12 +609,22 @@ class WorkerPool:
             if portal is None:
                 self._pool.stop()
                 return
-            self._call(
-                "shutdown()", self._pool.shutdown(cancel=cancel, timeout=timeout, grace=grace)
-            )
+            try:
+                self._call(
+                    "shutdown()", self._pool.shutdown(cancel=cancel, timeout=timeout, grace=grace)
+                )
+            except PoolStoppedError:
+                # The loop stopped under this call, or before it (the interpreter's exit):
+                # it ended every task of the pool as it stopped. Finish here, once the
+                # loop's thread is gone (nothing else touches the pool then).
+                portal.close()
+                self._pool._stop()
+                self._pool._close_executor()
             with self._lock:
                 self._portal = None
             portal.close()
+            if self._finalizer is not None:
+                self._finalizer.detach()  # shut down: nothing for it to free, or warn of
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -581,7 +691,9 @@ class MapIterator(Generic[R]):
         self._ready.clear()
         if self._pool._portal is None:  # nothing has run yet (or ever will): just end it
             self._results._abandon()
-        else:
+            return
+        # (if the pool's loop stops meanwhile, the run stops with it: nothing left to stop)
+        with contextlib.suppress(PoolStoppedError):
             self._pool._call("map().close()", self._results.aclose())
 
     def __enter__(self) -> MapIterator[R]:
@@ -606,8 +718,9 @@ class Semaphore(_SemaphoreCore):
     __slots__ = ()
 
     def acquire(self, timeout: float | timedelta | None = None) -> None:
-        """Block until a slot is free, at most ``timeout`` seconds (``TimeoutError``)."""
-        limit = None if timeout is None else seconds(timeout, "timeout")
+        """Block until a slot is free, at most ``timeout`` seconds (``TimeoutError``); a
+        timeout above ``threading.TIMEOUT_MAX`` (``inf``, ``timedelta.max``) means no limit."""
+        limit = None if timeout is None else _thread_limit(seconds(timeout, "timeout"))
         if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.acquire()")
         if not self._acquire_blocking(limit):
@@ -615,7 +728,7 @@ class Semaphore(_SemaphoreCore):
 
     def try_acquire_with_timeout(self, timeout: float | timedelta) -> bool:
         """Block at most ``timeout`` seconds for a slot; True if one was taken."""
-        limit = seconds(timeout, "timeout")
+        limit = _thread_limit(seconds(timeout, "timeout"))
         if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.try_acquire_with_timeout()")
         return self._acquire_blocking(limit)
