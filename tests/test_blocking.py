@@ -2191,7 +2191,7 @@ def test_interpreter_exit_without_shutdown_leaves_nothing_behind() -> None:
 
 
 def test_interpreter_exit_tells_running_sync_functions_to_stop() -> None:
-    proc, elapsed = run_child(
+    proc, _ = run_child(
         """
         import threading
         from asynctasklib import Definition, blocking
@@ -2201,7 +2201,10 @@ def test_interpreter_exit_tells_running_sync_functions_to_stop() -> None:
 
         def cooperative(run):
             started.wait()
-            run.wait_cancelled(4)  # a function that stops as soon as it is told to
+            # A function that stops as soon as it is told to; untold, it gives up after 30 s
+            # and prints nothing.
+            if run.wait_cancelled(30):
+                print("told", flush=True)
 
         for _ in range(2):
             pool.submit(Definition(task_fn=cooperative, max_duration=None))
@@ -2210,8 +2213,7 @@ def test_interpreter_exit_tells_running_sync_functions_to_stop() -> None:
         """
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "bye\n"
-    assert elapsed < 3.0, f"exit took {elapsed:.1f}s"
+    assert proc.stdout == "bye\ntold\ntold\n"
 
 
 def test_a_hook_raising_a_base_exception_at_submit_fails_its_task_and_the_pool_goes_on() -> None:

@@ -117,8 +117,6 @@ class _Portal:
                 raise PoolStoppedError(f"the pool was shut down during {what}") from None
             raise TaskCanceledError(f"{what} was cancelled on the pool's event loop") from None
         except BaseException:
-            if self._closing and future.cancelled():  # the pool shut down under this call
-                raise PoolStoppedError("the pool is stopped") from None
             future.cancel()
             raise
 
