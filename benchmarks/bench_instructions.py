@@ -31,7 +31,7 @@ Variants (async ones for a task function that returns at once, ``ret``, and one 
 Run (from the repository root; valgrind must be installed):
 
     python benchmarks/bench_instructions.py                      N1=10,000, N2=30,000
-    python benchmarks/bench_instructions.py --n1 2000 --n2 6000 --only pool.submit
+    python benchmarks/bench_instructions.py --n1 2000 --n2 6000 --only closure partial
     python benchmarks/bench_instructions.py --python ~/.pyenv/versions/3.12.1/bin/python --eager
     python benchmarks/bench_instructions.py --loop uvloop --kind yield --jobs 2 --json
 
@@ -271,10 +271,24 @@ def _last_line(stderr: str) -> str:
     return lines[-1] if lines else "?"
 
 
+def warm_up(rows: list[Row], args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Run every row once without valgrind, for 10 tasks: it fills the bytecode cache, fails
+    fast on an error, and marks the rows whose third-party modules are missing."""
+    for row in rows:
+        spec = {"face": row.face, "variant": row.variant, "kind": row.kind, "n": 10, "w": row.w}
+        spec.update(loop=args.loop, eager=args.eager)
+        command = [args.python, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode == MISSING_MODULE:
+            row.skipped = _last_line(proc.stderr)
+        elif proc.returncode != 0:
+            sys.exit(f"{row.variant} [{row.kind}, W={row.w}] failed:\n{proc.stderr}")
+
+
 def measure(rows: list[Row], args: argparse.Namespace, env: dict[str, str]) -> str | None:
     """Fill in each row's counts, running up to ``--jobs`` valgrinds at once; return the
     asynctasklib file the children imported."""
-    jobs = [(row, n) for row in rows for n in (args.n1, args.n2)]
+    jobs = [(row, n) for row in rows if not row.skipped for n in (args.n1, args.n2)]
     imported: set[str] = set()
 
     def one(row: Row, n: int) -> None:
@@ -325,8 +339,10 @@ def select(args: argparse.Namespace) -> list[Row]:
             for w in blocking_ws
             for name in BLOCKING_VARIANTS
         ]
-    # --only keeps the matching variants and, for their ratios, each table's baseline.
-    return [row for row in rows if args.only in row.variant or row.baseline]
+    # --only keeps the matching variants and, for their ratios, their tables' baselines.
+    kept = [row for row in rows if any(s in row.variant for s in args.only)]
+    groups = {row.group for row in kept}
+    return [row for row in rows if row in kept or (row.baseline and row.group in groups)]
 
 
 def print_tables(rows: list[Row]) -> None:
@@ -359,7 +375,7 @@ def main() -> None:
     parser.add_argument("--eager", action="store_true", help="asyncio.eager_task_factory")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--kind", choices=["ret", "yield", "both"], default="both")
-    parser.add_argument("--only", default="", help="variants whose name contains this")
+    parser.add_argument("--only", nargs="+", default=[""], help="variants whose name contains one")
     parser.add_argument("--n1", type=int, default=10_000)
     parser.add_argument("--n2", type=int, default=30_000)
     parser.add_argument("--workers", type=int, nargs="+", help="W (default 100; 8 100 blocking)")
@@ -382,7 +398,12 @@ def main() -> None:
     env = dict(os.environ, PYTHONHASHSEED="0")  # the same hashes, so the same work, each run
     if not args.installed:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    # Bytecode cached outside the repository, so that no child (under valgrind, 50 times
+    # slower) compiles a module: the compilation would cancel out, but costs minutes.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "asynctasklib-bench-pyc")
     rows = select(args)
+    warm_up(rows, args, env)
     print(
         f"python {version} ({args.python}), loop {args.loop}"
         f"{', eager tasks' if args.eager else ''}, N1={args.n1:,}, N2={args.n2:,}",
