@@ -19,12 +19,13 @@ on the virtual clock are left out, as they would run exactly as without it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
 import selectors
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -32,6 +33,19 @@ import pytest
 LOOP_OPTIONS = frozenset(filter(None, os.environ.get("ASYNCTASKLIB_TEST_LOOP", "").split(",")))
 EAGER = "eager" in LOOP_OPTIONS
 UVLOOP = "uvloop" in LOOP_OPTIONS
+_third_party = False  # see third_party_loops()
+
+
+@contextlib.contextmanager
+def third_party_loops() -> Iterator[None]:
+    """Loops made meanwhile (in any thread) are another library's, such as a Dask cluster's
+    own: no eager task factory for them (distributed's loop hangs with one)."""
+    global _third_party
+    _third_party = True
+    try:
+        yield
+    finally:
+        _third_party = False
 
 
 def prepare_loop(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
@@ -59,7 +73,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     class Policy(base):  # type: ignore[valid-type,misc]
         def new_event_loop(self) -> asyncio.AbstractEventLoop:
-            return prepare_loop(super().new_event_loop())
+            loop = super().new_event_loop()
+            return loop if _third_party else prepare_loop(loop)
 
     asyncio.set_event_loop_policy(Policy())
 
