@@ -63,6 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if EAGER and not hasattr(asyncio, "eager_task_factory"):
         raise pytest.UsageError("ASYNCTASKLIB_TEST_LOOP=eager needs Python 3.12 or later")
+    if EAGER and UVLOOP:  # (uvloop's create_task passes eager_start=, the factory refuses it)
+        raise pytest.UsageError("ASYNCTASKLIB_TEST_LOOP: uvloop does not take the eager factory")
     if not LOOP_OPTIONS:
         return
     base: type[asyncio.AbstractEventLoopPolicy] = asyncio.DefaultEventLoopPolicy
