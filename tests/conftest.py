@@ -7,19 +7,95 @@ then jumps straight to the next timer, so timeouts, delays and backoff are exact
 
 After each async test, no task may be left pending on the loop and the loop's exception
 handler must not have been called (an exception nobody retrieved, a callback that raised).
+
+``ASYNCTASKLIB_TEST_LOOP`` (comma-separated; .ci/run sets it) changes every event loop the
+tests make: ``eager`` gives each one ``asyncio.eager_task_factory`` (3.12+: a coroutine runs
+up to its first suspension inside ``create_task``), the virtual clock's included; ``uvloop``
+makes every loop but the virtual clock's a uvloop one (``asyncio.new_event_loop()``,
+``asyncio.run()``, the blocking face's), and runs only the tests that can use it: async tests
+on the virtual clock are left out, as they would run exactly as without it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import os
 import selectors
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+
+LOOP_OPTIONS = frozenset(filter(None, os.environ.get("ASYNCTASKLIB_TEST_LOOP", "").split(",")))
+EAGER = "eager" in LOOP_OPTIONS
+UVLOOP = "uvloop" in LOOP_OPTIONS
+_third_party = False  # see third_party_loops()
+
+
+@contextlib.contextmanager
+def third_party_loops() -> Iterator[None]:
+    """Loops made meanwhile (in any thread) are another library's, such as a Dask cluster's
+    own: no eager task factory for them (distributed's loop hangs with one)."""
+    global _third_party
+    _third_party = True
+    try:
+        yield
+    finally:
+        _third_party = False
+
+
+def prepare_loop(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    """Give a loop the tests made the task factory ``ASYNCTASKLIB_TEST_LOOP`` asks for."""
+    if EAGER:
+        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    return loop
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    unknown = LOOP_OPTIONS - {"eager", "uvloop"}
+    if unknown:
+        raise pytest.UsageError(
+            f"ASYNCTASKLIB_TEST_LOOP: unknown {sorted(unknown)} (known: eager, uvloop)"
+        )
+    if EAGER and not hasattr(asyncio, "eager_task_factory"):
+        raise pytest.UsageError("ASYNCTASKLIB_TEST_LOOP=eager needs Python 3.12 or later")
+    if EAGER and UVLOOP:  # (uvloop's create_task passes eager_start=, the factory refuses it)
+        raise pytest.UsageError("ASYNCTASKLIB_TEST_LOOP: uvloop does not take the eager factory")
+    if not LOOP_OPTIONS:
+        return
+    base: type[asyncio.AbstractEventLoopPolicy] = asyncio.DefaultEventLoopPolicy
+    if UVLOOP:
+        import uvloop  # (the test extra has it, except on Windows)
+
+        base = uvloop.EventLoopPolicy
+
+    class Policy(base):  # type: ignore[valid-type,misc]
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            loop = super().new_event_loop()
+            return loop if _third_party else prepare_loop(loop)
+
+    asyncio.set_event_loop_policy(Policy())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not UVLOOP:
+        return
+    # The virtual clock is asyncio's own loop: those tests would run as without uvloop.
+    keep, skip = [], []
+    for item in items:
+        on_virtual_clock = (
+            isinstance(item, pytest.Function)
+            and inspect.iscoroutinefunction(item.obj)
+            and item.get_closest_marker("realtime") is None
+        )
+        (skip if on_virtual_clock else keep).append(item)
+    if skip:
+        config.hook.pytest_deselected(items=skip)
+        items[:] = keep
 
 
 class VirtualClockLoop(asyncio.SelectorEventLoop):
@@ -49,7 +125,7 @@ def run_async(
     main: Coroutine[Any, Any, Any], *, realtime: bool = False, check_leaks: bool = True
 ) -> Any:
     """Run ``main`` on a fresh loop; fail on leaked tasks or unhandled loop errors."""
-    loop: asyncio.AbstractEventLoop = asyncio.new_event_loop() if realtime else VirtualClockLoop()
+    loop = asyncio.new_event_loop() if realtime else prepare_loop(VirtualClockLoop())
     errors: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     try:

@@ -38,6 +38,7 @@ from asynctasklib import (
     WorkerPool,
 )
 from asynctasklib.dask import DaskExecutor, _relay, executor
+from conftest import third_party_loops
 
 pytestmark = pytest.mark.realtime  # real processes, real time
 
@@ -107,8 +108,8 @@ def worker_tasks(dask_worker: Any) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[distributed.Client]:
-    with (
-        distributed.LocalCluster(
+    with third_party_loops():  # (the loops the cluster and client make are theirs)
+        cluster = distributed.LocalCluster(
             n_workers=2,
             processes=True,
             threads_per_worker=1,
@@ -117,11 +118,13 @@ def client() -> Iterator[distributed.Client]:
             # No dashboard, and its HTTP server (which the scheduler starts anyway, on 8787 by
             # default) on a free port: another cluster may be running on this machine.
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        client.wait_for_workers(2, timeout=WAIT)
-        yield client
+        )
+    with cluster:
+        with third_party_loops():
+            client = distributed.Client(cluster)
+        with client:
+            client.wait_for_workers(2, timeout=WAIT)
+            yield client
 
 
 class Recording(DaskExecutor):

@@ -299,6 +299,11 @@ class _Runner:
         cancelling = self.atask.cancelling
         task: Task[Any] | None
         run: Run | None
+        if self.atask is None:
+            # Started eagerly, inside create_task (an eager task factory): the caller has not
+            # stored our asyncio task, nor queued the task or fired its first hooks. Start on
+            # the loop's next turn, as a task would without such a factory.
+            await asyncio.sleep(0)
         self.begin()
         try:
             while True:
