@@ -20,10 +20,19 @@ TESTS = (
 )
 
 
-def test_the_two_set_up_commands_are_in_the_readme() -> None:
+def first_bash_block() -> list[str]:
+    """The lines of the README's first ```bash block (CI reads its test line from there)."""
+    return re.findall(r"```bash\n(.*?)```", README, flags=re.S)[0].strip().splitlines()
+
+
+def test_the_two_set_up_commands_are_the_first_bash_block() -> None:
+    assert first_bash_block() == [INSTALL_AND_DEMO, TESTS]
+
+
+def test_the_set_up_commands_are_under_on_a_new_machine() -> None:
     section = README.split("## On a new machine", 1)[1].split("\n## ", 1)[0]
-    commands = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0].strip().splitlines()
-    assert commands == [INSTALL_AND_DEMO, TESTS]
+    assert INSTALL_AND_DEMO in section
+    assert TESTS in section
 
 
 def test_ci_runs_the_readme_test_command() -> None:
