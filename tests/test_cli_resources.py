@@ -382,6 +382,7 @@ def test_processes_a_job_orphans_in_a_session_of_their_own_are_reaped_during_the
             wait_for(lambda: not set(zombie_children(me)) & set(orphans), "the orphans' reaping")
             seen["reaped"] = True
         finally:
+            (tmp_path / "go").touch()  # (the orphans end even when a wait above failed)
             (tmp_path / "release").touch()
 
     thread = threading.Thread(target=control)
