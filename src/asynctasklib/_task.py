@@ -295,8 +295,6 @@ class _Runner:
         home = _copy_context()  # this runner's context variables, as it starts
         size = len(home)  # (no variables at all is the common case: no comparing)
         inline = self.inline
-        assert self.atask is not None
-        cancelling = self.atask.cancelling
         task: Task[Any] | None
         run: Run | None
         if self.atask is None:
@@ -304,6 +302,8 @@ class _Runner:
             # stored our asyncio task, nor queued the task or fired its first hooks. Start on
             # the loop's next turn, as a task would without such a factory.
             await asyncio.sleep(0)
+        assert self.atask is not None
+        cancelling = self.atask.cancelling
         self.begin()
         try:
             while True:
