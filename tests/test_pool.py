@@ -2435,6 +2435,7 @@ async def task_group_child_fails(run: Run) -> None:
     3.12 leave the parent task's ``cancelling()`` at 1 (the parent is the pool's worker)."""
 
     async def boom() -> None:
+        await asyncio.sleep(0)  # (fails while the body waits in __aexit__, eager factory too)
         raise ValueError("child")
 
     async with asyncio.TaskGroup() as group:

@@ -1639,6 +1639,7 @@ async def test_go_a_leftover_cancellation_does_not_turn_the_next_timeout_into_a_
     timeout taken for a cancellation from outside."""
 
     async def boom() -> None:
+        await asyncio.sleep(0)  # (fails while the body waits in __aexit__, eager factory too)
         raise ValueError("child")
 
     async def fn(run: Run) -> None:

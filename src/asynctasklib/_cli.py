@@ -1547,7 +1547,9 @@ class _Runner:
             handled.append(sig)
         try:
             lines = await _lines(source)
-            self.feeder = feeder = loop.create_task(self._feed(lines))
+            # asyncio.Task, not create_task: an eager task factory would run the feeder up to
+            # its first job before the check below could stop it.
+            self.feeder = feeder = asyncio.Task(self._feed(lines))
             if self.interrupts or self.exit_override is not None:
                 # A signal (or a closed stdout) came before the feeder existed, while the
                 # inputs were being opened: stop as it would have stopped the feeder.
