@@ -343,12 +343,33 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
+def _refuse_sigchld_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make asyncio's loop refuse a SIGCHLD handler, as uvloop does (it keeps SIGCHLD)."""
+    loop_class: Any = asyncio.SelectorEventLoop
+    add = loop_class.add_signal_handler
+
+    def add_signal_handler(self: Any, sig: int, *args: Any) -> None:
+        if sig == signal.SIGCHLD:
+            raise RuntimeError("cannot add a signal handler for SIGCHLD")
+        add(self, sig, *args)
+
+    monkeypatch.setattr(loop_class, "add_signal_handler", add_signal_handler)
+
+
 @linux_only
+@pytest.mark.parametrize("sigchld", ["handled", "refused"])
 def test_processes_a_job_orphans_in_a_session_of_their_own_are_reaped_during_the_run(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    sigchld: str,
 ) -> None:
     """Each of 6 jobs leaves a process that calls setsid (so no group kill reaches it) and
-    exits later, while a last job still runs: they were zombies for the rest of the run."""
+    exits later, while a last job still runs: they were zombies for the rest of the run.
+
+    Where the loop refuses a SIGCHLD handler (uvloop), they are reaped every so often."""
+    if sigchld == "refused":
+        _refuse_sigchld_handlers(monkeypatch)
     orphan = (
         "setsid sh -c 'echo $$ > gc.$0.tmp && mv gc.$0.tmp gc.$0; "
         'while [ ! -e go ]; do sleep 0.01; done\' "$0" > /dev/null 2>&1 & '

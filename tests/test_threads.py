@@ -707,33 +707,51 @@ def test_call_on_loop_runs_on_the_loops_thread_and_returns_or_raises() -> None:
 
 def test_call_on_loop_runs_in_the_caller_when_the_loop_stops_first() -> None:
     """A call handed to a loop that stops before it gets to it runs in the caller instead of
-    waiting forever, and only once (the loop, if restarted, skips it)."""
+    waiting forever, and only once (the loop, if restarted, skips it).
+
+    A wrapper around the real loop holds ``call_on_loop``'s first look at it (running) until
+    the loop has stopped, so the call is handed to a stopped loop. That works the same on
+    asyncio's loop and on uvloop (whose ``stop()`` is a queued callback, so a call queued just
+    after it may still run on the loop)."""
     from asynctasklib._threads import call_on_loop
 
     loop = asyncio.new_event_loop()
     ran: list[str] = []
-    holding = threading.Event()
+    checked = threading.Event()
 
-    def hold_then_stop() -> None:  # on the loop: wait until the call is queued, then stop
-        holding.set()
-        deadline = time.monotonic() + WAIT
-        while not loop._ready:  # type: ignore[attr-defined]
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
+    class StopsAfterTheCheck:
+        """The real loop; the first is_running() answer is held until the loop has stopped."""
+
+        def is_running(self) -> bool:
+            running = loop.is_running()
+            if not checked.is_set():
+                checked.set()
+                thread.join(WAIT)
+                assert not thread.is_alive()
+            return running
+
+        def call_soon_threadsafe(self, callback: Callable[[], None]) -> object:
+            return loop.call_soon_threadsafe(callback)
+
+    def stop_after_the_check() -> None:  # on the loop
+        assert checked.wait(WAIT)
         loop.stop()
 
-    loop.call_soon(hold_then_stop)
+    loop.call_soon(stop_after_the_check)
     thread = threading.Thread(target=loop.run_forever, name="test-loop")
     thread.start()
     try:
-        assert holding.wait(WAIT)
-        result = call_on_loop(loop, lambda: ran.append(threading.current_thread().name) or 7)
+        proxy: Any = StopsAfterTheCheck()
+        result = call_on_loop(proxy, lambda: ran.append(threading.current_thread().name) or 7)
         assert result == 7
         assert ran == [threading.current_thread().name]
         thread.join(WAIT)
+        assert not thread.is_alive()
         loop.run_until_complete(asyncio.sleep(0))  # the queued call now runs: it is skipped
         assert ran == [threading.current_thread().name]
     finally:
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
         thread.join(WAIT)
         loop.close()
 

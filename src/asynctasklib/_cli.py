@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import functools
 import json
@@ -35,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 from . import __version__
 from .task import Definition, ExponentialBackoff, Run, StateHooks, TaskTimeoutError
@@ -57,6 +58,7 @@ EXIT_BROKEN_PIPE: Final = 141  # our stdout was closed (SIGPIPE's code)
 DEFAULT_GRACE: Final = 2.0
 _KILL_WAIT: Final = 5.0  # after SIGKILL, how long to wait for the group to be gone
 _PR_SET_CHILD_SUBREAPER: Final = 36
+_REAP_EVERY: Final = 0.5  # seconds between reaps of orphans where SIGCHLD is the loop's own
 
 JOBLOG_HEADER: Final = "seq\tinput\texit_code\tattempts\tstart_time\tduration\tsignal\n"
 
@@ -196,9 +198,7 @@ def _parser() -> argparse.ArgumentParser:
         "--backoff", default="exp", metavar="POLICY[:BASE]",
         help="wait before each retry (default: exp:0.1); see below",
     )  # fmt: skip
-    p.add_argument(
-        "--backoff-base", type=seconds, metavar="SECONDS", help="the BASE of --backoff"
-    )
+    p.add_argument("--backoff-base", type=seconds, metavar="SECONDS", help="the BASE of --backoff")
     p.add_argument(
         "--timeout", type=_number(float, 0, strict=True), metavar="SECONDS",
         help="kill an attempt that runs longer than this (default: no limit)",
@@ -787,8 +787,9 @@ class _PipeLines(asyncio.Protocol):
         self._transport: asyncio.ReadTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.ReadTransport)
-        self._transport = transport
+        # connect_read_pipe gives a read transport; uvloop's is not an asyncio.ReadTransport
+        # subclass, so this is a cast, not an isinstance check.
+        self._transport = cast("asyncio.ReadTransport", transport)
 
     def data_received(self, data: bytes) -> None:
         if self._error is not None:
@@ -1496,6 +1497,7 @@ class _Runner:
         self.leaders: dict[int, _Capture] = {}
         self.spawning = 0
         self.reap_wanted = False
+        self.reap_timer: asyncio.TimerHandle | None = None  # where there is no SIGCHLD
         self.session = os.getsid(0)
         self.groups: set[asyncio.Task[None]] = set()
         self.group_submitted: tuple[str, asyncio.Future[None]] | None = None
@@ -1537,7 +1539,6 @@ class _Runner:
             (signal.SIGTERM, self._on_sigterm, ()),
             (signal.SIGHUP, self._on_sigterm, (128 + signal.SIGHUP,)),
             (signal.SIGQUIT, self._on_sigterm, (128 + signal.SIGQUIT,)),
-            (signal.SIGCHLD, self._reap_adopted, ()),
         ]
         for sig, handler, args in signals:
             try:
@@ -1545,6 +1546,11 @@ class _Runner:
             except (RuntimeError, ValueError):  # pragma: no cover - not the main thread
                 continue
             handled.append(sig)
+        try:
+            loop.add_signal_handler(signal.SIGCHLD, self._reap_adopted)
+            handled.append(signal.SIGCHLD)
+        except (RuntimeError, ValueError):  # uvloop keeps SIGCHLD; or not the main thread
+            self._reap_every(_REAP_EVERY)
         try:
             lines = await _lines(source)
             # asyncio.Task, not create_task: an eager task factory would run the feeder up to
@@ -1574,6 +1580,8 @@ class _Runner:
                 await self.pool.shutdown(cancel=True)
             raise
         finally:
+            if self.reap_timer is not None:
+                self.reap_timer.cancel()
             self._reap_adopted()
             for sig in handled:
                 loop.remove_signal_handler(sig)
@@ -1761,17 +1769,7 @@ class _Runner:
         loop = self.loop
         proto = _Capture(loop, self.store)
         job.timed_out = False
-        spawn = loop.create_task(
-            loop.subprocess_exec(
-                lambda: proto,
-                *job.argv,
-                executable=self.template.executable,
-                stdin=self.devnull,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        )
+        spawn = loop.create_task(self._spawn(proto, job.argv))
         self.spawning += 1
         spawn.add_done_callback(functools.partial(self._spawned, proto))
         transport: asyncio.SubprocessTransport | None = None
@@ -1799,7 +1797,7 @@ class _Runner:
             if transport is not None:  # pragma: no cover - only the start raises these
                 raise
             # As a shell says it: 127 not found, 126 found but not runnable (not allowed,
-            # not an executable format, arguments too long, a NUL byte in them).
+            # arguments too long, a NUL byte in them).
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             job.returncode = 127 if isinstance(exc, FileNotFoundError) else 126
             message = f"asynctasklib: {job.argv[0]}: {reason}\n"  # (the name as given)
@@ -1817,6 +1815,37 @@ class _Runner:
                 job.error = _describe_returncode(rc) if rc else None
         if rc != 0:
             raise JobFailedError(rc if rc is not None else -1)
+
+    async def _spawn(
+        self, proto: _Capture, argv: list[str]
+    ) -> tuple[asyncio.SubprocessTransport, Any]:
+        """Start ``argv`` as a shell would, the same on every event loop.
+
+        uvloop starts programs with the C library's ``execvp``, asyncio's loop does not:
+        so both a word with a NUL byte (uvloop would cut it there) and a file that is no
+        executable format (``execvp`` hands it to ``/bin/sh``, as shells and GNU parallel
+        do) are dealt with here.
+        """
+        if any("\0" in word for word in argv):
+            raise ValueError("embedded null byte")
+        program = self.template.executable
+        options: dict[str, Any] = {
+            "stdin": self.devnull,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+            "start_new_session": True,
+        }
+        try:
+            return await self.loop.subprocess_exec(
+                lambda: proto, *argv, executable=program, **options
+            )
+        except OSError as exc:
+            if exc.errno != errno.ENOEXEC:
+                raise
+        script = program or argv[0]
+        return await self.loop.subprocess_exec(
+            lambda: proto, "/bin/sh", script, *argv[1:], **options
+        )
 
     async def _started(self, spawn: asyncio.Task[Any]) -> asyncio.SubprocessTransport | None:
         """Cancelled while starting: let the start finish; its transport, if it started."""
@@ -1907,6 +1936,13 @@ class _Runner:
             if state in (b"Z", b"X"):
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
+
+    def _reap_every(self, interval: float) -> None:
+        """`_reap_adopted` now and every ``interval`` seconds, for a loop that cannot
+        call it on SIGCHLD."""
+        self._reap_adopted()
+        if _subreaper:
+            self.reap_timer = self.loop.call_later(interval, self._reap_every, interval)
 
     def _strays(self, sid: int) -> set[int]:
         """The process groups of the live processes orphaned to us from the session ``sid``
