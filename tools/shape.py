@@ -140,7 +140,7 @@ def main() -> int:
 
     mods = modules()
     problems: list[str] = []
-    for name, path in mods.items():
+    for path in mods.values():
         text = path.read_text()
         n = len(text.splitlines())
         if n > MAX_MODULE_LINES:
