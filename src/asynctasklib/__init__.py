@@ -58,3 +58,17 @@ __all__ = [
     "when_pending",
     "when_started",
 ]
+
+
+def _public_here(namespace: dict[str, object], names: list[str], module: str) -> None:
+    """Make the public classes and functions say where users import them from, as trio and
+    httpx do: reprs, tracebacks and pickles then name ``asynctasklib.Task``, not a private
+    module that may move."""
+    for name in names:
+        obj = namespace[name]
+        if isinstance(obj, type) or callable(obj):
+            obj.__module__ = module
+
+
+_public_here(globals(), __all__, __name__)
+

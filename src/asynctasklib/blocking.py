@@ -5,6 +5,9 @@ that wait block the calling thread instead of being awaited. ``asynctasklib.Work
 friends run underneath, on an event loop the pool keeps in a background thread.
 """
 
+from . import _public_here
 from ._blocking import MapIterator, Semaphore, Task, WorkerPool
 
 __all__ = ["MapIterator", "Semaphore", "Task", "WorkerPool"]
+
+_public_here(globals(), __all__, __name__)
