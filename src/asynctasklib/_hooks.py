@@ -60,37 +60,115 @@ def _option(name: str, fn: Callable[..., object]) -> _HookOption:
 
 
 def when_created(fn: Hook) -> _HookOption:
-    """Call ``fn(task_id, when)`` when the task is created."""
+    """Call ``fn(task_id, when)`` when the task is created.
+
+    Args:
+        fn: called with the task's id and the time, a timezone-aware UTC datetime.
+
+    Returns:
+        An option for ``StateHooks(...)``.
+
+    Raises:
+        TypeError: ``fn`` is not callable, is an ``async def`` or a generator
+            function, or cannot take those arguments.
+    """
     return _option("on_created", fn)
 
 
 def when_pending(fn: AttemptHook) -> _HookOption:
-    """Call ``fn(task_id, when, attempt)`` each time the task becomes PENDING."""
+    """Call ``fn(task_id, when, attempt)`` each time the task becomes PENDING.
+
+    Args:
+        fn: called with the task's id, the time, and the attempt: 0 before the first
+            run, n before retry n.
+
+    Returns:
+        An option for ``StateHooks(...)``.
+
+    Raises:
+        TypeError: ``fn`` is not callable, is an ``async def`` or a generator
+            function, or cannot take those arguments.
+    """
     return _option("on_pending", fn)
 
 
 def when_started(fn: Hook) -> _HookOption:
-    """Call ``fn(task_id, when)`` each time an attempt starts."""
+    """Call ``fn(task_id, when)`` each time an attempt starts.
+
+    Args:
+        fn: called with the task's id and the time the attempt started.
+
+    Returns:
+        An option for ``StateHooks(...)``.
+
+    Raises:
+        TypeError: ``fn`` is not callable, is an ``async def`` or a generator
+            function, or cannot take those arguments.
+    """
     return _option("on_started", fn)
 
 
 def when_done(fn: Hook) -> _HookOption:
-    """Call ``fn(task_id, when)`` when the task ends DONE."""
+    """Call ``fn(task_id, when)`` when the task ends DONE.
+
+    Args:
+        fn: called with the task's id and the time it ended.
+
+    Returns:
+        An option for ``StateHooks(...)``.
+
+    Raises:
+        TypeError: ``fn`` is not callable, is an ``async def`` or a generator
+            function, or cannot take those arguments.
+    """
     return _option("on_done", fn)
 
 
 def when_failed(fn: ErrorHook) -> _HookOption:
-    """Call ``fn(task_id, when, error)`` when the task ends FAILED."""
+    """Call ``fn(task_id, when, error)`` when the task ends FAILED.
+
+    Args:
+        fn: called with the task's id, the time it ended and its error.
+
+    Returns:
+        An option for ``StateHooks(...)``.
+
+    Raises:
+        TypeError: ``fn`` is not callable, is an ``async def`` or a generator
+            function, or cannot take those arguments.
+    """
     return _option("on_failed", fn)
 
 
 def when_canceled(fn: Hook) -> _HookOption:
-    """Call ``fn(task_id, when)`` when the task ends CANCELED."""
+    """Call ``fn(task_id, when)`` when the task ends CANCELED.
+
+    Args:
+        fn: called with the task's id and the time it ended.
+
+    Returns:
+        An option for ``StateHooks(...)``.
+
+    Raises:
+        TypeError: ``fn`` is not callable, is an ``async def`` or a generator
+            function, or cannot take those arguments.
+    """
     return _option("on_canceled", fn)
 
 
 def from_task_fn(fn: Hook) -> _HookOption:
-    """Call ``fn(task_id, when)`` whenever the task function calls ``run.callback()``."""
+    """Call ``fn(task_id, when)`` whenever the task function calls ``run.callback()``.
+
+    Args:
+        fn: called with the task's id and the time of the call.
+
+    Returns:
+        An option for ``StateHooks(...)``.
+
+    Raises:
+        TypeError: ``fn`` is not callable, is an ``async def`` or a generator
+            function, or cannot take those arguments.
+    """
     return _option("on_task_fn", fn)
 
 
@@ -156,6 +234,23 @@ class StateHooks:
     keywords, ``StateHooks(on_started=f, on_done=g)``. Hooks run on the event loop's thread
     (``on_task_fn`` too, when ``run.callback()`` is called from a worker thread). A hook that
     raises is logged on the ``asynctasklib`` logger and otherwise ignored.
+
+    Args:
+        *options: made by `when_created`, `when_pending`, `when_started`, `when_done`,
+            `when_failed`, `when_canceled` and `from_task_fn`.
+        on_created: ``hook(task_id, when)`` when the task is created.
+        on_pending: ``hook(task_id, when, attempt)`` each time it becomes PENDING.
+        on_started: ``hook(task_id, when)`` each time an attempt starts.
+        on_done: ``hook(task_id, when)`` when it ends DONE.
+        on_failed: ``hook(task_id, when, error)`` when it ends FAILED.
+        on_canceled: ``hook(task_id, when)`` when it ends CANCELED.
+        on_task_fn: ``hook(task_id, when)`` when the task function calls
+            ``run.callback()``.
+
+    Raises:
+        TypeError: a hook is not a plain callable that takes its arguments, or an option
+            is not one of those above.
+        ValueError: a hook is given twice.
     """
 
     on_created: Hook | None
