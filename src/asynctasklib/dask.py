@@ -106,6 +106,16 @@ class DaskExecutor(cf.Executor):
 
     The pool never shuts this executor down, nor closes the client: both are yours.
     ``shutdown(cancel_futures=True)`` cancels every call not finished, running ones too.
+
+    Args:
+        client: the ``distributed.Client`` (synchronous or asynchronous) to submit through.
+        workers: the workers that may run the calls (Dask's ``workers``).
+        resources: what each call needs of a worker (Dask's ``resources``).
+        allow_other_workers: let other workers run a call when those of ``workers`` cannot.
+
+    Raises:
+        TypeError: ``client`` is not a ``distributed.Client``; ``pure``, ``retries`` or
+            another unknown option is given; ``allow_other_workers`` is not a bool.
     """
 
     def __init__(
@@ -159,8 +169,20 @@ class DaskExecutor(cf.Executor):
         return f"<DaskExecutor client={self._client!r} options={self._options!r}>"
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:
-        """Run ``fn(*args, **kwargs)`` on the cluster: a Dask future, followed by the
-        ``concurrent.futures.Future`` returned."""
+        """Run ``fn(*args, **kwargs)`` on the cluster.
+
+        Args:
+            fn: a function Dask can pickle.
+            *args: its positional arguments.
+            **kwargs: its keyword arguments (not ``client.submit``'s options).
+
+        Returns:
+            A ``concurrent.futures.Future`` that follows the call's Dask future; cancelling
+            it cancels the Dask future.
+
+        Raises:
+            RuntimeError: the executor was shut down.
+        """
         if kwargs:  # the function's own, kept apart from client.submit's options
             fn = partial(fn, **kwargs)
         with self._lock:
@@ -189,9 +211,16 @@ class DaskExecutor(cf.Executor):
         return self._client.submit(fn, *args, **self._options)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Take no more calls; ``cancel_futures`` cancels those not finished (running ones
-        too, which go on to their end on the workers); ``wait`` waits for every call's
-        future to be done. The client stays open."""
+        """Take no more calls. The client stays open.
+
+        Args:
+            wait: wait until every call's future is done.
+            cancel_futures: cancel the calls not finished, running ones too (those go on
+                to their end on the workers).
+
+        Raises:
+            TypeError: ``wait`` or ``cancel_futures`` is not a bool.
+        """
         flag(wait, "wait")
         flag(cancel_futures, "cancel_futures")
         with self._lock:
@@ -211,8 +240,21 @@ def executor(
     resources: dict[str, float] | None = None,
     allow_other_workers: bool = False,
 ) -> DaskExecutor:
-    """``DaskExecutor(client, ...)``: an executor for ``WorkerPool(executor=...)`` that runs
-    plain task functions on the Dask cluster of ``client``."""
+    """An executor for ``WorkerPool(executor=...)`` that runs plain task functions on the
+    Dask cluster of ``client``: ``DaskExecutor(client, ...)``.
+
+    Args:
+        client: the ``distributed.Client`` to submit through.
+        workers: the workers that may run the calls (Dask's ``workers``).
+        resources: what each call needs of a worker (Dask's ``resources``).
+        allow_other_workers: let other workers run a call when those of ``workers`` cannot.
+
+    Returns:
+        A `DaskExecutor`.
+
+    Raises:
+        TypeError: as `DaskExecutor` raises it.
+    """
     return DaskExecutor(
         client, workers=workers, resources=resources, allow_other_workers=allow_other_workers
     )
