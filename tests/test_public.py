@@ -35,7 +35,8 @@ def test_public_objects_pickle_by_their_public_path() -> None:
     assert b"asynctasklib" in data
     assert b"_errors" not in data
     assert pickle.loads(pickle.dumps(State.DONE)) is State.DONE
-    stats = PoolStats(**dict.fromkeys(PoolStats.__dataclass_fields__, 0))
+    fields: dict[str, Any] = dict.fromkeys(PoolStats.__dataclass_fields__, 0)
+    stats = PoolStats(**fields)
     assert pickle.loads(pickle.dumps(stats)) == stats
     assert type(pickle.loads(pickle.dumps(error))) is TaskTimeoutError
 
