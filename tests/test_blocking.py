@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 import asynctasklib
+from _helpers import WAIT, library_threads, wait_until
 from asynctasklib import (
     Definition,
     PoolStats,
@@ -45,20 +46,10 @@ from asynctasklib import (
 )
 from asynctasklib.blocking import MapIterator, Semaphore, Task, WorkerPool
 
-WAIT = 10.0  # seconds: the bound on any wait a bug could turn into a hang
 QUIET = 0.1  # seconds given to something that must not happen, before checking it did not
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
-    """Poll ``cond`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or cond}")
-        time.sleep(0.001)
 
 
 class InThread:
@@ -125,10 +116,6 @@ def agated(
         return value
 
     return fn
-
-
-def library_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("asynctasklib") and t.is_alive()]
 
 
 def recount(tasks: list[Task[Any]]) -> dict[State, int]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from _helpers import GUARD, REAL_GUARD, library_threads, now
 from asynctasklib import (
     Definition,
     InvalidStateError,
@@ -45,9 +46,6 @@ from asynctasklib.workflow import PoolStoppedError as WorkflowPoolStoppedError
 from asynctasklib.workflow import WorkerPool as WorkflowWorkerPool
 from conftest import run_async
 
-GUARD = 1000.0  # virtual seconds: a wait that a bug turns into a hang fails after this
-
-
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -55,10 +53,6 @@ async def settle(rounds: int = 20) -> None:
     """Let every ready callback run many times over (no virtual time passes)."""
     for _ in range(rounds):
         await asyncio.sleep(0)
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 class Probe:
@@ -131,10 +125,6 @@ def counters(pool: WorkerPool) -> tuple[int, ...]:
 
 def only_current_task_left() -> bool:
     return asyncio.all_tasks() == {asyncio.current_task()}
-
-
-def library_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("asynctasklib") and t.is_alive()]
 
 
 # -- construction -----------------------------------------------------------------------------
@@ -2509,9 +2499,6 @@ async def test_a_leftover_cancellation_does_not_poison_the_next_attempt(leaker: 
     assert not pool.is_stopped()
     assert_stats_match(pool)
     await pool.shutdown()
-
-
-REAL_GUARD = 30.0  # real seconds: an upper bound for waits that take milliseconds
 
 
 @pytest.mark.realtime

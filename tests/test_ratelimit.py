@@ -16,14 +16,9 @@ from typing import Any
 
 import pytest
 
+from _helpers import GUARD, now
 from asynctasklib import Definition, State, StateHooks, Task, WorkerPool
 from asynctasklib._ratelimit import RateLimiter
-
-GUARD = 1000.0
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 class Starts:

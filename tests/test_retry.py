@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from _helpers import now
 from asynctasklib import (
     Definition,
     ExponentialBackoff,
@@ -30,10 +31,6 @@ from asynctasklib import (
 
 class Boom(BaseException):
     """Like KeyboardInterrupt: a BaseException that is not an Exception."""
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 class Recorder:

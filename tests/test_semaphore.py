@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 
+from _helpers import now
 from asynctasklib import Semaphore
 from asynctasklib.workflow import Semaphore as WorkflowSemaphore
 from conftest import run_async
@@ -22,10 +23,6 @@ async def settle(rounds: int = 10) -> None:
     """Let every ready callback run a few times over (no virtual time passes)."""
     for _ in range(rounds):
         await asyncio.sleep(0)
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 # -- construction ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from _helpers import GUARD, REAL_GUARD, now
 from asynctasklib import (
     Definition,
     MapResults,
@@ -32,18 +33,12 @@ from asynctasklib import (
 )
 from conftest import EAGER
 
-GUARD = 1000.0  # virtual seconds: a wait that a bug turns into a hang fails after this
-REAL_GUARD = 30.0  # real seconds: an upper bound for waits that take milliseconds
 FEEDER = "asynctasklib map feeder"
 # With an eager task factory the feeder takes its first step inside create_task.
 NO_MOMENT_BEFORE_THE_FEEDER = "an eager factory starts the feeder at once"
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 async def settle(rounds: int = 20) -> None:

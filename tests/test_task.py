@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from _helpers import LONG, REAL_TIMEOUT, now
 from asynctasklib import (
     Definition,
     InvalidStateError,
@@ -34,9 +35,6 @@ from asynctasklib import (
     TaskTimeoutError,
     WorkerPool,
 )
-
-LONG = 10_000.0  # "forever" on the virtual clock
-REAL_TIMEOUT = 5.0  # an upper bound for real-time waits that should take milliseconds
 
 FLAGS = ("created", "pending", "started", "done", "failed", "canceled", "end", "in_progress")
 
@@ -59,10 +57,6 @@ EXPECTED_FLAGS = {
 def check_state(task: Task[Any], state: State) -> None:
     assert task.state is state
     assert flags(task) == EXPECTED_FLAGS[state]
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 async def hang(run: Run) -> None:

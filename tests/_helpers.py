@@ -1,0 +1,48 @@
+"""Helpers the test modules share: import them from here, not copy them.
+
+Not a test module (pytest collects only ``test_*.py``). The event loops themselves, the
+virtual clock's included, and the checks that run around every test are in conftest.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+# -- bounds on waits ------------------------------------------------------------------------
+# A wait that a bug could turn into a hang is bounded, so the bug fails the test instead.
+
+GUARD = 1000.0  # virtual seconds: a wait that a bug turns into a hang fails after this
+LONG = 10_000.0  # virtual seconds: "forever" on the virtual clock
+REAL_TIMEOUT = 5.0  # real seconds: an upper bound for real-time waits that take milliseconds
+REAL_GUARD = 30.0  # real seconds: the same, where a loaded machine may take far longer
+WAIT = 10.0  # real seconds: the bound on a thread's wait or a polled condition (wait_until)
+
+
+# -- the event loop -------------------------------------------------------------------------
+
+
+def now() -> float:
+    """The running loop's clock (on the virtual clock: exact virtual seconds)."""
+    return asyncio.get_running_loop().time()
+
+
+# -- threads --------------------------------------------------------------------------------
+
+
+def library_threads() -> list[threading.Thread]:
+    """The library's threads that are alive (theirs are all named "asynctasklib...")."""
+    return [t for t in threading.enumerate() if t.name.startswith("asynctasklib") and t.is_alive()]
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
+    """Poll ``cond`` until it holds; fail the test after ``timeout`` real seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what or cond}")
+        time.sleep(0.001)
