@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
+from conftest import VirtualClockLoop
+
 # -- bounds on waits ------------------------------------------------------------------------
 # A wait that a bug could turn into a hang is bounded, so the bug fails the test instead.
 
@@ -29,6 +31,21 @@ WAIT = 10.0  # real seconds: the bound on a thread's wait or a polled condition 
 def now() -> float:
     """The running loop's clock (on the virtual clock: exact virtual seconds)."""
     return asyncio.get_running_loop().time()
+
+
+async def wait_all_tasks_blocked() -> None:
+    """Return once every other task on the running virtual-clock loop waits and nothing is
+    ready to run, with no virtual time passed (trio.testing's helper of that name).
+
+    Use it instead of yielding a guessed number of times. Only the virtual clock knows when
+    nothing is ready: on another loop (a ``realtime`` test) this raises TypeError.
+    """
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, VirtualClockLoop):
+        raise TypeError(
+            f"wait_all_tasks_blocked() needs the virtual-clock loop, not {type(loop).__name__}"
+        )
+    await loop.wait_all_tasks_blocked()
 
 
 # -- threads --------------------------------------------------------------------------------
