@@ -48,6 +48,18 @@ async def wait_all_tasks_blocked() -> None:
     await loop.wait_all_tasks_blocked()
 
 
+async def yield_turns(rounds: int = 20) -> None:
+    """Let the running loop run ``rounds`` times over, on a real-time loop only (``realtime``
+    tests, ``asyncio.run``): there nobody can tell when nothing is ready, so the count is a
+    guess. The virtual clock refuses it (TypeError): use `wait_all_tasks_blocked` there.
+    """
+    loop = asyncio.get_running_loop()
+    if isinstance(loop, VirtualClockLoop):
+        raise TypeError("on the virtual clock, use wait_all_tasks_blocked() instead")
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
 # -- threads --------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""The test helpers themselves: `wait_all_tasks_blocked` on the virtual-clock loop.
+"""The test helpers themselves: `wait_all_tasks_blocked` on the virtual-clock loop, and
+`yield_turns`, its stand-in on real-time loops.
 
 A helper that returned too early would let the tests that use it pass without having seen
 what they claim to check, so each property is shown with more steps than any fixed number
@@ -12,7 +13,7 @@ import sys
 
 import pytest
 
-from _helpers import now, wait_all_tasks_blocked
+from _helpers import now, wait_all_tasks_blocked, yield_turns
 from asynctasklib import Definition, Run, WorkerPool
 
 STEPS = 1000  # far more loop turns than any "settle" count the tests used to guess
@@ -151,3 +152,23 @@ async def test_works_under_an_eager_task_factory() -> None:
 async def test_needs_the_virtual_clock() -> None:
     with pytest.raises(TypeError, match="needs the virtual-clock loop"):
         await wait_all_tasks_blocked()
+
+
+@pytest.mark.realtime
+async def test_yield_turns_runs_the_loop_that_many_times_on_a_real_time_loop() -> None:
+    loop = asyncio.get_running_loop()
+    calls: list[int] = []
+
+    def step(n: int) -> None:  # one step a turn of the loop, 100 in all
+        calls.append(n)
+        if n < 100:
+            loop.call_soon(step, n + 1)
+
+    loop.call_soon(step, 1)
+    await yield_turns(5)
+    assert calls == [1, 2, 3, 4, 5]
+
+
+async def test_yield_turns_is_refused_on_the_virtual_clock() -> None:
+    with pytest.raises(TypeError, match="use wait_all_tasks_blocked"):
+        await yield_turns()
