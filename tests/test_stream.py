@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from _helpers import GUARD, REAL_GUARD, now
+from _helpers import GUARD, REAL_GUARD, now, wait_all_tasks_blocked, yield_turns
 from asynctasklib import (
     Definition,
     MapResults,
@@ -39,12 +39,6 @@ NO_MOMENT_BEFORE_THE_FEEDER = "an eager factory starts the feeder at once"
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-async def settle(rounds: int = 20) -> None:
-    """Let every ready callback run many times over (no virtual time passes)."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)
 
 
 async def drain(results: AsyncIterator[Any], into: list[Any], *, stamp: bool = False) -> None:
@@ -167,7 +161,7 @@ async def test_take_first_n_then_stop(kind: str, stop: str) -> None:
             assert now() == 2.5
             async with asyncio.timeout(GUARD):
                 await pool.wait()
-            await settle()
+            await wait_all_tasks_blocked()
         elif stop == "async_with":
             async with pool.map(sleeper(), items, window=5, hooks=ends.hooks) as results:
                 assert isinstance(results, MapResults)
@@ -207,7 +201,7 @@ async def test_aclose_before_iterating_reads_nothing() -> None:
     async with WorkerPool(2) as pool:
         results = pool.map(sleeper(), src.gen())
         await results.aclose()
-        await settle()
+        await wait_all_tasks_blocked()
         assert src.pulled == []
         assert counts(pool) == (0, 0, 0, 0, 0, 0, 0)
         with pytest.raises(StopAsyncIteration):
@@ -266,7 +260,7 @@ async def test_raw_itertools_count_take_and_break() -> None:
                 break
         async with asyncio.timeout(GUARD):
             await pool.wait()
-        await settle()
+        await wait_all_tasks_blocked()
         assert got == [2 * i for i in range(50)]
         s = pool.stats()
         # read at most 50 + window (8); every task read has ended
@@ -508,7 +502,7 @@ async def test_sync_function_endless_input_break() -> None:
                 break
         async with asyncio.timeout(5):
             await pool.wait()
-        await settle()
+        await yield_turns()
         assert got == list(range(10))
         assert 10 <= len(src.pulled) <= 14
         s = pool.stats()
@@ -900,7 +894,7 @@ async def test_consumer_cancelled_mid_stream(how: str, kind: str) -> None:
         async with asyncio.timeout(GUARD):
             await pool.wait()
         assert now() == 2.5
-        await settle()
+        await wait_all_tasks_blocked()
         assert feeders_running() == []
         assert ends.by_end() == {"done": ids(range(6)), "canceled": ids(6, 7, 8)}
         await asyncio.sleep(100)
@@ -929,7 +923,7 @@ async def test_async_input_raising_midway_is_raised_to_the_consumer() -> None:
         assert info.value is bad
         assert got == [(1.5, 0), (2.5, 10), (3.5, 20)]
         assert now() == 4.0
-        await settle()
+        await wait_all_tasks_blocked()
         assert feeders_running() == []
         assert counts(pool) == (3, 0, 0, 3, 0, 0, 0)
 
@@ -952,7 +946,7 @@ async def test_sync_input_raising_midway_is_raised_and_in_flight_cancelled() -> 
         assert got == [0, 10, 20][: len(got)]
         async with asyncio.timeout(GUARD):
             await pool.wait()
-        await settle()
+        await wait_all_tasks_blocked()
         assert feeders_running() == []
         s = pool.stats()
         assert s.total == 3
@@ -976,7 +970,7 @@ async def test_input_raising_on_iter_is_raised_to_the_consumer(kind: str) -> Non
         with pytest.raises(OSError, match="cannot open"):
             # a hang fails (TimeoutError) instead of blocking
             await asyncio.wait_for(drain(pool.map(sleeper(), items), got), GUARD)
-        await settle()
+        await wait_all_tasks_blocked()
         assert feeders_running() == []
 
 
@@ -1004,7 +998,7 @@ async def test_break_while_the_async_source_waits_on_a_queue() -> None:
             got.append(x)
             if len(got) == 3:
                 break
-        await settle()
+        await wait_all_tasks_blocked()
         assert got == [0, 10, 20]
         assert feeders_running() == []
         assert finalized == ["closed"]  # the CancelledError went through the generator
@@ -1607,7 +1601,7 @@ async def test_shutdown_while_a_map_waits_for_its_async_input() -> None:
     pool = WorkerPool(2)
     results = pool.map(double, source())
     got = [await anext(results), await anext(results)]
-    await settle()  # the feeder now waits for the queue, holding a slot for the item
+    await wait_all_tasks_blocked()  # the feeder waits for the queue, holding a slot for the item
     async with asyncio.timeout(GUARD):
         await pool.shutdown()
     assert feeders_running() == []
@@ -1623,7 +1617,7 @@ async def test_aclose_from_another_task_ends_a_waiting_consumer() -> None:
         results = pool.map(sleeper(seconds=100), range(3))  # the input is read whole at once
         got: list[Any] = []
         consumer = asyncio.create_task(drain(results, got))
-        await settle()
+        await wait_all_tasks_blocked()
         await results.aclose()
         async with asyncio.timeout(GUARD):
             await consumer  # it ends, without results
@@ -1654,7 +1648,7 @@ async def test_a_full_window_left_unread_does_not_outlive_the_pool() -> None:
     async with WorkerPool(2) as pool:
         results = pool.map(sleeper(seconds=0), itertools.count(), window=4)
         assert await anext(results) == 0
-        await settle()  # the window is full again: the feeder waits for room
+        await wait_all_tasks_blocked()  # the window is full again: the feeder waits for room
     assert feeders_running() == []
     with pytest.raises(PoolStoppedError):
         async for _ in results:
