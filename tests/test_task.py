@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from _helpers import LONG, REAL_TIMEOUT, now
+from _helpers import LONG, REAL_TIMEOUT, now, wait_all_tasks_blocked
 from asynctasklib import (
     Definition,
     InvalidStateError,
@@ -253,8 +253,7 @@ async def test_rerun_from_a_done_callback() -> None:
 
     task.add_done_callback(again)
     task.go()
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     assert ends == [1, 2, 3]
     check_state(task, State.DONE)
 
@@ -297,7 +296,7 @@ async def test_rerun_from_an_end_hook_leaves_the_ended_run_to_its_waiters(
     task.go()
     awaited = asyncio.ensure_future(task)
     waited = asyncio.ensure_future(task.wait())
-    await asyncio.sleep(0)  # (both wait for the first run now)
+    await wait_all_tasks_blocked()  # (both wait for the first run now)
     waiting.set()
     await second_started.wait()
     check_state(task, State.STARTED)
@@ -851,11 +850,10 @@ async def test_a_base_exception_from_an_end_hook_that_started_a_new_run_leaves_i
     task: Task[str] = Task(Definition(task_fn=fn, hooks=StateHooks(on_done=on_done)))
     task.go()
     first = asyncio.ensure_future(task)
-    await asyncio.sleep(0)  # (it waits for the first run now)
+    await wait_all_tasks_blocked()  # (it waits for the first run now)
     go_on.set()
     assert await first == "run 1"
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     check_state(task, State.DONE)
     assert task.result() == "run 2"
 
@@ -1080,7 +1078,7 @@ async def test_task_fn_errors_never_reach_the_loop() -> None:
     Task(Definition(task_fn=hang, max_duration=1)).go()
     await asyncio.sleep(2)
     gc.collect()
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
 
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
