@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from _helpers import GUARD, now
+from _helpers import GUARD, now, wait_all_tasks_blocked
 from asynctasklib import Definition, State, StateHooks, Task, WorkerPool
 from asynctasklib._ratelimit import RateLimiter
 
@@ -299,8 +299,7 @@ async def test_pool_limit_holds_for_all_starts_when_a_map_has_a_slower_own_limit
     async with WorkerPool(10, max_per_second=4) as pool:
         results = pool.map(s.item_fn(tag="map"), range(2), max_per_second=1)
         first = asyncio.ensure_future(results.__anext__())
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await wait_all_tasks_blocked()  # the map's items have asked for their turns
         plain = [Definition(task_fn=s.run_fn(f"p{i}")) for i in range(4)]
         await pool.gather(plain)
         assert await first == 0
