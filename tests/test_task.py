@@ -1104,7 +1104,7 @@ async def test_contextvars_in_async_task_fn() -> None:
 # -- sync task functions (real threads) ------------------------------------------------------
 
 
-class Probe:
+class ThreadProbe:
     """What a sync task function saw, reported from its thread."""
 
     def __init__(self) -> None:
@@ -1120,7 +1120,7 @@ class Probe:
 @pytest.mark.realtime
 async def test_sync_fn_runs_in_a_thread() -> None:
     loop_thread = threading.get_ident()
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> int:
         probe.values["thread"] = threading.get_ident()
@@ -1156,7 +1156,7 @@ async def test_sync_fn_error_identity_and_retries() -> None:
 
 @pytest.mark.realtime
 async def test_sync_fn_cancel_ends_at_once_and_tells_the_function() -> None:
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> None:
         probe.values["before"] = run.cancelled
@@ -1181,7 +1181,7 @@ async def test_sync_fn_cancel_ends_at_once_and_tells_the_function() -> None:
 
 @pytest.mark.realtime
 async def test_sync_fn_timeout_ends_at_once() -> None:
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> None:
         probe.release.wait(REAL_TIMEOUT)
@@ -1202,7 +1202,7 @@ async def test_sync_fn_timeout_ends_at_once() -> None:
 @pytest.mark.realtime
 @pytest.mark.parametrize("how", ["cancel", "timeout", "self"])
 async def test_wait_cancelled_returns_true_promptly(how: str) -> None:
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> None:
         probe.started.set()
@@ -1295,7 +1295,7 @@ async def test_contextvars_in_sync_task_fn() -> None:
 
 @pytest.mark.realtime
 async def test_sync_fn_cancel_from_another_thread() -> None:
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> None:
         probe.started.set()
@@ -1502,7 +1502,7 @@ async def test_cancel_from_on_started_hook_marks_the_run() -> None:
 @pytest.mark.realtime
 async def test_cancel_from_on_started_hook_wakes_a_sync_function() -> None:
     holder: list[Task[Any]] = []
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> None:
         t0 = time.monotonic()
