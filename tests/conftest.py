@@ -86,7 +86,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not UVLOOP:
         return
     # The virtual clock is asyncio's own loop: those tests would run as without uvloop.
-    keep, skip = [], []
+    keep: list[pytest.Item] = []
+    skip: list[pytest.Item] = []
     for item in items:
         on_virtual_clock = (
             isinstance(item, pytest.Function)
