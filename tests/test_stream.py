@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -521,7 +521,7 @@ async def test_sync_function_failure_is_raised_fail_fast() -> None:
         return x
 
     async with WorkerPool(2) as pool:
-        got = []
+        got: list[int] = []
         with pytest.raises(KeyError) as info:
             await drain(pool.map(fn, range(1000)), got)
         assert info.value is boom
@@ -678,8 +678,9 @@ async def test_delay_option_inside_map() -> None:
 @pytest.mark.parametrize("name", ["id", "task_fn"])
 async def test_id_and_task_fn_options_are_refused(name: str) -> None:
     async with WorkerPool(2) as pool:
+        options: dict[str, Any] = {name: "x" if name == "id" else sleeper()}
         with pytest.raises(TypeError, match=name):
-            pool.map(sleeper(), [1], **{name: "x" if name == "id" else sleeper()})
+            pool.map(sleeper(), [1], **options)
         assert counts(pool)[0] == 0
 
 
@@ -732,7 +733,7 @@ async def test_fail_fast_cancels_in_flight_stops_reading_and_raises_own_exceptio
         return x
 
     async with WorkerPool(3) as pool:
-        got = []
+        got: list[int] = []
         with pytest.raises(RuntimeError) as info:
             await drain(
                 pool.map(fn, src.make(kind), window=6, ordered=ordered, hooks=ends.hooks), got
@@ -770,7 +771,7 @@ async def test_fail_fast_after_retries() -> None:
         return x
 
     async with WorkerPool(3) as pool:
-        got = []
+        got: list[int] = []
         results = pool.map(fn, src.gen(), window=6, hooks=ends.hooks, max_retries=2, backoff=0.125)
         with pytest.raises(OSError) as info:  # noqa: PT011 - identity is checked below
             await drain(results, got)
@@ -795,7 +796,7 @@ async def test_fail_fast_timeout_raises_task_timeout_error() -> None:
         return x
 
     async with WorkerPool(3) as pool:
-        got = []
+        got: list[int] = []
         with pytest.raises(TaskTimeoutError, match="max_duration=3"):
             await drain(pool.map(fn, [1, 5, 2, 1], max_duration=3), got)
         assert now() == 3.0
@@ -917,7 +918,7 @@ async def test_async_input_raising_midway_is_raised_to_the_consumer() -> None:
         raise bad
 
     async with WorkerPool(2) as pool:
-        got = []
+        got: list[tuple[float, int]] = []
         with pytest.raises(ValueError, match="input broke") as info:
             await drain(pool.map(sleeper(0.5), items()), got, stamp=True)
         assert info.value is bad
@@ -939,7 +940,7 @@ async def test_sync_input_raising_midway_is_raised_and_in_flight_cancelled() -> 
         raise bad
 
     async with WorkerPool(4) as pool:
-        got = []
+        got: list[int] = []
         with pytest.raises(ArithmeticError) as info:
             await drain(pool.map(sleeper(), items(), hooks=ends.hooks), got)
         assert info.value is bad
@@ -1043,7 +1044,7 @@ async def test_source_that_ignores_cancellation_gets_no_more_items_started() -> 
     pulled: list[int] = []
     swallowed: list[float] = []
 
-    async def stubborn() -> AsyncIterator[int]:
+    async def stubborn() -> AsyncGenerator[int, None]:
         for i in range(100):
             if i == 3:
                 try:
@@ -1345,7 +1346,7 @@ async def test_retry_after_longer_than_total_timeout_fails_at_once() -> None:
                 fn,
                 [1],
                 max_retries=3,
-                retry_on=lambda e: e.seconds,  # type: ignore[attr-defined]
+                retry_on=lambda e: e.seconds,
                 total_timeout=2,
                 return_exceptions=True,
             )
@@ -1538,7 +1539,8 @@ async def test_as_completed_already_ended_come_first_each_once() -> None:
 
 async def test_as_completed_empty_and_standalone_tasks() -> None:
     async with WorkerPool(1) as pool:
-        assert [t async for t in pool.as_completed([])] == []
+        none: list[Task[Any]] = []
+        assert [t async for t in pool.as_completed(none)] == []
         t1: Task[Any] = Task(job(2, 2))
         t2: Task[Any] = Task(job(1, 1))
         t1.go()
@@ -1550,7 +1552,7 @@ async def test_as_completed_timeout_cancels_nothing() -> None:
     async with WorkerPool(3) as pool:
         quick = await pool.submit(job(1, "q"))
         slow = await pool.submit(job(5, "s"))
-        got = []
+        got: list[Task[Any]] = []
         with pytest.raises(TimeoutError):
             await drain(pool.as_completed([quick, slow], timeout=2), got)
         assert now() == 2.0
