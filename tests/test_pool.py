@@ -573,7 +573,7 @@ async def test_err_group_all_succeed_returns_none_after_all_ended() -> None:
     pool = WorkerPool(2)
     probe = Probe()
     definitions = [Definition(id=f"t{i}", task_fn=probe.fn(seconds=i + 1)) for i in range(4)]
-    assert await pool.submit_with_err_group(definitions) is None
+    assert await pool.submit_with_err_group(definitions) is None  # type: ignore[func-returns-value]
     assert now() == 6.0  # 1 and 2 at once, then 3 (from 1) and 4 (from 2): ends at 2 + 4
     assert sorted(probe.calls) == ["t0", "t1", "t2", "t3"]
     assert all(t.is_done() for t in pool.tasks())
@@ -828,7 +828,7 @@ async def test_err_group_type_error_before_anything_is_submitted() -> None:
 
 async def test_err_group_empty_returns_none() -> None:
     pool = WorkerPool(1)
-    assert await pool.submit_with_err_group([]) is None
+    assert await pool.submit_with_err_group([]) is None  # type: ignore[func-returns-value]
     assert pool.stats().total == 0
     await pool.shutdown()
 
@@ -1483,7 +1483,7 @@ async def test_a_plain_function_raising_stop_iteration_fails_its_task_only() -> 
         raise stop
 
     async with WorkerPool(4) as pool:
-        tasks = [await pool.submit(Definition(task_fn=raises, max_duration=30))]
+        tasks: list[Task[Any]] = [await pool.submit(Definition(task_fn=raises, max_duration=30))]
         tasks += [
             await pool.submit(Definition(task_fn=lambda run: run.id, max_duration=30))
             for _ in range(3)
@@ -1979,7 +1979,7 @@ async def test_a_plain_function_returning_a_coroutine_runs_it_in_the_tasks_conte
 
     async def request(name: str) -> str:
         request_id.set(name)
-        task = await pool.submit(Definition(id=name, task_fn=lambda run: body(run)))
+        task: Task[str] = await pool.submit(Definition(id=name, task_fn=lambda run: body(run)))
         return await task
 
     pool = WorkerPool(1)

@@ -132,7 +132,7 @@ async def test_lifecycle_phases() -> None:
 
     task = Task(Definition(task_fn=fn, delay=4, max_retries=1, backoff=4))
     check_state(task, State.CREATED)
-    assert task.go() is None  # type: ignore[func-returns-value]  # (checks the None at run time)
+    assert task.go() is None  # type: ignore[func-returns-value]
     check_state(task, State.PENDING)  # already PENDING when go() returns
     assert task.attempts == 0
     await asyncio.sleep(2)  # t=2: in the delay
@@ -309,7 +309,7 @@ async def test_rerun_from_an_end_hook_leaves_the_ended_run_to_its_waiters(
             await awaited
         assert caught.value is boom
         assert caught.value.__traceback__ is not None
-    assert await waited is None  # type: ignore[func-returns-value]  # (checks the None at run time)
+    assert await waited is None  # type: ignore[func-returns-value]
     (later,) = waiter_of_the_second_run
     assert not later.done()
     release.set()
@@ -696,7 +696,7 @@ async def test_await_task_returns_the_result() -> None:
 async def test_wait_never_raises(fn: Any, error_type: type[BaseException]) -> None:
     task = Task(Definition(task_fn=fn, max_duration=1))
     task.go()
-    assert await task.wait() is None  # type: ignore[func-returns-value]  # (checks the None at run time)
+    assert await task.wait() is None  # type: ignore[func-returns-value]
     assert isinstance(task.error, error_type)
     assert await task.wait() is None  # type: ignore[func-returns-value]  # after the end, at once
 
@@ -709,8 +709,8 @@ async def test_wait_never_raises_when_failed_or_canceled() -> None:
     b = started(hang)
     await asyncio.sleep(1)
     b.cancel()
-    assert await a.wait() is None  # type: ignore[func-returns-value]  # (checks the None at run time)
-    assert await b.wait() is None  # type: ignore[func-returns-value]  # (checks the None at run time)
+    assert await a.wait() is None  # type: ignore[func-returns-value]
+    assert await b.wait() is None  # type: ignore[func-returns-value]
     check_state(a, State.FAILED)
     check_state(b, State.CANCELED)
 
