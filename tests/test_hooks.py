@@ -272,7 +272,7 @@ def test_hooks_of_any_signature_that_takes_the_arguments_are_accepted(name: str)
     with pytest.raises(ValueError, match="no signature"):
         inspect.signature(max)
     n = ARITY[name]
-    fits = [
+    fits: list[Any] = [
         _takes(n),
         noop,  # *args
         lambda *args, **kwargs: None,
