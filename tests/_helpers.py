@@ -10,10 +10,14 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import pytest
 
+from asynctasklib import Run, RunInfo
 from conftest import VirtualClockLoop
+
+T = TypeVar("T")
 
 # -- bounds on waits ------------------------------------------------------------------------
 # A wait that a bug could turn into a hang is bounded, so the bug fails the test instead.
@@ -75,3 +79,12 @@ def wait_until(cond: Callable[[], bool], timeout: float = WAIT, what: str = "") 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what or cond}")
         time.sleep(0.001)
+
+
+# -- typing ---------------------------------------------------------------------------------
+
+
+def run_info_fn(fn: Callable[[RunInfo], T]) -> Callable[[Run], T]:
+    """``fn`` itself, typed as a Definition's task function: one that another process runs
+    (a process pool, Dask) is called with a `RunInfo`, while ``task_fn`` is typed for `Run`."""
+    return cast("Callable[[Run], T]", fn)
