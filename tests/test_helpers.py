@@ -19,18 +19,23 @@ from asynctasklib import Definition, Run, WorkerPool
 STEPS = 1000  # far more loop turns than any "settle" count the tests used to guess
 
 
-async def test_returns_only_once_a_long_chain_of_steps_has_run() -> None:
-    steps = 0
+class Busy:
+    """A task body that takes ``STEPS`` turns of the loop, counting them."""
 
-    async def busy() -> None:
-        nonlocal steps
+    def __init__(self) -> None:
+        self.steps = 0
+
+    async def run(self) -> None:
         for _ in range(STEPS):
-            steps += 1
+            self.steps += 1
             await asyncio.sleep(0)
 
-    task = asyncio.create_task(busy())
+
+async def test_returns_only_once_a_long_chain_of_steps_has_run() -> None:
+    busy = Busy()
+    task = asyncio.create_task(busy.run())
     await wait_all_tasks_blocked()
-    assert steps == STEPS
+    assert busy.steps == STEPS
     assert task.done()
     assert now() == 0.0
 
@@ -132,18 +137,11 @@ async def test_pool_tasks_run_to_their_end_before_it_returns() -> None:
 async def test_works_under_an_eager_task_factory() -> None:
     loop = asyncio.get_running_loop()
     loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
-    steps = 0
-
-    async def busy() -> None:
-        nonlocal steps
-        for _ in range(STEPS):
-            steps += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(busy())
-    assert steps == 1  # (eager: its first step ran inside create_task)
+    busy = Busy()
+    task = asyncio.create_task(busy.run())
+    assert busy.steps == 1  # (eager: its first step ran inside create_task)
     await wait_all_tasks_blocked()
-    assert steps == STEPS
+    assert busy.steps == STEPS
     assert task.done()
     assert now() == 0.0
 
