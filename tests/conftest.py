@@ -3,7 +3,8 @@
 ``async def`` tests run on a `VirtualClockLoop`: time only moves when every task waits, and
 then jumps straight to the next timer, so timeouts, delays and backoff are exact and instant
 (trio's ``autojump_clock``). Tests that involve threads (sync task functions) must be marked
-``@pytest.mark.realtime``: a thread's work takes no virtual time.
+``@pytest.mark.realtime``: a thread's work takes no virtual time. ``wait_all_tasks_blocked()``
+(tests/_helpers.py) returns once nothing on the virtual clock is ready to run.
 
 After each async test, no task may be left pending on the loop and the loop's exception
 handler must not have been called (an exception nobody retrieved, a callback that raised).
@@ -85,7 +86,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not UVLOOP:
         return
     # The virtual clock is asyncio's own loop: those tests would run as without uvloop.
-    keep, skip = [], []
+    keep: list[pytest.Item] = []
+    skip: list[pytest.Item] = []
     for item in items:
         on_virtual_clock = (
             isinstance(item, pytest.Function)
@@ -99,26 +101,66 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class VirtualClockLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock jumps to the next timer whenever nothing else can run."""
+    """An event loop whose clock jumps to the next timer whenever nothing else can run.
+
+    Before the clock jumps, `wait_all_tasks_blocked` callers wake: the loop knows that
+    nothing is ready because it is about to wait for a timer.
+    """
 
     def __init__(self) -> None:
-        super().__init__(selectors.DefaultSelector())
         self._virtual_time = 0.0
-        real_select = self._selector.select  # type: ignore[attr-defined]
-
-        def select(timeout: float | None = None) -> list[Any]:
-            events = real_select(0)
-            if events or (timeout is not None and timeout <= 0):
-                return events  # type: ignore[no-any-return]
-            if timeout is None:  # nothing scheduled: wait for real I/O (another thread)
-                return real_select(None)  # type: ignore[no-any-return]
-            self._virtual_time += timeout
-            return []
-
-        self._selector.select = select  # type: ignore[attr-defined]
+        self._blocked_waiters: list[asyncio.Future[None]] = []
+        super().__init__(_VirtualClockSelector(self._nothing_ready))
 
     def time(self) -> float:
         return self._virtual_time
+
+    async def wait_all_tasks_blocked(self) -> None:
+        """Return once nothing on this loop is ready to run: every other task waits for a
+        timer, a future, an event or I/O. No virtual time passes meanwhile.
+
+        trio.testing's ``wait_all_tasks_blocked()``: "let everything settle" without
+        guessing how many loop turns that takes. Every caller waiting at that moment wakes.
+        A thread's work is not seen (the tests with threads are ``realtime``), and a task
+        that never waits (``while True: await asyncio.sleep(0)``) keeps it from returning.
+        """
+        waiter = self.create_future()
+        self._blocked_waiters.append(waiter)
+        await waiter
+
+    def _nothing_ready(self, timeout: float | None) -> bool:
+        """No callback is ready and the loop would wait ``timeout`` (None: no timer at all).
+
+        Wake the `wait_all_tasks_blocked` callers if there are any; else jump the clock to
+        the next timer. False when only real I/O (another thread) can wake the loop.
+        """
+        waiters = [w for w in self._blocked_waiters if not w.done()]  # (done: cancelled)
+        self._blocked_waiters.clear()
+        for waiter in waiters:
+            waiter.set_result(None)
+        if waiters:
+            return True
+        if timeout is None:
+            return False
+        self._virtual_time += timeout
+        return True
+
+
+class _VirtualClockSelector(selectors.DefaultSelector):
+    """`VirtualClockLoop`'s selector: real I/O is polled without waiting; where the loop
+    would wait for a timer, ``nothing_ready`` is told instead (it moves the clock)."""
+
+    def __init__(self, nothing_ready: Callable[[float | None], bool]) -> None:
+        super().__init__()
+        self._nothing_ready = nothing_ready
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        events = super().select(0)
+        if events or (timeout is not None and timeout <= 0):
+            return events  # something is ready to run
+        if self._nothing_ready(timeout):
+            return []
+        return super().select(None)  # nothing scheduled: wait for real I/O (another thread)
 
 
 def run_async(

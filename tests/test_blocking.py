@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 import asynctasklib
+from _helpers import WAIT, library_threads, run_info_fn, wait_until
 from asynctasklib import (
     Definition,
     PoolStats,
@@ -45,20 +46,10 @@ from asynctasklib import (
 )
 from asynctasklib.blocking import MapIterator, Semaphore, Task, WorkerPool
 
-WAIT = 10.0  # seconds: the bound on any wait a bug could turn into a hang
 QUIET = 0.1  # seconds given to something that must not happen, before checking it did not
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
-    """Poll ``cond`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or cond}")
-        time.sleep(0.001)
 
 
 class InThread:
@@ -125,10 +116,6 @@ def agated(
         return value
 
     return fn
-
-
-def library_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("asynctasklib") and t.is_alive()]
 
 
 def recount(tasks: list[Task[Any]]) -> dict[State, int]:
@@ -432,16 +419,17 @@ def test_blocked_submitters_from_threads_are_served_in_fifo_order() -> None:
     with WorkerPool(1) as pool:
         first = pool.submit(Definition(task_fn=gated(gate)))
         waiters = []
+
+        def submit(i: int) -> Task[None]:
+            return pool.submit(Definition(task_fn=lambda run: order.append(i)))
+
+        def queued(n: int) -> bool:
+            return len(pool._pool._slots._waiters) == n
+
         for i in range(4):
-            waiters.append(
-                InThread(
-                    lambda i=i: pool.submit(Definition(task_fn=lambda run, i=i: order.append(i)))
-                )
-            )
+            waiters.append(InThread(functools.partial(submit, i)))
             # the i-th submitter is queued before the next one starts
-            wait_until(
-                lambda i=i: len(pool._pool._slots._waiters) == i + 1, what="queued submitter"
-            )
+            wait_until(functools.partial(queued, i + 1), what="queued submitter")
         gate.set()
         for w in waiters:
             w.join().wait(WAIT)
@@ -492,7 +480,8 @@ def test_submit_batch_returns_tasks_in_order_and_blocks_for_workers() -> None:
 
 def test_err_group_all_succeed_returns_none() -> None:
     with WorkerPool(2) as pool:
-        assert pool.submit_with_err_group([Definition(task_fn=ok(i)) for i in range(5)]) is None
+        definitions = [Definition(task_fn=ok(i)) for i in range(5)]
+        assert pool.submit_with_err_group(definitions) is None  # type: ignore[func-returns-value]
         assert pool.stats().done == 5
 
 
@@ -868,7 +857,12 @@ def test_shutdown_cancels_tasks_in_progress_by_default() -> None:
 
 def test_shutdown_without_cancel_waits_for_the_tasks() -> None:
     pool = WorkerPool(2)
-    tasks = [pool.submit(Definition(task_fn=lambda run: time.sleep(0.02) or "x")) for _ in range(3)]
+
+    def fn(run: Run) -> str:
+        time.sleep(0.02)
+        return "x"
+
+    tasks = [pool.submit(Definition(task_fn=fn)) for _ in range(3)]
     pool.shutdown(cancel=False)
     assert [t.result(0) for t in tasks] == ["x"] * 3
     assert library_threads() == []
@@ -940,9 +934,13 @@ def test_a_task_raising_system_exit_fails_alone_and_the_pool_goes_on(kind: str) 
 
 
 def test_with_waits_for_every_task_on_exit() -> None:
+    def fn(run: Run) -> str:
+        time.sleep(0.01)
+        return run.id
+
     with WorkerPool(2) as pool:
         tasks = [
-            pool.submit(Definition(task_fn=lambda run: time.sleep(0.01) or run.id))
+            pool.submit(Definition(task_fn=fn))
             for _ in range(4)
         ]
         loop = pool._portal.loop  # type: ignore[union-attr]
@@ -1182,14 +1180,14 @@ def test_a_process_pool_executor_runs_functions_in_other_processes() -> None:
     executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
     try:
         with WorkerPool(1, executor=executor) as pool:
-            task = pool.submit(Definition(id="p", task_fn=pid_of))
+            task = pool.submit(Definition(id="p", task_fn=run_info_fn(pid_of)))
             pid, task_id, attempt = task.result(WAIT)
             assert pid != os.getpid()
             assert (task_id, attempt) == ("p", 0)
             with pytest.raises(TypeError, match="pickled"):
                 pool.submit(Definition(task_fn=lambda info: None))
             assert pool.stats().total == 1
-            good = Definition(id="good", task_fn=pid_of)
+            good = Definition(id="good", task_fn=run_info_fn(pid_of))
             with pytest.raises(TypeError, match="pickled"):  # checked whole, before any runs
                 pool.submit_batch([good, Definition(task_fn=lambda info: None)])
             assert pool.stats().total == 1
@@ -1386,7 +1384,7 @@ def test_go_readme_semaphore_example_on_plain_threads() -> None:
         finally:
             sem.release()
 
-    workers = [InThread(lambda i=i: worker(i)) for i in range(10)]  # wg.Add / go func
+    workers = [InThread(functools.partial(worker, i)) for i in range(10)]  # wg.Add / go func
     for w in workers:  # wg.Wait()
         w.join()
     assert sorted(processed) == list(range(10))
@@ -1500,10 +1498,13 @@ def test_thread_waiters_are_served_in_fifo_order() -> None:
         order.append(i)
         sem.release()
 
+    def queued(n: int) -> bool:
+        return len(sem._waiters) == n
+
     threads = []
     for i in range(6):
-        threads.append(InThread(lambda i=i: waiter(i)))
-        wait_until(lambda i=i: len(sem._waiters) == i + 1, what="waiter queued")
+        threads.append(InThread(functools.partial(waiter, i)))
+        wait_until(functools.partial(queued, i + 1), what="waiter queued")
     sem.release()
     for t in threads:
         t.join()
@@ -1961,7 +1962,7 @@ def test_hammer_blocking_calls_racing_shutdown_raise_only_documented_errors() ->
         elif op == 2:
             pool.wait(WAIT)
         elif op == 3:
-            assert pool.submit_with_err_group([Definition(task_fn=twice_fn)]) is None
+            assert pool.submit_with_err_group([Definition(task_fn=twice_fn)]) is None  # type: ignore[func-returns-value]
         elif op == 4:
             assert pool.submit(Definition(task_fn=ok(j))).result(WAIT) == j
         elif op == 5:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from _helpers import GUARD
 from asynctasklib import (
     Definition,
     PoolStoppedError,
@@ -36,8 +37,6 @@ pytestmark = [
     pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is 3.12+"),
     pytest.mark.timeout(20),
 ]
-
-GUARD = 1000.0  # virtual seconds
 
 
 def eager() -> asyncio.AbstractEventLoop:

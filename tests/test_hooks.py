@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from _helpers import LONG, REAL_TIMEOUT
 from asynctasklib import (
     Definition,
     Run,
@@ -51,12 +52,6 @@ OPTIONS: dict[str, Callable[[Any], Any]] = {
     "on_canceled": when_canceled,
     "on_task_fn": from_task_fn,
 }
-LONG = 10_000.0
-REAL_TIMEOUT = 5.0
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 def noop(*args: Any) -> None:
@@ -277,7 +272,7 @@ def test_hooks_of_any_signature_that_takes_the_arguments_are_accepted(name: str)
     with pytest.raises(ValueError, match="no signature"):
         inspect.signature(max)
     n = ARITY[name]
-    fits = [
+    fits: list[Any] = [
         _takes(n),
         noop,  # *args
         lambda *args, **kwargs: None,

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from _helpers import GUARD, REAL_GUARD, library_threads, now, wait_all_tasks_blocked, yield_turns
 from asynctasklib import (
     Definition,
     InvalidStateError,
@@ -45,20 +46,7 @@ from asynctasklib.workflow import PoolStoppedError as WorkflowPoolStoppedError
 from asynctasklib.workflow import WorkerPool as WorkflowWorkerPool
 from conftest import run_async
 
-GUARD = 1000.0  # virtual seconds: a wait that a bug turns into a hang fails after this
-
-
 # -- helpers ----------------------------------------------------------------------------------
-
-
-async def settle(rounds: int = 20) -> None:
-    """Let every ready callback run many times over (no virtual time passes)."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 class Probe:
@@ -131,10 +119,6 @@ def counters(pool: WorkerPool) -> tuple[int, ...]:
 
 def only_current_task_left() -> bool:
     return asyncio.all_tasks() == {asyncio.current_task()}
-
-
-def library_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("asynctasklib") and t.is_alive()]
 
 
 # -- construction -----------------------------------------------------------------------------
@@ -279,7 +263,7 @@ async def test_submit_waits_while_all_workers_are_busy() -> None:
         return task
 
     submitter = asyncio.create_task(third())
-    await settle()
+    await wait_all_tasks_blocked()
     assert log == ["a started", "b started"]
     assert not submitter.done()
     assert pool.stats().total == 2
@@ -315,8 +299,8 @@ async def test_blocked_submitters_are_served_in_fifo_order() -> None:
     submitters = []
     for i in range(6):
         submitters.append(asyncio.create_task(submitter(i)))
-        await asyncio.sleep(0)
-    await settle()
+        await wait_all_tasks_blocked()  # queued in this order
+    await wait_all_tasks_blocked()
     assert order == []
     gate.set()
     async with asyncio.timeout(GUARD):
@@ -335,7 +319,7 @@ async def test_worker_counts_follow_the_tasks() -> None:
     for i, gate in enumerate(gates):
         tasks.append(await pool.submit(Definition(id=str(i), task_fn=Probe().fn(gate=gate))))
         assert (pool.active_workers, pool.available_workers) == (i + 1, 2 - i)
-    await settle()
+    await wait_all_tasks_blocked()
     assert pool.stats().started == 3
     for i, gate in enumerate(gates):
         gate.set()
@@ -394,7 +378,7 @@ async def test_cancelled_submitter_leaves_nothing_behind() -> None:
     for i in (0, 1):
         await pool.submit(Definition(id=f"b{i}", task_fn=probe.fn(gate=gate)))
     submitter = asyncio.create_task(pool.submit(Definition(id="never", task_fn=probe.fn())))
-    await settle()
+    await wait_all_tasks_blocked()
     submitter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await submitter
@@ -438,9 +422,9 @@ async def test_submitter_cancelled_just_after_being_handed_a_slot_loses_nothing(
     submitters["cancelled"] = asyncio.create_task(
         pool.submit(Definition(id="cancelled", task_fn=probe.fn()))
     )
-    await settle()
+    await wait_all_tasks_blocked()
     submitters["next"] = asyncio.create_task(pool.submit(Definition(id="next", task_fn=probe.fn())))
-    await settle()
+    await wait_all_tasks_blocked()
     gate.set()
     with pytest.raises(asyncio.CancelledError):
         await submitters["cancelled"]
@@ -491,7 +475,7 @@ async def test_stop_fails_callers_blocked_in_submit() -> None:
         asyncio.create_task(pool.submit(Definition(id=f"w{i}", task_fn=probe.fn())))
         for i in range(3)
     ]
-    await settle()
+    await wait_all_tasks_blocked()
     assert not any(t.done() for t in blocked)
     pool.stop()
     for submitter in blocked:
@@ -575,7 +559,7 @@ async def test_submit_batch_type_error_before_anything_is_submitted() -> None:
     ]
     with pytest.raises(TypeError, match=r"\[2\]"):
         await pool.submit_batch(batch)
-    await settle()
+    await wait_all_tasks_blocked()
     assert pool.stats().total == 0
     assert pool.tasks() == []
     assert probe.calls == []
@@ -589,7 +573,7 @@ async def test_err_group_all_succeed_returns_none_after_all_ended() -> None:
     pool = WorkerPool(2)
     probe = Probe()
     definitions = [Definition(id=f"t{i}", task_fn=probe.fn(seconds=i + 1)) for i in range(4)]
-    assert await pool.submit_with_err_group(definitions) is None
+    assert await pool.submit_with_err_group(definitions) is None  # type: ignore[func-returns-value]
     assert now() == 6.0  # 1 and 2 at once, then 3 (from 1) and 4 (from 2): ends at 2 + 4
     assert sorted(probe.calls) == ["t0", "t1", "t2", "t3"]
     assert all(t.is_done() for t in pool.tasks())
@@ -836,7 +820,7 @@ async def test_err_group_type_error_before_anything_is_submitted() -> None:
         await pool.submit_with_err_group(
             [Definition(id="a", task_fn=probe.fn()), object()]  # type: ignore[list-item]
         )
-    await settle()
+    await wait_all_tasks_blocked()
     assert pool.stats().total == 0
     assert probe.calls == []
     await pool.shutdown()
@@ -844,7 +828,7 @@ async def test_err_group_type_error_before_anything_is_submitted() -> None:
 
 async def test_err_group_empty_returns_none() -> None:
     pool = WorkerPool(1)
-    assert await pool.submit_with_err_group([]) is None
+    assert await pool.submit_with_err_group([]) is None  # type: ignore[func-returns-value]
     assert pool.stats().total == 0
     await pool.shutdown()
 
@@ -882,7 +866,7 @@ async def test_wait_covers_tasks_whose_submitters_were_waiting() -> None:
     probe = Probe()
     await pool.submit(Definition(id="a", task_fn=probe.fn(seconds=1)))
     submitter = asyncio.create_task(pool.submit(Definition(id="b", task_fn=probe.fn(seconds=2))))
-    await settle()
+    await wait_all_tasks_blocked()
     await pool.wait()
     assert submitter.done()
     assert now() == 3.0
@@ -1120,7 +1104,7 @@ async def test_stats_equal_a_recount_at_several_moments() -> None:
     quick = await pool.submit(Definition(id="quick", task_fn=probe.fn(seconds=1)))
     assert counters(pool) == (4, 0, 4, 0, 0, 0, 0)  # all PENDING before any worker ran
     assert_stats_match(pool)
-    await settle()
+    await wait_all_tasks_blocked()
     assert counters(pool) == (4, 0, 1, 2, 0, 1, 0)
     assert_stats_match(pool)
     await asyncio.sleep(1.5)
@@ -1184,7 +1168,7 @@ async def test_a_task_is_no_longer_in_progress_when_its_end_hooks_run() -> None:
         await pool.submit(Definition(id="held", task_fn=probe.fn(gate=gate)))
         quick = await pool.submit(Definition(id="quick", task_fn=probe.fn()))
         quick.add_done_callback(listed)
-        await settle()
+        await wait_all_tasks_blocked()
         gate.set()
     assert seen == [["held"], ["held"], []]
 
@@ -1197,7 +1181,7 @@ async def test_retain_finished_false_lists_only_tasks_in_progress() -> None:
     failing = await pool.submit(Definition(id="failing", task_fn=probe.fn(error=ValueError())))
     held = await pool.submit(Definition(id="held", task_fn=probe.fn(gate=gate)))
     assert pool.tasks() == [quick, failing, held]
-    await settle()
+    await wait_all_tasks_blocked()
     assert pool.tasks() == [held]
     assert counters(pool) == (3, 0, 0, 1, 1, 1, 0)
     later = await pool.submit(Definition(id="later", task_fn=probe.fn(), delay=5))
@@ -1263,7 +1247,7 @@ async def test_pool_hooks_apply_to_tasks_without_their_own() -> None:
         Definition(id="retried", task_fn=Probe().fn(error=err), max_retries=1, backoff=1)
     )
     cancelled = await pool.submit(Definition(id="cancelled", task_fn=Probe().fn(seconds=9)))
-    await settle()
+    await wait_all_tasks_blocked()
     cancelled.cancel()
     await pool.wait()
     await pool.shutdown()
@@ -1499,7 +1483,7 @@ async def test_a_plain_function_raising_stop_iteration_fails_its_task_only() -> 
         raise stop
 
     async with WorkerPool(4) as pool:
-        tasks = [await pool.submit(Definition(task_fn=raises, max_duration=30))]
+        tasks: list[Task[Any]] = [await pool.submit(Definition(task_fn=raises, max_duration=30))]
         tasks += [
             await pool.submit(Definition(task_fn=lambda run: run.id, max_duration=30))
             for _ in range(3)
@@ -1707,7 +1691,7 @@ async def test_external_cancellation_of_the_loops_tasks_ends_every_task(
     tasks.append(await pool.submit(Definition(id="queued", task_fn=forever())))
     submitter = asyncio.create_task(pool.submit(Definition(id="late", task_fn=forever())))
     if submitter_blocked:
-        await settle()
+        await wait_all_tasks_blocked()
         assert tasks[-1].is_started()
         assert not submitter.done()
 
@@ -1739,7 +1723,7 @@ def test_asyncio_run_teardown_ends_every_task() -> None:
         tasks.append(
             await pool.submit(Definition(id="backoff", task_fn=flaky, max_retries=3, backoff=3600))
         )
-        await settle()
+        await yield_turns()
         # returns with all three in progress; asyncio.run cancels the pool's workers
 
     asyncio.run(main())
@@ -1995,7 +1979,7 @@ async def test_a_plain_function_returning_a_coroutine_runs_it_in_the_tasks_conte
 
     async def request(name: str) -> str:
         request_id.set(name)
-        task = await pool.submit(Definition(id=name, task_fn=lambda run: body(run)))
+        task: Task[str] = await pool.submit(Definition(id=name, task_fn=lambda run: body(run)))
         return await task
 
     pool = WorkerPool(1)
@@ -2029,7 +2013,7 @@ async def test_a_task_in_a_context_of_its_own_is_cancelled_and_timed_out_in_it()
         await pool.wait()
         cancelled = await asyncio.create_task(request("cancelled"))
         timed_out = await asyncio.create_task(request("timed out", max_duration=5))
-        await settle()
+        await wait_all_tasks_blocked()
         cancelled.cancel()
         await pool.wait()
     assert cancelled.state is State.CANCELED
@@ -2060,9 +2044,9 @@ async def test_a_worker_retiring_while_a_task_waits_leaves_it_to_another_worker(
     async with pool:
         await pool.submit(Definition(id="second", task_fn=fn))
         await pool.submit(Definition(id="first", task_fn=fn))
-        await settle()  # both wait for the gate, "second" first
+        await wait_all_tasks_blocked()  # both wait for the gate, "second" first
         third = asyncio.create_task(submit_third())
-        await settle()
+        await wait_all_tasks_blocked()
         gate.set()  # wakes "second", then submit_third, then "first"
         task = await third
     assert task.is_done()
@@ -2195,7 +2179,7 @@ async def test_a_pool_dropped_without_shutdown_is_freed_with_its_idle_workers() 
     tasks = [await pool.submit(Definition(task_fn=fn)) for _ in range(6)]
     await pool.wait()
     assert [t.result() for t in tasks] == [3] * 6
-    await settle()  # the workers park
+    await wait_all_tasks_blocked()  # the workers park
     assert len(asyncio.all_tasks()) == 1 + 3
     alive = weakref.ref(pool)
     del pool, fn, tasks  # (the handles' definitions refer to the pool too)
@@ -2209,7 +2193,7 @@ async def test_a_worker_that_parked_times_out_its_next_attempt() -> None:
     async with WorkerPool(1) as pool:
         await pool.submit(Definition(task_fn=Probe().fn()))
         await pool.wait()
-        await settle()  # parked
+        await wait_all_tasks_blocked()  # parked
         start = now()
         task = await pool.submit(Definition(task_fn=forever(), max_duration=5))
         await task.wait()
@@ -2236,7 +2220,7 @@ async def test_idle_workers_hold_nothing_of_the_tasks_they_ran() -> None:
         for _ in range(4):
             await pool.submit(Definition(task_fn=fn))
         await pool.wait()
-        await settle()  # the workers park
+        await wait_all_tasks_blocked()  # the workers park
         gc.collect()
         assert len(freed) == 4
         assert [ref() for ref in freed] == [None] * 4
@@ -2268,7 +2252,7 @@ async def test_idle_workers_hold_nothing_of_the_definitions_they_ran() -> None:
         for with_fn in (True, False, True, False):
             await pool.submit(definition(with_fn))
         await pool.wait()
-        await settle()  # the workers park
+        await wait_all_tasks_blocked()  # the workers park
         gc.collect()
         assert [ref() for ref in refs] == [None] * 4
         assert not [o for o in gc.get_objects() if isinstance(o, TaskFnNotSetError)]
@@ -2384,7 +2368,7 @@ async def test_shutdown_with_timeout_zero_on_an_idle_pool_ends_its_workers() -> 
     pool = WorkerPool(2)
     await pool.submit(Definition(task_fn=Probe().fn()))
     await pool.wait()
-    await settle()  # the workers park
+    await wait_all_tasks_blocked()  # the workers park
     await pool.shutdown(timeout=0)
     assert only_current_task_left()
 
@@ -2509,9 +2493,6 @@ async def test_a_leftover_cancellation_does_not_poison_the_next_attempt(leaker: 
     assert not pool.is_stopped()
     assert_stats_match(pool)
     await pool.shutdown()
-
-
-REAL_GUARD = 30.0  # real seconds: an upper bound for waits that take milliseconds
 
 
 @pytest.mark.realtime
@@ -2734,7 +2715,7 @@ async def test_a_worker_cancelled_while_parked_is_not_woken() -> None:
     that cancelled future (InvalidStateError, raised to the submitter)."""
     pool = WorkerPool(2)
     await pool.gather([Definition(task_fn=Probe().fn(seconds=1)) for _ in range(2)])
-    await settle()  # both workers parked
+    await wait_all_tasks_blocked()  # both workers parked
     workers = list(pool._workers)
     assert len(pool._idle) == 2
     for worker in workers:

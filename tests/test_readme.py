@@ -22,7 +22,8 @@ TESTS = (
 
 def first_bash_block() -> list[str]:
     """The lines of the README's first ```bash block (CI reads its test line from there)."""
-    return re.findall(r"```bash\n(.*?)```", README, flags=re.S)[0].strip().splitlines()
+    blocks: list[str] = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    return blocks[0].strip().splitlines()
 
 
 def test_the_two_set_up_commands_are_the_first_bash_block() -> None:

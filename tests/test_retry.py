@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from _helpers import now
 from asynctasklib import (
     Definition,
     ExponentialBackoff,
@@ -30,10 +31,6 @@ from asynctasklib import (
 
 class Boom(BaseException):
     """Like KeyboardInterrupt: a BaseException that is not an Exception."""
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 class Recorder:
@@ -181,7 +178,11 @@ def test_exponential_backoff_retry_numbers_start_at_one(n: int) -> None:
 
 
 def test_exponential_backoff_timedelta_fields() -> None:
-    eb = ExponentialBackoff(initial=timedelta(milliseconds=250), max_delay=timedelta(seconds=1))
+    # The fields are typed float; a timedelta is taken at run time (and made a float).
+    eb = ExponentialBackoff(
+        initial=timedelta(milliseconds=250),  # type: ignore[arg-type]
+        max_delay=timedelta(seconds=1),  # type: ignore[arg-type]
+    )
     assert eb.initial == 0.25
     assert eb.max_delay == 1.0
     assert type(eb.initial) is float
@@ -745,7 +746,7 @@ def test_flag_refuses_anything_but_a_bool(value: Any) -> None:
 async def test_pool_bool_options_refuse_other_values(value: Any) -> None:
     from asynctasklib import WorkerPool
 
-    async def fn(x: int) -> int:
+    async def fn(x: object) -> object:  # (a map's item, or a Definition's Run)
         return x
 
     with pytest.raises(TypeError, match=r"\bretain_finished\b"):
@@ -768,7 +769,7 @@ async def test_pool_bool_options_refuse_other_values(value: Any) -> None:
 def test_blocking_pool_bool_options_refuse_other_values(value: Any) -> None:
     from asynctasklib import blocking
 
-    def fn(x: int) -> int:
+    def fn(x: object) -> object:  # (a map's item, or a Definition's Run)
         return x
 
     with pytest.raises(TypeError, match=r"\bretain_finished\b"):
@@ -794,9 +795,10 @@ def test_dask_executor_bool_options_refuse_other_values(value: Any) -> None:
     pytest.importorskip("distributed")
     from asynctasklib import dask
     with pytest.raises(TypeError, match=r"\ballow_other_workers\b"):
-        dask.DaskExecutor(object(), allow_other_workers=value)  # (checked before the client)
+        # (checked before the client: a wrong one is never looked at)
+        dask.DaskExecutor(object(), allow_other_workers=value)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"\ballow_other_workers\b"):
-        dask.executor(object(), allow_other_workers=value)
+        dask.executor(object(), allow_other_workers=value)  # type: ignore[arg-type]
     unmade = dask.DaskExecutor.__new__(dask.DaskExecutor)  # (the flags are checked first)
     with pytest.raises(TypeError, match=r"^wait\b"):
         unmade.shutdown(wait=value)

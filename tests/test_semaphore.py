@@ -13,20 +13,10 @@ from datetime import timedelta
 
 import pytest
 
+from _helpers import now, wait_all_tasks_blocked, yield_turns
 from asynctasklib import Semaphore
 from asynctasklib.workflow import Semaphore as WorkflowSemaphore
 from conftest import run_async
-
-
-async def settle(rounds: int = 10) -> None:
-    """Let every ready callback run a few times over (no virtual time passes)."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
-
 
 # -- construction ---------------------------------------------------------------------------
 
@@ -125,7 +115,7 @@ async def test_acquire_waits_for_release() -> None:
         got_it.set()
 
     task = asyncio.create_task(waiter())
-    await settle()
+    await wait_all_tasks_blocked()
     assert not got_it.is_set()
     assert (sem.available, sem.acquired) == (0, 1)
     sem.release()
@@ -238,7 +228,7 @@ async def test_cancelling_a_timed_acquire_raises_cancelled_not_timeout() -> None
     sem = Semaphore(1)
     await sem.acquire()
     task = asyncio.create_task(sem.acquire(timeout=10))
-    await settle()
+    await wait_all_tasks_blocked()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -264,8 +254,8 @@ async def test_waiters_get_slots_in_fifo_order() -> None:
     tasks = []
     for i in range(12):
         tasks.append(asyncio.create_task(waiter(i)))
-        await asyncio.sleep(0)  # queued in this order
-    await settle()
+        await wait_all_tasks_blocked()  # queued in this order
+    await wait_all_tasks_blocked()
     assert order == []
     sem.release()
     await asyncio.gather(*tasks)
@@ -286,27 +276,27 @@ async def test_fifo_with_several_slots_and_late_arrivals() -> None:
         sem.release()
 
     first = [asyncio.create_task(user(f"a{i}")) for i in range(3)]
-    await settle()
+    await wait_all_tasks_blocked()
     assert order == ["a0", "a1", "a2"]
     waiting = []
     for i in range(5):
         waiting.append(asyncio.create_task(user(f"w{i}")))
-        await asyncio.sleep(0)
-    await settle()
+        await wait_all_tasks_blocked()
+    await wait_all_tasks_blocked()
     assert order == ["a0", "a1", "a2"]
     gates["a1"].set()
-    await settle()
+    await wait_all_tasks_blocked()
     assert order[3:] == ["w0"]
     # A newcomer arrives now: it queues behind w1..w4, even as slots are released.
     late = asyncio.create_task(user("late"))
-    await settle()
+    await wait_all_tasks_blocked()
     gates["a0"].set()
     gates["a2"].set()
-    await settle()
+    await wait_all_tasks_blocked()
     assert order[3:] == ["w0", "w1", "w2"]
     for name in ("w0", "w1", "w2"):
         gates[name].set()
-    await settle()
+    await wait_all_tasks_blocked()
     assert order[3:] == ["w0", "w1", "w2", "w3", "w4", "late"]
     for name in ("w3", "w4", "late"):
         gates[name].set()
@@ -324,7 +314,7 @@ async def test_try_acquire_does_not_overtake_a_waiter() -> None:
         got.append("waiter")
 
     task = asyncio.create_task(waiter())
-    await settle()
+    await wait_all_tasks_blocked()
     sem.release()
     # Released, but the waiter has not run yet: the slot is its, not try_acquire's.
     assert sem.try_acquire() is False
@@ -340,7 +330,7 @@ async def test_try_acquire_fails_while_waiters_queue_even_with_timeout_zero() ->
     sem = Semaphore(1)
     await sem.acquire()
     task = asyncio.create_task(sem.acquire())
-    await settle()
+    await wait_all_tasks_blocked()
     sem.release()
     assert await sem.try_acquire_with_timeout(0) is False
     await task
@@ -361,7 +351,7 @@ async def test_waiter_cancelled_while_waiting_loses_nothing() -> None:
         after.append("next")
 
     second = asyncio.create_task(next_in_line())
-    await settle()
+    await wait_all_tasks_blocked()
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
@@ -379,7 +369,7 @@ async def test_only_waiter_cancelled_then_release_frees_the_slot() -> None:
     await sem.acquire()
     await sem.acquire()
     task = asyncio.create_task(sem.acquire())
-    await settle()
+    await wait_all_tasks_blocked()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -399,7 +389,7 @@ async def test_waiter_cancelled_just_after_being_handed_a_slot_passes_it_on() ->
         got.append("second")
 
     second = asyncio.create_task(second_waiter())
-    await settle()
+    await wait_all_tasks_blocked()
     sem.release()  # handed to `first`, which has not resumed yet
     first.cancel()  # ...and is cancelled before it does
     with pytest.raises(asyncio.CancelledError):
@@ -416,7 +406,7 @@ async def test_lone_waiter_cancelled_after_handoff_returns_the_slot() -> None:
     for _ in range(3):
         await sem.acquire()
     task = asyncio.create_task(sem.acquire())
-    await settle()
+    await wait_all_tasks_blocked()
     sem.release()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -450,7 +440,7 @@ async def test_timeout_firing_as_the_slot_arrives_loses_nothing() -> None:
             task = asyncio.create_task(waiter())
         else:
             task = asyncio.create_task(waiter())
-            await asyncio.sleep(0)
+            await wait_all_tasks_blocked()  # its timeout is armed first
             loop.call_at(now() + 1, sem.release)
         await task
         assert len(outcome) == 1
@@ -491,7 +481,7 @@ async def test_async_with_waits_for_a_slot() -> None:
             entered.set()
 
     task = asyncio.create_task(user())
-    await settle()
+    await wait_all_tasks_blocked()
     assert not entered.is_set()
     sem.release()
     await task
@@ -557,7 +547,7 @@ async def test_release_from_another_thread_hands_the_slot_to_an_async_waiter() -
     sem = Semaphore(1)
     await sem.acquire()
     waiter = asyncio.create_task(sem.acquire())
-    await settle()
+    await yield_turns()
     releaser = threading.Thread(target=sem.release, name="test-releaser")
     releaser.start()
     await asyncio.to_thread(releaser.join, 5)

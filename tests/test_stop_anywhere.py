@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from _helpers import GUARD
 from asynctasklib import (
     Definition,
     PoolStoppedError,
@@ -27,7 +28,6 @@ from asynctasklib import (
 )
 from conftest import run_async
 
-GUARD = 1000.0  # virtual seconds: a consumer that hangs fails after this
 MAX_STEPS = 400  # far more turns than any scenario below takes to end by itself
 ITEMS = 7
 STOPS = ["stop", "shutdown", "shutdown_cancel"]

@@ -14,11 +14,12 @@ import asyncio
 import itertools
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
+from _helpers import GUARD, REAL_GUARD, now, wait_all_tasks_blocked, yield_turns
 from asynctasklib import (
     Definition,
     MapResults,
@@ -32,24 +33,12 @@ from asynctasklib import (
 )
 from conftest import EAGER
 
-GUARD = 1000.0  # virtual seconds: a wait that a bug turns into a hang fails after this
-REAL_GUARD = 30.0  # real seconds: an upper bound for waits that take milliseconds
 FEEDER = "asynctasklib map feeder"
 # With an eager task factory the feeder takes its first step inside create_task.
 NO_MOMENT_BEFORE_THE_FEEDER = "an eager factory starts the feeder at once"
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
-
-
-async def settle(rounds: int = 20) -> None:
-    """Let every ready callback run many times over (no virtual time passes)."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)
 
 
 async def drain(results: AsyncIterator[Any], into: list[Any], *, stamp: bool = False) -> None:
@@ -172,7 +161,7 @@ async def test_take_first_n_then_stop(kind: str, stop: str) -> None:
             assert now() == 2.5
             async with asyncio.timeout(GUARD):
                 await pool.wait()
-            await settle()
+            await wait_all_tasks_blocked()
         elif stop == "async_with":
             async with pool.map(sleeper(), items, window=5, hooks=ends.hooks) as results:
                 assert isinstance(results, MapResults)
@@ -212,7 +201,7 @@ async def test_aclose_before_iterating_reads_nothing() -> None:
     async with WorkerPool(2) as pool:
         results = pool.map(sleeper(), src.gen())
         await results.aclose()
-        await settle()
+        await wait_all_tasks_blocked()
         assert src.pulled == []
         assert counts(pool) == (0, 0, 0, 0, 0, 0, 0)
         with pytest.raises(StopAsyncIteration):
@@ -271,7 +260,7 @@ async def test_raw_itertools_count_take_and_break() -> None:
                 break
         async with asyncio.timeout(GUARD):
             await pool.wait()
-        await settle()
+        await wait_all_tasks_blocked()
         assert got == [2 * i for i in range(50)]
         s = pool.stats()
         # read at most 50 + window (8); every task read has ended
@@ -513,7 +502,7 @@ async def test_sync_function_endless_input_break() -> None:
                 break
         async with asyncio.timeout(5):
             await pool.wait()
-        await settle()
+        await yield_turns()
         assert got == list(range(10))
         assert 10 <= len(src.pulled) <= 14
         s = pool.stats()
@@ -532,7 +521,7 @@ async def test_sync_function_failure_is_raised_fail_fast() -> None:
         return x
 
     async with WorkerPool(2) as pool:
-        got = []
+        got: list[int] = []
         with pytest.raises(KeyError) as info:
             await drain(pool.map(fn, range(1000)), got)
         assert info.value is boom
@@ -689,8 +678,9 @@ async def test_delay_option_inside_map() -> None:
 @pytest.mark.parametrize("name", ["id", "task_fn"])
 async def test_id_and_task_fn_options_are_refused(name: str) -> None:
     async with WorkerPool(2) as pool:
+        options: dict[str, Any] = {name: "x" if name == "id" else sleeper()}
         with pytest.raises(TypeError, match=name):
-            pool.map(sleeper(), [1], **{name: "x" if name == "id" else sleeper()})
+            pool.map(sleeper(), [1], **options)
         assert counts(pool)[0] == 0
 
 
@@ -743,7 +733,7 @@ async def test_fail_fast_cancels_in_flight_stops_reading_and_raises_own_exceptio
         return x
 
     async with WorkerPool(3) as pool:
-        got = []
+        got: list[int] = []
         with pytest.raises(RuntimeError) as info:
             await drain(
                 pool.map(fn, src.make(kind), window=6, ordered=ordered, hooks=ends.hooks), got
@@ -781,7 +771,7 @@ async def test_fail_fast_after_retries() -> None:
         return x
 
     async with WorkerPool(3) as pool:
-        got = []
+        got: list[int] = []
         results = pool.map(fn, src.gen(), window=6, hooks=ends.hooks, max_retries=2, backoff=0.125)
         with pytest.raises(OSError) as info:  # noqa: PT011 - identity is checked below
             await drain(results, got)
@@ -806,7 +796,7 @@ async def test_fail_fast_timeout_raises_task_timeout_error() -> None:
         return x
 
     async with WorkerPool(3) as pool:
-        got = []
+        got: list[int] = []
         with pytest.raises(TaskTimeoutError, match="max_duration=3"):
             await drain(pool.map(fn, [1, 5, 2, 1], max_duration=3), got)
         assert now() == 3.0
@@ -905,7 +895,7 @@ async def test_consumer_cancelled_mid_stream(how: str, kind: str) -> None:
         async with asyncio.timeout(GUARD):
             await pool.wait()
         assert now() == 2.5
-        await settle()
+        await wait_all_tasks_blocked()
         assert feeders_running() == []
         assert ends.by_end() == {"done": ids(range(6)), "canceled": ids(6, 7, 8)}
         await asyncio.sleep(100)
@@ -928,13 +918,13 @@ async def test_async_input_raising_midway_is_raised_to_the_consumer() -> None:
         raise bad
 
     async with WorkerPool(2) as pool:
-        got = []
+        got: list[tuple[float, int]] = []
         with pytest.raises(ValueError, match="input broke") as info:
             await drain(pool.map(sleeper(0.5), items()), got, stamp=True)
         assert info.value is bad
         assert got == [(1.5, 0), (2.5, 10), (3.5, 20)]
         assert now() == 4.0
-        await settle()
+        await wait_all_tasks_blocked()
         assert feeders_running() == []
         assert counts(pool) == (3, 0, 0, 3, 0, 0, 0)
 
@@ -950,14 +940,14 @@ async def test_sync_input_raising_midway_is_raised_and_in_flight_cancelled() -> 
         raise bad
 
     async with WorkerPool(4) as pool:
-        got = []
+        got: list[int] = []
         with pytest.raises(ArithmeticError) as info:
             await drain(pool.map(sleeper(), items(), hooks=ends.hooks), got)
         assert info.value is bad
         assert got == [0, 10, 20][: len(got)]
         async with asyncio.timeout(GUARD):
             await pool.wait()
-        await settle()
+        await wait_all_tasks_blocked()
         assert feeders_running() == []
         s = pool.stats()
         assert s.total == 3
@@ -981,7 +971,7 @@ async def test_input_raising_on_iter_is_raised_to_the_consumer(kind: str) -> Non
         with pytest.raises(OSError, match="cannot open"):
             # a hang fails (TimeoutError) instead of blocking
             await asyncio.wait_for(drain(pool.map(sleeper(), items), got), GUARD)
-        await settle()
+        await wait_all_tasks_blocked()
         assert feeders_running() == []
 
 
@@ -1009,7 +999,7 @@ async def test_break_while_the_async_source_waits_on_a_queue() -> None:
             got.append(x)
             if len(got) == 3:
                 break
-        await settle()
+        await wait_all_tasks_blocked()
         assert got == [0, 10, 20]
         assert feeders_running() == []
         assert finalized == ["closed"]  # the CancelledError went through the generator
@@ -1054,7 +1044,7 @@ async def test_source_that_ignores_cancellation_gets_no_more_items_started() -> 
     pulled: list[int] = []
     swallowed: list[float] = []
 
-    async def stubborn() -> AsyncIterator[int]:
+    async def stubborn() -> AsyncGenerator[int, None]:
         for i in range(100):
             if i == 3:
                 try:
@@ -1356,7 +1346,7 @@ async def test_retry_after_longer_than_total_timeout_fails_at_once() -> None:
                 fn,
                 [1],
                 max_retries=3,
-                retry_on=lambda e: e.seconds,  # type: ignore[attr-defined]
+                retry_on=lambda e: e.seconds,
                 total_timeout=2,
                 return_exceptions=True,
             )
@@ -1549,7 +1539,8 @@ async def test_as_completed_already_ended_come_first_each_once() -> None:
 
 async def test_as_completed_empty_and_standalone_tasks() -> None:
     async with WorkerPool(1) as pool:
-        assert [t async for t in pool.as_completed([])] == []
+        none: list[Task[Any]] = []
+        assert [t async for t in pool.as_completed(none)] == []
         t1: Task[Any] = Task(job(2, 2))
         t2: Task[Any] = Task(job(1, 1))
         t1.go()
@@ -1561,7 +1552,7 @@ async def test_as_completed_timeout_cancels_nothing() -> None:
     async with WorkerPool(3) as pool:
         quick = await pool.submit(job(1, "q"))
         slow = await pool.submit(job(5, "s"))
-        got = []
+        got: list[Task[Any]] = []
         with pytest.raises(TimeoutError):
             await drain(pool.as_completed([quick, slow], timeout=2), got)
         assert now() == 2.0
@@ -1612,7 +1603,7 @@ async def test_shutdown_while_a_map_waits_for_its_async_input() -> None:
     pool = WorkerPool(2)
     results = pool.map(double, source())
     got = [await anext(results), await anext(results)]
-    await settle()  # the feeder now waits for the queue, holding a slot for the item
+    await wait_all_tasks_blocked()  # the feeder waits for the queue, holding a slot for the item
     async with asyncio.timeout(GUARD):
         await pool.shutdown()
     assert feeders_running() == []
@@ -1628,7 +1619,7 @@ async def test_aclose_from_another_task_ends_a_waiting_consumer() -> None:
         results = pool.map(sleeper(seconds=100), range(3))  # the input is read whole at once
         got: list[Any] = []
         consumer = asyncio.create_task(drain(results, got))
-        await settle()
+        await wait_all_tasks_blocked()
         await results.aclose()
         async with asyncio.timeout(GUARD):
             await consumer  # it ends, without results
@@ -1659,7 +1650,7 @@ async def test_a_full_window_left_unread_does_not_outlive_the_pool() -> None:
     async with WorkerPool(2) as pool:
         results = pool.map(sleeper(seconds=0), itertools.count(), window=4)
         assert await anext(results) == 0
-        await settle()  # the window is full again: the feeder waits for room
+        await wait_all_tasks_blocked()  # the window is full again: the feeder waits for room
     assert feeders_running() == []
     with pytest.raises(PoolStoppedError):
         async for _ in results:

@@ -16,10 +16,11 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from _helpers import LONG, REAL_TIMEOUT, now, wait_all_tasks_blocked
 from asynctasklib import (
     Definition,
     InvalidStateError,
@@ -35,8 +36,7 @@ from asynctasklib import (
     WorkerPool,
 )
 
-LONG = 10_000.0  # "forever" on the virtual clock
-REAL_TIMEOUT = 5.0  # an upper bound for real-time waits that should take milliseconds
+T = TypeVar("T")
 
 FLAGS = ("created", "pending", "started", "done", "failed", "canceled", "end", "in_progress")
 
@@ -61,15 +61,11 @@ def check_state(task: Task[Any], state: State) -> None:
     assert flags(task) == EXPECTED_FLAGS[state]
 
 
-def now() -> float:
-    return asyncio.get_running_loop().time()
-
-
 async def hang(run: Run) -> None:
     await asyncio.sleep(LONG)
 
 
-def started(fn: Callable[[Run], Awaitable[Any]], *, delay: float = 0, **kw: Any) -> Task[Any]:
+def started(fn: Callable[[Run], Awaitable[T]], *, delay: float = 0, **kw: Any) -> Task[T]:
     task = Task(Definition(id="t", task_fn=fn, delay=delay, **kw))
     task.go()
     return task
@@ -136,7 +132,7 @@ async def test_lifecycle_phases() -> None:
 
     task = Task(Definition(task_fn=fn, delay=4, max_retries=1, backoff=4))
     check_state(task, State.CREATED)
-    assert task.go() is None
+    assert task.go() is None  # type: ignore[func-returns-value]
     check_state(task, State.PENDING)  # already PENDING when go() returns
     assert task.attempts == 0
     await asyncio.sleep(2)  # t=2: in the delay
@@ -259,8 +255,7 @@ async def test_rerun_from_a_done_callback() -> None:
 
     task.add_done_callback(again)
     task.go()
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     assert ends == [1, 2, 3]
     check_state(task, State.DONE)
 
@@ -303,7 +298,7 @@ async def test_rerun_from_an_end_hook_leaves_the_ended_run_to_its_waiters(
     task.go()
     awaited = asyncio.ensure_future(task)
     waited = asyncio.ensure_future(task.wait())
-    await asyncio.sleep(0)  # (both wait for the first run now)
+    await wait_all_tasks_blocked()  # (both wait for the first run now)
     waiting.set()
     await second_started.wait()
     check_state(task, State.STARTED)
@@ -314,7 +309,7 @@ async def test_rerun_from_an_end_hook_leaves_the_ended_run_to_its_waiters(
             await awaited
         assert caught.value is boom
         assert caught.value.__traceback__ is not None
-    assert await waited is None
+    assert await waited is None  # type: ignore[func-returns-value]
     (later,) = waiter_of_the_second_run
     assert not later.done()
     release.set()
@@ -701,9 +696,9 @@ async def test_await_task_returns_the_result() -> None:
 async def test_wait_never_raises(fn: Any, error_type: type[BaseException]) -> None:
     task = Task(Definition(task_fn=fn, max_duration=1))
     task.go()
-    assert await task.wait() is None
+    assert await task.wait() is None  # type: ignore[func-returns-value]
     assert isinstance(task.error, error_type)
-    assert await task.wait() is None  # after the end, at once
+    assert await task.wait() is None  # type: ignore[func-returns-value]  # after the end, at once
 
 
 async def test_wait_never_raises_when_failed_or_canceled() -> None:
@@ -714,8 +709,8 @@ async def test_wait_never_raises_when_failed_or_canceled() -> None:
     b = started(hang)
     await asyncio.sleep(1)
     b.cancel()
-    assert await a.wait() is None
-    assert await b.wait() is None
+    assert await a.wait() is None  # type: ignore[func-returns-value]
+    assert await b.wait() is None  # type: ignore[func-returns-value]
     check_state(a, State.FAILED)
     check_state(b, State.CANCELED)
 
@@ -857,11 +852,10 @@ async def test_a_base_exception_from_an_end_hook_that_started_a_new_run_leaves_i
     task: Task[str] = Task(Definition(task_fn=fn, hooks=StateHooks(on_done=on_done)))
     task.go()
     first = asyncio.ensure_future(task)
-    await asyncio.sleep(0)  # (it waits for the first run now)
+    await wait_all_tasks_blocked()  # (it waits for the first run now)
     go_on.set()
     assert await first == "run 1"
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
     check_state(task, State.DONE)
     assert task.result() == "run 2"
 
@@ -1086,7 +1080,7 @@ async def test_task_fn_errors_never_reach_the_loop() -> None:
     Task(Definition(task_fn=hang, max_duration=1)).go()
     await asyncio.sleep(2)
     gc.collect()
-    await asyncio.sleep(0)
+    await wait_all_tasks_blocked()
 
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
@@ -1112,7 +1106,7 @@ async def test_contextvars_in_async_task_fn() -> None:
 # -- sync task functions (real threads) ------------------------------------------------------
 
 
-class Probe:
+class ThreadProbe:
     """What a sync task function saw, reported from its thread."""
 
     def __init__(self) -> None:
@@ -1128,7 +1122,7 @@ class Probe:
 @pytest.mark.realtime
 async def test_sync_fn_runs_in_a_thread() -> None:
     loop_thread = threading.get_ident()
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> int:
         probe.values["thread"] = threading.get_ident()
@@ -1164,7 +1158,7 @@ async def test_sync_fn_error_identity_and_retries() -> None:
 
 @pytest.mark.realtime
 async def test_sync_fn_cancel_ends_at_once_and_tells_the_function() -> None:
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> None:
         probe.values["before"] = run.cancelled
@@ -1189,7 +1183,7 @@ async def test_sync_fn_cancel_ends_at_once_and_tells_the_function() -> None:
 
 @pytest.mark.realtime
 async def test_sync_fn_timeout_ends_at_once() -> None:
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> None:
         probe.release.wait(REAL_TIMEOUT)
@@ -1210,7 +1204,7 @@ async def test_sync_fn_timeout_ends_at_once() -> None:
 @pytest.mark.realtime
 @pytest.mark.parametrize("how", ["cancel", "timeout", "self"])
 async def test_wait_cancelled_returns_true_promptly(how: str) -> None:
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> None:
         probe.started.set()
@@ -1303,7 +1297,7 @@ async def test_contextvars_in_sync_task_fn() -> None:
 
 @pytest.mark.realtime
 async def test_sync_fn_cancel_from_another_thread() -> None:
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> None:
         probe.started.set()
@@ -1510,7 +1504,7 @@ async def test_cancel_from_on_started_hook_marks_the_run() -> None:
 @pytest.mark.realtime
 async def test_cancel_from_on_started_hook_wakes_a_sync_function() -> None:
     holder: list[Task[Any]] = []
-    probe = Probe()
+    probe = ThreadProbe()
 
     def fn(run: Run) -> None:
         t0 = time.monotonic()

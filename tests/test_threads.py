@@ -742,7 +742,12 @@ def test_call_on_loop_runs_in_the_caller_when_the_loop_stops_first() -> None:
     thread.start()
     try:
         proxy: Any = StopsAfterTheCheck()
-        result = call_on_loop(proxy, lambda: ran.append(threading.current_thread().name) or 7)
+
+        def record() -> int:
+            ran.append(threading.current_thread().name)
+            return 7
+
+        result = call_on_loop(proxy, record)
         assert result == 7
         assert ran == [threading.current_thread().name]
         thread.join(WAIT)
