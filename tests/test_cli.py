@@ -32,8 +32,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asynctasklib import _cli
-from asynctasklib._cli import JOBLOG_HEADER, main
+from asynctasklib import ExponentialBackoff, _cli
+from asynctasklib._cli import (
+    JOBLOG_HEADER,
+    _errors,
+    _inputs,
+    _options,
+    _orchestrator,
+    _output,
+    _reap,
+    _report,
+    _shell,
+    _template,
+    main,
+)
 
 PY = sys.executable
 TIMEOUT = 20.0  # upper bound of any wait below: reaching it means the test failed
@@ -244,13 +256,13 @@ def test_output_of_each_job_is_whole(capfd: pytest.CaptureFixture[str]) -> None:
 def _finish_in_reverse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> threading.Thread:
     """Release jobs n, n-1, ..., 1, each once the run has seen the previous one end."""
     ended: list[str] = []
-    on_done = _cli._Runner._on_done
+    on_done = _orchestrator.Orchestrator._on_done
 
-    def spy(runner: _cli._Runner, task_id: str, when: object) -> None:
+    def spy(runner: _orchestrator.Orchestrator, task_id: str, when: object) -> None:
         on_done(runner, task_id, when)  # type: ignore[arg-type]
         ended.append(task_id)
 
-    monkeypatch.setattr(_cli._Runner, "_on_done", spy)
+    monkeypatch.setattr(_orchestrator.Orchestrator, "_on_done", spy)
 
     def release() -> None:
         for k in range(n, 0, -1):
@@ -372,15 +384,15 @@ def test_help_exits_0(capfd: pytest.CaptureFixture[str]) -> None:
 
 
 def test_backoff_forms(capfd: pytest.CaptureFixture[str]) -> None:
-    opts = _cli._parse(["--backoff", "exp", "--backoff-base", "0.5", "true"])
-    assert isinstance(opts.backoff, _cli.ExponentialBackoff)
+    opts = _options.parse(["--backoff", "exp", "--backoff-base", "0.5", "true"])
+    assert isinstance(opts.backoff, ExponentialBackoff)
     assert opts.backoff.initial == 0.5
-    assert _cli._parse(["--backoff", "const:2", "true"]).backoff == 2.0
-    assert _cli._parse(["--backoff", "constant", "true"]).backoff == 1.0
-    assert _cli._parse(["--backoff", "none", "true"]).backoff == 0.0
-    assert _cli._parse(["--backoff", "0.25", "true"]).backoff == 0.25
-    assert _cli._parse(["--backoff-base", "3", "--backoff", "fixed", "true"]).backoff == 3.0
-    assert _cli._parse(["true"]).jobs == (os.cpu_count() or 1)
+    assert _options.parse(["--backoff", "const:2", "true"]).backoff == 2.0
+    assert _options.parse(["--backoff", "constant", "true"]).backoff == 1.0
+    assert _options.parse(["--backoff", "none", "true"]).backoff == 0.0
+    assert _options.parse(["--backoff", "0.25", "true"]).backoff == 0.25
+    assert _options.parse(["--backoff-base", "3", "--backoff", "fixed", "true"]).backoff == 3.0
+    assert _options.parse(["true"]).jobs == (os.cpu_count() or 1)
 
 
 def test_exit_code_1_when_some_fail(capfd: pytest.CaptureFixture[str]) -> None:
@@ -574,13 +586,13 @@ class Interrupter:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.handled = threading.Semaphore(0)
-        on_sigint = _cli._Runner._on_sigint
+        on_sigint = _orchestrator.Orchestrator._on_sigint
 
-        def spy(runner: _cli._Runner) -> None:
+        def spy(runner: _orchestrator.Orchestrator) -> None:
             on_sigint(runner)
             self.handled.release()
 
-        monkeypatch.setattr(_cli._Runner, "_on_sigint", spy)
+        monkeypatch.setattr(_orchestrator.Orchestrator, "_on_sigint", spy)
 
     def when(self, paths: list[Path], count: int, then: Callable[[], None] | None = None) -> None:
         """In a thread: once every path exists, interrupt ``count`` times, then ``then()``."""
@@ -908,7 +920,7 @@ def test_pipe_input_pauses_and_resumes_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """More lines than the read-ahead limit; the last one has no newline."""
-    monkeypatch.setattr(_cli._PipeLines, "_HIGH", 4)
+    monkeypatch.setattr(_inputs.PipeLines, "_HIGH", 4)
     read_fd, write_fd = os.pipe()
 
     def producer() -> None:
@@ -934,7 +946,8 @@ def test_input_that_fails_to_read(
         yield "a"
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(_cli, "_open_source", lambda opts, pipes: _cli._Source(lines(), None, None))
+    source = _inputs.Source(lines(), None, None)
+    monkeypatch.setattr(_cli, "open_source", lambda opts, pipes: source)
     rc, out, err = run(capfd, "--", "echo")
     assert (rc, out) == (1, "a\n")
     assert "cannot read the inputs: [Errno 5] Input/output error" in err
@@ -1040,7 +1053,7 @@ def test_output_to_a_stream_without_a_buffer(
 def test_ordered_output_flushes_what_never_got_its_turn(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    ordered = _cli._Ordered(_cli._Sink())
+    ordered = _output.Ordered(_output.Sink())
     ordered.put(3, b"three\n", b"")
     ordered.put(1, b"one\n", b"err one\n")
     ordered.flush()  # job 2 never ran
@@ -1049,18 +1062,18 @@ def test_ordered_output_flushes_what_never_got_its_turn(
 
 
 def test_output_beyond_the_memory_budget_waits_in_one_file() -> None:
-    size = 2 * _cli._BLOCK  # chunks this big are kept as they come, not gathered
+    size = 2 * _output._BLOCK  # chunks this big are kept as they come, not gathered
     a, b, c = (bytes([n]) * size for n in b"abc")
-    store = _cli._Store(budget=2 * _cli._cost(a) + 100)
-    small, big = _cli._Spool(store, a), _cli._Spool(store)
-    assert store.in_memory == _cli._cost(a)
+    store = _output.Store(budget=2 * _output._cost(a) + 100)
+    small, big = _output.Spool(store, a), _output.Spool(store)
+    assert store.in_memory == _output._cost(a)
     big.append(b)
     big.append(c)  # over the budget: big's parts go to the file, small stays
-    assert store.in_memory == _cli._cost(a)
+    assert store.in_memory == _output._cost(a)
     assert (small.getvalue(), big.getvalue()) == (a, b + c)
     assert big._parts == [(0, 2 * size)]  # (written one after the other: one extent)
     small.append(b"678")
-    assert store.in_memory == _cli._cost(a) + _cli._cost(bytearray(b"678"))
+    assert store.in_memory == _output._cost(a) + _output._cost(bytearray(b"678"))
     assert list(small.chunks()) == [a, b"678"]
     assert store.in_file == 2 * size
     big.release()
@@ -1072,7 +1085,7 @@ def test_output_beyond_the_memory_budget_waits_in_one_file() -> None:
     # nothing waits in the file any more: it is emptied, not left to grow with the run
     assert store._file is not None
     assert os.fstat(store._file.fileno()).st_size == 0
-    again = _cli._Spool(store, b"x" * store.budget)
+    again = _output.Spool(store, b"x" * store.budget)
     assert again.getvalue() == b"x" * store.budget
     assert os.fstat(store._file.fileno()).st_size == store.budget
     store.close()
@@ -1083,15 +1096,15 @@ def test_keep_order_output_spilled_to_a_file_comes_out_whole_and_in_order(
 ) -> None:
     """With --keep-order, the outputs of jobs that finished early wait for their turn;
     beyond the run's memory budget they wait in a file, and come out the same."""
-    monkeypatch.setattr(_cli._Store, "BUDGET", 3000)
+    monkeypatch.setattr(_output.Store, "BUDGET", 3000)
     spilled: list[int] = []
-    spill = _cli._Store.spill
+    spill = _output.Store.spill
 
-    def counting_spill(store: _cli._Store, data: bytes) -> tuple[int, int]:
+    def counting_spill(store: _output.Store, data: bytes) -> tuple[int, int]:
         spilled.append(len(data))
         return spill(store, data)
 
-    monkeypatch.setattr(_cli._Store, "spill", counting_spill)
+    monkeypatch.setattr(_output.Store, "spill", counting_spill)
     files = {"a": 500, "b": 4000, "c": 2500, "d": 1200}  # more than the budget in all
     script = (
         "import sys; n, c = sys.argv[1].split(); "
@@ -1114,7 +1127,7 @@ def test_pipe_lines_arriving_in_pieces() -> None:
     on every read: quadratic)."""
     loop = asyncio.new_event_loop()
     try:
-        lines = _cli._PipeLines(loop)
+        lines = _inputs.PipeLines(loop)
         for piece in (b"ab", b"c", b"\nd", b"e\n\nf", b"g"):
             lines.data_received(piece)
         lines.eof_received()
@@ -1124,25 +1137,25 @@ def test_pipe_lines_arriving_in_pieces() -> None:
 
 
 def test_small_helpers() -> None:
-    assert _cli._describe_returncode(-9) == "killed by SIGKILL"
-    assert _cli._describe_returncode(-99) == "killed by signal 99"
-    assert _cli._describe_returncode(3) == "exit code 3"
-    assert _cli._tsv("a\tb\nc\\d\r") == "a\\tb\\nc\\\\d\\r"
-    assert _cli._live_member_in_proc(os.getpgid(0))  # this very test run is in it
-    assert not _cli._live_member_in_proc(2**22 + 12345)  # above any pid: no such group
+    assert _errors.describe_returncode(-9) == "killed by SIGKILL"
+    assert _errors.describe_returncode(-99) == "killed by signal 99"
+    assert _errors.describe_returncode(3) == "exit code 3"
+    assert _report._tsv("a\tb\nc\\d\r") == "a\\tb\\nc\\\\d\\r"
+    assert _reap._live_member_in_proc(os.getpgid(0))  # this very test run is in it
+    assert not _reap._live_member_in_proc(2**22 + 12345)  # above any pid: no such group
 
 
 def test_group_check_without_subreaper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Where we cannot adopt orphans, /proc tells live members from zombies."""
-    monkeypatch.setattr(_cli, "_subreaper", False)
-    monkeypatch.setattr(_cli, "_become_subreaper", lambda: False)
+    monkeypatch.setattr(_reap, "_subreaper", False)
+    monkeypatch.setattr(_cli, "become_subreaper", lambda: False)
     script = f'sleep 60 > /dev/null 2>&1 & echo $! > "{tmp_path}/bg"; echo leader done'
     rc, out, _ = run(capfd, "--", "sh", "-c", script, ":::", "a")
     assert (rc, out) == (0, "leader done\n")
     bg = int((tmp_path / "bg").read_text())
-    wait_for(lambda: not _cli._live_member_in_proc(bg), "the orphan to die")
+    wait_for(lambda: not _reap._live_member_in_proc(bg), "the orphan to die")
 
 
 def test_entry_point_dispatch(capfd: pytest.CaptureFixture[str]) -> None:
@@ -1243,8 +1256,8 @@ def test_progress_flag_without_rich_in_process(
     for name in [m for m in sys.modules if m.startswith("rich.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "rich", None)
-    monkeypatch.delitem(sys.modules, "asynctasklib._progress", raising=False)
-    monkeypatch.setattr(_cli, "_isatty", lambda stream: True)
+    monkeypatch.delitem(sys.modules, "asynctasklib._cli._progress", raising=False)
+    monkeypatch.setattr(_report, "isatty", lambda stream: True)
     rc, out, err = run(capfd, "--progress", "--", "echo", ":::", "x")
     assert (rc, out) == (0, "x\n")
     assert "the progress view needs rich" in err
@@ -1254,7 +1267,7 @@ def test_the_progress_rate_is_jobs_over_the_elapsed_time() -> None:
     pytest.importorskip("rich")
     from rich.progress import Progress
 
-    from asynctasklib import _progress
+    from asynctasklib._cli import _progress
 
     progress = Progress()
     task_id = progress.add_task("jobs", total=10)
@@ -1435,9 +1448,9 @@ def test_quoting_property_every_context_every_shell(value: bytes) -> None:
     text = os.fsdecode(value)
     expected = b"".join(expect(value) + b"\0" for _, expect in CONTEXTS)
     with tempfile.TemporaryDirectory() as cwd:
-        runs = [_cli._Template([SCRIPT], shell=True).argv(1, text)]
+        runs = [_template.Template([SCRIPT], shell=True).argv(1, text)]
         for shell in SHELLS:
-            runs.append(_cli._Template([shell, "-c", SCRIPT], shell=False).argv(1, text))
+            runs.append(_template.Template([shell, "-c", SCRIPT], shell=False).argv(1, text))
         for argv in runs:
             done = subprocess.run(argv, cwd=cwd, capture_output=True, timeout=TIMEOUT)
             assert (argv[0], done.stdout, done.stderr) == (argv[0], expected, b"")
@@ -1511,7 +1524,7 @@ def test_shell_code_around_the_input_that_is_fine(
     assert out == output
 
 
-P, D, S, N = _cli._PLAIN, _cli._DOUBLE, _cli._SINGLE, _cli._SEQ
+P, D, S, N = _shell.PLAIN, _shell.DOUBLE, _shell.SINGLE, _shell.SEQ
 
 
 @pytest.mark.parametrize(
@@ -1536,29 +1549,29 @@ P, D, S, N = _cli._PLAIN, _cli._DOUBLE, _cli._SINGLE, _cli._SEQ
     ],
 )
 def test_shell_fields_follow_the_quoting(script: str, kinds: list[int]) -> None:
-    assert [how for _, _, how in _cli._shell_fields(script)] == kinds
+    assert [how for _, _, how in _shell.shell_fields(script)] == kinds
 
 
 def test_shells_with_other_quoting_rules_are_refused(capfd: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(_cli._UsageError, match="cannot quote the input for fish's -c code"):
-        _cli._Template(["fish", "-c", "echo {}"], shell=False)
-    with pytest.raises(_cli._UsageError, match="for csh's -c code"):
-        _cli._Template(["env", "/bin/csh", "-c", "echo {}"], shell=False)
+    with pytest.raises(_errors.UsageError, match="cannot quote the input for fish's -c code"):
+        _template.Template(["fish", "-c", "echo {}"], shell=False)
+    with pytest.raises(_errors.UsageError, match="for csh's -c code"):
+        _template.Template(["env", "/bin/csh", "-c", "echo {}"], shell=False)
     # As an argument it is fine (no shell reads it as code).
-    opts = _cli._Template(["fish", "-c", "echo $argv", "{}"], shell=False)
+    opts = _template.Template(["fish", "-c", "echo $argv", "{}"], shell=False)
     assert opts.argv(1, "$(x)") == ["fish", "-c", "echo $argv", "$(x)"]
 
 
 def test_quoting_helpers() -> None:
-    q = _cli._sh_quote
+    q = _template.sh_quote
     assert [q("abc"), q("a/b.c-1"), q("")] == ["abc", "a/b.c-1", "''"]
     # Reserved words, assignments and brace lists are quoted although shlex would not.
     assert [q("if"), q("A=1"), q("a,b"), q("it's")] == ["'if'", "'A=1'", "'a,b'", "'it'\"'\"'s'"]
-    assert _cli._show("a\udcffb") == "'a\\xffb'"
-    assert _cli._show("a\nb") == "'a\\nb'"
-    assert _cli._show("ok") == "ok"
+    assert _errors.show("a\udcffb") == "'a\\xffb'"
+    assert _errors.show("a\nb") == "'a\\nb'"
+    assert _errors.show("ok") == "ok"
     # The -c word of a shell, after its options; none without -c.
-    index = _cli._shell_script_index
+    index = _template.shell_script_index
     assert index(["sh", "-c", "s"], 0) == 2
     assert index(["bash", "--norc", "-o", "pipefail", "-ec", "s", "a0"], 0) == 5
     assert index(["bash", "--rcfile", "f", "-c", "--", "s"], 0) == 5
@@ -1647,9 +1660,9 @@ def test_replacement_strings_are_those_of_gnu_parallel(tmp_path: Path) -> None:
         for word, brace in zip(words, group, strict=True):
             replaced = word not in line
             try:
-                _cli._Template(["echo", word], shell=False)
+                _template.Template(["echo", word], shell=False)
                 refused = False
-            except _cli._UsageError:
+            except _errors.UsageError:
                 refused = True
             assert (brace, replaced) == (brace, refused or brace in ("{}", "{#}"))
 
