@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from asynctasklib._cli import _errors, _inputs, _orchestrator, _output, _procs
-from test_cli import PY, TIMEOUT, pid_gone, run, summary, wait_for
+from cli_helpers import PY, TIMEOUT, pid_gone, run, summary, wait_for
 
 # -- signals before the feeder exists ----------------------------------------------------
 

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 NOT_YET: Final[Any] = object()  # get_nowait(): no value ready yet
 
 
-
 class Lines:
     """Input values from an iterator: ``await get()`` gives the next one, None at the end."""
 

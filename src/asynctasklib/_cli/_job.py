@@ -1,4 +1,5 @@
-"""One input's job: what it runs, and what its last attempt gave."""
+"""The record of one job, which the feeder makes, the processes fill in, and the
+reporter shows."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from typing import Any, Final, Protocol
 
 _PR_SET_CHILD_SUBREAPER: Final = 36
 
-_subreaper = False
+_subreaper = False  # set by become_subreaper(), once, for the whole process
 
 
 def become_subreaper() -> bool:

@@ -273,9 +273,8 @@ class _Scanner:
     def _at_word(self, word: str) -> bool:
         """Whether ``word`` stands at ``i``, followed by a blank or the end."""
         end = self.i + len(word)
-        return self.script.startswith(word, self.i) and self.script[end : end + 1] in (
-            "", " ", "\t", "\n"
-        )
+        after = self.script[end : end + 1]
+        return self.script.startswith(word, self.i) and after in ("", " ", "\t", "\n")
 
     def _redirection(self) -> None:
         """``<<<`` is a here-string (an ordinary word follows); ``<<`` a here-document."""
