@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 from collections.abc import Awaitable, Callable
 
 from ..task import Definition, Run
@@ -93,10 +92,15 @@ class Feeder:
         return job
 
     def _definition(self, job: Job) -> Definition[None]:
-        """The job's definition: its task function is the attempt, with the job bound."""
-        return dataclasses.replace(
-            self._recipe, id=str(job.seq), task_fn=functools.partial(self._attempt, job)
-        )
+        """The job's definition: its task function runs an attempt of this very job."""
+        attempt = self._attempt
+
+        # A plain async def rather than a partial: Definition checks a function on its
+        # fast path, a partial on inspect's slower one (some 25 microseconds a job).
+        async def run_job(run: Run) -> None:
+            await attempt(job, run)
+
+        return dataclasses.replace(self._recipe, id=str(job.seq), task_fn=run_job)
 
     def _forget(self, job: Job) -> None:
         """A job that was never submitted."""
