@@ -56,7 +56,7 @@ from ._util import isatty
 __all__ = ["JobFailedError", "main"]
 
 
-async def _run(opts: Options, source: Source, joblog: IO[str] | None) -> int:
+async def _orchestrate(opts: Options, source: Source, joblog: IO[str] | None) -> int:
     with pidfd_child_watcher():
         return await Orchestrator(opts).run(source, joblog)
 
@@ -157,7 +157,7 @@ def main(argv: list[str]) -> int:
             print(f"{PROG}: reading inputs from the terminal (Ctrl-D to end)", file=sys.stderr)
         become_subreaper()
         opts = dataclasses.replace(opts, jobs=_fit_jobs(opts.jobs))
-        return asyncio.run(_run(opts, source, joblog))
+        return asyncio.run(_orchestrate(opts, source, joblog))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     finally:

@@ -97,10 +97,10 @@ class Feeder:
 
         # A plain async def rather than a partial: Definition checks a function on its
         # fast path, a partial on inspect's slower one (some 25 microseconds a job).
-        async def run_job(run: Run) -> None:
+        async def job_attempt(run: Run) -> None:
             await attempt(job, run)
 
-        return dataclasses.replace(self._recipe, id=str(job.seq), task_fn=run_job)
+        return dataclasses.replace(self._recipe, id=str(job.seq), task_fn=job_attempt)
 
     def _forget(self, job: Job) -> None:
         """A job that was never submitted."""

@@ -117,7 +117,7 @@ class Processes:
     async def attempt(self, job: Job, run: Run) -> None:
         """Run the job's command once; a non-zero exit raises `JobFailedError`.
 
-        The task function of every job (with ``job`` bound); ``run`` is not needed.
+        Each job's task function calls it with its job (see `Feeder`); ``run`` is unused.
         """
         loop = self.loop
         proto = Capture(loop, self.store)
