@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from asynctasklib import _cli
-from test_cli import PY, TIMEOUT, pid_gone, run, summary, wait_for
+from asynctasklib._cli import _errors, _inputs, _orchestrator, _output, _procs
+from cli_helpers import PY, TIMEOUT, pid_gone, run, summary, wait_for
 
 # -- signals before the feeder exists ----------------------------------------------------
 
@@ -46,24 +46,24 @@ def test_a_signal_before_the_feeder_starts_stops_the_run(
     """The signal arrives while the inputs are being opened, once the run's handlers are in
     place but before the feeder exists: no job may start."""
     handled: list[asyncio.Future[None]] = []
-    original: Callable[..., None] = getattr(_cli._Runner, handler)
+    original: Callable[..., None] = getattr(_orchestrator.Orchestrator, handler)
 
-    def spy(runner: _cli._Runner, *args: Any) -> None:
+    def spy(runner: _orchestrator.Orchestrator, *args: Any) -> None:
         original(runner, *args)
         for future in handled:
             if not future.done():
                 future.set_result(None)
 
-    monkeypatch.setattr(_cli._Runner, handler, spy)
-    open_lines = _cli._lines
+    monkeypatch.setattr(_orchestrator.Orchestrator, handler, spy)
+    open_lines = _orchestrator.open_lines
 
-    async def lines_after_a_signal(source: _cli._Source) -> Any:
+    async def lines_after_a_signal(source: _inputs.Source) -> Any:
         handled.append(asyncio.get_running_loop().create_future())
         os.kill(os.getpid(), sig)
         await handled[0]  # the run's own handler has run
         return await open_lines(source)
 
-    monkeypatch.setattr(_cli, "_lines", lines_after_a_signal)
+    monkeypatch.setattr(_orchestrator, "open_lines", lines_after_a_signal)
     marker = tmp_path / "ran"
     rc, _, err = run(capfd, "--", "sh", "-c", f'echo "$0" >> "{marker}"', ":::", "a", "b")
     assert rc == code
@@ -138,7 +138,7 @@ def test_a_line_too_long_for_an_argument_is_refused_before_it_is_read_whole(
         name = "standard input"
     assert rc == 2, err
     assert out == "ok\n"  # the line before it ran
-    assert f"error: {name}: line 2 is longer than {_cli.MAX_LINE} bytes" in err
+    assert f"error: {name}: line 2 is longer than {_inputs.MAX_LINE} bytes" in err
     assert "1 jobs: 1 done" in summary(err)
     assert peak < baseline_kib + 4 * MIB, (peak, baseline_kib)
 
@@ -173,7 +173,7 @@ class _Transport(asyncio.ReadTransport):
 def test_pipe_lines_pause_on_bytes_and_refuse_an_overlong_line() -> None:
     loop = asyncio.new_event_loop()
     try:
-        lines = _cli._PipeLines(loop, "the pipe")
+        lines = _inputs.PipeLines(loop, "the pipe")
         transport = _Transport()
         lines.connection_made(transport)
         line = b"z" * 60_000 + b"\n"
@@ -189,34 +189,34 @@ def test_pipe_lines_pause_on_bytes_and_refuse_an_overlong_line() -> None:
         for _ in range(sent):
             lines.get_nowait()
         # an overlong line in one piece, after a good one: that one is given, then the error
-        lines.data_received(b"good\n" + b"w" * (_cli.MAX_LINE + 1) + b"\nnever\n")
+        lines.data_received(b"good\n" + b"w" * (_inputs.MAX_LINE + 1) + b"\nnever\n")
         assert transport.closed
         assert lines.get_nowait() == "good"
-        assert lines.get_nowait() is _cli._NOT_YET  # (get raises: a batch so far still runs)
-        with pytest.raises(_cli._InputError, match=r"the pipe: line \d+ is longer"):
+        assert lines.get_nowait() is _inputs.NOT_YET  # (get raises: a batch so far still runs)
+        with pytest.raises(_errors.InputError, match=r"the pipe: line \d+ is longer"):
             loop.run_until_complete(lines.get())
         lines.data_received(b"late\n")  # (what was in flight) is dropped
         lines.connection_lost(None)
-        with pytest.raises(_cli._InputError):
+        with pytest.raises(_errors.InputError):
             loop.run_until_complete(lines.get())
         # a line just at the limit is taken; one byte more, split over reads, is not
-        lines = _cli._PipeLines(loop)
+        lines = _inputs.PipeLines(loop)
         lines.connection_made(_Transport())
-        lines.data_received(b"v" * _cli.MAX_LINE + b"\nu")
-        assert lines.get_nowait() == "v" * _cli.MAX_LINE
-        lines.data_received(b"u" * (_cli.MAX_LINE - 1))
-        assert lines.get_nowait() is _cli._NOT_YET
+        lines.data_received(b"v" * _inputs.MAX_LINE + b"\nu")
+        assert lines.get_nowait() == "v" * _inputs.MAX_LINE
+        lines.data_received(b"u" * (_inputs.MAX_LINE - 1))
+        assert lines.get_nowait() is _inputs.NOT_YET
         lines.data_received(b"uu\n")  # the line ends one byte too long
-        with pytest.raises(_cli._InputError, match="standard input: line 2 "):
+        with pytest.raises(_errors.InputError, match="standard input: line 2 "):
             loop.run_until_complete(lines.get())
-        lines = _cli._PipeLines(loop)
-        lines.data_received(b"t" * (_cli.MAX_LINE + 1))  # no newline at all
-        with pytest.raises(_cli._InputError, match="line 1 "):
+        lines = _inputs.PipeLines(loop)
+        lines.data_received(b"t" * (_inputs.MAX_LINE + 1))  # no newline at all
+        with pytest.raises(_errors.InputError, match="line 1 "):
             loop.run_until_complete(lines.get())
-        lines = _cli._PipeLines(loop)
-        lines.data_received(b"a\n" + b"s" * (_cli.MAX_LINE + 1))  # the tail of a read
+        lines = _inputs.PipeLines(loop)
+        lines.data_received(b"a\n" + b"s" * (_inputs.MAX_LINE + 1))  # the tail of a read
         assert lines.get_nowait() == "a"
-        with pytest.raises(_cli._InputError, match="line 2 "):
+        with pytest.raises(_errors.InputError, match="line 2 "):
             loop.run_until_complete(lines.get())
     finally:
         loop.close()
@@ -225,7 +225,7 @@ def test_pipe_lines_pause_on_bytes_and_refuse_an_overlong_line() -> None:
 def test_overlong_lines_from_files_and_text_streams(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    limit = _cli.MAX_LINE
+    limit = _inputs.MAX_LINE
     args = tmp_path / "args"
     args.write_bytes(b"a\n" + b"q" * limit + b"\n" + b"q" * (limit + 1) + b"\nb\n")
     rc, out, err = run(capfd, "--dry-run", "-a", str(args), "--", "echo")
@@ -256,10 +256,10 @@ def test_memory_grows_with_the_bytes_of_output_not_the_number_of_writes() -> Non
     """40,000 writes of 2 bytes (80 KB) used to be 40,000 parts: 2.3 MB. Now they are
     gathered in blocks, and the store counts what they really take."""
     loop = asyncio.new_event_loop()
-    store = _cli._Store()
+    store = _output.Store()
     tracemalloc.start()
     try:
-        capture = _cli._Capture(loop, store)
+        capture = _procs.Capture(loop, store)
         for i in range(40_000):
             capture.pipe_data_received(1, b"%d\n" % (i % 10))  # (a new object each, as read)
         held, peak = tracemalloc.get_traced_memory()
@@ -277,9 +277,9 @@ def test_memory_grows_with_the_bytes_of_output_not_the_number_of_writes() -> Non
 def test_over_the_budget_small_writes_go_to_the_file_in_blocks() -> None:
     """Two jobs writing tiny chunks, in turns, once the memory budget is used up: each
     write used to become a part of its own (a tuple per write) and a write to the file."""
-    store = _cli._Store(budget=64 * 1024)
-    waiting = _cli._Spool(store, b"w" * 60_000)  # (an earlier job's, waiting its turn)
-    spools = [_cli._Spool(store), _cli._Spool(store)]
+    store = _output.Store(budget=64 * 1024)
+    waiting = _output.Spool(store, b"w" * 60_000)  # (an earlier job's, waiting its turn)
+    spools = [_output.Spool(store), _output.Spool(store)]
     writes: list[int] = []
     spill = store.spill
 
@@ -298,7 +298,7 @@ def test_over_the_budget_small_writes_go_to_the_file_in_blocks() -> None:
     assert peak < 200_000, peak
     assert len(writes) < 30, len(writes)
     assert all(len(s._parts) < 15 for s in spools)
-    assert store.in_memory <= store.budget + 2 * (_cli._SPILL_BLOCK + 1024)
+    assert store.in_memory <= store.budget + 2 * (_output._SPILL_BLOCK + 1024)
     for spool in spools:
         spool.seal()  # the output is complete: what it kept goes to the file if need be
     assert store.in_memory <= store.budget

@@ -1,0 +1,51 @@
+"""The record of one job, which the feeder makes, the processes fill in, and the
+reporter shows."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ._output import Spool
+
+
+class Job:
+    """One input's job: what it runs and what its last attempt gave."""
+
+    __slots__ = (
+        "argv",
+        "attempts",
+        "err",
+        "error",
+        "group",
+        "out",
+        "returncode",
+        "seq",
+        "started_at",
+        "started_mono",
+        "timed_out",
+        "value",
+    )
+
+    def __init__(self, seq: int, value: str, argv: list[str]) -> None:
+        self.seq = seq
+        self.value = value
+        self.argv = argv
+        self.started_at: float | None = None  # wall-clock time of the first attempt
+        self.started_mono = 0.0
+        self.attempts = 0
+        self.timed_out = False  # the last attempt was interrupted (a timeout, when retried)
+        self.returncode: int | None = None
+        self.error: str | None = None
+        self.out: bytes | Spool = b""  # the last attempt's output
+        self.err: bytes | Spool = b""
+        self.group: asyncio.Task[None] | None = None  # its error group (--halt-on-error)
+
+    def set_output(self, out: bytes | Spool, err: bytes | Spool) -> None:
+        """This attempt's output replaces the last one's (only the last is written)."""
+        for old in (self.out, self.err):
+            if isinstance(old, Spool):
+                old.release()
+        for new in (out, err):
+            if isinstance(new, Spool):
+                new.seal()
+        self.out, self.err = out, err

@@ -1,0 +1,243 @@
+"""The options of ``asynctasklib run``: argparse, their checks, and ``--backoff``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .. import __version__
+from ..task import ExponentialBackoff
+from ._errors import PROG, UsageError, show
+from ._shell import FIELD
+from ._template import PARALLEL_SEPARATORS, Template
+
+DEFAULT_GRACE: Final = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the command line asks for, checked."""
+
+    command: list[str]
+    inputs: list[str] | None  # from ::: (None: read --arg-file or stdin)
+    arg_file: str | None
+    jobs: int
+    retries: int
+    backoff: float | Callable[[int], float]
+    timeout: float | None
+    delay: float
+    grace: float
+    halt_on_error: bool
+    keep_order: bool
+    joblog: str | None
+    json: bool
+    dry_run: bool
+    shell: bool
+    progress: bool | None
+
+
+def _number(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[str], Any]:
+    bound = f"> {low:g}" if strict else f">= {low:g}"
+    noun = "an integer" if kind is int else "a number of seconds"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if value != value or value in (float("inf"),) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _jobs(text: str) -> int:
+    """-j N; GNU parallel's forms relative to the CPU count are refused, not misread."""
+    if text.startswith(("+", "-")) or text.endswith("%"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: GNU parallel's -j +N, -N and N% are not supported (give a number of "
+            "jobs at once, >= 1)"
+        )
+    value: int = _number(int, 1, strict=False)(text)
+    return value
+
+
+_EPILOG = """\
+inputs: one job per input, taken from `::: a b c` after the command, from --arg-file, or
+from standard input (one per line). In the command, {} is replaced by the input and {#} by
+the job number (1-based); without {} the input is appended as the last argument. GNU
+parallel's other replacement strings ({.} {/} {//} {/.} {%} {1} {= =}...), :::: and :::+
+are not supported and refused.
+
+no input ever runs as code: as a plain argument it goes in as it is; in shell code (the
+--shell script, or the -c script of sh, bash, dash, zsh, ksh... in the command) it is
+quoted to be exactly one word wherever {} stands: bare, in "..." or in '...'. Where that
+cannot be done (backquotes, $'...', ${...}, arithmetic, [[ ]], comments, here-documents)
+the command is refused. A script that evaluates its data (eval, sh -c "$1") is its own.
+
+a failed job's stderr is shown, then a line: which job failed and why, with its input.
+
+backoff: POLICY[:BASE], POLICY one of exp (BASE, 2*BASE, 4*BASE... up to 30 s, with
+jitter; the default, BASE 0.1), const (always BASE seconds), none (retry at once); a bare
+number means const.
+
+exit status: 0 all jobs succeeded, 1 some failed (or were cancelled by --halt-on-error),
+2 bad usage, 130 interrupted (Ctrl-C; 143 for SIGTERM), 141 standard output was closed.
+Ctrl-C once: start no more jobs, let the running ones finish; twice: cancel them (their
+process groups get SIGTERM, then SIGKILL after --grace seconds); three times: SIGKILL now.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        usage="%(prog)s [OPTIONS] [--] COMMAND [ARGS...] [::: INPUT...]",
+        description="Run COMMAND once per input, in parallel, with retries, timeouts "
+        "and a live progress view.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    seconds = _number(float, 0, strict=False)
+    p.add_argument(
+        "-j", "--jobs", type=_jobs, metavar="N",
+        help="jobs to run at once (default: the CPU count)",
+    )  # fmt: skip
+    p.add_argument(
+        "-a", "--arg-file", metavar="FILE", help="read inputs from FILE, one per line ('-': stdin)"
+    )
+    p.add_argument(
+        "--retries", type=_number(int, 0, strict=False), default=0, metavar="N",
+        help="retry a failed or timed-out job up to N times (default: 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--backoff", default="exp", metavar="POLICY[:BASE]",
+        help="wait before each retry (default: exp:0.1); see below",
+    )  # fmt: skip
+    p.add_argument("--backoff-base", type=seconds, metavar="SECONDS", help="the BASE of --backoff")
+    p.add_argument(
+        "--timeout", type=_number(float, 0, strict=True), metavar="SECONDS",
+        help="kill an attempt that runs longer than this (default: no limit)",
+    )  # fmt: skip
+    p.add_argument(
+        "--delay", type=seconds, default=0.0, metavar="SECONDS",
+        help="wait this long between job starts",
+    )  # fmt: skip
+    p.add_argument(
+        "--grace", type=seconds, default=DEFAULT_GRACE, metavar="SECONDS",
+        help=f"SIGKILL a job's process group this long after SIGTERM (default: {DEFAULT_GRACE:g})",
+    )  # fmt: skip
+    p.add_argument(
+        "--halt-on-error", action="store_true",
+        help="the first job that fails cancels the others and stops the run",
+    )  # fmt: skip
+    p.add_argument(
+        "-k", "--keep-order", action="store_true",
+        help="print the jobs' output in input order (default: as they finish; --json "
+        "events always come as they happen)",
+    )  # fmt: skip
+    p.add_argument(
+        "--joblog", metavar="FILE",
+        help="write one tab-separated row per job: seq, input, exit code, attempts, "
+        "start time, duration, signal",
+    )  # fmt: skip
+    p.add_argument(
+        "--json", action="store_true",
+        help="print one JSON object per job lifecycle event on stdout instead of job output",
+    )  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument(
+        "--shell", action="store_true",
+        help="run COMMAND through /bin/sh -c, the input shell-quoted",
+    )  # fmt: skip
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="show a live progress view on stderr (default: when stderr is a terminal)",
+    )  # fmt: skip
+    p.add_argument("--version", action="version", version=f"asynctasklib {__version__}")
+    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def _parse_backoff(spec: str, base: float | None) -> float | Callable[[int], float]:
+    policy, _, value = spec.partition(":")
+    policy = policy.strip().lower()
+    if value:
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise UsageError(f"--backoff: {value!r} is not a number of seconds") from None
+        if not parsed >= 0 or parsed == float("inf"):
+            raise UsageError(f"--backoff: the base must be >= 0, got {value!r}")
+        base = parsed if base is None else base
+    if policy in ("exp", "exponential"):
+        return ExponentialBackoff(initial=0.1 if base is None else base)
+    if policy in ("const", "constant", "fixed"):
+        return 1.0 if base is None else base
+    if policy in ("none", "0"):
+        return 0.0
+    try:
+        number = float(policy)
+    except ValueError:
+        raise UsageError(
+            f"--backoff: unknown policy {policy!r} (expected exp, const or none)"
+        ) from None
+    if not number >= 0 or number == float("inf"):
+        raise UsageError(f"--backoff: must be >= 0, got {spec!r}")
+    return number if base is None else base
+
+
+def _split_inputs(words: list[str]) -> tuple[list[str], list[str] | None]:
+    """The command, and the inputs after ``:::`` (None: there are none)."""
+    if words and words[0] == "--":
+        del words[0]
+    inputs: list[str] | None = None
+    for word in words:
+        if word in PARALLEL_SEPARATORS:
+            raise UsageError(
+                f"GNU parallel's {word} is not supported (inputs: ::: a b c, --arg-file FILE "
+                "or standard input)"
+            )
+    if ":::" in words:
+        cut = words.index(":::")
+        words, inputs = words[:cut], words[cut + 1 :]
+        if ":::" in inputs:
+            raise UsageError("only one ::: group of inputs is supported")
+    return words, inputs
+
+
+def parse(argv: list[str]) -> Options:
+    """The options in ``argv``: `UsageError` (or argparse's SystemExit) if they are bad."""
+    ns = _parser().parse_args(argv)
+    words, inputs = _split_inputs(list(ns.command))
+    if not words:
+        raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
+    if inputs is not None and ns.arg_file is not None:
+        raise UsageError("give inputs either after ::: or with --arg-file, not both")
+    if not ns.shell and not FIELD.search(words[0]) and shutil.which(words[0]) is None:
+        hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
+        raise UsageError(f"command not found: {show(words[0])}{hint}")
+    Template(words, ns.shell)  # a replacement string or quoting refused: now, not per job
+    return Options(
+        command=words,
+        inputs=inputs,
+        arg_file=ns.arg_file,
+        jobs=ns.jobs if ns.jobs is not None else (os.cpu_count() or 1),
+        retries=ns.retries,
+        backoff=_parse_backoff(ns.backoff, ns.backoff_base),
+        timeout=ns.timeout,
+        delay=ns.delay,
+        grace=ns.grace,
+        halt_on_error=ns.halt_on_error,
+        keep_order=ns.keep_order,
+        joblog=ns.joblog,
+        json=ns.json,
+        dry_run=ns.dry_run,
+        shell=ns.shell,
+        progress=ns.progress,
+    )

@@ -1,0 +1,224 @@
+"""One ``asynctasklib run`` from start to end: the pool, its hooks, the signals, the exit
+status.
+
+Three parts do the work. The `Feeder` submits one job per input. `Processes` runs each
+attempt of a job as a process group of its own. The `Reporter` turns each step of a job
+into output. The pool's hooks come here first: each finds its job, lets the feeder react
+(``--halt-on-error``, a free worker), then hands the step to the reporter. How many jobs
+ended how is read from ``pool.stats()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import IO, Any, Final
+
+from ..task import StateHooks
+from ..workflow import WorkerPool
+from ._errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    InputError,
+)
+from ._feeder import Feeder
+from ._inputs import Source, open_lines
+from ._options import Options
+from ._output import Sink, Store
+from ._procs import Processes
+from ._reap import Reaper
+from ._report import Reporter
+from ._template import Template
+
+_REAP_EVERY: Final = 0.5  # seconds between reaps of orphans where SIGCHLD is the loop's own
+
+
+class Orchestrator:
+    """Runs the jobs of one ``run`` on a pool, and says how it went (the exit status)."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.loop = loop = asyncio.get_running_loop()
+        self.pool = WorkerPool(
+            opts.jobs,
+            hooks=StateHooks(
+                on_pending=self._on_pending,
+                on_started=self._on_started,
+                on_done=self._on_done,
+                on_failed=self._on_failed,
+                on_canceled=self._on_canceled,
+            ),
+            retain_finished=False,
+        )
+        sink = Sink()
+        sink.on_stdout_closed = self._stdout_closed
+        self.reporter = Reporter(opts, self.pool.stats, sink)
+        self.store = Store()  # the jobs' output until it is written
+        self.reaper = Reaper(loop)
+        template = Template(opts.command, opts.shell)
+        self.processes = Processes(
+            loop, self.store, template.executable, opts.grace, self.reaper, self.reporter.notice
+        )
+        self.feeder = Feeder(opts, self.pool, template, self.processes.attempt, self.reporter)
+        self.interrupts = 0  # Ctrl-C so far
+        self.exit_override: int | None = None  # an exit status that overrides the jobs'
+
+    async def run(self, source: Source, joblog: IO[str] | None) -> int:
+        """Run a job per input of ``source``: the exit status."""
+        self.reporter.joblog = joblog
+        self.processes.open()
+        started = time.perf_counter()
+        self.reporter.start_view()
+        handled = self._handle_signals()
+        try:
+            await self._feed(source)
+        except BaseException:
+            self._cancel_all()
+            with contextlib.suppress(BaseException):
+                await self.pool.shutdown(cancel=True)
+            raise
+        finally:
+            self.reaper.stop()
+            for sig in handled:
+                self.loop.remove_signal_handler(sig)
+            self.processes.close()
+            self.reporter.stop_view()
+        try:
+            self.reporter.flush()
+        finally:
+            self.store.close()
+        self.reporter.summary(time.perf_counter() - started, interrupted=bool(self.interrupts))
+        if self.exit_override is not None:
+            return self.exit_override
+        if self.interrupts:
+            return EXIT_INTERRUPTED
+        stats = self.pool.stats()
+        return EXIT_FAILED if stats.failed or stats.canceled else EXIT_OK
+
+    async def _feed(self, source: Source) -> None:
+        """Feed every input to the pool, then wait for every job to end."""
+        lines = await open_lines(source)
+        feeder = self.feeder.start(lines)
+        if self.interrupts or self.exit_override is not None:
+            # A signal (or a closed stdout) came before the feeder existed, while the
+            # inputs were being opened: stop as it would have stopped the feeder.
+            feeder.cancel()
+        try:
+            await asyncio.wait([feeder])
+        finally:
+            lines.close()  # (a feeder cancelled before it began never closes them)
+        error = None if feeder.cancelled() else feeder.exception()
+        if isinstance(error, InputError):  # a bad input: start no more, finish the rest
+            self.reporter.notice(f"error: {error}")
+            self.exit_override = EXIT_USAGE
+        elif error is not None:  # reading the inputs failed: the same
+            self.reporter.notice(f"cannot read the inputs: {error}")
+            self.exit_override = EXIT_FAILED
+        while self.feeder.groups:
+            await asyncio.wait(list(self.feeder.groups))
+        await self.pool.shutdown(cancel=False)
+
+    def _stdout_closed(self) -> None:
+        """Our stdout was closed: nobody reads the results, stop everything."""
+        if self.exit_override is None:
+            self.exit_override = EXIT_BROKEN_PIPE
+        self._cancel_all()
+
+    # -- signals -------------------------------------------------------------------------
+
+    def _handle_signals(self) -> list[signal.Signals]:
+        """Install our signal handlers: the signals handled."""
+        loop = self.loop
+        handled: list[signal.Signals] = []
+        signals: list[tuple[signal.Signals, Callable[..., None], tuple[Any, ...]]] = [
+            (signal.SIGINT, self._on_sigint, ()),
+            (signal.SIGTERM, self._on_sigterm, ()),
+            (signal.SIGHUP, self._on_sigterm, (128 + signal.SIGHUP,)),
+            (signal.SIGQUIT, self._on_sigterm, (128 + signal.SIGQUIT,)),
+        ]
+        for sig, handler, args in signals:
+            try:
+                loop.add_signal_handler(sig, handler, *args)
+            except (RuntimeError, ValueError):  # pragma: no cover - not the main thread
+                continue
+            handled.append(sig)
+        try:
+            loop.add_signal_handler(signal.SIGCHLD, self.reaper.reap)
+            handled.append(signal.SIGCHLD)
+        except (RuntimeError, ValueError):  # uvloop keeps SIGCHLD; or not the main thread
+            self.reaper.reap_every(_REAP_EVERY)
+        return handled
+
+    def _on_sigint(self) -> None:
+        self.interrupts += 1
+        if self.interrupts == 1:
+            self.feeder.stop()
+            for task in self.pool.tasks():  # not started, or waiting to retry: they never will
+                if task.is_pending():
+                    task.cancel()
+            running = self.pool.stats().started
+            self.reporter.notice(
+                f"interrupted: starting no more jobs, waiting for {running} running "
+                "(Ctrl-C again to cancel them)"
+            )
+        elif self.interrupts == 2:
+            self.reporter.notice("interrupted again: cancelling the running jobs")
+            self._cancel_all()
+        else:
+            self.reporter.notice("killing the running jobs")
+            self._cancel_all()
+            self.processes.kill_all()
+
+    def _on_sigterm(self, exit_code: int = EXIT_TERMINATED) -> None:
+        """SIGTERM, and SIGHUP or SIGQUIT (the terminal or the session went away): cancel
+        the jobs, kill their process groups, and exit with 128 + the signal's number."""
+        self.interrupts = max(self.interrupts, 2)
+        self.exit_override = exit_code
+        self._cancel_all()
+
+    def _cancel_all(self) -> None:
+        self.feeder.stop()
+        for task in self.pool.tasks():
+            task.cancel()
+
+    def _cancel_job(self, task_id: str) -> None:
+        for task in self.pool.tasks():
+            if task.id == task_id:
+                task.cancel()
+
+    # -- the pool's hooks ----------------------------------------------------------------
+
+    def _on_pending(self, task_id: str, when: datetime, attempt: int) -> None:
+        job = self.feeder.jobs[task_id]
+        if not attempt:
+            self.feeder.submitted(job)
+        elif self.interrupts:  # after Ctrl-C nothing more starts, retries included
+            self.loop.call_soon(self._cancel_job, task_id)
+        self.reporter.pending(job, when, attempt)
+
+    def _on_started(self, task_id: str, when: datetime) -> None:
+        self.reporter.started(self.feeder.jobs[task_id], when)
+
+    def _on_done(self, task_id: str, when: datetime) -> None:
+        self._ended(task_id, when, "done", None)
+
+    def _on_failed(self, task_id: str, when: datetime, error: BaseException) -> None:
+        self._ended(task_id, when, "failed", error)
+
+    def _on_canceled(self, task_id: str, when: datetime) -> None:
+        self._ended(task_id, when, "canceled", None)
+
+    def _ended(self, task_id: str, when: datetime, how: str, error: BaseException | None) -> None:
+        job = self.feeder.jobs.pop(task_id)
+        self.reporter.ended(job, when, how, error)
+        if how == "failed" and self.opts.halt_on_error:
+            self.feeder.halt(job)
+        self.feeder.slot_freed()

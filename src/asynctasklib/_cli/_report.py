@@ -1,0 +1,254 @@
+"""What a run shows of its jobs: their output, the ``--json`` events, the ``--joblog``
+rows, the progress view, and our own messages on stderr.
+
+The orchestrator calls it from the pool's hooks, one call per step of a job. How many jobs
+ended how comes from the pool's own counters, ``pool.stats()``; only the retries are
+counted here, since the pool does not count them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from ..task import TaskTimeoutError
+from ._errors import CannotStartError, show
+from ._job import Job
+from ._output import Ordered, Sink, Spool
+from ._util import isatty
+
+if TYPE_CHECKING:
+    from ..workflow import PoolStats
+    from ._options import Options
+    from ._progress import ProgressView
+
+JOBLOG_HEADER: Final = "seq\tinput\texit_code\tattempts\tstart_time\tduration\tsignal\n"
+
+
+class Reporter:
+    """Turns each step of each job into output; counts the retries."""
+
+    def __init__(self, opts: Options, stats: Callable[[], PoolStats], sink: Sink) -> None:
+        self.opts = opts
+        self.sink = sink
+        self.ordered = Ordered(sink) if opts.keep_order and not opts.json else None
+        self.joblog: IO[str] | None = None
+        self.view: ProgressView | None = None
+        self.total: int | None = len(opts.inputs) if opts.inputs is not None else None
+        self.retried = 0
+        self._stats = stats
+
+    # -- the steps of a job --------------------------------------------------------------
+
+    def pending(self, job: Job, when: datetime, attempt: int) -> None:
+        """The job waits for a worker (attempt 0) or for its retry ``attempt``."""
+        if attempt:
+            self.retried += 1
+        if self.opts.json:
+            event: dict[str, Any] = {"event": "pending", "seq": job.seq, "input": job.value}
+            event["attempt"] = attempt
+            event["time"] = when.isoformat()
+            if attempt:
+                event["error"] = (
+                    f"timed out after {self.opts.timeout:g} s" if job.timed_out else job.error
+                )
+            self._event(event)
+        self.refresh()
+
+    def started(self, job: Job, when: datetime) -> None:
+        job.attempts += 1
+        if job.started_at is None:
+            job.started_at = when.timestamp()
+            job.started_mono = time.monotonic()
+        if self.opts.json:
+            self._event(
+                {
+                    "event": "started",
+                    "seq": job.seq,
+                    "input": job.value,
+                    "attempt": job.attempts - 1,
+                    "time": when.isoformat(),
+                    "command": job.argv,
+                }
+            )
+        self.refresh()
+
+    def ended(self, job: Job, when: datetime, how: str, error: BaseException | None) -> None:
+        """The job ended ``how`` ("done", "failed" or "canceled"): its output is written
+        (or waits for its turn), with its event and its joblog row."""
+        outcome = _outcome(job)
+        if how == "failed" and not isinstance(error, CannotStartError):  # (that one says so)
+            self._explain(job, error)
+        if self.opts.json:
+            self._ended_event(job, when, how, error, outcome)
+            job.set_output(b"", b"")
+        elif self.ordered is not None:
+            self.ordered.put(job.seq, job.out, job.err)  # (it releases them once written)
+        else:
+            self.sink.write(job.out, err=False)
+            self.sink.write(job.err, err=True)
+            job.set_output(b"", b"")
+        if self.joblog is not None:
+            self._joblog_row(job, outcome)
+        self.refresh()
+
+    def skip(self, job: Job) -> None:
+        """A job that was never submitted: its turn in the ordered output passes."""
+        if self.ordered is not None:
+            self.ordered.skip(job.seq)
+
+    def flush(self) -> None:
+        """The run is over: write the ordered output that still waits."""
+        if self.ordered is not None:
+            self.ordered.flush()
+
+    def _explain(self, job: Job, error: BaseException | None) -> None:
+        """Why the job failed, after its own stderr (GNU parallel shows that; the rest is
+        ours); with ``--json``, on our stderr."""
+        reason = self._failure(job, error)
+        err = job.err
+        if self.opts.json:
+            self.notice(reason)
+        elif isinstance(err, Spool):
+            err.append(f"asynctasklib: {reason}\n".encode(errors="surrogateescape"))
+        else:
+            job.err = err + f"asynctasklib: {reason}\n".encode(errors="surrogateescape")
+
+    def _failure(self, job: Job, error: BaseException | None) -> str:
+        """One line for a failed job: which, why (exit code, signal, timeout), its input."""
+        if isinstance(error, TaskTimeoutError) and self.opts.timeout is not None:
+            why = f"timed out after {self.opts.timeout:g} s"
+        else:
+            why = _error_text(error, job)
+        tries = f" after {job.attempts} attempts" if job.attempts > 1 else ""
+        return f"job {job.seq} failed{tries}: {why} (input {show(job.value)})"
+
+    def _ended_event(
+        self,
+        job: Job,
+        when: datetime,
+        how: str,
+        error: BaseException | None,
+        outcome: tuple[int, int, float | None],
+    ) -> None:
+        exit_code, sig, duration = outcome
+        event: dict[str, Any] = {
+            "event": how,
+            "seq": job.seq,
+            "input": job.value,
+            "time": when.isoformat(),
+            "attempts": job.attempts,
+            "exit_code": exit_code,
+            "signal": sig,
+            "duration": None if duration is None else round(duration, 6),
+        }
+        if how == "failed":
+            event["error"] = _error_text(error, job)
+        event["stdout"] = _text(job.out)
+        event["stderr"] = _text(job.err)
+        self._event(event)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        self.sink.write((json.dumps(event) + "\n").encode(), err=False)
+
+    def _joblog_row(self, job: Job, outcome: tuple[int, int, float | None]) -> None:
+        assert self.joblog is not None
+        exit_code, sig, duration = outcome
+        self.joblog.write(
+            f"{job.seq}\t{_tsv(job.value)}\t{exit_code}\t{job.attempts}\t"
+            + ("-" if job.started_at is None else f"{job.started_at:.3f}")
+            + "\t"
+            + ("-" if duration is None else f"{duration:.3f}")
+            + f"\t{sig}\n"
+        )
+        self.joblog.flush()
+
+    # -- the progress view and our messages ----------------------------------------------
+
+    def start_view(self) -> None:
+        wanted = self.opts.progress
+        if wanted is False or not isatty(sys.stderr):
+            return
+        try:
+            from ._progress import ProgressView
+        except ImportError:
+            if wanted:
+                self.notice(
+                    "the progress view needs rich: pip install 'asynctasklib[cli]'; "
+                    "running without it"
+                )
+            return
+        self.view = ProgressView(self.total)
+        self.view.start()
+        self.sink.view = self.view
+
+    def refresh(self) -> None:
+        view = self.view
+        if view is not None:
+            stats = self._stats()
+            view.update(
+                total=self.total,
+                done=stats.done,
+                failed=stats.failed,
+                canceled=stats.canceled,
+                running=stats.started,
+                retried=self.retried,
+            )
+
+    def stop_view(self) -> None:
+        view = self.view
+        if view is not None:
+            self.refresh()
+            self.sink.view = self.view = None
+            view.stop()
+
+    def notice(self, message: str) -> None:
+        self.sink.notice(message)
+
+    def summary(self, wall: float, interrupted: bool) -> None:
+        stats = self._stats()
+        done, failed, canceled = stats.done, stats.failed, stats.canceled
+        ended = done + failed + canceled
+        rate = ended / wall if wall > 0 else 0.0
+        self.notice(
+            f"{ended} jobs: {done} done, {failed} failed, {canceled} canceled, "
+            f"{self.retried} retried in {wall:.2f} s ({rate:.1f} jobs/s)"
+            + (" (interrupted)" if interrupted else "")
+        )
+
+
+def _outcome(job: Job) -> tuple[int, int, float | None]:
+    """The job's exit code (-1 if a signal killed it, or it never ran), that signal (0 if
+    none), and the seconds since its first attempt started (None if it never started)."""
+    rc = job.returncode
+    exit_code = rc if rc is not None and rc >= 0 else -1
+    sig = -rc if rc is not None and rc < 0 else 0
+    duration = time.monotonic() - job.started_mono if job.started_at is not None else None
+    return exit_code, sig, duration
+
+
+def _text(output: bytes | Spool) -> str:
+    data = output if isinstance(output, bytes) else output.getvalue()
+    return data.decode(errors="replace")
+
+
+def _error_text(error: BaseException | None, job: Job) -> str:
+    if isinstance(error, TaskTimeoutError):
+        return f"timed out: {error}"
+    if error is None:
+        return job.error or ""
+    return str(error) or type(error).__name__
+
+
+def _tsv(text: str) -> str:
+    return (
+        text.replace("\\", "\\\\")
+        .replace("\t", "\\t")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\0", "\\0")
+    )

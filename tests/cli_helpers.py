@@ -1,0 +1,96 @@
+"""Helpers shared by the tests of ``asynctasklib run`` (tests/test_cli*.py).
+
+Most tests call ``main(argv)`` in this process (so coverage sees them); those about the
+real entry point, signals sent from outside, or a blocked ``rich`` import run the CLI as a
+subprocess. Jobs are small ``sh`` scripts; tests wait on files the jobs create, never on
+sleeps that merely hope something happened.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from asynctasklib._cli import JOBLOG_HEADER, _orchestrator, main
+
+if TYPE_CHECKING:
+    import pytest
+
+PY = sys.executable
+TIMEOUT = 20.0  # upper bound of any wait below: reaching it means the test failed
+
+
+def run(capfd: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capfd.readouterr()
+    return rc, out, err
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def pid_gone(pid: int) -> bool:
+    """The process does not exist any more, not even as a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def summary(err: str) -> str:
+    lines = [line for line in err.splitlines() if " jobs: " in line]
+    assert lines, f"no summary line in stderr: {err!r}"
+    return lines[-1]
+
+
+def cli(*argv: str) -> list[str]:
+    return [PY, "-m", "asynctasklib", "run", *argv]
+
+
+def joblog_rows(path: Path) -> list[list[str]]:
+    text = path.read_text()
+    assert text.startswith(JOBLOG_HEADER)
+    return [line.split("\t") for line in text.splitlines()[1:]]
+
+
+class Interrupter:
+    """Sends this process SIGINT, as Ctrl-C would, each time after the last was handled.
+
+    (Two signals sent at once would be delivered as one.)
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.handled = threading.Semaphore(0)
+        on_sigint = _orchestrator.Orchestrator._on_sigint
+
+        def spy(runner: _orchestrator.Orchestrator) -> None:
+            on_sigint(runner)
+            self.handled.release()
+
+        monkeypatch.setattr(_orchestrator.Orchestrator, "_on_sigint", spy)
+
+    def when(self, paths: list[Path], count: int, then: Callable[[], None] | None = None) -> None:
+        """In a thread: once every path exists, interrupt ``count`` times, then ``then()``."""
+
+        def send() -> None:
+            wait_for(lambda: all(p.exists() for p in paths), "the jobs to start")
+            for _ in range(count):
+                os.kill(os.getpid(), signal.SIGINT)
+                assert self.handled.acquire(timeout=TIMEOUT), "SIGINT not handled"
+            if then is not None:
+                then()
+
+        self.thread = threading.Thread(target=send)
+        self.thread.start()

@@ -1,0 +1,193 @@
+"""A job's processes (``_cli/_procs.py``, ``_cli/_reap.py``): starting its command,
+retries, timeouts, and its process group killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from asynctasklib import _cli
+from asynctasklib._cli import _errors, _reap
+from cli_helpers import Interrupter, joblog_rows, pid_gone, run, summary, wait_for
+
+if TYPE_CHECKING:
+    import pytest
+
+
+def test_command_that_cannot_start_fails_without_retries(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log"
+    rc, _, err = run(
+        capfd, "--retries", "3", "--joblog", str(log), "--", "{}", ":::", "/nonexistent/cmd"
+    )
+    assert rc == 1
+    assert "/nonexistent/cmd: No such file or directory" in err
+    assert joblog_rows(log)[0][2:4] == ["127", "1"]
+
+
+def test_retries_a_job_that_fails_the_first_time(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = (
+        f'if [ -e "{tmp_path}/m.$0" ]; then echo ok $0; else touch "{tmp_path}/m.$0"; exit 1; fi'
+    )
+    log = tmp_path / "log"
+    rc, out, err = run(
+        capfd, "--retries", "2", "--backoff", "const:0", "--json", "--joblog", str(log),
+        "--", "sh", "-c", script, ":::", "a",
+    )  # fmt: skip
+    assert rc == 0
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["event"], e.get("attempt")) for e in events] == [
+        ("pending", 0), ("started", 0), ("pending", 1), ("started", 1), ("done", None),
+    ]  # fmt: skip
+    assert events[2]["error"] == "exit code 1"
+    assert events[-1]["stdout"] == "ok a\n"
+    assert events[-1]["attempts"] == 2
+    assert "1 done, 0 failed, 0 canceled, 1 retried" in summary(err)
+    assert joblog_rows(log)[0][2:4] == ["0", "2"]
+
+
+def test_retries_run_out(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    count = tmp_path / "count"
+    started = time.monotonic()
+    rc, out, err = run(
+        capfd, "--retries", "2", "--backoff", "const:0.1",
+        "--", "sh", "-c", f"echo x >> {count}; echo attempt; exit 7", ":::", "a",
+    )  # fmt: skip
+    assert rc == 1
+    assert count.read_text() == "x\nx\nx\n"
+    assert out == "attempt\n"  # the last attempt's output only
+    assert time.monotonic() - started >= 0.2  # two backoff waits
+    assert "0 done, 1 failed, 0 canceled, 2 retried" in summary(err)
+
+
+# A job whose child ignores SIGTERM: only SIGKILL of the group gets rid of it.
+STUBBORN = '(trap "" TERM; exec sleep 60) & echo $! > "{dir}/child.$0"; wait'
+
+
+def test_timeout_kills_the_process_group(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "log"
+    started = time.monotonic()
+    rc, _, err = run(
+        capfd, "--timeout", "0.5", "--grace", "0.3", "--joblog", str(log), "--json",
+        "--", "sh", "-c", STUBBORN.format(dir=tmp_path), ":::", "a",
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert rc == 1
+    child = int((tmp_path / "child.a").read_text())
+    assert pid_gone(child), "the child that ignored SIGTERM is still there"
+    assert elapsed >= 0.5 + 0.3  # the timeout, then the grace period before SIGKILL
+    row = joblog_rows(log)[0]
+    assert row[2:4] == ["-1", "1"]
+    assert row[6] == "15"
+    assert "0 done, 1 failed" in summary(err)
+
+
+def test_timeout_is_retried(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    script = f'if [ -e "{tmp_path}/m" ]; then echo second; else touch "{tmp_path}/m"; sleep 60; fi'
+    rc, out, err = run(
+        capfd, "--timeout", "0.3", "--retries", "1", "--backoff", "none", "--grace", "0.2",
+        "--", "sh", "-c", script, ":::", "a",
+    )  # fmt: skip
+    assert (rc, out) == (0, "second\n")
+    assert "1 done, 0 failed, 0 canceled, 1 retried" in summary(err)
+
+
+def test_processes_left_behind_by_a_job_are_killed(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The job exits at once but leaves a background process in its group."""
+    script = f'sleep 60 > /dev/null 2>&1 & echo $! > "{tmp_path}/bg"; echo leader done'
+    rc, out, _ = run(capfd, "--grace", "5", "--", "sh", "-c", script, ":::", "a")
+    assert (rc, out) == (0, "leader done\n")
+    assert pid_gone(int((tmp_path / "bg").read_text()))
+
+
+def test_an_input_with_a_nul_byte_fails_its_job_with_a_message(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "jobs.tsv"
+    rc, out, err = run(capfd, "--joblog", str(log), "--", "echo", ":::", "a\0b", "c")
+    assert rc == 1
+    assert out == "c\n"
+    assert "null byte" in err
+    rows = joblog_rows(log)
+    assert [(r[1], r[2]) for r in rows] == [("a\\0b", "126"), ("c", "0")]
+
+
+def test_a_file_without_a_shebang_line_runs_with_bin_sh(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """As in a shell and in GNU parallel (and under uvloop, whose execvp does it itself)."""
+    script = tmp_path / "no-shebang"
+    script.write_text('echo "hi $0 $1"\n')
+    script.chmod(0o755)
+    rc, out, err = run(capfd, "--", str(script), ":::", "a")
+    assert (rc, out) == (0, f"hi {script} a\n"), err
+
+
+def test_cancel_during_the_grace_period_kills_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The timeout sent SIGTERM, which the job ignores; cancelling it then sends SIGKILL
+    without waiting out the (long) grace period."""
+    job = (
+        f'trap "touch {tmp_path}/termed" TERM; echo $$ > "{tmp_path}/pid"; '
+        "while :; do sleep 0.01; done"
+    )
+    interrupter = Interrupter(monkeypatch)
+    interrupter.when([tmp_path / "termed"], 2)
+    started = time.monotonic()
+    rc, _, err = run(capfd, "--timeout", "0.2", "--grace", "30", "--", "sh", "-c", job, ":::", "x")
+    interrupter.thread.join()
+    assert rc == 130
+    assert time.monotonic() - started < 15
+    assert "1 canceled" in summary(err)
+    assert pid_gone(int((tmp_path / "pid").read_text()))
+
+
+def test_cancel_while_cleaning_up_after_the_leader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The leader exited, leaving a process that ignores SIGTERM: cancelling kills it now."""
+    job = (
+        f'(trap "touch {tmp_path}/termed" TERM; touch {tmp_path}/ready; '
+        "while :; do sleep 0.01; done) > /dev/null & "
+        f'echo $! > "{tmp_path}/bg"; while [ ! -e {tmp_path}/ready ]; do sleep 0.01; done'
+    )
+    interrupter = Interrupter(monkeypatch)
+    interrupter.when([tmp_path / "termed"], 2)
+    started = time.monotonic()
+    rc, _, err = run(capfd, "--grace", "30", "--", "sh", "-c", job, ":::", "x")
+    interrupter.thread.join()
+    assert rc == 130
+    assert time.monotonic() - started < 15
+    assert "1 canceled" in summary(err)
+    assert pid_gone(int((tmp_path / "bg").read_text()))
+
+
+def test_small_helpers() -> None:
+    assert _errors.describe_returncode(-9) == "killed by SIGKILL"
+    assert _errors.describe_returncode(-99) == "killed by signal 99"
+    assert _errors.describe_returncode(3) == "exit code 3"
+    assert _reap._live_member_in_proc(os.getpgid(0))  # this very test run is in it
+    assert not _reap._live_member_in_proc(2**22 + 12345)  # above any pid: no such group
+
+
+def test_group_check_without_subreaper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Where we cannot adopt orphans, /proc tells live members from zombies."""
+    monkeypatch.setattr(_reap, "_subreaper", False)
+    monkeypatch.setattr(_cli, "become_subreaper", lambda: False)
+    script = f'sleep 60 > /dev/null 2>&1 & echo $! > "{tmp_path}/bg"; echo leader done'
+    rc, out, _ = run(capfd, "--", "sh", "-c", script, ":::", "a")
+    assert (rc, out) == (0, "leader done\n")
+    bg = int((tmp_path / "bg").read_text())
+    wait_for(lambda: not _reap._live_member_in_proc(bg), "the orphan to die")

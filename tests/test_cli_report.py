@@ -1,0 +1,98 @@
+"""What a run reports of its jobs (``_cli/_report.py``): ``--json`` events, ``--joblog``
+rows, and why a job failed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from asynctasklib._cli import _report
+from cli_helpers import TIMEOUT, joblog_rows, run
+
+if TYPE_CHECKING:
+    import pytest
+
+
+def test_json_events(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(
+        capfd, "--json", "-j", "2", "--", "sh", "-c", "echo hi $0; exit $0", ":::", "0", "3"
+    )
+    assert rc == 1
+    events = [json.loads(line) for line in out.splitlines()]  # nothing else on stdout
+    by_seq: dict[int, list[dict[str, object]]] = {}
+    for event in events:
+        by_seq.setdefault(int(event["seq"]), []).append(event)
+    assert [e["event"] for e in by_seq[1]] == ["pending", "started", "done"]
+    assert [e["event"] for e in by_seq[2]] == ["pending", "started", "failed"]
+    done, failed = by_seq[1][-1], by_seq[2][-1]
+    assert done["input"] == "0"
+    assert done["exit_code"] == 0
+    assert done["stdout"] == "hi 0\n"
+    assert failed["exit_code"] == 3
+    assert failed["error"] == "exit code 3"
+    assert failed["stdout"] == "hi 3\n"
+    assert failed["attempts"] == 1
+    assert by_seq[1][1]["command"] == ["sh", "-c", "echo hi $0; exit $0", "0"]
+    for event in events:
+        assert re.match(r"\d{4}-\d\d-\d\dT.*\+00:00$", str(event["time"]))
+    assert "hi" not in err
+
+
+def test_joblog_columns(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "jobs.tsv"
+    before = time.time()
+    rc, _, _ = run(
+        capfd, "--joblog", str(log), "--shell", "--", 'test "$(echo {})" = ok', ":::",
+        "ok", "tab\there",
+    )  # fmt: skip
+    assert rc == 1
+    rows = sorted(joblog_rows(log))
+    assert [len(r) for r in rows] == [7, 7]
+    (seq1, in1, code1, att1, start1, dur1, sig1), (seq2, in2, code2, _, _, _, sig2) = rows
+    assert (seq1, in1, code1, att1, sig1) == ("1", "ok", "0", "1", "0")
+    assert (seq2, in2, code2, sig2) == ("2", "tab\\there", "1", "0")
+    assert before - 1 <= float(start1) <= time.time() + 1
+    assert 0 <= float(dur1) < TIMEOUT
+
+
+def test_joblog_fields_are_escaped() -> None:
+    assert _report._tsv("a\tb\nc\\d\r") == "a\\tb\\nc\\\\d\\r"
+
+
+def test_a_failed_job_says_why_after_its_own_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    script = 'echo "out $0"; echo "err $0" >&2; [ "$0" = 0 ]'
+    rc, out, err = run(capfd, "-k", "--", "sh", "-c", script, ":::", "0", "3", "it's")
+    assert rc == 1
+    assert out == "out 0\nout 3\nout it's\n"
+    assert err.splitlines()[:-1] == [
+        "err 0",
+        "err 3",
+        "asynctasklib: job 2 failed: exit code 1 (input 3)",
+        "err it's",
+        "asynctasklib: job 3 failed: exit code 1 (input 'it'\"'\"'s')",
+    ]
+
+
+def test_failure_reasons_timeout_signal_retries_json(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(capfd, "--timeout", "0.2", "--grace", "0.1", "--", "sleep", ":::", "30")
+    assert rc == 1
+    assert "asynctasklib: job 1 failed: timed out after 0.2 s (input 30)" in err
+    rc, _, err = run(capfd, "--", "sh", "-c", "kill -KILL $$", ":::", "a\nb")
+    assert rc == 1
+    assert "asynctasklib: job 1 failed: killed by SIGKILL (input 'a\\nb')" in err
+    rc, _, err = run(
+        capfd, "--retries", "1", "--backoff", "none", "--", "sh", "-c", "exit 5", ":::", "x"
+    )
+    assert "asynctasklib: job 1 failed after 2 attempts: exit code 5 (input x)" in err
+    rc, out, err = run(capfd, "--json", "--", "sh", "-c", "exit 4", ":::", "x")
+    assert all(json.loads(line) for line in out.splitlines())  # stdout: only the events
+    assert "asynctasklib: job 1 failed: exit code 4 (input x)" in err
+    # A command that cannot start says so once, not twice.
+    rc, _, err = run(capfd, "--", "{}", ":::", "/nonexistent/cmd")
+    assert [line for line in err.splitlines() if "nonexistent" in line] == [
+        "asynctasklib: /nonexistent/cmd: No such file or directory"
+    ]
