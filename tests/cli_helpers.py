@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asynctasklib._cli import JOBLOG_HEADER, _orchestrator, main
+from asynctasklib._cli import _orchestrator, main
+from asynctasklib._cli._report import JOBLOG_HEADER
 
 if TYPE_CHECKING:
     import pytest

@@ -4,6 +4,7 @@ standard streams closed, the open-file limit, ``--help`` and ``--version``.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import subprocess
@@ -111,10 +112,10 @@ def test_ensure_std_streams_puts_dev_null_where_a_stream_is_closed(
             raise OSError(9, "Bad file descriptor")  # closed
         return os.O_RDONLY if fd == 2 else os.O_RDWR  # 2: read-only, as good as closed
 
-    monkeypatch.setattr(_cli.fcntl, "fcntl", fcntl_)
-    monkeypatch.setattr(_cli.os, "open", lambda path, flags: 99)
-    monkeypatch.setattr(_cli.os, "dup2", lambda a, b: calls.append(("dup2", a, b)))
-    monkeypatch.setattr(_cli.os, "close", lambda fd: calls.append(("close", fd, 0)))
+    monkeypatch.setattr(fcntl, "fcntl", fcntl_)
+    monkeypatch.setattr(os, "open", lambda path, flags: 99)
+    monkeypatch.setattr(os, "dup2", lambda a, b: calls.append(("dup2", a, b)))
+    monkeypatch.setattr(os, "close", lambda fd: calls.append(("close", fd, 0)))
     monkeypatch.setattr(sys, "stdout", None)
     _cli._ensure_std_streams()
     assert calls == [("dup2", 99, 1), ("close", 99, 0), ("dup2", 99, 2), ("close", 99, 0)]

@@ -55,7 +55,7 @@ def test_a_signal_before_the_feeder_starts_stops_the_run(
                 future.set_result(None)
 
     monkeypatch.setattr(_orchestrator.Orchestrator, handler, spy)
-    open_lines = _orchestrator.open_lines
+    open_lines = _inputs.open_lines  # (what _orchestrator imported by name, patched there below)
 
     async def lines_after_a_signal(source: _inputs.Source) -> Any:
         handled.append(asyncio.get_running_loop().create_future())
