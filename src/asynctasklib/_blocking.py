@@ -32,16 +32,17 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
+from ._compat import register_atexit
 from ._definition import Definition
 from ._errors import PoolStoppedError, TaskCanceledError
 from ._hooks import StateHooks
 from ._pool import PoolStats, _shutdown_limits
 from ._pool import WorkerPool as _AsyncPool
-from ._retry import flag, optional_seconds, seconds
 from ._semaphore import _SemaphoreCore
 from ._state import State
 from ._task import Task as _AsyncTask
 from ._threads import check_not_in_loop
+from ._validate import flag, optional_seconds, seconds
 
 __all__ = ["Semaphore", "Task", "WorkerPool"]
 
@@ -185,7 +186,7 @@ def _thread_limit(limit: float | None) -> float | None:
 # order of registration, and concurrent.futures registered when it was imported): closing the
 # loops first cancels the pools' tasks, so that a plain task function still running in a
 # thread is told to stop (run.cancelled) instead of being waited for.
-threading._register_atexit(_close_portals)  # type: ignore[attr-defined]
+register_atexit(_close_portals)
 
 
 class Task(Generic[T]):

@@ -26,11 +26,11 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
+from ._compat import running_loop as _get_running_loop
 from ._definition import Definition
 from ._errors import PoolStoppedError
 from ._hooks import StateHooks, call_hook
 from ._ratelimit import Limiter, RateLimiter, _Both
-from ._retry import flag, optional_seconds
 from ._semaphore import Semaphore
 from ._state import State
 from ._stream import MapResults, _MapRun
@@ -47,6 +47,7 @@ from ._task import (
     no_stop_iteration,
 )
 from ._threads import call_on_loop
+from ._validate import at_least, flag, optional_seconds
 
 __all__ = ["PoolStats", "WorkerPool"]
 
@@ -57,7 +58,6 @@ X = TypeVar("X")
 logger = logging.getLogger("asynctasklib")
 
 _PENDING, _DONE, _FAILED, _CANCELED = State.PENDING, State.DONE, State.FAILED, State.CANCELED
-_get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
 
 
@@ -192,10 +192,7 @@ class WorkerPool:
         max_per_second: float | None = None,
         executor: Executor | None = None,
     ) -> None:
-        if not isinstance(max_workers, int) or isinstance(max_workers, bool):
-            raise TypeError(f"max_workers must be an int, got {type(max_workers).__name__}")
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        at_least(max_workers, "max_workers", 1)
         if hooks is not None and not isinstance(hooks, StateHooks):
             raise TypeError(f"hooks must be a StateHooks, got {type(hooks).__name__}")
         self._max_workers = max_workers
@@ -534,10 +531,8 @@ class WorkerPool:
             self._check_picklable(definition)
         if window is None:
             window = 2 * self._max_workers
-        elif isinstance(window, bool) or not isinstance(window, int):
-            raise TypeError(f"window must be an int, got {type(window).__name__}")
-        elif window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+        else:
+            at_least(window, "window", 1)
         limiter: Limiter | None = None
         if max_per_second is not None:
             limiter = RateLimiter(max_per_second)

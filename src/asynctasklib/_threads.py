@@ -7,11 +7,11 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._compat import running_loop as _get_running_loop
+
 __all__ = ["call_on_loop", "check_not_in_loop"]
 
 T = TypeVar("T")
-
-_get_running_loop = asyncio._get_running_loop
 
 
 def call_on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., T], *args: Any) -> T:
