@@ -360,7 +360,7 @@ class WorkerPool:
                 portal = self._portal = _Portal()
                 # Bind the (idle) pool to the portal's loop; from now on other threads take
                 # its slots too.
-                self._pool._loop = portal.loop
+                self._pool._move_to(portal.loop)
                 self._pool._threaded = True
                 # Dropped without shutdown(): free the portal (it, and its thread, hold no
                 # reference to this object, only to the async pool).
@@ -618,7 +618,7 @@ class WorkerPool:
                 # loop's thread is gone (nothing else touches the pool then).
                 portal.close()
                 self._pool._stop()
-                self._pool._close_executor()
+                self._pool._bridge.close()
             with self._lock:
                 self._portal = None
             portal.close()
