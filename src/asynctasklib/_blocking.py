@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
 import threading
-import time
 import warnings
 import weakref
 from collections import deque
@@ -35,14 +33,15 @@ from typing import Any, Generic, Literal, TypeVar, overload
 from ._compat import register_atexit
 from ._definition import Definition
 from ._errors import PoolStoppedError, TaskCanceledError
+from ._group import as_completed_in_thread
 from ._hooks import StateHooks
-from ._pool import PoolStats, _shutdown_limits
+from ._pool import PoolStats
 from ._pool import WorkerPool as _AsyncPool
 from ._semaphore import _SemaphoreCore
 from ._state import State
 from ._task import Task as _AsyncTask
-from ._threads import check_not_in_loop
-from ._validate import flag, optional_seconds, seconds
+from ._threads import check_not_in_loop, thread_limit
+from ._validate import flag, optional_seconds, seconds, shutdown_limits
 
 __all__ = ["Semaphore", "Task", "WorkerPool"]
 
@@ -175,13 +174,6 @@ def _close_portals() -> None:
         portal.close()
 
 
-def _thread_limit(limit: float | None) -> float | None:
-    """A timeout in seconds for threading's waits, which refuse any above
-    ``threading.TIMEOUT_MAX`` (about 292 years on Linux; ``inf``, ``timedelta.max``): one
-    that long means no limit, as on the async face."""
-    return None if limit is None or limit > threading.TIMEOUT_MAX else limit
-
-
 # Before concurrent.futures joins its threads at exit (threading's exit hooks run in reverse
 # order of registration, and concurrent.futures registered when it was imported): closing the
 # loops first cancels the pools' tasks, so that a plain task function still running in a
@@ -270,7 +262,7 @@ class Task(Generic[T]):
 
     def wait(self, timeout: float | timedelta | None = None) -> bool:
         """Block until the task has ended (True) or ``timeout`` seconds passed (False)."""
-        limit = _thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
+        limit = thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
         if self._task.is_end():
             return True
         if limit == 0:
@@ -536,36 +528,9 @@ class WorkerPool:
     def as_completed(
         self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None
     ) -> Iterator[Task[T]]:
-        """Yield the tasks as they end; ``TimeoutError`` if ``timeout`` seconds pass first."""
-        pending = list(tasks)
-        limit = _thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
-        check_not_in_loop("as_completed()")
-        done_queue: deque[Task[T]] = deque()
-        arrived = threading.Condition()
-
-        def on_end(task: Task[T], _: object) -> None:
-            with arrived:
-                done_queue.append(task)
-                arrived.notify()
-
-        callbacks = [(task, functools.partial(on_end, task)) for task in pending]
-        for task, callback in callbacks:
-            task._task.add_done_callback(callback)
-        deadline = None if limit is None else time.monotonic() + limit
-        try:
-            for _ in pending:
-                with arrived:
-                    while not done_queue:
-                        left = None if deadline is None else deadline - time.monotonic()
-                        if left is not None and left <= 0:
-                            raise TimeoutError(f"not every task ended within {timeout}s")
-                        arrived.wait(None if left is None else min(left, threading.TIMEOUT_MAX))
-                    task = done_queue.popleft()
-                yield task
-        finally:  # left early, or timed out: the tasks still running forget this iterator
-            for task, callback in callbacks:
-                if not task.is_end():
-                    task._task.remove_done_callback(callback)
+        """Yield the tasks as they end; ``TimeoutError`` if ``timeout`` seconds pass first
+        (see `asynctasklib.WorkerPool.as_completed`)."""
+        return as_completed_in_thread(tasks, Task, lambda task: task._task, timeout)
 
     # -- waiting and stopping --------------------------------------------------------------
 
@@ -601,7 +566,7 @@ class WorkerPool:
         by themselves, if given), wait for them, and stop the background loop and its thread.
         ``TimeoutError`` after ``timeout`` (then the loop keeps running; call again to
         finish)."""
-        _shutdown_limits(cancel, timeout, grace)  # bad arguments fail here, loop or not
+        shutdown_limits(cancel, timeout, grace)  # bad arguments fail here, loop or not
         check_not_in_loop("shutdown()")
         with self._shutdown_lock:  # one at a time: the second finds it done
             portal = self._portal
@@ -719,7 +684,7 @@ class Semaphore(_SemaphoreCore):
     def acquire(self, timeout: float | timedelta | None = None) -> None:
         """Block until a slot is free, at most ``timeout`` seconds (``TimeoutError``); a
         timeout above ``threading.TIMEOUT_MAX`` (``inf``, ``timedelta.max``) means no limit."""
-        limit = None if timeout is None else _thread_limit(seconds(timeout, "timeout"))
+        limit = None if timeout is None else thread_limit(seconds(timeout, "timeout"))
         if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.acquire()")
         if not self._acquire_blocking(limit):
@@ -727,7 +692,7 @@ class Semaphore(_SemaphoreCore):
 
     def try_acquire_with_timeout(self, timeout: float | timedelta) -> bool:
         """Block at most ``timeout`` seconds for a slot; True if one was taken."""
-        limit = _thread_limit(seconds(timeout, "timeout"))
+        limit = thread_limit(seconds(timeout, "timeout"))
         if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.try_acquire_with_timeout()")
         return self._acquire_blocking(limit)

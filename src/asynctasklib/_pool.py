@@ -27,6 +27,7 @@ from ._compat import running_loop as _get_running_loop
 from ._definition import Definition
 from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
+from ._group import Group, as_completed
 from ._hooks import StateHooks, call_hook
 from ._ratelimit import Limiter, RateLimiter, _Both
 from ._semaphore import Semaphore
@@ -44,7 +45,7 @@ from ._task import (
     _Runner,
 )
 from ._threads import call_on_loop
-from ._validate import at_least, flag, optional_seconds
+from ._validate import at_least, flag, optional_seconds, shutdown_limits
 
 __all__ = ["PoolStats", "WorkerPool"]
 
@@ -393,7 +394,7 @@ class WorkerPool:
                 item._check_started()
             elif self._remote:
                 self._check_picklable(item)
-        group = _Group(fail_fast=not return_exceptions)
+        group = Group(fail_fast=not return_exceptions)
         tasks: list[Task[Any]] = []
         stopped: PoolStoppedError | None = None
         try:
@@ -526,7 +527,7 @@ class WorkerPool:
         self._maps.add(run)  # (stop() ends its feed)
         return MapResults(run, items)
 
-    async def as_completed(
+    def as_completed(
         self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None
     ) -> AsyncIterator[Task[T]]:
         """Yield the tasks as they end (whatever their end), like ``asyncio.as_completed``.
@@ -534,38 +535,7 @@ class WorkerPool:
         ``TimeoutError`` if ``timeout`` seconds pass before all have ended (nothing is
         cancelled).
         """
-        pending = list(tasks)
-        for i, task in enumerate(pending):
-            if not isinstance(task, Task):
-                raise TypeError(f"tasks[{i}] is a {type(task).__name__}, not a Task")
-            task._check_started()
-        limit = optional_seconds(timeout, "timeout", allow_zero=True)
-        loop = asyncio.get_running_loop()
-        deadline = None if limit is None else loop.time() + limit
-        ended: deque[Task[T]] = deque()
-        wake: list[asyncio.Future[None]] = []
-
-        def on_end(task: Task[T]) -> None:
-            ended.append(task)
-            if wake and not wake[0].done():
-                wake[0].set_result(None)
-
-        for task in pending:
-            task.add_done_callback(on_end)
-        try:
-            for _ in range(len(pending)):
-                while not ended:
-                    fut = loop.create_future()
-                    wake[:] = [fut]
-                    if deadline is None:
-                        await fut
-                    else:
-                        async with asyncio.timeout_at(deadline):
-                            await fut
-                yield ended.popleft()
-        finally:
-            for task in pending:
-                task.remove_done_callback(on_end)
+        return as_completed(tasks, timeout)
 
     def _check_all(self, definitions: Iterable[Definition[Any]]) -> list[Definition[Any]]:
         """All the definitions, checked before any is submitted."""
@@ -797,7 +767,7 @@ class WorkerPool:
         before what is left is cancelled: drain, then cancel, in one call. ``TimeoutError``
         after ``timeout`` seconds, grace included (the workers keep going).
         """
-        limit, drain = _shutdown_limits(cancel, timeout, grace)
+        limit, drain = shutdown_limits(cancel, timeout, grace)
         self._check_not_orphaned()
         self._stop()
         async with asyncio.timeout(limit):
@@ -843,53 +813,3 @@ class WorkerPool:
             raise
         finally:
             self._propagating = None
-
-
-def _shutdown_limits(
-    cancel: bool, timeout: float | timedelta | None, grace: float | timedelta | None
-) -> tuple[float | None, float | None]:
-    """``shutdown()``'s timeout and grace, in seconds, checked (and ``cancel``)."""
-    flag(cancel, "cancel")
-    limit = optional_seconds(timeout, "timeout", allow_zero=True)
-    drain = optional_seconds(grace, "grace", allow_zero=True)
-    if drain is not None:
-        if not cancel:
-            raise ValueError("grace needs cancel=True (without it, every task is waited for)")
-        if limit is not None and drain > limit:
-            raise ValueError(f"grace ({drain}s) must not be longer than timeout ({limit}s)")
-    return limit, drain
-
-
-class _Group:
-    """Tasks waited for together; with ``fail_fast`` the first to fail cancels the others."""
-
-    __slots__ = ("_idle", "fail_fast", "failed", "live")
-
-    def __init__(self, fail_fast: bool) -> None:
-        self.fail_fast = fail_fast
-        self.live: dict[Task[Any], None] = {}
-        self.failed: Task[Any] | None = None
-        self._idle: asyncio.Future[None] | None = None
-
-    def add(self, task: Task[Any]) -> None:
-        if task in self.live:  # given twice: waited for once
-            return
-        self.live[task] = None
-        task.add_done_callback(self._ended)
-
-    def _ended(self, task: Task[Any]) -> None:
-        del self.live[task]
-        if self.fail_fast and self.failed is None and task._state is not _DONE:
-            self.failed = task
-            self.cancel()
-        if not self.live and self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
-
-    def cancel(self) -> None:
-        for task in list(self.live):
-            task._cancel()
-
-    async def wait(self) -> None:
-        if self.live:
-            self._idle = asyncio.get_running_loop().create_future()
-            await self._idle

@@ -11,7 +11,15 @@ import math
 from datetime import timedelta
 from typing import TypeGuard
 
-__all__ = ["at_least", "flag", "is_number", "number", "optional_seconds", "seconds"]
+__all__ = [
+    "at_least",
+    "flag",
+    "is_number",
+    "number",
+    "optional_seconds",
+    "seconds",
+    "shutdown_limits",
+]
 
 
 def is_number(value: object) -> TypeGuard[int | float]:
@@ -64,3 +72,18 @@ def flag(value: object, name: str) -> bool:
     if value is True or value is False:
         return value
     raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+def shutdown_limits(
+    cancel: bool, timeout: float | timedelta | None, grace: float | timedelta | None
+) -> tuple[float | None, float | None]:
+    """``shutdown()``'s timeout and grace, in seconds, checked (and ``cancel``)."""
+    flag(cancel, "cancel")
+    limit = optional_seconds(timeout, "timeout", allow_zero=True)
+    drain = optional_seconds(grace, "grace", allow_zero=True)
+    if drain is not None:
+        if not cancel:
+            raise ValueError("grace needs cancel=True (without it, every task is waited for)")
+        if limit is not None and drain > limit:
+            raise ValueError(f"grace ({drain}s) must not be longer than timeout ({limit}s)")
+    return limit, drain
