@@ -38,7 +38,7 @@ from ._hooks import StateHooks
 from ._pool import PoolStats
 from ._pool import WorkerPool as _AsyncPool
 from ._semaphore import _SemaphoreCore
-from ._state import State
+from ._state import State, StatePredicates
 from ._task import Task as _AsyncTask
 from ._threads import check_not_in_loop, thread_limit
 from ._validate import flag, optional_seconds, seconds, shutdown_limits
@@ -181,7 +181,7 @@ def _close_portals() -> None:
 register_atexit(_close_portals)
 
 
-class Task(Generic[T]):
+class Task(StatePredicates, Generic[T]):
     """A task of a blocking `WorkerPool`: waits block; everything else is the task's own.
 
     ``wait(timeout)`` returns False if the timeout passed first; ``result(timeout)`` raises
@@ -217,40 +217,19 @@ class Task(Generic[T]):
         return self._task.definition
 
     @property
-    def state(self) -> State:
+    def state(self) -> State:  # (the is_...() methods are StatePredicates', from it)
+        """Where the task is in its lifecycle."""
         return self._task.state
 
     @property
     def error(self) -> BaseException | None:
+        """None, or the exception the task ended with (a FAILED or CANCELED task)."""
         return self._task.error
 
     @property
     def attempts(self) -> int:
+        """Attempts started so far in this run."""
         return self._task.attempts
-
-    def is_created(self) -> bool:
-        return self._task.is_created()
-
-    def is_pending(self) -> bool:
-        return self._task.is_pending()
-
-    def is_started(self) -> bool:
-        return self._task.is_started()
-
-    def is_done(self) -> bool:
-        return self._task.is_done()
-
-    def is_failed(self) -> bool:
-        return self._task.is_failed()
-
-    def is_canceled(self) -> bool:
-        return self._task.is_canceled()
-
-    def is_end(self) -> bool:
-        return self._task.is_end()
-
-    def is_in_progress(self) -> bool:
-        return self._task.is_in_progress()
 
     def cancel(self) -> bool:
         """Cancel the task (see `asynctasklib.Task.cancel`)."""
