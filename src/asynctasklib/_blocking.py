@@ -9,12 +9,9 @@ counters are those of the one engine; this module only moves calls between threa
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import threading
-import warnings
 import weakref
 from collections import deque
 from collections.abc import (
@@ -30,13 +27,13 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from ._compat import register_atexit
 from ._definition import Definition
-from ._errors import PoolStoppedError, TaskCanceledError
+from ._errors import PoolStoppedError
 from ._group import as_completed_in_thread
 from ._hooks import StateHooks
 from ._pool import PoolStats
 from ._pool import WorkerPool as _AsyncPool
+from ._portal import Portal, describe
 from ._semaphore import _SemaphoreCore
 from ._state import State, StatePredicates
 from ._task import Task as _AsyncTask
@@ -50,135 +47,6 @@ logger = logging.getLogger("asynctasklib")
 T = TypeVar("T")
 R = TypeVar("R")
 X = TypeVar("X")
-
-
-class _Portal:
-    """An event loop running in a thread of its own, and calls into it that block."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        # Calls are handed to the loop under this lock, and close() marks the portal closing
-        # under it: no call is handed over behind the loop's stop, so none is left unrun (or
-        # waited for forever). Reentrant: a finalizer may run in a thread that holds it.
-        self._lock = threading.RLock()
-        self._closing = False
-        self._winding_down: asyncio.Task[None] | None = None  # see _dropped
-        self._thread = threading.Thread(
-            target=self._run, name="asynctasklib-portal", daemon=True
-        )
-        running = threading.Event()
-        self.loop.call_soon(running.set)
-        self._thread.start()
-        running.wait()  # from here on the loop is running: calls into it go to its thread
-        _portals.add(self)
-
-    def _run(self) -> None:
-        loop = self.loop
-        asyncio.set_event_loop(loop)
-        try:
-            while not self._closing:
-                try:
-                    loop.run_forever()
-                except BaseException:  # from a user's hook or callback: the loop goes on
-                    logger.exception("a callback on the blocking face's event loop raised")
-        finally:  # as asyncio.run ends: nothing may be left running
-            # (until none is left: a task may start another as it is cancelled)
-            while tasks := asyncio.all_tasks(loop):
-                for task in tasks:
-                    task.cancel()
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            asyncio.set_event_loop(None)
-            loop.close()
-
-    def call(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop; block until it is done. Interrupting the caller
-        (KeyboardInterrupt) cancels it.
-
-        If the loop stops first (``shutdown()`` from another thread, or the interpreter's
-        exit), the call raises ``PoolStoppedError``: this is the one place where a call
-        cancelled on the loop comes back to its thread.
-        """
-        try:
-            check_not_in_loop(what)
-            with self._lock:
-                if self._closing:
-                    raise PoolStoppedError(f"the pool was shut down before {what} could run")
-                future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        except BaseException:
-            coro.close()
-            raise
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            # Cancelled on the loop: by its stop (the usual case), or by foreign code there.
-            if self._closing:
-                raise PoolStoppedError(f"the pool was shut down during {what}") from None
-            raise TaskCanceledError(f"{what} was cancelled on the pool's event loop") from None
-        except BaseException:
-            future.cancel()
-            raise
-
-    def close(self) -> None:
-        """Stop the loop (what still runs on it is cancelled) and, unless called on the
-        loop's thread, wait for its thread to end."""
-        with self._lock:
-            if not self._closing:
-                self._closing = True
-                self.loop.call_soon_threadsafe(self.loop.stop)
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
-
-    def _dropped(self, pool: _AsyncPool) -> None:
-        """The finalizer of a blocking pool garbage-collected without ``shutdown()``.
-
-        It runs in whichever thread collected the pool, so it only hands the work to the
-        loop and never waits: once the tasks in progress have ended, the pool is shut down
-        and the loop stopped, which ends the thread and closes the loop's files.
-        """
-        with self._lock:
-            if self._closing:  # (stopped at the interpreter's exit meanwhile)
-                return
-            self.loop.call_soon_threadsafe(self._wind_down, pool)
-        # After the work is handed over: with warnings as errors, this raises.
-        warnings.warn(f"unclosed {_describe(pool)[1:-1]}", ResourceWarning, stacklevel=1)
-
-    def _wind_down(self, pool: _AsyncPool) -> None:
-        # Kept here: the loop itself holds only a weak reference to its tasks.
-        self._winding_down = self.loop.create_task(self._end_when_idle(pool))
-
-    async def _end_when_idle(self, pool: _AsyncPool) -> None:
-        try:
-            await pool.shutdown(cancel=False)  # (waits for the tasks in progress)
-        except Exception:
-            logger.exception("shutting down a dropped blocking.WorkerPool failed")
-        finally:
-            with self._lock:
-                stop = not self._closing  # (else it is stopping already: leave it be)
-                self._closing = True
-            if stop:
-                self.loop.stop()
-
-
-_portals: weakref.WeakSet[_Portal] = weakref.WeakSet()
-
-
-def _describe(pool: _AsyncPool) -> str:
-    return "<blocking." + repr(pool)[1:]
-
-
-def _close_portals() -> None:
-    """At interpreter exit, stop every loop still running: no thread is left behind."""
-    for portal in list(_portals):
-        portal.close()
-
-
-# Before concurrent.futures joins its threads at exit (threading's exit hooks run in reverse
-# order of registration, and concurrent.futures registered when it was imported): closing the
-# loops first cancels the pools' tasks, so that a plain task function still running in a
-# thread is told to stop (run.cancelled) instead of being waited for.
-register_atexit(_close_portals)
 
 
 class Task(StatePredicates, Generic[T]):
@@ -298,7 +166,7 @@ class WorkerPool:
             max_per_second=max_per_second,
             executor=executor,
         )
-        self._portal: _Portal | None = None
+        self._portal: Portal | None = None
         self._lock = threading.Lock()
         # Tasks submitted from threads, waiting for the loop to take them in; the loop is
         # woken once per batch, not once per task.
@@ -308,7 +176,7 @@ class WorkerPool:
         self._finalizer: weakref.finalize[Any, Any] | None = None  # set with the portal
 
     def __repr__(self) -> str:
-        return _describe(self._pool)
+        return describe(self._pool)
 
     def _call(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
         try:
@@ -318,7 +186,7 @@ class WorkerPool:
             raise
         return portal.call(what, coro)
 
-    def _start_portal(self, what: str) -> _Portal:
+    def _start_portal(self, what: str) -> Portal:
         portal = self._portal
         if portal is not None:
             return portal
@@ -328,7 +196,7 @@ class WorkerPool:
         with self._lock:
             portal = self._portal
             if portal is None:
-                portal = self._portal = _Portal()
+                portal = self._portal = Portal()
                 # Bind the (idle) pool to the portal's loop; from now on other threads take
                 # its slots too.
                 self._pool._move_to(portal.loop)
