@@ -150,6 +150,10 @@ class WorkerPool:
     end, then its thread, event loop and executor are freed.
     """
 
+    # This face is the async pool's other half, not a client: it takes slots in the calling
+    # threads, makes tasks there and has the loop take them in by the batch, so it calls
+    # the pool's private steps (_new_task, _enqueue, _check_all, _stop...) by design.
+
     def __init__(
         self,
         max_workers: int,
@@ -190,7 +194,7 @@ class WorkerPool:
         portal = self._portal
         if portal is not None:
             return portal
-        if self._pool._stopped:  # shut down (or stopped before any use): no loop to start
+        if self._pool.is_stopped():  # shut down (or stopped before any use): no loop to start
             raise PoolStoppedError("the pool is stopped")
         check_not_in_loop(what)
         with self._lock:
@@ -203,7 +207,7 @@ class WorkerPool:
                 self._pool._threaded = True
                 # Dropped without shutdown(): free the portal (it, and its thread, hold no
                 # reference to this object, only to the async pool).
-                self._finalizer = weakref.finalize(self, portal._dropped, self._pool)
+                self._finalizer = weakref.finalize(self, portal.dropped, self._pool)
                 self._finalizer.atexit = False  # (at exit, _close_portals does it, silently)
         return portal
 
@@ -395,7 +399,7 @@ class WorkerPool:
             # The loop stopped under the wait: a shutdown() ends every task before that, so
             # the wait is over; only a loop stopped otherwise (the interpreter's exit) can
             # leave tasks behind.
-            if self._pool._slots.acquired:
+            if self._pool.active_workers:
                 raise
 
     def stop(self) -> None:

@@ -40,7 +40,7 @@ class Portal:
         # waited for forever). Reentrant: a finalizer may run in a thread that holds it.
         self._lock = threading.RLock()
         self._closing = False
-        self._winding_down: asyncio.Task[None] | None = None  # see _dropped
+        self._winding_down: asyncio.Task[None] | None = None  # see dropped
         self._thread = threading.Thread(
             target=self._run, name="asynctasklib-portal", daemon=True
         )
@@ -108,7 +108,7 @@ class Portal:
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
-    def _dropped(self, pool: WorkerPool) -> None:
+    def dropped(self, pool: WorkerPool) -> None:
         """The finalizer of a blocking pool garbage-collected without ``shutdown()``.
 
         It runs in whichever thread collected the pool, so it only hands the work to the
