@@ -123,3 +123,43 @@ def test_a_given_executor_is_left_running() -> None:
     bridge.close()
     assert bridge.executor is given
     given.shutdown()
+
+
+class Raising(Executor):
+    """Calls run at once, and a StopIteration is kept as the future's exception, as a
+    process pool sends one back (a thread pool's call_soon would refuse it)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def stops() -> None:
+    raise StopIteration("done")
+
+
+async def test_a_stop_iteration_from_the_executor_comes_back_as_a_runtime_error() -> None:
+    bridge = ExecutorBridge(Raising(), 1)
+    bridge.loop = asyncio.get_running_loop()
+    with pytest.raises(RuntimeError) as caught:
+        await bridge.call(stops)
+    assert isinstance(caught.value.__cause__, StopIteration)
+
+
+@pytest.mark.realtime
+async def test_a_call_the_executor_itself_cancels_is_cancelled_here_too() -> None:
+    given = ThreadPoolExecutor(1)
+    bridge = ExecutorBridge(given, 1)
+    bridge.loop = asyncio.get_running_loop()
+    gate = threading.Event()
+    first = bridge.call(gate.wait, GUARD)
+    second = bridge.call(print)  # queued behind the first
+    given.shutdown(wait=False, cancel_futures=True)  # its owner shuts it down
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert await first is True
