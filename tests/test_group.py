@@ -60,7 +60,7 @@ def test_blocking_as_completed_refuses_an_async_task() -> None:
     with blocking.WorkerPool(1) as pool:
         done = pool.submit(Definition(task_fn=lambda run: 1))
         with pytest.raises(TypeError, match=r"^tasks\[1\] is a \w*Task, not a blocking\.Task$"):
-            next(pool.as_completed([done, done._task]))  # type: ignore[list-item]
+            next(pool.as_completed([done, done._task]))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("timeout", "error", "message"), BAD_TIMEOUTS)
@@ -100,12 +100,12 @@ async def test_async_as_completed_refuses_a_bad_timeout(
 def test_blocking_as_completed_checks_as_iteration_begins() -> None:
     """As a generator does (and as before): making the iterator checks nothing yet."""
     with blocking.WorkerPool(1) as pool:
-        pool.as_completed([5], timeout=-1)  # type: ignore[list-item]
+        pool.as_completed([5], timeout=-1)  # type: ignore[arg-type]
 
 
 async def test_async_as_completed_checks_as_iteration_begins() -> None:
     async with WorkerPool(1) as pool:
-        pool.as_completed([5], timeout=-1)  # type: ignore[list-item]
+        pool.as_completed([5], timeout=-1)  # type: ignore[arg-type]
 
 
 async def test_an_async_task_given_twice_is_yielded_twice_and_leaves_no_callback() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -64,12 +65,13 @@ class Count(enum.IntEnum):
 
 def test_every_count_option_says_the_same() -> None:
     """The options that take a count go through one check, so they word it alike."""
-    for make, name, minimum in [
+    makers: list[tuple[Callable[[Any], object], str, int]] = [
         (lambda v: WorkerPool(v), "max_workers", 1),
         (lambda v: Semaphore(v), "limit", 1),
         (lambda v: Definition(max_retries=v), "max_retries", 0),
         (lambda v: WorkerPool(1).map(str, [], window=v), "window", 1),
-    ]:
+    ]
+    for make, name, minimum in makers:
         with pytest.raises(TypeError, match=rf"^{name} must be an int, got bool$"):
             make(True)
         with pytest.raises(ValueError, match=rf"^{name} must be >= {minimum}, got {minimum - 1}$"):
