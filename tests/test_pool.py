@@ -2651,7 +2651,7 @@ def returns_a_coroutine_once_told_to_stop(run: Run) -> Any:
 async def calls_taken_back(pool: WorkerPool) -> None:
     """Until the executor's calls have ended and the loop has taken their outcomes."""
     async with asyncio.timeout(REAL_GUARD):
-        while pool._calls or pool._ended_scheduled:
+        while pool._bridge.calls or pool._bridge.ended_scheduled:
             await asyncio.sleep(0.001)
 
 

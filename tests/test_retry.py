@@ -734,7 +734,7 @@ NOT_BOOLS = ["no", "False", "", 0, 1, None, 1.0, [True]]
 
 @pytest.mark.parametrize("value", NOT_BOOLS, ids=repr)
 def test_flag_refuses_anything_but_a_bool(value: Any) -> None:
-    from asynctasklib._retry import flag
+    from asynctasklib._validate import flag
 
     with pytest.raises(TypeError, match=r"^ordered must be a bool"):
         flag(value, "ordered")

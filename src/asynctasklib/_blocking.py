@@ -9,14 +9,9 @@ counters are those of the one engine; this module only moves calls between threa
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
-import functools
 import logging
 import threading
-import time
-import warnings
 import weakref
 from collections import deque
 from collections.abc import (
@@ -33,15 +28,17 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._definition import Definition
-from ._errors import PoolStoppedError, TaskCanceledError
+from ._errors import PoolStoppedError
+from ._group import as_completed_in_thread
 from ._hooks import StateHooks
-from ._pool import PoolStats, _shutdown_limits
+from ._pool import PoolStats
 from ._pool import WorkerPool as _AsyncPool
-from ._retry import flag, optional_seconds, seconds
+from ._portal import Portal, describe
 from ._semaphore import _SemaphoreCore
-from ._state import State
+from ._state import State, StatePredicates
 from ._task import Task as _AsyncTask
-from ._threads import check_not_in_loop
+from ._threads import check_not_in_loop, thread_limit
+from ._validate import flag, optional_seconds, seconds, shutdown_limits
 
 __all__ = ["Semaphore", "Task", "WorkerPool"]
 
@@ -52,143 +49,7 @@ R = TypeVar("R")
 X = TypeVar("X")
 
 
-class _Portal:
-    """An event loop running in a thread of its own, and calls into it that block."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        # Calls are handed to the loop under this lock, and close() marks the portal closing
-        # under it: no call is handed over behind the loop's stop, so none is left unrun (or
-        # waited for forever). Reentrant: a finalizer may run in a thread that holds it.
-        self._lock = threading.RLock()
-        self._closing = False
-        self._winding_down: asyncio.Task[None] | None = None  # see _dropped
-        self._thread = threading.Thread(
-            target=self._run, name="asynctasklib-portal", daemon=True
-        )
-        running = threading.Event()
-        self.loop.call_soon(running.set)
-        self._thread.start()
-        running.wait()  # from here on the loop is running: calls into it go to its thread
-        _portals.add(self)
-
-    def _run(self) -> None:
-        loop = self.loop
-        asyncio.set_event_loop(loop)
-        try:
-            while not self._closing:
-                try:
-                    loop.run_forever()
-                except BaseException:  # from a user's hook or callback: the loop goes on
-                    logger.exception("a callback on the blocking face's event loop raised")
-        finally:  # as asyncio.run ends: nothing may be left running
-            # (until none is left: a task may start another as it is cancelled)
-            while tasks := asyncio.all_tasks(loop):
-                for task in tasks:
-                    task.cancel()
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            asyncio.set_event_loop(None)
-            loop.close()
-
-    def call(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop; block until it is done. Interrupting the caller
-        (KeyboardInterrupt) cancels it.
-
-        If the loop stops first (``shutdown()`` from another thread, or the interpreter's
-        exit), the call raises ``PoolStoppedError``: this is the one place where a call
-        cancelled on the loop comes back to its thread.
-        """
-        try:
-            check_not_in_loop(what)
-            with self._lock:
-                if self._closing:
-                    raise PoolStoppedError(f"the pool was shut down before {what} could run")
-                future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        except BaseException:
-            coro.close()
-            raise
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            # Cancelled on the loop: by its stop (the usual case), or by foreign code there.
-            if self._closing:
-                raise PoolStoppedError(f"the pool was shut down during {what}") from None
-            raise TaskCanceledError(f"{what} was cancelled on the pool's event loop") from None
-        except BaseException:
-            future.cancel()
-            raise
-
-    def close(self) -> None:
-        """Stop the loop (what still runs on it is cancelled) and, unless called on the
-        loop's thread, wait for its thread to end."""
-        with self._lock:
-            if not self._closing:
-                self._closing = True
-                self.loop.call_soon_threadsafe(self.loop.stop)
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
-
-    def _dropped(self, pool: _AsyncPool) -> None:
-        """The finalizer of a blocking pool garbage-collected without ``shutdown()``.
-
-        It runs in whichever thread collected the pool, so it only hands the work to the
-        loop and never waits: once the tasks in progress have ended, the pool is shut down
-        and the loop stopped, which ends the thread and closes the loop's files.
-        """
-        with self._lock:
-            if self._closing:  # (stopped at the interpreter's exit meanwhile)
-                return
-            self.loop.call_soon_threadsafe(self._wind_down, pool)
-        # After the work is handed over: with warnings as errors, this raises.
-        warnings.warn(f"unclosed {_describe(pool)[1:-1]}", ResourceWarning, stacklevel=1)
-
-    def _wind_down(self, pool: _AsyncPool) -> None:
-        # Kept here: the loop itself holds only a weak reference to its tasks.
-        self._winding_down = self.loop.create_task(self._end_when_idle(pool))
-
-    async def _end_when_idle(self, pool: _AsyncPool) -> None:
-        try:
-            await pool.shutdown(cancel=False)  # (waits for the tasks in progress)
-        except Exception:
-            logger.exception("shutting down a dropped blocking.WorkerPool failed")
-        finally:
-            with self._lock:
-                stop = not self._closing  # (else it is stopping already: leave it be)
-                self._closing = True
-            if stop:
-                self.loop.stop()
-
-
-_portals: weakref.WeakSet[_Portal] = weakref.WeakSet()
-
-
-def _describe(pool: _AsyncPool) -> str:
-    return "<blocking." + repr(pool)[1:]
-
-
-def _close_portals() -> None:
-    """At interpreter exit, stop every loop still running: no thread is left behind."""
-    for portal in list(_portals):
-        portal.close()
-
-
-def _thread_limit(limit: float | None) -> float | None:
-    """A timeout in seconds for threading's waits, which refuse any above
-    ``threading.TIMEOUT_MAX`` (about 292 years on Linux; ``inf``, ``timedelta.max``): one
-    that long means no limit, as on the async face."""
-    return None if limit is None or limit > threading.TIMEOUT_MAX else limit
-
-
-# Before concurrent.futures joins its threads at exit (threading's exit hooks run in reverse
-# order of registration, and concurrent.futures registered when it was imported): closing the
-# loops first cancels the pools' tasks, so that a plain task function still running in a
-# thread is told to stop (run.cancelled) instead of being waited for.
-threading._register_atexit(_close_portals)  # type: ignore[attr-defined]
-
-
-class Task(Generic[T]):
+class Task(StatePredicates, Generic[T]):
     """A task of a blocking `WorkerPool`: waits block; everything else is the task's own.
 
     ``wait(timeout)`` returns False if the timeout passed first; ``result(timeout)`` raises
@@ -224,40 +85,19 @@ class Task(Generic[T]):
         return self._task.definition
 
     @property
-    def state(self) -> State:
+    def state(self) -> State:  # (the is_...() methods are StatePredicates', from it)
+        """Where the task is in its lifecycle."""
         return self._task.state
 
     @property
     def error(self) -> BaseException | None:
+        """None, or the exception the task ended with (a FAILED or CANCELED task)."""
         return self._task.error
 
     @property
     def attempts(self) -> int:
+        """Attempts started so far in this run."""
         return self._task.attempts
-
-    def is_created(self) -> bool:
-        return self._task.is_created()
-
-    def is_pending(self) -> bool:
-        return self._task.is_pending()
-
-    def is_started(self) -> bool:
-        return self._task.is_started()
-
-    def is_done(self) -> bool:
-        return self._task.is_done()
-
-    def is_failed(self) -> bool:
-        return self._task.is_failed()
-
-    def is_canceled(self) -> bool:
-        return self._task.is_canceled()
-
-    def is_end(self) -> bool:
-        return self._task.is_end()
-
-    def is_in_progress(self) -> bool:
-        return self._task.is_in_progress()
 
     def cancel(self) -> bool:
         """Cancel the task (see `asynctasklib.Task.cancel`)."""
@@ -269,7 +109,7 @@ class Task(Generic[T]):
 
     def wait(self, timeout: float | timedelta | None = None) -> bool:
         """Block until the task has ended (True) or ``timeout`` seconds passed (False)."""
-        limit = _thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
+        limit = thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
         if self._task.is_end():
             return True
         if limit == 0:
@@ -310,6 +150,10 @@ class WorkerPool:
     end, then its thread, event loop and executor are freed.
     """
 
+    # This face is the async pool's other half, not a client: it takes slots in the calling
+    # threads, makes tasks there and has the loop take them in by the batch, so it calls
+    # the pool's private steps (_new_task, _enqueue, _check_all, _stop...) by design.
+
     def __init__(
         self,
         max_workers: int,
@@ -326,7 +170,7 @@ class WorkerPool:
             max_per_second=max_per_second,
             executor=executor,
         )
-        self._portal: _Portal | None = None
+        self._portal: Portal | None = None
         self._lock = threading.Lock()
         # Tasks submitted from threads, waiting for the loop to take them in; the loop is
         # woken once per batch, not once per task.
@@ -336,7 +180,7 @@ class WorkerPool:
         self._finalizer: weakref.finalize[Any, Any] | None = None  # set with the portal
 
     def __repr__(self) -> str:
-        return _describe(self._pool)
+        return describe(self._pool)
 
     def _call(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
         try:
@@ -346,24 +190,24 @@ class WorkerPool:
             raise
         return portal.call(what, coro)
 
-    def _start_portal(self, what: str) -> _Portal:
+    def _start_portal(self, what: str) -> Portal:
         portal = self._portal
         if portal is not None:
             return portal
-        if self._pool._stopped:  # shut down (or stopped before any use): no loop to start
+        if self._pool.is_stopped():  # shut down (or stopped before any use): no loop to start
             raise PoolStoppedError("the pool is stopped")
         check_not_in_loop(what)
         with self._lock:
             portal = self._portal
             if portal is None:
-                portal = self._portal = _Portal()
+                portal = self._portal = Portal()
                 # Bind the (idle) pool to the portal's loop; from now on other threads take
                 # its slots too.
-                self._pool._loop = portal.loop
+                self._pool._move_to(portal.loop)
                 self._pool._threaded = True
                 # Dropped without shutdown(): free the portal (it, and its thread, hold no
                 # reference to this object, only to the async pool).
-                self._finalizer = weakref.finalize(self, portal._dropped, self._pool)
+                self._finalizer = weakref.finalize(self, portal.dropped, self._pool)
                 self._finalizer.atexit = False  # (at exit, _close_portals does it, silently)
         return portal
 
@@ -535,36 +379,9 @@ class WorkerPool:
     def as_completed(
         self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None
     ) -> Iterator[Task[T]]:
-        """Yield the tasks as they end; ``TimeoutError`` if ``timeout`` seconds pass first."""
-        pending = list(tasks)
-        limit = _thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
-        check_not_in_loop("as_completed()")
-        done_queue: deque[Task[T]] = deque()
-        arrived = threading.Condition()
-
-        def on_end(task: Task[T], _: object) -> None:
-            with arrived:
-                done_queue.append(task)
-                arrived.notify()
-
-        callbacks = [(task, functools.partial(on_end, task)) for task in pending]
-        for task, callback in callbacks:
-            task._task.add_done_callback(callback)
-        deadline = None if limit is None else time.monotonic() + limit
-        try:
-            for _ in pending:
-                with arrived:
-                    while not done_queue:
-                        left = None if deadline is None else deadline - time.monotonic()
-                        if left is not None and left <= 0:
-                            raise TimeoutError(f"not every task ended within {timeout}s")
-                        arrived.wait(None if left is None else min(left, threading.TIMEOUT_MAX))
-                    task = done_queue.popleft()
-                yield task
-        finally:  # left early, or timed out: the tasks still running forget this iterator
-            for task, callback in callbacks:
-                if not task.is_end():
-                    task._task.remove_done_callback(callback)
+        """Yield the tasks as they end; ``TimeoutError`` if ``timeout`` seconds pass first
+        (see `asynctasklib.WorkerPool.as_completed`)."""
+        return as_completed_in_thread(tasks, Task, lambda task: task._task, timeout)
 
     # -- waiting and stopping --------------------------------------------------------------
 
@@ -582,7 +399,7 @@ class WorkerPool:
             # The loop stopped under the wait: a shutdown() ends every task before that, so
             # the wait is over; only a loop stopped otherwise (the interpreter's exit) can
             # leave tasks behind.
-            if self._pool._slots.acquired:
+            if self._pool.active_workers:
                 raise
 
     def stop(self) -> None:
@@ -600,7 +417,7 @@ class WorkerPool:
         by themselves, if given), wait for them, and stop the background loop and its thread.
         ``TimeoutError`` after ``timeout`` (then the loop keeps running; call again to
         finish)."""
-        _shutdown_limits(cancel, timeout, grace)  # bad arguments fail here, loop or not
+        shutdown_limits(cancel, timeout, grace)  # bad arguments fail here, loop or not
         check_not_in_loop("shutdown()")
         with self._shutdown_lock:  # one at a time: the second finds it done
             portal = self._portal
@@ -617,7 +434,7 @@ class WorkerPool:
                 # loop's thread is gone (nothing else touches the pool then).
                 portal.close()
                 self._pool._stop()
-                self._pool._close_executor()
+                self._pool._bridge.close()
             with self._lock:
                 self._portal = None
             portal.close()
@@ -718,7 +535,7 @@ class Semaphore(_SemaphoreCore):
     def acquire(self, timeout: float | timedelta | None = None) -> None:
         """Block until a slot is free, at most ``timeout`` seconds (``TimeoutError``); a
         timeout above ``threading.TIMEOUT_MAX`` (``inf``, ``timedelta.max``) means no limit."""
-        limit = None if timeout is None else _thread_limit(seconds(timeout, "timeout"))
+        limit = None if timeout is None else thread_limit(seconds(timeout, "timeout"))
         if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.acquire()")
         if not self._acquire_blocking(limit):
@@ -726,7 +543,7 @@ class Semaphore(_SemaphoreCore):
 
     def try_acquire_with_timeout(self, timeout: float | timedelta) -> bool:
         """Block at most ``timeout`` seconds for a slot; True if one was taken."""
-        limit = _thread_limit(seconds(timeout, "timeout"))
+        limit = thread_limit(seconds(timeout, "timeout"))
         if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.try_acquire_with_timeout()")
         return self._acquire_blocking(limit)

@@ -6,14 +6,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ._hooks import StateHooks, is_async_callable, is_generator_callable
-from ._retry import (
-    Backoff,
-    ExponentialBackoff,
-    RetryOn,
-    check_retry_on,
-    optional_seconds,
-    seconds,
-)
+from ._retry import Backoff, ExponentialBackoff, RetryOn, check_retry_on
+from ._validate import at_least, optional_seconds, seconds
 
 if TYPE_CHECKING:
     from ._task import Run
@@ -152,11 +146,7 @@ class Definition(Generic[T]):
             if total_timeout is not None:
                 total_timeout = optional_seconds(total_timeout, "total_timeout")
             if type(max_retries) is not int or max_retries < 0:
-                if not isinstance(max_retries, int) or isinstance(max_retries, bool):
-                    raise TypeError(
-                        f"max_retries must be an int, got {type(max_retries).__name__}"
-                    )
-                raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+                at_least(max_retries, "max_retries", 0)
             if backoff is not _DEFAULT_BACKOFF and not callable(backoff):
                 backoff = seconds(backoff, "backoff")
             if retry_on is not Exception:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import logging
-import pickle
-import threading
 import types
 import weakref
 from collections import deque
@@ -20,17 +17,19 @@ from collections.abc import (
     Generator,
     Iterable,
 )
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
+from ._compat import running_loop as _get_running_loop
 from ._definition import Definition
 from ._errors import PoolStoppedError
+from ._executor import ExecutorBridge
+from ._group import Group, as_completed
 from ._hooks import StateHooks, call_hook
 from ._ratelimit import Limiter, RateLimiter, _Both
-from ._retry import flag, optional_seconds
 from ._semaphore import Semaphore
 from ._state import State
 from ._stream import MapResults, _MapRun
@@ -44,9 +43,9 @@ from ._task import (
     _now,
     _PoolTask,
     _Runner,
-    no_stop_iteration,
 )
 from ._threads import call_on_loop
+from ._validate import at_least, flag, optional_seconds, shutdown_limits
 
 __all__ = ["PoolStats", "WorkerPool"]
 
@@ -57,7 +56,6 @@ X = TypeVar("X")
 logger = logging.getLogger("asynctasklib")
 
 _PENDING, _DONE, _FAILED, _CANCELED = State.PENDING, State.DONE, State.FAILED, State.CANCELED
-_get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
 
 
@@ -192,10 +190,7 @@ class WorkerPool:
         max_per_second: float | None = None,
         executor: Executor | None = None,
     ) -> None:
-        if not isinstance(max_workers, int) or isinstance(max_workers, bool):
-            raise TypeError(f"max_workers must be an int, got {type(max_workers).__name__}")
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        at_least(max_workers, "max_workers", 1)
         if hooks is not None and not isinstance(hooks, StateHooks):
             raise TypeError(f"hooks must be a StateHooks, got {type(hooks).__name__}")
         self._max_workers = max_workers
@@ -223,23 +218,8 @@ class WorkerPool:
         self._propagating: BaseException | None = None  # what __aexit__ was called with
         self._maps: weakref.WeakSet[_MapRun] = weakref.WeakSet()  # map runs, for stop()
         self._loop: asyncio.AbstractEventLoop | None = None
-        if executor is not None and not isinstance(executor, Executor):
-            raise TypeError(
-                f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
-            )
-        # Plain task functions run here: a thread pool of the pool's own by default (made
-        # on first use, shut down with the pool), or the one given (left running).
-        self._executor: Executor | None = executor
-        self._owns_executor = executor is None
-        # Anything but threads is another process (or machine): functions get a RunInfo.
-        self._remote = executor is not None and not isinstance(executor, ThreadPoolExecutor)
-        self._picklable: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._pickle_lock = threading.Lock()
-        self._calls: dict[asyncio.Future[Any], Future[Any]] = {}  # executor calls running
-        # calls that ended, for the loop to take in one batch (see _call_in_executor)
-        self._ended_calls: deque[tuple[asyncio.Future[Any], Future[Any]]] = deque()
-        self._ended_lock = threading.Lock()
-        self._ended_scheduled = False
+        self._bridge = ExecutorBridge(executor, max_workers)  # where plain functions run
+        self._remote = self._bridge.remote  # (read by submit() and each worker)
 
     def __repr__(self) -> str:
         return (
@@ -414,7 +394,7 @@ class WorkerPool:
                 item._check_started()
             elif self._remote:
                 self._check_picklable(item)
-        group = _Group(fail_fast=not return_exceptions)
+        group = Group(fail_fast=not return_exceptions)
         tasks: list[Task[Any]] = []
         stopped: PoolStoppedError | None = None
         try:
@@ -534,10 +514,8 @@ class WorkerPool:
             self._check_picklable(definition)
         if window is None:
             window = 2 * self._max_workers
-        elif isinstance(window, bool) or not isinstance(window, int):
-            raise TypeError(f"window must be an int, got {type(window).__name__}")
-        elif window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+        else:
+            at_least(window, "window", 1)
         limiter: Limiter | None = None
         if max_per_second is not None:
             limiter = RateLimiter(max_per_second)
@@ -549,7 +527,7 @@ class WorkerPool:
         self._maps.add(run)  # (stop() ends its feed)
         return MapResults(run, items)
 
-    async def as_completed(
+    def as_completed(
         self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None
     ) -> AsyncIterator[Task[T]]:
         """Yield the tasks as they end (whatever their end), like ``asyncio.as_completed``.
@@ -557,38 +535,7 @@ class WorkerPool:
         ``TimeoutError`` if ``timeout`` seconds pass before all have ended (nothing is
         cancelled).
         """
-        pending = list(tasks)
-        for i, task in enumerate(pending):
-            if not isinstance(task, Task):
-                raise TypeError(f"tasks[{i}] is a {type(task).__name__}, not a Task")
-            task._check_started()
-        limit = optional_seconds(timeout, "timeout", allow_zero=True)
-        loop = asyncio.get_running_loop()
-        deadline = None if limit is None else loop.time() + limit
-        ended: deque[Task[T]] = deque()
-        wake: list[asyncio.Future[None]] = []
-
-        def on_end(task: Task[T]) -> None:
-            ended.append(task)
-            if wake and not wake[0].done():
-                wake[0].set_result(None)
-
-        for task in pending:
-            task.add_done_callback(on_end)
-        try:
-            for _ in range(len(pending)):
-                while not ended:
-                    fut = loop.create_future()
-                    wake[:] = [fut]
-                    if deadline is None:
-                        await fut
-                    else:
-                        async with asyncio.timeout_at(deadline):
-                            await fut
-                yield ended.popleft()
-        finally:
-            for task in pending:
-                task.remove_done_callback(on_end)
+        return as_completed(tasks, timeout)
 
     def _check_all(self, definitions: Iterable[Definition[Any]]) -> list[Definition[Any]]:
         """All the definitions, checked before any is submitted."""
@@ -618,11 +565,15 @@ class WorkerPool:
         if self._loop is not None and self._count_in_progress():
             self._check_not_orphaned()
             raise RuntimeError("the pool has tasks running on another event loop")
-        self._loop = loop
+        self._move_to(loop)
+        return loop
+
+    def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind the pool, idle, to ``loop`` (the blocking face: to its portal's loop)."""
+        self._loop = self._bridge.loop = loop
         self._workers.clear()
         self._idle.clear()
         self._waking = 0
-        return loop
 
     def _check_not_orphaned(self) -> None:
         """asyncio.run() ends every task before it closes its loop; a loop closed otherwise
@@ -756,112 +707,16 @@ class WorkerPool:
             if error is not self._propagating:  # (already on its way up through __aexit__)
                 raise error
 
-    # -- sync functions in threads ---------------------------------------------------------
+    # -- plain functions on the executor (see _executor): the workers and submit() come here
 
     def _call_in_executor(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
-        """``fn(*args)`` on the executor, as a future of the loop.
-
-        Like ``asyncio.wrap_future`` (cancelling the result cancels the executor's future),
-        but the outcomes come back to the loop in batches: one wake-up of the loop for all
-        the calls that end while it is busy, instead of one each.
-        """
-        executor = self._executor
-        if executor is None:
-            executor = self._executor = ThreadPoolExecutor(
-                self._max_workers, thread_name_prefix="asynctasklib-pool"
-            )
-        loop = self._loop
-        assert loop is not None
-        result = loop.create_future()
-        call = executor.submit(fn, *args)
-        self._calls[result] = call
-        call.add_done_callback(functools.partial(self._call_ended, result))
-        return result
+        return self._bridge.call(fn, *args)
 
     def _cancel_call(self, result: asyncio.Future[Any]) -> None:
-        """The caller stopped waiting for ``result``: cancel the executor's call too (which
-        stops it if it has not started, and cancels a Dask future)."""
-        # (It stays in _calls until it ends: shutdown() must not wait on a call that runs on.)
-        call = self._calls.get(result)
-        if call is not None and not call.cancel() and self._owns_executor:
-            # It runs on in a thread of ours (a thread cannot be stopped; its Run says
-            # stop): give the executor one more thread, so that max_workers functions can
-            # still run at once meanwhile. (Threads are only made when needed, and reused.)
-            executor: Any = self._executor
-            executor._max_workers += 1
-
-    def _call_ended(self, result: asyncio.Future[Any], call: Future[Any]) -> None:
-        """An executor's call has ended (in the executor's thread, usually)."""
-        self._calls.pop(result, None)
-        with self._ended_lock:
-            self._ended_calls.append((result, call))
-            if self._ended_scheduled:
-                return
-            self._ended_scheduled = True
-        loop = self._loop
-        assert loop is not None
-        try:
-            loop.call_soon_threadsafe(self._deliver_ended_calls)
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            with self._ended_lock:
-                for _, dropped in self._ended_calls:
-                    _discard(dropped)
-                self._ended_calls.clear()
-                self._ended_scheduled = False  # (the pool may move to another loop)
-
-    def _deliver_ended_calls(self) -> None:
-        with self._ended_lock:
-            batch = list(self._ended_calls)
-            self._ended_calls.clear()
-            self._ended_scheduled = False
-        for result, call in batch:
-            if result.done():  # cancelled meanwhile
-                _discard(call)
-                continue
-            # An ended future's fields no longer change: read them without its lock.
-            if call._state == "FINISHED":
-                error = call._exception
-                if error is None:
-                    result.set_result(call._result)
-                elif isinstance(error, StopIteration):  # (from another process)
-                    result.set_exception(no_stop_iteration(error))
-                else:
-                    result.set_exception(error)
-            else:  # cancelled
-                result.cancel()
+        self._bridge.cancel(result)
 
     def _check_picklable(self, definition: Definition[Any]) -> None:
-        """For an executor in other processes: fail now, not later, on a function that
-        cannot get there."""
-        fn, is_async = definition._plan[0], definition._plan[1]
-        if fn is None or is_async:
-            return
-        with self._pickle_lock:  # (the blocking face checks in its callers' threads)
-            if fn in self._picklable:
-                return
-            try:
-                pickle.dumps(fn)
-            except Exception as exc:
-                raise TypeError(
-                    f"task_fn {fn!r} cannot be pickled, so it cannot run on "
-                    f"{type(self._executor).__name__}: {exc}"
-                ) from exc
-            with contextlib.suppress(TypeError):  # not weakly referenceable: check each time
-                self._picklable.add(fn)
-
-    def _close_executor(self) -> None:
-        executor: Executor | None = self._executor
-        if executor is None or not self._owns_executor:
-            return
-        self._executor = None
-        running = sum(not f.done() for f in list(self._calls.values()))
-        if running:
-            logger.warning(
-                "%d task function(s) still run in threads after their tasks ended; they were "
-                "told to stop (run.cancelled) and the pool does not wait for them",
-                running,
-            )
-        executor.shutdown(wait=not running, cancel_futures=True)
+        self._bridge.check_picklable(definition)
 
     # -- waiting and stopping --------------------------------------------------------------
 
@@ -912,7 +767,7 @@ class WorkerPool:
         before what is left is cancelled: drain, then cancel, in one call. ``TimeoutError``
         after ``timeout`` seconds, grace included (the workers keep going).
         """
-        limit, drain = _shutdown_limits(cancel, timeout, grace)
+        limit, drain = shutdown_limits(cancel, timeout, grace)
         self._check_not_orphaned()
         self._stop()
         async with asyncio.timeout(limit):
@@ -933,7 +788,7 @@ class WorkerPool:
         # loop (a timeout of 0 on an idle pool is not a reason to leave them behind).
         if self._workers:
             await asyncio.wait(list(self._workers))
-        self._close_executor()
+        self._bridge.close()
         self._raise_error()
 
     def _cancel_all(self) -> None:
@@ -958,62 +813,3 @@ class WorkerPool:
             raise
         finally:
             self._propagating = None
-
-
-def _discard(call: Future[Any]) -> None:
-    """An executor call's outcome nobody takes: a coroutine it returned (a plain function
-    returning ``some_async_def()``) is closed, not left to warn that it was never awaited."""
-    if call._state == "FINISHED" and call._exception is None:
-        value = call._result
-        if isinstance(value, types.CoroutineType):
-            value.close()
-
-
-def _shutdown_limits(
-    cancel: bool, timeout: float | timedelta | None, grace: float | timedelta | None
-) -> tuple[float | None, float | None]:
-    """``shutdown()``'s timeout and grace, in seconds, checked (and ``cancel``)."""
-    flag(cancel, "cancel")
-    limit = optional_seconds(timeout, "timeout", allow_zero=True)
-    drain = optional_seconds(grace, "grace", allow_zero=True)
-    if drain is not None:
-        if not cancel:
-            raise ValueError("grace needs cancel=True (without it, every task is waited for)")
-        if limit is not None and drain > limit:
-            raise ValueError(f"grace ({drain}s) must not be longer than timeout ({limit}s)")
-    return limit, drain
-
-
-class _Group:
-    """Tasks waited for together; with ``fail_fast`` the first to fail cancels the others."""
-
-    __slots__ = ("_idle", "fail_fast", "failed", "live")
-
-    def __init__(self, fail_fast: bool) -> None:
-        self.fail_fast = fail_fast
-        self.live: dict[Task[Any], None] = {}
-        self.failed: Task[Any] | None = None
-        self._idle: asyncio.Future[None] | None = None
-
-    def add(self, task: Task[Any]) -> None:
-        if task in self.live:  # given twice: waited for once
-            return
-        self.live[task] = None
-        task.add_done_callback(self._ended)
-
-    def _ended(self, task: Task[Any]) -> None:
-        del self.live[task]
-        if self.fail_fast and self.failed is None and task._state is not _DONE:
-            self.failed = task
-            self.cancel()
-        if not self.live and self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
-
-    def cancel(self) -> None:
-        for task in list(self.live):
-            task._cancel()
-
-    async def wait(self) -> None:
-        if self.live:
-            self._idle = asyncio.get_running_loop().create_future()
-            await self._idle

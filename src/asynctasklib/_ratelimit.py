@@ -6,6 +6,8 @@ import asyncio
 import math
 from typing import Protocol
 
+from ._validate import number
+
 __all__ = ["Limiter", "RateLimiter"]
 
 
@@ -29,8 +31,7 @@ class RateLimiter:
     __slots__ = ("_interval", "_next", "per_second")
 
     def __init__(self, per_second: float) -> None:
-        if isinstance(per_second, bool) or not isinstance(per_second, int | float):
-            raise TypeError(f"max_per_second must be a number, got {per_second!r}")
+        number(per_second, "max_per_second")
         if not per_second > 0 or math.isinf(per_second):
             raise ValueError(f"max_per_second must be a finite number > 0, got {per_second!r}")
         self.per_second = float(per_second)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeAlias
 
-__all__ = ["Backoff", "ExponentialBackoff", "RetryOn", "flag", "seconds"]
+from ._validate import is_number, number, seconds
+
+__all__ = ["Backoff", "ExponentialBackoff", "RetryOn"]
 
 # (Real expressions, not strings: type checkers do not read an alias built from joined
 # strings, which left retry_on untyped.)
@@ -26,37 +28,6 @@ RetryOn: TypeAlias = (
 A predicate returns True to retry after the usual backoff, False not to retry, or a number
 of seconds (or a ``timedelta``) to retry after exactly that long, for a server's Retry-After.
 """
-
-
-def seconds(value: object, name: str, *, allow_zero: bool = True) -> float:
-    """Validate a duration given as seconds or a ``timedelta`` and return it in seconds."""
-    if isinstance(value, timedelta):
-        result = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        result = float(value)
-    else:
-        raise TypeError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
-    if math.isnan(result):
-        raise ValueError(f"{name} must not be NaN")
-    if result < 0 or (result == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return result
-
-
-def flag(value: object, name: str) -> bool:
-    """Validate an on/off option: only True or False (a truthy string such as "no" would
-    otherwise turn it on)."""
-    if value is True or value is False:
-        return value
-    raise TypeError(f"{name} must be a bool, got {value!r}")
-
-
-def optional_seconds(value: object, name: str, *, allow_zero: bool = False) -> float | None:
-    """Like `seconds` for a limit that may be None (no limit); zero only if allowed."""
-    if value is None:
-        return None
-    return seconds(value, name, allow_zero=allow_zero)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +47,7 @@ class ExponentialBackoff:
         object.__setattr__(self, "initial", seconds(self.initial, "initial"))
         object.__setattr__(self, "max_delay", seconds(self.max_delay, "max_delay"))
         for name in ("multiplier", "jitter"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise TypeError(f"{name} must be a number, got {value!r}")
+            value = number(getattr(self, name), name)
             if math.isnan(value):
                 raise ValueError(f"{name} must not be NaN")
         if self.multiplier < 1:
@@ -126,9 +95,8 @@ def retry_wait(
                 return None
         else:
             verdict = retry_on(error)  # type: ignore[operator]
-            if isinstance(verdict, int | float | timedelta | str | bytes) and not isinstance(
-                verdict, bool
-            ):  # seconds (a str, such as a raw Retry-After header, is refused: convert it)
+            if is_number(verdict) or isinstance(verdict, timedelta | str | bytes):
+                # seconds (a str, such as a raw Retry-After header, is refused: convert it)
                 return seconds(verdict, "the delay returned by retry_on")
             if not verdict:  # anything else counts by its truth (a regex match retries)
                 return None

@@ -8,11 +8,10 @@ from collections import deque
 from datetime import timedelta
 from types import TracebackType
 
-from ._retry import seconds
+from ._compat import running_loop as _get_running_loop
+from ._validate import at_least, seconds
 
 __all__ = ["Semaphore"]
-
-_get_running_loop = asyncio._get_running_loop
 
 
 class _ThreadWaiter:
@@ -45,11 +44,7 @@ class _SemaphoreCore:
     __slots__ = ("_idle", "_limit", "_lock", "_value", "_waiters")
 
     def __init__(self, limit: int) -> None:
-        if not isinstance(limit, int) or isinstance(limit, bool):
-            raise TypeError(f"limit must be an int, got {type(limit).__name__}")
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        self._limit = limit
+        self._limit = at_least(limit, "limit", 1)
         self._value = limit
         self._lock = threading.Lock()
         self._waiters: deque[asyncio.Future[None] | _ThreadWaiter] = deque()

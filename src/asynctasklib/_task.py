@@ -32,9 +32,10 @@ from ._errors import (
     TaskTimeoutError,
 )
 from ._hooks import Hook, call_hook
-from ._retry import retry_wait, seconds
+from ._retry import retry_wait
 from ._state import State
 from ._threads import call_on_loop
+from ._validate import seconds
 
 if TYPE_CHECKING:
     from ._pool import WorkerPool

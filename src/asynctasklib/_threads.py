@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["call_on_loop", "check_not_in_loop"]
+from ._compat import running_loop as _get_running_loop
+
+__all__ = ["call_on_loop", "check_not_in_loop", "thread_limit"]
 
 T = TypeVar("T")
-
-_get_running_loop = asyncio._get_running_loop
 
 
 def call_on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., T], *args: Any) -> T:
@@ -53,3 +54,10 @@ def check_not_in_loop(what: str) -> None:
             f"{what} blocks, so it cannot be called from a running event loop; "
             "use the async API (asynctasklib.WorkerPool, asynctasklib.Semaphore) there"
         )
+
+
+def thread_limit(limit: float | None) -> float | None:
+    """A timeout in seconds for threading's waits, which refuse any above
+    ``threading.TIMEOUT_MAX`` (about 292 years on Linux; ``inf``, ``timedelta.max``): one
+    that long means no limit, as on the async face."""
+    return None if limit is None or limit > threading.TIMEOUT_MAX else limit

@@ -69,7 +69,8 @@ except ImportError as _missing:  # pragma: no cover - exercised without distribu
         name="distributed",
     ) from _missing
 
-from ._retry import flag
+from ._compat import dask_outcome
+from ._validate import flag
 
 if TYPE_CHECKING:
     from distributed import Future
@@ -278,7 +279,7 @@ async def _relay(future: Any, cf_future: cf.Future[Any]) -> None:
     leaves a traceback that holds this frame, and through it ``future``.
     """
     try:
-        outcome = await future._result(raiseit=False)  # what Dask's ClientExecutor uses too
+        outcome = await dask_outcome(future)
     except Exception as exc:  # the result could not be fetched
         _settle(cf_future, error=exc.with_traceback(None))
         return
