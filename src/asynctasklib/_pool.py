@@ -264,6 +264,7 @@ class WorkerPool:
         if not self._retain:
             return self._in_progress()
         # every task kept, and the tasks of map() runs in progress (never kept: see map)
+        # (_arg, the task's own: a map run's tasks are called with their item, not a Run)
         return [*self._all, *(task for task in self._in_progress() if task._arg is not _RUN)]
 
     def _in_progress(self) -> list[Task[Any]]:
@@ -271,7 +272,8 @@ class WorkerPool:
         backoff or a rate limit), then those waiting for a worker, in their order. No set of
         them is kept, for the hot path: a task is in one of these two places."""
         ready = self._ready
-        # (a task's _runner is the worker from when it takes the task until the task ends)
+        # (the task's own fields, read as the engine does: its _runner is the worker from
+        # when it takes the task until the task ends; _queue, the queue it waits in)
         held = [w.task for w in self._workers.values() if w.task and w.task._runner is w]
         return held + [task for task in ready if task._queue is ready]
 
@@ -301,7 +303,7 @@ class WorkerPool:
         if not self._slots.take_nowait():
             await self._take_slot()
         task: Task[T] = _PoolTask()  # _start() and _new_task(), inline: the hot path
-        task._setup(definition, self, _copy_context())
+        task._setup(definition, self, _copy_context())  # (Task's set-up for its _Owner)
         self._enqueue(task)
         return task
 
@@ -624,7 +626,7 @@ class WorkerPool:
         """A task of this pool, PENDING but not yet taken in; any thread may make one. It
         runs in a copy of the caller's context variables, as an asyncio task would."""
         task: Task[T] = _PoolTask()
-        task._setup(definition, self, _copy_context(), arg, task_id, limiter)
+        task._setup(definition, self, _copy_context(), arg, task_id, limiter)  # (for an _Owner)
         return task
 
     def _enqueue(self, task: Task[Any], keep: bool = True) -> None:
@@ -636,7 +638,7 @@ class WorkerPool:
         self._ready.append(task)  # (no worker takes it before the hooks below have run)
         if not self._waking:
             self._wake_one()
-        # (read here, not in the call: no call at all for a task without hooks, the common case)
+        # (Task's own, for its owner; its hooks read here: no call for a task with none)
         if task._hooks is not NO_HOOKS:
             task._announce(created=True)
 

@@ -62,6 +62,8 @@ class Run:
 
     __slots__ = ("_attempt", "_cancelled", "_deadline", "_event", "_task")
 
+    # The engine's side of a Run: the runner sets _task, _attempt and _deadline, and the
+    # engine calls _signal() and _info(). Private, so a task function sees only the rest.
     _cancelled: bool
     _event: threading.Event
     _task: _RunTask

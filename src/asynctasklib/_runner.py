@@ -6,20 +6,22 @@ task per task. `_Runner.work` takes one task at a time through these phases. The
 are written inline in the loop (a call there costs about 1% per task, measured); the cold
 ones are the methods named on the right.
 
-    take      pop a task; skip it if it was cancelled while it waited; may it run in
-              the runner's own context? (`same_context`)
-    first     the wait before the first attempt: its delay          `first_wait` (no
-              task_fn, or a total_timeout)
-    turn      the delay or backoff, then the rate limit's turn      `turn`
-    start     PENDING -> STARTED: count the attempt, fire on_started, make its Run,
-              arm its deadline (the total_timeout's or max_duration's, the earlier)
-    attempt   await the function                                   `call_sync` (plain ones)
-    settle    a plain success ends the task DONE; anything else:    `attempt_over`, which
-              settles the runner's side and does what the task's `_attempt_ended`
-              decides: end the run, or retry after a wait (back to turn)
-    abandon   a BaseException not ours ends the task, then goes up  `abandon`
-    check     the task changed the runner's context variables       `retire`
-    idle      no task left: wait for more, or end                   `idle`
+    take      pop a task; skip it if it was cancelled while it waited;
+              lend it the runner's context if it has the same variables  `same_context`
+    first     a task with no task_fn, a delay, a total_timeout or a rate
+              limit waits (or ends) first; any other starts at once      `first_turn`
+    start     PENDING -> STARTED: count the attempt, make its Run, fire
+              on_started, arm its deadline (max_duration's or the
+              total_timeout's, the earlier)                              `fire_started`
+    attempt   await the function (a plain one runs in the executor)      `call_sync`
+    settle    a plain success ends the task DONE. Anything else: settle
+              the runner's side, then do what the task decides (I/O-free,
+              `Task._attempt_ended`): end the run, or retry once the
+              backoff and the rate limit allow (back to start)           `attempt_over`,
+                                                                         `turn`
+    abandon   a BaseException not ours ends the task, then goes up        `abandon`
+    check     a task changed the runner's context variables: retire      `retire`
+    idle      no task left: wait for more, or end                        `idle`
 
 The runner also keeps the deadlines: one timer per runner, armed lazily and re-armed only
 when it fires, instead of a timer per attempt. An attempt just stores its deadline; the
@@ -50,7 +52,6 @@ if TYPE_CHECKING:
     from ._definition import Definition
     from ._hooks import StateHooks
     from ._ratelimit import Limiter
-    from ._semaphore import _Slots
 
 __all__ = ["no_stop_iteration"]
 
@@ -67,34 +68,6 @@ _INF = math.inf
 _UTC = UTC
 _now = datetime.now
 _copy_context = contextvars.copy_context
-
-
-class _Owner(Protocol):
-    """Whoever a task runs for, as the engine sees it: a `WorkerPool`, or the runner that
-    ``Task.go()`` starts for the task alone (`_Alone`).
-
-    The engine takes the task from ``_ready``, counts what happens to it in ``_counts``,
-    and gives its worker slot back to ``_slots`` as it ends. (Private names: they are the
-    pool's own fields, and the pool's public API does not grow for the engine.)
-    """
-
-    @property
-    def _loop(self) -> asyncio.AbstractEventLoop | None: ...  # where its tasks run
-
-    @property
-    def _ready(self) -> deque[Any]: ...  # where its tasks wait for a runner
-
-    @property
-    def _hooks(self) -> StateHooks: ...  # for tasks whose definition has none (or NO_HOOKS)
-
-    @property
-    def _limiter(self) -> Limiter | None: ...  # its rate limit of attempt starts
-
-    @property
-    def _counts(self) -> _Counts: ...
-
-    @property
-    def _slots(self) -> _Slots | None: ...  # held by each task until it ends; None: none
 
 
 class _Decision(NamedTuple):
@@ -131,7 +104,7 @@ class _Driven(Protocol):
         cancelled: bool,
         expired: bool,
         budget_spent: bool,
-        budget_end: float | None,
+        budget_end: float,
     ) -> _Decision: ...
 
     def _retry(self) -> None: ...
@@ -224,6 +197,7 @@ class _Runner:
                     if task._queue is not ready:
                         continue  # cancelled while it waited
                     try:
+                        # (the plan is Definition's, made for this line: see _plan)
                         fn, is_async, max_duration, plain = task._definition._plan
                         arg, limiter, context = task._arg, task._limiter, task._context
                         if inline and (
@@ -327,7 +301,7 @@ class _Runner:
         assert hook is not None
         call_hook(hook, task.id, _now(_UTC), context=task._context)
         if task._cancel_requested:  # cancelled from the hook: the Run says so from the start
-            run._signal()
+            run._signal()  # (the Run's engine side, as below)
 
     async def turn(self, task: _Driven, wait: float, limiter: Limiter | None) -> bool:
         """Wait ``wait`` seconds (the delay, or a backoff: a retry yields even at 0), then
@@ -382,7 +356,7 @@ class _Runner:
         self.run = None
         self.expired = False
         if run is not None and (cancelled is not None or task._cancel_requested):
-            run._signal()  # a plain function still running in its thread: time to stop
+            run._signal()  # (engine side) a plain function still running: time to stop
         if cancelled is not None or self.issued:
             if self.settle():
                 # The runner itself was cancelled from outside (the loop is going away).
@@ -424,7 +398,7 @@ class _Runner:
         """Run a plain task function on the runner's executor, off the event loop."""
         if self.remote:  # another process or machine: only picklable things cross
             if isinstance(arg, Run):
-                arg = arg._info()
+                arg = arg._info()  # (the Run's engine side)
             call = self.call_in_executor(fn, arg)
         else:
             # A copy per attempt: an attempt that timed out may still run in its thread.
@@ -447,7 +421,7 @@ class _Runner:
     def cancel_run(self, task: _Driven) -> None:
         """Cancel the run of ``task``, which this runner drives now."""
         if self.run is not None:
-            self.run._signal()
+            self.run._signal()  # (the Run's engine side)
         if self.atask is asyncio.current_task():
             # The task cancels itself from its own code: a CancelledError now would land in
             # whatever the runner awaits next, maybe another task's. Deliver it from the loop.
@@ -509,7 +483,7 @@ class _Runner:
             return
         self.expired = True
         if self.run is not None:
-            self.run._signal()
+            self.run._signal()  # (the Run's engine side)
         self.interrupt()
 
     def disarm(self) -> None:

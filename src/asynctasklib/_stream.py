@@ -154,6 +154,8 @@ class _MapRun:
                     slots.release()
                     return
                 task = pool._start(definition, limiter, item, index, keep=False)
+                # (The map handles its own tasks' fields: their one done callback set before
+                # anyone else sees them, their index and end read back in it, the fast way.)
                 task._callbacks = [ended]
                 live[index] = task
                 self.taken += 1

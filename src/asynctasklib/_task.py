@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._definition import Definition
 from ._errors import (
@@ -28,12 +29,14 @@ from ._errors import (
 from ._hooks import NO_HOOKS, Hook, StateHooks, call_hook
 from ._retry import retry_wait
 from ._run import _RUN, Run
-from ._runner import _Alone, _Decision, _Owner, _Runner
+from ._runner import _Alone, _Decision, _Runner
 from ._state import State
 from ._threads import call_on_loop
 
 if TYPE_CHECKING:
     from ._ratelimit import Limiter
+    from ._semaphore import _Slots
+    from ._stats import _Counts
 
 __all__ = ["Task"]
 
@@ -48,6 +51,34 @@ _get_running_loop = asyncio._get_running_loop
 # How a run ended, for its waiters: the state, the result or error, the error's traceback.
 _End = tuple[State, Any, TracebackType | None]
 _standalone: set[asyncio.Task[None]] = set()  # strong references to go()'s asyncio tasks
+
+
+class _Owner(Protocol):
+    """Whoever a task runs for, as the engine sees it: a `WorkerPool`, or the runner that
+    ``Task.go()`` starts for the task alone (`_runner._Alone`).
+
+    The engine takes the task from ``_ready``, counts what happens to it in ``_counts``,
+    and gives its worker slot back to ``_slots`` as it ends. (Private names: they are the
+    pool's own fields, and the pool's public API does not grow for the engine.)
+    """
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None: ...  # where its tasks run
+
+    @property
+    def _ready(self) -> deque[Any]: ...  # where its tasks wait for a runner
+
+    @property
+    def _hooks(self) -> StateHooks: ...  # for tasks whose definition has none (or NO_HOOKS)
+
+    @property
+    def _limiter(self) -> Limiter | None: ...  # its rate limit of attempt starts
+
+    @property
+    def _counts(self) -> _Counts: ...
+
+    @property
+    def _slots(self) -> _Slots | None: ...  # held by each task until it ends; None: none
 
 
 class Task(Generic[T]):
@@ -369,7 +400,7 @@ class Task(Generic[T]):
         cancelled: bool,
         expired: bool,
         budget_spent: bool,
-        budget_end: float | None,
+        budget_end: float,
     ) -> _Decision:
         """What follows an attempt that raised or was interrupted (the runner settles a plain
         success itself, and its own side first: see `_Runner.attempt_over`). I/O-free: the
@@ -377,7 +408,7 @@ class Task(Generic[T]):
 
         ``error`` is what the attempt raised, ``cancelled`` whether it raised CancelledError,
         ``expired`` whether its deadline interrupted it, ``budget_spent`` whether that was
-        the total_timeout's, ``budget_end`` when the total_timeout ends (None: no budget).
+        the total_timeout's, ``budget_end`` when the total_timeout ends (inf: no budget).
         """
         if self._cancel_requested:
             # Never retried, even if the function swallowed the cancellation and returned.
@@ -406,7 +437,7 @@ class Task(Generic[T]):
             wait = None
         if wait is None:
             return _Decision(_FAILED, error)
-        if budget_end is not None and self._loop.time() + wait >= budget_end:  # type: ignore[union-attr]
+        if budget_end != math.inf and self._loop.time() + wait >= budget_end:  # type: ignore[union-attr]
             return _Decision(_FAILED, self._budget_error(error))  # it would end in the wait
         return _Decision(_PENDING, wait)
 
@@ -491,7 +522,7 @@ class Task(Generic[T]):
         self._queue = None
         runner = getattr(self, "_runner", None)  # (None too before a runner took it)
         if runner is not None and runner.run is not None:
-            runner.run._signal()  # a plain function still running in its thread: time to stop
+            runner.run._signal()  # (engine side) a plain function still running: time to stop
         if isinstance(error, asyncio.CancelledError):
             self._finish(_CANCELED, self._canceled_error())
         else:
