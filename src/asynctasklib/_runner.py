@@ -125,6 +125,13 @@ def no_stop_iteration(error: StopIteration) -> RuntimeError:
     return wrapped
 
 
+def signal_stop(run: Run | None) -> None:
+    """Tell the attempt's function it is time to stop: ``run.cancelled`` turns True, and a
+    plain function in its thread returns from ``run.wait_cancelled()``."""
+    if run is not None:
+        run._signal()  # (the Run's engine side: see Run)
+
+
 def _call_plain(fn: Callable[[Any], T], arg: Any) -> T:
     try:
         result = fn(arg)
@@ -301,7 +308,7 @@ class _Runner:
         assert hook is not None
         call_hook(hook, task.id, _now(_UTC), context=task._context)
         if task._cancel_requested:  # cancelled from the hook: the Run says so from the start
-            run._signal()  # (the Run's engine side, as below)
+            signal_stop(run)
 
     async def turn(self, task: _Driven, wait: float, limiter: Limiter | None) -> bool:
         """Wait ``wait`` seconds (the delay, or a backoff: a retry yields even at 0), then
@@ -355,8 +362,8 @@ class _Runner:
         self.deadline = _INF
         self.run = None
         self.expired = False
-        if run is not None and (cancelled is not None or task._cancel_requested):
-            run._signal()  # (engine side) a plain function still running: time to stop
+        if cancelled is not None or task._cancel_requested:
+            signal_stop(run)
         if cancelled is not None or self.issued:
             if self.settle():
                 # The runner itself was cancelled from outside (the loop is going away).
@@ -383,6 +390,7 @@ class _Runner:
         # task, on a runner of its own.
         ours = task._queue is self.ready or getattr(task, "_runner", None) is self
         if ours and (task._state is _PENDING or task._state is _STARTED):
+            signal_stop(self.run)
             if isinstance(exc, GeneratorExit):
                 # (also this runner closed by the GC: its loop may be closed, and waking the
                 # task's waiters fail; the task ends anyway)
@@ -420,8 +428,7 @@ class _Runner:
 
     def cancel_run(self, task: _Driven) -> None:
         """Cancel the run of ``task``, which this runner drives now."""
-        if self.run is not None:
-            self.run._signal()  # (the Run's engine side)
+        signal_stop(self.run)
         if self.atask is asyncio.current_task():
             # The task cancels itself from its own code: a CancelledError now would land in
             # whatever the runner awaits next, maybe another task's. Deliver it from the loop.
@@ -482,8 +489,7 @@ class _Runner:
                 self.arm(deadline)
             return
         self.expired = True
-        if self.run is not None:
-            self.run._signal()  # (the Run's engine side)
+        signal_stop(self.run)
         self.interrupt()
 
     def disarm(self) -> None:

@@ -155,7 +155,7 @@ class Task(Generic[T]):
 
         ``arg`` is what ``task_fn`` is called with (its Run by default; the item for
         ``pool.map``), ``task_id`` overrides the definition's id (an int is shown as a str),
-        ``limiter`` the owner's rate limit. ``context`` is the task's own copy of the
+        ``limiter`` replaces the owner's rate limit. ``context`` is the task's own copy of the
         submitter's context variables, which every run has as it starts (a runner may lend
         the task its own instead: then None).
         """
@@ -520,9 +520,6 @@ class Task(Generic[T]):
         """End the run now, whatever it was doing: something not ours escaped the engine
         (CANCELED for a CancelledError, FAILED with anything else)."""
         self._queue = None
-        runner = getattr(self, "_runner", None)  # (None too before a runner took it)
-        if runner is not None and runner.run is not None:
-            runner.run._signal()  # (engine side) a plain function still running: time to stop
         if isinstance(error, asyncio.CancelledError):
             self._finish(_CANCELED, self._canceled_error())
         else:
