@@ -15,6 +15,7 @@ import pytest
 
 from _helpers import now, wait_all_tasks_blocked, yield_turns
 from asynctasklib import Semaphore
+from asynctasklib._semaphore import _Slots
 from asynctasklib.workflow import Semaphore as WorkflowSemaphore
 from conftest import run_async
 
@@ -686,3 +687,72 @@ async def test_stress_mixed_operations(seed: int) -> None:
     assert stats["timeouts"] + stats["try_fail"] > 0
     assert stats["cancelled"] > 0
     assert stats["checks"] > 500
+
+
+# -- a pool's worker slots: the semaphore's own fast path ------------------------------------
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_slots_take_nowait_takes_only_a_free_slot(shared: bool) -> None:
+    slots = _Slots(2)
+    slots.shared = shared  # (shared: the same, under the lock)
+    assert slots.take_nowait()
+    assert slots.take_nowait()
+    assert not slots.take_nowait()
+    assert (slots.available, slots.acquired) == (0, 2)
+    slots.release_held()
+    assert (slots.available, slots.acquired) == (1, 1)
+    assert slots.take_nowait()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_slots_given_back_go_to_the_first_waiter_not_to_take_nowait(shared: bool) -> None:
+    slots = _Slots(1)
+    slots.shared = shared
+    assert slots.take_nowait()
+    order: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await slots.acquire()
+        order.append(name)
+
+    first = asyncio.create_task(waiter("first"))
+    await wait_all_tasks_blocked()
+    assert not slots.take_nowait()  # the slot is taken, and a waiter is queued
+    slots.release_held()  # straight to the waiter
+    assert not slots.take_nowait()
+    await first
+    assert order == ["first"]
+    slots.release_held()
+    assert (slots.available, slots.acquired) == (1, 0)
+
+
+async def test_slots_given_back_wake_whoever_waits_for_all_of_them() -> None:
+    slots = _Slots(2)
+    assert slots.take_nowait()
+    idle = asyncio.create_task(slots._wait_all_released())
+    await wait_all_tasks_blocked()
+    assert not idle.done()
+    slots.release_held()
+    await asyncio.wait_for(idle, 1)
+
+
+def test_slots_shared_with_threads_stay_consistent() -> None:
+    """Once shared, takes and gives from many threads lose no slot (under the lock)."""
+    slots = _Slots(3)
+    slots.shared = True
+    taken = [0] * 8
+
+    def churn(i: int) -> None:
+        for _ in range(2000):
+            if slots.take_nowait():
+                taken[i] += 1
+                slots.release_held()
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(taken) > 0
+    assert (slots.available, slots.acquired) == (3, 0)

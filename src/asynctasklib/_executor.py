@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._compat import add_thread, ended_outcome
 from ._hooks import is_async_callable
-from ._task import no_stop_iteration
+from ._runner import no_stop_iteration
 
 if TYPE_CHECKING:
     from ._definition import Definition

@@ -298,6 +298,10 @@ class StateHooks:
             object.__setattr__(self, name, values[name])
 
 
+# The hooks of a task that has none: the engine reads each hook with no test for None first.
+NO_HOOKS = StateHooks()
+
+
 def call_hook(
     hook: Callable[..., object], task_id: str, *args: object, context: Context | None = None
 ) -> None:

@@ -18,32 +18,25 @@ from collections.abc import (
     Iterable,
 )
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
+from ._compat import log_destroy_pending
 from ._compat import running_loop as _get_running_loop
 from ._definition import Definition
 from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
 from ._group import Group, as_completed
-from ._hooks import StateHooks, call_hook
+from ._hooks import NO_HOOKS, StateHooks
 from ._ratelimit import Limiter, RateLimiter, _Both
-from ._semaphore import Semaphore
+from ._run import _RUN
+from ._runner import _Runner
+from ._semaphore import _Slots
 from ._state import State
+from ._stats import PoolStats, _Counts
 from ._stream import MapResults, _MapRun
-from ._task import (
-    _ATTEMPTS,
-    _LEFT,
-    _RUN,
-    _SUBMITTED,
-    _UTC,
-    Task,
-    _now,
-    _PoolTask,
-    _Runner,
-)
+from ._task import Task, _PoolTask
 from ._threads import call_on_loop
 from ._validate import at_least, flag, optional_seconds, shutdown_limits
 
@@ -65,29 +58,15 @@ def _yield() -> Generator[None, None, None]:
     yield
 
 
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A snapshot of a pool's counters. Every submitted task is counted in exactly one state."""
-
-    total: int
-    created: int
-    pending: int
-    started: int
-    done: int
-    failed: int
-    canceled: int
-    max_workers: int
-    active_workers: int
-    stopped: bool
-
-
 class _Worker(_Runner):
     """A long-lived runner of the pool, fed by the pool's queue."""
 
     __slots__ = ("parked", "pool", "remote")
 
+    task: Task[Any] | None  # (a pool's task)
+
     def __init__(self, pool: WorkerPool, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop, pool._ready)
+        super().__init__(loop, pool._ready, pool._counts)
         self.remote = pool._remote
         self.pool = pool
         self.parked: asyncio.Future[None] | None = None
@@ -130,7 +109,7 @@ class _Worker(_Runner):
         pool = self.pool
         if pool._stopped:
             return False
-        if pool._slots._value:
+        if pool._slots.available:
             # Free slots: a submitter woken by a task's end may be about to fill them. Let it
             # run, then look again; cheaper than parking and being woken.
             await _yield()
@@ -146,9 +125,9 @@ class _Worker(_Runner):
         assert atask is not None
         self.parked = parked = self.loop.create_future()
         pool._idle.append(self)
-        atask._log_destroy_pending = False  # type: ignore[attr-defined]
+        log_destroy_pending(atask, False)
         await parked
-        atask._log_destroy_pending = True  # type: ignore[attr-defined]
+        log_destroy_pending(atask, True)
         self.parked = None
         self.woken()
         return True
@@ -194,17 +173,12 @@ class WorkerPool:
         if hooks is not None and not isinstance(hooks, StateHooks):
             raise TypeError(f"hooks must be a StateHooks, got {type(hooks).__name__}")
         self._max_workers = max_workers
-        self._hooks = hooks
+        self._hooks = NO_HOOKS if hooks is None else hooks
         self._limiter = None if max_per_second is None else RateLimiter(max_per_second)
         self._retain = flag(retain_finished, "retain_finished")
-        self._slots = Semaphore(max_workers)  # held by each task from submit to its end
-        self._threaded = False  # True once other threads take slots (the blocking face)
+        self._slots = _Slots(max_workers)  # held by each task from submit to its end
         self._inline = True  # new workers may run tasks in their own context (see retire)
-        # Facts counted as they happen, from which _stats() derives the tasks in each state:
-        # tasks submitted, attempts started, attempts ended otherwise than DONE, and the ends
-        # in each state (the indexes are in _task; 0 is unused). Fewer updates per task than
-        # a counter per state.
-        self._counts = [0] * 7
+        self._counts = _Counts()  # facts the engine counts, from which stats() derives
         self._all: list[Task[Any]] = []  # every task, when retain_finished
         self._ready: deque[Task[Any]] = deque()  # submitted, waiting for a worker
         self._workers: dict[asyncio.Task[None], _Worker] = {}
@@ -224,8 +198,18 @@ class WorkerPool:
     def __repr__(self) -> str:
         return (
             f"<WorkerPool max_workers={self._max_workers} active={self.active_workers} "
-            f"total={self._counts[_SUBMITTED]} stopped={self._stopped}>"
+            f"total={self._counts.submitted} stopped={self._stopped}>"
         )
+
+    @property
+    def _threaded(self) -> bool:
+        """True once other threads take slots: the blocking face sets it as it starts its
+        loop's thread, and the slots then take their lock on every change."""
+        return self._slots.shared
+
+    @_threaded.setter
+    def _threaded(self, value: bool) -> None:
+        self._slots.shared = value
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -251,22 +235,7 @@ class WorkerPool:
         return call_on_loop(self._loop, self._stats)
 
     def _stats(self) -> PoolStats:
-        c = self._counts
-        # Every attempt started is STARTED until it ends DONE or otherwise (_LEFT); every
-        # task in progress is PENDING unless STARTED.
-        started = c[_ATTEMPTS] - c[_DONE] - c[_LEFT]
-        return PoolStats(
-            total=c[_SUBMITTED],
-            created=0,  # (a pool's tasks start PENDING)
-            pending=self._count_in_progress() - started,
-            started=started,
-            done=c[_DONE],
-            failed=c[_FAILED],
-            canceled=c[_CANCELED],
-            max_workers=self._max_workers,
-            active_workers=self._slots.acquired,
-            stopped=self._stopped,
-        )
+        return self._counts.snapshot(self._max_workers, self._slots.acquired, self._stopped)
 
     def tasks(self) -> list[Task[Any]]:
         """A copy of the pool's tasks: all submitted, or only those in progress when the
@@ -277,6 +246,7 @@ class WorkerPool:
         if not self._retain:
             return self._in_progress()
         # every task kept, and the tasks of map() runs in progress (never kept: see map)
+        # (_arg, the task's own: a map run's tasks are called with their item, not a Run)
         return [*self._all, *(task for task in self._in_progress() if task._arg is not _RUN)]
 
     def _in_progress(self) -> list[Task[Any]]:
@@ -284,13 +254,13 @@ class WorkerPool:
         backoff or a rate limit), then those waiting for a worker, in their order. No set of
         them is kept, for the hot path: a task is in one of these two places."""
         ready = self._ready
-        # (a task's _runner is the worker from when it takes the task until the task ends)
+        # (the task's own fields, read as the engine does: its _runner is the worker from
+        # when it takes the task until the task ends; _queue, the queue it waits in)
         held = [w.task for w in self._workers.values() if w.task and w.task._runner is w]
         return held + [task for task in ready if task._queue is ready]
 
     def _count_in_progress(self) -> int:
-        c = self._counts
-        return c[_SUBMITTED] - c[_DONE] - c[_FAILED] - c[_CANCELED]  # less those ended
+        return self._counts.in_progress
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -312,16 +282,10 @@ class WorkerPool:
         loop = self._loop
         if loop is None or loop is not _get_running_loop():  # _use_loop(), inline
             self._bind()
-        slots = self._slots
-        if self._threaded:
-            if not slots.try_acquire():
-                await self._take_slot()
-        elif slots._value and not slots._waiters:  # try_acquire(), inline: the hot path
-            slots._value -= 1
-        else:
+        if not self._slots.take_nowait():
             await self._take_slot()
         task: Task[T] = _PoolTask()  # _start() and _new_task(), inline: the hot path
-        task._setup(definition, self, _copy_context())
+        task._setup(definition, self, _copy_context())  # (Task's set-up for its _Owner)
         self._enqueue(task)
         return task
 
@@ -615,29 +579,21 @@ class WorkerPool:
         """A task of this pool, PENDING but not yet taken in; any thread may make one. It
         runs in a copy of the caller's context variables, as an asyncio task would."""
         task: Task[T] = _PoolTask()
-        task._setup(definition, self, _copy_context(), arg, task_id, limiter)
+        task._setup(definition, self, _copy_context(), arg, task_id, limiter)  # (for an _Owner)
         return task
 
     def _enqueue(self, task: Task[Any], keep: bool = True) -> None:
         """Take in a new task (in a slot taken for it): count it, fire its first hooks, and
         queue it for a worker. On the loop's thread."""
-        self._counts[_SUBMITTED] += 1
+        self._counts.submitted += 1
         if self._retain and keep:
             self._all.append(task)
         self._ready.append(task)  # (no worker takes it before the hooks below have run)
         if not self._waking:
             self._wake_one()
-        hooks = task._hooks
-        if hooks is not None:
-            try:
-                if hooks.on_created is not None:
-                    call_hook(hooks.on_created, task.id, _now(_UTC))
-                if hooks.on_pending is not None and task._state is _PENDING:  # (not cancelled)
-                    call_hook(hooks.on_pending, task.id, _now(_UTC), 0)
-            except BaseException as exc:  # not ours (call_hook logs the Exceptions)
-                if task._state is _PENDING:
-                    task._abort(exc)
-                raise
+        # (Task's own, for its owner; its hooks read here: no call for a task with none)
+        if task._hooks is not NO_HOOKS:
+            task._announce(created=True)
 
     def _wake_one(self) -> None:
         idle = self._idle

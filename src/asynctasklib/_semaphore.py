@@ -1,4 +1,5 @@
-"""Counting semaphores: one FIFO core, an async face (here) and a blocking face."""
+"""Counting semaphores: one FIFO core, an async face (here) and a blocking face; and a
+pool's worker slots, which own a lock-free fast path."""
 
 from __future__ import annotations
 
@@ -252,3 +253,36 @@ class Semaphore(_SemaphoreCore):
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+class _Slots(Semaphore):
+    """A pool's worker slots: a `Semaphore` that knows whether other threads use it.
+
+    Until a blocking face takes slots from its callers' threads (``shared``), only the
+    loop's thread touches them: then the pool's hot path, one take and one give back per
+    task, skips the lock.
+    """
+
+    __slots__ = ("shared",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.shared = False
+
+    def take_nowait(self) -> bool:
+        """Take a slot if one is free and nobody is waiting (``try_acquire``); never waits."""
+        if self.shared:
+            return self.try_acquire()
+        if self._value and not self._waiters:
+            self._value -= 1
+            return True
+        return False
+
+    def release_held(self) -> None:
+        """Give back a slot its holder took: ``release`` without its check (the caller holds
+        one), handed to the first waiter if there is one."""
+        if self._waiters or self._idle or self.shared:
+            with self._lock:
+                self._hand_back()
+        else:
+            self._value += 1

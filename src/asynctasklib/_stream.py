@@ -6,15 +6,16 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from ._compat import running_loop as _get_running_loop
 from ._errors import PoolStoppedError
 from ._state import State
 
 if TYPE_CHECKING:
     from ._definition import Definition
-    from ._pool import WorkerPool
     from ._ratelimit import Limiter
+    from ._semaphore import _Slots
     from ._task import Task
 
 __all__ = ["MapResults"]
@@ -22,7 +23,31 @@ __all__ = ["MapResults"]
 R = TypeVar("R")
 
 _DONE = State.DONE
-_get_running_loop = asyncio._get_running_loop
+
+
+class _Intake(Protocol):
+    """What a map run needs of its pool: take a worker slot, start a task in it. (A
+    `WorkerPool` is one; the names are its own private ones: its public API does not grow
+    for the map.)"""
+
+    @property
+    def _stopped(self) -> bool: ...
+
+    @property
+    def _slots(self) -> _Slots: ...
+
+    async def _take_slot(self) -> None: ...
+
+    def _use_loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def _start(
+        self,
+        definition: Definition[Any],
+        limiter: Limiter | None = ...,
+        arg: Any = ...,
+        task_id: str | int | None = ...,
+        keep: bool = ...,
+    ) -> Task[Any]: ...
 
 
 class _MapRun:
@@ -58,14 +83,14 @@ class _MapRun:
 
     def __init__(
         self,
-        pool: WorkerPool,
+        pool: _Intake,
         definition: Definition[Any],
         ordered: bool,
         return_exceptions: bool,
         window: int,
         limiter: Limiter | None,
     ) -> None:
-        self.pool: WorkerPool = pool
+        self.pool: _Intake = pool
         self.definition: Definition[Any] = definition
         self.ordered: bool = ordered
         self.return_exceptions: bool = return_exceptions
@@ -116,12 +141,7 @@ class _MapRun:
                     raise PoolStoppedError("the pool is stopped")
                 # The next item is read only once a worker is free: its slot is held while
                 # an async input waits for it (stop() ends that wait: see end_feed()).
-                if pool._threaded:
-                    if not slots.try_acquire():
-                        await pool._take_slot()
-                elif slots._value and not slots._waiters:  # a free worker, without waiting
-                    slots._value -= 1
-                else:
+                if not slots.take_nowait():
                     await pool._take_slot()
                 try:
                     item = await anext(source) if is_async else next(source)
@@ -134,6 +154,8 @@ class _MapRun:
                     slots.release()
                     return
                 task = pool._start(definition, limiter, item, index, keep=False)
+                # (The map handles its own tasks' fields: their one done callback set before
+                # anyone else sees them, their index and end read back in it, the fast way.)
                 task._callbacks = [ended]
                 live[index] = task
                 self.taken += 1
@@ -187,7 +209,7 @@ class _MapRun:
         if self.feeder is not None and self.feeder is not asyncio.current_task():
             self.feeder.cancel()
         for task in list(self.live.values()):
-            task._cancel()
+            task.cancel()
         self.results.clear()
         self.queue.clear()
         self._wake_consumer()  # (it ends: the input may have been read whole already)

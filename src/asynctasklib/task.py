@@ -20,8 +20,9 @@ from ._hooks import (
     when_started,
 )
 from ._retry import ExponentialBackoff
+from ._run import Run, RunInfo
 from ._state import State
-from ._task import Run, RunInfo, Task
+from ._task import Task
 
 __all__ = [
     "Definition",
