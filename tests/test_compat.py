@@ -44,19 +44,19 @@ async def test_log_destroy_pending_turns_asyncio_s_warning_off_and_on() -> None:
     await task
 
 
-def test_ended_outcome_of_each_end() -> None:
+def test_future_fields_of_each_end() -> None:
     done: Future[int] = Future()
     done.set_result(3)
-    assert _compat.ended_outcome(done) == (None, 3)
+    assert _compat.future_fields(done) == (_compat.FINISHED, None, 3)
     failed: Future[int] = Future()
     error = ValueError("x")
     failed.set_exception(error)
-    assert _compat.ended_outcome(failed) == (error, None)
+    assert _compat.future_fields(failed) == (_compat.FINISHED, error, None)
     cancelled: Future[int] = Future()
     cancelled.cancel()
-    assert _compat.ended_outcome(cancelled) is None
+    assert _compat.future_fields(cancelled)[0] != _compat.FINISHED
     cancelled.set_running_or_notify_cancel()  # (CANCELLED_AND_NOTIFIED)
-    assert _compat.ended_outcome(cancelled) is None
+    assert _compat.future_fields(cancelled)[0] != _compat.FINISHED
 
 
 @pytest.mark.parametrize("threads", [1, 4])

@@ -8,21 +8,21 @@ plain alias or a function of a line or two: some are on the hot path.
 from __future__ import annotations
 
 import asyncio
+import operator
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 __all__ = [
+    "FINISHED",
     "add_thread",
     "dask_outcome",
-    "ended_outcome",
+    "future_fields",
     "log_destroy_pending",
     "register_atexit",
     "running_loop",
 ]
-
-T = TypeVar("T")
 
 # The running event loop, or None. asyncio.get_running_loop() raises instead, and a
 # try/except costs more than this C function on the paths that ask once per task.
@@ -33,19 +33,19 @@ running_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio._get_runn
 register_atexit: Callable[[Callable[[], object]], None] = threading._register_atexit  # type: ignore[attr-defined]
 
 
+# An ended concurrent.futures.Future's (state, exception, result). Its fields no longer
+# change once it has ended, so they are read without the lock that result() and exception()
+# take; a C getter, not a function of ours: it runs once per call of a plain task function.
+future_fields: Callable[[Future[Any]], tuple[str, BaseException | None, Any]] = operator.attrgetter(
+    "_state", "_exception", "_result"
+)
+FINISHED = "FINISHED"  # the state of a future that ended otherwise than cancelled
+
+
 def log_destroy_pending(task: asyncio.Task[Any], log: bool) -> None:
     """Whether asyncio logs "Task was destroyed but it is pending!" for ``task``: a parked
     worker freed with its dropped pool loses nothing, so it need not warn."""
     task._log_destroy_pending = log  # type: ignore[attr-defined]
-
-
-def ended_outcome(call: Future[T]) -> tuple[BaseException | None, T | None] | None:
-    """An ended future's (exception, result), or None if it was cancelled. Its fields no
-    longer change once it has ended, so they are read without the lock that ``result()``
-    and ``exception()`` take (once per call of a task function, on the loop's thread)."""
-    if call._state != "FINISHED":
-        return None
-    return call._exception, call._result
 
 
 def add_thread(executor: ThreadPoolExecutor) -> None:

@@ -21,7 +21,7 @@ from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ._compat import add_thread, ended_outcome
+from ._compat import FINISHED, add_thread, future_fields
 from ._hooks import is_async_callable
 from ._runner import no_stop_iteration
 
@@ -64,7 +64,7 @@ class ExecutorBridge:
         self.remote = executor is not None and not isinstance(executor, ThreadPoolExecutor)
         # The pool's event loop, where the calls' outcomes go (the pool sets it as it binds).
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._picklable: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._picklable: weakref.WeakSet[Any] = weakref.WeakSet()  # functions fit to go
         self._pickle_lock = threading.Lock()
         self.calls: dict[asyncio.Future[Any], Future[Any]] = {}  # executor calls running
         # calls that ended, for the loop to take in one batch (see call)
@@ -133,12 +133,10 @@ class ExecutorBridge:
             if result.done():  # cancelled meanwhile
                 _discard(call)
                 continue
-            outcome = ended_outcome(call)
-            if outcome is None:  # cancelled
+            state, error, value = future_fields(call)
+            if state != FINISHED:  # cancelled
                 result.cancel()
-                continue
-            error, value = outcome
-            if error is None:
+            elif error is None:
                 result.set_result(value)
             elif isinstance(error, StopIteration):  # (from another process)
                 result.set_exception(no_stop_iteration(error))
@@ -149,18 +147,19 @@ class ExecutorBridge:
         """For an executor in other processes: fail now, not later, on a function that
         cannot get there."""
         fn = definition.task_fn
-        if fn is None or is_async_callable(fn):  # (an async def runs on the loop)
+        if fn is None:
             return
         with self._pickle_lock:  # (the blocking face checks in its callers' threads)
-            if fn in self._picklable:
+            if fn in self._picklable:  # (checked once: is_async_callable is not cheap)
                 return
-            try:
-                pickle.dumps(fn)
-            except Exception as exc:
-                raise TypeError(
-                    f"task_fn {fn!r} cannot be pickled, so it cannot run on "
-                    f"{type(self.executor).__name__}: {exc}"
-                ) from exc
+            if not is_async_callable(fn):  # (an async def runs on the loop: never sent)
+                try:
+                    pickle.dumps(fn)
+                except Exception as exc:
+                    raise TypeError(
+                        f"task_fn {fn!r} cannot be pickled, so it cannot run on "
+                        f"{type(self.executor).__name__}: {exc}"
+                    ) from exc
             with contextlib.suppress(TypeError):  # not weakly referenceable: check each time
                 self._picklable.add(fn)
 
@@ -184,8 +183,6 @@ class ExecutorBridge:
 def _discard(call: Future[Any]) -> None:
     """An executor call's outcome nobody takes: a coroutine it returned (a plain function
     returning ``some_async_def()``) is closed, not left to warn that it was never awaited."""
-    outcome = ended_outcome(call)
-    if outcome is not None and outcome[0] is None:
-        value = outcome[1]
-        if isinstance(value, types.CoroutineType):
-            value.close()
+    state, error, value = future_fields(call)
+    if state == FINISHED and error is None and isinstance(value, types.CoroutineType):
+        value.close()

@@ -192,8 +192,12 @@ class WorkerPool:
         self._propagating: BaseException | None = None  # what __aexit__ was called with
         self._maps: weakref.WeakSet[_MapRun] = weakref.WeakSet()  # map runs, for stop()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._bridge = ExecutorBridge(executor, max_workers)  # where plain functions run
-        self._remote = self._bridge.remote  # (read by submit() and each worker)
+        self._bridge = bridge = ExecutorBridge(executor, max_workers)  # plain functions
+        # Taken from it for the paths that use them once per task (submit(), the workers):
+        self._remote = bridge.remote
+        self._call_in_executor = bridge.call
+        self._cancel_call = bridge.cancel
+        self._check_picklable = bridge.check_picklable
 
     def __repr__(self) -> str:
         return (
@@ -662,17 +666,6 @@ class WorkerPool:
             self._error = None
             if error is not self._propagating:  # (already on its way up through __aexit__)
                 raise error
-
-    # -- plain functions on the executor (see _executor): the workers and submit() come here
-
-    def _call_in_executor(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
-        return self._bridge.call(fn, *args)
-
-    def _cancel_call(self, result: asyncio.Future[Any]) -> None:
-        self._bridge.cancel(result)
-
-    def _check_picklable(self, definition: Definition[Any]) -> None:
-        self._bridge.check_picklable(definition)
 
     # -- waiting and stopping --------------------------------------------------------------
 
