@@ -257,7 +257,7 @@ class WorkerPool:
                     pool._enqueue(task)
                 except BaseException:  # from a hook, not ours: the task ended FAILED with it
                     logger.exception("a hook of task %r raised", task.id)
-                if pool._cancelled_all:  # submitted as shutdown(cancel=True) began: cancel it
+                if pool._canceled_all:  # submitted as shutdown(cancel=True) began: cancel it
                     task._cancel()
 
     def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:

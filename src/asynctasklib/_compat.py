@@ -40,7 +40,7 @@ def log_destroy_pending(task: asyncio.Task[Any], log: bool) -> None:
 
 
 def ended_outcome(call: Future[T]) -> tuple[BaseException | None, T | None] | None:
-    """An ended future's (exception, result), or None if it was cancelled. Its fields no
+    """An ended future's (exception, result), or None if it was canceled. Its fields no
     longer change once it has ended, so they are read without the lock that ``result()``
     and ``exception()`` take (once per call of a task function, on the loop's thread)."""
     if call._state != "FINISHED":

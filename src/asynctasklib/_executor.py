@@ -130,11 +130,11 @@ class ExecutorBridge:
             self._ended_calls.clear()
             self.ended_scheduled = False
         for result, call in batch:
-            if result.done():  # cancelled meanwhile
+            if result.done():  # canceled meanwhile
                 _discard(call)
                 continue
             outcome = ended_outcome(call)
-            if outcome is None:  # cancelled
+            if outcome is None:  # canceled
                 result.cancel()
                 continue
             error, value = outcome
@@ -175,7 +175,7 @@ class ExecutorBridge:
         if running:
             logger.warning(
                 "%d task function(s) still run in threads after their tasks ended; they were "
-                "told to stop (run.cancelled) and the pool does not wait for them",
+                "told to stop (run.canceled) and the pool does not wait for them",
                 running,
             )
         executor.shutdown(wait=not running, cancel_futures=True)

@@ -88,7 +88,7 @@ class _Worker(_Runner):
         if not self.pool._threaded:  # asyncio's way: it goes up, the loop stops
             return False
         # A blocking face's worker: the task's waiters get the exception; go on, unless this
-        # worker itself is being cancelled (its loop is closing).
+        # worker itself is being canceled (its loop is closing).
         self.expired = False
         return not self.settle()
 
@@ -149,7 +149,7 @@ class WorkerPool:
     ``stats()`` stay exact either way.
 
     ``async with WorkerPool(n) as pool:`` waits for every task on exit, then stops the
-    workers; if the body raises, the tasks are cancelled first.
+    workers; if the body raises, the tasks are canceled first.
 
     A BaseException that is not an Exception, raised by a task's function, hooks,
     ``retry_on`` or ``backoff``, ends that task FAILED with it and, as asyncio.TaskGroup
@@ -185,7 +185,7 @@ class WorkerPool:
         self._idle: list[_Worker] = []  # parked workers
         self._waking = 0  # workers spawned or woken that have not run yet
         self._stopped = False
-        self._cancelled_all = False
+        self._canceled_all = False
         # A BaseException that escaped a task and ended its worker, for the application
         # (see _worker_exited and _raise_error)
         self._error: BaseException | None = None
@@ -269,7 +269,7 @@ class WorkerPool:
 
         Waits while all workers are busy. Raises ``PoolStoppedError`` once the pool is
         stopped (first, once, the BaseException that stopped it, if one did: see
-        ``_worker_exited``). If the caller is cancelled while it waits, nothing is left
+        ``_worker_exited``). If the caller is canceled while it waits, nothing is left
         behind.
         """
         if self._stopped:
@@ -308,9 +308,9 @@ class WorkerPool:
 
         Tasks of the group that have not started never start, definitions not yet submitted
         are never submitted, and once every task of the group has ended the first failure is
-        raised: the task's own exception (a ``TaskCanceledError`` if a task was cancelled
-        from outside). Returns None when every task succeeds. If the caller is cancelled, the
-        group's tasks are cancelled too.
+        raised: the task's own exception (a ``TaskCanceledError`` if a task was canceled
+        from outside). Returns None when every task succeeds. If the caller is canceled, the
+        group's tasks are canceled too.
         """
         await self.gather(self._check_all(definitions))
 
@@ -345,9 +345,9 @@ class WorkerPool:
 
         By default the first failure cancels the rest (those not started never start, and
         no more definitions are submitted) and, once all have ended, is raised: the task's
-        own exception. With ``return_exceptions=True`` nothing is cancelled and each failure
-        takes its place in the list (a ``TaskCanceledError`` for a cancelled task), as with
-        ``asyncio.gather``. If the caller is cancelled, the tasks are cancelled too.
+        own exception. With ``return_exceptions=True`` nothing is canceled and each failure
+        takes its place in the list (a ``TaskCanceledError`` for a canceled task), as with
+        ``asyncio.gather``. If the caller is canceled, the tasks are canceled too.
         """
         flag(return_exceptions, "return_exceptions")
         batch = list(items)
@@ -465,7 +465,7 @@ class WorkerPool:
         ``options`` are those of a `Definition` (``max_duration``, ``max_retries``,
         ``backoff``, ``retry_on``, ``total_timeout``, ``delay``, ``hooks``); each task's id is
         its item's index. ``max_per_second`` limits attempt starts of this run (on top of the
-        pool's own limit). Leaving the loop early, or the consumer being cancelled, cancels
+        pool's own limit). Leaving the loop early, or the consumer being canceled, cancels
         the tasks in progress and reads no more input.
         """
         flag(ordered, "ordered")
@@ -497,7 +497,7 @@ class WorkerPool:
         """Yield the tasks as they end (whatever their end), like ``asyncio.as_completed``.
 
         ``TimeoutError`` if ``timeout`` seconds pass before all have ended (nothing is
-        cancelled).
+        canceled).
         """
         return as_completed(tasks, timeout)
 
@@ -602,7 +602,7 @@ class WorkerPool:
             assert worker.parked is not None
             try:
                 worker.parked.set_result(None)
-            except asyncio.InvalidStateError:  # cancelled with its worker: it is ending
+            except asyncio.InvalidStateError:  # canceled with its worker: it is ending
                 continue
             self._waking += 1
             return
@@ -617,7 +617,7 @@ class WorkerPool:
             atask.add_done_callback(self._worker_exited)
 
     def _worker_exited(self, atask: asyncio.Task[None]) -> None:
-        """A worker's asyncio task has ended: by itself (stopped, retired), cancelled from
+        """A worker's asyncio task has ended: by itself (stopped, retired), canceled from
         outside (the event loop is shutting down), or with an exception.
 
         An exception there is a BaseException (not an Exception, nor a CancelledError) that
@@ -679,7 +679,7 @@ class WorkerPool:
     async def wait(self, timeout: float | timedelta | None = None) -> None:
         """Wait until every submitted task has ended and its worker slot is free.
 
-        ``TimeoutError`` after ``timeout`` seconds; nothing is cancelled.
+        ``TimeoutError`` after ``timeout`` seconds; nothing is canceled.
         """
         limit = optional_seconds(timeout, "timeout", allow_zero=True)
         self._check_not_orphaned()
@@ -705,7 +705,7 @@ class WorkerPool:
         idle, self._idle = self._idle, []
         for worker in idle:
             assert worker.parked is not None
-            if worker.parked.done():  # cancelled with its worker (the loop is going away)
+            if worker.parked.done():  # canceled with its worker (the loop is going away)
                 continue
             self._waking += 1
             worker.parked.set_result(None)
@@ -720,7 +720,7 @@ class WorkerPool:
         """Stop, cancel the tasks in progress when ``cancel``, and wait for the workers.
 
         With ``grace`` seconds (and ``cancel``), the tasks get that long to end by themselves
-        before what is left is cancelled: drain, then cancel, in one call. ``TimeoutError``
+        before what is left is canceled: drain, then cancel, in one call. ``TimeoutError``
         after ``timeout`` seconds, grace included (the workers keep going).
         """
         limit, drain = shutdown_limits(cancel, timeout, grace)
@@ -748,7 +748,7 @@ class WorkerPool:
         self._raise_error()
 
     def _cancel_all(self) -> None:
-        self._cancelled_all = True  # (the blocking face cancels what it hands over later)
+        self._canceled_all = True  # (the blocking face cancels what it hands over later)
         for task in self._in_progress():
             task._cancel()
 

@@ -37,7 +37,7 @@ class _SemaphoreCore:
 
     A released slot goes straight to the longest waiter, whether it waits in a coroutine or
     in a thread, so a ``try_acquire()`` never overtakes a waiter. A waiter that gives up
-    (cancelled, timed out) loses nothing: if the slot reached it as it gave up, it passes
+    (canceled, timed out) loses nothing: if the slot reached it as it gave up, it passes
     the slot on. Every change happens under one lock, so any thread may release, try, or
     read the counts at any time.
     """
@@ -96,7 +96,7 @@ class _SemaphoreCore:
                 waiter.granted = True
                 waiter.lock.release()
                 return
-            if waiter.done():  # cancelled, timed out, or aborted
+            if waiter.done():  # canceled, timed out, or aborted
                 continue
             loop = waiter.get_loop()
             if _get_running_loop() is loop:

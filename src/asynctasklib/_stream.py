@@ -223,7 +223,7 @@ class _MapRun:
             feeder.cancel()
 
     def feeder_ended(self, feeder: asyncio.Task[None]) -> None:
-        """The feeder's done callback. A feeder cancelled before its first step (stop() or
+        """The feeder's done callback. A feeder canceled before its first step (stop() or
         shutdown() landing between the consumer's first ``__anext__`` and the feeder's
         start) never runs ``feed()``, nor its ``finally``: end the feed here, or the
         consumer would wait forever."""
@@ -249,7 +249,7 @@ class MapResults(Generic[R]):
     """The results of ``pool.map``: iterate with ``async for``.
 
     Also an async context manager: leaving ``async with pool.map(...) as results:`` stops the
-    run for sure (in-flight tasks cancelled, no more input read). Breaking out of a bare
+    run for sure (in-flight tasks canceled, no more input read). Breaking out of a bare
     ``async for`` does the same as soon as the object is dropped, and ``await aclose()`` does
     it explicitly.
     """

@@ -119,7 +119,7 @@ class Task(Generic[T]):
     # done callbacks, and futures of wait() calls
     _callbacks: list[Callable[[Task[T]], object] | asyncio.Future[_End]] | None
     # From its owner, for this run: the owner itself until the run ends (its counters and
-    # worker slot), the loop, the queue it waits in (None once taken or cancelled), its
+    # worker slot), the loop, the queue it waits in (None once taken or canceled), its
     # hooks (the definition's, else the owner's) and rate limit.
     _owner: _Owner | None
     _loop: asyncio.AbstractEventLoop | None
@@ -270,7 +270,7 @@ class Task(Generic[T]):
 
     def _announce(self, created: bool) -> None:
         """Fire the run's first hooks: ``on_created`` (a pool's new task), then
-        ``on_pending`` unless a hook cancelled it. A BaseException from one (not ours) ends
+        ``on_pending`` unless a hook canceled it. A BaseException from one (not ours) ends
         the run, then goes up."""
         hooks = self._hooks
         try:
@@ -406,7 +406,7 @@ class Task(Generic[T]):
         success itself, and its own side first: see `_Runner.attempt_over`). I/O-free: the
         runner acts on the decision.
 
-        ``error`` is what the attempt raised, ``cancelled`` whether it raised CancelledError,
+        ``error`` is what the attempt raised, ``canceled`` whether it raised CancelledError,
         ``expired`` whether its deadline interrupted it, ``budget_spent`` whether that was
         the total_timeout's, ``budget_end`` when the total_timeout ends (inf: no budget).
         """
@@ -526,7 +526,7 @@ class Task(Generic[T]):
             self._finish(_FAILED, error)
 
     def _canceled_error(self) -> TaskCanceledError:
-        return TaskCanceledError(f"task {self.id!r} was cancelled")
+        return TaskCanceledError(f"task {self.id!r} was canceled")
 
     def _budget_error(self, last: BaseException | None) -> TaskTimeoutError:
         budget = self._definition.total_timeout
