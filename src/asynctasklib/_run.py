@@ -46,7 +46,11 @@ class RunInfo:
     ``canceled`` or waits; a canceled or timed-out task ends at once, and the function
     runs on until it returns).
 
-    ``deadline`` is wall-clock time (``time.time()``) at which the attempt times out, or None.
+    Args:
+        id: The task's id.
+        attempt: 0 for the first attempt, n for retry n.
+        deadline: The wall-clock time (``time.time()``) at which the attempt times out, or
+            None.
     """
 
     id: str
@@ -117,14 +121,29 @@ class Run:
         self._task._task_fn_callback(self)
 
     async def sleep(self, delay: float | timedelta) -> None:
-        """Sleep; a cancel or timeout of the task interrupts it (for ``async def`` functions)."""
+        """Sleep; a cancel or timeout of the task interrupts it (for ``async def`` functions).
+
+        Args:
+            delay: Seconds (or a ``timedelta``) to sleep.
+        """
         await asyncio.sleep(seconds(delay, "delay"))
 
     def wait_canceled(self, timeout: float | timedelta | None = None) -> bool:
         """Block up to ``timeout`` seconds until this attempt is canceled or times out.
 
-        Returns True if it was, False when the timeout passed first. For plain functions
-        running in a worker thread; an ``async def`` function uses ``await run.sleep()``.
+        For plain functions running in a worker thread; an ``async def`` function uses
+        ``await run.sleep()``.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; None waits until the
+                attempt is canceled or times out.
+
+        Returns:
+            True if the attempt was canceled or timed out, False when the timeout passed
+            first.
+
+        Raises:
+            RuntimeError: Called on the thread of the task's event loop.
         """
         limit = None if timeout is None else seconds(timeout, "timeout")
         loop = self._task._loop
