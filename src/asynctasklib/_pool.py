@@ -158,6 +158,19 @@ class WorkerPool:
     of the application's) is logged with its traceback and raised, once, from the pool's
     next ``submit()``, ``wait()`` or ``shutdown()`` (``async with``'s exit included, unless
     it is the exception already on its way out of the block).
+
+    Args:
+        max_workers: How many tasks may be in progress at once; at least 1.
+        hooks: State hooks for tasks whose definition has none.
+        retain_finished: Keep ended tasks in ``tasks()`` (True) or forget them (False).
+        max_per_second: A rate limit on attempts started per second, or None for none.
+        executor: Where plain (sync) task functions run; None for the loop's default
+            thread pool.
+
+    Raises:
+        TypeError: ``max_workers`` is not an int, ``hooks`` not a `StateHooks`, or
+            ``retain_finished`` not a bool.
+        ValueError: ``max_workers`` is below 1.
     """
 
     def __init__(
@@ -215,6 +228,7 @@ class WorkerPool:
 
     @property
     def max_workers(self) -> int:
+        """How many tasks may be in progress at once."""
         return self._max_workers
 
     @property
@@ -224,9 +238,11 @@ class WorkerPool:
 
     @property
     def available_workers(self) -> int:
+        """Worker slots free right now."""
         return self._slots.available
 
     def is_stopped(self) -> bool:
+        """True once the pool is stopped: it takes no more tasks."""
         return self._stopped
 
     def stats(self) -> PoolStats:
@@ -267,10 +283,19 @@ class WorkerPool:
     async def submit(self, definition: Definition[T]) -> Task[T]:
         """Start a task for ``definition`` once a worker is free, and return it.
 
-        Waits while all workers are busy. Raises ``PoolStoppedError`` once the pool is
-        stopped (first, once, the BaseException that stopped it, if one did: see
-        ``_worker_exited``). If the caller is canceled while it waits, nothing is left
-        behind.
+        Waits while all workers are busy. If the caller is canceled while it waits, nothing
+        is left behind.
+
+        Args:
+            definition: What the task runs.
+
+        Returns:
+            The new task, PENDING.
+
+        Raises:
+            PoolStoppedError: The pool is stopped (first, once, the BaseException that
+                stopped it, if one did).
+            TypeError: ``definition`` is not a `Definition`.
         """
         if self._stopped:
             self._raise_error()
@@ -299,7 +324,14 @@ class WorkerPool:
             raise PoolStoppedError("the pool is stopped")
 
     async def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:
-        """Submit each definition in order, waiting for workers as ``submit`` does."""
+        """Submit each definition in order, waiting for workers as ``submit`` does.
+
+        Args:
+            definitions: The definitions to submit.
+
+        Returns:
+            The new tasks, in the order of ``definitions``.
+        """
         batch = self._check_all(definitions)
         return [await self.submit(d) for d in batch]
 
@@ -311,6 +343,9 @@ class WorkerPool:
         raised: the task's own exception (a ``TaskCanceledError`` if a task was canceled
         from outside). Returns None when every task succeeds. If the caller is canceled, the
         group's tasks are canceled too.
+
+        Args:
+            definitions: The definitions of the group's tasks.
         """
         await self.gather(self._check_all(definitions))
 
@@ -753,6 +788,7 @@ class WorkerPool:
             task._cancel()
 
     async def __aenter__(self) -> WorkerPool:
+        """``async with``: the pool itself."""
         return self
 
     async def __aexit__(
@@ -761,6 +797,8 @@ class WorkerPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``async with``: shut down, waiting for every task (canceling them first if
+        the body raised)."""
         self._propagating = exc  # (not raised again over itself: see _raise_error)
         try:
             await self.shutdown(cancel=exc_type is not None)

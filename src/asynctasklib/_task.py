@@ -203,7 +203,8 @@ class Task(Generic[T]):
 
     @property
     def state(self) -> State:
-        """Where the task is in its lifecycle: CREATED, PENDING, STARTED, DONE, FAILED or CANCELED."""
+        """Where the task is in its lifecycle: CREATED, PENDING, STARTED, DONE, FAILED or
+        CANCELED."""
         return self._state
 
     @property
