@@ -97,7 +97,7 @@ def own_init(cls: type) -> Callable[..., Any] | None:
             continue
         if klass.__module__ == "builtins" or not inspect.isfunction(init):
             return None
-        return init  # type: ignore[no-any-return]
+        return init
     return None
 
 
