@@ -86,7 +86,7 @@ class DaskExecutor(cf.Executor):
     Give it to ``WorkerPool(executor=...)``; it works as any executor too (``submit``,
     ``map``, ``shutdown``, ``with``). Each ``submit(fn, *args)`` is
     ``client.submit(fn, *args, pure=False)``, and the ``concurrent.futures.Future`` returned
-    follows that Dask future; cancelling it cancels the Dask future.
+    follows that Dask future; canceling it cancels the Dask future.
 
     ``workers``, ``resources`` and ``allow_other_workers`` are passed to every
     ``client.submit`` (see Dask's documentation). Retries belong to the pool
@@ -113,6 +113,8 @@ class DaskExecutor(cf.Executor):
         workers: the workers that may run the calls (Dask's ``workers``).
         resources: what each call needs of a worker (Dask's ``resources``).
         allow_other_workers: let other workers run a call when those of ``workers`` cannot.
+        **options: none is accepted: ``pure``, ``retries`` and any other name raise
+            TypeError (for ``pure`` and ``retries`` the message says why).
 
     Raises:
         TypeError: ``client`` is not a ``distributed.Client``; ``pure``, ``retries`` or
@@ -178,7 +180,7 @@ class DaskExecutor(cf.Executor):
             **kwargs: its keyword arguments (not ``client.submit``'s options).
 
         Returns:
-            A ``concurrent.futures.Future`` that follows the call's Dask future; cancelling
+            A ``concurrent.futures.Future`` that follows the call's Dask future; canceling
             it cancels the Dask future.
 
         Raises:
