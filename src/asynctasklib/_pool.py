@@ -383,6 +383,23 @@ class WorkerPool:
         own exception. With ``return_exceptions=True`` nothing is canceled and each failure
         takes its place in the list (a ``TaskCanceledError`` for a canceled task), as with
         ``asyncio.gather``. If the caller is canceled, the tasks are canceled too.
+
+        Args:
+            items: Definitions to submit, in order, each once a worker is free, and tasks
+                already started, to wait for.
+            return_exceptions: Put each failure in the list in place of its result (True),
+                or raise the first (False).
+
+        Returns:
+            The results (or, with ``return_exceptions``, the exceptions), in the order of
+            ``items``.
+
+        Raises:
+            TypeError: An item is neither a `Definition` nor a `Task`, or
+                ``return_exceptions`` is not a bool.
+            InvalidStateError: A task given was never started.
+            PoolStoppedError: The pool stopped before every definition was submitted (raised
+                once those submitted have ended).
         """
         flag(return_exceptions, "return_exceptions")
         batch = list(items)
@@ -502,6 +519,28 @@ class WorkerPool:
         its item's index. ``max_per_second`` limits attempt starts of this run (on top of the
         pool's own limit). Leaving the loop early, or the consumer being canceled, cancels
         the tasks in progress and reads no more input.
+
+        Args:
+            fn: The function to call with each item; a plain function or ``async def``.
+            items: The input: any iterable or async iterable.
+            ordered: Yield the results in input order (True) or as they finish (False).
+            return_exceptions: Yield each failure in place of its result (True), or raise
+                the first and cancel the rest (False).
+            window: At most this many items in progress or finished but not yet yielded;
+                at least 1. None for twice ``max_workers``.
+            max_per_second: A rate limit on this run's attempt starts, or None for none.
+            **options: Options of a `Definition` for each task (not ``id`` nor ``task_fn``,
+                which the map sets itself).
+
+        Returns:
+            The results, to iterate with ``async for`` (also an async context manager).
+            Nothing runs until the first result is asked for.
+
+        Raises:
+            TypeError: ``items`` is not an iterable or async iterable, ``ordered`` or
+                ``return_exceptions`` is not a bool, ``window`` is not an int, or
+                ``options`` name ``id`` or ``task_fn``.
+            ValueError: ``window`` is below 1.
         """
         flag(ordered, "ordered")
         flag(return_exceptions, "return_exceptions")
@@ -533,6 +572,17 @@ class WorkerPool:
 
         ``TimeoutError`` if ``timeout`` seconds pass before all have ended (nothing is
         canceled).
+
+        Args:
+            tasks: The tasks to wait for.
+            timeout: Seconds (or a ``timedelta``) for all of them to end, or None for no
+                limit.
+
+        Returns:
+            An async iterator of the tasks, each as it ends.
+
+        Raises:
+            TimeoutError: ``timeout`` passed before every task had ended.
         """
         return as_completed(tasks, timeout)
 
@@ -715,6 +765,13 @@ class WorkerPool:
         """Wait until every submitted task has ended and its worker slot is free.
 
         ``TimeoutError`` after ``timeout`` seconds; nothing is canceled.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most, or None for no limit.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first; the tasks keep going.
+            RuntimeError: The pool's event loop was closed with tasks in progress.
         """
         limit = optional_seconds(timeout, "timeout", allow_zero=True)
         self._check_not_orphaned()
@@ -757,6 +814,22 @@ class WorkerPool:
         With ``grace`` seconds (and ``cancel``), the tasks get that long to end by themselves
         before what is left is canceled: drain, then cancel, in one call. ``TimeoutError``
         after ``timeout`` seconds, grace included (the workers keep going).
+
+        Args:
+            cancel: Cancel the tasks in progress (True), or wait for them to end (False).
+            timeout: Seconds (or a ``timedelta``) to wait at most, grace included, or None
+                for no limit.
+            grace: Seconds (or a ``timedelta``) the tasks get to end by themselves before
+                they are canceled; needs ``cancel``, and no longer than ``timeout``.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first; the pool is stopped, the workers keep
+                going.
+            TypeError: ``cancel`` is not a bool, or ``timeout`` or ``grace`` not a number of
+                seconds or a ``timedelta``.
+            ValueError: ``grace`` without ``cancel``, longer than ``timeout``, or a negative
+                ``timeout`` or ``grace``.
+            RuntimeError: The pool's event loop was closed with tasks in progress.
         """
         limit, drain = shutdown_limits(cancel, timeout, grace)
         self._check_not_orphaned()

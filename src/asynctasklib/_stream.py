@@ -252,6 +252,12 @@ class MapResults(Generic[R]):
     run for sure (in-flight tasks canceled, no more input read). Breaking out of a bare
     ``async for`` does the same as soon as the object is dropped, and ``await aclose()`` does
     it explicitly.
+
+    `WorkerPool.map` makes it; nothing runs until the first ``__anext__``.
+
+    Args:
+        run: The run's shared state, made by `WorkerPool.map`.
+        items: The input: an iterable or an async iterable.
     """
 
     __slots__ = ("_items", "_run")
@@ -265,9 +271,12 @@ class MapResults(Generic[R]):
         self._items: Iterable[Any] | AsyncIterable[Any] | None = items
 
     def __aiter__(self) -> AsyncIterator[R]:
+        """``async for``: the results themselves."""
         return self
 
     async def __anext__(self) -> R:
+        """The next result (the run starts on the first call); the first failure is raised
+        instead, and ``StopAsyncIteration`` once every result has been yielded."""
         run = self._run
         if self._items is not None:
             self._begin()
@@ -346,6 +355,7 @@ class MapResults(Generic[R]):
             await asyncio.wait([run.feeder])
 
     async def __aenter__(self) -> MapResults[R]:
+        """``async with``: the results themselves."""
         return self
 
     async def __aexit__(
@@ -354,6 +364,7 @@ class MapResults(Generic[R]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``async with``: stop the run, as ``aclose()`` does."""
         await self.aclose()
 
     def __del__(self) -> None:
