@@ -58,6 +58,11 @@ class Task(StatePredicates, Generic[T]):
 
     Handles of the same task (from ``submit``, ``tasks()``, a done callback) are equal and
     hash alike, so ``handle in pool.tasks()`` and sets and dicts of handles work.
+
+    The pool makes the handles; there is no need to make one.
+
+    Args:
+        task: The asynchronous task this handle stands for.
     """
 
     __slots__ = ("_task",)
@@ -78,10 +83,12 @@ class Task(StatePredicates, Generic[T]):
 
     @property
     def id(self) -> str:
+        """The task's id, from its definition (or given by the pool), as a str."""
         return self._task.id
 
     @property
     def definition(self) -> Definition[T]:
+        """The `Definition` the task runs."""
         return self._task.definition
 
     @property
@@ -104,11 +111,31 @@ class Task(StatePredicates, Generic[T]):
         return self._task.cancel()
 
     def add_done_callback(self, fn: Callable[[Task[T]], object]) -> None:
-        """Call ``fn(task)`` when the task ends, on the pool's loop thread."""
+        """Call ``fn(task)`` when the task ends, on the pool's loop thread.
+
+        As with `asynctasklib.Task.add_done_callback`: at once if it has ended, and a
+        callback that raises is logged and ignored. Safe from any thread.
+
+        Args:
+            fn: Called with this handle (a blocking `Task`) as its one argument.
+        """
         self._task.add_done_callback(lambda _: fn(self))
 
     def wait(self, timeout: float | timedelta | None = None) -> bool:
-        """Block until the task has ended (True) or ``timeout`` seconds passed (False)."""
+        """Block the calling thread until the task has ended or ``timeout`` passed.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; None, or one above
+                ``threading.TIMEOUT_MAX``, waits for as long as it takes; 0 only looks.
+
+        Returns:
+            True if the task has ended, False if ``timeout`` passed first (the task keeps
+            going).
+
+        Raises:
+            RuntimeError: Called from a running event loop, for a task not ended (with a
+                ``timeout`` other than 0).
+        """
         limit = thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
         if self._task.is_end():
             return True
@@ -127,8 +154,22 @@ class Task(StatePredicates, Generic[T]):
         return ended.is_set()
 
     def result(self, timeout: float | timedelta | None = None) -> T:
-        """The function's return value, or raise the task's error; ``TimeoutError`` if it
-        has not ended within ``timeout`` seconds."""
+        """The function's return value, or raise the task's error; blocks the calling
+        thread until the task has ended.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; None, or one above
+                ``threading.TIMEOUT_MAX``, waits for as long as it takes; 0 does not wait.
+
+        Returns:
+            What the task function returned, if the task is DONE.
+
+        Raises:
+            TimeoutError: The task had not ended within ``timeout`` (it keeps going).
+            RuntimeError: Called from a running event loop, for a task not ended (with a
+                ``timeout`` other than 0).
+            BaseException: The task's own error, if it is FAILED or CANCELED.
+        """
         if not self.wait(timeout):
             raise TimeoutError(f"task {self.id!r} did not end within {timeout}s")
         return self._task.result()
@@ -477,7 +518,15 @@ class WorkerPool:
 
 
 class MapIterator(Generic[R]):
-    """The results of a blocking ``pool.map``, one per ``next()``."""
+    """The results of a blocking ``pool.map``, one per ``next()``.
+
+    `WorkerPool.map` makes it; nothing runs until the first ``next()``. Leaving
+    ``with pool.map(...) as results:``, or ``close()``, stops the run.
+
+    Args:
+        pool: The blocking pool the run goes through.
+        results: The asynchronous pool's `MapResults` for the run.
+    """
 
     __slots__ = ("_pool", "_ready", "_results")
 
@@ -487,9 +536,12 @@ class MapIterator(Generic[R]):
         self._ready: deque[R] = deque()  # results fetched, not yet returned
 
     def __iter__(self) -> Iterator[R]:
+        """``for``: the iterator itself."""
         return self
 
     def __next__(self) -> R:
+        """The next result, blocking the calling thread until it is ready; the first failure
+        is raised instead, and ``StopIteration`` once every result has been returned."""
         ready = self._ready
         if not ready:
             # One trip to the loop for every result ready by then (at most a window's worth:
@@ -512,6 +564,7 @@ class MapIterator(Generic[R]):
             self._pool._call("map().close()", self._results.aclose())
 
     def __enter__(self) -> MapIterator[R]:
+        """``with``: the iterator itself."""
         return self
 
     def __exit__(
@@ -520,6 +573,7 @@ class MapIterator(Generic[R]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``with``: stop the run, as ``close()`` does."""
         self.close()
 
 
@@ -528,13 +582,29 @@ class Semaphore(_SemaphoreCore):
 
     The same FIFO core as the async one: a released slot goes to the longest waiter, a
     waiter that times out loses nothing, and every method is thread-safe.
+
+    Args:
+        limit: The number of slots; at least 1.
+
+    Raises:
+        TypeError: ``limit`` is not an int.
+        ValueError: ``limit`` is below 1.
     """
 
     __slots__ = ()
 
     def acquire(self, timeout: float | timedelta | None = None) -> None:
-        """Block until a slot is free, at most ``timeout`` seconds (``TimeoutError``); a
-        timeout above ``threading.TIMEOUT_MAX`` (``inf``, ``timedelta.max``) means no limit."""
+        """Block the calling thread until a slot is free, at most ``timeout`` seconds.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; None, or one above
+                ``threading.TIMEOUT_MAX`` (``inf``, ``timedelta.max``), waits for as long as
+                it takes; 0 only takes a free slot.
+
+        Raises:
+            TimeoutError: No slot was free within ``timeout``.
+            RuntimeError: Called from a running event loop when it would have to wait.
+        """
         limit = None if timeout is None else thread_limit(seconds(timeout, "timeout"))
         if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.acquire()")
@@ -542,13 +612,25 @@ class Semaphore(_SemaphoreCore):
             raise TimeoutError(f"no slot of the semaphore was free within {limit}s")
 
     def try_acquire_with_timeout(self, timeout: float | timedelta) -> bool:
-        """Block at most ``timeout`` seconds for a slot; True if one was taken."""
+        """Block the calling thread at most ``timeout`` seconds for a slot.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; one above
+                ``threading.TIMEOUT_MAX`` means no limit; 0 only takes a free slot.
+
+        Returns:
+            True if a slot was taken, False if ``timeout`` passed first.
+
+        Raises:
+            RuntimeError: Called from a running event loop when it would have to wait.
+        """
         limit = thread_limit(seconds(timeout, "timeout"))
         if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.try_acquire_with_timeout()")
         return self._acquire_blocking(limit)
 
     def __enter__(self) -> None:
+        """``with``: wait for a slot (as ``acquire()`` with no timeout)."""
         self.acquire()
 
     def __exit__(
@@ -557,4 +639,5 @@ class Semaphore(_SemaphoreCore):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``with``: give the slot back."""
         self.release()
