@@ -189,6 +189,19 @@ class WorkerPool:
     A pool garbage-collected without ``shutdown()`` warns (``ResourceWarning: unclosed
     blocking.WorkerPool ...``, as an unclosed file does); its tasks in progress run to their
     end, then its thread, event loop and executor are freed.
+
+    Args:
+        max_workers: How many tasks may be in progress at once; at least 1.
+        hooks: State hooks for tasks whose definition has none.
+        retain_finished: Keep ended tasks in ``tasks()`` (True) or forget them (False).
+        max_per_second: A rate limit on attempts started per second, or None for none.
+        executor: Where plain (sync) task functions run; None for the loop's default
+            thread pool.
+
+    Raises:
+        TypeError: ``max_workers`` is not an int, ``hooks`` not a `StateHooks`, or
+            ``retain_finished`` not a bool.
+        ValueError: ``max_workers`` is below 1.
     """
 
     # This face is the async pool's other half, not a client: it takes slots in the calling
@@ -255,9 +268,21 @@ class WorkerPool:
     # -- submitting ------------------------------------------------------------------------
 
     def submit(self, definition: Definition[T]) -> Task[T]:
-        """Start a task once a worker is free (blocks while all are busy) and return it.
+        """Start a task for ``definition`` once a worker is free, and return it.
 
-        Raises ``PoolStoppedError`` once the pool is stopped.
+        Blocks the calling thread while all workers are busy (first in, first out with
+        every other caller).
+
+        Args:
+            definition: What the task runs.
+
+        Returns:
+            The new task.
+
+        Raises:
+            PoolStoppedError: The pool is stopped, or stopped while the caller waited.
+            TypeError: ``definition`` is not a `Definition`.
+            RuntimeError: Called from a running event loop.
         """
         pool = self._pool
         if not isinstance(definition, Definition):
@@ -302,12 +327,35 @@ class WorkerPool:
                     task._cancel()
 
     def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:
-        """Submit each definition in order, blocking for workers as ``submit`` does."""
+        """Submit each definition in order, blocking for workers as ``submit`` does.
+
+        Args:
+            definitions: The definitions to submit; all are checked before any is.
+
+        Returns:
+            The new tasks, in the order of ``definitions``.
+
+        Raises:
+            TypeError: An item of ``definitions`` is not a `Definition` (nothing is
+                submitted).
+        """
         return [self.submit(definition) for definition in self._pool._check_all(definitions)]
 
     def submit_with_err_group(self, definitions: Iterable[Definition[Any]]) -> None:
         """Run the definitions as a group; the first failure cancels the rest and is raised
-        once all have ended (see `asynctasklib.WorkerPool.submit_with_err_group`)."""
+        once all have ended (see `asynctasklib.WorkerPool.submit_with_err_group`).
+
+        Blocks the calling thread until every task of the group has ended; returns None
+        when every task succeeds.
+
+        Args:
+            definitions: The definitions of the group's tasks.
+
+        Raises:
+            PoolStoppedError: The pool is stopped, or stopped before the group was submitted
+                whole.
+            RuntimeError: Called from a running event loop.
+        """
         self._call("submit_with_err_group()", self._pool.submit_with_err_group(definitions))
 
     @overload
@@ -332,7 +380,28 @@ class WorkerPool:
         self, items: Iterable[Definition[Any] | Task[Any]], *, return_exceptions: bool = False
     ) -> list[Any]:
         """Run the definitions (and wait for the tasks); their results in order (see
-        `asynctasklib.WorkerPool.gather`)."""
+        `asynctasklib.WorkerPool.gather`).
+
+        Blocks the calling thread until every task has ended. By default the first failure
+        cancels the rest and, once all have ended, is raised: the task's own exception.
+
+        Args:
+            items: Definitions to submit, in order, each once a worker is free, and tasks
+                of this pool already started, to wait for.
+            return_exceptions: Put each failure in the list in place of its result (True),
+                or raise the first (False).
+
+        Returns:
+            The results (or, with ``return_exceptions``, the exceptions), in the order of
+            ``items``.
+
+        Raises:
+            TypeError: An item is neither a `Definition` nor a `Task`, or
+                ``return_exceptions`` is not a bool.
+            PoolStoppedError: The pool is stopped, or stopped before every definition was
+                submitted (raised once those submitted have ended).
+            RuntimeError: Called from a running event loop.
+        """
         flag(return_exceptions, "return_exceptions")  # (before the loop starts)
         unwrapped = [item._task if isinstance(item, Task) else item for item in items]
         return self._call(
@@ -405,7 +474,32 @@ class WorkerPool:
     ) -> MapIterator[Any]:
         """``fn(item)`` for each item through the pool, results as a plain iterator (see
         `asynctasklib.WorkerPool.map`). Use it in a ``with`` block, or call ``close()``, to
-        stop the run early."""
+        stop the run early.
+
+        Each ``next()`` blocks the calling thread until the next result is ready.
+
+        Args:
+            fn: The function to call with each item; a plain function or ``async def``.
+            items: The input: any iterable or async iterable.
+            ordered: Return the results in input order (True) or as they finish (False).
+            return_exceptions: Return each failure in place of its result (True), or raise
+                the first and cancel the rest (False).
+            window: At most this many items in progress or finished but not yet returned;
+                at least 1. None for twice ``max_workers``.
+            max_per_second: A rate limit on this run's attempt starts, or None for none.
+            **options: Options of a `Definition` for each task (not ``id`` nor ``task_fn``,
+                which the map sets itself).
+
+        Returns:
+            The results, a plain iterator (also a context manager). Nothing runs until the
+            first ``next()``.
+
+        Raises:
+            TypeError: ``items`` is not an iterable or async iterable, ``ordered`` or
+                ``return_exceptions`` is not a bool, ``window`` is not an int, or
+                ``options`` name ``id`` or ``task_fn``.
+            ValueError: ``window`` is below 1.
+        """
         results = self._pool.map(
             fn,
             items,
@@ -421,7 +515,24 @@ class WorkerPool:
         self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None
     ) -> Iterator[Task[T]]:
         """Yield the tasks as they end; ``TimeoutError`` if ``timeout`` seconds pass first
-        (see `asynctasklib.WorkerPool.as_completed`)."""
+        (see `asynctasklib.WorkerPool.as_completed`).
+
+        Each ``next()`` blocks the calling thread until another task has ended; nothing is
+        canceled.
+
+        Args:
+            tasks: The tasks (blocking `Task` handles) to wait for.
+            timeout: Seconds (or a ``timedelta``) for all of them to end; None, or one above
+                ``threading.TIMEOUT_MAX``, for no limit.
+
+        Returns:
+            An iterator of the tasks, each as it ends.
+
+        Raises:
+            TimeoutError: ``timeout`` passed before every task had ended (raised by
+                ``next()``).
+            RuntimeError: Iterated from a running event loop.
+        """
         return as_completed_in_thread(tasks, Task, lambda task: task._task, timeout)
 
     # -- waiting and stopping --------------------------------------------------------------
@@ -431,6 +542,16 @@ class WorkerPool:
 
         Returns at once after ``shutdown()``, and when another thread's ``shutdown()`` stops
         the pool's loop during the wait (every task has ended then).
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most, or None for no limit.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first; nothing is canceled, the tasks keep
+                going.
+            PoolStoppedError: The pool's loop stopped otherwise (the interpreter's exit)
+                with tasks in progress.
+            RuntimeError: Called from a running event loop.
         """
         if self._portal is None:
             return
@@ -457,7 +578,26 @@ class WorkerPool:
         """Stop, cancel the tasks in progress when ``cancel`` (after ``grace`` seconds to end
         by themselves, if given), wait for them, and stop the background loop and its thread.
         ``TimeoutError`` after ``timeout`` (then the loop keeps running; call again to
-        finish)."""
+        finish).
+
+        Blocks the calling thread; one call at a time (a second one finds it done).
+
+        Args:
+            cancel: Cancel the tasks in progress (True), or wait for them to end (False).
+            timeout: Seconds (or a ``timedelta``) to wait at most, grace included, or None
+                for no limit.
+            grace: Seconds (or a ``timedelta``) the tasks get to end by themselves before
+                they are canceled; needs ``cancel``, and no longer than ``timeout``.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first; the pool is stopped, its loop keeps
+                running (call again to finish).
+            TypeError: ``cancel`` is not a bool, or ``timeout`` or ``grace`` not a number of
+                seconds or a ``timedelta``.
+            ValueError: ``grace`` without ``cancel``, longer than ``timeout``, or a negative
+                ``timeout`` or ``grace``.
+            RuntimeError: Called from a running event loop.
+        """
         shutdown_limits(cancel, timeout, grace)  # bad arguments fail here, loop or not
         check_not_in_loop("shutdown()")
         with self._shutdown_lock:  # one at a time: the second finds it done
@@ -483,6 +623,7 @@ class WorkerPool:
                 self._finalizer.detach()  # shut down: nothing for it to free, or warn of
 
     def __enter__(self) -> WorkerPool:
+        """``with``: the pool itself."""
         return self
 
     def __exit__(
@@ -491,29 +632,39 @@ class WorkerPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``with``: shut down, waiting for every task (canceling them first if the
+        body raised)."""
         self.shutdown(cancel=exc_type is not None)
 
     # -- introspection ---------------------------------------------------------------------
 
     @property
     def max_workers(self) -> int:
+        """How many tasks may be in progress at once."""
         return self._pool.max_workers
 
     @property
     def active_workers(self) -> int:
+        """Worker slots in use: tasks submitted and not yet ended."""
         return self._pool.active_workers
 
     @property
     def available_workers(self) -> int:
+        """Worker slots free right now."""
         return self._pool.available_workers
 
     def is_stopped(self) -> bool:
+        """True once the pool is stopped: it takes no more tasks."""
         return self._pool.is_stopped()
 
     def stats(self) -> PoolStats:
+        """The counters, O(1); read on the pool's loop while it runs, so they are a
+        consistent snapshot."""
         return self._pool.stats()
 
     def tasks(self) -> list[Task[Any]]:
+        """Handles of the pool's tasks: all submitted, or only those in progress when the
+        pool was made with ``retain_finished=False`` (see `asynctasklib.WorkerPool.tasks`)."""
         return [Task(task) for task in self._pool.tasks()]
 
 
