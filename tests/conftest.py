@@ -134,7 +134,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         Wake the `wait_all_tasks_blocked` callers if there are any; else jump the clock to
         the next timer. False when only real I/O (another thread) can wake the loop.
         """
-        waiters = [w for w in self._blocked_waiters if not w.done()]  # (done: cancelled)
+        waiters = [w for w in self._blocked_waiters if not w.done()]  # (done: canceled)
         self._blocked_waiters.clear()
         for waiter in waiters:
             waiter.set_result(None)

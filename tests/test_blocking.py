@@ -84,14 +84,14 @@ class InThread:
 def gated(
     gate: threading.Event, started: threading.Event | None = None, value: Any = None
 ) -> Callable[[Run], Any]:
-    """A sync task_fn that runs until ``gate`` is set (or its task is cancelled)."""
+    """A sync task_fn that runs until ``gate`` is set (or its task is canceled)."""
 
     def fn(run: Run) -> Any:
         if started is not None:
             started.set()
         deadline = time.monotonic() + WAIT
         while not gate.wait(0.002):
-            if run.cancelled:
+            if run.canceled:
                 return "stopped"
             if time.monotonic() > deadline:
                 raise AssertionError("gate never opened")
@@ -271,7 +271,7 @@ def test_handle_wait_returns_false_when_the_timeout_passes_first() -> None:
         assert time.monotonic() - t0 >= 0.05
         assert task.wait(0) is False
         assert task.wait(timedelta(milliseconds=10)) is False
-        assert task.is_in_progress()  # waiting cancelled nothing
+        assert task.is_in_progress()  # waiting canceled nothing
         gate.set()
         assert task.wait() is True
         assert task.wait(0) is True
@@ -305,7 +305,7 @@ def test_handle_result_raises_the_tasks_own_error() -> None:
 def test_result_of_a_timed_out_task_is_its_task_timeout_error() -> None:
     with WorkerPool(1) as pool:
         task = pool.submit(
-            Definition(task_fn=lambda run: run.wait_cancelled(WAIT), max_duration=0.02)
+            Definition(task_fn=lambda run: run.wait_canceled(WAIT), max_duration=0.02)
         )
         with pytest.raises(TaskTimeoutError):
             task.result(WAIT)
@@ -973,7 +973,7 @@ def test_with_exception_stops_cooperative_sync_functions_and_their_threads() -> 
 
     def cooperative(run: Run) -> None:
         started.wait()
-        stopped.append(run.wait_cancelled(WAIT))
+        stopped.append(run.wait_canceled(WAIT))
 
     def body() -> None:
         with WorkerPool(2) as pool:
@@ -1602,7 +1602,7 @@ def test_interrupting_map_iteration_stops_the_run() -> None:
         results = pool.map(fn, items(), window=3)
         with interrupt_main_when(started.is_set), pytest.raises(KeyboardInterrupt):
             next(results)
-        pool.wait(WAIT)  # the run's tasks were cancelled: none is left running
+        pool.wait(WAIT)  # the run's tasks were canceled: none is left running
         assert pool.active_workers == 0
         seen = read
         assert seen <= 3
@@ -1905,7 +1905,7 @@ def test_calls_blocked_in_threads_when_shutdown_cancels_get_the_documented_ends(
     assert task.is_canceled()
 
 
-def test_a_blocking_call_cancelled_on_the_loop_by_other_code_is_task_canceled_error(
+def test_a_blocking_call_canceled_on_the_loop_by_other_code_is_task_canceled_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with WorkerPool(2) as pool:
@@ -1944,7 +1944,7 @@ def test_a_blocking_call_reaching_a_loop_already_stopped_is_pool_stopped_error()
 def test_hammer_blocking_calls_racing_shutdown_raise_only_documented_errors() -> None:
     """Threads call every blocking method before, during and after another thread shuts the
     pool down: each call returns its right answer or raises PoolStoppedError (or, for a
-    task that shutdown cancelled, TaskCanceledError); none hangs."""
+    task that shutdown canceled, TaskCanceledError); none hangs."""
     n_threads = 30
 
     async def twice(x: int) -> int:
@@ -2065,7 +2065,7 @@ def test_a_dropped_pool_runs_its_tasks_in_progress_to_their_end_then_frees_its_t
     del pool
     with pytest.warns(ResourceWarning, match="unclosed blocking.WorkerPool"):
         drop(pools)
-    # still running, not cancelled; the loop is still there for them
+    # still running, not canceled; the loop is still there for them
     assert plain.is_started()
     assert not in_loop.is_end()
     assert any(t.name == "asynctasklib-portal" for t in library_threads())
@@ -2091,7 +2091,7 @@ def test_a_dropped_pool_whose_loop_stops_first_cancels_its_tasks_in_progress() -
     del pool
     with pytest.warns(ResourceWarning, match="unclosed blocking.WorkerPool"):
         drop(pools)
-    assert not task.is_end()  # waited for, not cancelled
+    assert not task.is_end()  # waited for, not canceled
     portal.close()  # what _close_portals does at exit
     assert task.wait(WAIT)
     assert task.is_canceled()
@@ -2210,7 +2210,7 @@ def test_interpreter_exit_tells_running_sync_functions_to_stop() -> None:
             started.wait()
             # A function that stops as soon as it is told to; untold, it gives up after 30 s
             # and prints nothing.
-            if run.wait_cancelled(30):
+            if run.wait_canceled(30):
                 os.write(1, b"told\\n")  # (one write: the two threads' lines do not mix)
 
         for _ in range(2):

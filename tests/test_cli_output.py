@@ -125,7 +125,7 @@ def test_closed_stdout_in_process(
     rc, _, err = run(capfd, "-j", "1", "--", "echo", ":::", *map(str, range(20)))
     assert rc == 141
     assert "Traceback" not in err
-    assert "20 jobs" not in summary(err)  # the rest was cancelled
+    assert "20 jobs" not in summary(err)  # the rest was canceled
     rc = main(["--dry-run", "--", "echo", ":::", "a"])
     assert rc == 141
 

@@ -288,9 +288,9 @@ async def test_a_timeout_fails_the_task_and_cancels_its_dask_future(
     assert isinstance(task.error, TaskTimeoutError)
     assert took < 5, "the task did not end at its timeout"
     [future] = dask.submitted
-    await eventually(lambda: future.status == "cancelled", "the Dask future to be cancelled")
+    await eventually(lambda: future.status == "cancelled", "the Dask future to be canceled")
     await eventually(lambda: not client.run_on_scheduler(scheduler_tasks), "the scheduler")
-    # Dask cannot stop a running function: the worker marks it cancelled and lets it run.
+    # Dask cannot stop a running function: the worker marks it canceled and lets it run.
     assert started(tmp_path) == {"slow"}
     on_workers = client.run(worker_tasks)
     assert sorted(state for tasks in on_workers.values() for state in tasks.values()) == [
@@ -310,14 +310,14 @@ async def test_cancelling_a_task_cancels_its_dask_future(
     assert task.is_canceled()
     assert isinstance(task.error, TaskCanceledError)
     [future] = dask.submitted
-    await eventually(lambda: future.status == "cancelled", "the Dask future to be cancelled")
+    await eventually(lambda: future.status == "cancelled", "the Dask future to be canceled")
     await eventually(lambda: not client.run_on_scheduler(scheduler_tasks), "the scheduler")
 
 
-async def test_a_dask_future_cancelled_on_the_cluster_is_a_failed_attempt(
+async def test_a_dask_future_canceled_on_the_cluster_is_a_failed_attempt(
     dask: Recording, client: distributed.Client, tmp_path: Path
 ) -> None:
-    """Not cancelled by the pool (another client, the client closing): retried."""
+    """Not canceled by the pool (another client, the client closing): retried."""
     async with WorkerPool(2, executor=dask) as pool:
         task = await pool.submit(
             Definition(id="ext", task_fn=partial(blocker, str(tmp_path)), max_retries=1, backoff=0)
@@ -346,19 +346,19 @@ async def test_an_error_group_cancels_its_remaining_dask_futures(
     assert tasks[0].is_failed()
     assert all(t.is_canceled() for t in tasks[1:])
     # The pool sends each task as its worker takes it, in practice all six long before the
-    # first failure comes back; any it had not sent yet were cancelled before they were.
+    # first failure comes back; any it had not sent yet were canceled before they were.
     assert 3 <= len(dask.submitted) <= 6
     assert dask.submitted[0].status == "error"
     failed_key = dask.submitted[0].key
     await eventually(
         lambda: all(f.status == "cancelled" for f in dask.submitted[1:]),
-        "the group's futures to be cancelled",
+        "the group's futures to be canceled",
     )
     await eventually(
         lambda: set(client.run_on_scheduler(scheduler_tasks)) <= {failed_key}, "the scheduler"
     )
     # Two single-threaded workers, and each blocker holds its thread until released: at most
-    # two of the five ever started; the others were cancelled before they ran, and never will.
+    # two of the five ever started; the others were canceled before they ran, and never will.
     assert len(started(tmp_path)) <= 2
 
 
@@ -476,7 +476,7 @@ def test_shutdown_can_cancel_what_has_not_finished(dask: Recording, tmp_path: Pa
 
 
 async def test_an_outcome_that_comes_after_a_cancel_is_dropped() -> None:
-    """The race in _relay: the pool cancelled the call just as Dask finished it."""
+    """The race in _relay: the pool canceled the call just as Dask finished it."""
 
     class Finished:
         status = "finished"

@@ -61,7 +61,7 @@ def recording(log: list[tuple[str, str]]) -> StateHooks:
 
 def assert_lifecycles(log: list[tuple[str, str]], ends: dict[str, str]) -> None:
     """Each task's hooks fired in lifecycle order: its first hooks before a worker took it
-    (an end of "-canceled" is a task cancelled before it started)."""
+    (an end of "-canceled" is a task canceled before it started)."""
     for task_id, end in ends.items():
         mine = [event for event, i in log if i == task_id]
         if end.startswith("-"):
@@ -197,7 +197,7 @@ async def test_error_group_cancels_the_rest() -> None:
             await pool.submit_with_err_group(defs)
         tasks = pool.tasks()
         assert [t.state for t in tasks] == [State.CANCELED, State.FAILED, State.CANCELED]
-    # (c may have been cancelled before a worker took it, or after)
+    # (c may have been canceled before a worker took it, or after)
     c_started = ("started", "c") in log
     assert_lifecycles(
         log, {"a": "canceled", "b": "failed", "c": "canceled" if c_started else "-canceled"}

@@ -151,7 +151,7 @@ async def test_a_stop_iteration_from_the_executor_comes_back_as_a_runtime_error(
 
 
 @pytest.mark.realtime
-async def test_a_call_the_executor_itself_cancels_is_cancelled_here_too() -> None:
+async def test_a_call_the_executor_itself_cancels_is_canceled_here_too() -> None:
     given = ThreadPoolExecutor(1)
     bridge = ExecutorBridge(given, 1)
     bridge.loop = asyncio.get_running_loop()

@@ -52,7 +52,7 @@ def test_blocking_as_completed_refuses_what_is_not_a_task(make_bad: Callable[[],
         ):
             next(it)
         assert not task._task._callbacks  # refused before any task was touched
-        assert task.is_in_progress()  # nothing cancelled
+        assert task.is_in_progress()  # nothing canceled
         gate.set()
 
 

@@ -105,7 +105,7 @@ async def test_every_caller_waiting_wakes_at_the_same_moment() -> None:
     assert now() == 0.0
 
 
-async def test_a_cancelled_wait_leaves_nothing_behind() -> None:
+async def test_a_canceled_wait_leaves_nothing_behind() -> None:
     waiting = asyncio.create_task(wait_all_tasks_blocked())
     await asyncio.sleep(0)  # it waits now
     waiting.cancel()

@@ -371,7 +371,7 @@ async def test_never_more_than_max_workers_run_at_once(max_workers: int, n: int)
 # -- cancelling a caller blocked in submit ------------------------------------------------------
 
 
-async def test_cancelled_submitter_leaves_nothing_behind() -> None:
+async def test_canceled_submitter_leaves_nothing_behind() -> None:
     pool = WorkerPool(2)
     gate = asyncio.Event()
     probe = Probe()
@@ -405,29 +405,29 @@ async def test_cancelled_submitter_leaves_nothing_behind() -> None:
     assert counters(pool) == (4, 0, 0, 0, 4, 0, 0)
 
 
-async def test_submitter_cancelled_just_after_being_handed_a_slot_loses_nothing() -> None:
-    """The slot of an ending task reaches a blocked submit, which is cancelled before it
+async def test_submitter_canceled_just_after_being_handed_a_slot_loses_nothing() -> None:
+    """The slot of an ending task reaches a blocked submit, which is canceled before it
     resumes (here: from the ending task's on_done hook). Nothing is created, no slot is lost,
     and the next submitter in line gets the slot."""
     submitters: dict[str, asyncio.Task[Any]] = {}
 
     def on_done(task_id: str, when: object) -> None:
         if task_id == "first":
-            submitters["cancelled"].cancel()
+            submitters["canceled"].cancel()
 
     pool = WorkerPool(1, hooks=StateHooks(on_done=on_done))
     gate = asyncio.Event()
     probe = Probe()
     await pool.submit(Definition(id="first", task_fn=probe.fn(gate=gate)))
-    submitters["cancelled"] = asyncio.create_task(
-        pool.submit(Definition(id="cancelled", task_fn=probe.fn()))
+    submitters["canceled"] = asyncio.create_task(
+        pool.submit(Definition(id="canceled", task_fn=probe.fn()))
     )
     await wait_all_tasks_blocked()
     submitters["next"] = asyncio.create_task(pool.submit(Definition(id="next", task_fn=probe.fn())))
     await wait_all_tasks_blocked()
     gate.set()
     with pytest.raises(asyncio.CancelledError):
-        await submitters["cancelled"]
+        await submitters["canceled"]
     async with asyncio.timeout(GUARD):
         nxt = await submitters["next"]
     await nxt.wait()
@@ -652,9 +652,9 @@ async def test_err_group_tasks_not_yet_started_never_start() -> None:
     assert by_id["delayed"].is_canceled()
     assert by_id["delayed"].attempts == 0
     assert by_id["in-backoff"].is_canceled()
-    assert by_id["in-backoff"].attempts == 1  # cancelled in its backoff: never retried
+    assert by_id["in-backoff"].attempts == 1  # canceled in its backoff: never retried
     assert by_id["running"].is_canceled()
-    await asyncio.sleep(20)  # nothing cancelled wakes up later
+    await asyncio.sleep(20)  # nothing canceled wakes up later
     assert probe.calls.count("delayed") == 0
     assert probe.calls.count("in-backoff") == 1
     assert sorted(set(probe.calls)) == ["fails", "in-backoff", "running"]
@@ -716,7 +716,7 @@ async def test_err_group_task_with_no_task_fn_is_a_failure() -> None:
     await pool.shutdown()
 
 
-async def test_err_group_task_cancelled_from_outside_raises_its_cancel_error() -> None:
+async def test_err_group_task_canceled_from_outside_raises_its_cancel_error() -> None:
     pool = WorkerPool(3)
     probe = Probe()
 
@@ -763,7 +763,7 @@ async def test_err_group_raises_only_once_every_task_has_ended() -> None:
     await pool.shutdown()
 
 
-async def test_err_group_caller_cancelled_cancels_the_group() -> None:
+async def test_err_group_caller_canceled_cancels_the_group() -> None:
     pool = WorkerPool(3)
     probe = Probe()
     await pool.submit(Definition(id="outside", task_fn=probe.fn(seconds=5)))
@@ -789,7 +789,7 @@ async def test_err_group_caller_cancelled_cancels_the_group() -> None:
     await pool.shutdown()
 
 
-async def test_err_group_caller_cancelled_while_waiting_for_a_slot() -> None:
+async def test_err_group_caller_canceled_while_waiting_for_a_slot() -> None:
     pool = WorkerPool(1)
     probe = Probe()
     group = asyncio.create_task(
@@ -912,7 +912,7 @@ async def test_wait_negative_timeout_is_value_error() -> None:
     await pool.shutdown()
 
 
-async def test_cancelled_wait_leaves_the_pool_working() -> None:
+async def test_canceled_wait_leaves_the_pool_working() -> None:
     pool = WorkerPool(1)
     task = await pool.submit(Definition(id="a", task_fn=Probe().fn(seconds=3)))
     waiter = asyncio.create_task(pool.wait())
@@ -1071,7 +1071,7 @@ async def test_async_with_cancels_and_reraises_on_exception() -> None:
     assert only_current_task_left()
 
 
-async def test_async_with_caller_cancelled_while_exiting_cancels_the_tasks() -> None:
+async def test_async_with_caller_canceled_while_exiting_cancels_the_tasks() -> None:
     pool = WorkerPool(2)
     tasks: list[Task[Any]] = []
 
@@ -1246,7 +1246,7 @@ async def test_pool_hooks_apply_to_tasks_without_their_own() -> None:
     await pool.submit(
         Definition(id="retried", task_fn=Probe().fn(error=err), max_retries=1, backoff=1)
     )
-    cancelled = await pool.submit(Definition(id="cancelled", task_fn=Probe().fn(seconds=9)))
+    cancelled = await pool.submit(Definition(id="canceled", task_fn=Probe().fn(seconds=9)))
     await wait_all_tasks_blocked()
     cancelled.cancel()
     await pool.wait()
@@ -1271,7 +1271,7 @@ async def test_pool_hooks_apply_to_tasks_without_their_own() -> None:
         ("started",),
         ("failed", err),
     ]
-    assert per_task["cancelled"] == [("created",), ("pending", 0), ("started",), ("canceled",)]
+    assert per_task["canceled"] == [("created",), ("pending", 0), ("started",), ("canceled",)]
 
 
 async def test_a_raising_pool_hook_changes_nothing(hook_log: pytest.LogCaptureFixture) -> None:
@@ -1311,10 +1311,10 @@ async def test_failures_do_not_disturb_the_pool() -> None:
     await pool.shutdown()
 
 
-# -- cancelled while queued ----------------------------------------------------------------------
+# -- canceled while queued ----------------------------------------------------------------------
 
 
-async def test_tasks_cancelled_while_queued_end_without_running() -> None:
+async def test_tasks_canceled_while_queued_end_without_running() -> None:
     events: list[tuple[str, str]] = []
 
     def hook(name: str) -> Callable[..., None]:
@@ -1353,7 +1353,7 @@ async def test_tasks_cancelled_while_queued_end_without_running() -> None:
     await pool.shutdown()
 
 
-async def test_task_cancelled_during_its_delay_never_calls_its_function() -> None:
+async def test_task_canceled_during_its_delay_never_calls_its_function() -> None:
     pool = WorkerPool(1)
     probe = Probe()
     task = await pool.submit(Definition(id="d", task_fn=probe.fn(), delay=10))
@@ -1458,7 +1458,7 @@ async def test_no_thread_left_after_shutdown_of_sync_tasks() -> None:
 
     def waits_for_cancel(run: Run) -> bool:
         started.set()
-        return run.wait_cancelled(10)
+        return run.wait_canceled(10)
 
     task = await pool.submit(Definition(id="w", task_fn=waits_for_cancel, max_duration=None))
     ok = await pool.submit(Definition(id="ok", task_fn=lambda run: 7))
@@ -1563,7 +1563,7 @@ async def test_sync_functions_still_running_after_a_timeout_do_not_starve_new_ta
     barrier = threading.Barrier(2, timeout=1)
 
     def ignores_stop(run: Run) -> None:
-        release.wait(10)  # does not look at run.cancelled: cannot be interrupted
+        release.wait(10)  # does not look at run.canceled: cannot be interrupted
 
     def meet(run: Run) -> str:
         barrier.wait()
@@ -1990,7 +1990,7 @@ async def test_a_plain_function_returning_a_coroutine_runs_it_in_the_tasks_conte
     assert request_id.get() == "unset"
 
 
-async def test_a_task_in_a_context_of_its_own_is_cancelled_and_timed_out_in_it() -> None:
+async def test_a_task_in_a_context_of_its_own_is_canceled_and_timed_out_in_it() -> None:
     """A task run through the trampoline (its submitter's variables are not its worker's)
     gets the cancellation, and the timeout, inside its own context, and ends as it should."""
     seen: list[tuple[str, str]] = []
@@ -2011,7 +2011,7 @@ async def test_a_task_in_a_context_of_its_own_is_cancelled_and_timed_out_in_it()
         request_id.set("worker")
         await pool.submit(Definition(task_fn=lambda run: None))  # the workers start here
         await pool.wait()
-        cancelled = await asyncio.create_task(request("cancelled"))
+        cancelled = await asyncio.create_task(request("canceled"))
         timed_out = await asyncio.create_task(request("timed out", max_duration=5))
         await wait_all_tasks_blocked()
         cancelled.cancel()
@@ -2019,7 +2019,7 @@ async def test_a_task_in_a_context_of_its_own_is_cancelled_and_timed_out_in_it()
     assert cancelled.state is State.CANCELED
     assert timed_out.state is State.FAILED
     assert isinstance(timed_out.error, TimeoutError)
-    assert sorted(seen) == [("cancelled", "cancelled"), ("timed out", "timed out")]
+    assert sorted(seen) == [("canceled", "canceled"), ("timed out", "timed out")]
 
 
 async def test_a_worker_retiring_while_a_task_waits_leaves_it_to_another_worker() -> None:
@@ -2451,7 +2451,7 @@ async def test_a_tasks_leftover_cancellation_does_not_poison_the_next_task_on_it
     leaker: str,
 ) -> None:
     """The next task on that worker that timed out used to end CANCELED, taken for a
-    cancellation from outside: the pool then stopped and cancelled everything."""
+    cancellation from outside: the pool then stopped and canceled everything."""
     pool = WorkerPool(1)  # one worker: the tasks run one after the other on it
     first = await pool.submit(Definition(id="first", task_fn=LEAKERS[leaker]))
     await first.wait()
@@ -2608,7 +2608,7 @@ def test_keyboard_interrupt_with_parked_workers_stops_the_pool_quietly(
     kind: type[BaseException],
 ) -> None:
     """asyncio raises these out of the loop itself. The worker's done callback then stopped
-    the pool by setting a result on the parked workers' futures, cancelled with them as the
+    the pool by setting a result on the parked workers' futures, canceled with them as the
     loop shut down: "Exception in callback WorkerPool._worker_exited: InvalidStateError", and
     the rest of the stop was skipped."""
     errors: list[dict[str, Any]] = []
@@ -2644,7 +2644,7 @@ async def later() -> None:
 
 
 def returns_a_coroutine_once_told_to_stop(run: Run) -> Any:
-    run.wait_cancelled(REAL_GUARD)
+    run.wait_canceled(REAL_GUARD)
     return later()  # a lambda around an async def, say: nobody will await this one
 
 
@@ -2657,7 +2657,7 @@ async def calls_taken_back(pool: WorkerPool) -> None:
 
 @pytest.mark.realtime
 @pytest.mark.parametrize("how", ["cancel", "timeout"])
-async def test_a_coroutine_returned_by_a_cancelled_plain_function_is_closed(how: str) -> None:
+async def test_a_coroutine_returned_by_a_canceled_plain_function_is_closed(how: str) -> None:
     """It used to warn 'coroutine ... was never awaited' when collected."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -2697,7 +2697,7 @@ async def test_a_coroutine_from_a_plain_mapped_function_whose_result_is_dropped_
         consumer = asyncio.create_task(results.__anext__())
         while not running.is_set():
             await asyncio.sleep(0.001)
-        consumer.cancel()  # the consumer leaves: the task is cancelled, its result dropped
+        consumer.cancel()  # the consumer leaves: the task is canceled, its result dropped
         with pytest.raises(asyncio.CancelledError):
             await consumer
         await results.aclose()
@@ -2709,10 +2709,10 @@ async def test_a_coroutine_from_a_plain_mapped_function_whose_result_is_dropped_
     assert [str(w.message) for w in caught] == []
 
 
-async def test_a_worker_cancelled_while_parked_is_not_woken() -> None:
-    """A parked worker cancelled from outside (its parked future cancelled with it) stays in
+async def test_a_worker_canceled_while_parked_is_not_woken() -> None:
+    """A parked worker canceled from outside (its parked future canceled with it) stays in
     the idle list until its done callback runs: a submit() in between used to set a result on
-    that cancelled future (InvalidStateError, raised to the submitter)."""
+    that canceled future (InvalidStateError, raised to the submitter)."""
     pool = WorkerPool(2)
     await pool.gather([Definition(task_fn=Probe().fn(seconds=1)) for _ in range(2)])
     await wait_all_tasks_blocked()  # both workers parked
@@ -2723,7 +2723,7 @@ async def test_a_worker_cancelled_while_parked_is_not_woken() -> None:
     task = await pool.submit(Definition(task_fn=Probe().fn()))  # (before they have ended)
     async with asyncio.timeout(GUARD):
         await task.wait()
-    assert task.is_canceled()  # the workers were cancelled from outside: the pool stops
+    assert task.is_canceled()  # the workers were canceled from outside: the pool stops
     assert pool.is_stopped()
     assert all(worker.cancelled() for worker in workers)
     assert_stats_match(pool)

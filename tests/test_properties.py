@@ -338,7 +338,7 @@ class Actor:
     mode: str  # "acquire", "timeout", "try", "try_timeout"
     timeout: int
     hold: int  # seconds it holds the slot
-    cancel_at: float | None  # cancelled from outside at this time (a half second)
+    cancel_at: float | None  # canceled from outside at this time (a half second)
 
 
 actors = st.builds(

@@ -393,8 +393,8 @@ async def test_rate_given_as_int_and_float_alike() -> None:
 # -- cancellation while waiting for a turn -------------------------------------------------------
 
 
-async def test_task_cancelled_while_waiting_for_its_turn() -> None:
-    """1/s: A at 0, B's turn at 1, C's at 2. B is cancelled at 0.5 while it waits: it ends
+async def test_task_canceled_while_waiting_for_its_turn() -> None:
+    """1/s: A at 0, B's turn at 1, C's at 2. B is canceled at 0.5 while it waits: it ends
     CANCELED without ever starting, its worker is free at once, and C keeps its turn."""
     s = Starts()
     events: list[tuple[float, str, str]] = []
@@ -428,7 +428,7 @@ async def test_task_cancelled_while_waiting_for_its_turn() -> None:
     assert min(gaps(s.times())) >= 1.0
 
 
-async def test_many_waiters_cancelled_others_unaffected() -> None:
+async def test_many_waiters_canceled_others_unaffected() -> None:
     s = Starts()
     async with WorkerPool(10, max_per_second=4) as pool:
         tasks = [await pool.submit(Definition(id=str(i), task_fn=s.run_fn(i))) for i in range(8)]
@@ -476,7 +476,7 @@ async def test_map_stopped_while_tasks_wait_for_their_turn() -> None:
         assert pool.stats().canceled == 4
 
 
-async def test_consumer_cancelled_while_tasks_wait_for_their_turn() -> None:
+async def test_consumer_canceled_while_tasks_wait_for_their_turn() -> None:
     s = Starts()
     async with WorkerPool(3) as pool:
         with pytest.raises(TimeoutError):

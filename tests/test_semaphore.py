@@ -341,7 +341,7 @@ async def test_try_acquire_fails_while_waiters_queue_even_with_timeout_zero() ->
 # -- cancellation ---------------------------------------------------------------------------
 
 
-async def test_waiter_cancelled_while_waiting_loses_nothing() -> None:
+async def test_waiter_canceled_while_waiting_loses_nothing() -> None:
     sem = Semaphore(1)
     await sem.acquire()
     cancelled = asyncio.create_task(sem.acquire())
@@ -357,7 +357,7 @@ async def test_waiter_cancelled_while_waiting_loses_nothing() -> None:
     with pytest.raises(asyncio.CancelledError):
         await cancelled
     assert (sem.available, sem.acquired) == (0, 1)
-    sem.release()  # goes to the second waiter, not to the cancelled one
+    sem.release()  # goes to the second waiter, not to the canceled one
     await second
     assert after == ["next"]
     assert sem.acquired == 1
@@ -365,7 +365,7 @@ async def test_waiter_cancelled_while_waiting_loses_nothing() -> None:
     assert (sem.available, sem.acquired) == (1, 0)
 
 
-async def test_only_waiter_cancelled_then_release_frees_the_slot() -> None:
+async def test_only_waiter_canceled_then_release_frees_the_slot() -> None:
     sem = Semaphore(2)
     await sem.acquire()
     await sem.acquire()
@@ -379,7 +379,7 @@ async def test_only_waiter_cancelled_then_release_frees_the_slot() -> None:
     assert sem.try_acquire() is True
 
 
-async def test_waiter_cancelled_just_after_being_handed_a_slot_passes_it_on() -> None:
+async def test_waiter_canceled_just_after_being_handed_a_slot_passes_it_on() -> None:
     sem = Semaphore(1)
     await sem.acquire()
     first = asyncio.create_task(sem.acquire())
@@ -392,7 +392,7 @@ async def test_waiter_cancelled_just_after_being_handed_a_slot_passes_it_on() ->
     second = asyncio.create_task(second_waiter())
     await wait_all_tasks_blocked()
     sem.release()  # handed to `first`, which has not resumed yet
-    first.cancel()  # ...and is cancelled before it does
+    first.cancel()  # ...and is canceled before it does
     with pytest.raises(asyncio.CancelledError):
         await first
     await second
@@ -402,7 +402,7 @@ async def test_waiter_cancelled_just_after_being_handed_a_slot_passes_it_on() ->
     assert (sem.available, sem.acquired) == (1, 0)
 
 
-async def test_lone_waiter_cancelled_after_handoff_returns_the_slot() -> None:
+async def test_lone_waiter_canceled_after_handoff_returns_the_slot() -> None:
     sem = Semaphore(3)
     for _ in range(3):
         await sem.acquire()
@@ -592,7 +592,7 @@ async def test_concurrent_try_acquire_never_exceeds_limit() -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 async def test_stress_mixed_operations(seed: int) -> None:
-    """Many tasks acquire, try_acquire, time out, release and get cancelled in a seeded random
+    """Many tasks acquire, try_acquire, time out, release and get canceled in a seeded random
     order; at every step the slots held (plus those handed to waiters not yet resumed) add up
     to ``acquired``, within the limit, and all slots are free at the end."""
     rng = random.Random(seed)
@@ -600,7 +600,7 @@ async def test_stress_mixed_operations(seed: int) -> None:
     sem = Semaphore(limit)
     held: dict[int, int] = {}  # actor -> slots it holds now
     waiting = 0  # actors inside an acquire call: a slot may be theirs before they resume
-    stats = {"acquired": 0, "timeouts": 0, "cancelled": 0, "try_fail": 0, "checks": 0}
+    stats = {"acquired": 0, "timeouts": 0, "canceled": 0, "try_fail": 0, "checks": 0}
     problems: list[str] = []  # an assert inside an actor would be lost in gather()
 
     def check(where: str) -> None:
@@ -659,7 +659,7 @@ async def test_stress_mixed_operations(seed: int) -> None:
                     held[i] -= 1
                     check(f"actor {i} step {step} released")
         except asyncio.CancelledError:
-            stats["cancelled"] += 1
+            stats["canceled"] += 1
             raise
         finally:
             while held[i]:
@@ -685,7 +685,7 @@ async def test_stress_mixed_operations(seed: int) -> None:
     assert (sem.available, sem.acquired) == (limit, 0)
     assert stats["acquired"] > 0
     assert stats["timeouts"] + stats["try_fail"] > 0
-    assert stats["cancelled"] > 0
+    assert stats["canceled"] > 0
     assert stats["checks"] > 500
 
 

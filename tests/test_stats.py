@@ -51,7 +51,7 @@ def test_the_snapshot_derives_each_state_from_the_facts() -> None:
 
 
 async def test_a_pool_counts_each_fact_once() -> None:
-    """Two retries then a success, a failure, a task cancelled as it runs, one cancelled
+    """Two retries then a success, a failure, a task canceled as it runs, one canceled
     while it waits for a worker: the counters hold the facts, stats() what they add up to."""
     tries: list[int] = []
 

@@ -862,12 +862,12 @@ async def test_return_exceptions_with_endless_input_then_break() -> None:
         assert len(src.pulled) <= 6 + 3
 
 
-# -- the consumer cancelled -----------------------------------------------------------------------
+# -- the consumer canceled -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("how", ["wait_for", "task_cancel"])
 @pytest.mark.parametrize("kind", ["endless_gen", "endless_agen"])
-async def test_consumer_cancelled_mid_stream(how: str, kind: str) -> None:
+async def test_consumer_canceled_mid_stream(how: str, kind: str) -> None:
     """3 workers, 1 s calls, a quick consumer: reads 0-2 at t=0, 3-5 at t=1, 6-8 at t=2.
     Cancelled at 2.5: 6,7,8 CANCELED, nothing more read."""
     src = Source()
@@ -929,7 +929,7 @@ async def test_async_input_raising_midway_is_raised_to_the_consumer() -> None:
         assert counts(pool) == (3, 0, 0, 3, 0, 0, 0)
 
 
-async def test_sync_input_raising_midway_is_raised_and_in_flight_cancelled() -> None:
+async def test_sync_input_raising_midway_is_raised_and_in_flight_canceled() -> None:
     bad = ArithmeticError("input broke")
     ends = Ends()
 
@@ -975,12 +975,12 @@ async def test_input_raising_on_iter_is_raised_to_the_consumer(kind: str) -> Non
         assert feeders_running() == []
 
 
-# -- the source waiting, tasks cancelled from outside, the pool stopped ----------------------------
+# -- the source waiting, tasks canceled from outside, the pool stopped ----------------------------
 
 
 async def test_break_while_the_async_source_waits_on_a_queue() -> None:
     """An async iterator fed by a queue: the feeder waits inside it when the consumer leaves;
-    it is cancelled there, and nothing is left waiting."""
+    it is canceled there, and nothing is left waiting."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     finalized: list[str] = []
 
@@ -1010,7 +1010,7 @@ async def test_break_while_the_async_source_waits_on_a_queue() -> None:
 
 
 @pytest.mark.parametrize("return_exceptions", [True, False])
-async def test_mapped_task_cancelled_from_outside(return_exceptions: bool) -> None:
+async def test_mapped_task_canceled_from_outside(return_exceptions: bool) -> None:
     pool = WorkerPool(2, retain_finished=False)
     async with pool:
         results = pool.map(sleeper(), range(4), return_exceptions=return_exceptions)
@@ -1027,7 +1027,7 @@ async def test_mapped_task_cancelled_from_outside(return_exceptions: bool) -> No
             assert rest[1:] == [20, 30]
             assert counts(pool) == (4, 0, 0, 3, 0, 1, 0)
         else:
-            # the first failure (at 0.5) is raised at once; item 0 in flight is cancelled
+            # the first failure (at 0.5) is raised at once; item 0 in flight is canceled
             with pytest.raises(TaskCanceledError) as info:
                 await first
             assert info.value is in_flight["1"].error
@@ -1062,7 +1062,7 @@ async def test_source_that_ignores_cancellation_gets_no_more_items_started() -> 
         assert got == [0, 10]
         assert swallowed == [1.0]
         assert pulled == [0, 1, 2, 3]  # 3 was read after the stop, and dropped
-        # 0, 1 done; 2 (started at 1.0) cancelled in flight; 3 never started
+        # 0, 1 done; 2 (started at 1.0) canceled in flight; 3 never started
         assert counts(pool) == (3, 0, 0, 2, 0, 1, 0)
         await asyncio.sleep(100)
         assert pulled == [0, 1, 2, 3]
@@ -1121,7 +1121,7 @@ async def test_pool_stopped_mid_stream_finishes_what_runs_then_raises() -> None:
 
 async def test_pool_shut_down_mid_stream_cancels_and_raises_the_cancellation() -> None:
     """shutdown(cancel=True) cancels the tasks in progress: for the stream that is a task
-    cancelled from outside, the first failure, raised at once (fail-fast)."""
+    canceled from outside, the first failure, raised at once (fail-fast)."""
     src = Source()
     pool = WorkerPool(2)
     got: list[Any] = []
@@ -1444,7 +1444,7 @@ async def test_gather_return_exceptions_in_place() -> None:
         await asyncio.sleep(0.5)
         cancelled.cancel()
         out = await out_fut
-        assert now() == 5.0  # 3 workers: e2 starts at 0.5 (the cancelled slot), d at 1 (e1 ended)
+        assert now() == 5.0  # 3 workers: e2 starts at 0.5 (the canceled slot), d at 1 (e1 ended)
         assert out[0] is e1
         assert out[3] is e2
         assert [out[1], out[4]] == ["b", "d"]
@@ -1452,7 +1452,7 @@ async def test_gather_return_exceptions_in_place() -> None:
         assert counts(pool) == (5, 0, 0, 2, 2, 1, 0)
 
 
-async def test_gather_caller_cancelled_cancels_the_tasks() -> None:
+async def test_gather_caller_canceled_cancels_the_tasks() -> None:
     async with WorkerPool(2) as pool:
         submitted = await pool.submit(job(10, "s"))
         caller = asyncio.ensure_future(pool.gather([submitted, job(10, "a"), job(10, "b")]))
@@ -1476,7 +1476,7 @@ async def test_gather_with_an_already_failed_task_submits_nothing_after_it() -> 
         with pytest.raises(ValueError, match="already") as info:
             await pool.gather([job(1, "before"), failed, job(1, "after")])
         assert info.value is boom
-        assert now() == 0.5  # raised at once: "before" is cancelled, "after" never submitted
+        assert now() == 0.5  # raised at once: "before" is canceled, "after" never submitted
         assert [t.state for t in pool.tasks()] == [State.FAILED, State.CANCELED]
         assert counts(pool) == (2, 0, 0, 0, 1, 1, 0)
 
@@ -1579,7 +1579,7 @@ async def test_as_completed_type_error_for_non_tasks(bad: Any) -> None:
         with pytest.raises(TypeError, match=r"tasks\[1\]"):
             async for _ in pool.as_completed([t, bad]):
                 pass
-        assert t.is_in_progress()  # nothing cancelled
+        assert t.is_in_progress()  # nothing canceled
         await t.wait()
 
 
@@ -1747,7 +1747,7 @@ async def test_shutdown_returns_once_the_stopped_feeders_have_ended() -> None:
 @pytest.mark.realtime
 def test_a_blocking_call_in_flight_when_the_pool_shuts_down_gets_pool_stopped() -> None:
     """A consumer's ``next()`` that reaches the loop as ``shutdown()`` closes it is
-    cancelled with the loop: it gets PoolStoppedError, as one arriving after it would, not
+    canceled with the loop: it gets PoolStoppedError, as one arriving after it would, not
     a bare CancelledError."""
     from asynctasklib import blocking
 

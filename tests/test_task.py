@@ -224,7 +224,7 @@ async def test_rerun_after_end_is_a_fresh_run(first_end: State) -> None:
     assert task.error is None
     with pytest.raises(InvalidStateError):
         task.result()
-    if first_end is State.CANCELED:  # the second run is cancelled and re-run as well
+    if first_end is State.CANCELED:  # the second run is canceled and re-run as well
         await asyncio.sleep(1)
         task.cancel()
         await task.wait()
@@ -634,7 +634,7 @@ async def test_task_cancels_itself(then: str) -> None:
     async def fn(run: Run) -> str:
         await asyncio.sleep(1)
         run.cancel()
-        seen.append(run.cancelled)
+        seen.append(run.canceled)
         if then == "await":
             await asyncio.sleep(LONG)
         return "returned"
@@ -956,15 +956,15 @@ async def test_run_deadline_none_without_limit() -> None:
 
 
 @pytest.mark.parametrize("how", ["cancel", "timeout"])
-async def test_run_cancelled_flips(how: str) -> None:
+async def test_run_canceled_flips(how: str) -> None:
     seen: list[tuple[str, bool]] = []
 
     async def fn(run: Run) -> None:
-        seen.append(("before", run.cancelled))
+        seen.append(("before", run.canceled))
         try:
             await asyncio.sleep(LONG)
         except asyncio.CancelledError:
-            seen.append(("after", run.cancelled))
+            seen.append(("after", run.canceled))
             raise
 
     task = started(fn, max_duration=5)
@@ -976,11 +976,11 @@ async def test_run_cancelled_flips(how: str) -> None:
     assert now() == (2.0 if how == "cancel" else 5.0)
 
 
-async def test_run_cancelled_is_per_attempt() -> None:
+async def test_run_canceled_is_per_attempt() -> None:
     seen: list[bool] = []
 
     async def fn(run: Run) -> None:
-        seen.append(run.cancelled)
+        seen.append(run.canceled)
         await asyncio.sleep(LONG)
 
     task = started(fn, max_duration=1, max_retries=1, backoff=0)
@@ -1050,12 +1050,12 @@ async def test_run_callback_without_hooks_is_harmless() -> None:
     assert await started(fn) == "fine"
 
 
-async def test_wait_cancelled_on_the_loop_thread_raises() -> None:
+async def test_wait_canceled_on_the_loop_thread_raises() -> None:
     errors: list[BaseException] = []
 
     async def fn(run: Run) -> None:
         try:
-            run.wait_cancelled(0.01)
+            run.wait_canceled(0.01)
         except RuntimeError as e:
             errors.append(e)
 
@@ -1161,10 +1161,10 @@ async def test_sync_fn_cancel_ends_at_once_and_tells_the_function() -> None:
     probe = ThreadProbe()
 
     def fn(run: Run) -> None:
-        probe.values["before"] = run.cancelled
+        probe.values["before"] = run.canceled
         probe.started.set()
         probe.release.wait(REAL_TIMEOUT)  # does not look at run: cannot be interrupted
-        probe.values["after"] = run.cancelled
+        probe.values["after"] = run.canceled
         probe.finished.set()
 
     task = Task(Definition(task_fn=fn, max_retries=2, retry_on=BaseException))
@@ -1187,7 +1187,7 @@ async def test_sync_fn_timeout_ends_at_once() -> None:
 
     def fn(run: Run) -> None:
         probe.release.wait(REAL_TIMEOUT)
-        probe.values["cancelled"] = run.cancelled
+        probe.values["canceled"] = run.canceled
         probe.finished.set()
 
     task = Task(Definition(task_fn=fn, max_duration=0.05))
@@ -1198,12 +1198,12 @@ async def test_sync_fn_timeout_ends_at_once() -> None:
     assert not probe.finished.is_set()
     probe.release.set()
     await probe.wait(probe.finished)
-    assert probe.values == {"cancelled": True}
+    assert probe.values == {"canceled": True}
 
 
 @pytest.mark.realtime
 @pytest.mark.parametrize("how", ["cancel", "timeout", "self"])
-async def test_wait_cancelled_returns_true_promptly(how: str) -> None:
+async def test_wait_canceled_returns_true_promptly(how: str) -> None:
     probe = ThreadProbe()
 
     def fn(run: Run) -> None:
@@ -1211,9 +1211,9 @@ async def test_wait_cancelled_returns_true_promptly(how: str) -> None:
         if how == "self":
             run.cancel()
         t0 = time.monotonic()
-        probe.values["first"] = run.wait_cancelled(REAL_TIMEOUT)
+        probe.values["first"] = run.wait_canceled(REAL_TIMEOUT)
         probe.values["elapsed"] = time.monotonic() - t0
-        probe.values["again"] = run.wait_cancelled(0)  # already cancelled: at once
+        probe.values["again"] = run.wait_canceled(0)  # already canceled: at once
         probe.finished.set()
 
     task = Task(Definition(task_fn=fn, max_duration=0.05 if how == "timeout" else None))
@@ -1231,9 +1231,9 @@ async def test_wait_cancelled_returns_true_promptly(how: str) -> None:
 
 @pytest.mark.realtime
 @pytest.mark.parametrize("timeout", [0, 0.02, timedelta(milliseconds=20)], ids=repr)
-async def test_wait_cancelled_returns_false_when_its_timeout_passes(timeout: Any) -> None:
+async def test_wait_canceled_returns_false_when_its_timeout_passes(timeout: Any) -> None:
     def fn(run: Run) -> tuple[bool, bool, bool]:
-        return run.wait_cancelled(timeout), run.wait_cancelled(timeout), run.cancelled
+        return run.wait_canceled(timeout), run.wait_canceled(timeout), run.canceled
 
     task = Task(Definition(task_fn=fn))
     task.go()
@@ -1301,7 +1301,7 @@ async def test_sync_fn_cancel_from_another_thread() -> None:
 
     def fn(run: Run) -> None:
         probe.started.set()
-        probe.values["woke"] = run.wait_cancelled(REAL_TIMEOUT)
+        probe.values["woke"] = run.wait_canceled(REAL_TIMEOUT)
         probe.finished.set()
 
     task = Task(Definition(task_fn=fn))
@@ -1315,7 +1315,7 @@ async def test_sync_fn_cancel_from_another_thread() -> None:
     assert probe.values["woke"] is True
 
 
-# -- edges: other loops and threads, the runner cancelled, one worker's deadlines --------------
+# -- edges: other loops and threads, the runner canceled, one worker's deadlines --------------
 
 
 async def test_run_repr() -> None:
@@ -1327,7 +1327,7 @@ async def test_run_repr() -> None:
     await started(fn).wait()
     assert "'t'" in reprs[0]
     assert "attempt=0" in reprs[0]
-    assert "cancelled=False" in reprs[0]
+    assert "canceled=False" in reprs[0]
 
 
 @pytest.mark.realtime
@@ -1379,7 +1379,7 @@ def test_cancel_after_its_loop_closed_is_false() -> None:
     assert task.cancel() is False
 
 
-async def test_runner_cancelled_from_outside_ends_the_task_canceled() -> None:
+async def test_runner_canceled_from_outside_ends_the_task_canceled() -> None:
     drivers: list[asyncio.Task[Any] | None] = []
 
     async def fn(run: Run) -> None:
@@ -1398,7 +1398,7 @@ async def test_runner_cancelled_from_outside_ends_the_task_canceled() -> None:
     assert task.attempts == 1
 
 
-async def test_runner_cancelled_from_outside_during_the_delay() -> None:
+async def test_runner_canceled_from_outside_during_the_delay() -> None:
     calls: list[int] = []
 
     async def fn(run: Run) -> None:
@@ -1488,7 +1488,7 @@ async def test_cancel_from_on_started_hook_marks_the_run() -> None:
         try:
             await asyncio.sleep(LONG)
         except asyncio.CancelledError:
-            seen.append(run.cancelled)
+            seen.append(run.canceled)
             raise
 
     hooks = StateHooks(on_started=lambda task_id, when: holder[0].cancel())
@@ -1508,7 +1508,7 @@ async def test_cancel_from_on_started_hook_wakes_a_sync_function() -> None:
 
     def fn(run: Run) -> None:
         t0 = time.monotonic()
-        probe.values["woke"] = run.wait_cancelled(0.5)
+        probe.values["woke"] = run.wait_canceled(0.5)
         probe.values["elapsed"] = time.monotonic() - t0
         probe.finished.set()
 
@@ -1550,12 +1550,12 @@ async def test_cancel_from_on_pending_hook_at_go(hook_log: pytest.LogCaptureFixt
 
 
 @pytest.mark.realtime
-async def test_wait_cancelled_accepts_an_endless_timeout() -> None:
-    """inf and timedelta.max mean "until cancelled" (threading.Event.wait refuses them)."""
+async def test_wait_canceled_accepts_an_endless_timeout() -> None:
+    """inf and timedelta.max mean "until canceled" (threading.Event.wait refuses them)."""
     for endless in (float("inf"), timedelta.max):
 
         def fn(run: Run, endless: Any = endless) -> bool:
-            return run.wait_cancelled(endless)
+            return run.wait_canceled(endless)
 
         task = Task(Definition(task_fn=fn, max_duration=0.05))
         task.go()
@@ -1657,8 +1657,8 @@ async def test_go_a_leftover_cancellation_does_not_turn_the_next_timeout_into_a_
 
 
 @pytest.mark.realtime
-async def test_go_a_coroutine_returned_by_a_cancelled_plain_function_is_closed() -> None:
-    """It used to warn 'coroutine ... was never awaited' when collected: a cancelled
+async def test_go_a_coroutine_returned_by_a_canceled_plain_function_is_closed() -> None:
+    """It used to warn 'coroutine ... was never awaited' when collected: a canceled
     ``run_in_executor`` future drops the result unseen."""
 
     async def later() -> None:
@@ -1667,7 +1667,7 @@ async def test_go_a_coroutine_returned_by_a_cancelled_plain_function_is_closed()
     returned = threading.Event()
 
     def fn(run: Run) -> Any:
-        run.wait_cancelled(REAL_TIMEOUT)
+        run.wait_canceled(REAL_TIMEOUT)
         coro = later()
         returned.set()
         return coro
@@ -1686,3 +1686,57 @@ async def test_go_a_coroutine_returned_by_a_cancelled_plain_function_is_closed()
         gc.collect()
     assert task.is_canceled()
     assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.realtime
+async def test_the_deprecated_cancelled_spellings_warn_and_still_work() -> None:
+    """``Run.cancelled`` and ``Run.wait_cancelled()`` are aliases of ``canceled`` and
+    ``wait_canceled()``: they give the same answers, with a DeprecationWarning that names
+    the caller's line."""
+    seen: dict[str, Any] = {}
+
+    def fn(run: Run) -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            seen["before"] = run.cancelled
+            seen["waited"] = run.wait_cancelled(0)
+        seen["warnings"] = [(w.category, w.filename, str(w.message)) for w in caught]
+
+    task = Task(Definition(task_fn=fn))
+    task.go()
+    await asyncio.wait_for(task.wait(), REAL_TIMEOUT)
+    assert task.is_done(), task.error
+    assert seen["before"] is False
+    assert seen["waited"] is False
+    assert seen["warnings"] == [
+        (DeprecationWarning, __file__, "Run.cancelled is deprecated; use Run.canceled"),
+        (
+            DeprecationWarning,
+            __file__,
+            "Run.wait_cancelled() is deprecated; use Run.wait_canceled()",
+        ),
+    ]
+
+
+@pytest.mark.realtime
+async def test_the_deprecated_cancelled_spellings_see_a_cancel() -> None:
+    """Once the attempt is canceled, the old names say so, as the new ones do."""
+    probe = ThreadProbe()
+
+    def fn(run: Run) -> None:
+        probe.started.set()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            probe.values["woke"] = run.wait_cancelled(REAL_TIMEOUT)
+            probe.values["cancelled"] = run.cancelled
+        probe.values["canceled"] = run.canceled
+        probe.finished.set()
+
+    task = Task(Definition(task_fn=fn))
+    task.go()
+    await probe.wait(probe.started)
+    task.cancel()
+    await asyncio.wait_for(task.wait(), REAL_TIMEOUT)
+    await probe.wait(probe.finished)
+    assert task.is_canceled()
+    assert probe.values == {"woke": True, "cancelled": True, "canceled": True}

@@ -176,7 +176,7 @@ class Boom(Exception):
 
 
 def make_definition(task_id: str, kind: str) -> Definition[Any]:
-    """A definition of one of several kinds, each with a known outcome when not cancelled."""
+    """A definition of one of several kinds, each with a known outcome when not canceled."""
     if kind == "async_ok":
 
         async def async_ok(run: Run) -> str:
@@ -208,7 +208,7 @@ def make_definition(task_id: str, kind: str) -> Definition[Any]:
     if kind == "sync_cooperative":
 
         def sync_cooperative(run: Run) -> str:
-            run.wait_cancelled(0.002)
+            run.wait_canceled(0.002)
             return run.id
 
         return Definition(id=task_id, task_fn=sync_cooperative)
@@ -242,7 +242,7 @@ KINDS = [
 
 
 def check_outcome(task: Any, kind: str) -> None:
-    """The outcome of a task that nobody cancelled."""
+    """The outcome of a task that nobody canceled."""
     if kind in ("async_ok", "async_sleep", "sync_ok", "sync_cooperative", "flaky"):
         assert task.state is State.DONE, (task, kind, task.error)
         assert task.result(0) == task.id
@@ -435,7 +435,7 @@ def test_stress_blocking_pool_stopped_while_threads_submit() -> None:
 def test_threads_blocked_in_submit_all_get_pool_stopped_error() -> None:
     pool = blocking.WorkerPool(1)
     try:
-        first = pool.submit(Definition(task_fn=lambda run: run.wait_cancelled(WAIT)))
+        first = pool.submit(Definition(task_fn=lambda run: run.wait_canceled(WAIT)))
         blocked = threading.Barrier(THREADS + 1, timeout=WAIT)
         results: list[BaseException | None] = [None] * THREADS
 
@@ -849,7 +849,7 @@ def test_cancel_and_add_done_callback_from_threads_on_an_async_pool() -> None:
     for task in tasks:
         assert exactly_one_terminal_state(task)
         if task.id in cancel_results:
-            # cancelled before the gate opened: in progress then, so the first call (at
+            # canceled before the gate opened: in progress then, so the first call (at
             # least) saw it in progress; later calls may see it CANCELED already
             assert True in cancel_results[task.id]
             assert task.is_canceled()

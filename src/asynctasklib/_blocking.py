@@ -58,6 +58,11 @@ class Task(StatePredicates, Generic[T]):
 
     Handles of the same task (from ``submit``, ``tasks()``, a done callback) are equal and
     hash alike, so ``handle in pool.tasks()`` and sets and dicts of handles work.
+
+    The pool makes the handles; there is no need to make one.
+
+    Args:
+        task: The asynchronous task this handle stands for.
     """
 
     __slots__ = ("_task",)
@@ -78,10 +83,12 @@ class Task(StatePredicates, Generic[T]):
 
     @property
     def id(self) -> str:
+        """The task's id, from its definition (or given by the pool), as a str."""
         return self._task.id
 
     @property
     def definition(self) -> Definition[T]:
+        """The `Definition` the task runs."""
         return self._task.definition
 
     @property
@@ -104,11 +111,31 @@ class Task(StatePredicates, Generic[T]):
         return self._task.cancel()
 
     def add_done_callback(self, fn: Callable[[Task[T]], object]) -> None:
-        """Call ``fn(task)`` when the task ends, on the pool's loop thread."""
+        """Call ``fn(task)`` when the task ends, on the pool's loop thread.
+
+        As with `asynctasklib.Task.add_done_callback`: at once if it has ended, and a
+        callback that raises is logged and ignored. Safe from any thread.
+
+        Args:
+            fn: Called with this handle (a blocking `Task`) as its one argument.
+        """
         self._task.add_done_callback(lambda _: fn(self))
 
     def wait(self, timeout: float | timedelta | None = None) -> bool:
-        """Block until the task has ended (True) or ``timeout`` seconds passed (False)."""
+        """Block the calling thread until the task has ended or ``timeout`` passed.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; None, or one above
+                ``threading.TIMEOUT_MAX``, waits for as long as it takes; 0 only looks.
+
+        Returns:
+            True if the task has ended, False if ``timeout`` passed first (the task keeps
+            going).
+
+        Raises:
+            RuntimeError: Called from a running event loop, for a task not ended (with a
+                ``timeout`` other than 0).
+        """
         limit = thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
         if self._task.is_end():
             return True
@@ -127,8 +154,22 @@ class Task(StatePredicates, Generic[T]):
         return ended.is_set()
 
     def result(self, timeout: float | timedelta | None = None) -> T:
-        """The function's return value, or raise the task's error; ``TimeoutError`` if it
-        has not ended within ``timeout`` seconds."""
+        """The function's return value, or raise the task's error; blocks the calling
+        thread until the task has ended.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; None, or one above
+                ``threading.TIMEOUT_MAX``, waits for as long as it takes; 0 does not wait.
+
+        Returns:
+            What the task function returned, if the task is DONE.
+
+        Raises:
+            TimeoutError: The task had not ended within ``timeout`` (it keeps going).
+            RuntimeError: Called from a running event loop, for a task not ended (with a
+                ``timeout`` other than 0).
+            BaseException: The task's own error, if it is FAILED or CANCELED.
+        """
         if not self.wait(timeout):
             raise TimeoutError(f"task {self.id!r} did not end within {timeout}s")
         return self._task.result()
@@ -148,6 +189,19 @@ class WorkerPool:
     A pool garbage-collected without ``shutdown()`` warns (``ResourceWarning: unclosed
     blocking.WorkerPool ...``, as an unclosed file does); its tasks in progress run to their
     end, then its thread, event loop and executor are freed.
+
+    Args:
+        max_workers: How many tasks may be in progress at once; at least 1.
+        hooks: State hooks for tasks whose definition has none.
+        retain_finished: Keep ended tasks in ``tasks()`` (True) or forget them (False).
+        max_per_second: A rate limit on attempts started per second, or None for none.
+        executor: Where plain (sync) task functions run; None for the loop's default
+            thread pool.
+
+    Raises:
+        TypeError: ``max_workers`` is not an int, ``hooks`` not a `StateHooks`, or
+            ``retain_finished`` not a bool.
+        ValueError: ``max_workers`` is below 1.
     """
 
     # This face is the async pool's other half, not a client: it takes slots in the calling
@@ -214,9 +268,21 @@ class WorkerPool:
     # -- submitting ------------------------------------------------------------------------
 
     def submit(self, definition: Definition[T]) -> Task[T]:
-        """Start a task once a worker is free (blocks while all are busy) and return it.
+        """Start a task for ``definition`` once a worker is free, and return it.
 
-        Raises ``PoolStoppedError`` once the pool is stopped.
+        Blocks the calling thread while all workers are busy (first in, first out with
+        every other caller).
+
+        Args:
+            definition: What the task runs.
+
+        Returns:
+            The new task.
+
+        Raises:
+            PoolStoppedError: The pool is stopped, or stopped while the caller waited.
+            TypeError: ``definition`` is not a `Definition`.
+            RuntimeError: Called from a running event loop.
         """
         pool = self._pool
         if not isinstance(definition, Definition):
@@ -257,16 +323,39 @@ class WorkerPool:
                     pool._enqueue(task)
                 except BaseException:  # from a hook, not ours: the task ended FAILED with it
                     logger.exception("a hook of task %r raised", task.id)
-                if pool._cancelled_all:  # submitted as shutdown(cancel=True) began: cancel it
+                if pool._canceled_all:  # submitted as shutdown(cancel=True) began: cancel it
                     task._cancel()
 
     def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:
-        """Submit each definition in order, blocking for workers as ``submit`` does."""
+        """Submit each definition in order, blocking for workers as ``submit`` does.
+
+        Args:
+            definitions: The definitions to submit; all are checked before any is.
+
+        Returns:
+            The new tasks, in the order of ``definitions``.
+
+        Raises:
+            TypeError: An item of ``definitions`` is not a `Definition` (nothing is
+                submitted).
+        """
         return [self.submit(definition) for definition in self._pool._check_all(definitions)]
 
     def submit_with_err_group(self, definitions: Iterable[Definition[Any]]) -> None:
         """Run the definitions as a group; the first failure cancels the rest and is raised
-        once all have ended (see `asynctasklib.WorkerPool.submit_with_err_group`)."""
+        once all have ended (see `asynctasklib.WorkerPool.submit_with_err_group`).
+
+        Blocks the calling thread until every task of the group has ended; returns None
+        when every task succeeds.
+
+        Args:
+            definitions: The definitions of the group's tasks.
+
+        Raises:
+            PoolStoppedError: The pool is stopped, or stopped before the group was submitted
+                whole.
+            RuntimeError: Called from a running event loop.
+        """
         self._call("submit_with_err_group()", self._pool.submit_with_err_group(definitions))
 
     @overload
@@ -291,7 +380,28 @@ class WorkerPool:
         self, items: Iterable[Definition[Any] | Task[Any]], *, return_exceptions: bool = False
     ) -> list[Any]:
         """Run the definitions (and wait for the tasks); their results in order (see
-        `asynctasklib.WorkerPool.gather`)."""
+        `asynctasklib.WorkerPool.gather`).
+
+        Blocks the calling thread until every task has ended. By default the first failure
+        cancels the rest and, once all have ended, is raised: the task's own exception.
+
+        Args:
+            items: Definitions to submit, in order, each once a worker is free, and tasks
+                of this pool already started, to wait for.
+            return_exceptions: Put each failure in the list in place of its result (True),
+                or raise the first (False).
+
+        Returns:
+            The results (or, with ``return_exceptions``, the exceptions), in the order of
+            ``items``.
+
+        Raises:
+            TypeError: An item is neither a `Definition` nor a `Task`, or
+                ``return_exceptions`` is not a bool.
+            PoolStoppedError: The pool is stopped, or stopped before every definition was
+                submitted (raised once those submitted have ended).
+            RuntimeError: Called from a running event loop.
+        """
         flag(return_exceptions, "return_exceptions")  # (before the loop starts)
         unwrapped = [item._task if isinstance(item, Task) else item for item in items]
         return self._call(
@@ -364,7 +474,32 @@ class WorkerPool:
     ) -> MapIterator[Any]:
         """``fn(item)`` for each item through the pool, results as a plain iterator (see
         `asynctasklib.WorkerPool.map`). Use it in a ``with`` block, or call ``close()``, to
-        stop the run early."""
+        stop the run early.
+
+        Each ``next()`` blocks the calling thread until the next result is ready.
+
+        Args:
+            fn: The function to call with each item; a plain function or ``async def``.
+            items: The input: any iterable or async iterable.
+            ordered: Return the results in input order (True) or as they finish (False).
+            return_exceptions: Return each failure in place of its result (True), or raise
+                the first and cancel the rest (False).
+            window: At most this many items in progress or finished but not yet returned;
+                at least 1. None for twice ``max_workers``.
+            max_per_second: A rate limit on this run's attempt starts, or None for none.
+            **options: Options of a `Definition` for each task (not ``id`` nor ``task_fn``,
+                which the map sets itself).
+
+        Returns:
+            The results, a plain iterator (also a context manager). Nothing runs until the
+            first ``next()``.
+
+        Raises:
+            TypeError: ``items`` is not an iterable or async iterable, ``ordered`` or
+                ``return_exceptions`` is not a bool, ``window`` is not an int, or
+                ``options`` name ``id`` or ``task_fn``.
+            ValueError: ``window`` is below 1.
+        """
         results = self._pool.map(
             fn,
             items,
@@ -380,7 +515,24 @@ class WorkerPool:
         self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None
     ) -> Iterator[Task[T]]:
         """Yield the tasks as they end; ``TimeoutError`` if ``timeout`` seconds pass first
-        (see `asynctasklib.WorkerPool.as_completed`)."""
+        (see `asynctasklib.WorkerPool.as_completed`).
+
+        Each ``next()`` blocks the calling thread until another task has ended; nothing is
+        canceled.
+
+        Args:
+            tasks: The tasks (blocking `Task` handles) to wait for.
+            timeout: Seconds (or a ``timedelta``) for all of them to end; None, or one above
+                ``threading.TIMEOUT_MAX``, for no limit.
+
+        Returns:
+            An iterator of the tasks, each as it ends.
+
+        Raises:
+            TimeoutError: ``timeout`` passed before every task had ended (raised by
+                ``next()``).
+            RuntimeError: Iterated from a running event loop.
+        """
         return as_completed_in_thread(tasks, Task, lambda task: task._task, timeout)
 
     # -- waiting and stopping --------------------------------------------------------------
@@ -390,6 +542,16 @@ class WorkerPool:
 
         Returns at once after ``shutdown()``, and when another thread's ``shutdown()`` stops
         the pool's loop during the wait (every task has ended then).
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most, or None for no limit.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first; nothing is canceled, the tasks keep
+                going.
+            PoolStoppedError: The pool's loop stopped otherwise (the interpreter's exit)
+                with tasks in progress.
+            RuntimeError: Called from a running event loop.
         """
         if self._portal is None:
             return
@@ -416,7 +578,26 @@ class WorkerPool:
         """Stop, cancel the tasks in progress when ``cancel`` (after ``grace`` seconds to end
         by themselves, if given), wait for them, and stop the background loop and its thread.
         ``TimeoutError`` after ``timeout`` (then the loop keeps running; call again to
-        finish)."""
+        finish).
+
+        Blocks the calling thread; one call at a time (a second one finds it done).
+
+        Args:
+            cancel: Cancel the tasks in progress (True), or wait for them to end (False).
+            timeout: Seconds (or a ``timedelta``) to wait at most, grace included, or None
+                for no limit.
+            grace: Seconds (or a ``timedelta``) the tasks get to end by themselves before
+                they are canceled; needs ``cancel``, and no longer than ``timeout``.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first; the pool is stopped, its loop keeps
+                running (call again to finish).
+            TypeError: ``cancel`` is not a bool, or ``timeout`` or ``grace`` not a number of
+                seconds or a ``timedelta``.
+            ValueError: ``grace`` without ``cancel``, longer than ``timeout``, or a negative
+                ``timeout`` or ``grace``.
+            RuntimeError: Called from a running event loop.
+        """
         shutdown_limits(cancel, timeout, grace)  # bad arguments fail here, loop or not
         check_not_in_loop("shutdown()")
         with self._shutdown_lock:  # one at a time: the second finds it done
@@ -442,6 +623,7 @@ class WorkerPool:
                 self._finalizer.detach()  # shut down: nothing for it to free, or warn of
 
     def __enter__(self) -> WorkerPool:
+        """``with``: the pool itself."""
         return self
 
     def __exit__(
@@ -450,34 +632,52 @@ class WorkerPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``with``: shut down, waiting for every task (canceling them first if the
+        body raised)."""
         self.shutdown(cancel=exc_type is not None)
 
     # -- introspection ---------------------------------------------------------------------
 
     @property
     def max_workers(self) -> int:
+        """How many tasks may be in progress at once."""
         return self._pool.max_workers
 
     @property
     def active_workers(self) -> int:
+        """Worker slots in use: tasks submitted and not yet ended."""
         return self._pool.active_workers
 
     @property
     def available_workers(self) -> int:
+        """Worker slots free right now."""
         return self._pool.available_workers
 
     def is_stopped(self) -> bool:
+        """True once the pool is stopped: it takes no more tasks."""
         return self._pool.is_stopped()
 
     def stats(self) -> PoolStats:
+        """The counters, O(1); read on the pool's loop while it runs, so they are a
+        consistent snapshot."""
         return self._pool.stats()
 
     def tasks(self) -> list[Task[Any]]:
+        """Handles of the pool's tasks: all submitted, or only those in progress when the
+        pool was made with ``retain_finished=False`` (see `asynctasklib.WorkerPool.tasks`)."""
         return [Task(task) for task in self._pool.tasks()]
 
 
 class MapIterator(Generic[R]):
-    """The results of a blocking ``pool.map``, one per ``next()``."""
+    """The results of a blocking ``pool.map``, one per ``next()``.
+
+    `WorkerPool.map` makes it; nothing runs until the first ``next()``. Leaving
+    ``with pool.map(...) as results:``, or ``close()``, stops the run.
+
+    Args:
+        pool: The blocking pool the run goes through.
+        results: The asynchronous pool's `MapResults` for the run.
+    """
 
     __slots__ = ("_pool", "_ready", "_results")
 
@@ -487,9 +687,12 @@ class MapIterator(Generic[R]):
         self._ready: deque[R] = deque()  # results fetched, not yet returned
 
     def __iter__(self) -> Iterator[R]:
+        """``for``: the iterator itself."""
         return self
 
     def __next__(self) -> R:
+        """The next result, blocking the calling thread until it is ready; the first failure
+        is raised instead, and ``StopIteration`` once every result has been returned."""
         ready = self._ready
         if not ready:
             # One trip to the loop for every result ready by then (at most a window's worth:
@@ -512,6 +715,7 @@ class MapIterator(Generic[R]):
             self._pool._call("map().close()", self._results.aclose())
 
     def __enter__(self) -> MapIterator[R]:
+        """``with``: the iterator itself."""
         return self
 
     def __exit__(
@@ -520,6 +724,7 @@ class MapIterator(Generic[R]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``with``: stop the run, as ``close()`` does."""
         self.close()
 
 
@@ -528,13 +733,29 @@ class Semaphore(_SemaphoreCore):
 
     The same FIFO core as the async one: a released slot goes to the longest waiter, a
     waiter that times out loses nothing, and every method is thread-safe.
+
+    Args:
+        limit: The number of slots; at least 1.
+
+    Raises:
+        TypeError: ``limit`` is not an int.
+        ValueError: ``limit`` is below 1.
     """
 
     __slots__ = ()
 
     def acquire(self, timeout: float | timedelta | None = None) -> None:
-        """Block until a slot is free, at most ``timeout`` seconds (``TimeoutError``); a
-        timeout above ``threading.TIMEOUT_MAX`` (``inf``, ``timedelta.max``) means no limit."""
+        """Block the calling thread until a slot is free, at most ``timeout`` seconds.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; None, or one above
+                ``threading.TIMEOUT_MAX`` (``inf``, ``timedelta.max``), waits for as long as
+                it takes; 0 only takes a free slot.
+
+        Raises:
+            TimeoutError: No slot was free within ``timeout``.
+            RuntimeError: Called from a running event loop when it would have to wait.
+        """
         limit = None if timeout is None else thread_limit(seconds(timeout, "timeout"))
         if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.acquire()")
@@ -542,13 +763,25 @@ class Semaphore(_SemaphoreCore):
             raise TimeoutError(f"no slot of the semaphore was free within {limit}s")
 
     def try_acquire_with_timeout(self, timeout: float | timedelta) -> bool:
-        """Block at most ``timeout`` seconds for a slot; True if one was taken."""
+        """Block the calling thread at most ``timeout`` seconds for a slot.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; one above
+                ``threading.TIMEOUT_MAX`` means no limit; 0 only takes a free slot.
+
+        Returns:
+            True if a slot was taken, False if ``timeout`` passed first.
+
+        Raises:
+            RuntimeError: Called from a running event loop when it would have to wait.
+        """
         limit = thread_limit(seconds(timeout, "timeout"))
         if (self._value <= 0 or self._waiters) and limit != 0:
             check_not_in_loop("Semaphore.try_acquire_with_timeout()")
         return self._acquire_blocking(limit)
 
     def __enter__(self) -> None:
+        """``with``: wait for a slot (as ``acquire()`` with no timeout)."""
         self.acquire()
 
     def __exit__(
@@ -557,4 +790,5 @@ class Semaphore(_SemaphoreCore):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``with``: give the slot back."""
         self.release()

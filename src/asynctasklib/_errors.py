@@ -30,7 +30,7 @@ class TaskError(Exception):
 
 
 class TaskCanceledError(TaskError):
-    """The task was cancelled; it is the ``error`` of a CANCELED task."""
+    """The task was canceled; it is the ``error`` of a CANCELED task."""
 
 
 class TaskTimeoutError(TaskError, TimeoutError):

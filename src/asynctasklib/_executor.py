@@ -130,11 +130,11 @@ class ExecutorBridge:
             self._ended_calls.clear()
             self.ended_scheduled = False
         for result, call in batch:
-            if result.done():  # cancelled meanwhile
+            if result.done():  # canceled meanwhile
                 _discard(call)
                 continue
             state, error, value = future_fields(call)
-            if state != FINISHED:  # cancelled
+            if state != FINISHED:  # canceled
                 result.cancel()
             elif error is None:
                 result.set_result(value)
@@ -174,7 +174,7 @@ class ExecutorBridge:
         if running:
             logger.warning(
                 "%d task function(s) still run in threads after their tasks ended; they were "
-                "told to stop (run.cancelled) and the pool does not wait for them",
+                "told to stop (run.canceled) and the pool does not wait for them",
                 running,
             )
         executor.shutdown(wait=not running, cancel_futures=True)

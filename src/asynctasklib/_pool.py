@@ -88,7 +88,7 @@ class _Worker(_Runner):
         if not self.pool._threaded:  # asyncio's way: it goes up, the loop stops
             return False
         # A blocking face's worker: the task's waiters get the exception; go on, unless this
-        # worker itself is being cancelled (its loop is closing).
+        # worker itself is being canceled (its loop is closing).
         self.expired = False
         return not self.settle()
 
@@ -149,7 +149,7 @@ class WorkerPool:
     ``stats()`` stay exact either way.
 
     ``async with WorkerPool(n) as pool:`` waits for every task on exit, then stops the
-    workers; if the body raises, the tasks are cancelled first.
+    workers; if the body raises, the tasks are canceled first.
 
     A BaseException that is not an Exception, raised by a task's function, hooks,
     ``retry_on`` or ``backoff``, ends that task FAILED with it and, as asyncio.TaskGroup
@@ -158,6 +158,19 @@ class WorkerPool:
     of the application's) is logged with its traceback and raised, once, from the pool's
     next ``submit()``, ``wait()`` or ``shutdown()`` (``async with``'s exit included, unless
     it is the exception already on its way out of the block).
+
+    Args:
+        max_workers: How many tasks may be in progress at once; at least 1.
+        hooks: State hooks for tasks whose definition has none.
+        retain_finished: Keep ended tasks in ``tasks()`` (True) or forget them (False).
+        max_per_second: A rate limit on attempts started per second, or None for none.
+        executor: Where plain (sync) task functions run; None for the loop's default
+            thread pool.
+
+    Raises:
+        TypeError: ``max_workers`` is not an int, ``hooks`` not a `StateHooks`, or
+            ``retain_finished`` not a bool.
+        ValueError: ``max_workers`` is below 1.
     """
 
     def __init__(
@@ -185,7 +198,7 @@ class WorkerPool:
         self._idle: list[_Worker] = []  # parked workers
         self._waking = 0  # workers spawned or woken that have not run yet
         self._stopped = False
-        self._cancelled_all = False
+        self._canceled_all = False
         # A BaseException that escaped a task and ended its worker, for the application
         # (see _worker_exited and _raise_error)
         self._error: BaseException | None = None
@@ -219,6 +232,7 @@ class WorkerPool:
 
     @property
     def max_workers(self) -> int:
+        """How many tasks may be in progress at once."""
         return self._max_workers
 
     @property
@@ -228,9 +242,11 @@ class WorkerPool:
 
     @property
     def available_workers(self) -> int:
+        """Worker slots free right now."""
         return self._slots.available
 
     def is_stopped(self) -> bool:
+        """True once the pool is stopped: it takes no more tasks."""
         return self._stopped
 
     def stats(self) -> PoolStats:
@@ -271,10 +287,19 @@ class WorkerPool:
     async def submit(self, definition: Definition[T]) -> Task[T]:
         """Start a task for ``definition`` once a worker is free, and return it.
 
-        Waits while all workers are busy. Raises ``PoolStoppedError`` once the pool is
-        stopped (first, once, the BaseException that stopped it, if one did: see
-        ``_worker_exited``). If the caller is cancelled while it waits, nothing is left
-        behind.
+        Waits while all workers are busy. If the caller is canceled while it waits, nothing
+        is left behind.
+
+        Args:
+            definition: What the task runs.
+
+        Returns:
+            The new task, PENDING.
+
+        Raises:
+            PoolStoppedError: The pool is stopped (first, once, the BaseException that
+                stopped it, if one did).
+            TypeError: ``definition`` is not a `Definition`.
         """
         if self._stopped:
             self._raise_error()
@@ -303,7 +328,14 @@ class WorkerPool:
             raise PoolStoppedError("the pool is stopped")
 
     async def submit_batch(self, definitions: Iterable[Definition[Any]]) -> list[Task[Any]]:
-        """Submit each definition in order, waiting for workers as ``submit`` does."""
+        """Submit each definition in order, waiting for workers as ``submit`` does.
+
+        Args:
+            definitions: The definitions to submit.
+
+        Returns:
+            The new tasks, in the order of ``definitions``.
+        """
         batch = self._check_all(definitions)
         return [await self.submit(d) for d in batch]
 
@@ -312,9 +344,12 @@ class WorkerPool:
 
         Tasks of the group that have not started never start, definitions not yet submitted
         are never submitted, and once every task of the group has ended the first failure is
-        raised: the task's own exception (a ``TaskCanceledError`` if a task was cancelled
-        from outside). Returns None when every task succeeds. If the caller is cancelled, the
-        group's tasks are cancelled too.
+        raised: the task's own exception (a ``TaskCanceledError`` if a task was canceled
+        from outside). Returns None when every task succeeds. If the caller is canceled, the
+        group's tasks are canceled too.
+
+        Args:
+            definitions: The definitions of the group's tasks.
         """
         await self.gather(self._check_all(definitions))
 
@@ -349,9 +384,26 @@ class WorkerPool:
 
         By default the first failure cancels the rest (those not started never start, and
         no more definitions are submitted) and, once all have ended, is raised: the task's
-        own exception. With ``return_exceptions=True`` nothing is cancelled and each failure
-        takes its place in the list (a ``TaskCanceledError`` for a cancelled task), as with
-        ``asyncio.gather``. If the caller is cancelled, the tasks are cancelled too.
+        own exception. With ``return_exceptions=True`` nothing is canceled and each failure
+        takes its place in the list (a ``TaskCanceledError`` for a canceled task), as with
+        ``asyncio.gather``. If the caller is canceled, the tasks are canceled too.
+
+        Args:
+            items: Definitions to submit, in order, each once a worker is free, and tasks
+                already started, to wait for.
+            return_exceptions: Put each failure in the list in place of its result (True),
+                or raise the first (False).
+
+        Returns:
+            The results (or, with ``return_exceptions``, the exceptions), in the order of
+            ``items``.
+
+        Raises:
+            TypeError: An item is neither a `Definition` nor a `Task`, or
+                ``return_exceptions`` is not a bool.
+            InvalidStateError: A task given was never started.
+            PoolStoppedError: The pool stopped before every definition was submitted (raised
+                once those submitted have ended).
         """
         flag(return_exceptions, "return_exceptions")
         batch = list(items)
@@ -469,8 +521,30 @@ class WorkerPool:
         ``options`` are those of a `Definition` (``max_duration``, ``max_retries``,
         ``backoff``, ``retry_on``, ``total_timeout``, ``delay``, ``hooks``); each task's id is
         its item's index. ``max_per_second`` limits attempt starts of this run (on top of the
-        pool's own limit). Leaving the loop early, or the consumer being cancelled, cancels
+        pool's own limit). Leaving the loop early, or the consumer being canceled, cancels
         the tasks in progress and reads no more input.
+
+        Args:
+            fn: The function to call with each item; a plain function or ``async def``.
+            items: The input: any iterable or async iterable.
+            ordered: Yield the results in input order (True) or as they finish (False).
+            return_exceptions: Yield each failure in place of its result (True), or raise
+                the first and cancel the rest (False).
+            window: At most this many items in progress or finished but not yet yielded;
+                at least 1. None for twice ``max_workers``.
+            max_per_second: A rate limit on this run's attempt starts, or None for none.
+            **options: Options of a `Definition` for each task (not ``id`` nor ``task_fn``,
+                which the map sets itself).
+
+        Returns:
+            The results, to iterate with ``async for`` (also an async context manager).
+            Nothing runs until the first result is asked for.
+
+        Raises:
+            TypeError: ``items`` is not an iterable or async iterable, ``ordered`` or
+                ``return_exceptions`` is not a bool, ``window`` is not an int, or
+                ``options`` name ``id`` or ``task_fn``.
+            ValueError: ``window`` is below 1.
         """
         flag(ordered, "ordered")
         flag(return_exceptions, "return_exceptions")
@@ -501,7 +575,18 @@ class WorkerPool:
         """Yield the tasks as they end (whatever their end), like ``asyncio.as_completed``.
 
         ``TimeoutError`` if ``timeout`` seconds pass before all have ended (nothing is
-        cancelled).
+        canceled).
+
+        Args:
+            tasks: The tasks to wait for.
+            timeout: Seconds (or a ``timedelta``) for all of them to end, or None for no
+                limit.
+
+        Returns:
+            An async iterator of the tasks, each as it ends.
+
+        Raises:
+            TimeoutError: ``timeout`` passed before every task had ended.
         """
         return as_completed(tasks, timeout)
 
@@ -606,7 +691,7 @@ class WorkerPool:
             assert worker.parked is not None
             try:
                 worker.parked.set_result(None)
-            except asyncio.InvalidStateError:  # cancelled with its worker: it is ending
+            except asyncio.InvalidStateError:  # canceled with its worker: it is ending
                 continue
             self._waking += 1
             return
@@ -621,7 +706,7 @@ class WorkerPool:
             atask.add_done_callback(self._worker_exited)
 
     def _worker_exited(self, atask: asyncio.Task[None]) -> None:
-        """A worker's asyncio task has ended: by itself (stopped, retired), cancelled from
+        """A worker's asyncio task has ended: by itself (stopped, retired), canceled from
         outside (the event loop is shutting down), or with an exception.
 
         An exception there is a BaseException (not an Exception, nor a CancelledError) that
@@ -672,7 +757,14 @@ class WorkerPool:
     async def wait(self, timeout: float | timedelta | None = None) -> None:
         """Wait until every submitted task has ended and its worker slot is free.
 
-        ``TimeoutError`` after ``timeout`` seconds; nothing is cancelled.
+        ``TimeoutError`` after ``timeout`` seconds; nothing is canceled.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most, or None for no limit.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first; the tasks keep going.
+            RuntimeError: The pool's event loop was closed with tasks in progress.
         """
         limit = optional_seconds(timeout, "timeout", allow_zero=True)
         self._check_not_orphaned()
@@ -698,7 +790,7 @@ class WorkerPool:
         idle, self._idle = self._idle, []
         for worker in idle:
             assert worker.parked is not None
-            if worker.parked.done():  # cancelled with its worker (the loop is going away)
+            if worker.parked.done():  # canceled with its worker (the loop is going away)
                 continue
             self._waking += 1
             worker.parked.set_result(None)
@@ -713,8 +805,24 @@ class WorkerPool:
         """Stop, cancel the tasks in progress when ``cancel``, and wait for the workers.
 
         With ``grace`` seconds (and ``cancel``), the tasks get that long to end by themselves
-        before what is left is cancelled: drain, then cancel, in one call. ``TimeoutError``
+        before what is left is canceled: drain, then cancel, in one call. ``TimeoutError``
         after ``timeout`` seconds, grace included (the workers keep going).
+
+        Args:
+            cancel: Cancel the tasks in progress (True), or wait for them to end (False).
+            timeout: Seconds (or a ``timedelta``) to wait at most, grace included, or None
+                for no limit.
+            grace: Seconds (or a ``timedelta``) the tasks get to end by themselves before
+                they are canceled; needs ``cancel``, and no longer than ``timeout``.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first; the pool is stopped, the workers keep
+                going.
+            TypeError: ``cancel`` is not a bool, or ``timeout`` or ``grace`` not a number of
+                seconds or a ``timedelta``.
+            ValueError: ``grace`` without ``cancel``, longer than ``timeout``, or a negative
+                ``timeout`` or ``grace``.
+            RuntimeError: The pool's event loop was closed with tasks in progress.
         """
         limit, drain = shutdown_limits(cancel, timeout, grace)
         self._check_not_orphaned()
@@ -741,11 +849,12 @@ class WorkerPool:
         self._raise_error()
 
     def _cancel_all(self) -> None:
-        self._cancelled_all = True  # (the blocking face cancels what it hands over later)
+        self._canceled_all = True  # (the blocking face cancels what it hands over later)
         for task in self._in_progress():
             task._cancel()
 
     async def __aenter__(self) -> WorkerPool:
+        """``async with``: the pool itself."""
         return self
 
     async def __aexit__(
@@ -754,6 +863,8 @@ class WorkerPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``async with``: shut down, waiting for every task (canceling them first if
+        the body raised)."""
         self._propagating = exc  # (not raised again over itself: see _raise_error)
         try:
             await self.shutdown(cancel=exc_type is not None)

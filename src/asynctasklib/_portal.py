@@ -60,7 +60,7 @@ class Portal:
                 except BaseException:  # from a user's hook or callback: the loop goes on
                     logger.exception("a callback on the blocking face's event loop raised")
         finally:  # as asyncio.run ends: nothing may be left running
-            # (until none is left: a task may start another as it is cancelled)
+            # (until none is left: a task may start another as it is canceled)
             while tasks := asyncio.all_tasks(loop):
                 for task in tasks:
                     task.cancel()
@@ -76,7 +76,7 @@ class Portal:
 
         If the loop stops first (``shutdown()`` from another thread, or the interpreter's
         exit), the call raises ``PoolStoppedError``: this is the one place where a call
-        cancelled on the loop comes back to its thread.
+        canceled on the loop comes back to its thread.
         """
         try:
             check_not_in_loop(what)
@@ -93,13 +93,13 @@ class Portal:
             # Cancelled on the loop: by its stop (the usual case), or by foreign code there.
             if self._closing:
                 raise PoolStoppedError(f"the pool was shut down during {what}") from None
-            raise TaskCanceledError(f"{what} was cancelled on the pool's event loop") from None
+            raise TaskCanceledError(f"{what} was canceled on the pool's event loop") from None
         except BaseException:
             future.cancel()
             raise
 
     def close(self) -> None:
-        """Stop the loop (what still runs on it is cancelled) and, unless called on the
+        """Stop the loop (what still runs on it is canceled) and, unless called on the
         loop's thread, wait for its thread to end."""
         with self._lock:
             if not self._closing:
@@ -156,5 +156,5 @@ def _close_portals() -> None:
 # Before concurrent.futures joins its threads at exit (threading's exit hooks run in reverse
 # order of registration, and concurrent.futures registered when it was imported): closing the
 # loops first cancels the pools' tasks, so that a plain task function still running in a
-# thread is told to stop (run.cancelled) instead of being waited for.
+# thread is told to stop (run.canceled) instead of being waited for.
 register_atexit(_close_portals)

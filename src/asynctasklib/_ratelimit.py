@@ -24,7 +24,7 @@ class RateLimiter:
     This is GCRA without burst: each caller reserves the next start time, at least
     ``1 / per_second`` after the previous one, and sleeps until it. There is no burst after
     an idle spell (a token bucket would let a backlog of starts through at once): a server
-    that allows N requests per second never sees N + 1 within a second. A caller cancelled
+    that allows N requests per second never sees N + 1 within a second. A caller canceled
     while it waits gives up its place (the rate only falls).
     """
 

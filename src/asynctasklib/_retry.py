@@ -36,6 +36,16 @@ class ExponentialBackoff:
 
     The wait is scaled by a random factor in ``[1 - jitter, 1]``: ``jitter=0`` waits exactly
     the exponential delay, ``jitter=1`` waits anything from zero up to it ("full jitter").
+
+    Args:
+        initial: Seconds (or a ``timedelta``) before the first retry, before jitter.
+        multiplier: What each further retry multiplies the delay by; at least 1.
+        max_delay: The longest delay in seconds (or a ``timedelta``), before jitter.
+        jitter: The share of the delay taken off at random, from 0 to 1.
+
+    Raises:
+        TypeError: A value is not a number (or, for the delays, a ``timedelta``).
+        ValueError: A value is out of range or NaN.
     """
 
     initial: float = 0.1
@@ -56,6 +66,17 @@ class ExponentialBackoff:
             raise ValueError(f"jitter must be between 0 and 1, got {self.jitter!r}")
 
     def __call__(self, retry: int) -> float:
+        """The delay before a retry.
+
+        Args:
+            retry: The retry's number: 1 for the first retry.
+
+        Returns:
+            Seconds to wait before that retry.
+
+        Raises:
+            ValueError: ``retry`` is below 1.
+        """
         if retry < 1:
             raise ValueError(f"retry numbers start at 1, got {retry}")
         try:

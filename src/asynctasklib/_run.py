@@ -10,6 +10,7 @@ import asyncio
 import math
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ from ._validate import seconds
 __all__ = ["Run", "RunInfo"]
 
 _RUN: Any = object()  # Task._arg meaning "call task_fn with the attempt's Run"
-_event_lock = threading.Lock()  # guards Run._event, made on first wait_cancelled()
+_event_lock = threading.Lock()  # guards Run._event, made on first wait_canceled()
 
 
 class _RunTask(Protocol):
@@ -42,10 +43,14 @@ class RunInfo:
     """What a plain task function receives instead of a `Run` when the pool's executor runs
     it in another process or on another machine (``ProcessPoolExecutor``, Dask): the facts,
     picklable, without the line back to the task (no ``cancel()``, ``callback()``,
-    ``cancelled`` or waits; a cancelled or timed-out task ends at once, and the function
+    ``canceled`` or waits; a canceled or timed-out task ends at once, and the function
     runs on until it returns).
 
-    ``deadline`` is wall-clock time (``time.time()``) at which the attempt times out, or None.
+    Args:
+        id: The task's id.
+        attempt: 0 for the first attempt, n for retry n.
+        deadline: The wall-clock time (``time.time()``) at which the attempt times out, or
+            None.
     """
 
     id: str
@@ -60,22 +65,22 @@ class Run:
     function.
     """
 
-    __slots__ = ("_attempt", "_cancelled", "_deadline", "_event", "_task")
+    __slots__ = ("_attempt", "_canceled", "_deadline", "_event", "_task")
 
     # The engine's side of a Run: the runner sets _task, _attempt and _deadline, and the
     # engine calls _signal() and _info(). Private, so a task function sees only the rest.
-    _cancelled: bool
+    _canceled: bool
     _event: threading.Event
     _task: _RunTask
     _attempt: int
     _deadline: float  # (inf for none: the engine compares it with no test for None)
-    # _cancelled and _event are set on first use: most runs never need them.
+    # _canceled and _event are set on first use: most runs never need them.
 
     def __init__(self) -> None:
         raise TypeError("a Run is made by the engine for each attempt, and given to task_fn")
 
     def __repr__(self) -> str:
-        return f"<Run id={self.id!r} attempt={self._attempt} cancelled={self.cancelled}>"
+        return f"<Run id={self.id!r} attempt={self._attempt} canceled={self.canceled}>"
 
     @property
     def id(self) -> str:
@@ -94,9 +99,17 @@ class Run:
         return None if deadline == math.inf else deadline
 
     @property
+    def canceled(self) -> bool:
+        """True once this attempt was canceled or timed out: time to stop."""
+        return getattr(self, "_canceled", False)
+
+    @property
     def cancelled(self) -> bool:
-        """True once this attempt was cancelled or timed out: time to stop."""
-        return getattr(self, "_cancelled", False)
+        """Deprecated: use `canceled`. True once this attempt was canceled or timed out."""
+        warnings.warn(
+            "Run.cancelled is deprecated; use Run.canceled", DeprecationWarning, stacklevel=2
+        )
+        return self.canceled
 
     def cancel(self) -> None:
         """Cancel this run's own task."""
@@ -108,23 +121,38 @@ class Run:
         self._task._task_fn_callback(self)
 
     async def sleep(self, delay: float | timedelta) -> None:
-        """Sleep; a cancel or timeout of the task interrupts it (for ``async def`` functions)."""
+        """Sleep; a cancel or timeout of the task interrupts it (for ``async def`` functions).
+
+        Args:
+            delay: Seconds (or a ``timedelta``) to sleep.
+        """
         await asyncio.sleep(seconds(delay, "delay"))
 
-    def wait_cancelled(self, timeout: float | timedelta | None = None) -> bool:
-        """Block up to ``timeout`` seconds until this attempt is cancelled or times out.
+    def wait_canceled(self, timeout: float | timedelta | None = None) -> bool:
+        """Block up to ``timeout`` seconds until this attempt is canceled or times out.
 
-        Returns True if it was, False when the timeout passed first. For plain functions
-        running in a worker thread; an ``async def`` function uses ``await run.sleep()``.
+        For plain functions running in a worker thread; an ``async def`` function uses
+        ``await run.sleep()``.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; None waits until the
+                attempt is canceled or times out.
+
+        Returns:
+            True if the attempt was canceled or timed out, False when the timeout passed
+            first.
+
+        Raises:
+            RuntimeError: Called on the thread of the task's event loop.
         """
         limit = None if timeout is None else seconds(timeout, "timeout")
         loop = self._task._loop
         if loop is not None and _get_running_loop() is loop:
             raise RuntimeError(
-                "wait_cancelled() blocks the thread; in an async task_fn use await run.sleep()"
+                "wait_canceled() blocks the thread; in an async task_fn use await run.sleep()"
             )
         with _event_lock:
-            if self.cancelled:
+            if self.canceled:
                 return True
             event = getattr(self, "_event", None)
             if event is None:
@@ -132,6 +160,22 @@ class Run:
         if limit is not None and limit > threading.TIMEOUT_MAX:
             limit = None  # (inf, timedelta.max: as good as forever, which Event.wait refuses)
         return event.wait(limit)
+
+    def wait_cancelled(self, timeout: float | timedelta | None = None) -> bool:
+        """Deprecated: use `wait_canceled`, which this calls.
+
+        Args:
+            timeout: As for `wait_canceled`.
+
+        Returns:
+            What `wait_canceled` returns.
+        """
+        warnings.warn(
+            "Run.wait_cancelled() is deprecated; use Run.wait_canceled()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.wait_canceled(timeout)
 
     def _info(self) -> RunInfo:
         deadline = self.deadline
@@ -141,7 +185,7 @@ class Run:
 
     def _signal(self) -> None:
         with _event_lock:
-            self._cancelled = True
+            self._canceled = True
             event = getattr(self, "_event", None)
         if event is not None:
             event.set()

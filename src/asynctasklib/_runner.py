@@ -6,7 +6,7 @@ task per task. `_Runner.work` takes one task at a time through these phases. The
 are written inline in the loop (a call there costs about 1% per task, measured); the cold
 ones are the methods named on the right.
 
-    take      pop a task; skip it if it was cancelled while it waited;
+    take      pop a task; skip it if it was canceled while it waited;
               lend it the runner's context if it has the same variables  `same_context`
     first     a task with no task_fn, a delay, a total_timeout or a rate
               limit waits (or ends) first; any other starts at once      `first_turn`
@@ -85,7 +85,7 @@ class _Driven(Protocol):
     @property
     def id(self) -> str: ...
 
-    _queue: deque[Any] | None  # the queue it waits in; None once taken or cancelled
+    _queue: deque[Any] | None  # the queue it waits in; None once taken or canceled
     _definition: Definition[Any]
     _arg: Any  # what task_fn is called with: _RUN for the attempt's Run
     _limiter: Limiter | None
@@ -126,8 +126,8 @@ def no_stop_iteration(error: StopIteration) -> RuntimeError:
 
 
 def signal_stop(run: Run | None) -> None:
-    """Tell the attempt's function it is time to stop: ``run.cancelled`` turns True, and a
-    plain function in its thread returns from ``run.wait_cancelled()``."""
+    """Tell the attempt's function it is time to stop: ``run.canceled`` turns True, and a
+    plain function in its thread returns from ``run.wait_canceled()``."""
     if run is not None:
         run._signal()  # (the Run's engine side: see Run)
 
@@ -137,8 +137,8 @@ def _call_plain(fn: Callable[[Any], T], arg: Any) -> T:
         result = fn(arg)
     except StopIteration as exc:
         raise no_stop_iteration(exc) from exc
-    if result.__class__ is types.CoroutineType and arg.__class__ is _Run and arg.cancelled:
-        # Cancelled or timed out meanwhile: nobody will await it (and a cancelled
+    if result.__class__ is types.CoroutineType and arg.__class__ is _Run and arg.canceled:
+        # Cancelled or timed out meanwhile: nobody will await it (and a canceled
         # run_in_executor future drops it unseen); closed, it does not warn that it never
         # was. (A pool also closes one that ends up discarded otherwise: see _pool._discard.)
         result.close()  # type: ignore[attr-defined]
@@ -202,7 +202,7 @@ class _Runner:
                     # -- take (the plan is Definition's, made for this loop: see _plan) --
                     task = ready.popleft()
                     if task._queue is not ready:
-                        continue  # cancelled while it waited
+                        continue  # canceled while it waited
                     try:
                         fn, is_async, max_duration, plain = task._definition._plan
                         arg, limiter, context = task._arg, task._limiter, task._context
@@ -306,13 +306,13 @@ class _Runner:
         hook = task._hooks.on_started
         assert hook is not None
         call_hook(hook, task.id, _now(_UTC), context=task._context)
-        if task._cancel_requested:  # cancelled from the hook: the Run says so from the start
+        if task._cancel_requested:  # canceled from the hook: the Run says so from the start
             signal_stop(run)
 
     async def turn(self, task: _Driven, wait: float, limiter: Limiter | None) -> bool:
         """Wait ``wait`` seconds (the delay, or a backoff: a retry yields even at 0), then
         for the rate limit's turn. True to start the attempt; False if the run has ended
-        meanwhile: cancelled (CANCELED), or out of its total_timeout (FAILED)."""
+        meanwhile: canceled (CANCELED), or out of its total_timeout (FAILED)."""
         try:
             if wait or task._attempts:
                 await asyncio.sleep(wait)
@@ -349,7 +349,7 @@ class _Runner:
         cancellations), then do what the task decides. True to start the next attempt (the
         retry, once its wait is over), False if the run has ended.
 
-        Raises CancelledError if the runner itself was cancelled from outside.
+        Raises CancelledError if the runner itself was canceled from outside.
         """
         if isinstance(raised, asyncio.CancelledError):
             error, cancelled = None, raised
@@ -365,7 +365,7 @@ class _Runner:
             signal_stop(run)
         if cancelled is not None or self.issued:
             if self.settle():
-                # The runner itself was cancelled from outside (the loop is going away).
+                # The runner itself was canceled from outside (the loop is going away).
                 task._finish(_CANCELED, task._canceled_error())
                 raise cancelled or asyncio.CancelledError()
         elif self.atask.cancelling():  # type: ignore[union-attr]
@@ -383,7 +383,7 @@ class _Runner:
     def abandon(self, task: _Driven, exc: BaseException) -> bool:
         """A BaseException that is not ours escaped while this runner drove ``task``
         (KeyboardInterrupt, SystemExit from the function, a hook, retry_on or backoff; or
-        this runner cancelled from outside). The task ends first; then True to go on with
+        this runner canceled from outside). The task ends first; then True to go on with
         the next task, False to let the exception go up."""
         # Only a run this runner drives: an end hook may have started a new run of the
         # task, on a runner of its own.
@@ -467,7 +467,7 @@ class _Runner:
 
     def cancel_call(self, call: asyncio.Future[Any]) -> None:
         """The runner stopped waiting for ``call`` (the executor's own future follows a
-        cancelled ``run_in_executor`` future by itself)."""
+        canceled ``run_in_executor`` future by itself)."""
 
     # -- deadlines and cancellations ----------------------------------------------------------
 
@@ -526,7 +526,7 @@ class _Runner:
             atask.uncancel()
 
     def settle(self) -> bool:
-        """Take back our cancellations; True if someone else cancelled the runner as well."""
+        """Take back our cancellations; True if someone else canceled the runner as well."""
         atask = self.atask
         assert atask is not None
         for _ in range(self.issued):

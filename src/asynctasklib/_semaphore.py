@@ -37,7 +37,7 @@ class _SemaphoreCore:
 
     A released slot goes straight to the longest waiter, whether it waits in a coroutine or
     in a thread, so a ``try_acquire()`` never overtakes a waiter. A waiter that gives up
-    (cancelled, timed out) loses nothing: if the slot reached it as it gave up, it passes
+    (canceled, timed out) loses nothing: if the slot reached it as it gave up, it passes
     the slot on. Every change happens under one lock, so any thread may release, try, or
     read the counts at any time.
     """
@@ -96,7 +96,7 @@ class _SemaphoreCore:
                 waiter.granted = True
                 waiter.lock.release()
                 return
-            if waiter.done():  # cancelled, timed out, or aborted
+            if waiter.done():  # canceled, timed out, or aborted
                 continue
             loop = waiter.get_loop()
             if _get_running_loop() is loop:
@@ -207,12 +207,27 @@ class Semaphore(_SemaphoreCore):
     and ``release()`` never wait and may be called from any thread. A released slot goes
     straight to the longest waiter, so ``try_acquire()`` never overtakes one.
     ``asynctasklib.blocking.Semaphore`` is the same semaphore for threads.
+
+    Args:
+        limit: The number of slots; at least 1.
+
+    Raises:
+        TypeError: ``limit`` is not an int.
+        ValueError: ``limit`` is below 1.
     """
 
     __slots__ = ()
 
     async def acquire(self, timeout: float | timedelta | None = None) -> None:
-        """Wait for a slot, at most ``timeout`` seconds (``TimeoutError`` after that)."""
+        """Wait for a slot, at most ``timeout`` seconds.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most; None waits for as long
+                as it takes, 0 only takes a free slot.
+
+        Raises:
+            TimeoutError: No slot was free within ``timeout``.
+        """
         limit = None if timeout is None else seconds(timeout, "timeout")
         if limit == 0:
             if self.try_acquire():
@@ -236,7 +251,14 @@ class Semaphore(_SemaphoreCore):
             raise
 
     async def try_acquire_with_timeout(self, timeout: float | timedelta) -> bool:
-        """Wait at most ``timeout`` seconds for a slot; True if one was taken."""
+        """Wait at most ``timeout`` seconds for a slot.
+
+        Args:
+            timeout: Seconds (or a ``timedelta``) to wait at most.
+
+        Returns:
+            True if a slot was taken, False if ``timeout`` passed first.
+        """
         try:
             await self.acquire(timeout)
         except TimeoutError:
@@ -244,6 +266,7 @@ class Semaphore(_SemaphoreCore):
         return True
 
     async def __aenter__(self) -> None:
+        """``async with``: wait for a slot (as ``acquire()`` with no timeout)."""
         await self.acquire()
 
     async def __aexit__(
@@ -252,6 +275,7 @@ class Semaphore(_SemaphoreCore):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``async with``: give the slot back."""
         self.release()
 
 

@@ -9,7 +9,20 @@ __all__ = ["PoolStats"]
 
 @dataclass(frozen=True, slots=True)
 class PoolStats:
-    """A snapshot of a pool's counters. Every submitted task is counted in exactly one state."""
+    """A snapshot of a pool's counters. Every submitted task is counted in exactly one state.
+
+    Args:
+        total: Tasks submitted to the pool.
+        created: Tasks CREATED (always 0: a pool's tasks start PENDING).
+        pending: Tasks PENDING: waiting for a worker, their delay or a retry.
+        started: Tasks STARTED: an attempt is running.
+        done: Tasks that ended DONE.
+        failed: Tasks that ended FAILED.
+        canceled: Tasks that ended CANCELED.
+        max_workers: The pool's limit of tasks running at once.
+        active_workers: Worker slots in use.
+        stopped: True once the pool is stopped.
+    """
 
     total: int
     created: int

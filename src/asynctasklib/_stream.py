@@ -223,7 +223,7 @@ class _MapRun:
             feeder.cancel()
 
     def feeder_ended(self, feeder: asyncio.Task[None]) -> None:
-        """The feeder's done callback. A feeder cancelled before its first step (stop() or
+        """The feeder's done callback. A feeder canceled before its first step (stop() or
         shutdown() landing between the consumer's first ``__anext__`` and the feeder's
         start) never runs ``feed()``, nor its ``finally``: end the feed here, or the
         consumer would wait forever."""
@@ -249,9 +249,15 @@ class MapResults(Generic[R]):
     """The results of ``pool.map``: iterate with ``async for``.
 
     Also an async context manager: leaving ``async with pool.map(...) as results:`` stops the
-    run for sure (in-flight tasks cancelled, no more input read). Breaking out of a bare
+    run for sure (in-flight tasks canceled, no more input read). Breaking out of a bare
     ``async for`` does the same as soon as the object is dropped, and ``await aclose()`` does
     it explicitly.
+
+    `WorkerPool.map` makes it; nothing runs until the first ``__anext__``.
+
+    Args:
+        run: The run's shared state, made by `WorkerPool.map`.
+        items: The input: an iterable or an async iterable.
     """
 
     __slots__ = ("_items", "_run")
@@ -265,9 +271,12 @@ class MapResults(Generic[R]):
         self._items: Iterable[Any] | AsyncIterable[Any] | None = items
 
     def __aiter__(self) -> AsyncIterator[R]:
+        """``async for``: the results themselves."""
         return self
 
     async def __anext__(self) -> R:
+        """The next result (the run starts on the first call); the first failure is raised
+        instead, and ``StopAsyncIteration`` once every result has been yielded."""
         run = self._run
         if self._items is not None:
             self._begin()
@@ -346,6 +355,7 @@ class MapResults(Generic[R]):
             await asyncio.wait([run.feeder])
 
     async def __aenter__(self) -> MapResults[R]:
+        """``async with``: the results themselves."""
         return self
 
     async def __aexit__(
@@ -354,6 +364,7 @@ class MapResults(Generic[R]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Leave ``async with``: stop the run, as ``aclose()`` does."""
         await self.aclose()
 
     def __del__(self) -> None:

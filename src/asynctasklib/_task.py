@@ -87,6 +87,12 @@ class Task(Generic[T]):
     ``Task(definition)`` is CREATED and fires ``on_created``; ``go()`` starts it on the
     running event loop. ``await task`` gives the function's return value or raises its error;
     ``await task.wait()`` only waits. A task that has ended may be started again with ``go()``.
+
+    Args:
+        definition: What the task runs, and how (timeouts, retries, hooks).
+
+    Raises:
+        TypeError: ``definition`` is not a `Definition`.
     """
 
     __slots__ = (
@@ -119,7 +125,7 @@ class Task(Generic[T]):
     # done callbacks, and futures of wait() calls
     _callbacks: list[Callable[[Task[T]], object] | asyncio.Future[_End]] | None
     # From its owner, for this run: the owner itself until the run ends (its counters and
-    # worker slot), the loop, the queue it waits in (None once taken or cancelled), its
+    # worker slot), the loop, the queue it waits in (None once taken or canceled), its
     # hooks (the definition's, else the owner's) and rate limit.
     _owner: _Owner | None
     _loop: asyncio.AbstractEventLoop | None
@@ -186,15 +192,19 @@ class Task(Generic[T]):
 
     @property
     def id(self) -> str:
+        """The task's id, from its definition (or given by the pool), as a str."""
         task_id = self._id
         return task_id if task_id.__class__ is str else str(task_id)
 
     @property
     def definition(self) -> Definition[T]:
+        """The `Definition` the task runs."""
         return self._definition
 
     @property
     def state(self) -> State:
+        """Where the task is in its lifecycle: CREATED, PENDING, STARTED, DONE, FAILED or
+        CANCELED."""
         return self._state
 
     @property
@@ -208,21 +218,27 @@ class Task(Generic[T]):
         return self._attempts
 
     def is_created(self) -> bool:
+        """True if the task is CREATED."""
         return self._state is _CREATED
 
     def is_pending(self) -> bool:
+        """True if the task is PENDING."""
         return self._state is _PENDING
 
     def is_started(self) -> bool:
+        """True if the task is STARTED."""
         return self._state is _STARTED
 
     def is_done(self) -> bool:
+        """True if the task is DONE."""
         return self._state is _DONE
 
     def is_failed(self) -> bool:
+        """True if the task is FAILED."""
         return self._state is _FAILED
 
     def is_canceled(self) -> bool:
+        """True if the task is CANCELED."""
         return self._state is _CANCELED
 
     def is_end(self) -> bool:
@@ -238,8 +254,11 @@ class Task(Generic[T]):
     def go(self) -> None:
         """Start the task on the running event loop; it is PENDING when this returns.
 
-        Raises ``TaskInProgressError`` if it is PENDING or STARTED already; an ended task
-        starts a fresh run (attempts and error reset).
+        An ended task starts a fresh run (attempts and error reset).
+
+        Raises:
+            TaskInProgressError: The task is PENDING or STARTED already.
+            RuntimeError: No event loop is running in this thread.
         """
         loop = asyncio.get_running_loop()
         state = self._state
@@ -270,7 +289,7 @@ class Task(Generic[T]):
 
     def _announce(self, created: bool) -> None:
         """Fire the run's first hooks: ``on_created`` (a pool's new task), then
-        ``on_pending`` unless a hook cancelled it. A BaseException from one (not ours) ends
+        ``on_pending`` unless a hook canceled it. A BaseException from one (not ours) ends
         the run, then goes up."""
         hooks = self._hooks
         try:
@@ -286,8 +305,11 @@ class Task(Generic[T]):
     def cancel(self) -> bool:
         """Cancel the task, whatever it is doing: waiting its delay or backoff, or running.
 
-        Returns True if the task was in progress (it ends CANCELED, never retried), False if
-        it had not started or had ended already. Safe to call from any thread.
+        It ends CANCELED and is never retried. Safe to call from any thread.
+
+        Returns:
+            True if the task was in progress, False if it had not started or had ended
+            already.
         """
         loop = self._loop
         if loop is not None and _get_running_loop() is not loop:
@@ -322,7 +344,12 @@ class Task(Generic[T]):
             raise InvalidStateError(f"task {self.id!r} was never started: call go() first")
 
     async def wait(self) -> None:
-        """Wait until the task has ended; never raises the task's error (Go's ``Await``)."""
+        """Wait until the task has ended; never raises the task's error (Go's ``Await``).
+
+        Raises:
+            InvalidStateError: The task was never started.
+            RuntimeError: The task runs on another event loop.
+        """
         if self._state < _DONE:
             await self._wait_end()
 
@@ -346,6 +373,7 @@ class Task(Generic[T]):
             raise
 
     def __await__(self) -> Generator[Any, None, T]:
+        """``await task``: wait for the end, then return the result or raise the error."""
         if self._state >= _DONE:
             return self.result()
         state, outcome, tb = yield from self._wait_end().__await__()
@@ -356,7 +384,12 @@ class Task(Generic[T]):
     def result(self) -> T:
         """The function's return value, or raise the task's error; never waits.
 
-        ``InvalidStateError`` if the task has not ended.
+        Returns:
+            What the task function returned, if the task is DONE.
+
+        Raises:
+            InvalidStateError: The task has not ended.
+            BaseException: The task's own error, if it is FAILED or CANCELED.
         """
         state = self._state
         if state is _DONE:
@@ -369,6 +402,9 @@ class Task(Generic[T]):
         """Call ``fn(task)`` when this run ends (at once if it has ended), on the loop's thread.
 
         Like hooks, a callback that raises is logged and ignored. Safe from any thread.
+
+        Args:
+            fn: Called with the task as its one argument.
         """
         call_on_loop(self._loop, self._add_done_callback, fn)
 
@@ -381,7 +417,14 @@ class Task(Generic[T]):
         self._callbacks.append(fn)
 
     def remove_done_callback(self, fn: Callable[[Task[T]], object]) -> int:
-        """Remove every registration of ``fn``; returns how many there were."""
+        """Remove every registration of ``fn``.
+
+        Args:
+            fn: A callback given to `add_done_callback`.
+
+        Returns:
+            How many registrations were removed.
+        """
         return call_on_loop(self._loop, self._remove_done_callback, fn)
 
     def _remove_done_callback(self, fn: Callable[[Task[T]], object]) -> int:
@@ -406,7 +449,7 @@ class Task(Generic[T]):
         success itself, and its own side first: see `_Runner.attempt_over`). I/O-free: the
         runner acts on the decision.
 
-        ``error`` is what the attempt raised, ``cancelled`` whether it raised CancelledError,
+        ``error`` is what the attempt raised, ``canceled`` whether it raised CancelledError,
         ``expired`` whether its deadline interrupted it, ``budget_spent`` whether that was
         the total_timeout's, ``budget_end`` when the total_timeout ends (inf: no budget).
         """
@@ -526,7 +569,7 @@ class Task(Generic[T]):
             self._finish(_FAILED, error)
 
     def _canceled_error(self) -> TaskCanceledError:
-        return TaskCanceledError(f"task {self.id!r} was cancelled")
+        return TaskCanceledError(f"task {self.id!r} was canceled")
 
     def _budget_error(self, last: BaseException | None) -> TaskTimeoutError:
         budget = self._definition.total_timeout

@@ -40,12 +40,12 @@ cannot be pickled, such as a lambda or a nested function, with ``TypeError`` bef
 is sent. An argument that cannot be pickled (a ``pool.map`` item) is found only when its
 attempt is sent: that attempt fails with Dask's ``TypeError`` ("Could not serialize ...").
 
-What does not cross: ``Run.cancel()``, ``Run.callback()``, ``Run.cancelled`` and the waits
+What does not cross: ``Run.cancel()``, ``Run.callback()``, ``Run.canceled`` and the waits
 (the function gets a `RunInfo`, which has none of them), and any signal to stop. When a task
-is cancelled or an attempt times out, the task ends at once here and its Dask future is
-cancelled: a call still waiting on the scheduler or a worker never runs, but one already
+is canceled or an attempt times out, the task ends at once here and its Dask future is
+canceled: a call still waiting on the scheduler or a worker never runs, but one already
 running goes on to its end, holding its worker thread (Dask cannot interrupt a thread: the
-worker marks the task ``cancelled`` and drops its result once the function returns). A
+worker marks the task ``canceled`` and drops its result once the function returns). A
 function that may run long should watch ``info.deadline`` and return when it has passed
 (``time.time()`` seconds on the submitting machine: on another machine, as good as the two
 clocks agree).
@@ -86,23 +86,23 @@ class DaskExecutor(cf.Executor):
     Give it to ``WorkerPool(executor=...)``; it works as any executor too (``submit``,
     ``map``, ``shutdown``, ``with``). Each ``submit(fn, *args)`` is
     ``client.submit(fn, *args, pure=False)``, and the ``concurrent.futures.Future`` returned
-    follows that Dask future; cancelling it cancels the Dask future.
+    follows that Dask future; canceling it cancels the Dask future.
 
     ``workers``, ``resources`` and ``allow_other_workers`` are passed to every
     ``client.submit`` (see Dask's documentation). Retries belong to the pool
     (``Definition.max_retries``, which sees every attempt), so Dask's own ``retries`` is
-    refused, as is ``pure``. A Dask future cancelled on the cluster's side rather than from
+    refused, as is ``pure``. A Dask future canceled on the cluster's side rather than from
     here (by another client, the client closing, the scheduler connection lost) is a call
     that failed, with Dask's ``FutureCancelledError``: the pool retries it as any failure.
 
     Why not ``client.get_executor()`` (Dask's ``ClientExecutor``), which does much the same?
     It merges equal calls unless given ``pure=False``; its cancel waits on the calling thread
     for the client's loop (the pool cancels from its event loop), and with an asynchronous
-    client returns a coroutine nobody awaits, so nothing is cancelled; a call that fails
+    client returns a coroutine nobody awaits, so nothing is canceled; a call that fails
     stays on the cluster for as long as the client lives (it re-raises the error in a frame
     that holds the Dask future, and the client keeps that exception while the future
     lives: a cycle through ``client.futures``); and once its ``shutdown(wait=True)`` has met a
-    cancelled call, the calls it waited for (and their results on the cluster) can stay alive
+    canceled call, the calls it waited for (and their results on the cluster) can stay alive
     until the garbage collector runs.
 
     The pool never shuts this executor down, nor closes the client: both are yours.
@@ -113,6 +113,8 @@ class DaskExecutor(cf.Executor):
         workers: the workers that may run the calls (Dask's ``workers``).
         resources: what each call needs of a worker (Dask's ``resources``).
         allow_other_workers: let other workers run a call when those of ``workers`` cannot.
+        **options: none is accepted: ``pure``, ``retries`` and any other name raise
+            TypeError (for ``pure`` and ``retries`` the message says why).
 
     Raises:
         TypeError: ``client`` is not a ``distributed.Client``; ``pure``, ``retries`` or
@@ -178,7 +180,7 @@ class DaskExecutor(cf.Executor):
             **kwargs: its keyword arguments (not ``client.submit``'s options).
 
         Returns:
-            A ``concurrent.futures.Future`` that follows the call's Dask future; cancelling
+            A ``concurrent.futures.Future`` that follows the call's Dask future; canceling
             it cancels the Dask future.
 
         Raises:
@@ -265,7 +267,7 @@ def _cancel_dask_future(client: Client, future: Future[Any], cf_future: cf.Futur
     """Done callback of the ``concurrent.futures.Future``: a cancel goes on to Dask."""
     loop = client.loop
     if cf_future.cancelled() and future.status != "cancelled" and loop is not None:
-        # This runs in the thread that cancelled cf_future (the pool's event loop): hand the
+        # This runs in the thread that canceled cf_future (the pool's event loop): hand the
         # cancel to the client's loop instead of waiting there for it to be done.
         loop.add_callback(client.cancel, [future], asynchronous=True)
 
@@ -273,7 +275,7 @@ def _cancel_dask_future(client: Client, future: Future[Any], cf_future: cf.Futur
 async def _relay(future: Any, cf_future: cf.Future[Any]) -> None:
     """On the client's loop: wait for the Dask future and copy its outcome to ``cf_future``.
 
-    A Dask future cancelled on the cluster's side (another client, the client closing, the
+    A Dask future canceled on the cluster's side (another client, the client closing, the
     connection to the scheduler lost), not from here, is a call that failed: its
     ``FutureCancelledError`` is the outcome, an ``Exception`` the pool may retry. Nothing here
     leaves a traceback that holds this frame, and through it ``future``.
@@ -283,7 +285,7 @@ async def _relay(future: Any, cf_future: cf.Future[Any]) -> None:
     except Exception as exc:  # the result could not be fetched
         _settle(cf_future, error=exc.with_traceback(None))
         return
-    except BaseException:  # this relay is cancelled: the client's loop is stopping
+    except BaseException:  # this relay is canceled: the client's loop is stopping
         _settle(cf_future, error=RuntimeError(f"the Dask client stopped: {future.key!r} lost"))
         raise
     status = future.status
@@ -292,9 +294,9 @@ async def _relay(future: Any, cf_future: cf.Future[Any]) -> None:
     elif status == "error":  # outcome: (type, exception, the worker's traceback)
         _, error, tb = outcome
         _settle(cf_future, error=error.with_traceback(tb))
-    elif cf_future.cancelled():  # cancelled from here: wake concurrent.futures.wait() too
+    elif cf_future.cancelled():  # canceled from here: wake concurrent.futures.wait() too
         cf_future.set_running_or_notify_cancel()
-    else:  # cancelled on the cluster's side
+    else:  # canceled on the cluster's side
         _settle(cf_future, error=outcome)
 
 
@@ -306,5 +308,5 @@ def _settle(
             cf_future.set_result(result)
         else:
             cf_future.set_exception(error)
-    except cf.InvalidStateError:  # cancelled from here while the outcome came in
+    except cf.InvalidStateError:  # canceled from here while the outcome came in
         cf_future.set_running_or_notify_cancel()

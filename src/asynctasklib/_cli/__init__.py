@@ -5,7 +5,7 @@ Each job is a subprocess in a session (so a process group) of its own, run by an
 per-attempt timeouts and (with ``--halt-on-error``) error groups, and its hooks feed the
 output, the ``--json`` events, the ``--joblog`` and the progress view.
 
-A job that times out, is cancelled, or leaves processes behind when it exits has its
+A job that times out, is canceled, or leaves processes behind when it exits has its
 whole process group killed: SIGTERM, then SIGKILL after ``--grace`` seconds. On Linux the
 runner is a child subreaper, so processes orphaned by a job are reparented to it and
 reaped here rather than left as zombies.

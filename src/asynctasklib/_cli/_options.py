@@ -86,7 +86,7 @@ backoff: POLICY[:BASE], POLICY one of exp (BASE, 2*BASE, 4*BASE... up to 30 s, w
 jitter; the default, BASE 0.1), const (always BASE seconds), none (retry at once); a bare
 number means const.
 
-exit status: 0 all jobs succeeded, 1 some failed (or were cancelled by --halt-on-error),
+exit status: 0 all jobs succeeded, 1 some failed (or were canceled by --halt-on-error),
 2 bad usage, 130 interrupted (Ctrl-C; 143 for SIGTERM), 141 standard output was closed.
 Ctrl-C once: start no more jobs, let the running ones finish; twice: cancel them (their
 process groups get SIGTERM, then SIGKILL after --grace seconds); three times: SIGKILL now.

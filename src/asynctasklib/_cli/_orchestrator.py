@@ -114,7 +114,7 @@ class Orchestrator:
         try:
             await asyncio.wait([feeder])
         finally:
-            lines.close()  # (a feeder cancelled before it began never closes them)
+            lines.close()  # (a feeder canceled before it began never closes them)
         error = None if feeder.cancelled() else feeder.exception()
         if isinstance(error, InputError):  # a bad input: start no more, finish the rest
             self.reporter.notice(f"error: {error}")

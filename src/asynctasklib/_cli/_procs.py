@@ -1,6 +1,6 @@
 """A job's processes: start its command, capture its output, end its process group.
 
-A job that times out, is cancelled, or leaves processes behind when it exits has its whole
+A job that times out, is canceled, or leaves processes behind when it exits has its whole
 process group killed: SIGTERM, then SIGKILL after ``--grace`` seconds.
 """
 
@@ -31,7 +31,7 @@ class Capture(asyncio.SubprocessProtocol):
     pipes closed.
 
     State is kept in flags; waiting uses a fresh future each time, since a task that is
-    cancelled while it awaits a future cancels that future.
+    canceled while it awaits a future cancels that future.
     """
 
     __slots__ = ("_loop", "_waiter", "closed", "err", "exited", "out")
@@ -209,7 +209,7 @@ class Processes:
 
     async def _terminate(self, pgid: int, proto: Capture) -> bool:
         """Kill the job's process group: SIGTERM, SIGKILL after the grace period; return
-        once the leader is reaped and no member is left. True if cancelled meanwhile.
+        once the leader is reaped and no member is left. True if canceled meanwhile.
 
         A cancellation while waiting does not stop this: it sends SIGKILL at once.
         """
