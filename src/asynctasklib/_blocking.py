@@ -27,6 +27,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
+from ._blocking_task import Task
 from ._definition import Definition
 from ._errors import PoolStoppedError
 from ._group import as_completed_in_thread
@@ -34,13 +35,11 @@ from ._hooks import StateHooks
 from ._pool import PoolStats
 from ._pool import WorkerPool as _AsyncPool
 from ._portal import Portal, describe
-from ._semaphore import _SemaphoreCore
-from ._state import State, StatePredicates
 from ._task import Task as _AsyncTask
-from ._threads import check_not_in_loop, thread_limit
-from ._validate import flag, optional_seconds, seconds, shutdown_limits
+from ._threads import check_not_in_loop
+from ._validate import flag, shutdown_limits
 
-__all__ = ["Semaphore", "Task", "WorkerPool"]
+__all__ = ["MapIterator", "WorkerPool"]
 
 logger = logging.getLogger("asynctasklib")
 
@@ -49,130 +48,6 @@ R = TypeVar("R")
 X = TypeVar("X")
 
 
-class Task(StatePredicates, Generic[T]):
-    """A task of a blocking `WorkerPool`: waits block; everything else is the task's own.
-
-    ``wait(timeout)`` returns False if the timeout passed first; ``result(timeout)`` raises
-    ``TimeoutError`` then. ``cancel()`` and the state methods work from any thread. A timeout
-    above ``threading.TIMEOUT_MAX`` (``inf``, ``timedelta.max``) means no limit.
-
-    Handles of the same task (from ``submit``, ``tasks()``, a done callback) are equal and
-    hash alike, so ``handle in pool.tasks()`` and sets and dicts of handles work.
-
-    The pool makes the handles; there is no need to make one.
-
-    Args:
-        task: The asynchronous task this handle stands for.
-    """
-
-    __slots__ = ("_task",)
-
-    def __init__(self, task: _AsyncTask[T]) -> None:
-        self._task = task
-
-    def __repr__(self) -> str:
-        return f"<blocking.Task {self._task!r}>"
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Task):
-            return self._task is other._task
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._task)
-
-    @property
-    def id(self) -> str:
-        """The task's id, from its definition (or given by the pool), as a str."""
-        return self._task.id
-
-    @property
-    def definition(self) -> Definition[T]:
-        """The `Definition` the task runs."""
-        return self._task.definition
-
-    @property
-    def state(self) -> State:  # (the is_...() methods are StatePredicates', from it)
-        """Where the task is in its lifecycle."""
-        return self._task.state
-
-    @property
-    def error(self) -> BaseException | None:
-        """None, or the exception the task ended with (a FAILED or CANCELED task)."""
-        return self._task.error
-
-    @property
-    def attempts(self) -> int:
-        """Attempts started so far in this run."""
-        return self._task.attempts
-
-    def cancel(self) -> bool:
-        """Cancel the task (see `asynctasklib.Task.cancel`)."""
-        return self._task.cancel()
-
-    def add_done_callback(self, fn: Callable[[Task[T]], object]) -> None:
-        """Call ``fn(task)`` when the task ends, on the pool's loop thread.
-
-        As with `asynctasklib.Task.add_done_callback`: at once if it has ended, and a
-        callback that raises is logged and ignored. Safe from any thread.
-
-        Args:
-            fn: Called with this handle (a blocking `Task`) as its one argument.
-        """
-        self._task.add_done_callback(lambda _: fn(self))
-
-    def wait(self, timeout: float | timedelta | None = None) -> bool:
-        """Block the calling thread until the task has ended or ``timeout`` passed.
-
-        Args:
-            timeout: Seconds (or a ``timedelta``) to wait at most; None, or one above
-                ``threading.TIMEOUT_MAX``, waits for as long as it takes; 0 only looks.
-
-        Returns:
-            True if the task has ended, False if ``timeout`` passed first (the task keeps
-            going).
-
-        Raises:
-            RuntimeError: Called from a running event loop, for a task not ended (with a
-                ``timeout`` other than 0).
-        """
-        limit = thread_limit(optional_seconds(timeout, "timeout", allow_zero=True))
-        if self._task.is_end():
-            return True
-        if limit == 0:
-            return False
-        check_not_in_loop("Task.wait()")
-        ended = threading.Event()
-
-        def on_end(_: object) -> None:
-            ended.set()
-
-        self._task.add_done_callback(on_end)
-        if ended.wait(limit):
-            return True
-        self._task.remove_done_callback(on_end)  # a polling caller leaves nothing behind
-        return ended.is_set()
-
-    def result(self, timeout: float | timedelta | None = None) -> T:
-        """The function's return value, or raise the task's error; blocks the calling
-        thread until the task has ended.
-
-        Args:
-            timeout: Seconds (or a ``timedelta``) to wait at most; None, or one above
-                ``threading.TIMEOUT_MAX``, waits for as long as it takes; 0 does not wait.
-
-        Returns:
-            What the task function returned, if the task is DONE.
-
-        Raises:
-            TimeoutError: The task had not ended within ``timeout`` (it keeps going).
-            RuntimeError: Called from a running event loop, for a task not ended (with a
-                ``timeout`` other than 0).
-            BaseException: The task's own error, if it is FAILED or CANCELED.
-        """
-        if not self.wait(timeout):
-            raise TimeoutError(f"task {self.id!r} did not end within {timeout}s")
-        return self._task.result()
 
 
 class WorkerPool:
@@ -726,69 +601,3 @@ class MapIterator(Generic[R]):
     ) -> None:
         """Leave ``with``: stop the run, as ``close()`` does."""
         self.close()
-
-
-class Semaphore(_SemaphoreCore):
-    """`asynctasklib.Semaphore` for threads: ``acquire`` blocks the calling thread.
-
-    The same FIFO core as the async one: a released slot goes to the longest waiter, a
-    waiter that times out loses nothing, and every method is thread-safe.
-
-    Args:
-        limit: The number of slots; at least 1.
-
-    Raises:
-        TypeError: ``limit`` is not an int.
-        ValueError: ``limit`` is below 1.
-    """
-
-    __slots__ = ()
-
-    def acquire(self, timeout: float | timedelta | None = None) -> None:
-        """Block the calling thread until a slot is free, at most ``timeout`` seconds.
-
-        Args:
-            timeout: Seconds (or a ``timedelta``) to wait at most; None, or one above
-                ``threading.TIMEOUT_MAX`` (``inf``, ``timedelta.max``), waits for as long as
-                it takes; 0 only takes a free slot.
-
-        Raises:
-            TimeoutError: No slot was free within ``timeout``.
-            RuntimeError: Called from a running event loop when it would have to wait.
-        """
-        limit = None if timeout is None else thread_limit(seconds(timeout, "timeout"))
-        if (self._value <= 0 or self._waiters) and limit != 0:
-            check_not_in_loop("Semaphore.acquire()")
-        if not self._acquire_blocking(limit):
-            raise TimeoutError(f"no slot of the semaphore was free within {limit}s")
-
-    def try_acquire_with_timeout(self, timeout: float | timedelta) -> bool:
-        """Block the calling thread at most ``timeout`` seconds for a slot.
-
-        Args:
-            timeout: Seconds (or a ``timedelta``) to wait at most; one above
-                ``threading.TIMEOUT_MAX`` means no limit; 0 only takes a free slot.
-
-        Returns:
-            True if a slot was taken, False if ``timeout`` passed first.
-
-        Raises:
-            RuntimeError: Called from a running event loop when it would have to wait.
-        """
-        limit = thread_limit(seconds(timeout, "timeout"))
-        if (self._value <= 0 or self._waiters) and limit != 0:
-            check_not_in_loop("Semaphore.try_acquire_with_timeout()")
-        return self._acquire_blocking(limit)
-
-    def __enter__(self) -> None:
-        """``with``: wait for a slot (as ``acquire()`` with no timeout)."""
-        self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Leave ``with``: give the slot back."""
-        self.release()

@@ -6,7 +6,9 @@ friends run underneath, on an event loop the pool keeps in a background thread.
 """
 
 from . import _public_here
-from ._blocking import MapIterator, Semaphore, Task, WorkerPool
+from ._blocking import MapIterator, WorkerPool
+from ._blocking_semaphore import Semaphore
+from ._blocking_task import Task
 
 __all__ = ["MapIterator", "Semaphore", "Task", "WorkerPool"]
 
