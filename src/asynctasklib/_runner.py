@@ -199,12 +199,11 @@ class _Runner:
             busy = True
             while busy:
                 while ready:
-                    # -- take --
+                    # -- take (Definition's private _plan is made for this loop) --
                     task = ready.popleft()
                     if task._queue is not ready:
                         continue  # cancelled while it waited
                     try:
-                        # (the plan is Definition's, made for this line: see _plan)
                         fn, is_async, max_duration, plain = task._definition._plan
                         arg, limiter, context = task._arg, task._limiter, task._context
                         if inline and (
