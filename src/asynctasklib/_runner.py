@@ -140,7 +140,7 @@ def _call_plain(fn: Callable[[Any], T], arg: Any) -> T:
     if result.__class__ is types.CoroutineType and arg.__class__ is _Run and arg.canceled:
         # Cancelled or timed out meanwhile: nobody will await it (and a canceled
         # run_in_executor future drops it unseen); closed, it does not warn that it never
-        # was. (A pool also closes one that ends up discarded otherwise: see _pool._discard.)
+        # was. (A pool also closes one that ends up discarded otherwise: see _executor._discard.)
         result.close()  # type: ignore[attr-defined]
     return result
 
