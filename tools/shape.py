@@ -135,10 +135,10 @@ def foreign_private(mods: dict[str, Path]) -> dict[str, list[str]]:
     return out
 
 
-def main() -> int:
+def problems(mods: dict[str, Path]) -> list[str]:
+    """Every limit that ``mods`` break, one line each."""
     from radon.complexity import cc_visit
 
-    mods = modules()
     problems: list[str] = []
     for path in mods.values():
         text = path.read_text()
@@ -167,15 +167,21 @@ def main() -> int:
     graph = {name: imports(name, path, set(mods)) for name, path in mods.items()}
     for cycle in cycles(package_edges_ignored(graph)):
         problems.append("import cycle: " + " <-> ".join(cycle))
+    return problems
+
+
+def main() -> int:
+    mods = modules()
+    found = problems(mods)
     foreign = foreign_private(mods)
     total = sum(len(v) for v in foreign.values())
     print(f"accesses to another module's private names: {total}")
     for name, hits in sorted(foreign.items()):
         print(f"  {name}: {len(hits)}: {' '.join(hits)}")
-    for p in problems:
+    for p in found:
         print(p)
-    print(f"{len(problems)} problem(s) in {len(mods)} modules")
-    return 1 if problems else 0
+    print(f"{len(found)} problem(s) in {len(mods)} modules")
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

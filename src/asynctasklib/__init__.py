@@ -66,9 +66,8 @@ def _public_here(namespace: dict[str, object], names: list[str], module: str) ->
     module that may move."""
     for name in names:
         obj = namespace[name]
-        if isinstance(obj, type) or callable(obj):
+        if callable(obj):  # (classes too)
             obj.__module__ = module
 
 
 _public_here(globals(), __all__, __name__)
-

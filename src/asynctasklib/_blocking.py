@@ -48,8 +48,6 @@ R = TypeVar("R")
 X = TypeVar("X")
 
 
-
-
 class WorkerPool:
     """`asynctasklib.WorkerPool` for plain threads: the methods that wait block instead.
 
@@ -130,10 +128,7 @@ class WorkerPool:
             portal = self._portal
             if portal is None:
                 portal = self._portal = Portal()
-                # Bind the (idle) pool to the portal's loop; from now on other threads take
-                # its slots too.
-                self._pool._move_to(portal.loop)
-                self._pool._threaded = True
+                self._pool._serve_threads(portal.loop)  # (idle: nothing submitted yet)
                 # Dropped without shutdown(): free the portal (it, and its thread, hold no
                 # reference to this object, only to the async pool).
                 self._finalizer = weakref.finalize(self, portal.dropped, self._pool)

@@ -85,7 +85,7 @@ class _Worker(_Runner):
             pool._wake_one()
 
     def keep_going(self, exc: BaseException) -> bool:
-        if not self.pool._threaded:  # asyncio's way: it goes up, the loop stops
+        if not self.pool._slots.shared:  # asyncio's way: it goes up, the loop stops
             return False
         # A blocking face's worker: the task's waiters get the exception; go on, unless this
         # worker itself is being canceled (its loop is closing).
@@ -217,16 +217,6 @@ class WorkerPool:
             f"<WorkerPool max_workers={self._max_workers} active={self.active_workers} "
             f"total={self._counts.submitted} stopped={self._stopped}>"
         )
-
-    @property
-    def _threaded(self) -> bool:
-        """True once other threads take slots: the blocking face sets it as it starts its
-        loop's thread, and the slots then take their lock on every change."""
-        return self._slots.shared
-
-    @_threaded.setter
-    def _threaded(self, value: bool) -> None:
-        self._slots.shared = value
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -622,11 +612,17 @@ class WorkerPool:
         return loop
 
     def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Bind the pool, idle, to ``loop`` (the blocking face: to its portal's loop)."""
+        """Bind the pool, idle, to ``loop``."""
         self._loop = self._bridge.loop = loop
         self._workers.clear()
         self._idle.clear()
         self._waking = 0
+
+    def _serve_threads(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind the pool, idle, to the blocking face's loop in a thread. Other threads take
+        its slots from now on, so the slots take their lock on every change."""
+        self._move_to(loop)
+        self._slots.shared = True
 
     def _check_not_orphaned(self) -> None:
         """asyncio.run() ends every task before it closes its loop; a loop closed otherwise
@@ -734,7 +730,7 @@ class WorkerPool:
                 exc_info=error,
             )
             # (The blocking face has no application loop to raise it in: its waiters got it.)
-            if self._error is None and not self._threaded:
+            if self._error is None and not self._slots.shared:
                 self._error = error
             self._stop()
             self._cancel_all()

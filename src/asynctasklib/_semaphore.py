@@ -203,7 +203,7 @@ class _SemaphoreCore:
 class Semaphore(_SemaphoreCore):
     """A counting semaphore with ``limit`` slots and first-in, first-out waiters.
 
-    ``await acquire()`` waits for a slot (cancellable; no slot is lost), ``try_acquire()``
+    ``await acquire()`` waits for a slot (cancelable; no slot is lost), ``try_acquire()``
     and ``release()`` never wait and may be called from any thread. A released slot goes
     straight to the longest waiter, so ``try_acquire()`` never overtakes one.
     ``asynctasklib.blocking.Semaphore`` is the same semaphore for threads.
