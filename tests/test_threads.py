@@ -972,3 +972,51 @@ def test_async_pool_stats_and_tasks_from_a_thread_are_consistent_snapshots() -> 
         final = pool.stats()
     assert mismatches == []
     assert (final.total, final.done, final.failed) == (400, 320, 80)
+
+
+def test_a_read_from_a_thread_before_a_loop_binds_the_pool_is_not_overtaken_by_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before a loop binds the pool, ``tasks()`` from another thread runs in that thread. A
+    loop binding the pool meanwhile (its first ``submit``) waits for the read to end, so the
+    read never sees the pool's queues change under it ("deque mutated during iteration")."""
+    pool = WorkerPool(2)
+    binding = threading.Event()
+    reading = threading.Event()
+    seen: list[object] = []
+    real_tasks, real_move_to = pool._tasks, pool._move_to
+
+    def move_to(loop: asyncio.AbstractEventLoop) -> None:
+        binding.set()
+        real_move_to(loop)
+
+    def tasks() -> list[Task[Any]]:
+        reading.set()
+        assert binding.wait(WAIT)
+        # the loop is binding now; it must not finish while this read runs: wait for the
+        # thing that must not happen, briefly
+        deadline = time.monotonic() + 0.5
+        while pool._loop is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        seen.append(pool._loop)
+        return real_tasks()
+
+    monkeypatch.setattr(pool, "_move_to", move_to)
+    monkeypatch.setattr(pool, "_tasks", tasks)
+    listed: list[list[Task[Any]]] = []
+    reader = threading.Thread(target=lambda: listed.append(pool.tasks()))
+    reader.start()
+    assert reading.wait(WAIT)
+    with LoopThread() as lt:
+
+        async def ok(run: Run) -> str:
+            return "ok"
+
+        async def first() -> str:
+            return await (await pool.submit(Definition(task_fn=ok)))
+
+        assert lt.call(first()) == "ok"
+        reader.join(WAIT)
+        lt.call(pool.shutdown())
+    assert seen == [None]  # the read ended before the loop bound the pool
+    assert listed == [[]]

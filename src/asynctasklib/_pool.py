@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import threading
 import types
 import weakref
 from collections import deque
@@ -205,6 +206,9 @@ class WorkerPool:
         self._propagating: BaseException | None = None  # what __aexit__ was called with
         self._maps: weakref.WeakSet[_MapRun] = weakref.WeakSet()  # map runs, for stop()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Held while the pool binds to a loop, and by a call from another thread that runs
+        # where it is because the pool is on no running loop: the two never overlap.
+        self._binding = threading.Lock()
         self._bridge = bridge = ExecutorBridge(executor, max_workers)  # plain functions
         # Taken from it for the paths that use them once per task (submit(), the workers):
         self._remote = bridge.remote
@@ -242,7 +246,7 @@ class WorkerPool:
     def stats(self) -> PoolStats:
         """The counters, O(1). From another thread it is read on the pool's loop, so the
         counters are a consistent snapshot."""
-        return call_on_loop(self._loop, self._stats)
+        return self._on_loop(self._stats)
 
     def _stats(self) -> PoolStats:
         return self._counts.snapshot(self._max_workers, self._slots.acquired, self._stopped)
@@ -250,7 +254,7 @@ class WorkerPool:
     def tasks(self) -> list[Task[Any]]:
         """A copy of the pool's tasks: all submitted, or only those in progress when the
         pool was made with ``retain_finished=False``."""
-        return call_on_loop(self._loop, self._tasks)
+        return self._on_loop(self._tasks)
 
     def _tasks(self) -> list[Task[Any]]:
         if not self._retain:
@@ -613,10 +617,23 @@ class WorkerPool:
 
     def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind the pool, idle, to ``loop``."""
-        self._loop = self._bridge.loop = loop
-        self._workers.clear()
-        self._idle.clear()
-        self._waking = 0
+        with self._binding:
+            self._loop = self._bridge.loop = loop
+            self._workers.clear()
+            self._idle.clear()
+            self._waking = 0
+
+    def _on_loop(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the pool's loop (see call_on_loop). While the pool is on no running
+        loop it runs here, under the lock binding takes, so a loop that binds the pool
+        meanwhile waits for it rather than changing what it reads."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            return call_on_loop(loop, fn)
+        with self._binding:
+            if self._loop is loop:
+                return fn()
+        return self._on_loop(fn)  # bound meanwhile: go there
 
     def _serve_threads(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind the pool, idle, to the blocking face's loop in a thread. Other threads take
@@ -774,7 +791,7 @@ class WorkerPool:
     def stop(self) -> None:
         """Stop accepting tasks; those submitted still run. Callers waiting in ``submit``
         get ``PoolStoppedError``. Safe from any thread."""
-        call_on_loop(self._loop, self._stop)
+        self._on_loop(self._stop)
 
     def _stop(self) -> None:
         if self._stopped:
