@@ -2456,7 +2456,7 @@ async def test_a_tasks_leftover_cancellation_does_not_poison_the_next_task_on_it
     first = await pool.submit(Definition(id="first", task_fn=LEAKERS[leaker]))
     await first.wait()
     check_leaker(first, leaker)
-    worker = next(iter(pool._workers))
+    worker = next(iter(pool._crew.workers))
     assert worker.cancelling() == 0  # what the task left was taken back
     timed_out = await pool.submit(Definition(id="slow", task_fn=forever(), max_duration=5))
     async with asyncio.timeout(GUARD):
@@ -2466,7 +2466,7 @@ async def test_a_tasks_leftover_cancellation_does_not_poison_the_next_task_on_it
     assert not pool.is_stopped()
     after = await pool.submit(Definition(id="after", task_fn=Probe().fn(result=3)))
     assert await after == 3
-    assert next(iter(pool._workers)) is worker  # the same worker all along
+    assert next(iter(pool._crew.workers)) is worker  # the same worker all along
     assert_stats_match(pool)
     await pool.shutdown()
 
@@ -2716,8 +2716,8 @@ async def test_a_worker_canceled_while_parked_is_not_woken() -> None:
     pool = WorkerPool(2)
     await pool.gather([Definition(task_fn=Probe().fn(seconds=1)) for _ in range(2)])
     await wait_all_tasks_blocked()  # both workers parked
-    workers = list(pool._workers)
-    assert len(pool._idle) == 2
+    workers = list(pool._crew.workers)
+    assert len(pool._crew.idle) == 2
     for worker in workers:
         worker.cancel()
     task = await pool.submit(Definition(task_fn=Probe().fn()))  # (before they have ended)

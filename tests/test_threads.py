@@ -977,6 +977,8 @@ def test_async_pool_stats_and_tasks_from_a_thread_are_consistent_snapshots() -> 
 def test_a_read_from_a_thread_before_a_loop_binds_the_pool_is_not_overtaken_by_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from asynctasklib._crew import Crew
+
     """Before a loop binds the pool, ``tasks()`` from another thread runs in that thread. A
     loop binding the pool meanwhile (its first ``submit``) waits for the read to end, so the
     read never sees the pool's queues change under it ("deque mutated during iteration")."""
@@ -984,11 +986,11 @@ def test_a_read_from_a_thread_before_a_loop_binds_the_pool_is_not_overtaken_by_i
     binding = threading.Event()
     reading = threading.Event()
     seen: list[object] = []
-    real_tasks, real_move_to = pool._tasks, pool._move_to
+    real_tasks, real_move_to = pool._tasks, Crew.move_to
 
-    def move_to(loop: asyncio.AbstractEventLoop) -> None:
+    def move_to(crew: Crew, loop: asyncio.AbstractEventLoop) -> None:
         binding.set()
-        real_move_to(loop)
+        real_move_to(crew, loop)
 
     def tasks() -> list[Task[Any]]:
         reading.set()
@@ -996,12 +998,12 @@ def test_a_read_from_a_thread_before_a_loop_binds_the_pool_is_not_overtaken_by_i
         # the loop is binding now; it must not finish while this read runs: wait for the
         # thing that must not happen, briefly
         deadline = time.monotonic() + 0.5
-        while pool._loop is None and time.monotonic() < deadline:
+        while pool._crew.loop is None and time.monotonic() < deadline:
             time.sleep(0.005)
-        seen.append(pool._loop)
+        seen.append(pool._crew.loop)
         return real_tasks()
 
-    monkeypatch.setattr(pool, "_move_to", move_to)
+    monkeypatch.setattr(Crew, "move_to", move_to)
     monkeypatch.setattr(pool, "_tasks", tasks)
     listed: list[list[Task[Any]]] = []
     reader = threading.Thread(target=lambda: listed.append(pool.tasks()))

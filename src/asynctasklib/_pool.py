@@ -6,16 +6,12 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import threading
-import types
 import weakref
-from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
-    Generator,
     Iterable,
 )
 from concurrent.futures import Executor
@@ -23,8 +19,8 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
-from ._compat import log_destroy_pending
 from ._compat import running_loop as _get_running_loop
+from ._crew import Crew
 from ._definition import Definition
 from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
@@ -32,13 +28,11 @@ from ._group import Group, as_completed
 from ._hooks import NO_HOOKS, StateHooks
 from ._ratelimit import Limiter, RateLimiter, _Both
 from ._run import _RUN
-from ._runner import _Runner
 from ._semaphore import _Slots
 from ._state import State
 from ._stats import PoolStats, _Counts
 from ._stream import MapResults, _MapRun
 from ._task import Task, _PoolTask
-from ._threads import call_on_loop
 from ._validate import at_least, flag, optional_seconds, shutdown_limits
 
 __all__ = ["PoolStats", "WorkerPool"]
@@ -51,93 +45,6 @@ logger = logging.getLogger("asynctasklib")
 
 _PENDING, _DONE, _FAILED, _CANCELED = State.PENDING, State.DONE, State.FAILED, State.CANCELED
 _copy_context = contextvars.copy_context
-
-
-@types.coroutine
-def _yield() -> Generator[None, None, None]:
-    """Let every other ready callback run once (``asyncio.sleep(0)`` without its layers)."""
-    yield
-
-
-class _Worker(_Runner):
-    """A long-lived runner of the pool, fed by the pool's queue."""
-
-    __slots__ = ("parked", "pool", "remote")
-
-    task: Task[Any] | None  # (a pool's task)
-
-    def __init__(self, pool: WorkerPool, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop, pool._ready, pool._counts)
-        self.remote = pool._remote
-        self.pool = pool
-        self.parked: asyncio.Future[None] | None = None
-        self.inline = pool._inline
-
-    def begin(self) -> None:
-        self.woken()  # spawned, and now running
-
-    def woken(self) -> None:
-        """Spawned or unparked, and now running. If tasks wait behind the one this worker
-        takes, another worker is woken for them, in case this one's task blocks (one wake at
-        a time: tasks that end at once are then all run by this worker)."""
-        pool = self.pool
-        pool._waking -= 1
-        if len(self.ready) > 1 and not pool._waking:
-            pool._wake_one()
-
-    def keep_going(self, exc: BaseException) -> bool:
-        if not self.pool._slots.shared:  # asyncio's way: it goes up, the loop stops
-            return False
-        # A blocking face's worker: the task's waiters get the exception; go on, unless this
-        # worker itself is being canceled (its loop is closing).
-        self.expired = False
-        return not self.settle()
-
-    def retire(self, home: contextvars.Context) -> None:
-        pool = self.pool
-        # This pool's tasks set context variables (decimal's arithmetic does, on first use):
-        # its workers from now on run each task in its own context, as each would otherwise
-        # retire after every such task (a new asyncio task each time).
-        pool._inline = False
-        assert self.atask is not None
-        del pool._workers[self.atask]  # (so _worker_exited leaves the pool as it is)
-        # Tasks waiting with no worker on its way: a worker in `idle()`'s yield takes them, so
-        # this is only in case; the new worker starts in the variables this one had.
-        if self.ready and not pool._waking:
-            home.run(pool._wake_one)
-
-    async def idle(self) -> bool:
-        pool = self.pool
-        if pool._stopped:
-            return False
-        if pool._slots.available:
-            # Free slots: a submitter woken by a task's end may be about to fill them. Let it
-            # run, then look again; cheaper than parking and being woken.
-            await _yield()
-            if self.ready:
-                return True
-            if pool._stopped:
-                return False
-        # Parked, nothing outside the pool refers to the worker (its timer is disarmed): a
-        # pool dropped without shutdown() is then freed, workers and all, by the cyclic GC,
-        # which need not warn of a destroyed pending task (an idle worker loses nothing).
-        self.disarm()
-        atask = self.atask
-        assert atask is not None
-        self.parked = parked = self.loop.create_future()
-        pool._idle.append(self)
-        log_destroy_pending(atask, False)
-        await parked
-        log_destroy_pending(atask, True)
-        self.parked = None
-        self.woken()
-        return True
-
-    def call_in_executor(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
-        return self.pool._call_in_executor(fn, *args)
-
-    def cancel_call(self, result: asyncio.Future[Any]) -> None:
-        self.pool._cancel_call(result)
 
 
 class WorkerPool:
@@ -191,25 +98,19 @@ class WorkerPool:
         self._limiter = None if max_per_second is None else RateLimiter(max_per_second)
         self._retain = flag(retain_finished, "retain_finished")
         self._slots = _Slots(max_workers)  # held by each task from submit to its end
-        self._inline = True  # new workers may run tasks in their own context (see retire)
         self._counts = _Counts()  # facts the engine counts, from which stats() derives
         self._all: list[Task[Any]] = []  # every task, when retain_finished
-        self._ready: deque[Task[Any]] = deque()  # submitted, waiting for a worker
-        self._workers: dict[asyncio.Task[None], _Worker] = {}
-        self._idle: list[_Worker] = []  # parked workers
-        self._waking = 0  # workers spawned or woken that have not run yet
         self._stopped = False
         self._canceled_all = False
         # A BaseException that escaped a task and ended its worker, for the application
-        # (see _worker_exited and _raise_error)
+        # (see _broken and _raise_error)
         self._error: BaseException | None = None
         self._propagating: BaseException | None = None  # what __aexit__ was called with
         self._maps: weakref.WeakSet[_MapRun] = weakref.WeakSet()  # map runs, for stop()
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Held while the pool binds to a loop, and by a call from another thread that runs
-        # where it is because the pool is on no running loop: the two never overlap.
-        self._binding = threading.Lock()
         self._bridge = bridge = ExecutorBridge(executor, max_workers)  # plain functions
+        self._crew = crew = Crew(max_workers, self._counts, self._slots, bridge, self._broken)
+        self._ready = crew.ready  # (for the engine: see _Owner)
         # Taken from it for the paths that use them once per task (submit(), the workers):
         self._remote = bridge.remote
         self._call_in_executor = bridge.call
@@ -246,7 +147,7 @@ class WorkerPool:
     def stats(self) -> PoolStats:
         """The counters, O(1). From another thread it is read on the pool's loop, so the
         counters are a consistent snapshot."""
-        return self._on_loop(self._stats)
+        return self._crew.call(self._stats)
 
     def _stats(self) -> PoolStats:
         return self._counts.snapshot(self._max_workers, self._slots.acquired, self._stopped)
@@ -254,27 +155,15 @@ class WorkerPool:
     def tasks(self) -> list[Task[Any]]:
         """A copy of the pool's tasks: all submitted, or only those in progress when the
         pool was made with ``retain_finished=False``."""
-        return self._on_loop(self._tasks)
+        return self._crew.call(self._tasks)
 
     def _tasks(self) -> list[Task[Any]]:
+        in_progress = self._crew.in_progress()
         if not self._retain:
-            return self._in_progress()
+            return in_progress
         # every task kept, and the tasks of map() runs in progress (never kept: see map)
         # (_arg, the task's own: a map run's tasks are called with their item, not a Run)
-        return [*self._all, *(task for task in self._in_progress() if task._arg is not _RUN)]
-
-    def _in_progress(self) -> list[Task[Any]]:
-        """The tasks in progress: those the workers hold (running, or waiting for a delay, a
-        backoff or a rate limit), then those waiting for a worker, in their order. No set of
-        them is kept, for the hot path: a task is in one of these two places."""
-        ready = self._ready
-        # (the task's own fields, read as the engine does: its _runner is the worker from
-        # when it takes the task until the task ends; _queue, the queue it waits in)
-        held = [w.task for w in self._workers.values() if w.task and w.task._runner is w]
-        return held + [task for task in ready if task._queue is ready]
-
-    def _count_in_progress(self) -> int:
-        return self._counts.in_progress
+        return [*self._all, *(task for task in in_progress if task._arg is not _RUN)]
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -304,7 +193,7 @@ class WorkerPool:
             self._check_picklable(definition)
         loop = self._loop
         if loop is None or loop is not _get_running_loop():  # _use_loop(), inline
-            self._bind()
+            self._loop = self._crew.bind()
         if not self._slots.take_nowait():
             await self._take_slot()
         task: Task[T] = _PoolTask()  # _start() and _new_task(), inline: the hot path
@@ -600,58 +489,15 @@ class WorkerPool:
         """The pool's loop: the running one (the pool moves to it if it is idle)."""
         loop = self._loop
         if loop is None or loop is not _get_running_loop():
-            loop = self._bind()
+            loop = self._loop = self._crew.bind()
         return loop
-
-    def _bind(self) -> asyncio.AbstractEventLoop:
-        loop = _get_running_loop()
-        if loop is None:
-            raise RuntimeError("the pool needs a running event loop")
-        if loop is self._loop:
-            return loop
-        if self._loop is not None and self._count_in_progress():
-            self._check_not_orphaned()
-            raise RuntimeError("the pool has tasks running on another event loop")
-        self._move_to(loop)
-        return loop
-
-    def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Bind the pool, idle, to ``loop``."""
-        with self._binding:
-            self._loop = self._bridge.loop = loop
-            self._workers.clear()
-            self._idle.clear()
-            self._waking = 0
-
-    def _on_loop(self, fn: Callable[[], T]) -> T:
-        """``fn()`` on the pool's loop (see call_on_loop). While the pool is on no running
-        loop it runs here, under the lock binding takes, so a loop that binds the pool
-        meanwhile waits for it rather than changing what it reads."""
-        loop = self._loop
-        if loop is not None and loop.is_running():
-            return call_on_loop(loop, fn)
-        with self._binding:
-            if self._loop is loop:
-                return fn()
-        return self._on_loop(fn)  # bound meanwhile: go there
 
     def _serve_threads(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind the pool, idle, to the blocking face's loop in a thread. Other threads take
         its slots from now on, so the slots take their lock on every change."""
-        self._move_to(loop)
+        self._crew.move_to(loop)
+        self._loop = loop
         self._slots.shared = True
-
-    def _check_not_orphaned(self) -> None:
-        """asyncio.run() ends every task before it closes its loop; a loop closed otherwise
-        with tasks of the pool in progress leaves them unable ever to end: say so."""
-        loop = self._loop
-        live = self._count_in_progress()
-        if live and loop is not None and loop.is_closed():
-            raise RuntimeError(
-                f"the pool's event loop was closed with {live} of its tasks in "
-                "progress (shut the pool down, or use asyncio.run, before closing a loop): "
-                "the pool cannot be used any more"
-            )
 
     def _start(
         self,
@@ -690,56 +536,22 @@ class WorkerPool:
         self._counts.submitted += 1
         if self._retain and keep:
             self._all.append(task)
-        self._ready.append(task)  # (no worker takes it before the hooks below have run)
-        if not self._waking:
-            self._wake_one()
+        crew = self._crew
+        crew.ready.append(task)  # (no worker takes it before the hooks below have run)
+        if not crew.waking:
+            crew.wake_one()
         # (Task's own, for its owner; its hooks read here: no call for a task with none)
         if task._hooks is not NO_HOOKS:
             task._announce(created=True)
 
-    def _wake_one(self) -> None:
-        idle = self._idle
-        while idle:
-            worker = idle.pop()
-            assert worker.parked is not None
-            try:
-                worker.parked.set_result(None)
-            except asyncio.InvalidStateError:  # canceled with its worker: it is ending
-                continue
-            self._waking += 1
-            return
-        if len(self._workers) < self._max_workers:
-            loop = self._loop
-            assert loop is not None
-            self._waking += 1
-            worker = _Worker(self, loop)
-            atask = loop.create_task(worker.work(), name="asynctasklib worker")
-            worker.atask = atask
-            self._workers[atask] = worker
-            atask.add_done_callback(self._worker_exited)
-
-    def _worker_exited(self, atask: asyncio.Task[None]) -> None:
-        """A worker's asyncio task has ended: by itself (stopped, retired), canceled from
-        outside (the event loop is shutting down), or with an exception.
-
-        An exception there is a BaseException (not an Exception, nor a CancelledError) that
-        a task's function, hook, ``retry_on`` or ``backoff`` raised: the task ended FAILED
-        with it, and it went up through the worker, as a TaskGroup's child's does. asyncio
-        itself raises KeyboardInterrupt and SystemExit out of the event loop; anything else
-        (a GeneratorExit, a BaseException subclass of the application's) would stay in the
-        worker's asyncio task, unseen. As asyncio.TaskGroup does with a child's
-        BaseException, the pool then stops and cancels its other tasks; the exception is
-        logged with its traceback and raised, once, from the pool's next ``submit()``,
-        ``wait()`` or ``shutdown()`` (``async with``'s exit included).
-        """
-        worker = self._workers.pop(atask, None)
-        if worker is None:
-            return
-        if worker in self._idle:
-            self._idle.remove(worker)
-        error = None if atask.cancelled() else atask.exception()  # (retrieved: not logged)
-        if error is not None and not isinstance(error, KeyboardInterrupt | SystemExit):
-            task = worker.task
+    def _broken(self, task: Task[Any] | None, error: BaseException | None) -> None:
+        """A worker ended with ``error``, a BaseException that ``task``'s function, hook,
+        ``retry_on`` or ``backoff`` raised (the task ended FAILED with it), or (both None)
+        was canceled from outside or broke with tasks in progress. As asyncio.TaskGroup does
+        with a child's BaseException, the pool stops and cancels its other tasks; the error
+        is logged with its traceback and raised, once, from the pool's next ``submit()``,
+        ``wait()`` or ``shutdown()`` (``async with``'s exit included)."""
+        if error is not None:
             logger.error(
                 "task %r raised %s: the pool stops and cancels its other tasks",
                 None if task is None else task.id,
@@ -749,13 +561,8 @@ class WorkerPool:
             # (The blocking face has no application loop to raise it in: its waiters got it.)
             if self._error is None and not self._slots.shared:
                 self._error = error
-            self._stop()
-            self._cancel_all()
-        elif (atask.cancelled() or error is not None) and self._count_in_progress():
-            # Cancelled from outside (the event loop is shutting down) or broken: no task of
-            # this pool may be left behind without an end.
-            self._stop()
-            self._cancel_all()
+        self._stop()
+        self._cancel_all()
 
     def _raise_error(self) -> None:
         """Raise the BaseException that stopped the pool, if there is one not yet raised."""
@@ -780,7 +587,7 @@ class WorkerPool:
             RuntimeError: The pool's event loop was closed with tasks in progress.
         """
         limit = optional_seconds(timeout, "timeout", allow_zero=True)
-        self._check_not_orphaned()
+        self._crew.check_not_orphaned()
         if limit is None:
             await self._slots._wait_all_released()
         else:
@@ -791,7 +598,7 @@ class WorkerPool:
     def stop(self) -> None:
         """Stop accepting tasks; those submitted still run. Callers waiting in ``submit``
         get ``PoolStoppedError``. Safe from any thread."""
-        self._on_loop(self._stop)
+        self._crew.call(self._stop)
 
     def _stop(self) -> None:
         if self._stopped:
@@ -800,13 +607,7 @@ class WorkerPool:
         self._slots._abort_waiters(PoolStoppedError("the pool is stopped"))
         for run in list(self._maps):
             run.end_feed()
-        idle, self._idle = self._idle, []
-        for worker in idle:
-            assert worker.parked is not None
-            if worker.parked.done():  # canceled with its worker (the loop is going away)
-                continue
-            self._waking += 1
-            worker.parked.set_result(None)
+        self._crew.stop()
 
     async def shutdown(
         self,
@@ -838,7 +639,7 @@ class WorkerPool:
             RuntimeError: The pool's event loop was closed with tasks in progress.
         """
         limit, drain = shutdown_limits(cancel, timeout, grace)
-        self._check_not_orphaned()
+        self._crew.check_not_orphaned()
         self._stop()
         async with asyncio.timeout(limit):
             if cancel:
@@ -856,14 +657,15 @@ class WorkerPool:
                 await asyncio.wait(feeders)
         # Every task has ended and the pool is stopped: the workers end within a turn of the
         # loop (a timeout of 0 on an idle pool is not a reason to leave them behind).
-        if self._workers:
-            await asyncio.wait(list(self._workers))
+        workers = self._crew.workers
+        if workers:
+            await asyncio.wait(list(workers))
         self._bridge.close()
         self._raise_error()
 
     def _cancel_all(self) -> None:
         self._canceled_all = True  # (the blocking face cancels what it hands over later)
-        for task in self._in_progress():
+        for task in self._crew.in_progress():
             task._cancel()
 
     async def __aenter__(self) -> WorkerPool:
