@@ -96,6 +96,8 @@ class _Driven(Protocol):
     _hooks: StateHooks
     _cancel_requested: bool
 
+    def _start_attempt(self) -> int: ...
+
     def _finish(self, state: State, outcome: Any) -> None: ...
 
     def _attempt_ended(
@@ -216,10 +218,8 @@ class _Runner:
                         again = (plain and limiter is None) or await self.first_turn(task, limiter)
                         while again:
                             # -- start: PENDING -> STARTED --
-                            attempt = task._attempts
-                            task._attempts = attempt + 1
+                            attempt = task._start_attempt()
                             counts.attempts += 1
-                            task._state = _STARTED
                             self.run = run = _Run()
                             run._task, run._attempt = task, attempt
                             if task._hooks.on_started is not None:

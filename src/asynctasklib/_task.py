@@ -484,6 +484,13 @@ class Task(Generic[T]):
             return _Decision(_FAILED, self._budget_error(error))  # it would end in the wait
         return _Decision(_PENDING, wait)
 
+    def _start_attempt(self) -> int:
+        """PENDING -> STARTED: the attempt's number (from 0). The runner counts it."""
+        attempt = self._attempts
+        self._attempts = attempt + 1
+        self._state = _STARTED
+        return attempt
+
     def _retry(self) -> None:
         """STARTED -> PENDING: the attempt is over, and a retry due after its wait."""
         owner = self._owner
