@@ -1,5 +1,4 @@
-"""One ``asynctasklib run`` from start to end: the pool, its hooks, the signals, the exit
-status.
+"""One ``asynctasklib run`` from start to end: the pool, the signals, the exit status.
 
 Three parts do the work. The `Feeder` submits one job per input, and hands each step of
 a job (with the job: nothing is looked up) to the `Reporter`, which turns it into output.
