@@ -6,7 +6,7 @@ Inputs are read lazily: the next one only once a worker can take it. With
 Each step of a job reaches the code that handles it with the job in hand, never looked up:
 its first PENDING is reported as ``submit`` returns it, each attempt's start by the job's
 own task function, its end by a done callback on its task, and (with ``--retries``) a
-retry's PENDING by a hook of the job's own definition.
+retry's PENDING by a hook that finds the job in its task's context variables.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -29,6 +30,11 @@ from ._template import Template
 
 _HOW: Final = {State.DONE: "done", State.FAILED: "failed", State.CANCELED: "canceled"}
 _now = datetime.now
+# The job a task runs, among the context variables it was submitted with. A hook runs in a
+# copy of its task's context, so a retry's PENDING finds its job there: a StateHooks of each
+# job's own would cost some 45 microseconds a job (checking its hook's signature), this
+# about nothing.
+_JOB: ContextVar[Job] = ContextVar("asynctasklib_cli_job")
 
 
 class Feeder:
@@ -57,6 +63,7 @@ class Feeder:
             max_retries=opts.retries,
             backoff=opts.backoff,
             retry_on=JobFailedError,  # and timeouts, always; a command not found is not
+            hooks=StateHooks(on_pending=self._pending) if opts.retries else None,
         )
         self._slot_waiter: asyncio.Future[None] | None = None
         self._halted = False
@@ -112,16 +119,7 @@ class Feeder:
             started(job, _now(UTC))  # (where the pool's on_started hook would fire)
             await attempt(job, run)
 
-        hooks = None
-        if self.opts.retries:
-            # Only the engine knows when a retry is due: a hook of the job's own says so.
-            # (Some 40 microseconds a job, so only where there may be retries.)
-            def job_pending(task_id: str, when: datetime, attempt: int) -> None:
-                if attempt:  # (the first PENDING is reported as submit returns: _submit)
-                    self._retrying(job, when, attempt)
-
-            hooks = StateHooks(on_pending=job_pending)
-        return dataclasses.replace(self._recipe, id=str(job.seq), task_fn=job_attempt, hooks=hooks)
+        return dataclasses.replace(self._recipe, id=str(job.seq), task_fn=job_attempt)
 
     def _forget(self, job: Job) -> None:
         """A job that was never submitted."""
@@ -129,6 +127,8 @@ class Feeder:
 
     async def _submit(self, job: Job) -> Task[None]:
         """Submit the job: its task, PENDING (the job's ``task`` too, until it ends)."""
+        if self.opts.retries:
+            _JOB.set(job)  # (the task's context variables are those of its submit)
         try:
             task = await self.pool.submit(self._definition(job))
         except BaseException:
@@ -146,6 +146,12 @@ class Feeder:
         return task
 
     # -- the steps of a job after its start ---------------------------------------------
+
+    def _pending(self, task_id: str, when: datetime, attempt: int) -> None:
+        """The definitions' on_pending hook (with ``--retries``), in a copy of the task's
+        context: the job is found there."""
+        if attempt:  # (the first PENDING is reported as submit returns: see _submit)
+            self._retrying(_JOB.get(), when, attempt)
 
     def _retrying(self, job: Job, when: datetime, attempt: int) -> None:
         """The job waits for its retry ``attempt``."""
