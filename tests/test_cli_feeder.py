@@ -1,4 +1,5 @@
-"""Feeding the pool (``_cli/_feeder.py``): ``--halt-on-error`` and ``--delay``.
+"""Feeding the pool (``_cli/_feeder.py``): ``--halt-on-error``, ``--delay``, and each step of
+a job reported for that job.
 """
 
 from __future__ import annotations
@@ -6,12 +7,11 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
+
+import pytest
 
 from cli_helpers import joblog_rows, pid_gone, run, summary
-
-if TYPE_CHECKING:
-    import pytest
 
 
 def test_halt_on_error_cancels_the_rest(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -86,3 +86,33 @@ def test_delay_with_halt_on_error(tmp_path: Path, capfd: pytest.CaptureFixture[s
     starts = sorted(float(row[4]) for row in joblog_rows(log))
     assert len(starts) == 3
     assert all(b - a >= 0.095 for a, b in itertools.pairwise(starts))
+
+
+@pytest.mark.parametrize("halt", [[], ["--halt-on-error"]], ids=["plain", "halt-on-error"])
+def test_each_step_of_a_retried_job_reaches_that_job(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], halt: list[str]
+) -> None:
+    """Many jobs at once, each failing its first attempt: every step (the first PENDING
+    at submit, each start, the retry's PENDING, the end) is reported for its own job."""
+    script = f'if [ -e "{tmp_path}/tried.$0" ]; then echo "ok $0"; exit 0; fi; '
+    script += f'touch "{tmp_path}/tried.$0"; exit 3'
+    inputs = [f"in{i}" for i in range(12)]
+    rc, out, err = run(
+        capfd, "-j", "4", *halt, "--retries", "1", "--backoff", "none", "--json",
+        "--", "sh", "-c", script, ":::", *inputs,
+    )  # fmt: skip
+    assert rc == 0, err
+    by_seq: dict[int, list[dict[str, Any]]] = {}
+    for event in map(json.loads, out.splitlines()):
+        by_seq.setdefault(event["seq"], []).append(event)
+    assert sorted(by_seq) == list(range(1, 13))
+    for seq, events in by_seq.items():
+        value = inputs[seq - 1]
+        assert [(e["event"], e.get("attempt")) for e in events] == [
+            ("pending", 0), ("started", 0), ("pending", 1), ("started", 1), ("done", None),
+        ]  # fmt: skip
+        assert {e["input"] for e in events} == {value}
+        assert events[1]["command"][-1] == events[3]["command"][-1] == value
+        assert events[2]["error"] == "exit code 3"
+        assert (events[4]["attempts"], events[4]["stdout"]) == (2, f"ok {value}\n")
+    assert "12 jobs: 12 done, 0 failed, 0 canceled, 12 retried" in summary(err)

@@ -5,6 +5,7 @@ three times; SIGTERM, SIGHUP and SIGQUIT.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -12,10 +13,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from asynctasklib._cli import _feeder
 from cli_helpers import TIMEOUT, Interrupter, cli, joblog_rows, pid_gone, run, summary, wait_for
+
+if TYPE_CHECKING:
+    from asynctasklib._cli._job import Job
+    from asynctasklib.task import Task
 
 
 def test_exit_code_1_when_some_fail(capfd: pytest.CaptureFixture[str]) -> None:
@@ -205,3 +212,49 @@ def test_sigterm_in_process(
     assert rc == 143
     assert "1 canceled" in summary(err)
     assert pid_gone(int((tmp_path / "pid.1").read_text()))
+
+
+def test_a_retry_due_after_ctrl_c_cancels_only_its_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while jobs 1 and 2 run; then 1 fails, and its retry, due at once, is
+    canceled instead of started, while 2 runs on to its end."""
+    ended: list[int] = []
+    job_ended = _feeder.Feeder._ended
+
+    def spy(feeder: _feeder.Feeder, job: Job, task: Task[None]) -> None:
+        job_ended(feeder, job, task)
+        ended.append(job.seq)
+
+    monkeypatch.setattr(_feeder.Feeder, "_ended", spy)
+    seen_at_1s_end: list[list[int]] = []
+
+    def release() -> None:
+        (tmp_path / "release.1").touch()
+        wait_for(lambda: 1 in ended, "job 1 to end")
+        seen_at_1s_end.append(list(ended))
+        (tmp_path / "release.2").touch()
+
+    interrupter = Interrupter(monkeypatch)
+    interrupter.when([tmp_path / "started.1", tmp_path / "started.2"], 1, release)
+    script = (
+        f'echo x >> "{tmp_path}/tries.$0"; touch "{tmp_path}/started.$0"; '
+        f'while [ ! -e "{tmp_path}/release.$0" ]; do sleep 0.01; done; '
+        '[ "$0" = 2 ] && echo "fin $0"'
+    )
+    rc, out, err = run(
+        capfd, "-j", "2", "--retries", "1", "--backoff", "none", "--json",
+        "--", "sh", "-c", script, ":::", "1", "2",
+    )  # fmt: skip
+    interrupter.thread.join()
+    assert rc == 130
+    assert seen_at_1s_end == [[1]]  # job 2 was still running
+    by_seq: dict[int, list[dict[str, Any]]] = {}
+    for event in map(json.loads, out.splitlines()):
+        by_seq.setdefault(event["seq"], []).append(event)
+    assert [e["event"] for e in by_seq[1]] == ["pending", "started", "pending", "canceled"]
+    assert by_seq[1][2]["error"] == "exit code 1"
+    assert [e["event"] for e in by_seq[2]] == ["pending", "started", "done"]
+    assert by_seq[2][-1]["stdout"] == "fin 2\n"
+    assert (tmp_path / "tries.1").read_text() == "x\n"  # the retry never started
+    assert "2 jobs: 1 done, 0 failed, 1 canceled, 1 retried" in summary(err)

@@ -13,11 +13,14 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asynctasklib._cli import _orchestrator, _output, main
+from asynctasklib._cli import _feeder, _output, main
 from cli_helpers import TIMEOUT, cli, run, summary, wait_for
 
 if TYPE_CHECKING:
     import pytest
+
+    from asynctasklib._cli._job import Job
+    from asynctasklib.task import Task
 
 CHUNKY = 'for i in 1 2 3 4; do echo "$0 out $i"; echo "$0 err $i" >&2; sleep 0.02; done'
 
@@ -38,19 +41,19 @@ def test_output_of_each_job_is_whole(capfd: pytest.CaptureFixture[str]) -> None:
 
 def _finish_in_reverse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> threading.Thread:
     """Release jobs n, n-1, ..., 1, each once the run has seen the previous one end."""
-    ended: list[str] = []
-    on_done = _orchestrator.Orchestrator._on_done
+    ended: list[int] = []
+    job_ended = _feeder.Feeder._ended
 
-    def spy(runner: _orchestrator.Orchestrator, task_id: str, when: object) -> None:
-        on_done(runner, task_id, when)  # type: ignore[arg-type]
-        ended.append(task_id)
+    def spy(feeder: _feeder.Feeder, job: Job, task: Task[None]) -> None:
+        job_ended(feeder, job, task)  # (its output is written, or waits for its turn)
+        ended.append(job.seq)
 
-    monkeypatch.setattr(_orchestrator.Orchestrator, "_on_done", spy)
+    monkeypatch.setattr(_feeder.Feeder, "_ended", spy)
 
     def release() -> None:
         for k in range(n, 0, -1):
             (tmp_path / f"release.{k}").touch()
-            wait_for(lambda k=k: str(k) in ended, f"job {k} to end")  # type: ignore[misc]
+            wait_for(lambda k=k: k in ended, f"job {k} to end")  # type: ignore[misc]
 
     thread = threading.Thread(target=release)
     thread.start()

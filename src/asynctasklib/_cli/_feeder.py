@@ -2,6 +2,11 @@
 
 Inputs are read lazily: the next one only once a worker can take it. With
 ``--halt-on-error`` the jobs go in as error groups, and the first failure halts the run.
+
+Each step of a job reaches the code that handles it with the job in hand, never looked up:
+its first PENDING is reported as ``submit`` returns it, each attempt's start by the job's
+own task function, its end by a done callback on its task, and (with ``--retries``) a
+retry's PENDING by a hook that finds the job in its task's context variables.
 """
 
 from __future__ import annotations
@@ -10,8 +15,11 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, Final
 
-from ..task import Definition, Run
+from ..task import Definition, Run, State, StateHooks, Task
 from ..workflow import WorkerPool
 from ._errors import JobFailedError
 from ._inputs import NOT_YET, Lines, PipeLines
@@ -20,9 +28,18 @@ from ._options import Options
 from ._report import Reporter
 from ._template import Template
 
+_HOW: Final = {State.DONE: "done", State.FAILED: "failed", State.CANCELED: "canceled"}
+_now = datetime.now
+# The job a task runs, among the context variables it was submitted with. A hook runs in a
+# copy of its task's context, so a retry's PENDING finds its job there: a StateHooks of each
+# job's own would cost some 45 microseconds a job (checking its hook's signature), this
+# about nothing.
+_JOB: ContextVar[Job] = ContextVar("asynctasklib_cli_job")
+
 
 class Feeder:
-    """Makes a job of each input and submits it; keeps the jobs in the pool by task id."""
+    """Makes a job of each input and submits it; hands each step of a job to the reporter,
+    and reacts to its end (``--halt-on-error``, a free worker)."""
 
     def __init__(
         self,
@@ -36,7 +53,6 @@ class Feeder:
         self.pool = pool
         self.template = template
         self.reporter = reporter
-        self.jobs: dict[str, Job] = {}  # the jobs submitted and not ended yet, by task id
         self.seq = 0
         self.task: asyncio.Task[None] | None = None
         self.groups: set[asyncio.Task[None]] = set()  # the error groups not ended yet
@@ -47,10 +63,11 @@ class Feeder:
             max_retries=opts.retries,
             backoff=opts.backoff,
             retry_on=JobFailedError,  # and timeouts, always; a command not found is not
+            hooks=StateHooks(on_pending=self._pending) if opts.retries else None,
         )
-        self._group_submitted: tuple[Job, asyncio.Future[None]] | None = None
         self._slot_waiter: asyncio.Future[None] | None = None
         self._halted = False
+        self._stopped = False  # told to start no more jobs: no retry starts either
 
     def start(self, lines: Lines | PipeLines) -> asyncio.Task[None]:
         # asyncio.Task, not create_task: an eager task factory would run the feeder up to
@@ -59,7 +76,8 @@ class Feeder:
         return self.task
 
     def stop(self) -> None:
-        """Start no more jobs."""
+        """Start no more jobs, nor retries of the jobs in the pool."""
+        self._stopped = True
         if self.task is not None:
             self.task.cancel()
 
@@ -76,7 +94,7 @@ class Feeder:
                 if opts.halt_on_error:
                     await self._submit_group(self._batch(value, lines))
                 else:
-                    await self._submit(value)
+                    await self._submit(self._new_job(value))
                 if opts.delay:
                     await asyncio.sleep(opts.delay)
             self.reporter.total = self.seq
@@ -87,33 +105,68 @@ class Feeder:
     def _new_job(self, value: str) -> Job:
         self.seq += 1
         seq = self.seq
-        job = Job(seq, value, self.template.argv(seq, value))
-        self.jobs[str(seq)] = job
-        return job
+        return Job(seq, value, self.template.argv(seq, value))
 
     def _definition(self, job: Job) -> Definition[None]:
-        """The job's definition: its task function runs an attempt of this very job."""
+        """The job's definition: its task function reports the start of an attempt of
+        this very job, then runs it."""
         attempt = self._attempt
+        started = self.reporter.started
 
         # A plain async def rather than a partial: Definition checks a function on its
         # fast path, a partial on inspect's slower one (some 25 microseconds a job).
         async def job_attempt(run: Run) -> None:
+            started(job, _now(UTC))  # (where the pool's on_started hook would fire)
             await attempt(job, run)
 
         return dataclasses.replace(self._recipe, id=str(job.seq), task_fn=job_attempt)
 
     def _forget(self, job: Job) -> None:
         """A job that was never submitted."""
-        self.jobs.pop(str(job.seq), None)
         self.reporter.skip(job)
 
-    async def _submit(self, value: str) -> None:
-        job = self._new_job(value)
+    async def _submit(self, job: Job) -> Task[None]:
+        """Submit the job: its task, PENDING (the job's ``task`` too, until it ends)."""
+        if self.opts.retries:
+            _JOB.set(job)  # (the task's context variables are those of its submit)
         try:
-            await self.pool.submit(self._definition(job))
+            task = await self.pool.submit(self._definition(job))
         except BaseException:
             self._forget(job)
             raise
+        # Nothing has run since the pool took the task in: this is where its on_pending
+        # hook fires, and no worker can have started it yet.
+        job.task = task
+
+        def job_ended(task: Task[Any]) -> None:
+            self._ended(job, task)
+
+        task.add_done_callback(job_ended)
+        self.reporter.pending(job, _now(UTC), 0)
+        return task
+
+    # -- the steps of a job after its start ---------------------------------------------
+
+    def _pending(self, task_id: str, when: datetime, attempt: int) -> None:
+        """The definitions' on_pending hook (with ``--retries``), in a copy of the task's
+        context: the job is found there."""
+        if attempt:  # (the first PENDING is reported as submit returns: see _submit)
+            self._retrying(_JOB.get(), when, attempt)
+
+    def _retrying(self, job: Job, when: datetime, attempt: int) -> None:
+        """The job waits for its retry ``attempt``."""
+        if self._stopped and job.task is not None:  # after Ctrl-C nothing more starts
+            asyncio.get_running_loop().call_soon(job.task.cancel)
+        self.reporter.pending(job, when, attempt)
+
+    def _ended(self, job: Job, task: Task[Any]) -> None:
+        """The job's task ended: DONE, FAILED or CANCELED."""
+        job.task = None  # (the task holds the job through its definition: no cycle left)
+        state = task.state
+        self.reporter.ended(job, _now(UTC), _HOW[state], task.error)
+        if state is State.FAILED and self.opts.halt_on_error:
+            self.halt(job)
+        self.slot_freed()
 
     # -- --halt-on-error -----------------------------------------------------------------
 
@@ -146,41 +199,32 @@ class Feeder:
     async def _submit_group(self, values: list[str]) -> None:
         """Run ``values`` as one error group, in free workers.
 
-        The pool's error group takes a list, so a long input goes in as many small groups
-        (at most one per free worker each time), and the first failure anywhere cancels
-        the other groups as well (`halt`).
+        Each job is submitted as any other (its task comes back, for its done callback),
+        then the group's tasks are waited for together, and the first failure among them
+        cancels the rest. A long input goes in as many small groups (at most one per free
+        worker each time), and the first failure anywhere cancels the other groups as well
+        (`halt`).
         """
-        loop = asyncio.get_running_loop()
-        jobs = [self._new_job(v) for v in values]
-        submitted: asyncio.Future[None] = loop.create_future()
-        self._group_submitted = (jobs[-1], submitted)
-        group = loop.create_task(self._group([self._definition(j) for j in jobs]))
-        self.groups.add(group)
-        for job in jobs:
-            job.group = group
-
-        def ended(task: asyncio.Task[None]) -> None:
-            self.groups.discard(task)
-            if not submitted.done():
-                submitted.set_result(None)
-
-        group.add_done_callback(ended)
+        jobs: list[Job] = []
+        tasks: list[Task[None]] = []
         try:
-            await submitted
+            for value in values:  # (in free workers: no submit waits)
+                job = self._new_job(value)
+                tasks.append(await self._submit(job))
+                jobs.append(job)
         finally:
-            self._group_submitted = None
+            if tasks:  # (those submitted run as a group, even if the feeder is stopped)
+                group = asyncio.get_running_loop().create_task(self._group(tasks))
+                self.groups.add(group)
+                group.add_done_callback(self.groups.discard)
+                for job in jobs:
+                    job.group = group
 
-    async def _group(self, definitions: list[Definition[None]]) -> None:
-        # The failure has been reported by the hooks already.
+    async def _group(self, tasks: list[Task[None]]) -> None:
+        # gather, given tasks, waits for them as an error group: the first failure cancels
+        # the rest. (That failure was reported at its job's end.)
         with contextlib.suppress(Exception):
-            await self.pool.submit_with_err_group(definitions)
-
-    def submitted(self, job: Job) -> None:
-        """The job is in the pool (PENDING for the first time): if it is the last of the
-        error group being submitted, the feeder goes on."""
-        pending = self._group_submitted
-        if pending is not None and pending[0] is job and not pending[1].done():
-            pending[1].set_result(None)
+            await self.pool.gather(tasks)
 
     def halt(self, job: Job) -> None:
         """A job failed: cancel every other group, start nothing more."""

@@ -4,8 +4,12 @@ reporter shows."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from ._output import Spool
+
+if TYPE_CHECKING:
+    from ..task import Task
 
 
 class Job:
@@ -22,6 +26,7 @@ class Job:
         "seq",
         "started_at",
         "started_mono",
+        "task",
         "timed_out",
         "value",
     )
@@ -39,6 +44,7 @@ class Job:
         self.out: bytes | Spool = b""  # the last attempt's output
         self.err: bytes | Spool = b""
         self.group: asyncio.Task[None] | None = None  # its error group (--halt-on-error)
+        self.task: Task[None] | None = None  # its task in the pool, from submit to its end
 
     def set_output(self, out: bytes | Spool, err: bytes | Spool) -> None:
         """This attempt's output replaces the last one's (only the last is written)."""

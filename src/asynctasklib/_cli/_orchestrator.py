@@ -1,11 +1,9 @@
-"""One ``asynctasklib run`` from start to end: the pool, its hooks, the signals, the exit
-status.
+"""One ``asynctasklib run`` from start to end: the pool, the signals, the exit status.
 
-Three parts do the work. The `Feeder` submits one job per input. `Processes` runs each
-attempt of a job as a process group of its own. The `Reporter` turns each step of a job
-into output. The pool's hooks come here first: each finds its job, lets the feeder react
-(``--halt-on-error``, a free worker), then hands the step to the reporter. How many jobs
-ended how is read from ``pool.stats()``.
+Three parts do the work. The `Feeder` submits one job per input, and hands each step of
+a job (with the job: nothing is looked up) to the `Reporter`, which turns it into output.
+`Processes` runs each attempt of a job as a process group of its own. How many jobs ended
+how is read from ``pool.stats()``. What is left here: the signals, and the exit status.
 """
 
 from __future__ import annotations
@@ -15,10 +13,8 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import IO, Any, Final
 
-from ..task import StateHooks
 from ..workflow import WorkerPool
 from ._errors import (
     EXIT_BROKEN_PIPE,
@@ -47,17 +43,7 @@ class Orchestrator:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
         self.loop = loop = asyncio.get_running_loop()
-        self.pool = WorkerPool(
-            opts.jobs,
-            hooks=StateHooks(
-                on_pending=self._on_pending,
-                on_started=self._on_started,
-                on_done=self._on_done,
-                on_failed=self._on_failed,
-                on_canceled=self._on_canceled,
-            ),
-            retain_finished=False,
-        )
+        self.pool = WorkerPool(opts.jobs, retain_finished=False)
         sink = Sink()
         sink.on_stdout_closed = self._stdout_closed
         self.reporter = Reporter(opts, self.pool.stats, sink)
@@ -160,7 +146,7 @@ class Orchestrator:
     def _on_sigint(self) -> None:
         self.interrupts += 1
         if self.interrupts == 1:
-            self.feeder.stop()
+            self.feeder.stop()  # (and a retry that comes due from now on is canceled)
             for task in self.pool.tasks():  # not started, or waiting to retry: they never will
                 if task.is_pending():
                     task.cancel()
@@ -188,37 +174,3 @@ class Orchestrator:
         self.feeder.stop()
         for task in self.pool.tasks():
             task.cancel()
-
-    def _cancel_job(self, task_id: str) -> None:
-        for task in self.pool.tasks():
-            if task.id == task_id:
-                task.cancel()
-
-    # -- the pool's hooks ----------------------------------------------------------------
-
-    def _on_pending(self, task_id: str, when: datetime, attempt: int) -> None:
-        job = self.feeder.jobs[task_id]
-        if not attempt:
-            self.feeder.submitted(job)
-        elif self.interrupts:  # after Ctrl-C nothing more starts, retries included
-            self.loop.call_soon(self._cancel_job, task_id)
-        self.reporter.pending(job, when, attempt)
-
-    def _on_started(self, task_id: str, when: datetime) -> None:
-        self.reporter.started(self.feeder.jobs[task_id], when)
-
-    def _on_done(self, task_id: str, when: datetime) -> None:
-        self._ended(task_id, when, "done", None)
-
-    def _on_failed(self, task_id: str, when: datetime, error: BaseException) -> None:
-        self._ended(task_id, when, "failed", error)
-
-    def _on_canceled(self, task_id: str, when: datetime) -> None:
-        self._ended(task_id, when, "canceled", None)
-
-    def _ended(self, task_id: str, when: datetime, how: str, error: BaseException | None) -> None:
-        job = self.feeder.jobs.pop(task_id)
-        self.reporter.ended(job, when, how, error)
-        if how == "failed" and self.opts.halt_on_error:
-            self.feeder.halt(job)
-        self.feeder.slot_freed()

@@ -1,8 +1,8 @@
 """What a run shows of its jobs: their output, the ``--json`` events, the ``--joblog``
 rows, the progress view, and our own messages on stderr.
 
-The orchestrator calls it from the pool's hooks, one call per step of a job. How many jobs
-ended how comes from the pool's own counters, ``pool.stats()``; only the retries are
+The feeder calls it with the job, one call per step of the job (see `Feeder`). How many
+jobs ended how comes from the pool's own counters, ``pool.stats()``; only the retries are
 counted here, since the pool does not count them.
 """
 
