@@ -146,3 +146,40 @@ def test_version(capfd: pytest.CaptureFixture[str]) -> None:
     assert capfd.readouterr() == (expected, "")
     done = subprocess.run([PY, "-m", "asynctasklib", "--version"], capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (0, expected)
+
+
+def test_fit_jobs_0_is_as_many_as_the_open_files_allow(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import resource
+
+    limits = {"soft": 128, "hard": 4096}
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
+
+    def setrlimit(_: int, new: tuple[int, int]) -> None:
+        if new[0] == resource.RLIM_INFINITY:
+            raise ValueError("not allowed")
+        limits["soft"] = new[0]
+
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    assert _cli._fit_jobs(0) == (4096 - _cli.FDS_KEPT) // _cli.FDS_PER_JOB  # raised to hard
+    limits.update(soft=128, hard=128)
+    assert _cli._fit_jobs(0) == (128 - _cli.FDS_KEPT) // _cli.FDS_PER_JOB
+    limits.update(soft=128, hard=resource.RLIM_INFINITY)  # cannot be raised to no limit
+    assert _cli._fit_jobs(0) == (128 - _cli.FDS_KEPT) // _cli.FDS_PER_JOB
+    assert capfd.readouterr().err == ""  # -j 0 asks for no more: no warning
+    limits.update(soft=resource.RLIM_INFINITY, hard=resource.RLIM_INFINITY)
+    assert _cli._fit_jobs(0) == sys.maxsize
+    assert _cli._fit_jobs(5) == 5
+
+
+def test_jobs_0_runs_them_all_within_the_open_file_limit() -> None:
+    command = " ".join(shlex.quote(a) for a in cli("-j", "0", "--", "true", ":::"))
+    inputs = " ".join(str(i) for i in range(50))
+    proc = subprocess.run(
+        ["sh", "-c", f"ulimit -n 128 && exec {command} {inputs}"],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr
+    assert "50 done, 0 failed" in proc.stderr

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 
 from asynctasklib import ExponentialBackoff
 from asynctasklib._cli import _options, main
-from cli_helpers import run
+from cli_helpers import TIMEOUT, cli, run
 
 
 @pytest.mark.parametrize(
@@ -21,8 +24,20 @@ from cli_helpers import run
     [
         ([], "no command given"),
         (["--", "echo", ":::", "a", ":::", "b"], "only one :::"),
-        (["-j", "0", "echo"], "-j/--jobs: must be >= 1"),
-        (["-j", "two", "echo"], "expected an integer"),
+        (["-j", "two", "echo"], "-j/--jobs: expected N, +N, -N or N%, got 'two'"),
+        (["-j", "1.5", "echo"], "-j/--jobs: expected N, +N, -N or N%, got '1.5'"),
+        (["-j", "+1.5", "echo"], "-j/--jobs: expected N, +N, -N or N%"),
+        (["--timeout", "inf", "echo"], "--timeout: must be a finite number, got 'inf'"),
+        (["--timeout", "nan", "echo"], "--timeout: must be a finite number"),
+        (["--delay", "1e400", "echo"], "--delay: must be a finite number"),
+        (["--retries", "1.5", "echo"], "--retries: expected an integer, got '1.5'"),
+        (["-a", ":::", "echo"], "-a/--arg-file: expected a value, got ':::'"),
+        (["--joblog", ":::", "echo"], "--joblog: expected a value, got ':::'"),
+        (["--backoff", ":::", "echo"], "--backoff: expected a value, got ':::'"),
+        (["--grace", "-1", "echo"], "--grace: must be >= 0, got '-1'"),
+        (["--backoff-base", "x", "echo"], "--backoff-base: expected a number of seconds"),
+        (["--json=1", "echo"], "--json: ignored explicit argument '1'"),
+        (["--retries"], "--retries: expected one argument"),
         (["--timeout", "0", "echo"], "--timeout: must be > 0"),
         (["--delay", "-1", "echo"], "must be >= 0"),
         (["--retries", "-1", "echo"], "must be >= 0"),
@@ -62,7 +77,7 @@ def test_backoff_forms(capfd: pytest.CaptureFixture[str]) -> None:
     assert _options.parse(["--backoff", "none", "true"]).backoff == 0.0
     assert _options.parse(["--backoff", "0.25", "true"]).backoff == 0.25
     assert _options.parse(["--backoff-base", "3", "--backoff", "fixed", "true"]).backoff == 3.0
-    assert _options.parse(["true"]).jobs == (os.cpu_count() or 1)
+    assert _options.parse(["true"]).jobs == len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize(
@@ -71,9 +86,7 @@ def test_backoff_forms(capfd: pytest.CaptureFixture[str]) -> None:
         (["gzip", "::::", "list.txt"], "GNU parallel's :::: is not supported"),
         (["echo", ":::", "a", ":::+", "b"], "GNU parallel's :::+ is not supported"),
         (["echo", "::::+", "f"], "GNU parallel's ::::+ is not supported"),
-        (["-j", "+1", "echo", ":::", "a"], "'+1': GNU parallel's -j +N, -N and N% are not"),
-        (["-j", "-1", "echo", ":::", "a"], "'-1': GNU parallel's -j +N"),
-        (["-j", "50%", "echo", ":::", "a"], "'50%': GNU parallel's -j +N"),
+        (["-j", "list.txt", "echo", ":::", "a"], "'list.txt': GNU parallel's -j FILE is not"),
     ],
 )
 def test_unsupported_gnu_parallel_syntax_is_refused(
@@ -107,3 +120,99 @@ def test_a_program_name_that_is_not_utf8_and_cannot_start(
     _, err = capfdbinary.readouterr()
     assert rc == 2
     assert b"command not found: '/nonexistent/\\xff'" in err
+
+
+CPUS = len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("form", "jobs"),
+    [
+        ("3", 3), ("0", 0), ("+0", CPUS), ("+2", CPUS + 2), ("-0", CPUS),
+        ("-1", max(1, CPUS - 1)), (f"-{CPUS + 5}", 1), ("100%", CPUS), ("50%", -(-CPUS // 2)),
+        ("150%", -(-CPUS * 3 // 2)), ("1%", 1), ("0%", 1), ("12.5%", -(-CPUS // 8)),
+    ],
+)  # fmt: skip
+def test_jobs_forms_as_gnu_parallel_computes_them(form: str, jobs: int) -> None:
+    assert _options.parse(["-j", form, "true"]).jobs == jobs
+    assert _options.parse(["--jobs", form, "true"]).jobs == jobs
+
+
+def test_cpu_count_is_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 3, 5})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert _options.cpu_count() == 3
+    assert _options.parse(["-j", "+1", "true"]).jobs == 4
+    assert _options.parse(["-j", "50%", "true"]).jobs == 2  # 1.5, rounded up
+    assert _options.parse(["true"]).jobs == 3
+
+
+PARALLEL = shutil.which("parallel")
+
+
+@pytest.mark.skipif(PARALLEL is None, reason="GNU parallel is not installed")
+@pytest.mark.parametrize(
+    "form", ["3", "+0", "+2", "-0", "-1", "100%", "50%", "150%", "1%", "33.3%"]
+)
+def test_jobs_match_the_real_gnu_parallel(form: str) -> None:
+    """GNU parallel's own count (its -D load debug line), clamped to 1 as it documents."""
+    assert PARALLEL is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
+    done = subprocess.run(
+        [PARALLEL, "--will-cite", "-D", "load", "-j", form, "true", ":::", "1"],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False,
+    )  # fmt: skip
+    wanted = re.search(r"Wanted procs: (-?\d+)", done.stdout + done.stderr)
+    assert wanted is not None, done.stderr
+    assert _options.parse(["-j", form, "true"]).jobs == max(1, int(wanted[1]))
+
+
+def _attempts(argv: list[str], tmp_path: Path) -> tuple[int, int]:
+    count = tmp_path / "count"
+    count.unlink(missing_ok=True)
+    done = subprocess.run(
+        [*argv, "--", "sh", "-c", f'echo "$0" >> {count}; exit 3', ":::", "a"],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    return done.returncode, len(count.read_text().splitlines())
+
+
+@pytest.mark.skipif(PARALLEL is None, reason="GNU parallel is not installed")
+@pytest.mark.parametrize("n", ["1", "2", "3"])
+def test_retries_count_attempts_as_the_real_gnu_parallel(n: str, tmp_path: Path) -> None:
+    assert PARALLEL is not None
+    theirs = _attempts([PARALLEL, "--will-cite", "--retries", n], tmp_path)
+    ours = _attempts(cli("--retries", n, "--backoff", "none"), tmp_path)
+    assert theirs == (1, int(n))
+    assert ours == theirs
+
+
+def test_retries_forms() -> None:
+    assert _options.parse(["true"]).retries == 0  # one attempt
+    assert _options.parse(["--retries", "1", "true"]).retries == 0
+    assert _options.parse(["--retries", "3", "true"]).retries == 2
+    assert _options.parse(["--retries", "0", "true"]).retries == _options.FOREVER
+
+
+def test_retries_0_retries_until_the_job_succeeds(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    count = tmp_path / "count"
+    script = f'echo x >> {count}; [ "$(wc -l < {count})" -ge 5 ]'
+    rc, _, err = run(
+        capfd, "--retries", "0", "--backoff", "none", "--", "sh", "-c", script, ":::", "a"
+    )
+    assert rc == 0
+    assert count.read_text().count("x") == 5
+    assert "1 done, 0 failed, 0 canceled, 4 retried" in err
+
+
+def test_run_help_and_version_go_to_stdout() -> None:
+    for argv in (["--help"], ["-h"]):
+        done = subprocess.run(cli(*argv), capture_output=True, text=True, timeout=TIMEOUT)
+        assert (done.returncode, done.stderr) == (0, "")
+        assert "+N, -N" in done.stdout
+        assert "--retries N" in done.stdout
+    done = subprocess.run(cli("--version"), capture_output=True, text=True, timeout=TIMEOUT)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("asynctasklib ")

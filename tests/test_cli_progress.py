@@ -125,7 +125,7 @@ def test_progress_view_in_process(
         monkeypatch.setattr(sys, "stdout", term.file)  # both on the terminal
         rc = main(
             [
-                "-j", "2", "--retries", "1", "--backoff", "none", "--halt-on-error",
+                "-j", "2", "--retries", "2", "--backoff", "none", "--halt-on-error",
                 "--", "sh", "-c", 'echo "out $0"; echo "err $0" >&2; [ "$0" != bad ]',
                 ":::", "a", "b", "bad",
             ]

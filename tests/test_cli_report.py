@@ -85,7 +85,7 @@ def test_failure_reasons_timeout_signal_retries_json(capfd: pytest.CaptureFixtur
     assert rc == 1
     assert "asynctasklib: job 1 failed: killed by SIGKILL (input 'a\\nb')" in err
     rc, _, err = run(
-        capfd, "--retries", "1", "--backoff", "none", "--", "sh", "-c", "exit 5", ":::", "x"
+        capfd, "--retries", "2", "--backoff", "none", "--", "sh", "-c", "exit 5", ":::", "x"
     )
     assert "asynctasklib: job 1 failed after 2 attempts: exit code 5 (input x)" in err
     rc, out, err = run(capfd, "--json", "--", "sh", "-c", "exit 4", ":::", "x")

@@ -87,15 +87,21 @@ FDS_KEPT: Final = 64  # for ourselves: the loop, the joblog, the spill file, the
 
 def _fit_jobs(jobs: int) -> int:
     """As many jobs at once as the open-file limit allows (raised to its hard limit if need
-    be), with a warning if that is fewer than asked: not jobs failing to start."""
+    be), with a warning if that is fewer than asked: not jobs failing to start. ``-j 0``
+    asks for as many as the limit allows, as GNU parallel's does: no warning then."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = FDS_KEPT + FDS_PER_JOB * jobs
-    if need > soft:
-        wanted = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    unlimited = resource.RLIM_INFINITY
+    need = FDS_KEPT + FDS_PER_JOB * jobs if jobs else hard
+    if soft != unlimited and (need == unlimited or need > soft):
+        wanted = need if hard == unlimited else min(need, hard)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
             soft = wanted
+    if soft == unlimited:  # (not on Linux, where the kernel caps the open files)
+        return jobs or sys.maxsize
     fit = max(1, (soft - FDS_KEPT) // FDS_PER_JOB)
+    if not jobs:
+        return fit
     if jobs > fit:
         print(
             f"{PROG}: warning: -j {jobs} needs about {need} open files, the limit is {soft}: "

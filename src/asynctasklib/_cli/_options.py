@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -16,6 +19,7 @@ from ._shell import FIELD
 from ._template import PARALLEL_SEPARATORS, Template
 
 DEFAULT_GRACE: Final = 2.0
+FOREVER: Final = sys.maxsize  # --retries 0: GNU parallel's "n=0 means infinite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +29,8 @@ class Options:
     command: list[str]
     inputs: list[str] | None  # from ::: (None: read --arg-file or stdin)
     arg_file: str | None
-    jobs: int
-    retries: int
+    jobs: int  # 0: as many as the open-file limit allows (-j 0)
+    retries: int  # retries after the first attempt (--retries N: N - 1)
     backoff: float | Callable[[int], float]
     timeout: float | None
     delay: float
@@ -49,22 +53,51 @@ def _number(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[s
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-        if value != value or value in (float("inf"),) or value < low or (strict and value == low):
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if value < low or (strict and value == low):
             raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
         return value
 
     return parse
 
 
+def cpu_count() -> int:
+    """The CPUs as GNU parallel counts them: the CPU threads this process may run on (it
+    takes the fewer of the threads and of ``Cpus_allowed``, the affinity mask). Not
+    ``os.process_cpu_count()``: the same on Linux, but it follows PYTHON_CPU_COUNT."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1  # pragma: no cover - no affinity mask (macOS)
+
+
+_JOBS = re.compile(r"(?P<sign>[+-]?)(?P<n>[0-9]+)|(?P<pct>[0-9]+(?:\.[0-9]+)?)%")
+
+
 def _jobs(text: str) -> int:
-    """-j N; GNU parallel's forms relative to the CPU count are refused, not misread."""
-    if text.startswith(("+", "-")) or text.endswith("%"):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: GNU parallel's -j +N, -N and N% are not supported (give a number of "
-            "jobs at once, >= 1)"
-        )
-    value: int = _number(int, 1, strict=False)(text)
-    return value
+    """-j as GNU parallel reads it: N; 0 (as many as possible, 0 here); +N and -N (the CPU
+    count plus or minus N); N% (of the CPU count, rounded up); at least 1."""
+    match = _JOBS.fullmatch(text)
+    if match is None:
+        if os.path.isfile(text):
+            raise argparse.ArgumentTypeError(f"{text!r}: GNU parallel's -j FILE is not supported")
+        raise argparse.ArgumentTypeError(f"expected N, +N, -N or N%, got {text!r}")
+    if match["pct"] is not None:
+        return max(1, math.ceil(cpu_count() * float(match["pct"]) / 100))
+    n = int(match["n"])
+    if match["sign"] == "+":
+        return cpu_count() + n
+    if match["sign"] == "-":
+        # GNU parallel documents this floor of 1; 20221122 says "Cannot run any jobs" instead.
+        return max(1, cpu_count() - n)
+    return n
+
+
+def _value(text: str) -> str:
+    """An option's text value: not the ::: that starts the inputs (the value is missing)."""
+    if text == ":::" or text in PARALLEL_SEPARATORS:
+        raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
+    return text
 
 
 _EPILOG = """\
@@ -106,17 +139,23 @@ def _parser() -> argparse.ArgumentParser:
     seconds = _number(float, 0, strict=False)
     p.add_argument(
         "-j", "--jobs", type=_jobs, metavar="N",
-        help="jobs to run at once (default: the CPU count)",
+        help="jobs to run at once; 0: as many as the open files allow; +N, -N: the CPU "
+        "count plus or minus N; N%%: N%% of the CPU count (default: the CPU count)",
     )  # fmt: skip
     p.add_argument(
-        "-a", "--arg-file", metavar="FILE", help="read inputs from FILE, one per line ('-': stdin)"
+        "-a",
+        "--arg-file",
+        type=_value,
+        metavar="FILE",
+        help="read inputs from FILE, one per line ('-': stdin)",
     )
     p.add_argument(
-        "--retries", type=_number(int, 0, strict=False), default=0, metavar="N",
-        help="retry a failed or timed-out job up to N times (default: 0)",
+        "--retries", type=_number(int, 0, strict=False), metavar="N",
+        help="run a failed or timed-out job at most N times in all, as GNU parallel counts "
+        "(0: until it succeeds; default: once)",
     )  # fmt: skip
     p.add_argument(
-        "--backoff", default="exp", metavar="POLICY[:BASE]",
+        "--backoff", type=_value, default="exp", metavar="POLICY[:BASE]",
         help="wait before each retry (default: exp:0.1); see below",
     )  # fmt: skip
     p.add_argument("--backoff-base", type=seconds, metavar="SECONDS", help="the BASE of --backoff")
@@ -142,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         "events always come as they happen)",
     )  # fmt: skip
     p.add_argument(
-        "--joblog", metavar="FILE",
+        "--joblog", type=_value, metavar="FILE",
         help="write one tab-separated row per job: seq, input, exit code, attempts, "
         "start time, duration, signal",
     )  # fmt: skip
@@ -211,6 +250,14 @@ def _split_inputs(words: list[str]) -> tuple[list[str], list[str] | None]:
     return words, inputs
 
 
+def _retries(attempts: int | None) -> int:
+    """``--retries N``: the retries after the first attempt. GNU parallel's N is the
+    attempts in all (``--retries 3`` runs a failing job 3 times), and 0 is no limit."""
+    if attempts is None:
+        return 0
+    return FOREVER if attempts == 0 else attempts - 1
+
+
 def parse(argv: list[str]) -> Options:
     """The options in ``argv``: `UsageError` (or argparse's SystemExit) if they are bad."""
     ns = _parser().parse_args(argv)
@@ -227,8 +274,8 @@ def parse(argv: list[str]) -> Options:
         command=words,
         inputs=inputs,
         arg_file=ns.arg_file,
-        jobs=ns.jobs if ns.jobs is not None else (os.cpu_count() or 1),
-        retries=ns.retries,
+        jobs=ns.jobs if ns.jobs is not None else cpu_count(),
+        retries=_retries(ns.retries),
         backoff=_parse_backoff(ns.backoff, ns.backoff_base),
         timeout=ns.timeout,
         delay=ns.delay,
