@@ -98,7 +98,7 @@ def test_each_step_of_a_retried_job_reaches_that_job(
     script += f'touch "{tmp_path}/tried.$0"; exit 3'
     inputs = [f"in{i}" for i in range(12)]
     rc, out, err = run(
-        capfd, "-j", "4", *halt, "--retries", "1", "--backoff", "none", "--json",
+        capfd, "-j", "4", *halt, "--retries", "2", "--backoff", "none", "--json",
         "--", "sh", "-c", script, ":::", *inputs,
     )  # fmt: skip
     assert rc == 0, err

@@ -243,7 +243,7 @@ def test_a_retry_due_after_ctrl_c_cancels_only_its_job(
         '[ "$0" = 2 ] && echo "fin $0"'
     )
     rc, out, err = run(
-        capfd, "-j", "2", "--retries", "1", "--backoff", "none", "--json",
+        capfd, "-j", "2", "--retries", "2", "--backoff", "none", "--json",
         "--", "sh", "-c", script, ":::", "1", "2",
     )  # fmt: skip
     interrupter.thread.join()
