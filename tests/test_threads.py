@@ -1022,3 +1022,38 @@ def test_a_read_from_a_thread_before_a_loop_binds_the_pool_is_not_overtaken_by_i
         lt.call(pool.shutdown())
     assert seen == [None]  # the read ended before the loop bound the pool
     assert listed == [[]]
+
+
+def test_a_thread_that_finds_the_portal_started_finds_the_pool_bound_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first ``submit`` of a blocking pool starts its portal and binds the async pool to
+    the portal's loop. Another thread that sees the portal must see the binding too: a task
+    made before it has no loop, so its cancel() and hooks would run in the caller's thread."""
+    binding = threading.Event()
+    second_done = threading.Event()
+    real = WorkerPool._serve_threads
+
+    def serve_threads(pool: WorkerPool, loop: asyncio.AbstractEventLoop) -> None:
+        binding.set()
+        second_done.wait(0.5)  # the second submit must not get through meanwhile
+        real(pool, loop)
+
+    monkeypatch.setattr(WorkerPool, "_serve_threads", serve_threads)
+    seen: list[object] = []
+    with blocking.WorkerPool(2) as pool:
+
+        def second() -> None:
+            task = pool.submit(Definition(task_fn=lambda run: None))
+            seen.append(task._task._loop)
+            second_done.set()
+
+        first = threading.Thread(target=lambda: pool.submit(Definition(task_fn=lambda run: None)))
+        first.start()
+        assert binding.wait(WAIT)
+        other = threading.Thread(target=second)
+        other.start()
+        first.join(WAIT)
+        other.join(WAIT)
+        assert pool._portal is not None
+        assert seen == [pool._portal.loop]

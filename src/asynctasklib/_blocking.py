@@ -127,8 +127,11 @@ class WorkerPool:
         with self._lock:
             portal = self._portal
             if portal is None:
-                portal = self._portal = Portal()
+                portal = Portal()
+                # Bound before it is published: a thread that finds the portal (without the
+                # lock, above) makes tasks of the pool on its loop at once.
                 self._pool._serve_threads(portal.loop)  # (idle: nothing submitted yet)
+                self._portal = portal
                 # Dropped without shutdown(): free the portal (it, and its thread, hold no
                 # reference to this object, only to the async pool).
                 self._finalizer = weakref.finalize(self, portal.dropped, self._pool)
