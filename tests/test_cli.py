@@ -82,18 +82,27 @@ def test_entry_point_dispatch(capfd: pytest.CaptureFixture[str]) -> None:
     assert entry(["nonsense"]) == 2
 
 
-def test_fit_jobs_raises_the_soft_limit_or_runs_fewer(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def limits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """A fake open-file limit (soft 128, hard 4096) that ``_fit_jobs`` reads and raises; it
+    refuses to be raised to no limit, as Linux does for an unprivileged process."""
     import resource
 
     limits = {"soft": 128, "hard": 4096}
     monkeypatch.setattr(resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
 
     def setrlimit(_: int, new: tuple[int, int]) -> None:
+        if new[0] == resource.RLIM_INFINITY:
+            raise ValueError("not allowed")
         limits["soft"] = new[0]
 
     monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    return limits
+
+
+def test_fit_jobs_raises_the_soft_limit_or_runs_fewer(
+    limits: dict[str, int], capfd: pytest.CaptureFixture[str]
+) -> None:
     assert _cli._fit_jobs(100) == 100  # the soft limit was raised to what it needs
     assert limits["soft"] == _cli.FDS_KEPT + _cli.FDS_PER_JOB * 100
     assert capfd.readouterr().err == ""
@@ -149,19 +158,10 @@ def test_version(capfd: pytest.CaptureFixture[str]) -> None:
 
 
 def test_fit_jobs_0_is_as_many_as_the_open_files_allow(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    limits: dict[str, int], capfd: pytest.CaptureFixture[str]
 ) -> None:
     import resource
 
-    limits = {"soft": 128, "hard": 4096}
-    monkeypatch.setattr(resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
-
-    def setrlimit(_: int, new: tuple[int, int]) -> None:
-        if new[0] == resource.RLIM_INFINITY:
-            raise ValueError("not allowed")
-        limits["soft"] = new[0]
-
-    monkeypatch.setattr(resource, "setrlimit", setrlimit)
     assert _cli._fit_jobs(0) == (4096 - _cli.FDS_KEPT) // _cli.FDS_PER_JOB  # raised to hard
     limits.update(soft=128, hard=128)
     assert _cli._fit_jobs(0) == (128 - _cli.FDS_KEPT) // _cli.FDS_PER_JOB

@@ -74,7 +74,7 @@ class Crew:
         self.idle: list[_Worker] = []  # parked workers
         self.waking = 0  # workers spawned or woken that have not run yet
         self.inline = True  # new workers may run tasks in their own context (see retire)
-        self.stopped = False  # the workers end once the queue is empty
+        self.stopped = False  # the pool is stopped: the workers end once the queue is empty
         self.loop: asyncio.AbstractEventLoop | None = None
         # Held while the crew binds to a loop, and by a call from another thread that runs
         # where it is because the crew is on no running loop: the two never overlap.

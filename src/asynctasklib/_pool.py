@@ -100,7 +100,6 @@ class WorkerPool:
         self._slots = _Slots(max_workers)  # held by each task from submit to its end
         self._counts = _Counts()  # facts the engine counts, from which stats() derives
         self._all: list[Task[Any]] = []  # every task, when retain_finished
-        self._stopped = False
         self._canceled_all = False
         # A BaseException that escaped a task and ended its worker, for the application
         # (see _broken and _raise_error)
@@ -142,7 +141,11 @@ class WorkerPool:
 
     def is_stopped(self) -> bool:
         """True once the pool is stopped: it takes no more tasks."""
-        return self._stopped
+        return self._crew.stopped
+
+    @property
+    def _stopped(self) -> bool:
+        return self._crew.stopped  # (one flag: the workers read it too)
 
     def stats(self) -> PoolStats:
         """The counters, O(1). From another thread it is read on the pool's loop, so the
@@ -184,7 +187,7 @@ class WorkerPool:
                 stopped it, if one did).
             TypeError: ``definition`` is not a `Definition`.
         """
-        if self._stopped:
+        if self._crew.stopped:  # (the _stopped property, inline: the hot path)
             self._raise_error()
             raise PoolStoppedError("the pool is stopped")
         if not isinstance(definition, Definition):
@@ -601,13 +604,12 @@ class WorkerPool:
         self._crew.call(self._stop)
 
     def _stop(self) -> None:
-        if self._stopped:
+        if self._crew.stopped:
             return
-        self._stopped = True
+        self._crew.stop()
         self._slots._abort_waiters(PoolStoppedError("the pool is stopped"))
         for run in list(self._maps):
             run.end_feed()
-        self._crew.stop()
 
     async def shutdown(
         self,
