@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asynctasklib._cli import _report
+from asynctasklib._cli import _joblog
 from cli_helpers import TIMEOUT, joblog_rows, run
 
 if TYPE_CHECKING:
@@ -43,30 +43,43 @@ def test_json_events(capfd: pytest.CaptureFixture[str]) -> None:
 
 
 def test_joblog_columns(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """GNU parallel's columns (the oracle tests compare them with parallel's own)."""
     log = tmp_path / "jobs.tsv"
     before = time.time()
     rc, _, _ = run(
-        capfd, "--joblog", str(log), "--shell", "--", 'test "$(echo {})" = ok', ":::",
-        "ok", "tab\there",
+        capfd, "--joblog", str(log), "--shell", "--", 'printf %s "$(echo {})"; test {} = ok',
+        ":::", "ok", "tab\there",
     )  # fmt: skip
     assert rc == 1
+    assert log.read_text().startswith(
+        "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
+    )
     rows = sorted(joblog_rows(log))
-    assert [len(r) for r in rows] == [7, 7]
-    (seq1, in1, code1, att1, start1, dur1, sig1), (seq2, in2, code2, _, _, _, sig2) = rows
-    assert (seq1, in1, code1, att1, sig1) == ("1", "ok", "0", "1", "0")
-    assert (seq2, in2, code2, sig2) == ("2", "tab\\there", "1", "0")
-    assert before - 1 <= float(start1) <= time.time() + 1
-    assert 0 <= float(dur1) < TIMEOUT
+    assert [row[:2] + row[4:] for row in rows] == [
+        ["1", ":", "0", "2", "0", "0", 'printf %s "$(echo ok)"; test ok = ok'],
+        ["2", ":", "0", "8", "1", "0",
+         "printf %s \"$(echo 'tab\there')\"; test 'tab\there' = ok"],
+    ]  # fmt: skip
+    start, runtime = rows[0][2:4]
+    assert re.fullmatch(r"\d+\.\d{3}", start)
+    assert before - 1 <= float(start) <= time.time() + 1
+    assert re.fullmatch(r" *\d+\.\d{3}", runtime)
+    assert len(runtime) == 10
+    assert 0 <= float(runtime) < TIMEOUT
 
 
-def test_joblog_fields_are_escaped() -> None:
-    assert _report._tsv("a\tb\nc\\d\r") == "a\\tb\\nc\\\\d\\r"
+def test_joblog_row_format() -> None:
+    """Parallel's own arithmetic: the run time is cut (not rounded) to the millisecond,
+    from the start as written; a newline in the command is written as NUL."""
+    row = _joblog.row(3, 100.0004, 101.2349, 7, -1, 15, "echo 'a\nb'")
+    assert row == "3\t:\t100.000\t     1.234\t0\t7\t-1\t15\techo 'a\0b'\n"
+    assert _joblog.row(1, 5.0, 4.9999, 0, 0, 0, "x").split("\t")[3] == "     0.000"
 
 
 def test_a_failed_job_says_why_after_its_own_stderr(capfd: pytest.CaptureFixture[str]) -> None:
     script = 'echo "out $0"; echo "err $0" >&2; [ "$0" = 0 ]'
     rc, out, err = run(capfd, "-k", "--", "sh", "-c", script, ":::", "0", "3", "it's")
-    assert rc == 1
+    assert rc == 2  # two failed
     assert out == "out 0\nout 3\nout it's\n"
     assert err.splitlines()[:-1] == [
         "err 0",
