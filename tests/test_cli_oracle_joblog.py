@@ -152,16 +152,15 @@ def test_halt_now_kills_soon_waits_as_parallel(
     for when, b_sleeps in (("now", "30"), ("soon", "1")):
         command = script.replace("SECONDS", b_sleeps)
         argv = ["-j2", "--halt", f"{when},fail=1", command, ":::", "a", "b", "c"]
-        results = []
+        results: list[tuple[int, list[tuple[str, str]]]] = []
         for tool in (parallel, lambda *a: ours(capfd, *a)):
             log.unlink(missing_ok=True)
             started.unlink(missing_ok=True)
-            results.append(tool("--joblog", str(log), *argv)[0])
-            rows = untimed(log.read_text()).splitlines()[1:]
-            # the seq and Exitval of each row; a fails first
-            results.append([(row.split("\t")[0], row.split("\t")[6]) for row in rows])
-        assert results[:2] == results[2:], when
-        assert results[1] == ([("1", "3")] if when == "now" else [("1", "3"), ("2", "0")])
+            rc = tool("--joblog", str(log), *argv)[0]
+            rows = [row.split("\t") for row in log.read_text().splitlines()[1:]]
+            results.append((rc, [(row[0], row[6]) for row in rows]))  # Seq, Exitval
+        assert results[0] == results[1], when
+        assert results[1] == (3, [("1", "3")] if when == "now" else [("1", "3"), ("2", "0")])
 
 
 def test_resume_and_retry_failed_as_parallel(
