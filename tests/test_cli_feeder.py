@@ -142,3 +142,20 @@ def test_each_step_of_a_retried_job_reaches_that_job(
         assert events[2]["error"] == "exit code 3"
         assert (events[4]["attempts"], events[4]["stdout"]) == (2, f"ok {value}\n")
     assert "12 jobs: 12 done, 0 failed, 0 canceled, 12 retried" in summary(err)
+
+
+def test_halt_percent_counts_the_inputs_first(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """--halt ...=N% needs the number of jobs: the inputs of a file are all read first
+    (from ::: they are known). 2 failed of 4 is 50%: no job starts after the third."""
+    args = tmp_path / "args"
+    args.write_text("0\n3\n4\n0\n")
+    log = tmp_path / "log"
+    rc, _, err = run(
+        capfd, "-j", "1", "--halt", "soon,fail=50%", "--joblog", str(log), "-a", str(args),
+        "--shell", "exit {}",
+    )  # fmt: skip
+    assert rc == 50  # as GNU parallel: the percentage of the jobs that failed
+    assert [row[0] for row in joblog_rows(log)] == ["1", "2", "3"]
+    assert "--halt: starting no more jobs, waiting for the running ones" in err

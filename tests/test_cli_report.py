@@ -1,5 +1,5 @@
 """What a run reports of its jobs (``_cli/_report.py``): ``--json`` events, ``--joblog``
-rows, and why a job failed.
+rows and a joblog read back (``_cli/_joblog.py``), and why a job failed.
 """
 
 from __future__ import annotations
@@ -8,13 +8,11 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pytest
 
 from asynctasklib._cli import _joblog
 from cli_helpers import TIMEOUT, joblog_rows, run
-
-if TYPE_CHECKING:
-    import pytest
 
 
 def test_json_events(capfd: pytest.CaptureFixture[str]) -> None:
@@ -109,3 +107,71 @@ def test_failure_reasons_timeout_signal_retries_json(capfd: pytest.CaptureFixtur
     assert [line for line in err.splitlines() if "nonexistent" in line] == [
         "asynctasklib: /nonexistent/cmd: No such file or directory"
     ]
+
+
+def test_a_joblog_read_back_must_be_parallels(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log"
+    argv = ["--resume", "--joblog", str(log), "echo", ":::", "a"]
+    log.write_text("seq\tinput\texit_code\n1\ta\t0\n")
+    rc, out, err = run(capfd, *argv)
+    assert (rc, out) == (2, "")
+    assert "is not a GNU parallel joblog: its first line is not the header" in err
+    log.write_text(_joblog.HEADER + "1\t:\t1.000\t     0.001\t0\t2\t0\t0\techo a\nnonsense\n")
+    rc, out, err = run(capfd, *argv)
+    assert (rc, out) == (2, "")
+    assert "line 3: not a GNU parallel joblog row: nonsense" in err
+    log.write_text("")  # empty: as no joblog (GNU parallel's), the job runs, the header comes
+    rc, out, _ = run(capfd, *argv)
+    assert (rc, out) == (0, "a\n")
+    assert log.read_text().startswith(_joblog.HEADER)
+    log.unlink()  # missing, for --retry-failed: nothing to retry
+    rc, out, _ = run(capfd, "--retry-failed", "--joblog", str(log))
+    assert (rc, out, log.read_text()) == (0, "", _joblog.HEADER)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--resume", "echo", ":::", "a"], "--resume needs --joblog FILE"),
+        (["--resume-failed", "--joblog", "-", "echo"], "--resume-failed needs --joblog FILE"),
+        (["--retry-failed", "--resume", "--joblog", "x"], "give only one of --resume, --retry"),
+        (["--halt", "later", "echo"], "--halt: expected never, soon or now, got 'later'"),
+        (["--halt", "now,oops=1", "echo"], "--halt now: expected now,fail, ,success or ,done"),
+        (["--halt", "now,fail=0", "echo"], "expected =N or =N% with N >= 1, got 'now,fail=0'"),
+        (["--halt", "soon,done=1.5", "echo"], "expected =N or =N% with N >= 1"),
+        (["--halt", "2", "--halt-on-error", "echo"], "give --halt or --halt-on-error, not both"),
+    ],
+)
+def test_bad_halt_and_joblog_reuse(
+    argv: list[str], message: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = run(capfd, *argv)
+    assert (rc, out) == (2, "")
+    assert message in err
+
+
+def test_retry_failed_runs_the_logged_command_lines(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A command line with a newline (a NUL in the joblog, as GNU parallel writes it) is
+    run again whole; --dry-run shows the jobs that would run, skipping the others."""
+    log = tmp_path / "log"
+    rc, _, _ = run(
+        capfd, "--joblog", str(log), "--shell", "--", "echo {}; test {} = ok", ":::", "ok",
+        "two\nlines",
+    )  # fmt: skip
+    assert rc == 1
+    assert "\0" in log.read_text()
+    rc, out, _ = run(capfd, "--dry-run", "--retry-failed", "--joblog", str(log))
+    assert (rc, out) == (0, "echo 'two\nlines'; test 'two\nlines' = ok\n")
+    rc, out, _ = run(
+        capfd, "--dry-run", "--resume-failed", "--joblog", str(log), "echo", ":::", "x", "y"
+    )
+    assert (rc, out) == (0, "echo y\n")
+    rc, out, _ = run(capfd, "--retry-failed", "--joblog", str(log), "ignored", ":::", "ignored")
+    assert (rc, out) == (1, "two\nlines\n")
+    rows = joblog_rows(log)
+    assert [row[0] for row in rows] == ["1", "2", "2"]
+    assert rows[1][8] == rows[2][8]
