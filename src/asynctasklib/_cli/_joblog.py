@@ -48,11 +48,6 @@ class Previous:
     succeeded: set[int] = field(default_factory=set)  # with a row of Exitval 0, Signal 0
     commands: dict[int, str] = field(default_factory=dict)  # each Seq's last command line
 
-    def failed_commands(self) -> list[tuple[int, str]]:
-        """The jobs to run again for ``--retry-failed``: each one's Seq and command line,
-        in Seq order."""
-        return sorted((s, c) for s, c in self.commands.items() if s not in self.succeeded)
-
 
 def read(path: str, text: str) -> Previous | None:
     """The joblog ``text`` (the file at ``path``), or None if it is empty (as GNU parallel
