@@ -108,6 +108,20 @@ def test_joblog_on_standard_output_as_parallel(capfd: pytest.CaptureFixture[str]
     assert out.startswith(JOBLOG_HEADER)
 
 
+def test_joblog_plus_file_appends_as_parallel(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """--joblog +FILE appends its rows to FILE, with no header (even to a new file)."""
+    logs = []
+    for tool in (parallel, lambda *a: ours(capfd, *a)):
+        log = tmp_path / "log"
+        log.unlink(missing_ok=True)
+        for value in ("1", "0"):
+            tool("--joblog", f"+{log}", "exit {}", ":::", value)
+        logs.append(untimed(log.read_text()))
+    assert logs[0] == logs[1] == "1\t:\tT\tR\t0\t0\t1\t0\texit 1\n1\t:\tT\tR\t0\t0\t0\t0\texit 0\n"
+
+
 def test_halt_as_parallel(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "log"
     one_by_one = ["-j1", "exit {}", ":::"]

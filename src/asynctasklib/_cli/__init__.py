@@ -137,9 +137,9 @@ def _previous(opts: Options) -> tuple[Options, frozenset[int], bool]:
     """``--resume``, ``--resume-failed``, ``--retry-failed``: what the ``--joblog`` FILE
     of the earlier run says. The options (with ``--retry-failed``, its failed command lines
     are the inputs, each at its own number), the numbers of the jobs to skip, and whether
-    the joblog is appended to (it exists and is not empty)."""
+    the joblog is appended to (it exists and is not empty, or ``--joblog +FILE``)."""
     if not (opts.resume or opts.resume_failed or opts.retry_failed):
-        return opts, frozenset(), False
+        return opts, frozenset(), opts.joblog_append
     assert opts.joblog is not None
     try:
         with open(opts.joblog, encoding="utf-8", errors="surrogateescape", newline="") as f:
@@ -150,11 +150,9 @@ def _previous(opts: Options) -> tuple[Options, frozenset[int], bool]:
         raise UsageError(f"--joblog: cannot read {opts.joblog}: {exc.strerror}") from None
     previous = _joblog.read(opts.joblog, text)
     if previous is None:
-        return (
-            (dataclasses.replace(opts, inputs=[]) if opts.retry_failed else opts),
-            frozenset(),
-            False,
-        )
+        if opts.retry_failed:  # nothing to retry
+            opts = dataclasses.replace(opts, inputs=[])
+        return opts, frozenset(), opts.joblog_append
     if opts.resume:
         return opts, frozenset(previous.logged), True
     if not opts.retry_failed:

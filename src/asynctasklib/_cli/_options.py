@@ -38,7 +38,8 @@ class Options:
     grace: float
     halt: HaltSpec | None  # --halt (--halt-on-error: now,fail=1)
     keep_order: bool
-    joblog: str | None
+    joblog: str | None  # ("-": standard output)
+    joblog_append: bool  # --joblog +FILE: append to FILE, no header
     resume: bool
     resume_failed: bool
     retry_failed: bool  # the inputs are the failed jobs' command lines (see `main`)
@@ -148,7 +149,7 @@ def _add_halt_and_joblog(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--joblog", type=_value, metavar="FILE",
         help="write GNU parallel's joblog, one tab-separated row per job that ended "
-        "('-': standard output)",
+        "('-': standard output; +FILE: append to FILE)",
     )  # fmt: skip
     p.add_argument(
         "--resume", action="store_true",
@@ -327,6 +328,9 @@ def parse(argv: list[str]) -> Options:
     ns = _parser().parse_args(argv)
     words, inputs = _split_inputs(list(ns.command))
     halt = _halt(ns)
+    joblog_append = ns.joblog is not None and ns.joblog.startswith("+")
+    if joblog_append:
+        ns.joblog = ns.joblog[1:]
     _check_joblog_reuse(ns)
     if ns.retry_failed:  # the joblog's command lines are the jobs: the rest is ignored
         words, inputs, ns.arg_file = [], None, None
@@ -347,6 +351,7 @@ def parse(argv: list[str]) -> Options:
         halt=halt,
         keep_order=ns.keep_order,
         joblog=ns.joblog,
+        joblog_append=joblog_append,
         resume=ns.resume,
         resume_failed=ns.resume_failed,
         retry_failed=ns.retry_failed,
