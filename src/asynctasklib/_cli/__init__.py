@@ -1,9 +1,9 @@
 """``asynctasklib run``: run a command once per input, on a `WorkerPool`.
 
 Each job is a subprocess in a session (so a process group) of its own, run by an
-``async def`` task function; the pool gives the concurrency limit, retries with backoff,
-per-attempt timeouts and (with ``--halt-on-error``) error groups, and its hooks feed the
-output, the ``--json`` events, the ``--joblog`` and the progress view.
+``async def`` task function; the pool gives the concurrency limit, retries with backoff and
+per-attempt timeouts, and its hooks feed the output, the ``--json`` events, the ``--joblog``
+(GNU parallel's) and the progress view.
 
 A job that times out, is canceled, or leaves processes behind when it exits has its
 whole process group killed: SIGTERM, then SIGKILL after ``--grace`` seconds. On Linux the
@@ -19,6 +19,8 @@ modules use; the whole package is private all the same, a client of the public A
 - `_output`: the jobs' output, stored and written; `_job`: one input's job.
 - `_reap`: process groups and orphans; `_procs`: one attempt of a job, as processes.
 - `_progress`: the rich view; `_report`: the hooks' steps turned into output.
+- `_joblog`: GNU parallel's joblog, written and read back; `_halt`: ``--halt`` and the exit
+  status.
 - `_feeder`: the jobs submitted to the pool; `_orchestrator`: the whole run.
 - this module: `main`, the entry point.
 """
