@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from asynctasklib._cli import _report
+from asynctasklib._cli import _report, _timeout
 from cli_helpers import joblog_rows, pid_gone, run, summary
 
 if TYPE_CHECKING:
@@ -159,3 +159,14 @@ def test_halt_percent_counts_the_inputs_first(
     assert rc == 50  # as GNU parallel: the percentage of the jobs that failed
     assert [row[0] for row in joblog_rows(log)] == ["1", "2", "3"]
     assert "--halt: starting no more jobs, waiting for the running ones" in err
+
+
+def test_the_median_of_timeout_percent() -> None:
+    """The lower median of the run times of the jobs that succeeded (cut to the
+    millisecond, as GNU parallel's), times N%."""
+    watch = _timeout.MedianTimeout(2.0)
+    assert watch.limit is None  # no job succeeded yet: no limit
+    for runtime, median in ((5.0, 5.0), (1.0, 1.0), (3.0, 3.0), (4.0, 3.0), (0.0, 3.0),
+                            (0.5, 1.0), (9.0, 3.0), (0.0012345, 1.0)):  # fmt: skip
+        watch.succeeded(runtime)
+        assert watch.limit == 2 * median

@@ -177,6 +177,26 @@ def test_halt_now_kills_soon_waits_as_parallel(
         assert results[1] == (3, [("1", "3")] if when == "now" else [("1", "3"), ("2", "0")])
 
 
+def test_timeout_percent_as_parallel(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """--timeout 1000%: once jobs succeeded, one that runs 10 times their median is killed
+    (Exitval -1, Signal 15); the others, well under it, are not. --timeout 1m and 2s
+    (units) never kill these."""
+    log = tmp_path / "log"
+    for timeout, slow, job4 in (
+        ("1000%", "30", ["4", "-1", "15"]),
+        ("1m2s", "0.3", ["4", "0", "0"]),
+    ):
+        argv = ["-j1", "--timeout", timeout, "sleep {}", ":::", "0.2", "0.2", "0.2", slow, "0.2"]
+        results: list[tuple[int, list[list[str]]]] = []
+        for tool in (parallel, lambda *a: ours(capfd, *a)):
+            log.unlink(missing_ok=True)
+            rc = tool("--joblog", str(log), *argv)[0]
+            rows = [row.split("\t") for row in log.read_text().splitlines()[1:]]
+            results.append((rc, [[row[0], row[6], row[7]] for row in rows]))  # Seq, Exitval, Signal
+        assert results[0] == results[1], timeout
+        assert results[1][1][3] == job4
+
+
 def test_resume_and_retry_failed_as_parallel(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

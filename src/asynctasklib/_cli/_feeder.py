@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ..task import Definition, Run, State, StateHooks, Task
+from ..task import Definition, Run, State, StateHooks, Task, TaskTimeoutError
 from ..workflow import WorkerPool
 from ._errors import JobFailedError
 from ._halt import Halt
@@ -30,6 +30,7 @@ from ._joblog import CommandLines
 from ._options import Options
 from ._report import Reporter, exit_and_signal
 from ._template import Template
+from ._timeout import MedianTimeout
 
 _HOW: Final = {State.DONE: "done", State.FAILED: "failed", State.CANCELED: "canceled"}
 _now = datetime.now
@@ -62,12 +63,15 @@ class Feeder:
         self.seq = 0
         self.task: asyncio.Task[None] | None = None
         self._attempt = attempt
+        pct = opts.timeout_pct
+        self.median_timeout = None if pct is None else MedianTimeout(pct)  # --timeout N%
         # What every job's definition shares; each gets its id and its job (`_definition`).
         self._recipe: Definition[None] = Definition(
             max_duration=opts.timeout,
             max_retries=opts.retries,
             backoff=opts.backoff,
-            retry_on=JobFailedError,  # and timeouts, always; a command not found is not
+            # and timeouts, always (--timeout N%'s too); a command not found is not
+            retry_on=(JobFailedError, TaskTimeoutError),
             hooks=StateHooks(on_pending=self._pending) if opts.retries else None,
         )
         self._stopped = False  # told to start no more jobs: no retry starts either
@@ -140,12 +144,16 @@ class Feeder:
         this very job, then runs it."""
         attempt = self._attempt
         started = self.reporter.started
+        watch = self.median_timeout
 
         # A plain async def rather than a partial: Definition checks a function on its
         # fast path, a partial on inspect's slower one (some 25 microseconds a job).
         async def job_attempt(run: Run) -> None:
             started(job, _now(UTC))  # (where the pool's on_started hook would fire)
-            await attempt(job, run)
+            if watch is None:
+                await attempt(job, run)
+            else:
+                await watch.run(attempt(job, run))
 
         return dataclasses.replace(self._recipe, id=str(job.seq), task_fn=job_attempt)
 
@@ -187,7 +195,11 @@ class Feeder:
         """The job's task ended: DONE, FAILED or CANCELED."""
         job.task = None  # (the task holds the job through its definition: no cycle left)
         state = task.state
-        self.reporter.ended(job, _now(UTC), _HOW[state], task.error)
+        when = _now(UTC)
+        self.reporter.ended(job, when, _HOW[state], task.error)
+        if state is State.DONE and self.median_timeout is not None:
+            assert job.started_at is not None
+            self.median_timeout.succeeded(when.timestamp() - job.started_at)
         if state is not State.CANCELED:
             self._halt(self.halt.ended(*exit_and_signal(job)))
 

@@ -34,6 +34,7 @@ class Options:
     retries: int  # retries after the first attempt (--retries N: N - 1)
     backoff: float | Callable[[int], float]
     timeout: float | None
+    timeout_pct: float | None  # --timeout N%: N / 100 (see `_timeout`)
     delay: float
     grace: float
     halt: HaltSpec | None  # --halt (--halt-on-error: now,fail=1)
@@ -96,6 +97,25 @@ def _jobs(text: str) -> int:
         # GNU parallel documents this floor of 1; 20221122 says "Cannot run any jobs" instead.
         return max(1, cpu_count() - n)
     return n
+
+
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_WITH_UNITS = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[dhms])+", re.IGNORECASE)
+_PERCENT = re.compile(r"([0-9]+(?:\.[0-9]+)?)%")
+
+
+def _timeout(text: str) -> tuple[float | None, float | None]:
+    """--timeout as GNU parallel reads it: seconds, with units (1h2m3s), or N%: (seconds,
+    None) or (None, N / 100)."""
+    pct = _PERCENT.fullmatch(text)
+    if pct is not None:
+        if float(pct[1]) == 0:
+            raise argparse.ArgumentTypeError(f"must be > 0%, got {text!r}")
+        return None, float(pct[1]) / 100
+    if _WITH_UNITS.fullmatch(text):
+        pieces = re.findall(r"([0-9.]+)([dhms])", text.lower())
+        text = str(sum(float(n) * _UNITS[unit] for n, unit in pieces))
+    return _number(float, 0, strict=True)(text), None
 
 
 def _value(text: str) -> str:
@@ -201,8 +221,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--backoff-base", type=seconds, metavar="SECONDS", help="the BASE of --backoff")
     p.add_argument(
-        "--timeout", type=_number(float, 0, strict=True), metavar="SECONDS",
-        help="kill an attempt that runs longer than this (default: no limit)",
+        "--timeout", type=_timeout, metavar="SECONDS",
+        help="kill an attempt that runs longer than this; also 1h2m3s (d, h, m, s), or N%% "
+        "of the median run time of the jobs that succeeded (default: no limit)",
     )  # fmt: skip
     p.add_argument(
         "--delay", type=seconds, default=0.0, metavar="SECONDS",
@@ -345,7 +366,8 @@ def parse(argv: list[str]) -> Options:
         jobs=ns.jobs if ns.jobs is not None else cpu_count(),
         retries=_retries(ns.retries),
         backoff=_parse_backoff(ns.backoff, ns.backoff_base),
-        timeout=ns.timeout,
+        timeout=None if ns.timeout is None else ns.timeout[0],
+        timeout_pct=None if ns.timeout is None else ns.timeout[1],
         delay=ns.delay,
         grace=ns.grace,
         halt=halt,

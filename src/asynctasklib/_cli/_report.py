@@ -61,9 +61,7 @@ class Reporter:
             event["attempt"] = attempt
             event["time"] = when.isoformat()
             if attempt:
-                event["error"] = (
-                    f"timed out after {self.opts.timeout:g} s" if job.timed_out else job.error
-                )
+                event["error"] = self._timed_out() if job.timed_out else job.error
             self._event(event)
         self.refresh()
 
@@ -131,11 +129,18 @@ class Reporter:
     def _failure(self, job: Job, error: BaseException | None) -> str:
         """One line for a failed job: which, why (exit code, signal, timeout), its input."""
         if isinstance(error, TaskTimeoutError) and self.opts.timeout is not None:
-            why = f"timed out after {self.opts.timeout:g} s"
+            why = self._timed_out()
         else:
             why = _error_text(error, job)
         tries = f" after {job.attempts} attempts" if job.attempts > 1 else ""
         return f"job {job.seq} failed{tries}: {why} (input {show(job.value)})"
+
+    def _timed_out(self) -> str:
+        timeout, pct = self.opts.timeout, self.opts.timeout_pct
+        if pct is not None:
+            return f"timed out ({pct * 100:g}% of the median run time)"
+        assert timeout is not None
+        return f"timed out after {timeout:g} s"
 
     def _ended_event(
         self,
