@@ -126,6 +126,9 @@ def test_a_joblog_read_back_must_be_parallels(
     rc, out, _ = run(capfd, *argv)
     assert (rc, out) == (0, "a\n")
     assert log.read_text().startswith(_joblog.HEADER)
+    rc, _, err = run(capfd, "--resume", "--joblog", str(tmp_path), "echo", ":::", "a")
+    assert rc == 2
+    assert f"--joblog: cannot read {tmp_path}: Is a directory" in err
     log.unlink()  # missing, for --retry-failed: nothing to retry
     rc, out, _ = run(capfd, "--retry-failed", "--joblog", str(log))
     assert (rc, out, log.read_text()) == (0, "", _joblog.HEADER)
