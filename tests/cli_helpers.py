@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asynctasklib._cli import _orchestrator, main
-from asynctasklib._cli._report import JOBLOG_HEADER
+from asynctasklib._cli._joblog import HEADER as JOBLOG_HEADER
 
 if TYPE_CHECKING:
     import pytest
@@ -61,9 +61,11 @@ def cli(*argv: str) -> list[str]:
 
 
 def joblog_rows(path: Path) -> list[list[str]]:
+    """The rows of GNU parallel's joblog: Seq, Host, Starttime, JobRuntime, Send, Receive,
+    Exitval, Signal, Command."""
     text = path.read_text()
     assert text.startswith(JOBLOG_HEADER)
-    return [line.split("\t") for line in text.splitlines()[1:]]
+    return [line.split("\t", 8) for line in text.split("\n")[1:-1]]
 
 
 class Interrupter:

@@ -1,17 +1,24 @@
 """Feeding the pool (``_cli/_feeder.py``): ``--halt-on-error``, ``--delay``, and each step of
-a job reported for that job.
+a job reported for that job. (``--halt`` and ``--resume`` against GNU parallel:
+test_cli_oracle_joblog.py.)
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
 import json
+import time
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from asynctasklib._cli import _report, _timeout
 from cli_helpers import joblog_rows, pid_gone, run, summary
+
+if TYPE_CHECKING:
+    from asynctasklib._cli._job import Job
 
 
 def test_halt_on_error_cancels_the_rest(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -26,7 +33,7 @@ def test_halt_on_error_cancels_the_rest(tmp_path: Path, capfd: pytest.CaptureFix
         capfd, "-j", "3", "--halt-on-error", "--grace", "0.5", "--json", "--joblog", str(log),
         "--", "sh", "-c", script, ":::", "1", "2", "3", "4", "5",
     )  # fmt: skip
-    assert rc == 1
+    assert rc == 9  # --halt now,fail=1: the failed job's exit status
     ends = {e["seq"]: e["event"] for e in map(json.loads, out.splitlines()) if "attempts" in e}
     assert ends[1] == "failed"
     assert set(ends) <= {1, 2, 3}
@@ -36,12 +43,15 @@ def test_halt_on_error_cancels_the_rest(tmp_path: Path, capfd: pytest.CaptureFix
     for pid_file in tmp_path.glob("pid.*"):
         assert pid_gone(int(pid_file.read_text()))
     assert "1 failed" in summary(err)
-    assert {row[0] for row in joblog_rows(log)} == {str(s) for s in ends}
+    assert "--halt: starting no more jobs, cancelling the running ones" in err
+    assert [row[0] for row in joblog_rows(log)] == ["1"]  # the canceled ones have no row
 
 
-def test_halt_on_error_across_groups(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """1 and 2 start together (one group); 1 succeeds, so 3 starts in a group of its own
-    and fails: that cancels 2, in the other group, and nothing more starts."""
+def test_halt_on_error_cancels_a_job_started_before(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """1 and 2 start together; 1 succeeds, so 3 starts, and fails: that cancels 2, and
+    nothing more starts."""
     pid2 = tmp_path / "pid.2"
     script = (
         f'touch "{tmp_path}/started.$0"; [ "$0" = 1 ] && exit 0; '
@@ -52,7 +62,7 @@ def test_halt_on_error_across_groups(tmp_path: Path, capfd: pytest.CaptureFixtur
         capfd, "-j", "2", "--halt-on-error", "--json",
         "--", "sh", "-c", script, ":::", "1", "2", "3", "4", "5",
     )  # fmt: skip
-    assert rc == 1
+    assert rc == 5
     ends = {e["seq"]: e["event"] for e in map(json.loads, out.splitlines()) if "attempts" in e}
     assert ends == {1: "done", 2: "canceled", 3: "failed"}
     assert pid_gone(int(pid2.read_text()))
@@ -60,32 +70,48 @@ def test_halt_on_error_across_groups(tmp_path: Path, capfd: pytest.CaptureFixtur
     assert "1 done, 1 failed, 1 canceled" in summary(err)
 
 
-def test_halt_on_error_with_many_groups(capfd: pytest.CaptureFixture[str]) -> None:
-    """Without failures every input runs, through as many error groups as it takes."""
+def test_halt_on_error_without_failures_runs_everything(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     inputs = [str(i) for i in range(60)]
     rc, out, _ = run(capfd, "-j", "4", "--halt-on-error", "-k", "--", "echo", ":::", *inputs)
     assert rc == 0
     assert out.splitlines() == inputs
 
 
-def test_delay_between_starts(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    log = tmp_path / "log"
-    rc, _, _ = run(capfd, "-j", "3", "--delay", "0.1", "--joblog", str(log), "true", ":::", *"abc")
-    assert rc == 0
-    starts = sorted(float(row[4]) for row in joblog_rows(log))
-    assert all(b - a >= 0.095 for a, b in itertools.pairwise(starts))
+@pytest.mark.parametrize("halt", [[], ["--halt-on-error"]], ids=["plain", "halt-on-error"])
+def test_delay_between_starts(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], halt: list[str]
+) -> None:
+    """--delay D: after each job is submitted, the feeder waits D seconds before it takes
+    the next input. The order of those steps is checked, and (on the monotonic clock,
+    a bound that a slow machine only makes truer) that the run took at least the waits."""
+    delay = 0.15
+    steps: list[tuple[str, object]] = []
+    real_sleep = asyncio.sleep
 
+    async def sleep(seconds: float, result: Any = None) -> Any:
+        if seconds == delay:
+            steps.append(("wait", seconds))
+        return await real_sleep(seconds, result)
 
-def test_delay_with_halt_on_error(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    log = tmp_path / "log"
-    rc, _, _ = run(
-        capfd, "-j", "3", "--halt-on-error", "--delay", "0.1", "--joblog", str(log),
-        "true", ":::", *"abc",
-    )  # fmt: skip
+    pending = _report.Reporter.pending
+
+    def on_pending(self: _report.Reporter, job: Job, when: datetime, attempt: int) -> None:
+        steps.append(("submit", job.seq))
+        pending(self, job, when, attempt)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    monkeypatch.setattr(_report.Reporter, "pending", on_pending)
+    started = time.monotonic()
+    rc, _, _ = run(capfd, "-j", "3", *halt, "--delay", str(delay), "true", ":::", *"abc")
+    elapsed = time.monotonic() - started
     assert rc == 0
-    starts = sorted(float(row[4]) for row in joblog_rows(log))
-    assert len(starts) == 3
-    assert all(b - a >= 0.095 for a, b in itertools.pairwise(starts))
+    assert steps == [
+        ("submit", 1), ("wait", delay), ("submit", 2), ("wait", delay), ("submit", 3),
+        ("wait", delay),
+    ]  # fmt: skip
+    assert elapsed >= 3 * delay
 
 
 @pytest.mark.parametrize("halt", [[], ["--halt-on-error"]], ids=["plain", "halt-on-error"])
@@ -116,3 +142,31 @@ def test_each_step_of_a_retried_job_reaches_that_job(
         assert events[2]["error"] == "exit code 3"
         assert (events[4]["attempts"], events[4]["stdout"]) == (2, f"ok {value}\n")
     assert "12 jobs: 12 done, 0 failed, 0 canceled, 12 retried" in summary(err)
+
+
+def test_halt_percent_counts_the_inputs_first(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """--halt ...=N% needs the number of jobs: the inputs of a file are all read first
+    (from ::: they are known). 2 failed of 4 is 50%: no job starts after the third."""
+    args = tmp_path / "args"
+    args.write_text("0\n3\n4\n0\n")
+    log = tmp_path / "log"
+    rc, _, err = run(
+        capfd, "-j", "1", "--halt", "soon,fail=50%", "--joblog", str(log), "-a", str(args),
+        "--shell", "exit {}",
+    )  # fmt: skip
+    assert rc == 50  # as GNU parallel: the percentage of the jobs that failed
+    assert [row[0] for row in joblog_rows(log)] == ["1", "2", "3"]
+    assert "--halt: starting no more jobs, waiting for the running ones" in err
+
+
+def test_the_median_of_timeout_percent() -> None:
+    """The lower median of the run times of the jobs that succeeded (cut to the
+    millisecond, as GNU parallel's), times N%."""
+    watch = _timeout.MedianTimeout(2.0)
+    assert watch.limit is None  # no job succeeded yet: no limit
+    for runtime, median in ((5.0, 5.0), (1.0, 1.0), (3.0, 3.0), (4.0, 3.0), (0.0, 3.0),
+                            (0.5, 1.0), (9.0, 3.0), (0.0012345, 1.0)):  # fmt: skip
+        watch.succeeded(runtime)
+        assert watch.limit == 2 * median

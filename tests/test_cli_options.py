@@ -19,6 +19,14 @@ from asynctasklib._cli import _options, main
 from cli_helpers import TIMEOUT, cli, run
 
 
+def test_timeout_as_gnu_parallel_reads_it() -> None:
+    """Seconds, with GNU parallel's units (d, h, m, s, in any case), or N% of the median."""
+    for text, seconds, pct in (("2.5", 2.5, None), ("1h2M3.5s", 3723.5, None),
+                               ("1d", 86400.0, None), ("150%", None, 1.5)):  # fmt: skip
+        opts = _options.parse(["--timeout", text, "echo"])
+        assert (opts.timeout, opts.timeout_pct) == (seconds, pct)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -39,6 +47,8 @@ from cli_helpers import TIMEOUT, cli, run
         (["--json=1", "echo"], "--json: ignored explicit argument '1'"),
         (["--retries"], "--retries: expected one argument"),
         (["--timeout", "0", "echo"], "--timeout: must be > 0"),
+        (["--timeout", "0%", "echo"], "--timeout: must be > 0%, got '0%'"),
+        (["--timeout", "5x", "echo"], "--timeout: expected a number of seconds, got '5x'"),
         (["--delay", "-1", "echo"], "must be >= 0"),
         (["--retries", "-1", "echo"], "must be >= 0"),
         (["--backoff", "wobbly", "echo"], "unknown policy 'wobbly'"),

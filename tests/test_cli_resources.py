@@ -239,7 +239,7 @@ def test_overlong_lines_from_files_and_text_streams(
     rc, out, err = run(capfd, "--", "echo")
     assert (rc, out) == (2, "c\n")
     assert "error: standard input: line 2 is longer" in err
-    # with --halt-on-error, inputs are taken in batches: those before the bad line run
+    # with --halt-on-error too, the inputs before the bad line run
     args.write_bytes(b"a\nb\n" + b"q" * (limit + 1) + b"\nc\n")
     rc, out, err = run(capfd, "-k", "-j", "4", "--halt-on-error", "-a", str(args), "--", "echo")
     assert (rc, out) == (2, "a\nb\n")

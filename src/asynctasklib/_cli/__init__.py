@@ -1,9 +1,9 @@
 """``asynctasklib run``: run a command once per input, on a `WorkerPool`.
 
 Each job is a subprocess in a session (so a process group) of its own, run by an
-``async def`` task function; the pool gives the concurrency limit, retries with backoff,
-per-attempt timeouts and (with ``--halt-on-error``) error groups, and its hooks feed the
-output, the ``--json`` events, the ``--joblog`` and the progress view.
+``async def`` task function; the pool gives the concurrency limit, retries with backoff and
+per-attempt timeouts, and its hooks feed the output, the ``--json`` events, the ``--joblog``
+(GNU parallel's) and the progress view.
 
 A job that times out, is canceled, or leaves processes behind when it exits has its
 whole process group killed: SIGTERM, then SIGKILL after ``--grace`` seconds. On Linux the
@@ -19,6 +19,8 @@ modules use; the whole package is private all the same, a client of the public A
 - `_output`: the jobs' output, stored and written; `_job`: one input's job.
 - `_reap`: process groups and orphans; `_procs`: one attempt of a job, as processes.
 - `_progress`: the rich view; `_report`: the hooks' steps turned into output.
+- `_joblog`: GNU parallel's joblog, written and read back; `_halt`: ``--halt`` and the exit
+  status.
 - `_feeder`: the jobs submitted to the pool; `_orchestrator`: the whole run.
 - this module: `main`, the entry point.
 """
@@ -34,6 +36,7 @@ import resource
 import sys
 from typing import IO, Final
 
+from . import _joblog
 from ._errors import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -49,25 +52,26 @@ from ._options import Options, parse
 from ._orchestrator import Orchestrator
 from ._procs import pidfd_child_watcher
 from ._reap import become_subreaper
-from ._report import JOBLOG_HEADER
-from ._template import Template
 from ._util import isatty
 
 __all__ = ["JobFailedError", "main"]
 
 
-async def _orchestrate(opts: Options, source: Source, joblog: IO[str] | None) -> int:
+async def _orchestrate(
+    opts: Options, skip: frozenset[int], source: Source, joblog: IO[str] | None
+) -> int:
     with pidfd_child_watcher():
-        return await Orchestrator(opts).run(source, joblog)
+        return await Orchestrator(opts, skip).run(source, joblog)
 
 
-def _dry_run(opts: Options, source: Source) -> int:
+def _dry_run(opts: Options, skip: frozenset[int], source: Source) -> int:
     assert source.values is not None
-    template = Template(opts.command, opts.shell)
+    template = _joblog.template_for(opts)
     out = sys.stdout
     try:
         for seq, value in enumerate(source.values, 1):
-            out.write(template.display(template.argv(seq, value)) + "\n")
+            if seq not in skip:
+                out.write(template.display(template.argv(seq, value)) + "\n")
         out.flush()
     except BrokenPipeError:
         return EXIT_BROKEN_PIPE
@@ -131,39 +135,87 @@ def _ensure_std_streams() -> None:
             setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 (never closed)
 
 
+def _previous(opts: Options) -> tuple[Options, frozenset[int], bool]:
+    """``--resume``, ``--resume-failed``, ``--retry-failed``: what the ``--joblog`` FILE
+    of the earlier run says. The options (with ``--retry-failed``, its failed command lines
+    are the inputs, each at its own number), the numbers of the jobs to skip, and whether
+    the joblog is appended to (it exists and is not empty, or ``--joblog +FILE``)."""
+    if not (opts.resume or opts.resume_failed or opts.retry_failed):
+        return opts, frozenset(), opts.joblog_append
+    assert opts.joblog is not None
+    try:
+        with open(opts.joblog, encoding="utf-8", errors="surrogateescape", newline="") as f:
+            text = f.read()
+    except FileNotFoundError:  # (as GNU parallel: nothing ran yet)
+        text = ""
+    except OSError as exc:
+        raise UsageError(f"--joblog: cannot read {opts.joblog}: {exc.strerror}") from None
+    previous = _joblog.read(opts.joblog, text)
+    if previous is None:
+        if opts.retry_failed:  # nothing to retry
+            opts = dataclasses.replace(opts, inputs=[])
+        return opts, frozenset(), opts.joblog_append
+    if opts.resume:
+        return opts, frozenset(previous.logged), True
+    if not opts.retry_failed:
+        return opts, frozenset(previous.succeeded), True
+    numbers = range(1, max(previous.commands, default=0) + 1)
+    commands = [previous.commands.get(seq, "") for seq in numbers]
+    # the jobs that succeeded, and the numbers without a row: nothing to run again there
+    skip = previous.succeeded | (set(numbers) - previous.commands.keys())
+    return dataclasses.replace(opts, inputs=commands), frozenset(skip), True
+
+
+def _open_joblog(opts: Options, append: bool) -> IO[str] | None:
+    """The ``--joblog`` file, its header written unless it is appended to (None: none, or
+    ``-``, standard output, where the header is written now)."""
+    if opts.joblog is None:
+        return None
+    if opts.joblog == "-":
+        sys.stdout.write(_joblog.HEADER)
+        sys.stdout.flush()
+        return None
+    try:
+        mode = "a" if append else "w"
+        joblog = open(opts.joblog, mode, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"--joblog: cannot write {opts.joblog}: {exc.strerror}") from None
+    if not append:
+        joblog.write(_joblog.HEADER)
+        joblog.flush()
+    return joblog
+
+
 def main(argv: list[str]) -> int:
-    """``asynctasklib run ARGS``: the exit status (0 ok, 1 failures, 2 usage, 130 Ctrl-C)."""
+    """``asynctasklib run ARGS``: the exit status (0 ok, 1-101 failures, 2 usage, 130 Ctrl-C)."""
     _ensure_std_streams()
     joblog: IO[str] | None = None
     try:
         opts = parse(argv)
+        opts, skip, append = _previous(opts)
         try:
             source = open_source(opts, pipes=not opts.dry_run)
         except OSError as exc:
             raise UsageError(f"--arg-file: cannot read {opts.arg_file}: {exc.strerror}") from None
         if opts.dry_run:
-            return _dry_run(opts, source)
-        if opts.joblog is not None:
-            try:
-                joblog = open(opts.joblog, "w", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
-            except OSError as exc:
-                if source.close is not None:
-                    source.close()
-                raise UsageError(f"--joblog: cannot write {opts.joblog}: {exc.strerror}") from None
+            return _dry_run(opts, skip, source)
+        try:
+            joblog = _open_joblog(opts, append)
+        except UsageError:
+            if source.close is not None:
+                source.close()
+            raise
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as exc:  # argparse: --help (0) or a bad option (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        if joblog is not None:
-            joblog.write(JOBLOG_HEADER)
-            joblog.flush()
         if opts.inputs is None and opts.arg_file in (None, "-") and isatty(sys.stdin):
             print(f"{PROG}: reading inputs from the terminal (Ctrl-D to end)", file=sys.stderr)
         become_subreaper()
         opts = dataclasses.replace(opts, jobs=_fit_jobs(opts.jobs))
-        return asyncio.run(_orchestrate(opts, source, joblog))
+        return asyncio.run(_orchestrate(opts, skip, source, joblog))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     finally:

@@ -1,7 +1,9 @@
 """Feeding the pool: one job per input, submitted as workers free up.
 
-Inputs are read lazily: the next one only once a worker can take it. With
-``--halt-on-error`` the jobs go in as error groups, and the first failure halts the run.
+Inputs are read lazily: the next one only once a worker can take it (all at once for
+``--halt ...=N%``, which needs their number). ``--resume`` and its kin skip the jobs whose
+numbers they are given. Each job that ends is counted for ``--halt``, which may stop the
+run: ``now`` cancels the running jobs, ``soon`` lets them finish; neither starts more.
 
 Each step of a job reaches the code that handles it with the job in hand, never looked up:
 its first PENDING is reported as ``submit`` returns it, each attempt's start by the job's
@@ -12,21 +14,23 @@ retry's PENDING by a hook that finds the job in its task's context variables.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ..task import Definition, Run, State, StateHooks, Task
+from ..task import Definition, Run, State, StateHooks, Task, TaskTimeoutError
 from ..workflow import WorkerPool
 from ._errors import JobFailedError
-from ._inputs import NOT_YET, Lines, PipeLines
+from ._halt import Halt
+from ._inputs import Lines, PipeLines
 from ._job import Job
+from ._joblog import CommandLines
 from ._options import Options
-from ._report import Reporter
+from ._report import Reporter, exit_and_signal
 from ._template import Template
+from ._timeout import MedianTimeout
 
 _HOW: Final = {State.DONE: "done", State.FAILED: "failed", State.CANCELED: "canceled"}
 _now = datetime.now
@@ -39,34 +43,37 @@ _JOB: ContextVar[Job] = ContextVar("asynctasklib_cli_job")
 
 class Feeder:
     """Makes a job of each input and submits it; hands each step of a job to the reporter,
-    and reacts to its end (``--halt-on-error``, a free worker)."""
+    and reacts to its end (``--halt``)."""
 
     def __init__(
         self,
         opts: Options,
         pool: WorkerPool,
-        template: Template,
+        template: Template | CommandLines,
         attempt: Callable[[Job, Run], Awaitable[None]],
         reporter: Reporter,
+        skip: frozenset[int] = frozenset(),
     ) -> None:
         self.opts = opts
         self.pool = pool
         self.template = template
         self.reporter = reporter
+        self.halt = Halt(opts.halt)
+        self.skip = skip  # the numbers of the jobs not to run (--resume...)
         self.seq = 0
         self.task: asyncio.Task[None] | None = None
-        self.groups: set[asyncio.Task[None]] = set()  # the error groups not ended yet
         self._attempt = attempt
+        pct = opts.timeout_pct
+        self.median_timeout = None if pct is None else MedianTimeout(pct)  # --timeout N%
         # What every job's definition shares; each gets its id and its job (`_definition`).
         self._recipe: Definition[None] = Definition(
             max_duration=opts.timeout,
             max_retries=opts.retries,
             backoff=opts.backoff,
-            retry_on=JobFailedError,  # and timeouts, always; a command not found is not
+            # and timeouts, always (--timeout N%'s too); a command not found is not
+            retry_on=(JobFailedError, TaskTimeoutError),
             hooks=StateHooks(on_pending=self._pending) if opts.retries else None,
         )
-        self._slot_waiter: asyncio.Future[None] | None = None
-        self._halted = False
         self._stopped = False  # told to start no more jobs: no retry starts either
 
     def start(self, lines: Lines | PipeLines) -> asyncio.Task[None]:
@@ -81,20 +88,35 @@ class Feeder:
         if self.task is not None:
             self.task.cancel()
 
+    def stop_starting(self) -> None:
+        """Start no more jobs: those not started yet (or waiting to retry) are canceled,
+        the running ones finish."""
+        self.stop()
+        for task in self.pool.tasks():
+            if task.is_pending():
+                task.cancel()
+
+    def cancel_all(self) -> None:
+        """Start no more jobs, and cancel the running ones (their processes are killed)."""
+        self.stop()
+        for task in self.pool.tasks():
+            task.cancel()
+
     async def _feed(self, lines: Lines | PipeLines) -> None:
         """Submit one job per input, as the pool frees workers (inputs are read lazily)."""
         opts = self.opts
         try:
+            if opts.halt is not None and opts.halt.pct is not None:
+                lines = await self._read_all(lines)
             while True:
-                if opts.halt_on_error:
-                    await self._free_slot()
                 value = await lines.get()
                 if value is None:
                     break
-                if opts.halt_on_error:
-                    await self._submit_group(self._batch(value, lines))
-                else:
-                    await self._submit(self._new_job(value))
+                self.seq += 1
+                if self.seq in self.skip:
+                    self.reporter.skip(self.seq)
+                    continue
+                await self._submit(self._new_job(self.seq, value))
                 if opts.delay:
                     await asyncio.sleep(opts.delay)
             self.reporter.total = self.seq
@@ -102,9 +124,19 @@ class Feeder:
         finally:
             lines.close()
 
-    def _new_job(self, value: str) -> Job:
-        self.seq += 1
-        seq = self.seq
+    async def _read_all(self, lines: Lines | PipeLines) -> Lines:
+        """Every input, read now: ``--halt ...=N%`` counts the jobs first, as GNU
+        parallel does."""
+        values: list[str] = []
+        try:
+            while (value := await lines.get()) is not None:
+                values.append(value)
+        finally:
+            lines.close()
+        self.halt.total = self.reporter.total = len(values)
+        return Lines(iter(values))
+
+    def _new_job(self, seq: int, value: str) -> Job:
         return Job(seq, value, self.template.argv(seq, value))
 
     def _definition(self, job: Job) -> Definition[None]:
@@ -112,18 +144,18 @@ class Feeder:
         this very job, then runs it."""
         attempt = self._attempt
         started = self.reporter.started
+        watch = self.median_timeout
 
         # A plain async def rather than a partial: Definition checks a function on its
         # fast path, a partial on inspect's slower one (some 25 microseconds a job).
         async def job_attempt(run: Run) -> None:
             started(job, _now(UTC))  # (where the pool's on_started hook would fire)
-            await attempt(job, run)
+            if watch is None:
+                await attempt(job, run)
+            else:
+                await watch.run(attempt(job, run))
 
         return dataclasses.replace(self._recipe, id=str(job.seq), task_fn=job_attempt)
-
-    def _forget(self, job: Job) -> None:
-        """A job that was never submitted."""
-        self.reporter.skip(job)
 
     async def _submit(self, job: Job) -> Task[None]:
         """Submit the job: its task, PENDING (the job's ``task`` too, until it ends)."""
@@ -132,7 +164,7 @@ class Feeder:
         try:
             task = await self.pool.submit(self._definition(job))
         except BaseException:
-            self._forget(job)
+            self.reporter.skip(job.seq)  # (never submitted)
             raise
         # Nothing has run since the pool took the task in: this is where its on_pending
         # hook fires, and no worker can have started it yet.
@@ -163,75 +195,22 @@ class Feeder:
         """The job's task ended: DONE, FAILED or CANCELED."""
         job.task = None  # (the task holds the job through its definition: no cycle left)
         state = task.state
-        self.reporter.ended(job, _now(UTC), _HOW[state], task.error)
-        if state is State.FAILED and self.opts.halt_on_error:
-            self.halt(job)
-        self.slot_freed()
+        when = _now(UTC)
+        self.reporter.ended(job, when, _HOW[state], task.error)
+        if state is State.DONE and self.median_timeout is not None:
+            assert job.started_at is not None
+            self.median_timeout.succeeded(when.timestamp() - job.started_at)
+        if state is not State.CANCELED:
+            self._halt(self.halt.ended(*exit_and_signal(job)))
 
-    # -- --halt-on-error -----------------------------------------------------------------
-
-    async def _free_slot(self) -> None:
-        while self.pool.available_workers == 0:
-            self._slot_waiter = waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._slot_waiter = None
-
-    def slot_freed(self) -> None:
-        """A job ended: its worker is free."""
-        waiter = self._slot_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _batch(self, value: str, lines: Lines | PipeLines) -> list[str]:
-        """``value`` and the inputs ready after it, up to one per free worker (one only
-        with ``--delay``)."""
-        batch = [value]
-        room = 1 if self.opts.delay else self.pool.available_workers
-        while len(batch) < room:
-            more = lines.get_nowait()
-            if more is None or more is NOT_YET:
-                break
-            batch.append(more)
-        return batch
-
-    async def _submit_group(self, values: list[str]) -> None:
-        """Run ``values`` as one error group, in free workers.
-
-        Each job is submitted as any other (its task comes back, for its done callback),
-        then the group's tasks are waited for together, and the first failure among them
-        cancels the rest. A long input goes in as many small groups (at most one per free
-        worker each time), and the first failure anywhere cancels the other groups as well
-        (`halt`).
-        """
-        jobs: list[Job] = []
-        tasks: list[Task[None]] = []
-        try:
-            for value in values:  # (in free workers: no submit waits)
-                job = self._new_job(value)
-                tasks.append(await self._submit(job))
-                jobs.append(job)
-        finally:
-            if tasks:  # (those submitted run as a group, even if the feeder is stopped)
-                group = asyncio.get_running_loop().create_task(self._group(tasks))
-                self.groups.add(group)
-                group.add_done_callback(self.groups.discard)
-                for job in jobs:
-                    job.group = group
-
-    async def _group(self, tasks: list[Task[None]]) -> None:
-        # gather, given tasks, waits for them as an error group: the first failure cancels
-        # the rest. (That failure was reported at its job's end.)
-        with contextlib.suppress(Exception):
-            await self.pool.gather(tasks)
-
-    def halt(self, job: Job) -> None:
-        """A job failed: cancel every other group, start nothing more."""
-        if self._halted:
+    def _halt(self, when: str | None) -> None:
+        """``--halt``: ``now``, cancel the running jobs; ``soon``, let them finish."""
+        if when is None:
             return
-        self._halted = True
-        self.stop()
-        for group in self.groups:
-            if group is not job.group:
-                group.cancel()  # the pool cancels that group's tasks
+        if not self._stopped:
+            running = "cancelling" if when == "now" else "waiting for"
+            self.reporter.notice(f"--halt: starting no more jobs, {running} the running ones")
+        if when == "now":
+            self.cancel_all()
+        else:
+            self.stop_starting()

@@ -3,7 +3,6 @@ reporter shows."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from ._output import Spool
@@ -20,7 +19,6 @@ class Job:
         "attempts",
         "err",
         "error",
-        "group",
         "out",
         "returncode",
         "seq",
@@ -35,7 +33,7 @@ class Job:
         self.seq = seq
         self.value = value
         self.argv = argv
-        self.started_at: float | None = None  # wall-clock time of the first attempt
+        self.started_at: float | None = None  # wall-clock start of the last attempt
         self.started_mono = 0.0
         self.attempts = 0
         self.timed_out = False  # the last attempt was interrupted (a timeout, when retried)
@@ -43,7 +41,6 @@ class Job:
         self.error: str | None = None
         self.out: bytes | Spool = b""  # the last attempt's output
         self.err: bytes | Spool = b""
-        self.group: asyncio.Task[None] | None = None  # its error group (--halt-on-error)
         self.task: Task[None] | None = None  # its task in the pool, from submit to its end
 
     def set_output(self, out: bytes | Spool, err: bytes | Spool) -> None:

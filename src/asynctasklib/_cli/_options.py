@@ -15,6 +15,7 @@ from typing import Any, Final
 from .. import __version__
 from ..task import ExponentialBackoff
 from ._errors import PROG, UsageError, show
+from ._halt import HaltSpec, parse_halt
 from ._shell import FIELD
 from ._template import PARALLEL_SEPARATORS, Template
 
@@ -33,11 +34,16 @@ class Options:
     retries: int  # retries after the first attempt (--retries N: N - 1)
     backoff: float | Callable[[int], float]
     timeout: float | None
+    timeout_pct: float | None  # --timeout N%: N / 100 (see `_timeout`)
     delay: float
     grace: float
-    halt_on_error: bool
+    halt: HaltSpec | None  # --halt (--halt-on-error: now,fail=1)
     keep_order: bool
-    joblog: str | None
+    joblog: str | None  # ("-": standard output)
+    joblog_append: bool  # --joblog +FILE: append to FILE, no header
+    resume: bool
+    resume_failed: bool
+    retry_failed: bool  # the inputs are the failed jobs' command lines (see `main`)
     json: bool
     dry_run: bool
     shell: bool
@@ -93,6 +99,25 @@ def _jobs(text: str) -> int:
     return n
 
 
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_WITH_UNITS = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[dhms])+", re.IGNORECASE)
+_PERCENT = re.compile(r"([0-9]+(?:\.[0-9]+)?)%")
+
+
+def _timeout(text: str) -> tuple[float | None, float | None]:
+    """--timeout as GNU parallel reads it: seconds, with units (1h2m3s), or N%: (seconds,
+    None) or (None, N / 100)."""
+    pct = _PERCENT.fullmatch(text)
+    if pct is not None:
+        if float(pct[1]) == 0:
+            raise argparse.ArgumentTypeError(f"must be > 0%, got {text!r}")
+        return None, float(pct[1]) / 100
+    if _WITH_UNITS.fullmatch(text):
+        pieces = re.findall(r"([0-9.]+)([dhms])", text.lower())
+        text = str(sum(float(n) * _UNITS[unit] for n, unit in pieces))
+    return _number(float, 0, strict=True)(text), None
+
+
 def _value(text: str) -> str:
     """An option's text value: not the ::: that starts the inputs (the value is missing)."""
     if text == ":::" or text in PARALLEL_SEPARATORS:
@@ -119,11 +144,47 @@ backoff: POLICY[:BASE], POLICY one of exp (BASE, 2*BASE, 4*BASE... up to 30 s, w
 jitter; the default, BASE 0.1), const (always BASE seconds), none (retry at once); a bare
 number means const.
 
-exit status: 0 all jobs succeeded, 1 some failed (or were canceled by --halt-on-error),
-2 bad usage, 130 interrupted (Ctrl-C; 143 for SIGTERM), 141 standard output was closed.
+exit status, as GNU parallel's: 0 all jobs succeeded, 1-100 that many failed, 101 more
+than 100 failed; with --halt, the status of the halt (--halt now,fail=1: the failed job's
+own) or with N% the percentage that failed. Ours: 2 bad usage, 130 interrupted (Ctrl-C;
+143 for SIGTERM), 141 standard output was closed.
 Ctrl-C once: start no more jobs, let the running ones finish; twice: cancel them (their
 process groups get SIGTERM, then SIGKILL after --grace seconds); three times: SIGKILL now.
 """
+
+
+def _add_halt_and_joblog(p: argparse.ArgumentParser) -> None:
+    """--halt, --halt-on-error, --joblog and the options that read a joblog back."""
+    p.add_argument(
+        "--halt", type=_value, metavar="WHEN,WHAT=N",
+        help="stop the run early, as GNU parallel: WHEN now (cancel the running jobs) or "
+        "soon (let them finish), WHAT fail, success or done, N jobs or N%% of them; "
+        "also never, 0, 1, 2, -1, -2 and N%%",
+    )  # fmt: skip
+    p.add_argument(
+        "--halt-on-error", action="store_true",
+        help="the first job that fails cancels the others and stops the run: "
+        "--halt now,fail=1",
+    )  # fmt: skip
+    p.add_argument(
+        "--joblog", type=_value, metavar="FILE",
+        help="write GNU parallel's joblog, one tab-separated row per job that ended "
+        "('-': standard output; +FILE: append to FILE)",
+    )  # fmt: skip
+    p.add_argument(
+        "--resume", action="store_true",
+        help="skip the jobs with a row in --joblog FILE; append the others' rows",
+    )  # fmt: skip
+    p.add_argument(
+        "--resume-failed", action="store_true",
+        help="skip the jobs that succeeded in --joblog FILE; run the failed ones again, "
+        "and those not in it",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-failed", action="store_true",
+        help="run again the command lines of the failed jobs in --joblog FILE (the "
+        "command and inputs given are ignored)",
+    )  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -160,8 +221,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--backoff-base", type=seconds, metavar="SECONDS", help="the BASE of --backoff")
     p.add_argument(
-        "--timeout", type=_number(float, 0, strict=True), metavar="SECONDS",
-        help="kill an attempt that runs longer than this (default: no limit)",
+        "--timeout", type=_timeout, metavar="SECONDS",
+        help="kill an attempt that runs longer than this; also 1h2m3s (d, h, m, s), or N%% "
+        "of the median run time of the jobs that succeeded (default: no limit)",
     )  # fmt: skip
     p.add_argument(
         "--delay", type=seconds, default=0.0, metavar="SECONDS",
@@ -172,19 +234,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"SIGKILL a job's process group this long after SIGTERM (default: {DEFAULT_GRACE:g})",
     )  # fmt: skip
     p.add_argument(
-        "--halt-on-error", action="store_true",
-        help="the first job that fails cancels the others and stops the run",
-    )  # fmt: skip
-    p.add_argument(
         "-k", "--keep-order", action="store_true",
         help="print the jobs' output in input order (default: as they finish; --json "
         "events always come as they happen)",
     )  # fmt: skip
-    p.add_argument(
-        "--joblog", type=_value, metavar="FILE",
-        help="write one tab-separated row per job: seq, input, exit code, attempts, "
-        "start time, duration, signal",
-    )  # fmt: skip
+    _add_halt_and_joblog(p)
     p.add_argument(
         "--json", action="store_true",
         help="print one JSON object per job lifecycle event on stdout instead of job output",
@@ -258,18 +312,53 @@ def _retries(attempts: int | None) -> int:
     return FOREVER if attempts == 0 else attempts - 1
 
 
+def _halt(ns: argparse.Namespace) -> HaltSpec | None:
+    if ns.halt_on_error:
+        if ns.halt is not None:
+            raise UsageError("give --halt or --halt-on-error, not both")
+        return HaltSpec("now", "fail", 1, None)
+    return None if ns.halt is None else parse_halt(ns.halt)
+
+
+def _check_joblog_reuse(ns: argparse.Namespace) -> None:
+    """--resume, --resume-failed and --retry-failed read the --joblog FILE: one at most."""
+    given = [
+        f"--{n}"
+        for n in ("resume", "resume-failed", "retry-failed")
+        if getattr(ns, n.replace("-", "_"))
+    ]
+    if not given:
+        return
+    if len(given) > 1:
+        raise UsageError(f"give only one of {', '.join(given)}")
+    if ns.joblog is None or ns.joblog == "-":
+        raise UsageError(f"{given[0]} needs --joblog FILE (the joblog of the earlier run)")
+
+
+def _check_command(words: list[str], shell: bool) -> None:
+    if not words:
+        raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
+    if not shell and not FIELD.search(words[0]) and shutil.which(words[0]) is None:
+        hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
+        raise UsageError(f"command not found: {show(words[0])}{hint}")
+    Template(words, shell)  # a replacement string or quoting refused: now, not per job
+
+
 def parse(argv: list[str]) -> Options:
     """The options in ``argv``: `UsageError` (or argparse's SystemExit) if they are bad."""
     ns = _parser().parse_args(argv)
     words, inputs = _split_inputs(list(ns.command))
-    if not words:
-        raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
-    if inputs is not None and ns.arg_file is not None:
-        raise UsageError("give inputs either after ::: or with --arg-file, not both")
-    if not ns.shell and not FIELD.search(words[0]) and shutil.which(words[0]) is None:
-        hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
-        raise UsageError(f"command not found: {show(words[0])}{hint}")
-    Template(words, ns.shell)  # a replacement string or quoting refused: now, not per job
+    halt = _halt(ns)
+    joblog_append = ns.joblog is not None and ns.joblog.startswith("+")
+    if joblog_append:
+        ns.joblog = ns.joblog[1:]
+    _check_joblog_reuse(ns)
+    if ns.retry_failed:  # the joblog's command lines are the jobs: the rest is ignored
+        words, inputs, ns.arg_file = [], None, None
+    else:
+        if inputs is not None and ns.arg_file is not None:
+            raise UsageError("give inputs either after ::: or with --arg-file, not both")
+        _check_command(words, ns.shell)
     return Options(
         command=words,
         inputs=inputs,
@@ -277,12 +366,17 @@ def parse(argv: list[str]) -> Options:
         jobs=ns.jobs if ns.jobs is not None else cpu_count(),
         retries=_retries(ns.retries),
         backoff=_parse_backoff(ns.backoff, ns.backoff_base),
-        timeout=ns.timeout,
+        timeout=None if ns.timeout is None else ns.timeout[0],
+        timeout_pct=None if ns.timeout is None else ns.timeout[1],
         delay=ns.delay,
         grace=ns.grace,
-        halt_on_error=ns.halt_on_error,
+        halt=halt,
         keep_order=ns.keep_order,
         joblog=ns.joblog,
+        joblog_append=joblog_append,
+        resume=ns.resume,
+        resume_failed=ns.resume_failed,
+        retry_failed=ns.retry_failed,
         json=ns.json,
         dry_run=ns.dry_run,
         shell=ns.shell,

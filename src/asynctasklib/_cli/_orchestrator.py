@@ -2,8 +2,9 @@
 
 Three parts do the work. The `Feeder` submits one job per input, and hands each step of
 a job (with the job: nothing is looked up) to the `Reporter`, which turns it into output.
-`Processes` runs each attempt of a job as a process group of its own. How many jobs ended
-how is read from ``pool.stats()``. What is left here: the signals, and the exit status.
+`Processes` runs each attempt of a job as a process group of its own. The feeder's `Halt`
+counts the jobs as they end, for ``--halt`` and the exit status (GNU parallel's). What is
+left here: the signals, and the exit status.
 """
 
 from __future__ import annotations
@@ -20,19 +21,18 @@ from ._errors import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_OK,
     EXIT_TERMINATED,
     EXIT_USAGE,
     InputError,
 )
 from ._feeder import Feeder
 from ._inputs import Source, open_lines
+from ._joblog import template_for
 from ._options import Options
 from ._output import Sink, Store
 from ._procs import Processes
 from ._reap import Reaper
 from ._report import Reporter
-from ._template import Template
 
 _REAP_EVERY: Final = 0.5  # seconds between reaps of orphans where SIGCHLD is the loop's own
 
@@ -40,20 +40,21 @@ _REAP_EVERY: Final = 0.5  # seconds between reaps of orphans where SIGCHLD is th
 class Orchestrator:
     """Runs the jobs of one ``run`` on a pool, and says how it went (the exit status)."""
 
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: Options, skip: frozenset[int] = frozenset()) -> None:
+        """``skip``: the numbers of the jobs not to run (``--resume`` and its kin)."""
         self.opts = opts
         self.loop = loop = asyncio.get_running_loop()
         self.pool = WorkerPool(opts.jobs, retain_finished=False)
         sink = Sink()
         sink.on_stdout_closed = self._stdout_closed
-        self.reporter = Reporter(opts, self.pool.stats, sink)
+        template = template_for(opts)
+        self.reporter = Reporter(opts, self.pool.stats, sink, template.display)
         self.store = Store()  # the jobs' output until it is written
         self.reaper = Reaper(loop)
-        template = Template(opts.command, opts.shell)
         self.processes = Processes(
             loop, self.store, template.executable, opts.grace, self.reaper, self.reporter.notice
         )
-        self.feeder = Feeder(opts, self.pool, template, self.processes.attempt, self.reporter)
+        self.feeder = Feeder(opts, self.pool, template, self.processes.attempt, self.reporter, skip)
         self.interrupts = 0  # Ctrl-C so far
         self.exit_override: int | None = None  # an exit status that overrides the jobs'
 
@@ -86,8 +87,7 @@ class Orchestrator:
             return self.exit_override
         if self.interrupts:
             return EXIT_INTERRUPTED
-        stats = self.pool.stats()
-        return EXIT_FAILED if stats.failed or stats.canceled else EXIT_OK
+        return self.feeder.halt.exit_status(self.reporter.attempts)
 
     async def _feed(self, source: Source) -> None:
         """Feed every input to the pool, then wait for every job to end."""
@@ -108,8 +108,6 @@ class Orchestrator:
         elif error is not None:  # reading the inputs failed: the same
             self.reporter.notice(f"cannot read the inputs: {error}")
             self.exit_override = EXIT_FAILED
-        while self.feeder.groups:
-            await asyncio.wait(list(self.feeder.groups))
         await self.pool.shutdown(cancel=False)
 
     def _stdout_closed(self) -> None:
@@ -146,10 +144,7 @@ class Orchestrator:
     def _on_sigint(self) -> None:
         self.interrupts += 1
         if self.interrupts == 1:
-            self.feeder.stop()  # (and a retry that comes due from now on is canceled)
-            for task in self.pool.tasks():  # not started, or waiting to retry: they never will
-                if task.is_pending():
-                    task.cancel()
+            self.feeder.stop_starting()  # (and a retry that comes due from now on is canceled)
             running = self.pool.stats().started
             self.reporter.notice(
                 f"interrupted: starting no more jobs, waiting for {running} running "
@@ -171,6 +166,4 @@ class Orchestrator:
         self._cancel_all()
 
     def _cancel_all(self) -> None:
-        self.feeder.stop()
-        for task in self.pool.tasks():
-            task.cancel()
+        self.feeder.cancel_all()

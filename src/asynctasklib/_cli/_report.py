@@ -1,9 +1,10 @@
 """What a run shows of its jobs: their output, the ``--json`` events, the ``--joblog``
-rows, the progress view, and our own messages on stderr.
+rows (GNU parallel's, see `_joblog`), the progress view, and our own messages on stderr.
 
 The feeder calls it with the job, one call per step of the job (see `Feeder`). How many
 jobs ended how comes from the pool's own counters, ``pool.stats()``; only the retries are
-counted here, since the pool does not count them.
+counted here (and the attempts started, for ``--halt N%``), since the pool does not count
+them.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any
 
 from ..task import TaskTimeoutError
+from . import _joblog
 from ._errors import CannotStartError, show
 from ._job import Job
 from ._output import Ordered, Sink, Spool
@@ -26,20 +28,26 @@ if TYPE_CHECKING:
     from ._options import Options
     from ._progress import ProgressView
 
-JOBLOG_HEADER: Final = "seq\tinput\texit_code\tattempts\tstart_time\tduration\tsignal\n"
-
 
 class Reporter:
     """Turns each step of each job into output; counts the retries."""
 
-    def __init__(self, opts: Options, stats: Callable[[], PoolStats], sink: Sink) -> None:
+    def __init__(
+        self,
+        opts: Options,
+        stats: Callable[[], PoolStats],
+        sink: Sink,
+        command: Callable[[list[str]], str],
+    ) -> None:
         self.opts = opts
         self.sink = sink
+        self.command = command  # a job's argv as its joblog row shows it
         self.ordered = Ordered(sink) if opts.keep_order and not opts.json else None
-        self.joblog: IO[str] | None = None
+        self.joblog: IO[str] | None = None  # (--joblog -: None, the rows go to the sink)
         self.view: ProgressView | None = None
         self.total: int | None = len(opts.inputs) if opts.inputs is not None else None
         self.retried = 0
+        self.attempts = 0  # the attempts started
         self._stats = stats
 
     # -- the steps of a job --------------------------------------------------------------
@@ -53,17 +61,15 @@ class Reporter:
             event["attempt"] = attempt
             event["time"] = when.isoformat()
             if attempt:
-                event["error"] = (
-                    f"timed out after {self.opts.timeout:g} s" if job.timed_out else job.error
-                )
+                event["error"] = self._timed_out() if job.timed_out else job.error
             self._event(event)
         self.refresh()
 
     def started(self, job: Job, when: datetime) -> None:
         job.attempts += 1
-        if job.started_at is None:
-            job.started_at = when.timestamp()
-            job.started_mono = time.monotonic()
+        self.attempts += 1
+        job.started_at = when.timestamp()  # (the last attempt's, as GNU parallel logs)
+        job.started_mono = time.monotonic()
         if self.opts.json:
             self._event(
                 {
@@ -81,6 +87,7 @@ class Reporter:
         """The job ended ``how`` ("done", "failed" or "canceled"): its output is written
         (or waits for its turn), with its event and its joblog row."""
         outcome = _outcome(job)
+        received = _size(job.out) if self.opts.joblog is not None else 0  # (before it goes)
         if how == "failed" and not isinstance(error, CannotStartError):  # (that one says so)
             self._explain(job, error)
         if self.opts.json:
@@ -92,14 +99,15 @@ class Reporter:
             self.sink.write(job.out, err=False)
             self.sink.write(job.err, err=True)
             job.set_output(b"", b"")
-        if self.joblog is not None:
-            self._joblog_row(job, outcome)
+        if self.opts.joblog is not None and how != "canceled":  # (as GNU parallel: no row)
+            self._joblog_row(job, when, received)
         self.refresh()
 
-    def skip(self, job: Job) -> None:
-        """A job that was never submitted: its turn in the ordered output passes."""
+    def skip(self, seq: int) -> None:
+        """Job ``seq`` is not run (``--resume``, or never submitted): its turn in the
+        ordered output passes."""
         if self.ordered is not None:
-            self.ordered.skip(job.seq)
+            self.ordered.skip(seq)
 
     def flush(self) -> None:
         """The run is over: write the ordered output that still waits."""
@@ -121,11 +129,18 @@ class Reporter:
     def _failure(self, job: Job, error: BaseException | None) -> str:
         """One line for a failed job: which, why (exit code, signal, timeout), its input."""
         if isinstance(error, TaskTimeoutError) and self.opts.timeout is not None:
-            why = f"timed out after {self.opts.timeout:g} s"
+            why = self._timed_out()
         else:
             why = _error_text(error, job)
         tries = f" after {job.attempts} attempts" if job.attempts > 1 else ""
         return f"job {job.seq} failed{tries}: {why} (input {show(job.value)})"
+
+    def _timed_out(self) -> str:
+        timeout, pct = self.opts.timeout, self.opts.timeout_pct
+        if pct is not None:
+            return f"timed out ({pct * 100:g}% of the median run time)"
+        assert timeout is not None
+        return f"timed out after {timeout:g} s"
 
     def _ended_event(
         self,
@@ -155,17 +170,17 @@ class Reporter:
     def _event(self, event: dict[str, Any]) -> None:
         self.sink.write((json.dumps(event) + "\n").encode(), err=False)
 
-    def _joblog_row(self, job: Job, outcome: tuple[int, int, float | None]) -> None:
-        assert self.joblog is not None
-        exit_code, sig, duration = outcome
-        self.joblog.write(
-            f"{job.seq}\t{_tsv(job.value)}\t{exit_code}\t{job.attempts}\t"
-            + ("-" if job.started_at is None else f"{job.started_at:.3f}")
-            + "\t"
-            + ("-" if duration is None else f"{duration:.3f}")
-            + f"\t{sig}\n"
-        )
-        self.joblog.flush()
+    def _joblog_row(self, job: Job, when: datetime, received: int) -> None:
+        assert job.started_at is not None  # (a job that never started was canceled)
+        text = _joblog.row(
+            job.seq, job.started_at, when.timestamp(), received, *exit_and_signal(job),
+            self.command(job.argv),
+        )  # fmt: skip
+        if self.joblog is None:  # --joblog -: with the jobs' output, in its turn
+            self.sink.write(text.encode(errors="surrogateescape"), err=False)
+        else:
+            self.joblog.write(text)
+            self.joblog.flush()
 
     # -- the progress view and our messages ----------------------------------------------
 
@@ -231,6 +246,21 @@ def _outcome(job: Job) -> tuple[int, int, float | None]:
     return exit_code, sig, duration
 
 
+def exit_and_signal(job: Job) -> tuple[int, int]:
+    """The job's Exitval and Signal, as GNU parallel has them: the exit code, or 0 if a
+    signal killed it (-1 if a timeout did); the number of that signal, else 0."""
+    rc = job.returncode or 0
+    if rc > 0:
+        return rc, 0
+    return -1 if job.timed_out else 0, -rc
+
+
+def _size(output: bytes | Spool) -> int:
+    if isinstance(output, bytes):
+        return len(output)
+    return sum(len(chunk) for chunk in output.chunks())
+
+
 def _text(output: bytes | Spool) -> str:
     data = output if isinstance(output, bytes) else output.getvalue()
     return data.decode(errors="replace")
@@ -242,13 +272,3 @@ def _error_text(error: BaseException | None, job: Job) -> str:
     if error is None:
         return job.error or ""
     return str(error) or type(error).__name__
-
-
-def _tsv(text: str) -> str:
-    return (
-        text.replace("\\", "\\\\")
-        .replace("\t", "\\t")
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\0", "\\0")
-    )
