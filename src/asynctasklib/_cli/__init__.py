@@ -45,11 +45,14 @@ from ._errors import (
     UsageError,
 )
 from ._inputs import Source, open_source
+from ._job import Job
 from ._options import Options, parse
 from ._orchestrator import Orchestrator
+from ._output import tagged
 from ._procs import pidfd_child_watcher
 from ._reap import become_subreaper
 from ._report import JOBLOG_HEADER
+from ._results import Tagger, prepare
 from ._template import Template
 from ._util import isatty
 
@@ -64,10 +67,14 @@ async def _orchestrate(opts: Options, source: Source, joblog: IO[str] | None) ->
 def _dry_run(opts: Options, source: Source) -> int:
     assert source.values is not None
     template = Template(opts.command, opts.shell)
+    tag = Tagger(opts.tag)
     out = sys.stdout
     try:
         for seq, value in enumerate(source.values, 1):
-            out.write(template.display(template.argv(seq, value)) + "\n")
+            argv = template.argv(seq, value)
+            line = (template.display(argv) + "\n").encode(errors="surrogateescape")
+            line = b"".join(tagged([line], tag(Job(seq, value, argv))))
+            out.write(line.decode(errors="surrogateescape"))
         out.flush()
     except BrokenPipeError:
         return EXIT_BROKEN_PIPE
@@ -137,6 +144,7 @@ def main(argv: list[str]) -> int:
     joblog: IO[str] | None = None
     try:
         opts = parse(argv)
+        prepare(opts)  # the directory of --results or --files
         try:
             source = open_source(opts, pipes=not opts.dry_run)
         except OSError as exc:

@@ -32,6 +32,7 @@ from ._output import Sink, Store
 from ._procs import Processes
 from ._reap import Reaper
 from ._report import Reporter
+from ._results import JobOutput
 from ._template import Template
 
 _REAP_EVERY: Final = 0.5  # seconds between reaps of orphans where SIGCHLD is the loop's own
@@ -46,12 +47,13 @@ class Orchestrator:
         self.pool = WorkerPool(opts.jobs, retain_finished=False)
         sink = Sink()
         sink.on_stdout_closed = self._stdout_closed
-        self.reporter = Reporter(opts, self.pool.stats, sink)
         self.store = Store()  # the jobs' output until it is written
+        output = JobOutput(opts, sink, self.store)
+        self.reporter = Reporter(opts, self.pool.stats, sink, output)
         self.reaper = Reaper(loop)
         template = Template(opts.command, opts.shell)
         self.processes = Processes(
-            loop, self.store, template.executable, opts.grace, self.reaper, self.reporter.notice
+            loop, output, template.executable, opts.grace, self.reaper, self.reporter.notice
         )
         self.feeder = Feeder(opts, self.pool, template, self.processes.attempt, self.reporter)
         self.interrupts = 0  # Ctrl-C so far

@@ -18,13 +18,14 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from ..task import TaskTimeoutError
 from ._errors import CannotStartError, show
 from ._job import Job
-from ._output import Ordered, Sink, Spool
+from ._output import Sink, Spool
 from ._util import isatty
 
 if TYPE_CHECKING:
     from ..workflow import PoolStats
     from ._options import Options
     from ._progress import ProgressView
+    from ._results import JobOutput
 
 JOBLOG_HEADER: Final = "seq\tinput\texit_code\tattempts\tstart_time\tduration\tsignal\n"
 
@@ -32,10 +33,12 @@ JOBLOG_HEADER: Final = "seq\tinput\texit_code\tattempts\tstart_time\tduration\ts
 class Reporter:
     """Turns each step of each job into output; counts the retries."""
 
-    def __init__(self, opts: Options, stats: Callable[[], PoolStats], sink: Sink) -> None:
+    def __init__(
+        self, opts: Options, stats: Callable[[], PoolStats], sink: Sink, output: JobOutput
+    ) -> None:
         self.opts = opts
         self.sink = sink
-        self.ordered = Ordered(sink) if opts.keep_order and not opts.json else None
+        self.output = output  # writes the jobs' output
         self.joblog: IO[str] | None = None
         self.view: ProgressView | None = None
         self.total: int | None = len(opts.inputs) if opts.inputs is not None else None
@@ -86,25 +89,19 @@ class Reporter:
         if self.opts.json:
             self._ended_event(job, when, how, error, outcome)
             job.set_output(b"", b"")
-        elif self.ordered is not None:
-            self.ordered.put(job.seq, job.out, job.err)  # (it releases them once written)
         else:
-            self.sink.write(job.out, err=False)
-            self.sink.write(job.err, err=True)
-            job.set_output(b"", b"")
+            self.output.ended(job)
         if self.joblog is not None:
             self._joblog_row(job, outcome)
         self.refresh()
 
     def skip(self, job: Job) -> None:
         """A job that was never submitted: its turn in the ordered output passes."""
-        if self.ordered is not None:
-            self.ordered.skip(job.seq)
+        self.output.skip(job)
 
     def flush(self) -> None:
         """The run is over: write the ordered output that still waits."""
-        if self.ordered is not None:
-            self.ordered.flush()
+        self.output.flush()
 
     def _explain(self, job: Job, error: BaseException | None) -> None:
         """Why the job failed, after its own stderr (GNU parallel shows that; the rest is
