@@ -41,7 +41,9 @@ printf 'half' >&2
 INPUTS = ["a", "b c", "", "t\tx", "back\\slash", "g\\1", "x/y", "é", "*", "quiet"]
 
 
-def _parallel(cwd: Path, *argv: str | bytes, tmpdir: Path | None = None) -> tuple[int, bytes, bytes]:
+def _parallel(
+    cwd: Path, *argv: str | bytes, tmpdir: Path | None = None
+) -> tuple[int, bytes, bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL")}
     env.update(HOME=str(cwd), PARALLEL_SHELL="/bin/sh")
     if tmpdir is not None:
@@ -116,7 +118,9 @@ def _tree(root: Path) -> dict[bytes, bytes]:
     return files
 
 
-RESULTS_INPUTS = [*INPUTS, "tab\tin", "q'\"", "..", ".", b"\xff\xfe", "L" * 300, "-n"]
+RESULTS_INPUTS: list[str | bytes] = [
+    *INPUTS, "tab\tin", "q'\"", "..", ".", b"\xff\xfe", "L" * 300, "-n"
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(

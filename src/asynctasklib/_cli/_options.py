@@ -15,7 +15,8 @@ from typing import Any, Final
 from .. import __version__
 from ..task import ExponentialBackoff
 from ._errors import PROG, UsageError, show
-from ._results import GROUP, LINE, UNGROUP
+from ._output_options import GROUP, UNGROUP, add_output_options, check_output
+from ._output_options import value as _value
 from ._shell import FIELD
 from ._template import PARALLEL_SEPARATORS, Template
 
@@ -98,13 +99,6 @@ def _jobs(text: str) -> int:
     return n
 
 
-def _value(text: str) -> str:
-    """An option's text value: not the ::: that starts the inputs (the value is missing)."""
-    if text == ":::" or text in PARALLEL_SEPARATORS:
-        raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
-    return text
-
-
 _EPILOG = """\
 inputs: one job per input, taken from `::: a b c` after the command, from --arg-file, or
 from standard input (one per line). In the command, {} is replaced by the input and {#} by
@@ -185,7 +179,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print the jobs' output in input order (default: as they finish; --json "
         "events always come as they happen)",
     )  # fmt: skip
-    _output_options(p)
+    add_output_options(p)
     p.add_argument(
         "--joblog", type=_value, metavar="FILE",
         help="write one tab-separated row per job: seq, input, exit code, attempts, "
@@ -207,101 +201,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"asynctasklib {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
-
-
-def _output_options(p: argparse.ArgumentParser) -> None:
-    """The options about the jobs' output, as GNU parallel names them."""
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--group", dest="output", action="store_const", const=GROUP,
-        help="write each job's output whole once it ends (the default)",
-    )  # fmt: skip
-    mode.add_argument(
-        "--line-buffer", "--lb", dest="output", action="store_const", const=LINE,
-        help="write the jobs' output line by line as it comes: lines of different jobs "
-        "may interleave, never parts of lines",
-    )  # fmt: skip
-    mode.add_argument(
-        "-u", "--ungroup", dest="output", action="store_const", const=UNGROUP,
-        help="pass the jobs' output straight through (-k and --tag then do nothing)",
-    )  # fmt: skip
-    p.add_argument(
-        "--tag", action="store_true",
-        help="start each line of a job's output with its input and a TAB",
-    )  # fmt: skip
-    p.add_argument(
-        "--tagstring", "--tag-string", type=_value, metavar="STR",
-        help="start each line of a job's output with STR ({} and {#} filled in) and a TAB",
-    )  # fmt: skip
-    p.add_argument(
-        "--results", "--res", type=_value, metavar="DIR",
-        help="save each job's stdout, stderr and number in DIR/1/INPUT/ (stdout, stderr, "
-        "seq), as GNU parallel lays them out; nothing is printed",
-    )  # fmt: skip
-    p.add_argument(
-        "--files", "--output-as-files", action="store_true",
-        help="save each job's stdout in a file in $TMPDIR and print the file's name",
-    )  # fmt: skip
-
-
-def unquote_printf(text: str) -> str:
-    """``--tagstring``'s escapes, as GNU parallel reads them, one after the other: ``\\t``,
-    ``\\n``, ``\\r``, then ``\\NNN`` and ``\\N`` (octal, as in a Perl string)."""
-    text = text.replace("\\t", "\t").replace("\\n", "\n").replace("\\r", "\r")
-
-    def octal(match: re.Match[str]) -> str:
-        digits = match[1]
-        lead = re.match("[0-7]*", digits)
-        assert lead is not None
-        if not lead[0]:  # \8, \9: the digit itself
-            return digits
-        return chr(int(lead[0], 8)) + digits[len(lead[0]) :]
-
-    text = re.sub(r"\\(\d\d\d)", octal, text)
-    return re.sub(r"\\(\d)", octal, text)
-
-
-def _check_output(ns: argparse.Namespace) -> str | None:
-    """The output options that cannot go together refused; the tag string, if any."""
-    mode = ns.output or GROUP
-    saved = "--results" if ns.results is not None else "--files" if ns.files else None
-    tag = unquote_printf(ns.tagstring) if ns.tagstring is not None else "{}" if ns.tag else None
-    if ns.json:
-        given = {
-            "--tag": ns.tag, "--tagstring": ns.tagstring is not None, "--line-buffer": mode == LINE,
-            "-u": mode == UNGROUP, "--results": ns.results is not None, "--files": ns.files,
-        }  # fmt: skip
-        for flag, on in given.items():
-            if on:
-                raise UsageError(f"--json cannot be combined with {flag}")
-    if saved is not None and mode != GROUP:
-        flag = "--line-buffer" if mode == LINE else "-u"
-        raise UsageError(f"{saved} cannot be combined with {flag}")
-    if ns.progress and mode == UNGROUP:
-        raise UsageError("--progress cannot be combined with -u (the jobs write to the terminal)")
-    if saved is not None and ns.dry_run:
-        raise UsageError(f"{saved} cannot be combined with --dry-run")
-    if ns.results is not None:
-        _check_results(ns.results)
-    if tag is not None:
-        try:
-            Template([tag], shell=False)
-        except UsageError as exc:
-            raise UsageError(f"--tagstring: {exc}") from None
-    return tag
-
-
-def _check_results(name: str) -> None:
-    """Only the plain directory form of ``--results`` is supported."""
-    if re.search(r"\.(csv|tsv|json)$", name, re.IGNORECASE):
-        raise UsageError(f"--results {name}: CSV, TSV and JSON results files are not supported "
-                         "(--results DIR saves them in a directory)")  # fmt: skip
-    try:
-        replaced = Template([name], shell=False).argv(1, "x")[0] != name
-    except UsageError:
-        replaced = True
-    if replaced:
-        raise UsageError(f"--results {name}: a name with replacement strings is not supported")
 
 
 def _parse_backoff(spec: str, base: float | None) -> float | Callable[[int], float]:
@@ -371,7 +270,7 @@ def parse(argv: list[str]) -> Options:
         hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
         raise UsageError(f"command not found: {show(words[0])}{hint}")
     Template(words, ns.shell)  # a replacement string or quoting refused: now, not per job
-    tag = _check_output(ns)
+    tag = check_output(ns)
     return Options(
         command=words,
         inputs=inputs,

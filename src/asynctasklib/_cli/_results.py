@@ -16,15 +16,13 @@ from typing import TYPE_CHECKING, Final
 
 from ._errors import CannotStartError, UsageError
 from ._output import LineStream, Ordered, Sink, Spool, Store
+from ._output_options import LINE, UNGROUP
 from ._template import Template
 
 if TYPE_CHECKING:
     from ._job import Job
     from ._options import Options
 
-GROUP: Final = "group"
-LINE: Final = "line"
-UNGROUP: Final = "ungroup"
 _OUT_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 
