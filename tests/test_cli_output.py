@@ -522,3 +522,26 @@ def test_tagstring_escapes_are_those_of_gnu_parallel() -> None:
     assert unquote("a\\tb\\\\n\\x41\\101%s%%") == "a\tb\\\n\\x41A%s%%"
     assert unquote("\\0\\8\\189\\777\\r") == "\0" + "8" + "\x01" + "89" + "\u01ff" + "\r"
     assert unquote("{} {#}") == "{} {#}"
+
+
+def test_ungroup_closed_stdout_stops_the_run() -> None:
+    """With -u the jobs write to our stdout: the first one the closed pipe kills (SIGPIPE)
+    stops the run, as a closed stdout does without -u."""
+    with subprocess.Popen(
+        cli("-u", "-j", "1", "--", "echo"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:  # fmt: skip
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdin.write(b"first\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"first\n"
+        proc.stdout.close()
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(b"".join(b"%d\n" % i for i in range(1000)))
+            proc.stdin.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=TIMEOUT) == 141, err
+    assert err.count(b"killed by SIGPIPE") <= 1
+    assert b"1001 jobs: 1001 done" not in err  # (stopped, not run to the end)

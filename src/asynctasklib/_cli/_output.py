@@ -253,9 +253,12 @@ class Sink:
                 stream.flush()
         except BrokenPipeError:
             if not err:
-                self._closed()
+                self.closed()
 
-    def _closed(self) -> None:
+    def closed(self) -> None:
+        """Our stdout was closed: nothing more goes there."""
+        if self.stdout_closed:
+            return
         self.stdout_closed = True
         # What is still buffered would fail again at exit: send fd 1 to /dev/null.
         with contextlib.suppress(OSError, ValueError):

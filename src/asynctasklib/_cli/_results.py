@@ -8,8 +8,11 @@ and what collects its pipes), and writes each job's output when it ends.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import select
+import signal
 import subprocess
 import tempfile
 from typing import TYPE_CHECKING, Final
@@ -197,7 +200,9 @@ class JobOutput:
             if exc.errno != errno.ENAMETOOLONG or self._name_max is not None:
                 raise _cannot_write("--results", where, exc) from None
             # As GNU parallel: from now on each name is cut to the longest one allowed.
-            self._name_max = os.pathconf(self.results, "PC_NAME_MAX")
+            self._name_max = 255
+            with contextlib.suppress(OSError, ValueError):
+                self._name_max = os.pathconf(self.results, "PC_NAME_MAX")
             return self._results_files(job)
         self._names[job.seq] = f"{where}/stdout"
         seq = _open("--results", f"{where}/seq")
@@ -214,6 +219,8 @@ class JobOutput:
 
     def ended(self, job: Job) -> None:
         """The job ended: its output is written, or waits for its turn."""
+        if self.mode == UNGROUP and job.returncode == -signal.SIGPIPE and _stdout_gone():
+            self.sink.closed()  # (with -u only the jobs write there: they found it closed)
         out, err = job.out, job.err
         name = self._names.pop(job.seq, None)
         if self.results is not None or self.files:
@@ -235,6 +242,13 @@ class JobOutput:
         """The run is over: write the ordered output that still waits."""
         if self.ordered is not None:
             self.ordered.flush()
+
+
+def _stdout_gone() -> bool:
+    """Whether our stdout is a pipe that nobody reads any more (``| head`` ended)."""
+    poll = select.poll()
+    poll.register(1, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
 
 
 def _open(flag: str, path: str, mode: int = 0o666) -> int:
