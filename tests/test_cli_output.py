@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -544,4 +545,6 @@ def test_ungroup_closed_stdout_stops_the_run() -> None:
         err = proc.stderr.read()
         assert proc.wait(timeout=TIMEOUT) == 141, err
     assert err.count(b"killed by SIGPIPE") <= 1
-    assert b"1001 jobs: 1001 done" not in err  # (stopped, not run to the end)
+    ran = re.search(rb"(\d+) done, (\d+) failed", err)
+    assert ran is not None, err
+    assert int(ran[1]) + int(ran[2]) < 100  # (stopped, not run to the end)
