@@ -26,13 +26,15 @@ pytestmark = [
     pytest.mark.timeout(300),  # GNU parallel is slow to start on a loaded machine
 ]
 
-# Lines, an empty line, a \r\n, a last line without a newline, on both streams; nothing
-# at all for the input "quiet".
+# Lines, an empty line, a \r\n, a \r after the last \n of a write (--line-buffer
+# --tag writes up to it), a last line without a newline, on both streams; nothing at all
+# for the input "quiet".
 SCRIPT = r"""
 [ "$0" = quiet ] && exit 0
 printf 'out %s\n' "$0"
 printf 'err %s\n' "$0" >&2
 printf 'x\n\ny\r\nz'
+printf ' bar\nb\rc\rd'
 printf ' last %s' "$0"
 printf 'half' >&2
 """
@@ -141,7 +143,7 @@ def test_results_are_the_files_of_gnu_parallel(
     assert theirs[0] == 0, theirs[2]
     assert ours == theirs
     tree = _tree(tmp_path / "theirs" / "run" / "out")
-    assert tree[b"1/x\\_y/stdout"] == b"out x/y\nx\n\ny\r\nz last x/y"
+    assert tree[b"1/x\\_y/stdout"] == b"out x/y\nx\n\ny\r\nz bar\nb\rc\rd last x/y"
     assert tree[b"1/" + b"L" * 255 + b"/seq"] == b"%d" % (RESULTS_INPUTS.index("L" * 300) + 1)
     assert _tree(tmp_path / "ours" / "run" / "out") == tree
 

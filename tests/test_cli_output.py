@@ -248,10 +248,13 @@ def test_line_stream_waits_for_its_turn_then_writes_whole_lines(
     assert capfdbinary.readouterr().out == b"T\ta\n"  # the lines; "bc" waits for its end
     stream.append(b"d\re")  # a \r ends a line where no \n does
     assert capfdbinary.readouterr().out == b"T\tbcd\r"
-    stream.append(b"f\ng\rh")  # the last \n: the \r is in the half line, which is kept
-    assert capfdbinary.readouterr().out == b"T\tef\n"
+    # Up to the last \n, tagged; as GNU parallel, then on to a \r after it, untagged.
+    stream.append(b"f\ng\ri\rh")
+    assert capfdbinary.readouterr().out == b"T\tef\ng\ri\r"
+    stream.append(b"\rj")  # (the half line kept goes after the tag as it is)
+    assert capfdbinary.readouterr().out == b"T\th\r"
     assert stream.done().getvalue() == b""
-    assert capfdbinary.readouterr().out == b"T\tg\rT\th"  # the last half line, at the end
+    assert capfdbinary.readouterr().out == b"T\tj"  # the last half line, at the end
     assert (store.in_memory, store.in_file) == (0, 0)
 
 

@@ -295,16 +295,23 @@ class LineStream:
             self.rest.append(data)
             return
         # Up to the last newline; only if there is none, the last carriage return (a
-        # progress bar's line). The tag goes before the half line kept, as GNU parallel
-        # puts it there.
+        # progress bar's line).
         end = (data.rfind(b"\n") + 1) or (data.rfind(b"\r") + 1)
         if not end:
             self.rest.append(data)
             return
-        chunks: list[bytes | bytearray] = [self._tag] if self._tag else []
-        chunks += self.rest.chunks()
-        lines = data[:end]
-        chunks.append(_LINE_START.sub(self._template, lines) if self._tag else lines)
+        chunks: list[bytes | bytearray] = list(self.rest.chunks())
+        if self._tag:
+            # As GNU parallel: the tag goes before the half line kept (as it is), each
+            # line end up to ``end`` gets one after it, and the output written then goes
+            # on to the last carriage return, if one comes after ``end``.
+            chunks.insert(0, self._tag)
+            chunks.append(_LINE_START.sub(self._template, data[:end]))
+            stop = max(end, data.rfind(b"\r") + 1)
+            chunks.append(data[end:stop])
+            end = stop
+        else:
+            chunks.append(data[:end])
         self._sink.write_chunks(chunks, err=self._err)
         self.rest.release()
         if end < len(data):
@@ -320,10 +327,11 @@ class LineStream:
         waiting.release()
 
     def done(self) -> Spool:
-        """The attempt is over: a live stream writes its last half line; what is left
-        (all of it, if the job is not live) is the attempt's output."""
+        """The attempt is over: a live stream writes its last half line (after the tag,
+        as it is, as GNU parallel does); what is left (all of it, if the job is not live)
+        is the attempt's output."""
         if self.live and self.rest:
-            self._sink.write(self.rest, err=self._err, tag=self._tag)
+            self._sink.write_chunks([self._tag, *self.rest.chunks()], err=self._err)
             self.rest.release()
         return self.rest
 
