@@ -258,6 +258,32 @@ def test_line_stream_waits_for_its_turn_then_writes_whole_lines(
     assert (store.in_memory, store.in_file) == (0, 0)
 
 
+def test_ordered_turn_goes_to_the_first_job_in_order(
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    ordered = _output.Ordered(_output.Sink())
+    calls: list[int] = []
+    ordered.turn(2, lambda: calls.append(2))
+    ordered.turn(1, lambda: calls.append(1))  # the first in order: at once
+    assert calls == [1]
+    ordered.put(1, b"one\n", b"", b"T\t")
+    assert calls == [1, 2]  # job 1 ended: job 2's turn
+    ordered.turn(3, lambda: calls.append(3))
+    ordered.turn(3, None)  # its attempt ended before its turn
+    ordered.put(2, b"", b"")
+    assert calls == [1, 2]
+    assert not ordered._turns
+    assert capfdbinary.readouterr().out == b"T\tone\n"
+
+
+def test_line_buffer_keep_order_with_a_job_that_cannot_start(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    rc, out, err = run(capfd, "--lb", "-k", "-j", "2", "--", "{}", ":::", "/nonexistent", "echo")
+    assert (rc, out) == (1, "\n")
+    assert "/nonexistent: No such file or directory" in err
+
+
 def test_line_stream_half_line_beyond_the_budget_waits_in_the_file(
     capfdbinary: pytest.CaptureFixture[bytes],
 ) -> None:

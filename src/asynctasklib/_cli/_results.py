@@ -227,6 +227,7 @@ class JobOutput:
             out = f"{name}\n".encode(errors="surrogateescape") if name and self.files else b""
         tag = self.tag(job)
         if self.ordered is not None:
+            self.ordered.turn(job.seq, None)  # (an attempt that did not start left it)
             self.ordered.put(job.seq, out, err, tag)  # (it releases them once written)
         else:
             self.sink.write(out, err=False, tag=tag)
