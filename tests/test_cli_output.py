@@ -428,6 +428,17 @@ def test_results_files_that_cannot_be_made_fail_the_job_once(
     assert (tmp_path / "res" / "1" / "b" / "stdout").read_text() == "b\n"
 
 
+def test_results_file_that_cannot_be_opened_fails_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "res" / "1" / "a" / "stderr").mkdir(parents=True)
+    rc, _, err = run(capfd, "--results", "res", "--", "echo", ":::", "a")
+    assert rc == 1
+    assert "asynctasklib: --results: cannot write res/1/a/stderr: Is a directory" in err
+    assert (tmp_path / "res" / "1" / "a" / "seq").read_text() == "1"
+
+
 def test_results_name_too_long_even_cut_fails_the_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -552,6 +563,29 @@ def test_tagstring_escapes_are_those_of_gnu_parallel() -> None:
     assert unquote("a\\tb\\\\n\\x41\\101%s%%") == "a\tb\\\n\\x41A%s%%"
     assert unquote("\\0\\8\\189\\777\\r") == "\0" + "8" + "\x01" + "89" + "\u01ff" + "\r"
     assert unquote("{} {#}") == "{} {#}"
+
+
+def test_ungroup_job_killed_by_sigpipe_stops_the_run_if_stdout_is_gone(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = 'echo "$0"; kill -PIPE $$'
+    rc, out, err = run(capfd, "-u", "-j1", "--", "sh", "-c", script, ":::", "a", "b")
+    assert (rc, out) == (1, "a\nb\n")  # stdout is there: the jobs just failed
+    assert "job 2 failed: killed by SIGPIPE" in err
+    monkeypatch.setattr(_results, "_stdout_gone", lambda: True)
+    monkeypatch.setattr(sys, "stdout", _ClosedStdout())  # (no fd 1 to send to /dev/null)
+    rc, out, _ = run(capfd, "-u", "-j1", "--", "sh", "-c", script, ":::", "a", "b")
+    assert (rc, out) == (141, "a\n")
+
+
+def test_stdout_gone_is_a_pipe_without_reader() -> None:
+    read, write = os.pipe()
+    try:
+        assert not _results._stdout_gone(write)
+        os.close(read)
+        assert _results._stdout_gone(write)
+    finally:
+        os.close(write)
 
 
 def test_ungroup_closed_stdout_stops_the_run() -> None:

@@ -245,10 +245,10 @@ class JobOutput:
             self.ordered.flush()
 
 
-def _stdout_gone() -> bool:
+def _stdout_gone(fd: int = 1) -> bool:
     """Whether our stdout is a pipe that nobody reads any more (``| head`` ended)."""
     poll = select.poll()
-    poll.register(1, select.POLLOUT)
+    poll.register(fd, select.POLLOUT)
     return any(events & select.POLLERR for _, events in poll.poll(0))
 
 
