@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import tracemalloc
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -287,19 +288,27 @@ def test_line_buffer_keep_order_with_a_job_that_cannot_start(
 def test_line_stream_half_line_beyond_the_budget_waits_in_the_file(
     capfdbinary: pytest.CaptureFixture[bytes],
 ) -> None:
-    """A long line with no end yet takes the run's file, not memory, past the budget."""
+    """A long line with no end yet takes the run's file, not memory, past the budget; and
+    it is written from there a block at a time, never read whole into memory."""
     store = _output.Store(budget=16 * 1024)
-    stream = _output.LineStream(_output.Sink(), store, err=False, tag=b"")
+    stream = _output.LineStream(_output.Sink(), store, err=False, tag=b"T\t")
     stream.go_live()
-    for _ in range(64):
+    size = 8 << 20
+    for _ in range(size // 1024):
         stream.append(b"x" * 1024)
-    assert store.in_file >= 48 * 1024
+    assert store.in_file >= size - 16 * 1024
     assert store.in_memory <= store.budget
-    stream.append(b"y\nz")
-    assert capfdbinary.readouterr().out == b"x" * 64 * 1024 + b"y\n"
+    tracemalloc.start()
+    try:
+        stream.append(b"y\nz")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < size // 3, peak  # (a block or two of 1 MiB)
+    assert capfdbinary.readouterr().out == b"T\t" + b"x" * size + b"y\n"
     assert (store.in_file, stream.rest.getvalue()) == (0, b"z")
     stream.done()
-    assert capfdbinary.readouterr().out == b"z"
+    assert capfdbinary.readouterr().out == b"T\tz"
     assert store.in_memory == 0
     store.close()
 

@@ -8,6 +8,7 @@ they come (`LineStream`); with ``--tag`` each line starts with the job's tag (`t
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import sys
@@ -300,18 +301,20 @@ class LineStream:
         if not end:
             self.rest.append(data)
             return
-        chunks: list[bytes | bytearray] = list(self.rest.chunks())
+        head: tuple[bytes, ...] = ()
+        lines: tuple[bytes, ...]
         if self._tag:
             # As GNU parallel: the tag goes before the half line kept (as it is), each
             # line end up to ``end`` gets one after it, and the output written then goes
             # on to the last carriage return, if one comes after ``end``.
-            chunks.insert(0, self._tag)
-            chunks.append(_LINE_START.sub(self._template, data[:end]))
             stop = max(end, data.rfind(b"\r") + 1)
-            chunks.append(data[end:stop])
+            head = (self._tag,)
+            lines = (_LINE_START.sub(self._template, data[:end]), data[end:stop])
             end = stop
         else:
-            chunks.append(data[:end])
+            lines = (data[:end],)
+        # (the half line kept may be in the run's file: read it as it is written)
+        chunks = itertools.chain(head, self.rest.chunks(), lines)
         self._sink.write_chunks(chunks, err=self._err)
         self.rest.release()
         if end < len(data):
@@ -331,7 +334,8 @@ class LineStream:
         as it is, as GNU parallel does); what is left (all of it, if the job is not live)
         is the attempt's output."""
         if self.live and self.rest:
-            self._sink.write_chunks([self._tag, *self.rest.chunks()], err=self._err)
+            line = itertools.chain((self._tag,), self.rest.chunks())
+            self._sink.write_chunks(line, err=self._err)
             self.rest.release()
         return self.rest
 
