@@ -1,5 +1,7 @@
-"""The jobs' output (``_cli/_output.py``): each job's whole, in input order with ``-k``,
-kept in memory then in one file, and a closed standard output.
+"""The jobs' output (``_cli/_output.py``, ``_cli/_results.py``): each job's whole, in
+input order with ``-k``, kept in memory then in one file, and a closed standard output;
+--tag, --line-buffer, -u, --results and --files (see test_cli_oracle_output.py for the
+same against GNU parallel).
 """
 
 from __future__ import annotations
@@ -7,18 +9,21 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import threading
+import tracemalloc
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asynctasklib._cli import _feeder, _output, main
-from cli_helpers import TIMEOUT, cli, run, summary, wait_for
+import pytest
+
+from asynctasklib._cli import _feeder, _options, _output, _output_options, _results, main
+from cli_helpers import TIMEOUT, cli, joblog_rows, run, summary, wait_for
 
 if TYPE_CHECKING:
-    import pytest
-
     from asynctasklib._cli._job import Job
     from asynctasklib.task import Task
 
@@ -212,3 +217,407 @@ def test_keep_order_output_spilled_to_a_file_comes_out_whole_and_in_order(
     assert [line for line in err.splitlines() if line.startswith("err")] == [
         f"err {name}" for name in files
     ]
+
+
+# -- --tag, --line-buffer, -u --------------------------------------------------------------
+
+
+def test_tag_starts_each_line_whatever_the_chunks() -> None:
+    """After each \\n or \\r that more output follows, and at the start; the tag taken
+    literally (re.sub would read a backslash in it)."""
+    tag = b"t\\1\t"
+
+    def tagged(*chunks: bytes) -> bytes:
+        return b"".join(_output.tagged(chunks, tag))
+
+    assert tagged(b"a\n", b"b", b"\rc\n", b"", b"d") == b"t\\1\ta\nt\\1\tb\rt\\1\tc\nt\\1\td"
+    assert tagged(b"a\nb\n") == tagged(b"a", b"\n", b"b\n") == b"t\\1\ta\nt\\1\tb\n"
+    assert tagged(b"\n\n") == b"t\\1\t\nt\\1\t\n"
+    assert tagged() == tagged(b"") == b""
+    assert b"".join(_output.tagged([b"a\nb"], b"")) == b"a\nb"
+
+
+def test_line_stream_waits_for_its_turn_then_writes_whole_lines(
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    store = _output.Store()
+    stream = _output.LineStream(_output.Sink(), store, err=False, tag=b"T\t")
+    stream.append(b"a\nb")
+    stream.append(b"c")
+    assert capfdbinary.readouterr().out == b""  # not its turn yet
+    stream.go_live()
+    assert capfdbinary.readouterr().out == b"T\ta\n"  # the lines; "bc" waits for its end
+    stream.append(b"d\re")  # a \r ends a line where no \n does
+    assert capfdbinary.readouterr().out == b"T\tbcd\r"
+    # Up to the last \n, tagged; as GNU parallel, then on to a \r after it, untagged.
+    stream.append(b"f\ng\ri\rh")
+    assert capfdbinary.readouterr().out == b"T\tef\ng\ri\r"
+    stream.append(b"\rj")  # (the half line kept goes after the tag as it is)
+    assert capfdbinary.readouterr().out == b"T\th\r"
+    assert stream.done().getvalue() == b""
+    assert capfdbinary.readouterr().out == b"T\tj"  # the last half line, at the end
+    assert (store.in_memory, store.in_file) == (0, 0)
+
+
+def test_ordered_turn_goes_to_the_first_job_in_order(
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    ordered = _output.Ordered(_output.Sink())
+    calls: list[int] = []
+    ordered.turn(2, lambda: calls.append(2))
+    ordered.turn(1, lambda: calls.append(1))  # the first in order: at once
+    assert calls == [1]
+    ordered.put(1, b"one\n", b"", b"T\t")
+    assert calls == [1, 2]  # job 1 ended: job 2's turn
+    ordered.turn(3, lambda: calls.append(3))
+    ordered.turn(3, None)  # its attempt ended before its turn
+    ordered.put(2, b"", b"")
+    assert calls == [1, 2]
+    assert not ordered._turns
+    assert capfdbinary.readouterr().out == b"T\tone\n"
+
+
+def test_line_buffer_keep_order_with_a_job_that_cannot_start(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    rc, out, err = run(capfd, "--lb", "-k", "-j", "2", "--", "{}", ":::", "/nonexistent", "echo")
+    assert (rc, out) == (1, "\n")
+    assert "/nonexistent: No such file or directory" in err
+
+
+def test_line_stream_half_line_beyond_the_budget_waits_in_the_file(
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    """A long line with no end yet takes the run's file, not memory, past the budget; and
+    it is written from there a block at a time, never read whole into memory."""
+    store = _output.Store(budget=16 * 1024)
+    stream = _output.LineStream(_output.Sink(), store, err=False, tag=b"T\t")
+    stream.go_live()
+    size = 8 << 20
+    for _ in range(size // 1024):
+        stream.append(b"x" * 1024)
+    assert store.in_file >= size - 16 * 1024
+    assert store.in_memory <= store.budget
+    tracemalloc.start()
+    try:
+        stream.append(b"y\nz")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < size // 3, peak  # (a block or two of 1 MiB)
+    assert capfdbinary.readouterr().out == b"T\t" + b"x" * size + b"y\n"
+    assert (store.in_file, stream.rest.getvalue()) == (0, b"z")
+    stream.done()
+    assert capfdbinary.readouterr().out == b"T\tz"
+    assert store.in_memory == 0
+    store.close()
+
+
+def _released_when(proc: subprocess.Popen[bytes], release: Path, wanted: bytes) -> bytes:
+    """Read ``proc``'s stdout until ``wanted`` came, then create ``release``; the rest
+    of its output. (If ``wanted`` never comes before the jobs end, a timer releases them
+    after TIMEOUT, and the test fails on what it read.)"""
+    assert proc.stdout is not None
+    timer = threading.Timer(TIMEOUT, release.touch)
+    timer.start()
+    try:
+        read = b""
+        while wanted not in read:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            read += chunk
+        early = read
+        release.touch()
+        read += proc.stdout.read()
+    finally:
+        timer.cancel()
+    assert proc.wait(timeout=TIMEOUT) == 0
+    assert early.startswith(wanted), (early, read)
+    return read
+
+
+def _wait(path: Path) -> str:
+    return f'while [ ! -e "{path}" ]; do sleep 0.005; done'
+
+
+def test_line_buffer_writes_each_line_as_it_comes(tmp_path: Path) -> None:
+    """Job 1's first line is out while it runs (it waits until then); its half line
+    only with the rest of the line."""
+    release = tmp_path / "release"
+    script = f'printf "$0 first\\n$0 half"; {_wait(release)}; echo " line"'
+    with subprocess.Popen(
+        cli("--lb", "--", "sh", "-c", script, ":::", "1"), stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as proc:  # fmt: skip
+        out = _released_when(proc, release, b"1 first\n")
+    assert out == b"1 first\n1 half line\n"
+
+
+def test_line_buffer_with_keep_order_holds_each_job_until_its_turn(tmp_path: Path) -> None:
+    """Job 2 ends first, job 1 then writes a line and waits: that line comes first (job
+    1 is live), job 2's output only after job 1's end."""
+    release, two_done = tmp_path / "release", tmp_path / "two-done"
+    script = (
+        f'if [ "$0" = 2 ]; then echo "2 all"; touch "{two_done}"; exit 0; fi; '
+        f'{_wait(two_done)}; echo "1 first"; {_wait(release)}; echo "1 last"'
+    )
+    with subprocess.Popen(
+        cli("--lb", "-k", "-j", "2", "--", "sh", "-c", script, ":::", "1", "2"),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    ) as proc:  # fmt: skip
+        out = _released_when(proc, release, b"1 first\n")
+    assert out == b"1 first\n1 last\n2 all\n"
+
+
+def test_ungroup_passes_output_straight_through(tmp_path: Path) -> None:
+    """Even half a line is out while the job runs: the job writes to our stdout itself."""
+    release = tmp_path / "release"
+    script = f'printf "$0 half"; {_wait(release)}; echo " line"'
+    with subprocess.Popen(
+        cli("-u", "--", "sh", "-c", script, ":::", "1"), stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as proc:  # fmt: skip
+        out = _released_when(proc, release, b"1 half")
+    assert out == b"1 half line\n"
+
+
+def test_a_failed_job_s_line_is_tagged_with_its_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capfd, "--tag", "--", "sh", "-c", "echo o; echo e >&2; exit 3", ":::", "a")
+    assert (rc, out) == (1, "a\to\n")
+    assert err.splitlines()[:2] == ["a\te", "a\tasynctasklib: job 1 failed: exit code 3 (input a)"]
+
+
+def test_ungroup_failure_line_and_a_job_that_cannot_start(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    rc, out, err = run(capfd, "-u", "--", "sh", "-c", "echo o$0; exit 3", ":::", "a")
+    assert (rc, out) == (1, "oa\n")
+    assert "asynctasklib: job 1 failed: exit code 3 (input a)" in err
+    rc, out, err = run(capfd, "-u", "--", "{}", ":::", "/nonexistent/cmd")
+    assert (rc, out) == (1, "")
+    assert "/nonexistent/cmd: No such file or directory" in err
+
+
+# -- --results, --files --------------------------------------------------------------------
+
+
+def test_results_hold_the_last_attempt_and_the_failure_line_is_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    count = tmp_path / "count"
+    script = f'echo x >> {count}; n=$(wc -l < {count}); echo "out $n"; echo "err $n" >&2; exit 4'
+    rc, out, err = run(
+        capfd, "--results", "res", "--retries", "2", "--backoff", "none", "--",
+        "sh", "-c", script, ":::", "a",
+    )  # fmt: skip
+    assert (rc, out) == (1, "")
+    job = tmp_path / "res" / "1" / "a"
+    assert {p.name: p.read_text() for p in job.iterdir()} == {
+        "seq": "1", "stdout": "out 2\n", "stderr": "err 2\n",
+    }  # fmt: skip
+    assert "asynctasklib: job 1 failed after 2 attempts: exit code 4 (input a)" in err
+
+
+def test_results_files_that_cannot_be_made_fail_the_job_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The empty input writes res/1/seq, a file; the input "seq" needs a directory there:
+    that job fails (not retried), the others run."""
+    monkeypatch.chdir(tmp_path)
+    log = tmp_path / "log"
+    rc, out, err = run(
+        capfd, "-j1", "--results", "res", "--retries", "3", "--joblog", str(log), "--",
+        "echo", ":::", "", "seq", "b",
+    )  # fmt: skip
+    assert (rc, out) == (1, "")
+    assert "asynctasklib: --results: cannot write res/1/seq: File exists" in err
+    assert [row[6] for row in joblog_rows(log)] == ["0", "126", "0"]  # Exitval
+    assert "attempts" not in err  # (a retried job's failure says "after N attempts")
+    assert (tmp_path / "res" / "1" / "b" / "stdout").read_text() == "b\n"
+
+
+def test_results_file_that_cannot_be_opened_fails_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "res" / "1" / "a" / "stderr").mkdir(parents=True)
+    rc, _, err = run(capfd, "--results", "res", "--", "echo", ":::", "a")
+    assert rc == 1
+    assert "asynctasklib: --results: cannot write res/1/a/stderr: Is a directory" in err
+    assert (tmp_path / "res" / "1" / "a" / "seq").read_text() == "1"
+
+
+def test_results_name_too_long_even_cut_fails_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "pathconf", lambda path, name: 10_000)  # (a wrong limit)
+    rc, _, err = run(capfd, "--results", "res", "--", "echo", ":::", "L" * 300)
+    assert rc == 1
+    assert "asynctasklib: --results: cannot write res/1/LLL" in err
+
+
+def test_files_hold_the_last_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    count = tmp_path / "count"
+    script = f'echo x >> {count}; n=$(wc -l < {count}); echo "out $n"; [ $n = 2 ]'
+    rc, out, err = run(
+        capfd, "--files", "--retries", "2", "--backoff", "none", "--", "sh", "-c", script,
+        ":::", "a",
+    )  # fmt: skip
+    assert rc == 0, err
+    [name] = out.splitlines()
+    assert os.listdir(tmp_path / "tmp") == [os.path.basename(name)]
+    assert Path(name).read_text() == "out 2\n"
+    assert os.path.basename(name).startswith("par")
+    assert name.endswith(".par")
+
+
+def test_files_cannot_be_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    where = tmp_path / "tmp"
+    where.mkdir()
+    monkeypatch.setenv("TMPDIR", str(where))
+    real_mkstemp = tempfile.mkstemp
+
+    def gone(*, prefix: str, suffix: str, dir: str) -> tuple[int, str]:
+        where.rmdir()  # (gone since the run started)
+        return real_mkstemp(prefix=prefix, suffix=suffix, dir=dir)
+
+    monkeypatch.setattr(tempfile, "mkstemp", gone)
+    rc, out, err = run(capfd, "--files", "--", "echo", ":::", "a")
+    assert (rc, out) == (1, "")
+    assert f"asynctasklib: --files: cannot write {where}: No such file or directory" in err
+
+
+def test_output_directories_that_cannot_be_used_are_usage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").touch()
+    rc, _, err = run(capfd, "--results", str(tmp_path / "file" / "d"), "--", "echo", ":::", "a")
+    assert rc == 2
+    assert f"error: --results: cannot create {tmp_path}/file/d: Not a directory" in err
+    for tmpdir in (tmp_path / "missing", tmp_path / "file"):
+        monkeypatch.setenv("TMPDIR", str(tmpdir))
+        rc, _, err = run(capfd, "--files", "--", "echo", ":::", "a")
+        assert rc == 2
+        assert f"error: --files: the temporary directory '{tmpdir}' is not writable" in err
+    monkeypatch.delenv("TMPDIR")
+    assert _results.tmpdir() == "/tmp"  # as GNU parallel, whatever tempfile would pick
+    assert os.listdir(tmp_path) == ["file"]
+
+
+# -- the options ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--json", "--tag"], "--json cannot be combined with --tag"),
+        (["--json", "--tagstring", "x"], "--json cannot be combined with --tagstring"),
+        (["--json", "--lb"], "--json cannot be combined with --line-buffer"),
+        (["--json", "-u"], "--json cannot be combined with -u"),
+        (["--json", "--results", "d"], "--json cannot be combined with --results"),
+        (["--json", "--files"], "--json cannot be combined with --files"),
+        (["--lb", "--results", "d"], "--results cannot be combined with --line-buffer"),
+        (["-u", "--files"], "--files cannot be combined with -u"),
+        (["--dry-run", "--files"], "--files cannot be combined with --dry-run"),
+        (["-u", "--progress"], "--progress cannot be combined with -u"),
+        (["--results", "r.csv"], "--results r.csv: CSV, TSV and JSON results files are not"),
+        (["--results=-.TSV"], "--results -.TSV: CSV, TSV and JSON"),
+        (["--results", "r.json"], "--results r.json: CSV, TSV and JSON"),
+        (["--results", "out_{}"], "--results out_{}: a name with replacement strings is not"),
+        (["--results", "o{#}/"], "--results o{#}/: a name with replacement strings"),
+        (["--results", "o{.}"], "--results o{.}: a name with replacement strings"),
+        (["--tagstring", "{%}"], "--tagstring: the replacement string {%} is not supported"),
+        (["--group", "--lb"], "argument --line-buffer/--lb: not allowed with argument --group"),
+        (["--lb", "-u"], "argument -u/--ungroup: not allowed with argument --line-buffer/--lb"),
+        (["--results", ":::"], "--results/--res: expected a value, got ':::'"),
+    ],
+)
+def test_output_options_refused(
+    argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(capfd, *argv, "--", "echo", ":::", "a")
+    assert (rc, out) == (2, "")
+    assert message in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_output_options_parsed() -> None:
+    parse = _options.parse
+    opts = parse(["echo"])
+    assert (opts.output, opts.tag, opts.results, opts.files) == ("group", None, None, False)
+    assert parse(["--line-buffer", "echo"]).output == parse(["--lb", "echo"]).output == "line"
+    assert parse(["-u", "echo"]).output == parse(["--ungroup", "echo"]).output == "ungroup"
+    assert parse(["-u", "echo"]).progress is False  # (the jobs write to the terminal)
+    assert parse(["--tag", "echo"]).tag == "{}"
+    assert parse(["--tag", "--tagstring", "<{}>", "echo"]).tag == "<{}>"  # (as parallel)
+    assert parse(["--tag-string", "a\\tb", "echo"]).tag == "a\tb"
+    assert parse(["--res", "d", "--output-as-files", "echo"]).results == "d"
+    assert parse(["--results", "{a,b}", "echo"]).results == "{a,b}"  # (no replacement)
+
+
+def test_tagstring_escapes_are_those_of_gnu_parallel() -> None:
+    """One after the other, as parallel's unquote_printf: so \\\\n is a backslash and a
+    newline; octal as in a Perl string."""
+    unquote = _output_options.unquote_printf
+    assert unquote("a\\tb\\\\n\\x41\\101%s%%") == "a\tb\\\n\\x41A%s%%"
+    assert unquote("\\0\\8\\189\\777\\r") == "\0" + "8" + "\x01" + "89" + "\u01ff" + "\r"
+    assert unquote("{} {#}") == "{} {#}"
+
+
+def test_ungroup_job_killed_by_sigpipe_stops_the_run_if_stdout_is_gone(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = 'echo "$0"; kill -PIPE $$'
+    rc, out, err = run(capfd, "-u", "-j1", "--", "sh", "-c", script, ":::", "a", "b")
+    assert (rc, out) == (2, "a\nb\n")  # stdout is there: the two jobs just failed
+    assert "job 2 failed: killed by SIGPIPE" in err
+    monkeypatch.setattr(_results, "_stdout_gone", lambda: True)
+    monkeypatch.setattr(sys, "stdout", _ClosedStdout())  # (no fd 1 to send to /dev/null)
+    rc, out, _ = run(capfd, "-u", "-j1", "--", "sh", "-c", script, ":::", "a", "b")
+    assert (rc, out) == (141, "a\n")
+
+
+def test_stdout_gone_is_a_pipe_without_reader() -> None:
+    read, write = os.pipe()
+    try:
+        assert not _results._stdout_gone(write)
+        os.close(read)
+        assert _results._stdout_gone(write)
+    finally:
+        os.close(write)
+
+
+def test_ungroup_closed_stdout_stops_the_run() -> None:
+    """With -u the jobs write to our stdout: the first one the closed pipe kills (SIGPIPE)
+    stops the run, as a closed stdout does without -u."""
+    with subprocess.Popen(
+        cli("-u", "-j", "1", "--", "echo"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:  # fmt: skip
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdin.write(b"first\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"first\n"
+        proc.stdout.close()
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(b"".join(b"%d\n" % i for i in range(1000)))
+            proc.stdin.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=TIMEOUT) == 141, err
+    assert err.count(b"killed by SIGPIPE") <= 1
+    ran = re.search(rb"(\d+) done, (\d+) failed", err)
+    assert ran is not None, err
+    assert int(ran[1]) + int(ran[2]) < 100  # (stopped, not run to the end)

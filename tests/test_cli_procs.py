@@ -189,3 +189,27 @@ def test_group_check_without_subreaper(
     assert (rc, out) == (0, "leader done\n")
     bg = int((tmp_path / "bg").read_text())
     wait_for(lambda: not _reap._live_member_in_proc(bg), "the orphan to die")
+
+
+def test_output_files_go_to_their_job_only_and_are_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With --results and --files each job's process has its own files as stdout and
+    stderr, and no other job's; the runner keeps none of them open."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    before = set(os.listdir("/proc/self/fd"))
+    script = 'sleep 0.05; ls "/proc/$$/fd"; o=$(readlink "/proc/$$/fd/1"); echo "$o" >&2'
+    inputs = [str(i) for i in range(8)]
+    for flag in (["--results", "res"], ["--files"]):
+        rc, out, err = run(capfd, "-j", "4", *flag, "--", "sh", "-c", script, ":::", *inputs)
+        assert rc == 0, err
+        assert set(os.listdir("/proc/self/fd")) == before
+    for i in inputs:
+        assert (tmp_path / "res" / "1" / i / "stdout").read_text() == "0\n1\n2\n"
+        assert (tmp_path / "res" / "1" / i / "stderr").read_text().endswith(f"res/1/{i}/stdout\n")
+    files = [Path(name) for name in out.splitlines()]
+    assert [f.read_text() for f in files] == ["0\n1\n2\n"] * len(inputs)
+    assert sorted(line for line in err.splitlines() if line.startswith("/")) == sorted(
+        map(str, files)
+    )

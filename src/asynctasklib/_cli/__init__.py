@@ -48,10 +48,13 @@ from ._errors import (
     UsageError,
 )
 from ._inputs import Source, open_source
+from ._job import Job
 from ._options import Options, parse
 from ._orchestrator import Orchestrator
+from ._output import tagged
 from ._procs import pidfd_child_watcher
 from ._reap import become_subreaper
+from ._results import Tagger, prepare
 from ._util import isatty
 
 __all__ = ["JobFailedError", "main"]
@@ -67,11 +70,16 @@ async def _orchestrate(
 def _dry_run(opts: Options, skip: frozenset[int], source: Source) -> int:
     assert source.values is not None
     template = _joblog.template_for(opts)
+    tag = Tagger(opts.tag)
     out = sys.stdout
     try:
         for seq, value in enumerate(source.values, 1):
-            if seq not in skip:
-                out.write(template.display(template.argv(seq, value)) + "\n")
+            if seq in skip:
+                continue
+            argv = template.argv(seq, value)
+            line = (template.display(argv) + "\n").encode(errors="surrogateescape")
+            line = b"".join(tagged([line], tag(Job(seq, value, argv))))
+            out.write(line.decode(errors="surrogateescape"))
         out.flush()
     except BrokenPipeError:
         return EXIT_BROKEN_PIPE
@@ -193,6 +201,7 @@ def main(argv: list[str]) -> int:
     try:
         opts = parse(argv)
         opts, skip, append = _previous(opts)
+        prepare(opts)  # the directory of --results or --files
         try:
             source = open_source(opts, pipes=not opts.dry_run)
         except OSError as exc:

@@ -16,6 +16,8 @@ from .. import __version__
 from ..task import ExponentialBackoff
 from ._errors import PROG, UsageError, show
 from ._halt import HaltSpec, parse_halt
+from ._output_options import GROUP, UNGROUP, add_output_options, check_output
+from ._output_options import value as _value
 from ._shell import FIELD
 from ._template import PARALLEL_SEPARATORS, Template
 
@@ -39,6 +41,10 @@ class Options:
     grace: float
     halt: HaltSpec | None  # --halt (--halt-on-error: now,fail=1)
     keep_order: bool
+    output: str  # GROUP (the default), LINE (--line-buffer) or UNGROUP (-u)
+    tag: str | None  # what tags each line (--tagstring; "{}" for --tag); None: no tag
+    results: str | None  # --results DIR
+    files: bool
     joblog: str | None  # ("-": standard output)
     joblog_append: bool  # --joblog +FILE: append to FILE, no header
     resume: bool
@@ -116,14 +122,6 @@ def _timeout(text: str) -> tuple[float | None, float | None]:
         pieces = re.findall(r"([0-9.]+)([dhms])", text.lower())
         text = str(sum(float(n) * _UNITS[unit] for n, unit in pieces))
     return _number(float, 0, strict=True)(text), None
-
-
-def _value(text: str) -> str:
-    """An option's text value: not the ::: that starts the inputs (the value is missing)."""
-    if text == ":::" or text in PARALLEL_SEPARATORS:
-        raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
-    return text
-
 
 _EPILOG = """\
 inputs: one job per input, taken from `::: a b c` after the command, from --arg-file, or
@@ -239,6 +237,7 @@ def _parser() -> argparse.ArgumentParser:
         "events always come as they happen)",
     )  # fmt: skip
     _add_halt_and_joblog(p)
+    add_output_options(p)
     p.add_argument(
         "--json", action="store_true",
         help="print one JSON object per job lifecycle event on stdout instead of job output",
@@ -359,6 +358,7 @@ def parse(argv: list[str]) -> Options:
         if inputs is not None and ns.arg_file is not None:
             raise UsageError("give inputs either after ::: or with --arg-file, not both")
         _check_command(words, ns.shell)
+    tag = check_output(ns)
     return Options(
         command=words,
         inputs=inputs,
@@ -372,6 +372,10 @@ def parse(argv: list[str]) -> Options:
         grace=ns.grace,
         halt=halt,
         keep_order=ns.keep_order,
+        output=ns.output or GROUP,
+        tag=tag,
+        results=ns.results,
+        files=ns.files,
         joblog=ns.joblog,
         joblog_append=joblog_append,
         resume=ns.resume,
@@ -380,5 +384,5 @@ def parse(argv: list[str]) -> Options:
         json=ns.json,
         dry_run=ns.dry_run,
         shell=ns.shell,
-        progress=ns.progress,
+        progress=False if ns.output == UNGROUP else ns.progress,
     )

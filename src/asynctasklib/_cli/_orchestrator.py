@@ -33,6 +33,7 @@ from ._output import Sink, Store
 from ._procs import Processes
 from ._reap import Reaper
 from ._report import Reporter
+from ._results import JobOutput
 
 _REAP_EVERY: Final = 0.5  # seconds between reaps of orphans where SIGCHLD is the loop's own
 
@@ -48,11 +49,12 @@ class Orchestrator:
         sink = Sink()
         sink.on_stdout_closed = self._stdout_closed
         template = template_for(opts)
-        self.reporter = Reporter(opts, self.pool.stats, sink, template.display)
         self.store = Store()  # the jobs' output until it is written
+        output = JobOutput(opts, sink, self.store)
+        self.reporter = Reporter(opts, self.pool.stats, sink, output, template.display)
         self.reaper = Reaper(loop)
         self.processes = Processes(
-            loop, self.store, template.executable, opts.grace, self.reaper, self.reporter.notice
+            loop, output, template.executable, opts.grace, self.reaper, self.reporter.notice
         )
         self.feeder = Feeder(opts, self.pool, template, self.processes.attempt, self.reporter, skip)
         self.interrupts = 0  # Ctrl-C so far

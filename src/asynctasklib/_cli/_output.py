@@ -1,16 +1,19 @@
 """The jobs' output: where it waits (memory, then one file), and how it is written.
 
 A job's stdout and stderr are written whole, one job after the other: as each job ends, or
-in input order with ``--keep-order``.
+in input order with ``--keep-order``. With ``--line-buffer`` whole lines are written as
+they come (`LineStream`); with ``--tag`` each line starts with the job's tag (`tagged`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Final
 
 from ._util import isatty
@@ -183,6 +186,33 @@ class Spool:
         self._parts = []
 
 
+Chunks = Iterable[bytes | bytearray]
+_LINE_START = re.compile(rb"(?<=[\r\n])(?=.)", re.DOTALL)  # after a line end, with more
+
+
+def _template(tag: bytes) -> bytes:
+    """``tag`` as a replacement for `re.sub`, which reads backslashes in it."""
+    return tag.replace(b"\\", b"\\\\")
+
+
+def tagged(chunks: Chunks, tag: bytes) -> Iterator[bytes | bytearray]:
+    """The output with ``tag`` at the start of each line, as GNU parallel's ``--tag`` writes
+    it: at the start, and after each ``\n`` or ``\r`` that more output follows (a last
+    line without a newline is tagged too; nothing follows a last newline)."""
+    if not tag:
+        yield from chunks
+        return
+    template = _template(tag)
+    at_start = True
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if at_start:
+            yield tag
+        yield _LINE_START.sub(template, chunk)
+        at_start = chunk[-1] in b"\r\n"
+
+
 class Sink:
     """Writes whole chunks to our stdout/stderr, or through the progress view's console.
 
@@ -196,16 +226,21 @@ class Sink:
         self.stdout_closed = False
         self.on_stdout_closed: Callable[[], None] | None = None
 
-    def write(self, data: bytes | Spool, *, err: bool) -> None:
-        """Write ``data`` whole: nothing else is written between its chunks."""
-        if not data or (self.stdout_closed and not err):
+    def write(self, data: bytes | Spool, *, err: bool, tag: bytes = b"") -> None:
+        """Write ``data`` whole, each line starting with ``tag``: nothing else is written
+        between its chunks."""
+        if data:
+            chunks = (data,) if isinstance(data, bytes) else data.chunks()
+            self.write_chunks(tagged(chunks, tag), err=err)
+
+    def write_chunks(self, chunks: Chunks, *, err: bool) -> None:
+        """Write ``chunks`` whole: nothing else is written between them."""
+        if self.stdout_closed and not err:
             return
         view = self.view
         if view is not None and (err or self.stdout_tty):
-            text = data if isinstance(data, bytes) else data.getvalue()
-            view.print(text.decode(errors="replace"))
+            view.print(b"".join(chunks).decode(errors="replace"))
             return
-        chunks = (data,) if isinstance(data, bytes) else data.chunks()
         stream = sys.stderr if err else sys.stdout
         try:
             stream.flush()
@@ -219,9 +254,12 @@ class Sink:
                 stream.flush()
         except BrokenPipeError:
             if not err:
-                self._closed()
+                self.closed()
 
-    def _closed(self) -> None:
+    def closed(self) -> None:
+        """Our stdout was closed: nothing more goes there."""
+        if self.stdout_closed:
+            return
         self.stdout_closed = True
         # What is still buffered would fail again at exit: send fd 1 to /dev/null.
         with contextlib.suppress(OSError, ValueError):
@@ -236,35 +274,118 @@ class Sink:
         self.write(f"asynctasklib: {message}\n".encode(errors="surrogateescape"), err=True)
 
 
+class LineStream:
+    """A job's stdout or stderr with ``--line-buffer``: once the job is live (at once, or
+    in its turn with ``--keep-order``), each read that ends a line is written as it comes,
+    up to its last line end, as GNU parallel does; what follows waits in a `Spool` for the
+    rest of its line (as does everything while the job waits for its turn)."""
+
+    __slots__ = ("_err", "_sink", "_store", "_tag", "_template", "live", "rest")
+
+    def __init__(self, sink: Sink, store: Store, *, err: bool, tag: bytes) -> None:
+        self._sink = sink
+        self._store = store
+        self._err = err
+        self._tag = tag
+        self._template = _template(tag)
+        self.live = False
+        self.rest = Spool(store)  # not written yet
+
+    def append(self, data: bytes) -> None:
+        if not self.live:
+            self.rest.append(data)
+            return
+        # Up to the last newline; only if there is none, the last carriage return (a
+        # progress bar's line).
+        end = (data.rfind(b"\n") + 1) or (data.rfind(b"\r") + 1)
+        if not end:
+            self.rest.append(data)
+            return
+        head: tuple[bytes, ...] = ()
+        lines: tuple[bytes, ...]
+        if self._tag:
+            # As GNU parallel: the tag goes before the half line kept (as it is), each
+            # line end up to ``end`` gets one after it, and the output written then goes
+            # on to the last carriage return, if one comes after ``end``.
+            stop = max(end, data.rfind(b"\r") + 1)
+            head = (self._tag,)
+            lines = (_LINE_START.sub(self._template, data[:end]), data[end:stop])
+            end = stop
+        else:
+            lines = (data[:end],)
+        # (the half line kept may be in the run's file: read it as it is written)
+        chunks = itertools.chain(head, self.rest.chunks(), lines)
+        self._sink.write_chunks(chunks, err=self._err)
+        self.rest.release()
+        if end < len(data):
+            self.rest.append(data[end:])
+
+    def go_live(self) -> None:
+        """The job's turn came: what waits is written up to its last line end, and from
+        now on each line as it comes."""
+        waiting, self.rest = self.rest, Spool(self._store)
+        self.live = True
+        for chunk in waiting.chunks():
+            self.append(bytes(chunk))
+        waiting.release()
+
+    def done(self) -> Spool:
+        """The attempt is over: a live stream writes its last half line (after the tag,
+        as it is, as GNU parallel does); what is left (all of it, if the job is not live)
+        is the attempt's output."""
+        if self.live and self.rest:
+            line = itertools.chain((self._tag,), self.rest.chunks())
+            self._sink.write_chunks(line, err=self._err)
+            self.rest.release()
+        return self.rest
+
+
 class Ordered:
-    """Output in input order: each job's output waits only for the jobs before it."""
+    """Output in input order: each job's output waits only for the jobs before it.
+
+    With ``--line-buffer`` the first job in order is live (`LineStream.go_live`): ``turn``
+    tells a running job's streams when their turn comes."""
 
     def __init__(self, sink: Sink) -> None:
         self._sink = sink
         self._next = 1
-        self._waiting: dict[int, tuple[bytes | Spool, bytes | Spool]] = {}
+        self._waiting: dict[int, tuple[bytes | Spool, bytes | Spool, bytes]] = {}
+        self._turns: dict[int, Callable[[], None]] = {}
 
-    def put(self, seq: int, out: bytes | Spool, err: bytes | Spool) -> None:
-        self._waiting[seq] = (out, err)
+    def put(self, seq: int, out: bytes | Spool, err: bytes | Spool, tag: bytes = b"") -> None:
+        self._waiting[seq] = (out, err, tag)
         self._drain()
 
     def skip(self, seq: int) -> None:
         self.put(seq, b"", b"")
+
+    def turn(self, seq: int, go: Callable[[], None] | None) -> None:
+        """Call ``go`` once job ``seq`` is the first in order (now, if it is); None: it
+        has no running attempt any more."""
+        if go is None:
+            self._turns.pop(seq, None)
+        elif seq == self._next:
+            go()
+        else:
+            self._turns[seq] = go
 
     def _drain(self) -> None:
         waiting = self._waiting
         while self._next in waiting:
             self._write(*waiting.pop(self._next))
             self._next += 1
+        go = self._turns.pop(self._next, None)
+        if go is not None:
+            go()
 
     def flush(self) -> None:
         """Write what still waits (its predecessors never ran), in order."""
         for seq in sorted(self._waiting):
             self._write(*self._waiting.pop(seq))
 
-    def _write(self, out: bytes | Spool, err: bytes | Spool) -> None:
-        self._sink.write(out, err=False)
-        self._sink.write(err, err=True)
+    def _write(self, out: bytes | Spool, err: bytes | Spool, tag: bytes) -> None:
+        self._sink.write(out, err=False, tag=tag)
+        self._sink.write(err, err=True, tag=tag)
         for spool in (out, err):
             if isinstance(spool, Spool):
                 spool.release()

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Final
@@ -19,16 +18,17 @@ from typing import Any, Final
 from ..task import Run
 from ._errors import CannotStartError, JobFailedError, describe_returncode
 from ._job import Job
-from ._output import Spool, Store
+from ._output import LineStream, Spool, Store
 from ._reap import Reaper, killpg
+from ._results import Attempt, JobOutput
 from ._util import resolve
 
 _KILL_WAIT: Final = 5.0  # after SIGKILL, how long to wait for the group to be gone
 
 
 class Capture(asyncio.SubprocessProtocol):
-    """Collects a job's stdout and stderr, and tells when its leader exited and its
-    pipes closed.
+    """Collects a job's stdout and stderr (in spools of ``store``, or in the given
+    ``collectors``), and tells when its leader exited and its pipes closed.
 
     State is kept in flags; waiting uses a fresh future each time, since a task that is
     canceled while it awaits a future cancels that future.
@@ -36,11 +36,15 @@ class Capture(asyncio.SubprocessProtocol):
 
     __slots__ = ("_loop", "_waiter", "closed", "err", "exited", "out")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, store: Store) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        store: Store,
+        collectors: tuple[Spool | LineStream, Spool | LineStream] | None = None,
+    ) -> None:
         self._loop = loop
         self._waiter: asyncio.Future[None] | None = None
-        self.out = Spool(store)
-        self.err = Spool(store)
+        self.out, self.err = collectors or (Spool(store), Spool(store))
         self.exited = False  # the leader has exited and been reaped
         self.closed = False  # ... and its stdout and stderr are closed
 
@@ -86,14 +90,14 @@ class Processes:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        store: Store,
+        output: JobOutput,
         executable: str | None,
         grace: float,
         reaper: Reaper,
         notice: Callable[[str], None],
     ) -> None:
         self.loop = loop
-        self.store = store  # where the jobs' output waits until it is written
+        self.output = output  # where the jobs' output goes
         self.executable = executable  # the program, looked up once (None: it varies)
         self.grace = grace
         self.reaper = reaper
@@ -120,9 +124,14 @@ class Processes:
         Each job's task function calls it with its job (see `Feeder`); ``run`` is unused.
         """
         loop = self.loop
-        proto = Capture(loop, self.store)
         job.timed_out = False
-        spawn = loop.create_task(self._spawn(proto, job.argv))
+        try:
+            where = self.output.attempt(job)
+        except CannotStartError as exc:
+            raise _not_started(job, 126, str(exc), exc) from None
+        proto = Capture(loop, self.output.store, (where.out, where.err))
+        spawn = loop.create_task(self._spawn(proto, job.argv, where))
+        spawn.add_done_callback(lambda _: where.started())  # (whether it started or not)
         self.reaper.starting(spawn, proto)
         transport: asyncio.SubprocessTransport | None = None
         try:
@@ -151,23 +160,25 @@ class Processes:
             raise _cannot_start(job, exc) from None
         finally:
             if transport is not None:
-                self._ended(job, transport, proto)
+                self._ended(job, transport, proto, where)
         rc = job.returncode
         if rc != 0:
             raise JobFailedError(rc if rc is not None else -1)
 
-    def _ended(self, job: Job, transport: asyncio.SubprocessTransport, proto: Capture) -> None:
+    def _ended(
+        self, job: Job, transport: asyncio.SubprocessTransport, proto: Capture, where: Attempt
+    ) -> None:
         """The attempt is over: what it gave goes to the job."""
         pid = transport.get_pid()
         self.live_groups.discard(pid)
         self.reaper.ended(pid, proto)
         transport.close()
         job.returncode = rc = transport.get_returncode()
-        job.set_output(proto.out, proto.err)
+        job.set_output(*self.output.attempt_ended(job, where))
         job.error = describe_returncode(rc) if rc else None
 
     async def _spawn(
-        self, proto: Capture, argv: list[str]
+        self, proto: Capture, argv: list[str], where: Attempt
     ) -> tuple[asyncio.SubprocessTransport, Any]:
         """Start ``argv`` as a shell would, the same on every event loop.
 
@@ -181,8 +192,8 @@ class Processes:
         program = self.executable
         options: dict[str, Any] = {
             "stdin": self.devnull,
-            "stdout": subprocess.PIPE,
-            "stderr": subprocess.PIPE,
+            "stdout": where.stdout,
+            "stderr": where.stderr,
             "start_new_session": True,
         }
         try:
@@ -247,10 +258,16 @@ def _cannot_start(job: Job, exc: OSError | ValueError) -> CannotStartError:
     """The command did not start: the job says so, as a shell would (127: not found; 126:
     found but not runnable: not allowed, arguments too long, a NUL byte in them)."""
     reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-    job.returncode = 127 if isinstance(exc, FileNotFoundError) else 126
-    message = f"asynctasklib: {job.argv[0]}: {reason}\n"  # (the name as given)
-    job.set_output(b"", message.encode(errors="surrogateescape"))
-    job.error = f"cannot run {job.argv[0]!r}: {reason}"
+    rc = 127 if isinstance(exc, FileNotFoundError) else 126
+    message = f"{job.argv[0]}: {reason}"  # (the name as given)
+    return _not_started(job, rc, message, f"cannot run {job.argv[0]!r}: {reason}")
+
+
+def _not_started(job: Job, rc: int, message: str, error: object) -> CannotStartError:
+    """The attempt did not start (``message`` says why on stderr), and is not retried."""
+    job.returncode = rc
+    job.set_output(b"", f"asynctasklib: {message}\n".encode(errors="surrogateescape"))
+    job.error = str(error)
     return CannotStartError(job.error)
 
 

@@ -20,13 +20,14 @@ from ..task import TaskTimeoutError
 from . import _joblog
 from ._errors import CannotStartError, show
 from ._job import Job
-from ._output import Ordered, Sink, Spool
+from ._output import Sink, Spool
 from ._util import isatty
 
 if TYPE_CHECKING:
     from ..workflow import PoolStats
     from ._options import Options
     from ._progress import ProgressView
+    from ._results import JobOutput
 
 
 class Reporter:
@@ -37,12 +38,13 @@ class Reporter:
         opts: Options,
         stats: Callable[[], PoolStats],
         sink: Sink,
+        output: JobOutput,
         command: Callable[[list[str]], str],
     ) -> None:
         self.opts = opts
         self.sink = sink
+        self.output = output  # writes the jobs' output
         self.command = command  # a job's argv as its joblog row shows it
-        self.ordered = Ordered(sink) if opts.keep_order and not opts.json else None
         self.joblog: IO[str] | None = None  # (--joblog -: None, the rows go to the sink)
         self.view: ProgressView | None = None
         self.total: int | None = len(opts.inputs) if opts.inputs is not None else None
@@ -93,12 +95,8 @@ class Reporter:
         if self.opts.json:
             self._ended_event(job, when, how, error, outcome)
             job.set_output(b"", b"")
-        elif self.ordered is not None:
-            self.ordered.put(job.seq, job.out, job.err)  # (it releases them once written)
         else:
-            self.sink.write(job.out, err=False)
-            self.sink.write(job.err, err=True)
-            job.set_output(b"", b"")
+            self.output.ended(job)
         if self.opts.joblog is not None and how != "canceled":  # (as GNU parallel: no row)
             self._joblog_row(job, when, received)
         self.refresh()
@@ -106,13 +104,11 @@ class Reporter:
     def skip(self, seq: int) -> None:
         """Job ``seq`` is not run (``--resume``, or never submitted): its turn in the
         ordered output passes."""
-        if self.ordered is not None:
-            self.ordered.skip(seq)
+        self.output.skip(seq)
 
     def flush(self) -> None:
         """The run is over: write the ordered output that still waits."""
-        if self.ordered is not None:
-            self.ordered.flush()
+        self.output.flush()
 
     def _explain(self, job: Job, error: BaseException | None) -> None:
         """Why the job failed, after its own stderr (GNU parallel shows that; the rest is
