@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asynctasklib import _cli
-from asynctasklib._cli import _inputs
+from asynctasklib._cli import _inputs, _records
 from cli_helpers import TIMEOUT, cli, run, summary, wait_for
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def test_pipe_input_pauses_and_resumes_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """More lines than the read-ahead limit; the last one has no newline."""
-    monkeypatch.setattr(_inputs.PipeLines, "_HIGH", 4)
+    monkeypatch.setattr(_records.PipeLines, "_HIGH", 4)
     read_fd, write_fd = os.pipe()
 
     def producer() -> None:
@@ -127,8 +127,8 @@ def test_input_that_fails_to_read(
         yield "a"
         raise OSError(5, "Input/output error")
 
-    source = _inputs.Source(lines(), None, None)
-    monkeypatch.setattr(_cli, "open_source", lambda opts, pipes: source)
+    source = _inputs.OpenSources([_inputs._Opened(_records.Lines(lines()))], [1])
+    monkeypatch.setattr(_cli, "open_sources", lambda opts, pipes: source)
     rc, out, err = run(capfd, "--", "echo")
     assert (rc, out) == (1, "a\n")
     assert "cannot read the inputs: [Errno 5] Input/output error" in err
@@ -148,7 +148,7 @@ def test_pipe_lines_arriving_in_pieces() -> None:
     on every read: quadratic)."""
     loop = asyncio.new_event_loop()
     try:
-        lines = _inputs.PipeLines(loop)
+        lines = _records.PipeLines(loop)
         for piece in (b"ab", b"c", b"\nd", b"e\n\nf", b"g"):
             lines.data_received(piece)
         lines.eof_received()

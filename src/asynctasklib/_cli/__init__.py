@@ -15,7 +15,8 @@ modules use; the whole package is private all the same, a client of the public A
 
 - `_errors`: exit statuses and errors; `_util`: two small helpers.
 - `_shell`: where ``{}`` stands in shell code; `_template`: the command filled per job.
-- `_options`: the command line; `_inputs`: where the inputs come from.
+- `_options`: the command line; `_sources`: the input sources it gives.
+- `_records`: one source's records; `_inputs`: each job's arguments, from the sources.
 - `_output`: the jobs' output, stored and written; `_job`: one input's job.
 - `_reap`: process groups and orphans; `_procs`: one attempt of a job, as processes.
 - `_progress`: the rich view; `_report`: the hooks' steps turned into output.
@@ -44,7 +45,7 @@ from ._errors import (
     JobFailedError,
     UsageError,
 )
-from ._inputs import Source, open_source
+from ._inputs import OpenSources, open_sources
 from ._options import Options, parse
 from ._orchestrator import Orchestrator
 from ._procs import pidfd_child_watcher
@@ -56,18 +57,18 @@ from ._util import isatty
 __all__ = ["JobFailedError", "main"]
 
 
-async def _orchestrate(opts: Options, source: Source, joblog: IO[str] | None) -> int:
+async def _orchestrate(opts: Options, source: OpenSources, joblog: IO[str] | None) -> int:
     with pidfd_child_watcher():
         return await Orchestrator(opts).run(source, joblog)
 
 
-def _dry_run(opts: Options, source: Source) -> int:
-    assert source.values is not None
+def _dry_run(opts: Options, sources: OpenSources) -> int:
     template = Template(opts.command, opts.shell)
     out = sys.stdout
+    inputs = sources.blocking_inputs()
     try:
-        for seq, value in enumerate(source.values, 1):
-            out.write(template.display(template.argv(seq, value)) + "\n")
+        for seq, args in enumerate(inputs.values(), 1):
+            out.write(template.display(template.argv(seq, 0, args)) + "\n")
         out.flush()
     except BrokenPipeError:
         return EXIT_BROKEN_PIPE
@@ -76,8 +77,7 @@ def _dry_run(opts: Options, source: Source) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
-        if source.close is not None:
-            source.close()
+        inputs.close()
     return EXIT_OK
 
 
@@ -137,18 +137,14 @@ def main(argv: list[str]) -> int:
     joblog: IO[str] | None = None
     try:
         opts = parse(argv)
-        try:
-            source = open_source(opts, pipes=not opts.dry_run)
-        except OSError as exc:
-            raise UsageError(f"--arg-file: cannot read {opts.arg_file}: {exc.strerror}") from None
+        source = open_sources(opts, pipes=not opts.dry_run)
         if opts.dry_run:
             return _dry_run(opts, source)
         if opts.joblog is not None:
             try:
                 joblog = open(opts.joblog, "w", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
             except OSError as exc:
-                if source.close is not None:
-                    source.close()
+                source.close()
                 raise UsageError(f"--joblog: cannot write {opts.joblog}: {exc.strerror}") from None
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -159,7 +155,7 @@ def main(argv: list[str]) -> int:
         if joblog is not None:
             joblog.write(JOBLOG_HEADER)
             joblog.flush()
-        if opts.inputs is None and opts.arg_file in (None, "-") and isatty(sys.stdin):
+        if any(spec.stdin for spec in opts.sources) and isatty(sys.stdin):
             print(f"{PROG}: reading inputs from the terminal (Ctrl-D to end)", file=sys.stderr)
         become_subreaper()
         opts = dataclasses.replace(opts, jobs=_fit_jobs(opts.jobs))

@@ -1,4 +1,4 @@
-"""Feeding the pool: one job per input, submitted as workers free up.
+"""Feeding the pool: a job for each input's arguments, submitted as workers free up.
 
 Inputs are read lazily: the next one only once a worker can take it. With
 ``--halt-on-error`` the jobs go in as error groups, and the first failure halts the run.
@@ -22,7 +22,7 @@ from typing import Any, Final
 from ..task import Definition, Run, State, StateHooks, Task
 from ..workflow import WorkerPool
 from ._errors import JobFailedError
-from ._inputs import NOT_YET, Lines, PipeLines
+from ._inputs import NOT_YET, Inputs
 from ._job import Job
 from ._options import Options
 from ._report import Reporter
@@ -69,7 +69,7 @@ class Feeder:
         self._halted = False
         self._stopped = False  # told to start no more jobs: no retry starts either
 
-    def start(self, lines: Lines | PipeLines) -> asyncio.Task[None]:
+    def start(self, lines: Inputs) -> asyncio.Task[None]:
         # asyncio.Task, not create_task: an eager task factory would run the feeder up to
         # its first job before the caller could stop it.
         self.task = asyncio.Task(self._feed(lines))
@@ -81,20 +81,20 @@ class Feeder:
         if self.task is not None:
             self.task.cancel()
 
-    async def _feed(self, lines: Lines | PipeLines) -> None:
+    async def _feed(self, lines: Inputs) -> None:
         """Submit one job per input, as the pool frees workers (inputs are read lazily)."""
         opts = self.opts
         try:
             while True:
                 if opts.halt_on_error:
                     await self._free_slot()
-                value = await lines.get()
-                if value is None:
+                args = await lines.get()
+                if args is None:
                     break
                 if opts.halt_on_error:
-                    await self._submit_group(self._batch(value, lines))
+                    await self._submit_group(self._batch(args, lines))
                 else:
-                    await self._submit(self._new_job(value))
+                    await self._submit(self._new_job(args))
                 if opts.delay:
                     await asyncio.sleep(opts.delay)
             self.reporter.total = self.seq
@@ -102,10 +102,11 @@ class Feeder:
         finally:
             lines.close()
 
-    def _new_job(self, value: str) -> Job:
+    def _new_job(self, args: tuple[str, ...]) -> Job:
         self.seq += 1
         seq = self.seq
-        return Job(seq, value, self.template.argv(seq, value))
+        # (slot 0: the job slot is not known before the job starts)
+        return Job(seq, args, self.template.argv(seq, 0, args))
 
     def _definition(self, job: Job) -> Definition[None]:
         """The job's definition: its task function reports the start of an attempt of
@@ -184,10 +185,10 @@ class Feeder:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _batch(self, value: str, lines: Lines | PipeLines) -> list[str]:
-        """``value`` and the inputs ready after it, up to one per free worker (one only
+    def _batch(self, args: tuple[str, ...], lines: Inputs) -> list[tuple[str, ...]]:
+        """``args`` and the inputs ready after it, up to one per free worker (one only
         with ``--delay``)."""
-        batch = [value]
+        batch = [args]
         room = 1 if self.opts.delay else self.pool.available_workers
         while len(batch) < room:
             more = lines.get_nowait()
@@ -196,8 +197,8 @@ class Feeder:
             batch.append(more)
         return batch
 
-    async def _submit_group(self, values: list[str]) -> None:
-        """Run ``values`` as one error group, in free workers.
+    async def _submit_group(self, batch: list[tuple[str, ...]]) -> None:
+        """Run the jobs of ``batch`` as one error group, in free workers.
 
         Each job is submitted as any other (its task comes back, for its done callback),
         then the group's tasks are waited for together, and the first failure among them
@@ -208,8 +209,8 @@ class Feeder:
         jobs: list[Job] = []
         tasks: list[Task[None]] = []
         try:
-            for value in values:  # (in free workers: no submit waits)
-                job = self._new_job(value)
+            for args in batch:  # (in free workers: no submit waits)
+                job = self._new_job(args)
                 tasks.append(await self._submit(job))
                 jobs.append(job)
         finally:

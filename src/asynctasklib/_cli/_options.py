@@ -15,8 +15,10 @@ from typing import Any, Final
 from .. import __version__
 from ..task import ExponentialBackoff
 from ._errors import PROG, UsageError, show
+from ._records import delimiter
 from ._shell import FIELD
-from ._template import PARALLEL_SEPARATORS, Template
+from ._sources import SEPARATORS, SourceSpec, split_sources
+from ._template import Template
 
 DEFAULT_GRACE: Final = 2.0
 FOREVER: Final = sys.maxsize  # --retries 0: GNU parallel's "n=0 means infinite"
@@ -27,8 +29,11 @@ class Options:
     """What the command line asks for, checked."""
 
     command: list[str]
-    inputs: list[str] | None  # from ::: (None: read --arg-file or stdin)
-    arg_file: str | None
+    sources: tuple[SourceSpec, ...]  # in GNU parallel's order (standard input if none)
+    delimiter: bytes  # what ends each record of a file or stream (-d, -0; a newline)
+    colsep: re.Pattern[str] | None  # --colsep: a record cut into arguments
+    max_args: int | None  # -n/-N: records per job (None: one, as given)
+    context_replace: bool  # -N (GNU parallel repeats a word with {} for each argument)
     jobs: int  # 0: as many as the open-file limit allows (-j 0)
     retries: int  # retries after the first attempt (--retries N: N - 1)
     backoff: float | Callable[[int], float]
@@ -95,17 +100,20 @@ def _jobs(text: str) -> int:
 
 def _value(text: str) -> str:
     """An option's text value: not the ::: that starts the inputs (the value is missing)."""
-    if text == ":::" or text in PARALLEL_SEPARATORS:
+    if text in SEPARATORS:
         raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
     return text
 
 
 _EPILOG = """\
-inputs: one job per input, taken from `::: a b c` after the command, from --arg-file, or
-from standard input (one per line). In the command, {} is replaced by the input and {#} by
-the job number (1-based); without {} the input is appended as the last argument. GNU
-parallel's other replacement strings ({.} {/} {//} {/.} {%} {1} {= =}...), :::: and :::+
-are not supported and refused.
+inputs, as GNU parallel takes them: each -a FILE, then each group after the command
+(`::: a b c`, `:::: FILE...`; `:::+` and `::::+` link a group to the one before), or
+standard input when none is given; one value a line (-d, -0: another delimiter). With
+several sources there is one job per combination of their values (the last varying
+fastest; linked ones go along together). --colsep cuts a value into several arguments;
+-n N gives a job N values. In the command, {} is replaced by the job's arguments and {#}
+by the job number (1-based); without {} the arguments are appended. GNU parallel's other
+replacement strings ({.} {/} {//} {/.} {%} {1} {= =}...), -X and -m are refused.
 
 no input ever runs as code: as a plain argument it goes in as it is; in shell code (the
 --shell script, or the -c script of sh, bash, dash, zsh, ksh... in the command) it is
@@ -143,12 +151,33 @@ def _parser() -> argparse.ArgumentParser:
         "count plus or minus N; N%%: N%% of the CPU count (default: the CPU count)",
     )  # fmt: skip
     p.add_argument(
-        "-a",
-        "--arg-file",
-        type=_value,
-        metavar="FILE",
-        help="read inputs from FILE, one per line ('-': stdin)",
-    )
+        "-a", "--arg-file", type=_value, action="append", default=[], metavar="FILE",
+        help="read inputs from FILE, one per line ('-': stdin); repeatable, as :::: FILE",
+    )  # fmt: skip
+    # -0 is "--null" (`_short_null`): as an option of argparse's own, it would make every
+    # negative number a flag (--grace -1, -j -2).
+    p.add_argument(
+        "--null", action="store_true", help="(or -0) inputs end with a NUL, not a newline"
+    )  # fmt: skip
+    p.add_argument(
+        "-d", "--delimiter", type=_value, metavar="DELIM",
+        help=r"inputs end with DELIM, not a newline (\t \n \r \0 \NNN: octal)",
+    )  # fmt: skip
+    p.add_argument(
+        "-C", "--colsep", type=_value, metavar="REGEX",
+        help="cut each input into arguments at REGEX (each trimmed of white space)",
+    )  # fmt: skip
+    count = _number(int, 0, strict=False)
+    p.add_argument(
+        "-n", "--max-args", type=count, metavar="N",
+        help="N inputs per job (the last takes what is left; 0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "-N", "--max-replace-args", type=count, metavar="N",
+        help="N inputs per job, as -n",
+    )  # fmt: skip
+    p.add_argument("-X", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-m", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--retries", type=_number(int, 0, strict=False), metavar="N",
         help="run a failed or timed-out job at most N times in all, as GNU parallel counts "
@@ -231,23 +260,43 @@ def _parse_backoff(spec: str, base: float | None) -> float | Callable[[int], flo
     return number if base is None else base
 
 
-def _split_inputs(words: list[str]) -> tuple[list[str], list[str] | None]:
-    """The command, and the inputs after ``:::`` (None: there are none)."""
-    if words and words[0] == "--":
-        del words[0]
-    inputs: list[str] | None = None
-    for word in words:
-        if word in PARALLEL_SEPARATORS:
+def _delimiter(ns: argparse.Namespace) -> bytes:
+    if ns.delimiter is not None and ns.null:
+        raise UsageError("-0/--null and -d/--delimiter both set the delimiter: give one")
+    if ns.null:
+        return b"\0"
+    if ns.delimiter is None:
+        return b"\n"
+    try:
+        return delimiter(ns.delimiter)
+    except ValueError as exc:
+        raise UsageError(f"-d/--delimiter: {exc}") from None
+
+
+def _colsep(text: str | None) -> re.Pattern[str] | None:
+    if text is None:
+        return None
+    if not text:
+        raise UsageError("-C/--colsep: the separator is empty")
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UsageError(f"-C/--colsep: not a regular expression: {show(text)} ({exc})") from None
+
+
+def _max_args(ns: argparse.Namespace) -> int | None:
+    for flag in ("X", "m"):
+        if getattr(ns, flag):
             raise UsageError(
-                f"GNU parallel's {word} is not supported (inputs: ::: a b c, --arg-file FILE "
-                "or standard input)"
+                f"GNU parallel's -{flag} (as many inputs as fit on one command line) is not "
+                "supported: give -n N"
             )
-    if ":::" in words:
-        cut = words.index(":::")
-        words, inputs = words[:cut], words[cut + 1 :]
-        if ":::" in inputs:
-            raise UsageError("only one ::: group of inputs is supported")
-    return words, inputs
+    if ns.max_args is not None and ns.max_replace_args is not None:
+        raise UsageError(
+            "-n/--max-args and -N/--max-replace-args both set the inputs per job: give one"
+        )
+    count: int | None = ns.max_args if ns.max_args is not None else ns.max_replace_args
+    return count
 
 
 def _retries(attempts: int | None) -> int:
@@ -258,22 +307,46 @@ def _retries(attempts: int | None) -> int:
     return FOREVER if attempts == 0 else attempts - 1
 
 
+def _short_null(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``argv`` with each option ``-0`` as ``--null`` (not an option's value: ``-j -0``)."""
+    takes_value = {
+        flag
+        for action in parser._actions  # (argparse has no public list of its options)
+        if action.nargs is None
+        for flag in action.option_strings
+    }
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        if out and out[-1] in takes_value:
+            out.append(word)
+        elif word == "--" or word == "-" or not word.startswith("-"):
+            return out + argv[i:]  # the command
+        else:
+            out.append("--null" if word == "-0" else word)
+    return out
+
+
 def parse(argv: list[str]) -> Options:
     """The options in ``argv``: `UsageError` (or argparse's SystemExit) if they are bad."""
-    ns = _parser().parse_args(argv)
-    words, inputs = _split_inputs(list(ns.command))
+    parser = _parser()
+    ns = parser.parse_args(_short_null(argv, parser))
+    words = list(ns.command)
+    if words and words[0] == "--":
+        del words[0]
+    words, sources = split_sources(words, ns.arg_file)
     if not words:
         raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
-    if inputs is not None and ns.arg_file is not None:
-        raise UsageError("give inputs either after ::: or with --arg-file, not both")
     if not ns.shell and not FIELD.search(words[0]) and shutil.which(words[0]) is None:
         hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
         raise UsageError(f"command not found: {show(words[0])}{hint}")
     Template(words, ns.shell)  # a replacement string or quoting refused: now, not per job
     return Options(
         command=words,
-        inputs=inputs,
-        arg_file=ns.arg_file,
+        sources=sources,
+        delimiter=_delimiter(ns),
+        colsep=_colsep(ns.colsep),
+        max_args=_max_args(ns),
+        context_replace=ns.max_replace_args is not None,
         jobs=ns.jobs if ns.jobs is not None else cpu_count(),
         retries=_retries(ns.retries),
         backoff=_parse_backoff(ns.backoff, ns.backoff_base),

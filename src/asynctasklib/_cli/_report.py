@@ -19,6 +19,7 @@ from ..task import TaskTimeoutError
 from ._errors import CannotStartError, show
 from ._job import Job
 from ._output import Ordered, Sink, Spool
+from ._sources import known_total
 from ._util import isatty
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class Reporter:
         self.ordered = Ordered(sink) if opts.keep_order and not opts.json else None
         self.joblog: IO[str] | None = None
         self.view: ProgressView | None = None
-        self.total: int | None = len(opts.inputs) if opts.inputs is not None else None
+        self.total = known_total(opts.sources, opts.max_args)
         self.retried = 0
         self._stats = stats
 
@@ -49,7 +50,7 @@ class Reporter:
         if attempt:
             self.retried += 1
         if self.opts.json:
-            event: dict[str, Any] = {"event": "pending", "seq": job.seq, "input": job.value}
+            event: dict[str, Any] = {"event": "pending", "seq": job.seq, "input": job.input}
             event["attempt"] = attempt
             event["time"] = when.isoformat()
             if attempt:
@@ -69,7 +70,7 @@ class Reporter:
                 {
                     "event": "started",
                     "seq": job.seq,
-                    "input": job.value,
+                    "input": job.input,
                     "attempt": job.attempts - 1,
                     "time": when.isoformat(),
                     "command": job.argv,
@@ -125,7 +126,7 @@ class Reporter:
         else:
             why = _error_text(error, job)
         tries = f" after {job.attempts} attempts" if job.attempts > 1 else ""
-        return f"job {job.seq} failed{tries}: {why} (input {show(job.value)})"
+        return f"job {job.seq} failed{tries}: {why} (input {show(job.input)})"
 
     def _ended_event(
         self,
@@ -139,7 +140,7 @@ class Reporter:
         event: dict[str, Any] = {
             "event": how,
             "seq": job.seq,
-            "input": job.value,
+            "input": job.input,
             "time": when.isoformat(),
             "attempts": job.attempts,
             "exit_code": exit_code,
@@ -159,7 +160,7 @@ class Reporter:
         assert self.joblog is not None
         exit_code, sig, duration = outcome
         self.joblog.write(
-            f"{job.seq}\t{_tsv(job.value)}\t{exit_code}\t{job.attempts}\t"
+            f"{job.seq}\t{_tsv(job.input)}\t{exit_code}\t{job.attempts}\t"
             + ("-" if job.started_at is None else f"{job.started_at:.3f}")
             + "\t"
             + ("-" if duration is None else f"{duration:.3f}")
