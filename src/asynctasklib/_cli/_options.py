@@ -134,22 +134,8 @@ process groups get SIGTERM, then SIGKILL after --grace seconds); three times: SI
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        usage="%(prog)s [OPTIONS] [--] COMMAND [ARGS...] [::: INPUT...]",
-        description="Run COMMAND once per input, in parallel, with retries, timeouts "
-        "and a live progress view.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    seconds = _number(float, 0, strict=False)
-    p.add_argument(
-        "-j", "--jobs", type=_jobs, metavar="N",
-        help="jobs to run at once; 0: as many as the open files allow; +N, -N: the CPU "
-        "count plus or minus N; N%%: N%% of the CPU count (default: the CPU count)",
-    )  # fmt: skip
+def _input_options(p: argparse.ArgumentParser) -> None:
+    """The options of the inputs: their sources, delimiters, columns, and per job."""
     p.add_argument(
         "-a", "--arg-file", type=_value, action="append", default=[], metavar="FILE",
         help="read inputs from FILE, one per line ('-': stdin); repeatable, as :::: FILE",
@@ -178,6 +164,25 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("-X", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-m", action="store_true", help=argparse.SUPPRESS)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        usage="%(prog)s [OPTIONS] [--] COMMAND [ARGS...] [::: INPUT...]",
+        description="Run COMMAND once per input, in parallel, with retries, timeouts "
+        "and a live progress view.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    seconds = _number(float, 0, strict=False)
+    p.add_argument(
+        "-j", "--jobs", type=_jobs, metavar="N",
+        help="jobs to run at once; 0: as many as the open files allow; +N, -N: the CPU "
+        "count plus or minus N; N%%: N%% of the CPU count (default: the CPU count)",
+    )  # fmt: skip
+    _input_options(p)
     p.add_argument(
         "--retries", type=_number(int, 0, strict=False), metavar="N",
         help="run a failed or timed-out job at most N times in all, as GNU parallel counts "
