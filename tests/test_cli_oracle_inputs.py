@@ -27,7 +27,7 @@ CASES: list[tuple[str, list[str], bytes]] = [
     ("three groups", [*PRINT, ":::", "a", "b", ":::", "1", "2", ":::", "x", "y"], b""),
     ("linked, unequal", [*PRINT, ":::", "a", "b", "c", ":::", "1", "2", ":::+", *"xyzw"], b""),
     ("linked, shorter", [*PRINT, ":::", "a", "b", "c", ":::+", "1", "2"], b""),
-    ("linked pairs", [*PRINT, ":::", "a", "b", ":::+", "1", "2", ":::", "x", "y", ":::+", "p", "q"], b""),
+    ("linked pairs", [*PRINT, ":::", *"ab", ":::+", *"12", ":::", *"xy", ":::+", *"pq"], b""),
     ("linked first", [*PRINT, ":::+", "a", "b"], b""),
     ("file group", [*PRINT, "::::", "A", ":::", "x", "y"], b""),
     ("file linked", [*PRINT, "::::", "A", "::::+", "B"], b""),
@@ -100,7 +100,8 @@ def test_inputs_match_gnu_parallel(
     for case, argv, data in CASES:
         stdin.write_bytes(data)
         theirs = _parallel(tmp_path, argv, stdin)
-        assert theirs[0] == 0 and (theirs[1] or case == "only an empty file"), (case, theirs)
+        assert theirs[0] == 0, (case, theirs)
+        assert theirs[1] or case == "only an empty file", (case, theirs)
         with stdin.open() as stream:
             monkeypatch.setattr(sys, "stdin", stream)
             rc = main(["-k", "-j1", *argv])
