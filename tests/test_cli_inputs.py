@@ -294,3 +294,59 @@ def test_the_number_of_jobs_is_known_for_command_line_groups() -> None:
     assert total(":::", ":::") == 0
     assert _sources.known_total(_options.parse(["-n", "2", "echo", ":::", *"abc"]).sources, 2) == 2
     assert total("::::", "f") is None
+
+
+def test_inputs_wait_for_a_pipe_on_the_loop(tmp_path: Path) -> None:
+    """Nothing in the pipe yet: not ready, for the first job as for a later one (-n 2)."""
+    read_fd, write_fd = os.pipe()
+    opts = _options.parse(["-n", "2", "echo", ":::", "a", ":::", "x", "::::", "-"])
+
+    async def main() -> list[tuple[str, ...] | None]:
+        with os.fdopen(read_fd, "rb") as stdin, contextlib.ExitStack() as stack:
+            sys_stdin = sys.stdin
+            sys.stdin = stdin
+            stack.callback(setattr, sys, "stdin", sys_stdin)
+            inputs = await _inputs.open_inputs(_inputs.open_sources(opts, pipes=True))
+            stack.callback(inputs.close)
+            assert inputs.get_nowait() is _inputs.NOT_YET
+            os.write(write_fd, b"1\n")
+            await asyncio.wait_for(inputs._readers[2].ready(), TIMEOUT)
+            assert inputs.get_nowait() is _inputs.NOT_YET  # one record of the two, so far
+            os.write(write_fd, b"2\n3\n")
+            os.close(write_fd)
+            first = await inputs.get()
+            return [first, await inputs.get(), await inputs.get()]
+
+    assert asyncio.run(main()) == [("a", "x", "1", "a", "x", "2"), ("a", "x", "3"), None]
+
+
+def test_sources_opened_are_closed_if_a_pipe_cannot_be_read_on_the_loop(tmp_path: Path) -> None:
+    regular = tmp_path / "f"
+    regular.write_text("x\n")
+    opts = _options.parse(["echo", "::::", str(regular), str(regular)])
+    sources = _inputs.open_sources(opts, pipes=True)
+    # the second as if it were a pipe: the loop refuses a regular file
+    second = sources.opened[1]
+    assert second.lines is not None
+    stream = open(regular, "rb")  # noqa: SIM115 - closed by the source
+    sources.opened[1] = _inputs._Opened(None, stream.fileno(), stream.close, "f")
+    second.lines.close()
+    with pytest.raises(ValueError, match="pipe"):
+        asyncio.run(_inputs.open_inputs(sources))
+    assert stream.closed
+    assert _open_files(regular) == []
+
+
+def test_a_pipe_not_read_is_closed_when_the_joblog_cannot_be_written(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    ours = os.open(fifo, os.O_RDWR)  # (a fifo's reader waits in open() for a writer)
+    try:
+        rc, _, err = run(capfd, "--joblog", str(tmp_path / "no" / "log"), "-a", str(fifo), "echo")
+        assert rc == 2
+        assert "--joblog: cannot write" in err
+        assert _open_files(fifo) == [str(fifo)]  # only ours
+    finally:
+        os.close(ours)

@@ -131,9 +131,13 @@ async def _on_loop(source: _Opened) -> PipeLines:
     loop = asyncio.get_running_loop()
     was_blocking = os.get_blocking(fd)
     pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
-    _, reader = await loop.connect_read_pipe(
-        lambda: PipeLines(loop, source.name, source.delim), pipe
-    )
+    try:
+        _, reader = await loop.connect_read_pipe(
+            lambda: PipeLines(loop, source.name, source.delim), pipe
+        )
+    except BaseException:
+        pipe.close()
+        raise
     close = reader.close
 
     def close_and_restore() -> None:
@@ -237,14 +241,12 @@ class _Product:
         if self._done:
             return None
         chains = self._chains
-        if self._index is None:  # the first: a record of every source
+        if self._index is None:  # the first: a record of every source (none is None)
             for chain in chains:
                 first = chain.at(0)
                 if first is NOT_YET:
                     self.blocked = chain.blocked
                     return NOT_YET
-                if first is None:
-                    return self._stop()
             if all(source.padded for source in self.padded):
                 return self._stop()  # every source is empty: no job at all
             self._index = [0] * len(chains)
