@@ -20,7 +20,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -58,9 +58,9 @@ class OpenSources:
 
     def blocking_inputs(self) -> Inputs:
         """The inputs, when every source was opened without ``pipes`` (`open_sources`)."""
-        readers = [source.lines for source in self.opened]
-        assert all(readers), "a pipe needs open_inputs, on the event loop"
-        return _inputs_of(self, readers)  # type: ignore[arg-type]
+        readers: list[Lines | PipeLines] = [s.lines for s in self.opened if s.lines is not None]
+        assert len(readers) == len(self.opened), "a pipe is read by open_inputs, on the loop"
+        return _inputs_of(self, readers)
 
     def close(self) -> None:
         for source in self.opened:
@@ -322,12 +322,14 @@ class Inputs:
             await self._product.blocked.ready()
         return args  # type: ignore[no-any-return]
 
-    def values(self) -> Any:
+    def values(self) -> Iterator[tuple[str, ...]]:
         """The arguments one by one, for blocking sources only (``--dry-run``)."""
         while (args := self.get_nowait()) is not None:
-            if args is NOT_YET:  # (a blocking source is only not ready after an error)
-                assert isinstance(self._product.blocked, Lines)
-                self._product.blocked.raise_error()
+            if args is NOT_YET:
+                blocked = self._product.blocked
+                assert isinstance(blocked, Lines)
+                blocked.raise_error()  # (a blocking source is only not ready after an error)
+                raise AssertionError("a blocking source is not ready")  # pragma: no cover
             yield args
 
     def close(self) -> None:
