@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from asynctasklib import _cli
 from asynctasklib._cli import _inputs, _options, _records, _sources
-from cli_helpers import TIMEOUT, cli, run, summary, wait_for
+from cli_helpers import TIMEOUT, cli, joblog_rows, run, summary, wait_for
 
 
 def test_inputs_after_triple_colon(capfd: pytest.CaptureFixture[str]) -> None:
@@ -350,3 +351,18 @@ def test_a_pipe_not_read_is_closed_when_the_joblog_cannot_be_written(
         assert _open_files(fifo) == [str(fifo)]  # only ours
     finally:
         os.close(ours)
+
+
+def test_a_job_of_several_args_is_reported_with_them_joined(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "log"
+    rc, out, err = run(
+        capfd, "--json", "--joblog", str(log), "-k", "--", "sh", "-c", "exit 3",
+        ":::", "a", ":::", "1", "2 x",
+    )  # fmt: skip
+    assert rc == 1
+    ends = [e for e in map(json.loads, out.splitlines()) if "attempts" in e]
+    assert sorted((e["seq"], e["input"]) for e in ends) == [(1, "a 1"), (2, "a 2 x")]
+    assert sorted((row[0], row[1]) for row in joblog_rows(log)) == [("1", "a 1"), ("2", "a 2 x")]
+    assert "job 2 failed: exit code 3 (input 'a 2 x')" in err

@@ -169,7 +169,7 @@ def _input_options(p: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        usage="%(prog)s [OPTIONS] [--] COMMAND [ARGS...] [::: INPUT...]",
+        usage="%(prog)s [OPTIONS] [--] COMMAND [ARGS...] [::: INPUT... | :::: FILE...]...",
         description="Run COMMAND once per input, in parallel, with retries, timeouts "
         "and a live progress view.",
         epilog=_EPILOG,
