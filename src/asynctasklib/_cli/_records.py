@@ -164,7 +164,7 @@ def text_reader(stream: IO[str]) -> Callable[[int], bytes]:
 
 
 class Lines:
-    """Records from an iterator: ``await get()`` gives the next one, None at the end."""
+    """Records from an iterator: ``get_nowait()`` gives the next one, None at the end."""
 
     def __init__(self, values: Iterator[str], close: Callable[[], None] | None = None) -> None:
         self._values = values
