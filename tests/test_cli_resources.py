@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from asynctasklib._cli import _errors, _inputs, _orchestrator, _output, _procs
+from asynctasklib._cli import _errors, _inputs, _orchestrator, _output, _procs, _records
 from cli_helpers import PY, TIMEOUT, pid_gone, run, summary, wait_for
 
 # -- signals before the feeder exists ----------------------------------------------------
@@ -55,15 +55,15 @@ def test_a_signal_before_the_feeder_starts_stops_the_run(
                 future.set_result(None)
 
     monkeypatch.setattr(_orchestrator.Orchestrator, handler, spy)
-    open_lines = _inputs.open_lines  # (what _orchestrator imported by name, patched there below)
+    open_inputs = _inputs.open_inputs  # (what _orchestrator imported by name, patched there)
 
-    async def lines_after_a_signal(source: _inputs.Source) -> Any:
+    async def lines_after_a_signal(source: _inputs.OpenSources) -> Any:
         handled.append(asyncio.get_running_loop().create_future())
         os.kill(os.getpid(), sig)
         await handled[0]  # the run's own handler has run
-        return await open_lines(source)
+        return await open_inputs(source)
 
-    monkeypatch.setattr(_orchestrator, "open_lines", lines_after_a_signal)
+    monkeypatch.setattr(_orchestrator, "open_inputs", lines_after_a_signal)
     marker = tmp_path / "ran"
     rc, _, err = run(capfd, "--", "sh", "-c", f'echo "$0" >> "{marker}"', ":::", "a", "b")
     assert rc == code
@@ -138,7 +138,7 @@ def test_a_line_too_long_for_an_argument_is_refused_before_it_is_read_whole(
         name = "standard input"
     assert rc == 2, err
     assert out == "ok\n"  # the line before it ran
-    assert f"error: {name}: line 2 is longer than {_inputs.MAX_LINE} bytes" in err
+    assert f"error: {name}: line 2 is longer than {_records.MAX_LINE} bytes" in err
     assert "1 jobs: 1 done" in summary(err)
     assert peak < baseline_kib + 4 * MIB, (peak, baseline_kib)
 
@@ -173,7 +173,7 @@ class _Transport(asyncio.ReadTransport):
 def test_pipe_lines_pause_on_bytes_and_refuse_an_overlong_line() -> None:
     loop = asyncio.new_event_loop()
     try:
-        lines = _inputs.PipeLines(loop, "the pipe")
+        lines = _records.PipeLines(loop, "the pipe")
         transport = _Transport()
         lines.connection_made(transport)
         line = b"z" * 60_000 + b"\n"
@@ -189,35 +189,35 @@ def test_pipe_lines_pause_on_bytes_and_refuse_an_overlong_line() -> None:
         for _ in range(sent):
             lines.get_nowait()
         # an overlong line in one piece, after a good one: that one is given, then the error
-        lines.data_received(b"good\n" + b"w" * (_inputs.MAX_LINE + 1) + b"\nnever\n")
+        lines.data_received(b"good\n" + b"w" * (_records.MAX_LINE + 1) + b"\nnever\n")
         assert transport.closed
         assert lines.get_nowait() == "good"
-        assert lines.get_nowait() is _inputs.NOT_YET  # (get raises: a batch so far still runs)
+        assert lines.get_nowait() is _records.NOT_YET  # (ready raises: a batch so far still runs)
         with pytest.raises(_errors.InputError, match=r"the pipe: line \d+ is longer"):
-            loop.run_until_complete(lines.get())
+            loop.run_until_complete(lines.ready())
         lines.data_received(b"late\n")  # (what was in flight) is dropped
         lines.connection_lost(None)
         with pytest.raises(_errors.InputError):
-            loop.run_until_complete(lines.get())
+            loop.run_until_complete(lines.ready())
         # a line just at the limit is taken; one byte more, split over reads, is not
-        lines = _inputs.PipeLines(loop)
+        lines = _records.PipeLines(loop)
         lines.connection_made(_Transport())
-        lines.data_received(b"v" * _inputs.MAX_LINE + b"\nu")
-        assert lines.get_nowait() == "v" * _inputs.MAX_LINE
-        lines.data_received(b"u" * (_inputs.MAX_LINE - 1))
-        assert lines.get_nowait() is _inputs.NOT_YET
+        lines.data_received(b"v" * _records.MAX_LINE + b"\nu")
+        assert lines.get_nowait() == "v" * _records.MAX_LINE
+        lines.data_received(b"u" * (_records.MAX_LINE - 1))
+        assert lines.get_nowait() is _records.NOT_YET
         lines.data_received(b"uu\n")  # the line ends one byte too long
         with pytest.raises(_errors.InputError, match="standard input: line 2 "):
-            loop.run_until_complete(lines.get())
-        lines = _inputs.PipeLines(loop)
-        lines.data_received(b"t" * (_inputs.MAX_LINE + 1))  # no newline at all
+            loop.run_until_complete(lines.ready())
+        lines = _records.PipeLines(loop)
+        lines.data_received(b"t" * (_records.MAX_LINE + 1))  # no newline at all
         with pytest.raises(_errors.InputError, match="line 1 "):
-            loop.run_until_complete(lines.get())
-        lines = _inputs.PipeLines(loop)
-        lines.data_received(b"a\n" + b"s" * (_inputs.MAX_LINE + 1))  # the tail of a read
+            loop.run_until_complete(lines.ready())
+        lines = _records.PipeLines(loop)
+        lines.data_received(b"a\n" + b"s" * (_records.MAX_LINE + 1))  # the tail of a read
         assert lines.get_nowait() == "a"
         with pytest.raises(_errors.InputError, match="line 2 "):
-            loop.run_until_complete(lines.get())
+            loop.run_until_complete(lines.ready())
     finally:
         loop.close()
 
@@ -225,7 +225,7 @@ def test_pipe_lines_pause_on_bytes_and_refuse_an_overlong_line() -> None:
 def test_overlong_lines_from_files_and_text_streams(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    limit = _inputs.MAX_LINE
+    limit = _records.MAX_LINE
     args = tmp_path / "args"
     args.write_bytes(b"a\n" + b"q" * limit + b"\n" + b"q" * (limit + 1) + b"\nb\n")
     rc, out, err = run(capfd, "--dry-run", "-a", str(args), "--", "echo")
@@ -266,6 +266,7 @@ def test_memory_grows_with_the_bytes_of_output_not_the_number_of_writes() -> Non
     finally:
         tracemalloc.stop()
         loop.close()
+    assert isinstance(capture.out, _output.Spool)  # (grouped output: the default)
     assert capture.out.getvalue() == b"".join(b"%d\n" % (i % 10) for i in range(40_000))
     assert peak < 400_000, peak
     # the count is honest: what is held, its overhead included (and a little more)

@@ -179,9 +179,9 @@ def test_quoting_property_every_context_every_shell(value: bytes) -> None:
     text = os.fsdecode(value)
     expected = b"".join(expect(value) + b"\0" for _, expect in CONTEXTS)
     with tempfile.TemporaryDirectory() as cwd:
-        runs = [_template.Template([SCRIPT], shell=True).argv(1, text)]
+        runs = [_template.Template([SCRIPT], shell=True).argv(1, 0, [text])]
         for shell in SHELLS:
-            runs.append(_template.Template([shell, "-c", SCRIPT], shell=False).argv(1, text))
+            runs.append(_template.Template([shell, "-c", SCRIPT], shell=False).argv(1, 0, [text]))
         for argv in runs:
             done = subprocess.run(argv, cwd=cwd, capture_output=True, timeout=TIMEOUT)
             assert (argv[0], done.stdout, done.stderr) == (argv[0], expected, b"")
@@ -195,7 +195,7 @@ def test_shells_with_other_quoting_rules_are_refused(capfd: pytest.CaptureFixtur
         _template.Template(["env", "/bin/csh", "-c", "echo {}"], shell=False)
     # As an argument it is fine (no shell reads it as code).
     opts = _template.Template(["fish", "-c", "echo $argv", "{}"], shell=False)
-    assert opts.argv(1, "$(x)") == ["fish", "-c", "echo $argv", "$(x)"]
+    assert opts.argv(1, 0, ["$(x)"]) == ["fish", "-c", "echo $argv", "$(x)"]
 
 
 def test_quoting_helpers() -> None:

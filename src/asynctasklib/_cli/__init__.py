@@ -15,7 +15,8 @@ modules use; the whole package is private all the same, a client of the public A
 
 - `_errors`: exit statuses and errors; `_util`: two small helpers.
 - `_shell`: where ``{}`` stands in shell code; `_template`: the command filled per job.
-- `_options`: the command line; `_inputs`: where the inputs come from.
+- `_options`: the command line; `_sources`: the input sources it gives.
+- `_records`: one source's records; `_inputs`: each job's arguments, from the sources.
 - `_output`: the jobs' output, stored and written; `_job`: one input's job.
 - `_reap`: process groups and orphans; `_procs`: one attempt of a job, as processes.
 - `_progress`: the rich view; `_report`: the hooks' steps turned into output.
@@ -47,7 +48,7 @@ from ._errors import (
     JobFailedError,
     UsageError,
 )
-from ._inputs import Source, open_source
+from ._inputs import OpenSources, open_sources
 from ._job import Job
 from ._options import Options, parse
 from ._orchestrator import Orchestrator
@@ -55,30 +56,31 @@ from ._output import tagged
 from ._procs import pidfd_child_watcher
 from ._reap import become_subreaper
 from ._results import Tagger, prepare
+from ._sources import SourceSpec
 from ._util import isatty
 
 __all__ = ["JobFailedError", "main"]
 
 
 async def _orchestrate(
-    opts: Options, skip: frozenset[int], source: Source, joblog: IO[str] | None
+    opts: Options, skip: frozenset[int], source: OpenSources, joblog: IO[str] | None
 ) -> int:
     with pidfd_child_watcher():
         return await Orchestrator(opts, skip).run(source, joblog)
 
 
-def _dry_run(opts: Options, skip: frozenset[int], source: Source) -> int:
-    assert source.values is not None
+def _dry_run(opts: Options, skip: frozenset[int], sources: OpenSources) -> int:
     template = _joblog.template_for(opts)
     tag = Tagger(opts.tag)
     out = sys.stdout
+    inputs = sources.blocking_inputs()
     try:
-        for seq, value in enumerate(source.values, 1):
+        for seq, args in enumerate(inputs.values(), 1):
             if seq in skip:
                 continue
-            argv = template.argv(seq, value)
+            argv = template.argv(seq, 0, args)
             line = (template.display(argv) + "\n").encode(errors="surrogateescape")
-            line = b"".join(tagged([line], tag(Job(seq, value, argv))))
+            line = b"".join(tagged([line], tag(Job(seq, args, argv))))
             out.write(line.decode(errors="surrogateescape"))
         out.flush()
     except BrokenPipeError:
@@ -88,8 +90,7 @@ def _dry_run(opts: Options, skip: frozenset[int], source: Source) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
-        if source.close is not None:
-            source.close()
+        inputs.close()
     return EXIT_OK
 
 
@@ -160,8 +161,6 @@ def _previous(opts: Options) -> tuple[Options, frozenset[int], bool]:
         raise UsageError(f"--joblog: cannot read {opts.joblog}: {exc.strerror}") from None
     previous = _joblog.read(opts.joblog, text)
     if previous is None:
-        if opts.retry_failed:  # nothing to retry
-            opts = dataclasses.replace(opts, inputs=[])
         return opts, frozenset(), opts.joblog_append
     if opts.resume:
         return opts, frozenset(previous.logged), True
@@ -171,7 +170,10 @@ def _previous(opts: Options) -> tuple[Options, frozenset[int], bool]:
     commands = [previous.commands.get(seq, "") for seq in numbers]
     # the jobs that succeeded, and the numbers without a row: nothing to run again there
     skip = previous.succeeded | (set(numbers) - previous.commands.keys())
-    return dataclasses.replace(opts, inputs=commands), frozenset(skip), True
+    # (one source of whole lines: no --colsep or -n cuts a command line)
+    lines = (SourceSpec("--retry-failed", values=tuple(commands)),)
+    opts = dataclasses.replace(opts, sources=lines, colsep=None, max_args=None)
+    return opts, frozenset(skip), True
 
 
 def _open_joblog(opts: Options, append: bool) -> IO[str] | None:
@@ -202,17 +204,13 @@ def main(argv: list[str]) -> int:
         opts = parse(argv)
         opts, skip, append = _previous(opts)
         prepare(opts)  # the directory of --results or --files
-        try:
-            source = open_source(opts, pipes=not opts.dry_run)
-        except OSError as exc:
-            raise UsageError(f"--arg-file: cannot read {opts.arg_file}: {exc.strerror}") from None
+        source = open_sources(opts, pipes=not opts.dry_run)
         if opts.dry_run:
             return _dry_run(opts, skip, source)
         try:
             joblog = _open_joblog(opts, append)
         except UsageError:
-            if source.close is not None:
-                source.close()
+            source.close()
             raise
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -220,7 +218,7 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a bad option (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        if opts.inputs is None and opts.arg_file in (None, "-") and isatty(sys.stdin):
+        if any(spec.stdin for spec in opts.sources) and isatty(sys.stdin):
             print(f"{PROG}: reading inputs from the terminal (Ctrl-D to end)", file=sys.stderr)
         become_subreaper()
         opts = dataclasses.replace(opts, jobs=_fit_jobs(opts.jobs))

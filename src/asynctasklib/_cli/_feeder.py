@@ -1,4 +1,4 @@
-"""Feeding the pool: one job per input, submitted as workers free up.
+"""Feeding the pool: a job for each input's arguments, submitted as workers free up.
 
 Inputs are read lazily: the next one only once a worker can take it (all at once for
 ``--halt ...=N%``, which needs their number). ``--resume`` and its kin skip the jobs whose
@@ -24,7 +24,7 @@ from ..task import Definition, Run, State, StateHooks, Task, TaskTimeoutError
 from ..workflow import WorkerPool
 from ._errors import JobFailedError
 from ._halt import Halt
-from ._inputs import Lines, PipeLines
+from ._inputs import Inputs
 from ._job import Job
 from ._joblog import CommandLines
 from ._options import Options
@@ -39,6 +39,19 @@ _now = datetime.now
 # job's own would cost some 45 microseconds a job (checking its hook's signature), this
 # about nothing.
 _JOB: ContextVar[Job] = ContextVar("asynctasklib_cli_job")
+
+
+class _AllRead:
+    """The inputs, all read before the first job starts (``--halt ...=N%``)."""
+
+    def __init__(self, values: list[tuple[str, ...]]) -> None:
+        self._values = iter(values)
+
+    async def get(self) -> tuple[str, ...] | None:
+        return next(self._values, None)
+
+    def close(self) -> None:
+        pass
 
 
 class Feeder:
@@ -76,7 +89,7 @@ class Feeder:
         )
         self._stopped = False  # told to start no more jobs: no retry starts either
 
-    def start(self, lines: Lines | PipeLines) -> asyncio.Task[None]:
+    def start(self, lines: Inputs) -> asyncio.Task[None]:
         # asyncio.Task, not create_task: an eager task factory would run the feeder up to
         # its first job before the caller could stop it.
         self.task = asyncio.Task(self._feed(lines))
@@ -102,21 +115,22 @@ class Feeder:
         for task in self.pool.tasks():
             task.cancel()
 
-    async def _feed(self, lines: Lines | PipeLines) -> None:
+    async def _feed(self, inputs: Inputs) -> None:
         """Submit one job per input, as the pool frees workers (inputs are read lazily)."""
         opts = self.opts
+        lines: Inputs | _AllRead = inputs
         try:
             if opts.halt is not None and opts.halt.pct is not None:
-                lines = await self._read_all(lines)
+                lines = await self._read_all(inputs)
             while True:
-                value = await lines.get()
-                if value is None:
+                args = await lines.get()
+                if args is None:
                     break
                 self.seq += 1
                 if self.seq in self.skip:
                     self.reporter.skip(self.seq)
                     continue
-                await self._submit(self._new_job(self.seq, value))
+                await self._submit(self._new_job(self.seq, args))
                 if opts.delay:
                     await asyncio.sleep(opts.delay)
             self.reporter.total = self.seq
@@ -124,20 +138,21 @@ class Feeder:
         finally:
             lines.close()
 
-    async def _read_all(self, lines: Lines | PipeLines) -> Lines:
+    async def _read_all(self, lines: Inputs) -> _AllRead:
         """Every input, read now: ``--halt ...=N%`` counts the jobs first, as GNU
         parallel does."""
-        values: list[str] = []
+        values: list[tuple[str, ...]] = []
         try:
-            while (value := await lines.get()) is not None:
-                values.append(value)
+            while (args := await lines.get()) is not None:
+                values.append(args)
         finally:
             lines.close()
         self.halt.total = self.reporter.total = len(values)
-        return Lines(iter(values))
+        return _AllRead(values)
 
-    def _new_job(self, seq: int, value: str) -> Job:
-        return Job(seq, value, self.template.argv(seq, value))
+    def _new_job(self, seq: int, args: tuple[str, ...]) -> Job:
+        # (slot 0: the job slot is not known before the job starts)
+        return Job(seq, args, self.template.argv(seq, 0, args))
 
     def _definition(self, job: Job) -> Definition[None]:
         """The job's definition: its task function reports the start of an attempt of

@@ -1,7 +1,15 @@
-"""The inputs of ``asynctasklib run``: the ``:::`` list, a file, or a pipe read on the loop.
+"""The inputs of ``asynctasklib run``: each job's arguments, from one or more sources.
 
-Inputs are taken one by one as jobs start. A pipe or a terminal is read without blocking
-the event loop, with back-pressure: reading pauses while many lines wait to be taken.
+The sources are, in this order, each ``-a FILE`` and then each group after the command
+(``::: words``, ``:::: files``; ``:::+`` and ``::::+`` link a source to the one before it),
+or standard input when none is given. As GNU parallel does, the jobs are every
+combination of the sources' records, the last source varying fastest; linked sources go
+along together (the shortest ends them). A source with no record at all counts as one
+empty record, unless every source is empty (then there is no job). With ``--colsep`` a
+record is cut into several arguments; with ``-n``/``-N`` a job takes N records.
+
+Everything is read lazily, as jobs start: the first source is read as it goes and
+forgotten, the others are kept as they are read (every combination needs them again).
 """
 
 from __future__ import annotations
@@ -9,233 +17,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import stat
 import sys
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
-from ._errors import InputError
-from ._util import resolve
+from ._errors import UsageError
+from ._records import NOT_YET, Lines, PipeLines, read_records, text_reader
+from ._sources import STDIN, SourceSpec
 
 if TYPE_CHECKING:
     from ._options import Options
 
-NOT_YET: Final[Any] = object()  # get_nowait(): no value ready yet
+__all__ = ["NOT_YET", "Inputs", "OpenSources", "open_inputs", "open_sources"]
+
+_SPACE: Final = " \t\n\r\f\v"  # what GNU parallel's --colsep trims (Perl's \s)
 
 
-class Lines:
-    """Input values from an iterator: ``await get()`` gives the next one, None at the end."""
+@dataclass(slots=True)
+class _Opened:
+    """One source opened: a blocking iterator of records, or a pipe to read on the loop."""
 
-    def __init__(self, values: Iterator[str], close: Callable[[], None] | None = None) -> None:
-        self._values = values
-        self._close = close
-        self._error: Exception | None = None
-
-    def get_nowait(self) -> Any:
-        """The next value, None at the end, or ``NOT_YET`` if none is ready (after an
-        error: `get` raises it, so that the values taken before it still run)."""
-        if self._error is not None:
-            return NOT_YET
-        try:
-            return next(self._values, None)
-        except Exception as exc:
-            self._error = exc
-            return NOT_YET
-
-    async def get(self) -> str | None:
-        value = self.get_nowait()
-        if value is NOT_YET:
-            assert self._error is not None
-            raise self._error
-        return value  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        if self._close is not None:
-            self._close()
-            self._close = None
+    lines: Lines | None
+    pipe_fd: int | None = None
+    close: Callable[[], None] | None = None
+    name: str = STDIN
+    delim: bytes = b"\n"
 
 
-_MAX_ARG_STRLEN: Final = 131072  # Linux: the most bytes one argument takes, with its NUL
+@dataclass(slots=True)
+class OpenSources:
+    """The sources opened (`open_sources`), to become the `Inputs` (`open_inputs`)."""
 
+    opened: list[_Opened]
+    chains: list[int]  # the number of sources in each linked chain, in order
+    colsep: re.Pattern[str] | None = None
+    max_args: int | None = None
 
-def _max_line() -> int:
-    """The longest input line taken, in bytes: what one argument of a command can hold
-    (131071 bytes; less if the system's whole argument limit, ARG_MAX, is smaller)."""
-    try:
-        arg_max = os.sysconf("SC_ARG_MAX")
-    except (AttributeError, ValueError, OSError):  # pragma: no cover - no such sysconf
-        arg_max = -1
-    return min(arg_max if arg_max > 0 else _MAX_ARG_STRLEN, _MAX_ARG_STRLEN) - 1
-
-
-MAX_LINE: Final = _max_line()
-
-
-def _too_long(name: str, number: int) -> InputError:
-    return InputError(
-        f"{name}: line {number} is longer than {MAX_LINE} bytes, the most one argument "
-        "of a command can hold; no more inputs are read"
-    )
-
-
-class PipeLines(asyncio.Protocol):
-    """Input lines from a pipe or terminal, read without blocking the event loop.
-
-    Reading pauses while ``_HIGH`` lines or ``_HIGH_BYTES`` bytes wait to be taken: input
-    is read as jobs start. A line longer than `MAX_LINE` stops the reading as soon as it
-    gets that long; the lines before it are given, then `get` raises `InputError`.
-    """
-
-    _HIGH = 4096
-    _HIGH_BYTES = 1 << 20
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, name: str = "standard input") -> None:
-        self._loop = loop
-        self._name = name
-        self._lines: deque[bytes] = deque()
-        self._queued = 0  # bytes in _lines, a newline each included
-        self._partial: list[bytes] = []  # the start of a line not ended yet, in pieces
-        self._partial_len = 0
-        self._number = 0  # lines received so far
-        self._error: InputError | None = None
-        self._eof = False
-        self._paused = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._transport: asyncio.ReadTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # connect_read_pipe gives a read transport; uvloop's is not an asyncio.ReadTransport
-        # subclass, so this is a cast, not an isinstance check.
-        self._transport = cast("asyncio.ReadTransport", transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self._error is not None:
-            return
-        if b"\n" not in data:  # (a long line: kept in pieces, joined once, not each time)
-            self._partial.append(data)
-            self._partial_len += len(data)
-            if self._partial_len > MAX_LINE:
-                self._refuse()
-            return
-        first, *lines, rest = data.split(b"\n")
-        partial = self._partial
-        lines.insert(0, b"".join(partial) + first if partial else first)
-        if self._partial_len + len(data) > MAX_LINE:  # (else no line here can be too long)
-            for i, line in enumerate(lines):
-                if len(line) > MAX_LINE:
-                    self._take(lines[:i])
-                    self._refuse()
-                    return
-            if len(rest) > MAX_LINE:
-                self._take(lines)
-                self._refuse()
-                return
-        self._take(lines, self._partial_len + len(data) - len(rest))
-        self._partial = [rest] if rest else []
-        self._partial_len = len(rest)
-        if (
-            (len(self._lines) > self._HIGH or self._queued > self._HIGH_BYTES)
-            and not self._paused
-            and self._transport is not None
-        ):
-            self._paused = True
-            self._transport.pause_reading()
-        self._wake()
-
-    def _take(self, lines: list[bytes], size: int | None = None) -> None:
-        """Queue complete ``lines``, ``size`` bytes with their newlines (None: count)."""
-        self._lines.extend(lines)
-        self._number += len(lines)
-        self._queued += sum(map(len, lines)) + len(lines) if size is None else size
-
-    def _refuse(self) -> None:
-        """The next line is too long: stop reading; `get` raises once the lines before it
-        are taken."""
-        self._error = _too_long(self._name, self._number + 1)
-        self._partial = []
-        self._partial_len = 0
-        if self._transport is not None:
-            self._transport.close()
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self._end()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._end()
-
-    def _end(self) -> None:
-        if self._partial:
-            self._take([b"".join(self._partial)])
-            self._partial = []
-            self._partial_len = 0
-        self._eof = True
-        self._wake()
-
-    def _wake(self) -> None:
-        resolve(self._waiter)
-
-    def get_nowait(self) -> Any:
-        lines = self._lines
-        if lines:
-            line = lines.popleft()
-            self._queued -= len(line) + 1
-            if (
-                self._paused
-                and len(lines) < self._HIGH // 2
-                and self._queued < self._HIGH_BYTES // 2
-                and self._transport is not None
-            ):
-                self._paused = False
-                self._transport.resume_reading()
-            return os.fsdecode(line)
-        return None if self._eof and self._error is None else NOT_YET
-
-    async def get(self) -> str | None:
-        while True:
-            value = self.get_nowait()
-            if value is not NOT_YET:
-                return value  # type: ignore[no-any-return]
-            if self._error is not None:  # (not from get_nowait: see Lines.get_nowait)
-                raise self._error
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+    def blocking_inputs(self) -> Inputs:
+        """The inputs, when every source was opened without ``pipes`` (`open_sources`)."""
+        readers: list[Lines | PipeLines] = [s.lines for s in self.opened if s.lines is not None]
+        assert len(readers) == len(self.opened), "a pipe is read by open_inputs, on the loop"
+        return _inputs_of(self, readers)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-
-
-def _binary_lines(stream: IO[bytes], name: str) -> Iterator[str]:
-    """The lines of ``stream``; `InputError` for one longer than `MAX_LINE` bytes, once
-    that much of it is read (not the whole of it: it may have no end)."""
-    number = 0
-    while line := stream.readline(MAX_LINE + 1):
-        number += 1
-        if line.endswith(b"\n"):
-            line = line[:-1]
-        elif len(line) > MAX_LINE:
-            raise _too_long(name, number)
-        yield os.fsdecode(line)
-
-
-def _text_lines(stream: IO[str], name: str) -> Iterator[str]:
-    """As `_binary_lines`, for a stream without a file descriptor (counted in characters)."""
-    number = 0
-    while line := stream.readline(MAX_LINE + 1):
-        number += 1
-        if line.endswith("\n"):
-            line = line[:-1]
-        elif len(line) > MAX_LINE:
-            raise _too_long(name, number)
-        yield line
+        for source in self.opened:
+            if source.lines is not None:
+                source.lines.close()
+            elif source.close is not None:
+                source.close()
 
 
 def _stdin_fd() -> int | None:
@@ -245,54 +77,67 @@ def _stdin_fd() -> int | None:
         return None
 
 
-@dataclass(slots=True)
-class Source:
-    """Where the inputs come from: a blocking iterator, or a pipe to read on the loop."""
-
-    values: Iterator[str] | None
-    pipe_fd: int | None = None
-    close: Callable[[], None] | None = None
-    name: str = "standard input"  # for messages
-
-
-def open_source(opts: Options, *, pipes: bool) -> Source:
-    """Open the inputs (OSError if the arg file cannot be read).
-
-    With ``pipes``, a pipe or terminal is left to read on the event loop, so that a slow
-    producer never blocks it; regular files are read with blocking reads (they never wait).
-    """
-    if opts.inputs is not None:
-        return Source(iter(opts.inputs))
-    name = "standard input"
-    if opts.arg_file is not None and opts.arg_file != "-":
-        name = opts.arg_file
-        stream = open(opts.arg_file, "rb")  # noqa: SIM115  # closed by Source.close
+def _open_one(spec: SourceSpec, delim: bytes, pipes: bool) -> _Opened:
+    """Open one source (OSError if its file cannot be read)."""
+    if spec.values is not None:
+        return _Opened(Lines(iter(spec.values)))
+    name = spec.name
+    if spec.path not in (None, "-"):
+        assert spec.path is not None
+        stream = open(spec.path, "rb")  # noqa: SIM115  # closed by its Lines or reader
     else:
         fd = _stdin_fd()
         if fd is None:
-            return Source(_text_lines(sys.stdin, name))
+            return _Opened(Lines(read_records(text_reader(sys.stdin), delim, name)))
         stream = open(fd, "rb", closefd=False)  # noqa: SIM115
     fd = stream.fileno()
     mode = os.fstat(fd).st_mode
     # Only these can wait for input, and can be polled; /dev/null and regular files
     # cannot (epoll refuses them) and never block.
     if pipes and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
-        return Source(None, fd, stream.close, name)
-    return Source(_binary_lines(stream, name), None, stream.close, name)
+        return _Opened(None, fd, stream.close, name, delim)
+    return _Opened(Lines(read_records(stream.read1, delim, name), stream.close), name=name)
 
 
-async def open_lines(source: Source) -> Lines | PipeLines:
-    """The inputs, to be taken one by one as jobs start."""
+def open_sources(opts: Options, *, pipes: bool) -> OpenSources:
+    """Open every source (`UsageError` naming a file that cannot be read).
+
+    With ``pipes``, a pipe or terminal is left to read on the event loop, so that a slow
+    producer never blocks it; regular files are read with blocking reads (they never wait).
+    """
+    sources = OpenSources([], [], opts.colsep, opts.max_args)
+    try:
+        for spec in opts.sources:
+            try:
+                sources.opened.append(_open_one(spec, opts.delimiter, pipes))
+            except OSError as exc:
+                raise UsageError(f"{spec.given}: cannot read {spec.path}: {exc.strerror}") from None
+            if spec.linked and sources.chains:
+                sources.chains[-1] += 1
+            else:
+                sources.chains.append(1)
+    except BaseException:
+        sources.close()
+        raise
+    return sources
+
+
+async def _on_loop(source: _Opened) -> PipeLines:
+    """Read a pipe's records on the event loop."""
     fd = source.pipe_fd
-    if fd is None:
-        assert source.values is not None
-        return Lines(source.values, source.close)
+    assert fd is not None
     # Reading on the loop sets O_NONBLOCK on the open file, which other processes may
     # share (a terminal): put it back when done.
     loop = asyncio.get_running_loop()
     was_blocking = os.get_blocking(fd)
     pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
-    _, reader = await loop.connect_read_pipe(lambda: PipeLines(loop, source.name), pipe)
+    try:
+        _, reader = await loop.connect_read_pipe(
+            lambda: PipeLines(loop, source.name, source.delim), pipe
+        )
+    except BaseException:
+        pipe.close()
+        raise
     close = reader.close
 
     def close_and_restore() -> None:
@@ -304,3 +149,213 @@ async def open_lines(source: Source) -> Lines | PipeLines:
 
     reader.close = close_and_restore  # type: ignore[method-assign]
     return reader
+
+
+class _Padded:
+    """A source's records; one empty record if it has none (as GNU parallel counts)."""
+
+    __slots__ = ("ended", "given", "lines", "padded")
+
+    def __init__(self, lines: Lines | PipeLines) -> None:
+        self.lines = lines
+        self.given = False
+        self.padded = False
+        self.ended = False
+
+    def get_nowait(self) -> Any:
+        if self.ended:
+            return None
+        value = self.lines.get_nowait()
+        if value is None:
+            self.ended = True
+            if self.given:
+                return None
+            self.padded = True
+            value = ""
+        if value is not NOT_YET:
+            self.given = True
+        return value
+
+
+class _Chain:
+    """Linked sources, read along together: their ``i``-th records, up to the shortest.
+    Kept as they are read (``keep``), or only the last one (the first chain)."""
+
+    __slots__ = ("_pending", "blocked", "cache", "complete", "keep", "offset", "sources")
+
+    def __init__(self, sources: list[_Padded], keep: bool) -> None:
+        self.sources = sources
+        self.keep = keep
+        self.cache: list[tuple[str, ...]] = []
+        self.offset = 0  # the index of cache[0]
+        self.complete = False
+        self.blocked: Lines | PipeLines | None = None  # what the last NOT_YET waits for
+        self._pending: list[str] = []  # an element read in part
+
+    def at(self, i: int) -> Any:
+        """Element ``i``: a tuple, None past the end, or NOT_YET (``blocked`` waits)."""
+        j = i - self.offset
+        if j < len(self.cache):
+            return self.cache[j]
+        if self.complete:
+            return None
+        pending = self._pending
+        while len(pending) < len(self.sources):
+            source = self.sources[len(pending)]
+            value = source.get_nowait()
+            if value is NOT_YET:
+                self.blocked = source.lines
+                return NOT_YET
+            if value is None:
+                self.complete = True
+                pending.clear()
+                return None
+            pending.append(value)
+        element = tuple(pending)
+        pending.clear()
+        if not self.keep:
+            self.cache.clear()
+            self.offset = i
+        self.cache.append(element)
+        return element
+
+
+class _Product:
+    """Every combination of the chains' elements, the last chain varying fastest."""
+
+    __slots__ = ("_chains", "_done", "_index", "blocked", "padded")
+
+    def __init__(self, chains: list[_Chain], padded: list[_Padded]) -> None:
+        self._chains = chains
+        self.padded = padded
+        self._index: list[int] | None = None
+        self._done = False
+        self.blocked: Lines | PipeLines | None = None
+
+    def _stop(self) -> Any:
+        self._done = True
+        return None
+
+    def get_nowait(self) -> Any:
+        """The next record (a tuple), None at the end, or NOT_YET."""
+        if self._done:
+            return None
+        chains = self._chains
+        if self._index is None:  # the first: a record of every source (none is None)
+            for chain in chains:
+                first = chain.at(0)
+                if first is NOT_YET:
+                    self.blocked = chain.blocked
+                    return NOT_YET
+            if all(source.padded for source in self.padded):
+                return self._stop()  # every source is empty: no job at all
+            self._index = [0] * len(chains)
+            return self._record()
+        index = self._index
+        for k in range(len(chains) - 1, -1, -1):
+            value = chains[k].at(index[k] + 1)
+            if value is NOT_YET:
+                self.blocked = chains[k].blocked
+                return NOT_YET
+            if value is not None:
+                index[k] += 1
+                index[k + 1 :] = [0] * (len(chains) - k - 1)
+                return self._record()
+        return self._stop()
+
+    def _record(self) -> tuple[str, ...]:
+        assert self._index is not None
+        if len(self._chains) == 1:
+            return self._chains[0].at(self._index[0])  # type: ignore[no-any-return]
+        return tuple(v for c, i in zip(self._chains, self._index, strict=True) for v in c.at(i))
+
+
+class Inputs:
+    """Each job's arguments: ``await get()`` gives the next tuple, None at the end."""
+
+    def __init__(
+        self,
+        product: _Product,
+        sources: OpenSources,
+        readers: list[Lines | PipeLines],
+    ) -> None:
+        self._product = product
+        self._colsep = sources.colsep
+        self._max_args = sources.max_args
+        self._readers = readers
+        self._pending: list[tuple[str, ...]] = []  # records for the next job (-n)
+
+    def _split(self, record: tuple[str, ...]) -> tuple[str, ...]:
+        """--colsep: each value cut into columns, each trimmed, as GNU parallel does."""
+        colsep = self._colsep
+        if colsep is None:
+            return record
+        return tuple(
+            (column or "").strip(_SPACE)
+            for value in record
+            for column in (colsep.split(value) if value else [""])
+        )
+
+    def get_nowait(self) -> Any:
+        """The next job's arguments, None at the end, or NOT_YET if not ready."""
+        product = self._product
+        if self._max_args is None:
+            record = product.get_nowait()
+            return record if record is None or record is NOT_YET else self._split(record)
+        pending = self._pending
+        while len(pending) < max(self._max_args, 1):
+            record = product.get_nowait()
+            if record is NOT_YET:
+                return NOT_YET
+            if record is None:
+                break
+            pending.append(record)
+        if not pending:
+            return None
+        args = () if self._max_args == 0 else tuple(a for r in pending for a in self._split(r))
+        pending.clear()
+        return args
+
+    async def get(self) -> tuple[str, ...] | None:
+        while (args := self.get_nowait()) is NOT_YET:
+            assert self._product.blocked is not None
+            await self._product.blocked.ready()
+        return args  # type: ignore[no-any-return]
+
+    def values(self) -> Iterator[tuple[str, ...]]:
+        """The arguments one by one, for blocking sources only (``--dry-run``)."""
+        while (args := self.get_nowait()) is not None:
+            if args is NOT_YET:
+                blocked = self._product.blocked
+                assert isinstance(blocked, Lines)
+                blocked.raise_error()  # (a blocking source is only not ready after an error)
+                raise AssertionError("a blocking source is not ready")  # pragma: no cover
+            yield args
+
+    def close(self) -> None:
+        for reader in self._readers:
+            reader.close()
+
+
+def _inputs_of(sources: OpenSources, readers: list[Lines | PipeLines]) -> Inputs:
+    padded = [_Padded(reader) for reader in readers]
+    chains: list[_Chain] = []
+    start = 0
+    for count in sources.chains:
+        chains.append(_Chain(padded[start : start + count], keep=bool(chains)))
+        start += count
+    return Inputs(_Product(chains, padded), sources, readers)
+
+
+async def open_inputs(sources: OpenSources) -> Inputs:
+    """The inputs of the sources opened, to be taken one by one as jobs start."""
+    readers: list[Lines | PipeLines] = []
+    try:
+        for source in sources.opened:
+            readers.append(source.lines if source.lines is not None else await _on_loop(source))
+    except BaseException:
+        for reader in readers:
+            reader.close()
+        sources.close()
+        raise
+    return _inputs_of(sources, readers)

@@ -12,9 +12,11 @@ if TYPE_CHECKING:
 
 
 class Job:
-    """One input's job: what it runs and what its last attempt gave."""
+    """One job: its arguments (from the inputs), what it runs and what its last attempt
+    gave."""
 
     __slots__ = (
+        "args",
         "argv",
         "attempts",
         "err",
@@ -26,12 +28,11 @@ class Job:
         "started_mono",
         "task",
         "timed_out",
-        "value",
     )
 
-    def __init__(self, seq: int, value: str, argv: list[str]) -> None:
+    def __init__(self, seq: int, args: tuple[str, ...], argv: list[str]) -> None:
         self.seq = seq
-        self.value = value
+        self.args = args
         self.argv = argv
         self.started_at: float | None = None  # wall-clock start of the last attempt
         self.started_mono = 0.0
@@ -42,6 +43,11 @@ class Job:
         self.out: bytes | Spool = b""  # the last attempt's output
         self.err: bytes | Spool = b""
         self.task: Task[None] | None = None  # its task in the pool, from submit to its end
+
+    @property
+    def input(self) -> str:
+        """The arguments as one string, for reports: joined by spaces, as ``{}`` is."""
+        return " ".join(self.args)
 
     def set_output(self, out: bytes | Spool, err: bytes | Spool) -> None:
         """This attempt's output replaces the last one's (only the last is written)."""

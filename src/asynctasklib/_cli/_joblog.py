@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -83,8 +84,8 @@ class CommandLines:
 
     executable: Final = "/bin/sh"
 
-    def argv(self, seq: int, value: str) -> list[str]:
-        return ["/bin/sh", "-c", value]
+    def argv(self, seq: int, slot: int, args: Sequence[str]) -> list[str]:
+        return ["/bin/sh", "-c", args[0]]  # (one argument: a command line of the joblog)
 
     def display(self, argv: list[str]) -> str:
         return argv[2]

@@ -18,8 +18,10 @@ from ._errors import PROG, UsageError, show
 from ._halt import HaltSpec, parse_halt
 from ._output_options import GROUP, UNGROUP, add_output_options, check_output
 from ._output_options import value as _value
+from ._records import delimiter
 from ._shell import FIELD
-from ._template import PARALLEL_SEPARATORS, Template
+from ._sources import SourceSpec, split_sources
+from ._template import Template
 
 DEFAULT_GRACE: Final = 2.0
 FOREVER: Final = sys.maxsize  # --retries 0: GNU parallel's "n=0 means infinite"
@@ -30,8 +32,11 @@ class Options:
     """What the command line asks for, checked."""
 
     command: list[str]
-    inputs: list[str] | None  # from ::: (None: read --arg-file or stdin)
-    arg_file: str | None
+    sources: tuple[SourceSpec, ...]  # in GNU parallel's order (standard input if none)
+    delimiter: bytes  # what ends each record of a file or stream (-d, -0; a newline)
+    colsep: re.Pattern[str] | None  # --colsep: a record cut into arguments
+    max_args: int | None  # -n/-N: records per job (None: one, as given)
+    context_replace: bool  # -N (GNU parallel repeats a word with {} for each argument)
     jobs: int  # 0: as many as the open-file limit allows (-j 0)
     retries: int  # retries after the first attempt (--retries N: N - 1)
     backoff: float | Callable[[int], float]
@@ -124,11 +129,14 @@ def _timeout(text: str) -> tuple[float | None, float | None]:
     return _number(float, 0, strict=True)(text), None
 
 _EPILOG = """\
-inputs: one job per input, taken from `::: a b c` after the command, from --arg-file, or
-from standard input (one per line). In the command, {} is replaced by the input and {#} by
-the job number (1-based); without {} the input is appended as the last argument. GNU
-parallel's other replacement strings ({.} {/} {//} {/.} {%} {1} {= =}...), :::: and :::+
-are not supported and refused.
+inputs, as GNU parallel takes them: each -a FILE, then each group after the command
+(`::: a b c`, `:::: FILE...`; `:::+` and `::::+` link a group to the one before), or
+standard input when none is given; one value a line (-d, -0: another delimiter). With
+several sources there is one job per combination of their values (the last varying
+fastest; linked ones go along together). --colsep cuts a value into several arguments;
+-n N gives a job N values. In the command, {} is replaced by the job's arguments and {#}
+by the job number (1-based); without {} the arguments are appended. GNU parallel's other
+replacement strings ({.} {/} {//} {/.} {%} {1} {= =}...), -X and -m are refused.
 
 no input ever runs as code: as a plain argument it goes in as it is; in shell code (the
 --shell script, or the -c script of sh, bash, dash, zsh, ksh... in the command) it is
@@ -185,10 +193,42 @@ def _add_halt_and_joblog(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _input_options(p: argparse.ArgumentParser) -> None:
+    """The options of the inputs: their sources, delimiters, columns, and per job."""
+    p.add_argument(
+        "-a", "--arg-file", type=_value, action="append", default=[], metavar="FILE",
+        help="read inputs from FILE, one per line ('-': stdin); repeatable, as :::: FILE",
+    )  # fmt: skip
+    # -0 is "--null" (`_short_null`): as an option of argparse's own, it would make every
+    # negative number a flag (--grace -1, -j -2).
+    p.add_argument(
+        "--null", action="store_true", help="(or -0) inputs end with a NUL, not a newline"
+    )  # fmt: skip
+    p.add_argument(
+        "-d", "--delimiter", type=_value, metavar="DELIM",
+        help=r"inputs end with DELIM, not a newline (\t \n \r \0 \NNN: octal)",
+    )  # fmt: skip
+    p.add_argument(
+        "-C", "--colsep", type=_value, metavar="REGEX",
+        help="cut each input into arguments at REGEX (each trimmed of white space)",
+    )  # fmt: skip
+    count = _number(int, 0, strict=False)
+    p.add_argument(
+        "-n", "--max-args", type=count, metavar="N",
+        help="N inputs per job (the last takes what is left; 0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "-N", "--max-replace-args", type=count, metavar="N",
+        help="N inputs per job, as -n",
+    )  # fmt: skip
+    p.add_argument("-X", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-m", action="store_true", help=argparse.SUPPRESS)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        usage="%(prog)s [OPTIONS] [--] COMMAND [ARGS...] [::: INPUT...]",
+        usage="%(prog)s [OPTIONS] [--] COMMAND [ARGS...] [::: INPUT... | :::: FILE...]...",
         description="Run COMMAND once per input, in parallel, with retries, timeouts "
         "and a live progress view.",
         epilog=_EPILOG,
@@ -201,13 +241,7 @@ def _parser() -> argparse.ArgumentParser:
         help="jobs to run at once; 0: as many as the open files allow; +N, -N: the CPU "
         "count plus or minus N; N%%: N%% of the CPU count (default: the CPU count)",
     )  # fmt: skip
-    p.add_argument(
-        "-a",
-        "--arg-file",
-        type=_value,
-        metavar="FILE",
-        help="read inputs from FILE, one per line ('-': stdin)",
-    )
+    _input_options(p)
     p.add_argument(
         "--retries", type=_number(int, 0, strict=False), metavar="N",
         help="run a failed or timed-out job at most N times in all, as GNU parallel counts "
@@ -284,23 +318,43 @@ def _parse_backoff(spec: str, base: float | None) -> float | Callable[[int], flo
     return number if base is None else base
 
 
-def _split_inputs(words: list[str]) -> tuple[list[str], list[str] | None]:
-    """The command, and the inputs after ``:::`` (None: there are none)."""
-    if words and words[0] == "--":
-        del words[0]
-    inputs: list[str] | None = None
-    for word in words:
-        if word in PARALLEL_SEPARATORS:
+def _delimiter(ns: argparse.Namespace) -> bytes:
+    if ns.delimiter is not None and ns.null:
+        raise UsageError("-0/--null and -d/--delimiter both set the delimiter: give one")
+    if ns.null:
+        return b"\0"
+    if ns.delimiter is None:
+        return b"\n"
+    try:
+        return delimiter(ns.delimiter)
+    except ValueError as exc:
+        raise UsageError(f"-d/--delimiter: {exc}") from None
+
+
+def _colsep(text: str | None) -> re.Pattern[str] | None:
+    if text is None:
+        return None
+    if not text:
+        raise UsageError("-C/--colsep: the separator is empty")
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UsageError(f"-C/--colsep: not a regular expression: {show(text)} ({exc})") from None
+
+
+def _max_args(ns: argparse.Namespace) -> int | None:
+    for flag in ("X", "m"):
+        if getattr(ns, flag):
             raise UsageError(
-                f"GNU parallel's {word} is not supported (inputs: ::: a b c, --arg-file FILE "
-                "or standard input)"
+                f"GNU parallel's -{flag} (as many inputs as fit on one command line) is not "
+                "supported: give -n N"
             )
-    if ":::" in words:
-        cut = words.index(":::")
-        words, inputs = words[:cut], words[cut + 1 :]
-        if ":::" in inputs:
-            raise UsageError("only one ::: group of inputs is supported")
-    return words, inputs
+    if ns.max_args is not None and ns.max_replace_args is not None:
+        raise UsageError(
+            "-n/--max-args and -N/--max-replace-args both set the inputs per job: give one"
+        )
+    count: int | None = ns.max_args if ns.max_args is not None else ns.max_replace_args
+    return count
 
 
 def _retries(attempts: int | None) -> int:
@@ -343,26 +397,51 @@ def _check_command(words: list[str], shell: bool) -> None:
     Template(words, shell)  # a replacement string or quoting refused: now, not per job
 
 
+def _short_null(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``argv`` with each option ``-0`` as ``--null`` (not an option's value: ``-j -0``)."""
+    takes_value = {
+        flag
+        for action in parser._actions  # (argparse has no public list of its options)
+        if action.nargs is None
+        for flag in action.option_strings
+    }
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        if out and out[-1] in takes_value:
+            out.append(word)
+        elif word == "--" or word == "-" or not word.startswith("-"):
+            return out + argv[i:]  # the command
+        else:
+            out.append("--null" if word == "-0" else word)
+    return out
+
+
 def parse(argv: list[str]) -> Options:
     """The options in ``argv``: `UsageError` (or argparse's SystemExit) if they are bad."""
-    ns = _parser().parse_args(argv)
-    words, inputs = _split_inputs(list(ns.command))
+    parser = _parser()
+    ns = parser.parse_args(_short_null(argv, parser))
+    words = list(ns.command)
+    if words and words[0] == "--":
+        del words[0]
     halt = _halt(ns)
     joblog_append = ns.joblog is not None and ns.joblog.startswith("+")
     if joblog_append:
         ns.joblog = ns.joblog[1:]
     _check_joblog_reuse(ns)
-    if ns.retry_failed:  # the joblog's command lines are the jobs: the rest is ignored
-        words, inputs, ns.arg_file = [], None, None
+    sources: tuple[SourceSpec, ...]
+    if ns.retry_failed:  # the joblog's command lines are the jobs (see `main`): no others
+        words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see main)
     else:
-        if inputs is not None and ns.arg_file is not None:
-            raise UsageError("give inputs either after ::: or with --arg-file, not both")
+        words, sources = split_sources(words, ns.arg_file)
         _check_command(words, ns.shell)
     tag = check_output(ns)
     return Options(
         command=words,
-        inputs=inputs,
-        arg_file=ns.arg_file,
+        sources=sources,
+        delimiter=_delimiter(ns),
+        colsep=_colsep(ns.colsep),
+        max_args=_max_args(ns),
+        context_replace=ns.max_replace_args is not None,
         jobs=ns.jobs if ns.jobs is not None else cpu_count(),
         retries=_retries(ns.retries),
         backoff=_parse_backoff(ns.backoff, ns.backoff_base),

@@ -26,7 +26,7 @@ from ._errors import (
     InputError,
 )
 from ._feeder import Feeder
-from ._inputs import Source, open_lines
+from ._inputs import OpenSources, open_inputs
 from ._joblog import template_for
 from ._options import Options
 from ._output import Sink, Store
@@ -60,7 +60,7 @@ class Orchestrator:
         self.interrupts = 0  # Ctrl-C so far
         self.exit_override: int | None = None  # an exit status that overrides the jobs'
 
-    async def run(self, source: Source, joblog: IO[str] | None) -> int:
+    async def run(self, source: OpenSources, joblog: IO[str] | None) -> int:
         """Run a job per input of ``source``: the exit status."""
         self.reporter.joblog = joblog
         self.processes.open()
@@ -91,9 +91,9 @@ class Orchestrator:
             return EXIT_INTERRUPTED
         return self.feeder.halt.exit_status(self.reporter.attempts)
 
-    async def _feed(self, source: Source) -> None:
+    async def _feed(self, source: OpenSources) -> None:
         """Feed every input to the pool, then wait for every job to end."""
-        lines = await open_lines(source)
+        lines = await open_inputs(source)
         feeder = self.feeder.start(lines)
         if self.interrupts or self.exit_override is not None:
             # A signal (or a closed stdout) came before the feeder existed, while the

@@ -111,7 +111,7 @@ def _check_results(name: str) -> None:
         raise UsageError(f"--results {name}: CSV, TSV and JSON results files are not supported "
                          "(--results DIR saves them in a directory)")  # fmt: skip
     try:
-        replaced = Template([name], shell=False).argv(1, "x")[0] != name
+        replaced = Template([name], shell=False).argv(1, 0, ("x",))[0] != name
     except UsageError:
         replaced = True
     if replaced:

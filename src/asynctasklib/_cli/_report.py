@@ -21,6 +21,7 @@ from . import _joblog
 from ._errors import CannotStartError, show
 from ._job import Job
 from ._output import Sink, Spool
+from ._sources import known_total
 from ._util import isatty
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class Reporter:
         self.command = command  # a job's argv as its joblog row shows it
         self.joblog: IO[str] | None = None  # (--joblog -: None, the rows go to the sink)
         self.view: ProgressView | None = None
-        self.total: int | None = len(opts.inputs) if opts.inputs is not None else None
+        self.total = known_total(opts.sources, opts.max_args)
         self.retried = 0
         self.attempts = 0  # the attempts started
         self._stats = stats
@@ -59,7 +60,7 @@ class Reporter:
         if attempt:
             self.retried += 1
         if self.opts.json:
-            event: dict[str, Any] = {"event": "pending", "seq": job.seq, "input": job.value}
+            event: dict[str, Any] = {"event": "pending", "seq": job.seq, "input": job.input}
             event["attempt"] = attempt
             event["time"] = when.isoformat()
             if attempt:
@@ -77,7 +78,7 @@ class Reporter:
                 {
                     "event": "started",
                     "seq": job.seq,
-                    "input": job.value,
+                    "input": job.input,
                     "attempt": job.attempts - 1,
                     "time": when.isoformat(),
                     "command": job.argv,
@@ -129,7 +130,7 @@ class Reporter:
         else:
             why = _error_text(error, job)
         tries = f" after {job.attempts} attempts" if job.attempts > 1 else ""
-        return f"job {job.seq} failed{tries}: {why} (input {show(job.value)})"
+        return f"job {job.seq} failed{tries}: {why} (input {show(job.input)})"
 
     def _timed_out(self) -> str:
         timeout, pct = self.opts.timeout, self.opts.timeout_pct
@@ -150,7 +151,7 @@ class Reporter:
         event: dict[str, Any] = {
             "event": how,
             "seq": job.seq,
-            "input": job.value,
+            "input": job.input,
             "time": when.isoformat(),
             "attempts": job.attempts,
             "exit_code": exit_code,

@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 _OUT_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 
-def job_args(job: Job) -> tuple[str, ...]:
-    """The job's arguments, one per input source."""
-    return (job.value,)
-
-
 def _escape(arg: str) -> str:
     """An argument as one directory name, as GNU parallel's --results writes it: ``\\``,
     TAB, NUL and ``/`` as ``\\\\``, ``\\t``, ``\\0`` and ``\\_``. (Nothing else: ``.``,
@@ -85,7 +80,7 @@ class Tagger:
     def __call__(self, job: Job) -> bytes:
         if self._template is None:
             return b""
-        text = self._template.argv(job.seq, " ".join(job_args(job)))[0]
+        text = self._template.argv(job.seq, 0, job.args)[0]
         return (text + "\t").encode(errors="surrogateescape")
 
 
@@ -193,7 +188,7 @@ class JobOutput:
         """--results: the job's directory, its seq file written, its stdout and stderr
         files opened (emptied)."""
         assert self.results is not None
-        where = results_dir(self.results, job_args(job), self._name_max)
+        where = results_dir(self.results, job.args, self._name_max)
         try:
             os.makedirs(where, exist_ok=True)
         except OSError as exc:

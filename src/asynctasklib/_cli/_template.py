@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Sequence
 from typing import Final
 
 from ._errors import UsageError
@@ -161,8 +162,11 @@ class Template:
                 parts.append(_split(word, shell_fields(word)))
         return parts
 
-    def argv(self, seq: int, value: str) -> list[str]:
+    def argv(self, seq: int, slot: int, args: Sequence[str]) -> list[str]:
+        """The job's argument list: ``{}`` is ``args`` joined by spaces (in shell code
+        each quoted on its own); with no ``{}``, each arg is appended as a word."""
         number = str(seq)
+        value = " ".join(args)
         quoted: str | None = None
         words: list[str] = []
         for parts in self._parts:
@@ -179,12 +183,12 @@ class Template:
                     pieces.append(value)
                 else:
                     if quoted is None:
-                        quoted = sh_quote(value)
+                        quoted = " ".join(map(sh_quote, args))
                     reopen = _REOPEN[part]
                     pieces += [reopen, quoted, reopen]
             words.append("".join(pieces))
         if not self._has_input:
-            words.append(value)
+            words += args
         return ["/bin/sh", "-c", words[0]] if self._shell else words
 
     def display(self, argv: list[str]) -> str:
