@@ -63,11 +63,11 @@ async def _orchestrate(opts: Options, source: Source, joblog: IO[str] | None) ->
 
 def _dry_run(opts: Options, source: Source) -> int:
     assert source.values is not None
-    template = Template(opts.command, opts.shell)
+    template = Template(opts.command, opts.shell, opts.names)
     out = sys.stdout
     try:
-        for seq, value in enumerate(source.values, 1):
-            out.write(template.display(template.argv(seq, value)) + "\n")
+        for seq, value in enumerate(source.values, 1):  # (each job alone: all in slot 1)
+            out.write(template.display(template.argv(seq, 1, (value,))) + "\n")
         out.flush()
     except BrokenPipeError:
         return EXIT_BROKEN_PIPE

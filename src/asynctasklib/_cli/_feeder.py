@@ -12,6 +12,7 @@ retry's PENDING by a hook that finds the job in its task's context variables.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,28 @@ _now = datetime.now
 _JOB: ContextVar[Job] = ContextVar("asynctasklib_cli_job")
 
 
+class JobSlots:
+    """The job slots (``{%}``), numbered as GNU parallel numbers them: a new job takes the
+    slot freed first of those free (its free slots are a queue), else a new number, so
+    the slots run from 1 to the most jobs that ran at once. A job keeps its slot through
+    its retries."""
+
+    __slots__ = ("_free", "_most")
+
+    def __init__(self) -> None:
+        self._free: collections.deque[int] = collections.deque()
+        self._most = 0
+
+    def take(self) -> int:
+        if self._free:
+            return self._free.popleft()
+        self._most += 1
+        return self._most
+
+    def free(self, slot: int) -> None:
+        self._free.append(slot)
+
+
 class Feeder:
     """Makes a job of each input and submits it; hands each step of a job to the reporter,
     and reacts to its end (``--halt-on-error``, a free worker)."""
@@ -54,6 +77,7 @@ class Feeder:
         self.template = template
         self.reporter = reporter
         self.seq = 0
+        self.slots = JobSlots()
         self.task: asyncio.Task[None] | None = None
         self.groups: set[asyncio.Task[None]] = set()  # the error groups not ended yet
         self._attempt = attempt
@@ -104,8 +128,7 @@ class Feeder:
 
     def _new_job(self, value: str) -> Job:
         self.seq += 1
-        seq = self.seq
-        return Job(seq, value, self.template.argv(seq, value))
+        return Job(self.seq, value, [])  # (its command once it has a slot: see _submit)
 
     def _definition(self, job: Job) -> Definition[None]:
         """The job's definition: its task function reports the start of an attempt of
@@ -135,10 +158,15 @@ class Feeder:
             self._forget(job)
             raise
         # Nothing has run since the pool took the task in: this is where its on_pending
-        # hook fires, and no worker can have started it yet.
+        # hook fires, and no worker can have started it yet. It holds a worker until it
+        # ends, and a job slot as long (the job that ended before freed one, if need be:
+        # a task's done callbacks run as it ends, before a submit that waits resumes).
         job.task = task
+        slot = self.slots.take()
+        job.argv = self.template.argv(job.seq, slot, (job.value,))
 
         def job_ended(task: Task[Any]) -> None:
+            self.slots.free(slot)
             self._ended(job, task)
 
         task.add_done_callback(job_ended)

@@ -6,7 +6,6 @@ import argparse
 import math
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import Any, Final
 from .. import __version__
 from ..task import ExponentialBackoff
 from ._errors import PROG, UsageError, show
-from ._shell import FIELD
+from ._replace import RENAME_OPTIONS, Names, rename
 from ._template import PARALLEL_SEPARATORS, Template
 
 DEFAULT_GRACE: Final = 2.0
@@ -42,6 +41,7 @@ class Options:
     dry_run: bool
     shell: bool
     progress: bool | None
+    names: Names  # the replacement strings' names (-I and the like)
 
 
 def _number(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[str], Any]:
@@ -102,10 +102,12 @@ def _value(text: str) -> str:
 
 _EPILOG = """\
 inputs: one job per input, taken from `::: a b c` after the command, from --arg-file, or
-from standard input (one per line). In the command, {} is replaced by the input and {#} by
-the job number (1-based); without {} the input is appended as the last argument. GNU
-parallel's other replacement strings ({.} {/} {//} {/.} {%} {1} {= =}...), :::: and :::+
-are not supported and refused.
+from standard input (one per line). GNU parallel's :::: and :::+ are not supported.
+
+replacement strings, as GNU parallel's: {} the input, {.} without its extension, {/} its
+basename, {//} its dirname, {/.} its basename without extension, {#} the job number, {%}
+the job slot; {1} {2} {-1} the first, second, last argument, also as {1.} {1/} {1//} {1/.}.
+A command without any gets the input appended. Perl expressions ({= =}) are refused.
 
 no input ever runs as code: as a plain argument it goes in as it is; in shell code (the
 --shell script, or the -c script of sh, bash, dash, zsh, ksh... in the command) it is
@@ -194,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
         "--shell", action="store_true",
         help="run COMMAND through /bin/sh -c, the input shell-quoted",
     )  # fmt: skip
+    _rename_options(p)
     p.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a live progress view on stderr (default: when stderr is a terminal)",
@@ -201,6 +204,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"asynctasklib {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
+
+
+def _rename_options(p: argparse.ArgumentParser) -> None:
+    """-I and the like: GNU parallel's options that rename the replacement strings."""
+    group = p.add_argument_group("replacement strings' names (GNU parallel's)")
+    for flags, old in RENAME_OPTIONS:
+        more = " ({N} follows a name in braces: -I {x} gives {1x})" if old == "{}" else ""
+        group.add_argument(
+            *flags, type=_value, metavar="STR", dest=_dest(flags),
+            help=f"use STR instead of {old}{more}".replace("%", "%%"),
+        )  # fmt: skip
+
+
+def _dest(flags: tuple[str, ...]) -> str:
+    return flags[0].lstrip("-")
 
 
 def _parse_backoff(spec: str, base: float | None) -> float | Callable[[int], float]:
@@ -266,10 +284,12 @@ def parse(argv: list[str]) -> Options:
         raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
     if inputs is not None and ns.arg_file is not None:
         raise UsageError("give inputs either after ::: or with --arg-file, not both")
-    if not ns.shell and not FIELD.search(words[0]) and shutil.which(words[0]) is None:
+    names = rename([getattr(ns, _dest(flags)) for flags, _ in RENAME_OPTIONS])
+    # A replacement string or quoting refused: now, not per job.
+    template = Template(words, ns.shell, names)
+    if not ns.shell and not template.program_varies and template.executable is None:
         hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
         raise UsageError(f"command not found: {show(words[0])}{hint}")
-    Template(words, ns.shell)  # a replacement string or quoting refused: now, not per job
     return Options(
         command=words,
         inputs=inputs,
@@ -287,4 +307,5 @@ def parse(argv: list[str]) -> Options:
         dry_run=ns.dry_run,
         shell=ns.shell,
         progress=ns.progress,
+        names=names,
     )

@@ -49,7 +49,7 @@ class Orchestrator:
         self.reporter = Reporter(opts, self.pool.stats, sink)
         self.store = Store()  # the jobs' output until it is written
         self.reaper = Reaper(loop)
-        template = Template(opts.command, opts.shell)
+        template = Template(opts.command, opts.shell, opts.names)
         self.processes = Processes(
             loop, self.store, template.executable, opts.grace, self.reaper, self.reporter.notice
         )
