@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asynctasklib._cli import _errors, _replace, _template, main
+from asynctasklib._cli import _errors, _feeder, _replace, _template, main
 from cli_helpers import TIMEOUT, run
 
 
@@ -201,7 +201,7 @@ CONTEXTS: list[tuple[str, Callable[[tuple[str, ...]], str]]] = [
     ("printf '%s\\0' {} | cat", _each),
     (
         "printf '%s\\0' {1} \"{-1}\" '{2}' {0} {3}",
-        lambda a: "\0".join([a[0], a[-1], a[1] if len(a) > 1 else "", _each(a), ""]),
+        lambda a: "\0".join([a[0], a[-1], a[1] if len(a) > 1 else "", _each(a)]),  # {3}: none
     ),
     (
         "printf '%s\\0' {/} \"{.}\" '{//}' {-1/.}",
@@ -321,3 +321,71 @@ def test_gzip_example_of_the_issue(
     assert rc == 0, err
     assert sorted(os.listdir(".")) == ["a.gz", "a.txt", "b", "b.gz"]
     assert gzip.decompress(Path("a.gz").read_bytes()) == b"A"
+
+
+def test_several_arguments_of_a_job() -> None:
+    """``{}`` gives each argument as a word of its own where it stands as plain arguments
+    or bare in shell code, one word inside quotes; a position past the end gives nothing
+    (no word, where nothing else is in it), as in GNU parallel."""
+    words = ["printf", "%s|", "{}", "x{}y", "{2}", "{3}", "{-3}", "{0}", "{00}", "{-0}", "{2.}",
+             "x{3}y"]  # fmt: skip
+    plain = _template.Template(words, shell=False)
+    assert plain.argv(4, 1, ("a b", "c.d")) == [
+        "printf", "%s|", "a b", "c.d", "xa b", "c.dy", "c.d", "c.d", "a b", "c.d", "c", "xy",
+    ]  # fmt: skip
+    shell = _template.Template(["echo {} \"{}\" '{2}' x{-1}y {#}{%} {3} \"{3}\""], shell=True)
+    assert shell.argv(4, 2, ("a b", "c")) == [
+        "/bin/sh", "-c", "echo 'a b' c \"\"'a b c'\"\" ''c'' xcy 42  \"\"''\"\"",
+    ]  # fmt: skip
+    # No replacement string: each argument is appended as a word of its own.
+    assert _template.Template(["echo"], shell=False).argv(1, 1, ("a b", "")) == ["echo", "a b", ""]
+    appended = _template.Template(["echo"], shell=True).argv(1, 1, ("a b", ""))
+    assert appended == ["/bin/sh", "-c", "echo 'a b' ''"]
+    # A job without arguments has one, empty (as in GNU parallel).
+    assert plain.argv(1, 1, ())[2:5] == ["", "xy", ""]
+
+
+def test_renamed_replacement_strings(capfd: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(
+        capfd, "--dry-run", "-I", "@", "--bnr", "{b}", "--seqreplace", "N", "--slotreplace", "{s}",
+        "--", "echo", "@", "{b}", "{1b}", "N", "{s}", "{}", "{1}", ":::", "d/a.b",
+    )  # fmt: skip
+    assert (rc, out) == (0, "echo d/a.b a.b a.b 1 1 '{}' '{1}'\n"), err
+    # A positional form of a renamed {#} or {%} is refused as theirs are.
+    rc, out, err = run(capfd, "--slotreplace", "{s}", "--", "echo", "{1s}", ":::", "a")
+    assert (rc, out) == (2, "")
+    assert "the replacement string {1s} is not supported" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-I", ""], "-I: the replacement string must not be empty"),
+        (["--er", ""], "--extensionreplace: the replacement string must not be empty"),
+        (["--bnr", "{(x)}"], "--basenamereplace: parentheses in '{(x)}' are not supported"),
+        (["-I", ":::"], "expected a value, got ':::'"),
+    ],
+)
+def test_bad_replacement_string_names_are_refused(
+    argv: list[str], message: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = run(capfd, *argv, "--", "echo", ":::", "a")
+    assert (rc, out) == (2, "")
+    assert message in err
+
+
+def test_job_slots_reuse_the_slot_freed_first() -> None:
+    slots = _feeder.JobSlots()
+    assert [slots.take() for _ in range(3)] == [1, 2, 3]
+    slots.free(3)
+    slots.free(1)
+    assert [slots.take() for _ in range(3)] == [3, 1, 4]
+
+
+def test_job_slots_in_a_run(capfd: pytest.CaptureFixture[str]) -> None:
+    """Never more slots than jobs at once; the dry run shows each job alone, in slot 1."""
+    rc, out, err = run(capfd, "-j3", "--", "echo", "{%}", ":::", *map(str, range(30)))
+    assert rc == 0, err
+    assert set(out.split()) <= {"1", "2", "3"}
+    rc, out, _ = run(capfd, "-j3", "--dry-run", "--", "echo", "{#}:{%}", ":::", "a", "b")
+    assert out.splitlines() == ["echo 1:1", "echo 2:1"]

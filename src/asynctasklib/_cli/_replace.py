@@ -121,7 +121,8 @@ def check_perl(words: Sequence[str]) -> None:
 
 
 def values(field: Field, seq: int, slot: int, args: Sequence[str]) -> list[str]:
-    """What ``field`` gives for a job: one value for each argument (``{}``), else one."""
+    """What ``field`` gives for a job: a value for each argument (``{}``), else one; none
+    for a position past the arguments (GNU parallel puts nothing there, not even '')."""
     if field.kind == SEQ:
         return [str(seq)]
     if field.kind == SLOT:
@@ -130,8 +131,8 @@ def values(field: Field, seq: int, slot: int, args: Sequence[str]) -> list[str]:
         return [change(arg, field.change) for arg in args]
     n = len(args)
     at = field.position - 1 if field.position > 0 else n + field.position
-    # Perl's indexing: -n..-1 from the end (so {-3} of 2 arguments is the last); past it, "".
-    return [change(args[at], field.change) if -n <= at < n else ""]
+    # Perl's indexing: -n..-1 from the end (so {-3} of 2 arguments is the last).
+    return [change(args[at], field.change)] if -n <= at < n else []
 
 
 # GNU parallel's Perl expressions: s:\.[^/.]*$:: and s:.*/:: (no /s: "." stops at a newline,

@@ -116,24 +116,31 @@ def _word_parts(words: list[str], parsed: list[list[str | Field]]) -> list[str |
 
 
 def _fill(pieces: _Pieces, seq: int, slot: int, args: Sequence[str]) -> list[str]:
-    """The word ``pieces`` make for a job; several where a field that gives each argument
-    (``{}``) stands as plain arguments, as GNU parallel's shell would split them."""
-    out = [""]
+    """The words ``pieces`` make for a job. As plain arguments, a field that gives each
+    argument (``{}``) makes a word of each, and one that gives nothing (``{3}`` of two
+    arguments) leaves no word if nothing else is in it: as GNU parallel's shell splits them.
+    """
+    out: list[str] = []
+    word: str | None = None  # the word being made: None while nothing has made it
     for piece in pieces:
         if isinstance(piece, str):
-            out[-1] += piece
+            word = (word or "") + piece
             continue
         field, how = piece
         got = values(field, seq, slot, args)
         if how == RAW:  # a plain argument, or a number (digits) in shell code
-            out[-1] += got[0]
-            out += got[1:]
+            for i, value in enumerate(got):
+                if i:
+                    out.append(word or "")
+                    word = value
+                else:
+                    word = (word or "") + value
         elif how == PLAIN:
-            out[-1] += " ".join(map(sh_quote, got))  # each its own word, as GNU parallel
+            word = (word or "") + " ".join(map(sh_quote, got))  # a word each, as GNU parallel
         else:  # inside quotes: one word, the values joined by a space
             reopen = _REOPEN[how]
-            out[-1] += reopen + sh_quote(" ".join(got)) + reopen
-    return out
+            word = (word or "") + reopen + sh_quote(" ".join(got)) + reopen
+    return out if word is None else [*out, word]
 
 
 class Template:
