@@ -14,7 +14,8 @@ The modules, from the bottom up. A name without a leading underscore is what the
 modules use; the whole package is private all the same, a client of the public API only.
 
 - `_errors`: exit statuses and errors; `_util`: two small helpers.
-- `_shell`: where ``{}`` stands in shell code; `_template`: the command filled per job.
+- `_replace`: GNU parallel's replacement strings; `_shell`: where each stands in shell
+  code; `_template`: the command filled per job.
 - `_options`: the command line; `_inputs`: where the inputs come from.
 - `_output`: the jobs' output, stored and written; `_job`: one input's job.
 - `_reap`: process groups and orphans; `_procs`: one attempt of a job, as processes.
