@@ -48,6 +48,10 @@ EDGES = ["a", "a.b", "a.b.c", ".bashrc", "dir/", "dir/a.b", "/", "", "a.b/c", "/
          "///a//", "a//b", "a/./b.c", "-x.y", "~/f.txt", "a\\b.c", "\u00e9/\u00fc.tar",
          "x.\udcff", "a.b c/d"]  # fmt: skip
 
+# (Perl's "." stops at a newline, and its "$" matches before a last one too.)
+NEWLINES = ["a.b\n", "a\nb.c", "a.\n", "x/y\nz/w.q", "a/b\n/", "\n", "a.b\nc.d\n", "d/\n",
+            "a\n/b", "/\n", "\ntouch PWNED\n", "a\n.b"]  # fmt: skip
+
 # Every replacement string, for jobs of one argument (so {2} and {-2} are past the end).
 ONE_ARGUMENT = ["{}", "{.}", "{/}", "{//}", "{/.}", "{1}", "{-1}", "{1.}", "{1/}", "{1//}",
                 "{1/.}", "{-1 /.}", "{0}", "{0.}", "{00}", "{-0}", "{2}", "{-2}", "{2/.}",
@@ -100,6 +104,11 @@ def test_one_argument_values_match_gnu_parallel(
     assert theirs.count(b"\0") == len(inputs) * (len(ONE_ARGUMENT) - 4)
     assert _ours(capfdbinary, "--", "printf", "%s\\0", *ONE_ARGUMENT, ":::", *inputs) == theirs
     assert _ours(capfdbinary, "--shell", "--", script, ":::", *inputs) == theirs
+    # Inputs with newlines (which its ::: splits): from a NUL-separated file (-0).
+    (tmp_path / "inputs").write_bytes(b"".join(os.fsencode(v) + b"\0" for v in NEWLINES))
+    theirs = _parallel(tmp_path, "-0", "-a", "inputs", script)
+    assert theirs.count(b"\0") == len(NEWLINES) * (len(ONE_ARGUMENT) - 4)
+    assert _ours(capfdbinary, "--", "printf", "%s\\0", *ONE_ARGUMENT, ":::", *NEWLINES) == theirs
     assert not (tmp_path / "PWNED").exists()
 
 

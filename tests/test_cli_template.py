@@ -343,6 +343,9 @@ def test_several_arguments_of_a_job() -> None:
     assert appended == ["/bin/sh", "-c", "echo 'a b' ''"]
     # A job without arguments has one, empty (as in GNU parallel).
     assert plain.argv(1, 1, ())[2:5] == ["", "xy", ""]
+    # A command of no words: an empty command line, which succeeds (as in GNU parallel).
+    assert _template.Template(["{2}"], shell=False).argv(1, 1, ("a",)) == ["/bin/sh", "-c", ""]
+    assert _template.Template(["", "{}"], shell=True).argv(1, 1, ("a",))[2] == " a"
 
 
 def test_renamed_replacement_strings(capfd: pytest.CaptureFixture[str]) -> None:

@@ -73,8 +73,8 @@ def parse(word: str, names: Names) -> list[str | Field]:
     for name in sorted(names, key=len, reverse=True):
         kind, change = names[name]
         pieces = _take(pieces, re.compile(re.escape(name)), kind, change)
-        if name.startswith("{"):
-            positional = re.compile(r"\{(-?[0-9]+)" + _SPACE + re.escape(name[1:]))
+        if name.startswith("{"):  # its positional form: {N}, {N.}, {-N /}...
+            positional = re.compile(r"\{(?P<n>-?[0-9]+)" + _SPACE + re.escape(name[1:]))
             pieces = _take(pieces, positional, kind, change)
     return [piece for piece in pieces if piece != ""]
 
@@ -97,10 +97,10 @@ def _take(
 
 
 def _field(match: re.Match[str], kind: int, change: str) -> Field:
-    number = match.group(1) if match.re.groups else None
+    number = match.groupdict().get("n")  # (None: not a positional form)
     if number is not None and kind != ARG:
-        # GNU parallel reads {N#} as argument N1 made the job number (so {1#} is empty but
-        # with 11 arguments or more, and {0#} is {#}): not worth copying.
+        # GNU parallel gives for {N#} the job number if the job has an argument N1 (N's
+        # digits, then 1), else nothing: {1#} is empty up to 10 arguments, {0#} is {#}.
         raise UsageError(
             f"the replacement string {match.group()} is not supported (GNU parallel's "
             "positional forms of {#} and {%} give an argument's number: use {#} or {%})"

@@ -167,8 +167,8 @@ class Template:
         self._parts: list[str | _Pieces]
         if shell:
             script: list[str | Field] = []
-            for pieces in parsed:
-                script += [" ", *pieces] if script else pieces
+            for i, pieces in enumerate(parsed):
+                script += [" ", *pieces] if i else pieces
             self._parts = [_in_shell_code(script)]
         else:
             self._parts = _word_parts(words, parsed)
@@ -188,7 +188,11 @@ class Template:
                 words.append(parts)
             else:
                 words += _fill(parts, seq, slot, args)
-        return ["/bin/sh", "-c", words[0]] if self._shell else words
+        if self._shell:
+            return ["/bin/sh", "-c", words[0]]
+        # No word left ({2} alone, of one argument): an empty command line, which does
+        # nothing and succeeds, as in GNU parallel.
+        return words or ["/bin/sh", "-c", ""]
 
     def display(self, argv: list[str]) -> str:
         """The command as a shell line (the script itself with ``--shell``)."""
