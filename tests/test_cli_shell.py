@@ -50,6 +50,12 @@ def shell_fields(script: str) -> list[int]:
         ("echo \"${x:-'a'}\" {}", "after quotes inside"),
         ("echo $(( '1' )) {}", "after quotes inside arithmetic"),
         ("[[ {} -eq 1 ]]", "inside [[ ... ]]"),
+        ("echo `echo {1.}`", "inside backquotes"),  # every string that carries input
+        ("echo $(( {-1} + 1 ))", "inside arithmetic"),
+        ("echo $'{/.}'", "inside $'...'"),
+        ("echo # {//}", "in a comment"),
+        ("echo ${%}", "right after $"),  # and the numbers, right after $
+        ("echo $x${#}", "right after $"),
         ("if [[ ( a == \"{}\" ) ]]; then :; fi", "inside [[ ... ]]"),
     ],
 )
