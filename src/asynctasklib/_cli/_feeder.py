@@ -41,8 +41,8 @@ _JOB: ContextVar[Job] = ContextVar("asynctasklib_cli_job")
 class JobSlots:
     """The job slots (``{%}``): a new job takes the slot freed first (the free slots are a
     queue, as GNU parallel's), else a new number, so the slots run from 1 to the most jobs
-    that ran at once. A job keeps its slot through its retries. (GNU parallel frees the
-    slots of jobs that end while it is busy in the order they started: docs/cli.md.)"""
+    that ran at once. A job keeps its slot through its retries. (GNU parallel frees those
+    of jobs that end between two of its checks in the order the jobs started: docs/cli.md.)"""
 
     __slots__ = ("_free", "_most")
 
