@@ -31,7 +31,9 @@ def test_stdin_pipe_through_the_real_entry_point() -> None:
 
 def test_dry_run_prints_and_runs_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     marker = tmp_path / "ran"
-    rc, out, err = run(capfd, "--dry-run", "--", "touch", str(marker), "{#}", ":::", "a b", "c")
+    rc, out, err = run(
+        capfd, "--dry-run", "--", "touch", str(marker), "{#}", "{}", ":::", "a b", "c"
+    )
     assert rc == 0
     assert out.splitlines() == [f"touch {marker} 1 'a b'", f"touch {marker} 2 c"]
     assert not marker.exists()

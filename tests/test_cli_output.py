@@ -535,7 +535,7 @@ def test_output_directories_that_cannot_be_used_are_usage_errors(
         (["--results", "out_{}"], "--results out_{}: a name with replacement strings is not"),
         (["--results", "o{#}/"], "--results o{#}/: a name with replacement strings"),
         (["--results", "o{.}"], "--results o{.}: a name with replacement strings"),
-        (["--tagstring", "{%}"], "--tagstring: the replacement string {%} is not supported"),
+        (["--tagstring", "{=1=}"], "--tagstring: the replacement string {=1=} is not supported"),
         (["--group", "--lb"], "argument --line-buffer/--lb: not allowed with argument --group"),
         (["--lb", "-u"], "argument -u/--ungroup: not allowed with argument --line-buffer/--lb"),
         (["--results", ":::"], "--results/--res: expected a value, got ':::'"),

@@ -1,5 +1,5 @@
-"""The shell-code scanner (``_cli/_shell.py``): where ``{}`` stands in a script, and the
-places where it cannot be put safely.
+"""The shell-code scanner (``_cli/_shell.py``): where a replacement string stands in a
+script, and the places where it cannot be put safely.
 """
 
 from __future__ import annotations
@@ -10,8 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from asynctasklib._cli import _errors, _shell
+from asynctasklib._cli import _errors, _replace, _shell
 from cli_helpers import run
+
+
+def shell_fields(script: str) -> list[int]:
+    """The scanner on ``script``, its fields found as the template finds them."""
+    spans: list[tuple[int, int, bool]] = []
+    at = 0
+    for piece in _replace.parse(script, _replace.DEFAULT_NAMES):
+        if isinstance(piece, _replace.Field):
+            spans.append((at, at + len(piece.text), piece.kind == _replace.ARG))
+            piece = piece.text
+        at += len(piece)
+    return _shell.shell_fields(script, spans)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +50,12 @@ from cli_helpers import run
         ("echo \"${x:-'a'}\" {}", "after quotes inside"),
         ("echo $(( '1' )) {}", "after quotes inside arithmetic"),
         ("[[ {} -eq 1 ]]", "inside [[ ... ]]"),
+        ("echo `echo {1.}`", "inside backquotes"),  # every string that carries input
+        ("echo $(( {-1} + 1 ))", "inside arithmetic"),
+        ("echo $'{/.}'", "inside $'...'"),
+        ("echo # {//}", "in a comment"),
+        ("echo ${%}", "right after $"),  # and the numbers, right after $
+        ("echo $x${#}", "right after $"),
         ("if [[ ( a == \"{}\" ) ]]; then :; fi", "inside [[ ... ]]"),
     ],
 )
@@ -81,13 +99,13 @@ def test_shell_code_around_the_input_that_is_fine(
     assert out == output
 
 
-P, D, S, N = _shell.PLAIN, _shell.DOUBLE, _shell.SINGLE, _shell.SEQ
+P, D, S, N = _shell.PLAIN, _shell.DOUBLE, _shell.SINGLE, _shell.RAW
 
 
 @pytest.mark.parametrize(
     ("script", "kinds"),
     [
-        ("echo {} \"{}\" '{}' {#}", [P, D, S, N]),
+        ("echo {} \"{}\" '{}' {#} '{%}' {1} \"{-1/.}\" '{2 //}'", [P, D, S, N, N, P, D, S]),
         ("# a comment '\n{}", [P]),  # the comment ends at the newline
         ("echo `a \\` b` {}", [P]),  # an escaped backquote inside backquotes
         ('echo $"x {}"', [D]),  # bash's $"..."
@@ -102,13 +120,13 @@ P, D, S, N = _shell.PLAIN, _shell.DOUBLE, _shell.SINGLE, _shell.SEQ
         ("echo \\\\{}", [P]),  # an escaped backslash, then {}
         ("echo \"a\\\"{}\"", [D]),
         ("echo $[1+[2]] {}", [P]),
-        ("echo \"`echo {#}`\" $(({#}))", [N, N]),
+        ("echo \"`echo {#}`\" $(({%}))", [N, N]),
         ("echo $'a\\'b' {}", [P]),  # $'...' ends at its quote, \' escaped inside
         ("echo ${x:-{a}} {}", [P]),  # braces nest inside ${...}
     ],
 )
 def test_shell_fields_follow_the_quoting(script: str, kinds: list[int]) -> None:
-    assert [how for _, _, how in _shell.shell_fields(script)] == kinds
+    assert shell_fields(script) == kinds
 
 
 def test_a_field_after_a_backslash_inside_backquotes_is_refused(
@@ -118,7 +136,7 @@ def test_a_field_after_a_backslash_inside_backquotes_is_refused(
     steps over a field there without placing it: the command is refused, ``{#}`` too."""
     for script in ("echo `\\{}`", "echo `\\{#}`"):
         with pytest.raises(_errors.UsageError, match="cannot place the input in shell code"):
-            _shell.shell_fields(script)
+            shell_fields(script)
     rc, out, err = run(capfd, "--shell", "--", "echo `\\{}`", ":::", "a")
     assert (rc, out) == (2, "")
     assert "cannot place the input in shell code" in err

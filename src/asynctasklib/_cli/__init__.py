@@ -14,7 +14,8 @@ The modules, from the bottom up. A name without a leading underscore is what the
 modules use; the whole package is private all the same, a client of the public API only.
 
 - `_errors`: exit statuses and errors; `_util`: two small helpers.
-- `_shell`: where ``{}`` stands in shell code; `_template`: the command filled per job.
+- `_replace`: GNU parallel's replacement strings; `_shell`: where each stands in shell
+  code; `_template`: the command filled per job.
 - `_options`: the command line; `_sources`: the input sources it gives.
 - `_records`: one source's records; `_inputs`: each job's arguments, from the sources.
 - `_output`: the jobs' output, stored and written; `_job`: one input's job.
@@ -78,9 +79,11 @@ def _dry_run(opts: Options, skip: frozenset[int], sources: OpenSources) -> int:
         for seq, args in enumerate(inputs.values(), 1):
             if seq in skip:
                 continue
-            argv = template.argv(seq, 0, args)
+            argv = template.argv(seq, 1, args)  # (each job alone: all in slot 1)
             line = (template.display(argv) + "\n").encode(errors="surrogateescape")
-            line = b"".join(tagged([line], tag(Job(seq, args, argv))))
+            job = Job(seq, args, argv)
+            job.slot = 1
+            line = b"".join(tagged([line], tag(job)))
             out.write(line.decode(errors="surrogateescape"))
         out.flush()
     except BrokenPipeError:

@@ -14,6 +14,7 @@ retry's PENDING by a hook that finds the job in its task's context variables.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -54,6 +55,28 @@ class _AllRead:
         pass
 
 
+class JobSlots:
+    """The job slots (``{%}``): a new job takes the slot freed first (the free slots are a
+    queue, as GNU parallel's), else a new number, so the slots run from 1 to the most jobs
+    that ran at once. A job keeps its slot through its retries. (GNU parallel frees those
+    of jobs that end between two of its checks in the order the jobs started: docs/cli.md.)"""
+
+    __slots__ = ("_free", "_most")
+
+    def __init__(self) -> None:
+        self._free: collections.deque[int] = collections.deque()
+        self._most = 0
+
+    def take(self) -> int:
+        if self._free:
+            return self._free.popleft()
+        self._most += 1
+        return self._most
+
+    def free(self, slot: int) -> None:
+        self._free.append(slot)
+
+
 class Feeder:
     """Makes a job of each input and submits it; hands each step of a job to the reporter,
     and reacts to its end (``--halt``)."""
@@ -74,6 +97,7 @@ class Feeder:
         self.halt = Halt(opts.halt)
         self.skip = skip  # the numbers of the jobs not to run (--resume...)
         self.seq = 0
+        self.slots = JobSlots()
         self.task: asyncio.Task[None] | None = None
         self._attempt = attempt
         pct = opts.timeout_pct
@@ -151,8 +175,7 @@ class Feeder:
         return _AllRead(values)
 
     def _new_job(self, seq: int, args: tuple[str, ...]) -> Job:
-        # (slot 0: the job slot is not known before the job starts)
-        return Job(seq, args, self.template.argv(seq, 0, args))
+        return Job(seq, args, [])  # (its command once it has a slot: see _submit)
 
     def _definition(self, job: Job) -> Definition[None]:
         """The job's definition: its task function reports the start of an attempt of
@@ -182,10 +205,15 @@ class Feeder:
             self.reporter.skip(job.seq)  # (never submitted)
             raise
         # Nothing has run since the pool took the task in: this is where its on_pending
-        # hook fires, and no worker can have started it yet.
+        # hook fires, and no worker can have started it yet. It holds a worker until it
+        # ends, and a job slot as long (the job that ended before freed one, if need be:
+        # a task's done callbacks run as it ends, before a submit that waits resumes).
         job.task = task
+        job.slot = slot = self.slots.take()
+        job.argv = self.template.argv(job.seq, slot, job.args)
 
         def job_ended(task: Task[Any]) -> None:
+            self.slots.free(slot)
             self._ended(job, task)
 
         task.add_done_callback(job_ended)

@@ -24,6 +24,7 @@ class Job:
         "out",
         "returncode",
         "seq",
+        "slot",
         "started_at",
         "started_mono",
         "task",
@@ -34,6 +35,7 @@ class Job:
         self.seq = seq
         self.args = args
         self.argv = argv
+        self.slot = 0  # its job slot ({%}), from its submit to its end
         self.started_at: float | None = None  # wall-clock start of the last attempt
         self.started_mono = 0.0
         self.attempts = 0

@@ -93,4 +93,4 @@ class CommandLines:
 
 def template_for(opts: Options) -> Template | CommandLines:
     """What makes each job's command: the command line's template, or the joblog's."""
-    return CommandLines() if opts.retry_failed else Template(opts.command, opts.shell)
+    return CommandLines() if opts.retry_failed else Template(opts.command, opts.shell, opts.names)

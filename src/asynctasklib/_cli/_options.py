@@ -6,7 +6,6 @@ import argparse
 import math
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from ._halt import HaltSpec, parse_halt
 from ._output_options import GROUP, UNGROUP, add_output_options, check_output
 from ._output_options import value as _value
 from ._records import delimiter
-from ._shell import FIELD
+from ._replace import RENAME_OPTIONS, Names, rename
 from ._sources import SourceSpec, split_sources
 from ._template import Template
 
@@ -59,6 +58,7 @@ class Options:
     dry_run: bool
     shell: bool
     progress: bool | None
+    names: Names  # the replacement strings' names (-I and the like)
 
 
 def _number(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[str], Any]:
@@ -134,9 +134,13 @@ inputs, as GNU parallel takes them: each -a FILE, then each group after the comm
 standard input when none is given; one value a line (-d, -0: another delimiter). With
 several sources there is one job per combination of their values (the last varying
 fastest; linked ones go along together). --colsep cuts a value into several arguments;
--n N gives a job N values. In the command, {} is replaced by the job's arguments and {#}
-by the job number (1-based); without {} the arguments are appended. GNU parallel's other
-replacement strings ({.} {/} {//} {/.} {%} {1} {= =}...), -X and -m are refused.
+-n N gives a job N values. -X and -m are refused.
+
+replacement strings, as GNU parallel's: {} the arguments, {.} without the extension, {/}
+the basename, {//} the dirname, {/.} the basename without extension, {#} the job number,
+{%} the job slot; {1} {2} {-1} the first, second, last argument, also as {1.} {1/} {1//}
+{1/.}. A command without any gets the arguments appended. Perl expressions ({= =}) are
+refused.
 
 no input ever runs as code: as a plain argument it goes in as it is; in shell code (the
 --shell script, or the -c script of sh, bash, dash, zsh, ksh... in the command) it is
@@ -281,6 +285,7 @@ def _parser() -> argparse.ArgumentParser:
         "--shell", action="store_true",
         help="run COMMAND through /bin/sh -c, the input shell-quoted",
     )  # fmt: skip
+    _rename_options(p)
     p.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a live progress view on stderr (default: when stderr is a terminal)",
@@ -288,6 +293,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"asynctasklib {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
+
+
+def _rename_options(p: argparse.ArgumentParser) -> None:
+    """-I and the like: GNU parallel's options that rename the replacement strings."""
+    group = p.add_argument_group("replacement strings' names (GNU parallel's)")
+    for flags, old in RENAME_OPTIONS:
+        more = " ({N} follows a name in braces: -I {x} gives {1x})" if old == "{}" else ""
+        group.add_argument(
+            *flags, type=_value, metavar="STR", dest=_dest(flags),
+            help=f"use STR instead of {old}{more}".replace("%", "%%"),
+        )  # fmt: skip
+
+
+def _dest(flags: tuple[str, ...]) -> str:
+    return flags[0].lstrip("-")
 
 
 def _parse_backoff(spec: str, base: float | None) -> float | Callable[[int], float]:
@@ -388,13 +408,14 @@ def _check_joblog_reuse(ns: argparse.Namespace) -> None:
         raise UsageError(f"{given[0]} needs --joblog FILE (the joblog of the earlier run)")
 
 
-def _check_command(words: list[str], shell: bool) -> None:
+def _check_command(words: list[str], shell: bool, names: Names) -> None:
     if not words:
         raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
-    if not shell and not FIELD.search(words[0]) and shutil.which(words[0]) is None:
+    # A replacement string or quoting refused: now, not per job.
+    template = Template(words, shell, names)
+    if not shell and not template.program_varies and template.executable is None:
         hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
         raise UsageError(f"command not found: {show(words[0])}{hint}")
-    Template(words, shell)  # a replacement string or quoting refused: now, not per job
 
 
 def _short_null(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
@@ -428,12 +449,13 @@ def parse(argv: list[str]) -> Options:
     if joblog_append:
         ns.joblog = ns.joblog[1:]
     _check_joblog_reuse(ns)
+    names = rename([getattr(ns, _dest(flags)) for flags, _ in RENAME_OPTIONS])
     sources: tuple[SourceSpec, ...]
     if ns.retry_failed:  # the joblog's command lines are the jobs (see `main`): no others
         words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see main)
     else:
         words, sources = split_sources(words, ns.arg_file)
-        _check_command(words, ns.shell)
+        _check_command(words, ns.shell, names)
     tag = check_output(ns)
     return Options(
         command=words,
@@ -464,4 +486,5 @@ def parse(argv: list[str]) -> Options:
         dry_run=ns.dry_run,
         shell=ns.shell,
         progress=False if ns.output == UNGROUP else ns.progress,
+        names=names,
     )

@@ -80,7 +80,7 @@ class Tagger:
     def __call__(self, job: Job) -> bytes:
         if self._template is None:
             return b""
-        text = self._template.argv(job.seq, 0, job.args)[0]
+        text = self._template.argv(job.seq, job.slot, job.args)[0]
         return (text + "\t").encode(errors="surrogateescape")
 
 

@@ -1,26 +1,24 @@
-"""Where each ``{}`` and ``{#}`` stands in POSIX shell code, and how the input goes there.
+"""Where each replacement string stands in POSIX shell code, and how its value goes there.
 
 A small scanner of shell quoting follows the script to each field: unquoted (in the script
 or in a ``$(...)``), inside "..." or inside '...'. There the value is put in single quotes,
 closing and reopening the quote around it, so that it is one literal word whatever
 surrounds it. Where that cannot be made safe (backquotes, ``$'...'``, ``${...}``,
 arithmetic, ``[[ ... ]]``, a comment, after a here-document, right after ``$`` or a
-backslash) or the scanner cannot be sure of the context, the command is refused.
-``{#}`` (digits) is safe anywhere but right after ``$``.
+backslash) or the scanner cannot be sure of the context, the command is refused. A number
+(``{#}``, ``{%}``: digits) is safe anywhere but right after ``$``.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from typing import Final
 
 from ._errors import UsageError
 
-FIELD = re.compile(r"\{#?\}")
-
-# How an input goes into a word: as it is (a plain argument), or shell-quoted for where it
-# stands in shell code: unquoted, inside "...", inside '...'. Then the job number.
-RAW, PLAIN, DOUBLE, SINGLE, SEQ = range(5)
+# How a value goes into a word: as it is (a plain argument), or shell-quoted for where it
+# stands in shell code: unquoted, inside "...", inside '...'.
+RAW, PLAIN, DOUBLE, SINGLE = range(4)
 
 # Where an input cannot be placed safely, whatever the quotes: (context, why).
 _REFUSED_IN: Final = (
@@ -34,12 +32,14 @@ _REFUSED_IN: Final = (
 )
 
 
-def shell_fields(script: str) -> list[tuple[int, int, int]]:
-    """Each ``{}`` and ``{#}`` in shell code, as (start, end, how the input goes there).
+def shell_fields(script: str, spans: Sequence[tuple[int, int, bool]]) -> list[int]:
+    """How the value of each field goes into shell code (PLAIN, DOUBLE or SINGLE; RAW for
+    a number): the fields are ``spans`` of ``script``, (start, end, whether it carries
+    input), in order.
 
     Raises `UsageError` where one cannot be placed safely.
     """
-    return _Scanner(script).scan()
+    return _Scanner(script, spans).scan()
 
 
 class _Frame:
@@ -61,17 +61,17 @@ class _Scanner:
     $[...], "comment", and "test" [[ ... ]] (shell code too).
     """
 
-    def __init__(self, script: str) -> None:
+    def __init__(self, script: str, spans: Sequence[tuple[int, int, bool]]) -> None:
         self.script = script
-        self.fields = {m.start(): m for m in FIELD.finditer(script)}
-        self.found: list[tuple[int, int, int]] = []
+        self.fields = {start: (end, is_input) for start, end, is_input in spans}
+        self.found: list[int] = []
         self.stack = [_Frame("cmd")]
         self.i = 0
         self.word_start = True  # at the start of a word (where # starts a comment)
         self.dollar = -1  # the position of the last unescaped $ that started nothing
         self.doubt: str | None = None  # once set, no later {} can be placed
 
-    def scan(self) -> list[tuple[int, int, int]]:
+    def scan(self) -> list[int]:
         n = len(self.script)
         while self.i < n:
             self._step()
@@ -115,8 +115,7 @@ class _Scanner:
 
     def _field(self, at: int, where: str | None) -> None:
         """Place the field at ``at``, or refuse it; ``where`` is a reason known already."""
-        match = self.fields[at]
-        is_input = match.group() == "{}"
+        end, is_input = self.fields[at]
         where = self._refusal(at, is_input, where)
         if where is not None:
             raise UsageError(
@@ -125,8 +124,8 @@ class _Scanner:
             )
         kind = self.stack[-1].kind
         how = PLAIN if kind == "cmd" else DOUBLE if kind == "dq" else SINGLE
-        self.found.append((at, match.end(), how if is_input else SEQ))
-        self.i = match.end()
+        self.found.append(how if is_input else RAW)
+        self.i = end
 
     def _refusal(self, at: int, is_input: bool, where: str | None) -> str | None:
         """Why the field at ``at`` cannot be placed, or None if it can."""

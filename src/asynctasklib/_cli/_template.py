@@ -1,4 +1,5 @@
-"""The command template: ``{}`` (the input) and ``{#}`` (the job number), filled per job."""
+"""The command template: the command's words with GNU parallel's replacement strings
+(`_replace`), filled in per job."""
 
 from __future__ import annotations
 
@@ -10,14 +11,9 @@ from collections.abc import Sequence
 from typing import Final
 
 from ._errors import UsageError
-from ._shell import DOUBLE, FIELD, PLAIN, RAW, SEQ, SINGLE, shell_fields
+from ._replace import APPENDED, ARG, DEFAULT_NAMES, Field, Names, check_perl, parse, values
+from ._shell import DOUBLE, PLAIN, RAW, SINGLE, shell_fields
 
-# GNU parallel's replacement strings (without --plus): {} {.} {/} {//} {/.} {#} {%}, their
-# positional forms ({N}, {N.}, {-N/}..., spaces allowed before the suffix) and {= perl =}.
-# Only {} and {#} are implemented; the rest are refused, never passed on literally. Other
-# braces ({a,b}, ${HOME}, awk's {print}) are not replacement strings, for parallel either.
-_REPLACEMENT = re.compile(r"\{(?:-?\d+\s*)?(?:|\.|/|//|/\.|#|%)\}")
-_PERL_REPLACEMENT = re.compile(r"\{=.*?=\}", re.DOTALL)  # (parallel joins words to find it)
 PARALLEL_SEPARATORS: Final = frozenset({"::::", ":::+", "::::+"})
 
 # Programs whose -c argument is POSIX shell code: the input is quoted for the shell there.
@@ -27,7 +23,7 @@ _POSIX_SHELLS: Final = frozenset(
 )  # fmt: skip
 _OTHER_SHELLS: Final = frozenset({"fish", "csh", "tcsh"})  # other quoting rules: refused
 
-_REOPEN: Final = {PLAIN: "", DOUBLE: '"', SINGLE: "'"}  # close the quote, value, reopen
+_REOPEN: Final = {DOUBLE: '"', SINGLE: "'"}  # close the quote, the value, reopen
 _RESERVED: Final = frozenset(
     {"case", "coproc", "do", "done", "elif", "else", "esac", "fi", "for", "foreach",
      "function", "if", "in", "nocorrect", "noglob", "repeat", "select", "then", "time",
@@ -43,22 +39,6 @@ def sh_quote(value: str) -> str:
     if _BARE.fullmatch(value) and value not in _RESERVED:
         return value
     return "'" + value.replace("'", "'\"'\"'") + "'"
-
-
-def _check_replacements(words: list[str]) -> None:
-    """Refuse GNU parallel's syntax that is not supported (rather than misread it)."""
-    for word in words:
-        for match in _REPLACEMENT.finditer(word):
-            if match.group() not in ("{}", "{#}"):
-                raise UsageError(
-                    f"the replacement string {match.group()} is not supported "
-                    "(only {} and {#} are)"
-                )
-    perl = _PERL_REPLACEMENT.search(" ".join(words))
-    if perl is not None:
-        raise UsageError(
-            f"the replacement string {perl.group()} is not supported (only {{}} and {{#}} are)"
-        )
 
 
 def shell_script_index(words: list[str], i: int) -> int | None:
@@ -95,101 +75,124 @@ def _shell_scripts(words: list[str]) -> dict[int, str]:
     return scripts
 
 
-def _split(word: str, fields: list[tuple[int, int, int]] | None) -> list[str | int]:
-    """``word`` as literal pieces and the codes of what goes between them (``fields``
-    None: a plain argument, where the input goes in as it is)."""
-    if fields is None:
-        fields = [(m.start(), m.end(), SEQ if m.group() == "{#}" else RAW)
-                  for m in FIELD.finditer(word)]  # fmt: skip
-    parts: list[str | int] = []
-    end = 0
-    for start, stop, how in fields:
-        parts += [word[end:start], how]
-        end = stop
-    parts.append(word[end:])
+# A word of the command: as it is, or in pieces: literal text, and each field with how its
+# value goes in (RAW, or shell-quoted for where it stands: PLAIN, DOUBLE, SINGLE).
+_Pieces = list[str | tuple[Field, int]]
+
+
+def _in_shell_code(pieces: list[str | Field]) -> _Pieces:
+    """The pieces of a word of shell code, each field placed (or refused) by the scanner."""
+    text, spans = "", []
+    for piece in pieces:
+        if isinstance(piece, str):
+            text += piece
+        else:
+            spans.append((len(text), len(text) + len(piece.text), piece.kind == ARG))
+            text += piece.text
+    hows = iter(shell_fields(text, spans))
+    return [piece if isinstance(piece, str) else (piece, next(hows)) for piece in pieces]
+
+
+def _word_parts(words: list[str], parsed: list[list[str | Field]]) -> list[str | _Pieces]:
+    """Each word as it is, or in pieces: shell-quoted in a shell's ``-c`` word."""
+    command = [*words, APPENDED.text] if len(parsed) > len(words) else words
+    scripts = _shell_scripts(command)  # (an appended input can be a shell's -c script)
+    parts: list[str | _Pieces] = []
+    for i, pieces in enumerate(parsed):
+        shell_name = scripts.get(i)
+        if all(isinstance(piece, str) for piece in pieces):
+            parts.append(words[i])
+        elif shell_name is None or shell_name in _OTHER_SHELLS:
+            carries_input = any(isinstance(p, Field) and p.kind == ARG for p in pieces)
+            if shell_name is not None and carries_input:
+                raise UsageError(
+                    f"cannot quote the input for {shell_name}'s -c code: {words[i]!r} (pass "
+                    f"it as an argument instead: {shell_name} -c '...' {{}})"
+                )
+            parts.append([piece if isinstance(piece, str) else (piece, RAW) for piece in pieces])
+        else:
+            parts.append(_in_shell_code(pieces))
     return parts
 
 
+def _fill(pieces: _Pieces, seq: int, slot: int, args: Sequence[str]) -> list[str]:
+    """The words ``pieces`` make for a job. As plain arguments, a field that gives each
+    argument (``{}``) makes a word of each, and one that gives nothing (``{3}`` of two
+    arguments) leaves no word if nothing else is in it: as GNU parallel's shell splits them.
+    """
+    out: list[str] = []
+    word: str | None = None  # the word being made: None while nothing has made it
+    for piece in pieces:
+        if isinstance(piece, str):
+            word = (word or "") + piece
+            continue
+        field, how = piece
+        got = values(field, seq, slot, args)
+        if how == RAW:  # a plain argument, or a number (digits) in shell code
+            for i, value in enumerate(got):
+                if i:
+                    out.append(word or "")
+                    word = value
+                else:
+                    word = (word or "") + value
+        elif how == PLAIN:
+            word = (word or "") + " ".join(map(sh_quote, got))  # a word each, as GNU parallel
+        else:  # inside quotes: one word, the values joined by a space
+            reopen = _REOPEN[how]
+            word = (word or "") + reopen + sh_quote(" ".join(got)) + reopen
+    return out if word is None else [*out, word]
+
+
 class Template:
-    """The command with ``{}`` (the input) and ``{#}`` (the job number) to fill in.
+    """The command, with GNU parallel's replacement strings to fill in (`_replace`).
 
     No input is ever run as code. In plain arguments (a command given as separate words)
-    the input goes in as it is: no shell sees it. In shell code -- the script of
-    ``--shell``, or the ``-c`` argument of a shell in the command (``sh -c 'echo {}'``,
-    ``bash -ec ...``, also after ``env``, ``timeout`` and such) -- it is shell-quoted for
-    where ``{}`` stands, so that the shell sees exactly the input as one word, whether
-    ``{}`` is bare, in "..." or in '...'; a place where that cannot be done is refused
-    (`UsageError`). Any other GNU parallel replacement string is refused too.
+    a value goes in as it is: no shell sees it. In shell code -- the script of ``--shell``,
+    or the ``-c`` argument of a shell in the command (``sh -c 'echo {}'``, ``bash -ec ...``,
+    also after ``env``, ``timeout`` and such) -- it is shell-quoted for where it stands, so
+    that the shell sees exactly the value as one word, whether it stands bare, in "..." or
+    in '...'; a place where that cannot be done is refused (`UsageError`), as is a
+    replacement string that is not supported. A command without any replacement string
+    gets the job's arguments added at its end, as GNU parallel adds them.
     """
 
-    __slots__ = ("_has_input", "_parts", "_shell", "executable")
+    __slots__ = ("_parts", "_shell", "executable", "program_varies")
 
-    def __init__(self, words: list[str], shell: bool) -> None:
-        _check_replacements(words)
-        self._parts: list[str | list[str | int]]  # a word as it is, or in pieces (_split)
+    def __init__(self, words: list[str], shell: bool, names: Names = DEFAULT_NAMES) -> None:
+        check_perl(words)
+        parsed = [parse(word, names) for word in words]
+        if not any(isinstance(piece, Field) for pieces in parsed for piece in pieces):
+            parsed.append([APPENDED])  # (GNU parallel adds {} where there is none at all)
         self._shell = shell
-        self._has_input = any("{}" in w for w in words)
+        self._parts: list[str | _Pieces]
         if shell:
-            script = " ".join(words)
-            if not self._has_input:  # the input is appended, as a word of the script
-                script += " {}"
-                self._has_input = True
-            self._parts = [_split(script, shell_fields(script))]
+            script: list[str | Field] = []
+            for i, pieces in enumerate(parsed):
+                script += [" ", *pieces] if i else pieces
+            self._parts = [_in_shell_code(script)]
         else:
-            self._parts = self._word_parts(words)
+            self._parts = _word_parts(words, parsed)
         # The program, looked up in PATH once rather than for every job (None: it varies).
+        self.program_varies = not shell and not isinstance(self._parts[0], str)
         self.executable = "/bin/sh" if shell else None
-        if not shell and not FIELD.search(words[0]):
+        if not shell and not self.program_varies:
             self.executable = shutil.which(words[0])
 
-    @staticmethod
-    def _word_parts(words: list[str]) -> list[str | list[str | int]]:
-        """Each word as it is, or in pieces: shell-quoted in a shell's ``-c`` word."""
-        scripts = _shell_scripts(words)
-        parts: list[str | list[str | int]] = []
-        for i, word in enumerate(words):
-            shell_name = scripts.get(i)
-            if "{" not in word:
-                parts.append(word)
-            elif shell_name is None:
-                parts.append(_split(word, None))
-            elif shell_name in _OTHER_SHELLS and "{}" in word:
-                raise UsageError(
-                    f"cannot quote the input for {shell_name}'s -c code: {word!r} (pass "
-                    f"it as an argument instead: {shell_name} -c '...' {{}})"
-                )
-            else:
-                parts.append(_split(word, shell_fields(word)))
-        return parts
-
     def argv(self, seq: int, slot: int, args: Sequence[str]) -> list[str]:
-        """The job's argument list: ``{}`` is ``args`` joined by spaces (in shell code
-        each quoted on its own); with no ``{}``, each arg is appended as a word."""
-        number = str(seq)
-        value = " ".join(args)
-        quoted: str | None = None
+        """The command for job number ``seq`` in job slot ``slot``, with ``args`` (none
+        with ``-n 0``: then ``{}`` gives no word, and ``[{}]`` gives ``[]``, as in GNU
+        parallel)."""
         words: list[str] = []
         for parts in self._parts:
             if isinstance(parts, str):
                 words.append(parts)
-                continue
-            pieces: list[str] = []
-            for part in parts:
-                if isinstance(part, str):
-                    pieces.append(part)
-                elif part == SEQ:
-                    pieces.append(number)
-                elif part == RAW:
-                    pieces.append(value)
-                else:
-                    if quoted is None:
-                        quoted = " ".join(map(sh_quote, args))
-                    reopen = _REOPEN[part]
-                    pieces += [reopen, quoted, reopen]
-            words.append("".join(pieces))
-        if not self._has_input:
-            words += args
-        return ["/bin/sh", "-c", words[0]] if self._shell else words
+            else:
+                words += _fill(parts, seq, slot, args)
+        if self._shell:
+            return ["/bin/sh", "-c", words[0]]
+        # No word left ({2} alone, of one argument): an empty command line, which does
+        # nothing and succeeds, as in GNU parallel.
+        return words or ["/bin/sh", "-c", ""]
 
     def display(self, argv: list[str]) -> str:
         """The command as a shell line (the script itself with ``--shell``)."""
