@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import inspect
 import math
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from types import MethodType
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, overload
 
 from ._hooks import StateHooks, is_async_callable, is_generator_callable
 from ._retry import Backoff, ExponentialBackoff, RetryOn, check_retry_on
@@ -13,7 +17,7 @@ from ._validate import at_least, optional_seconds, seconds
 if TYPE_CHECKING:
     from ._run import Run
 
-__all__ = ["Definition"]
+__all__ = ["Definition", "TaskOptions"]
 
 # Covariant: a definition only hands out its T (the result), so a Definition[int] is a
 # Definition[int | str] too, and a list of definitions of several result types is typed.
@@ -176,3 +180,117 @@ class Definition(Generic[T]):
             post_init = getattr(self, "__post_init__", None)
             if post_init is not None:  # (a subclass's, as a dataclass __init__ would call)
                 post_init()
+
+
+class TaskOptions(TypedDict, total=False):
+    """The options ``submit(fn, *args, **options)`` takes: a `Definition`'s fields but
+    ``task_fn``, ``id`` being the task's own."""
+
+    id: str
+    hooks: StateHooks | None
+    delay: float | timedelta
+    max_duration: float | timedelta | None
+    max_retries: int
+    backoff: Backoff
+    retry_on: RetryOn
+    total_timeout: float | timedelta | None
+
+
+# What a recipe is: (its function, its definition, the numbers of positional arguments the
+# function takes).
+_Recipe = tuple[Callable[..., Any], Definition[Any], range]
+
+
+class _Recipes:
+    """The definitions of ``submit(fn, *args, **options)``: one per function and set of
+    options, validated once and kept (the last ``keep`` made) for the next call with the
+    same, so that a task per item costs no `Definition` per item. Any thread may use it.
+
+    A function is found by equality, then must be the same object: a bound method, made
+    afresh at each access, is the same when its object and function are (its equality).
+    """
+
+    __slots__ = ("_keep", "_lock", "_made")
+
+    def __init__(self, keep: int = 256) -> None:
+        self._made: dict[Any, _Recipe] = {}
+        self._keep = keep
+        self._lock = threading.Lock()  # (for a miss only: the blocking face's threads)
+
+    def find(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]
+    ) -> tuple[Definition[Any], str | None]:
+        """The definition for ``fn`` and ``options``, and the task's id (None: the
+        definition's); ``TypeError`` or ``ValueError`` for what `Definition` refuses, and
+        ``TypeError`` for a number of ``args`` that ``fn`` cannot take."""
+        task_id = None
+        if options:  # (the common call has none)
+            task_id = options.pop("id", None)
+            if task_id is not None and task_id.__class__ is not str:
+                raise TypeError(f"id must be a str, got {type(task_id).__name__}")
+        # With options, their types too: 1 == True, and True is no max_retries.
+        key: Any = (fn, *options.items(), *map(type, options.values())) if options else fn
+        try:
+            made = self._made.get(key)
+        except TypeError:  # unhashable (a bound method of an unhashable object, an option)
+            made = key = None
+        if made is None or (made[0] is not fn and fn.__class__ is not MethodType):
+            made = self._make(fn, options, key)
+        if len(args) not in made[2]:
+            raise _arity_error(fn, made[2], len(args))
+        return made[1], task_id
+
+    def _make(self, fn: Callable[..., Any], options: dict[str, Any], key: Any) -> _Recipe:
+        if not callable(fn):
+            raise TypeError(f"submit() takes a Definition or a function, got {type(fn).__name__}")
+        for name in options:
+            if name not in TaskOptions.__optional_keys__:
+                known = ", ".join(sorted(TaskOptions.__optional_keys__))
+                raise TypeError(f"submit(fn, ...) has no option {name!r} (its options: {known})")
+        made = (fn, Definition(task_fn=fn, **options), _positional(fn))
+        if key is not None:
+            with self._lock:
+                if len(self._made) >= self._keep:
+                    del self._made[next(iter(self._made))]  # the oldest
+                self._made[key] = made
+        return made
+
+
+def _positional(fn: Callable[..., Any]) -> range:
+    """The numbers of positional arguments ``fn`` takes (any, if its signature cannot be
+    read). ``TypeError`` if it needs a keyword argument: ``submit`` passes none."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return range(sys.maxsize)
+    least = most = 0
+    for p in parameters:
+        if p.kind is p.VAR_POSITIONAL:
+            most = sys.maxsize - 1
+        elif p.kind is p.KEYWORD_ONLY:
+            if p.default is p.empty:
+                raise TypeError(
+                    f"{fn!r} needs the keyword argument {p.name!r}, and submit() passes "
+                    "positional arguments only: bind it with functools.partial"
+                )
+        elif p.kind is not p.VAR_KEYWORD:
+            most += 1
+            if p.default is p.empty:
+                least = most
+    return range(least, max(most, least) + 1)
+
+
+def _arity_error(fn: Callable[..., Any], counts: range, given: int) -> TypeError:
+    least, most = counts.start, counts.stop - 1
+    if most >= sys.maxsize - 1:
+        takes = f"at least {least}"
+    elif least == most:
+        takes = str(least)
+    else:
+        takes = f"{least} to {most}"
+    # (a function given none that wants one may well be a task_fn, made for its Run)
+    hint = " (a task_fn that takes the Run goes in a Definition)" if not given else ""
+    return TypeError(
+        f"{getattr(fn, '__qualname__', fn)!r} takes {takes} positional argument"
+        f"{'' if takes == '1' else 's'}, but submit() gave it {given}{hint}"
+    )

@@ -17,11 +17,11 @@ from collections.abc import (
 from concurrent.futures import Executor
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack, overload
 
 from ._compat import running_loop as _get_running_loop
 from ._crew import Crew
-from ._definition import Definition
+from ._definition import Definition, TaskOptions, _Recipes
 from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
 from ._group import Group, as_completed
@@ -40,11 +40,16 @@ __all__ = ["PoolStats", "WorkerPool"]
 T = TypeVar("T")
 R = TypeVar("R")
 X = TypeVar("X")
+Ts = TypeVarTuple("Ts")
 
 logger = logging.getLogger("asynctasklib")
 
 _PENDING, _DONE, _FAILED, _CANCELED = State.PENDING, State.DONE, State.FAILED, State.CANCELED
 _copy_context = contextvars.copy_context
+_ARGS_WITH_DEFINITION = (
+    "submit(definition) takes no other arguments (its task_fn is called with the Run): "
+    "for fn(*args), submit the function itself: submit(fn, *args, **options)"
+)
 
 
 class WorkerPool:
@@ -115,6 +120,7 @@ class WorkerPool:
         self._call_in_executor = bridge.call
         self._cancel_call = bridge.cancel
         self._check_picklable = bridge.check_picklable
+        self._recipes = _Recipes()  # the definitions of submit(fn, *args, **options)
 
     def __repr__(self) -> str:
         return (
@@ -164,20 +170,43 @@ class WorkerPool:
         in_progress = self._crew.in_progress()
         if not self._retain:
             return in_progress
-        # every task kept, and the tasks of map() runs in progress (never kept: see map)
-        # (_arg, the task's own: a map run's tasks are called with their item, not a Run)
-        return [*self._all, *(task for task in in_progress if task._arg is not _RUN)]
+        # every task kept, and the tasks of map() runs in progress (never kept: see map),
+        # told by their id: their item's index, an int (every other task's is a str)
+        return [*self._all, *(task for task in in_progress if task._id.__class__ is int)]
 
     # -- submitting --------------------------------------------------------------------------
 
-    async def submit(self, definition: Definition[T]) -> Task[T]:
-        """Start a task for ``definition`` once a worker is free, and return it.
+    @overload
+    async def submit(self, definition: Definition[T], /) -> Task[T]: ...
+
+    @overload
+    async def submit(
+        self, fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts, **options: Unpack[TaskOptions]
+    ) -> Task[T]: ...
+
+    @overload
+    async def submit(
+        self, fn: Callable[[*Ts], T], /, *args: *Ts, **options: Unpack[TaskOptions]
+    ) -> Task[T]: ...
+
+    # (mypy wrongly finds that this does not take every call the *Ts overloads allow)
+    async def submit(self, definition: Any, /, *args: Any, **options: Any) -> Task[Any]:  # type: ignore[misc]
+        """Start a task once a worker is free, and return it: for ``definition``, whose
+        ``task_fn`` is called with the attempt's `Run`; or, as ``Executor.submit``, to call
+        ``fn(*args)`` (an ``async def`` or a plain function), with a `Definition`'s options.
 
         Waits while all workers are busy. If the caller is canceled while it waits, nothing
-        is left behind.
+        is left behind. ``submit(fn, *args)`` makes one definition per function and set of
+        options and keeps it for the next call, so a task per item costs no more than one
+        shared definition; each attempt (retries too) calls ``fn`` with the same ``args``,
+        and no `Run`. ``id`` is the task's own.
 
         Args:
-            definition: What the task runs.
+            definition: What the task runs; or ``fn``, the function to call.
+            *args: ``fn``'s positional arguments (none with a definition).
+            **options: With ``fn``: a `Definition`'s fields (``id``, ``hooks``,
+                ``delay``, ``max_duration``, ``max_retries``, ``backoff``, ``retry_on``,
+                ``total_timeout``), as `Definition` takes and checks them.
 
         Returns:
             The new task, PENDING.
@@ -185,24 +214,47 @@ class WorkerPool:
         Raises:
             PoolStoppedError: The pool is stopped (first, once, the BaseException that
                 stopped it, if one did).
-            TypeError: ``definition`` is not a `Definition`.
+            TypeError: ``definition`` is neither a `Definition` nor callable; arguments
+                given with a definition; ``fn`` cannot take ``len(args)`` positional
+                arguments, or needs a keyword argument; an option is unknown or, as
+                `Definition` says, of the wrong type.
+            ValueError: An option is out of range, as `Definition` says.
         """
         if self._crew.stopped:  # (the _stopped property, inline: the hot path)
             self._raise_error()
             raise PoolStoppedError("the pool is stopped")
-        if not isinstance(definition, Definition):
-            raise TypeError(f"submit() takes a Definition, got {type(definition).__name__}")
-        if self._remote:
-            self._check_picklable(definition)
+        if not args and not options and not self._remote and isinstance(definition, Definition):
+            arg: Any = _RUN  # (the common case of _what_to_run(), inline: the hot path)
+            task_id = None
+        else:
+            definition, arg, task_id = self._what_to_run(definition, args, options)
         loop = self._loop
         if loop is None or loop is not _get_running_loop():  # _use_loop(), inline
             self._loop = self._crew.bind()
         if not self._slots.take_nowait():
             await self._take_slot()
-        task: Task[T] = _PoolTask()  # _start() and _new_task(), inline: the hot path
-        task._setup(definition, self, _copy_context())  # (Task's set-up for its _Owner)
+        task: Task[Any] = _PoolTask()  # _start() and _new_task(), inline: the hot path
+        task._setup(definition, self, _copy_context(), arg, task_id)  # (for its _Owner)
         self._enqueue(task)
         return task
+
+    def _what_to_run(
+        self, definition: Any, args: tuple[Any, ...], options: dict[str, Any]
+    ) -> tuple[Definition[Any], Any, str | None]:
+        """What ``submit(definition_or_fn, *args, **options)`` runs, checked: the
+        definition, the task's ``arg`` (see `Task._setup`) and its id (None: the
+        definition's)."""
+        if isinstance(definition, Definition):
+            if args or options:
+                raise TypeError(_ARGS_WITH_DEFINITION)
+            arg: Any = _RUN
+            task_id = None
+        else:
+            definition, task_id = self._recipes.find(definition, args, options)
+            arg = args
+        if self._remote:
+            self._check_picklable(definition, None if arg is _RUN else arg)
+        return definition, arg, task_id
 
     async def _take_slot(self) -> None:
         """Wait for a worker slot (FIFO among callers); PoolStoppedError if stopped."""

@@ -153,7 +153,7 @@ class _MapRun:
                 if self.stopped:
                     slots.release()
                     return
-                task = pool._start(definition, limiter, item, index, keep=False)
+                task = pool._start(definition, limiter, (item,), index, keep=False)
                 # (The map handles its own tasks' fields: their one done callback set before
                 # anyone else sees them, their index and end read back in it, the fast way.)
                 task._callbacks = [ended]
