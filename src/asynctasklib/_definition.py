@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, overload
 
 from ._hooks import StateHooks, is_async_callable, is_generator_callable
 from ._retry import Backoff, ExponentialBackoff, RetryOn, check_retry_on
+from ._run import _RUN
 from ._validate import at_least, optional_seconds, seconds
 
 if TYPE_CHECKING:
@@ -196,49 +197,60 @@ class TaskOptions(TypedDict, total=False):
     total_timeout: float | timedelta | None
 
 
-# What a recipe is: (its function, its definition, the numbers of positional arguments the
-# function takes).
-_Recipe = tuple[Callable[..., Any], Definition[Any], range]
+# What a recipe is: (its function, its definition, the least and most positional arguments
+# the function takes).
+_Recipe = tuple[Callable[..., Any], Definition[Any], int, int]
 
 
 class _Recipes:
-    """The definitions of ``submit(fn, *args, **options)``: one per function and set of
-    options, validated once and kept (the last ``keep`` made) for the next call with the
-    same, so that a task per item costs no `Definition` per item. Any thread may use it.
+    """What ``submit(definition)`` or ``submit(fn, *args, **options)`` runs. For a function,
+    a definition per function and set of options, validated once and kept (the last
+    ``keep`` made) for the next call with the same, so that a task per item costs no
+    `Definition` per item. Any thread may use it (the blocking face's submitters).
 
     A function is found by equality, then must be the same object: a bound method, made
     afresh at each access, is the same when its object and function are (its equality).
     """
 
-    __slots__ = ("_keep", "_lock", "_made")
+    __slots__ = ("_check", "_keep", "_lock", "made")
 
-    def __init__(self, keep: int = 256) -> None:
-        self._made: dict[Any, _Recipe] = {}
+    def __init__(self, check: Callable[[Definition[Any], Any], None] | None, keep: int = 256):
+        self._check = check  # for an executor in other processes: what must be picklable
+        self.made: dict[Any, _Recipe] = {}  # by fn, or (fn, *options, *their types)
         self._keep = keep
-        self._lock = threading.Lock()  # (for a miss only: the blocking face's threads)
+        self._lock = threading.Lock()  # (for a miss only)
 
-    def find(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]
-    ) -> tuple[Definition[Any], str | None]:
-        """The definition for ``fn`` and ``options``, and the task's id (None: the
-        definition's); ``TypeError`` or ``ValueError`` for what `Definition` refuses, and
-        ``TypeError`` for a number of ``args`` that ``fn`` cannot take."""
-        task_id = None
-        if options:  # (the common call has none)
-            task_id = options.pop("id", None)
-            if task_id is not None and task_id.__class__ is not str:
-                raise TypeError(f"id must be a str, got {type(task_id).__name__}")
+    def what_to_run(
+        self, fn: Any, args: tuple[Any, ...], options: dict[str, Any]
+    ) -> tuple[Definition[Any], Any, str | None]:
+        """The definition, the task's ``arg`` (`Task._setup`'s: _RUN to call ``task_fn``
+        with the Run, else ``args``) and its id (None: the definition's), checked:
+        ``TypeError`` or ``ValueError`` for what `Definition` refuses, and ``TypeError`` for
+        arguments with a definition, or a number of them ``fn`` cannot take.
+
+        (`WorkerPool.submit` finds a function of no options in ``made`` itself.)"""
+        if isinstance(fn, Definition):
+            if args or options:
+                raise TypeError(_ARGS_WITH_DEFINITION)
+            if self._check is not None:
+                self._check(fn, None)
+            return fn, _RUN, None
+        task_id = options.pop("id", None)
+        if task_id is not None and task_id.__class__ is not str:
+            raise TypeError(f"id must be a str, got {type(task_id).__name__}")
         # With options, their types too: 1 == True, and True is no max_retries.
         key: Any = (fn, *options.items(), *map(type, options.values())) if options else fn
         try:
-            made = self._made.get(key)
+            made = self.made.get(key)
         except TypeError:  # unhashable (a bound method of an unhashable object, an option)
             made = key = None
         if made is None or (made[0] is not fn and fn.__class__ is not MethodType):
             made = self._make(fn, options, key)
-        if len(args) not in made[2]:
-            raise _arity_error(fn, made[2], len(args))
-        return made[1], task_id
+        if not made[2] <= len(args) <= made[3]:
+            raise _arity_error(fn, made[2], made[3], len(args))
+        if self._check is not None:
+            self._check(made[1], args)
+        return made[1], args, task_id
 
     def _make(self, fn: Callable[..., Any], options: dict[str, Any], key: Any) -> _Recipe:
         if not callable(fn):
@@ -247,26 +259,32 @@ class _Recipes:
             if name not in TaskOptions.__optional_keys__:
                 known = ", ".join(sorted(TaskOptions.__optional_keys__))
                 raise TypeError(f"submit(fn, ...) has no option {name!r} (its options: {known})")
-        made = (fn, Definition(task_fn=fn, **options), _positional(fn))
+        made = (fn, Definition(task_fn=fn, **options), *_positional(fn))
         if key is not None:
             with self._lock:
-                if len(self._made) >= self._keep:
-                    del self._made[next(iter(self._made))]  # the oldest
-                self._made[key] = made
+                if len(self.made) >= self._keep:
+                    del self.made[next(iter(self.made))]  # the oldest
+                self.made[key] = made
         return made
 
 
-def _positional(fn: Callable[..., Any]) -> range:
-    """The numbers of positional arguments ``fn`` takes (any, if its signature cannot be
-    read). ``TypeError`` if it needs a keyword argument: ``submit`` passes none."""
+_ARGS_WITH_DEFINITION = (
+    "submit(definition) takes no other arguments (its task_fn is called with the Run): "
+    "for fn(*args), submit the function itself: submit(fn, *args, **options)"
+)
+
+
+def _positional(fn: Callable[..., Any]) -> tuple[int, int]:
+    """The least and most positional arguments ``fn`` takes (any number, if its signature
+    cannot be read). ``TypeError`` if it needs a keyword argument: ``submit`` passes none."""
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return range(sys.maxsize)
+        return 0, sys.maxsize
     least = most = 0
     for p in parameters:
         if p.kind is p.VAR_POSITIONAL:
-            most = sys.maxsize - 1
+            most = sys.maxsize
         elif p.kind is p.KEYWORD_ONLY:
             if p.default is p.empty:
                 raise TypeError(
@@ -277,12 +295,11 @@ def _positional(fn: Callable[..., Any]) -> range:
             most += 1
             if p.default is p.empty:
                 least = most
-    return range(least, max(most, least) + 1)
+    return least, most
 
 
-def _arity_error(fn: Callable[..., Any], counts: range, given: int) -> TypeError:
-    least, most = counts.start, counts.stop - 1
-    if most >= sys.maxsize - 1:
+def _arity_error(fn: Callable[..., Any], least: int, most: int, given: int) -> TypeError:
+    if most == sys.maxsize:
         takes = f"at least {least}"
     elif least == most:
         takes = str(least)

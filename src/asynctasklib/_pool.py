@@ -46,10 +46,6 @@ logger = logging.getLogger("asynctasklib")
 
 _PENDING, _DONE, _FAILED, _CANCELED = State.PENDING, State.DONE, State.FAILED, State.CANCELED
 _copy_context = contextvars.copy_context
-_ARGS_WITH_DEFINITION = (
-    "submit(definition) takes no other arguments (its task_fn is called with the Run): "
-    "for fn(*args), submit the function itself: submit(fn, *args, **options)"
-)
 
 
 class WorkerPool:
@@ -120,7 +116,10 @@ class WorkerPool:
         self._call_in_executor = bridge.call
         self._cancel_call = bridge.cancel
         self._check_picklable = bridge.check_picklable
-        self._recipes = _Recipes()  # the definitions of submit(fn, *args, **options)
+        # What submit(definition) or submit(fn, *args, **options) runs (see _Recipes)
+        recipes = _Recipes(self._check_picklable if self._remote else None)
+        self._what_to_run = recipes.what_to_run
+        self._made = recipes.made  # (read by submit(), the hot path)
 
     def __repr__(self) -> str:
         return (
@@ -223,11 +222,21 @@ class WorkerPool:
         if self._crew.stopped:  # (the _stopped property, inline: the hot path)
             self._raise_error()
             raise PoolStoppedError("the pool is stopped")
-        if not args and not options and not self._remote and isinstance(definition, Definition):
-            arg: Any = _RUN  # (the common case of _what_to_run(), inline: the hot path)
-            task_id = None
-        else:
+        arg: Any
+        task_id = None
+        if options or self._remote:
             definition, arg, task_id = self._what_to_run(definition, args, options)
+        elif not args and isinstance(definition, Definition):  # its task_fn(run)
+            arg = _RUN
+        else:  # fn(*args): the definition made at its first call (_what_to_run, inline)
+            try:
+                made = self._made.get(definition)
+            except TypeError:  # unhashable: _what_to_run copes
+                made = None
+            if made is not None and made[0] is definition and made[2] <= len(args) <= made[3]:
+                definition, arg = made[1], args
+            else:
+                definition, arg, task_id = self._what_to_run(definition, args, options)
         loop = self._loop
         if loop is None or loop is not _get_running_loop():  # _use_loop(), inline
             self._loop = self._crew.bind()
@@ -237,24 +246,6 @@ class WorkerPool:
         task._setup(definition, self, _copy_context(), arg, task_id)  # (for its _Owner)
         self._enqueue(task)
         return task
-
-    def _what_to_run(
-        self, definition: Any, args: tuple[Any, ...], options: dict[str, Any]
-    ) -> tuple[Definition[Any], Any, str | None]:
-        """What ``submit(definition_or_fn, *args, **options)`` runs, checked: the
-        definition, the task's ``arg`` (see `Task._setup`) and its id (None: the
-        definition's)."""
-        if isinstance(definition, Definition):
-            if args or options:
-                raise TypeError(_ARGS_WITH_DEFINITION)
-            arg: Any = _RUN
-            task_id = None
-        else:
-            definition, task_id = self._recipes.find(definition, args, options)
-            arg = args
-        if self._remote:
-            self._check_picklable(definition, None if arg is _RUN else arg)
-        return definition, arg, task_id
 
     async def _take_slot(self) -> None:
         """Wait for a worker slot (FIFO among callers); PoolStoppedError if stopped."""
