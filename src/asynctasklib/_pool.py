@@ -26,12 +26,12 @@ from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
 from ._group import Group, as_completed
 from ._hooks import NO_HOOKS, StateHooks
-from ._ratelimit import Limiter, RateLimiter, _Both
+from ._ratelimit import RateLimiter
 from ._run import _RUN
 from ._semaphore import _Slots
 from ._state import State
 from ._stats import PoolStats, _Counts
-from ._stream import MapResults, _MapRun
+from ._stream import MapResults, _MapRun, new_map
 from ._task import Task, _PoolTask
 from ._validate import at_least, flag, optional_seconds, shutdown_limits
 
@@ -190,22 +190,19 @@ class WorkerPool:
 
     # (mypy wrongly finds that this does not take every call the *Ts overloads allow)
     async def submit(self, definition: Any, /, *args: Any, **options: Any) -> Task[Any]:  # type: ignore[misc]
-        """Start a task once a worker is free, and return it: for ``definition``, whose
-        ``task_fn`` is called with the attempt's `Run`; or, as ``Executor.submit``, to call
-        ``fn(*args)`` (an ``async def`` or a plain function), with a `Definition`'s options.
+        """Start a task once a worker is free, and return it: for ``definition`` (its
+        ``task_fn`` called with each attempt's `Run`), or, as ``Executor.submit``, to call
+        ``fn(*args)`` at each attempt (retries too; no `Run`) with a `Definition`'s options.
 
         Waits while all workers are busy. If the caller is canceled while it waits, nothing
-        is left behind. ``submit(fn, *args)`` makes one definition per function and set of
-        options and keeps it for the next call, so a task per item costs no more than one
-        shared definition; each attempt (retries too) calls ``fn`` with the same ``args``,
-        and no `Run`. ``id`` is the task's own.
+        is left behind. The definition of ``fn`` and its options is made once and kept for
+        the next call, so a task per item costs about what a shared definition does.
 
         Args:
             definition: What the task runs; or ``fn``, the function to call.
             *args: ``fn``'s positional arguments (none with a definition).
-            **options: With ``fn``: a `Definition`'s fields (``id``, ``hooks``,
-                ``delay``, ``max_duration``, ``max_retries``, ``backoff``, ``retry_on``,
-                ``total_timeout``), as `Definition` takes and checks them.
+            **options: With ``fn``: a `Definition`'s fields but ``task_fn``, as `Definition`
+                checks them; ``id`` is the task's own.
 
         Returns:
             The new task, PENDING.
@@ -213,11 +210,10 @@ class WorkerPool:
         Raises:
             PoolStoppedError: The pool is stopped (first, once, the BaseException that
                 stopped it, if one did).
-            TypeError: ``definition`` is neither a `Definition` nor callable; arguments
-                given with a definition; ``fn`` cannot take ``len(args)`` positional
-                arguments, or needs a keyword argument; an option is unknown or, as
-                `Definition` says, of the wrong type.
-            ValueError: An option is out of range, as `Definition` says.
+            TypeError: ``definition`` is neither a `Definition` nor callable, or has
+                arguments; ``fn`` cannot take ``len(args)`` positional arguments, or needs a
+                keyword one; an option is unknown or of the wrong type.
+            ValueError: An option is out of range.
         """
         if self._crew.stopped:  # (the _stopped property, inline: the hot path)
             self._raise_error()
@@ -242,7 +238,7 @@ class WorkerPool:
             self._loop = self._crew.bind()
         if not self._slots.take_nowait():
             await self._take_slot()
-        task: Task[Any] = _PoolTask()  # _start() and _new_task(), inline: the hot path
+        task: Task[Any] = _PoolTask()  # _new_task(), inline: the hot path
         task._setup(definition, self, _copy_context(), arg, task_id)  # (for its _Owner)
         self._enqueue(task)
         return task
@@ -360,7 +356,8 @@ class WorkerPool:
                     if group.failed is not None:  # it failed while we waited: submit no more
                         self._slots.release()
                         break
-                    item = self._start(item)
+                    item = self._new_task(item)
+                    self._enqueue(item)
                 group.add(item)
                 tasks.append(item)
             await group.wait()
@@ -475,28 +472,9 @@ class WorkerPool:
                 ``options`` name ``id`` or ``task_fn``.
             ValueError: ``window`` is below 1.
         """
-        flag(ordered, "ordered")
-        flag(return_exceptions, "return_exceptions")
-        for name in ("id", "task_fn"):
-            if name in options:
-                raise TypeError(f"map() sets {name} itself; it cannot be given")
-        definition: Definition[Any] = Definition(task_fn=fn, **options)
-        if self._remote:
-            self._check_picklable(definition)
-        if window is None:
-            window = 2 * self._max_workers
-        else:
-            at_least(window, "window", 1)
-        limiter: Limiter | None = None
-        if max_per_second is not None:
-            limiter = RateLimiter(max_per_second)
-            if self._limiter is not None:
-                limiter = _Both(self._limiter, limiter)
-        if not isinstance(items, Iterable | AsyncIterable):
-            raise TypeError(f"items must be an iterable or async iterable, got {items!r}")
-        run = _MapRun(self, definition, ordered, return_exceptions, window, limiter)
-        self._maps.add(run)  # (stop() ends its feed)
-        return MapResults(run, items)
+        return new_map(
+            self, fn, items, ordered, return_exceptions, window, max_per_second, options
+        )
 
     def as_completed(
         self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None
@@ -545,35 +523,14 @@ class WorkerPool:
         self._loop = loop
         self._slots.shared = True
 
-    def _start(
-        self,
-        definition: Definition[T],
-        limiter: Limiter | None = None,
-        arg: Any = _RUN,
-        task_id: str | int | None = None,
-        keep: bool = True,
-    ) -> Task[T]:
-        """Start a task in a slot the caller has taken.
-
-        ``limiter`` replaces the pool's rate limit (``pool.map`` combines both), ``arg`` and
-        ``task_id`` are passed to ``Task._setup``; ``keep=False`` keeps the task out of
-        ``tasks()`` once it ends, whatever ``retain_finished`` says (streams).
-        """
-        task = self._new_task(definition, limiter, arg, task_id)
-        self._enqueue(task, keep)
-        return task
-
     def _new_task(
-        self,
-        definition: Definition[T],
-        limiter: Limiter | None = None,
-        arg: Any = _RUN,
-        task_id: str | int | None = None,
+        self, definition: Definition[T], arg: Any = _RUN, task_id: str | None = None
     ) -> Task[T]:
-        """A task of this pool, PENDING but not yet taken in; any thread may make one. It
-        runs in a copy of the caller's context variables, as an asyncio task would."""
+        """A task of this pool, PENDING but not yet taken in (see `_enqueue`); any thread
+        may make one. It runs in a copy of the caller's context variables, as an asyncio
+        task would. ``arg`` and ``task_id`` are `Task._setup`'s."""
         task: Task[T] = _PoolTask()
-        task._setup(definition, self, _copy_context(), arg, task_id, limiter)  # (for an _Owner)
+        task._setup(definition, self, _copy_context(), arg, task_id)  # (for an _Owner)
         return task
 
     def _enqueue(self, task: Task[Any], keep: bool = True) -> None:

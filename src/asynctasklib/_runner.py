@@ -235,11 +235,11 @@ class _Runner:
                             try:
                                 if not is_async:
                                     result = await self.call_sync(task, fn, run, arg)
-                                elif context is None:  # in the runner's context (see take)
-                                    result = await (fn(run) if arg is _RUN else fn(*arg))
-                                else:  # in a context of its own: each step entered apart
+                                else:  # in the runner's context (see take), or its own
                                     coro = fn(run) if arg is _RUN else fn(*arg)
-                                    result = await run_in(context, coro)
+                                    if context is not None:  # each step entered apart
+                                        coro = run_in(context, coro)
+                                    result = await coro
                             except (asyncio.CancelledError, Exception) as exc:
                                 again = await self.attempt_over(task, exc)
                                 continue

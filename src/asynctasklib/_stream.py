@@ -3,35 +3,77 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._compat import running_loop as _get_running_loop
+from ._definition import Definition
 from ._errors import PoolStoppedError
+from ._ratelimit import Limiter, RateLimiter, _Both
 from ._state import State
+from ._task import Task, _PoolTask
+from ._validate import at_least, flag
 
 if TYPE_CHECKING:
-    from ._definition import Definition
-    from ._ratelimit import Limiter
+    import weakref
+
+    from ._crew import Crew
     from ._semaphore import _Slots
-    from ._task import Task
 
 __all__ = ["MapResults"]
 
 R = TypeVar("R")
 
 _DONE = State.DONE
+_copy_context = contextvars.copy_context
+_NOT_YET: Any = object()  # no result for the index yet
+
+
+def new_map(
+    pool: _Intake,
+    fn: Callable[[Any], Any],
+    items: Iterable[Any] | AsyncIterable[Any],
+    ordered: bool,
+    return_exceptions: bool,
+    window: int | None,
+    max_per_second: float | None,
+    options: dict[str, Any],
+) -> MapResults[Any]:
+    """``pool.map(...)``, its arguments checked (see `WorkerPool.map`)."""
+    flag(ordered, "ordered")
+    flag(return_exceptions, "return_exceptions")
+    for name in ("id", "task_fn"):
+        if name in options:
+            raise TypeError(f"map() sets {name} itself; it cannot be given")
+    definition: Definition[Any] = Definition(task_fn=fn, **options)
+    if pool._remote:
+        pool._check_picklable(definition)
+    if window is None:
+        window = 2 * pool._max_workers
+    else:
+        at_least(window, "window", 1)
+    limiter: Limiter | None = None
+    if max_per_second is not None:
+        limiter = RateLimiter(max_per_second)
+        if pool._limiter is not None:
+            limiter = _Both(pool._limiter, limiter)
+    if not isinstance(items, Iterable | AsyncIterable):
+        raise TypeError(f"items must be an iterable or async iterable, got {items!r}")
+    run = _MapRun(pool, definition, ordered, return_exceptions, window, limiter)
+    pool._maps.add(run)  # (stop() ends its feed)
+    return MapResults(run, items)
 
 
 class _Intake(Protocol):
-    """What a map run needs of its pool: take a worker slot, start a task in it. (A
-    `WorkerPool` is one; the names are its own private ones: its public API does not grow
-    for the map.)"""
+    """What a map run needs of its pool: take a worker slot, take in a task made for it.
+    (A `WorkerPool` is one, and the `_Owner` of the run's tasks; the names are its own
+    private ones: its public API does not grow for the map.)"""
 
     @property
-    def _stopped(self) -> bool: ...
+    def _crew(self) -> Crew: ...  # (its ``stopped``: the pool's)
 
     @property
     def _slots(self) -> _Slots: ...
@@ -40,14 +82,33 @@ class _Intake(Protocol):
 
     def _use_loop(self) -> asyncio.AbstractEventLoop: ...
 
-    def _start(
-        self,
-        definition: Definition[Any],
-        limiter: Limiter | None = ...,
-        arg: Any = ...,
-        task_id: str | int | None = ...,
-        keep: bool = ...,
-    ) -> Task[Any]: ...
+    def _enqueue(self, task: Task[Any], keep: bool = ...) -> None: ...
+
+    # and, for new_map(): its size, rate limit, executor's kind, and runs in progress
+    _max_workers: int
+    _limiter: RateLimiter | None
+    _remote: bool
+    _maps: weakref.WeakSet[_MapRun]
+
+    def _check_picklable(self, definition: Definition[Any], args: Any = ...) -> None: ...
+
+
+class _MapTask(_PoolTask[Any]):
+    """A map run's task: it tells its run of its end itself, after its end hooks and done
+    callbacks (no done callback of the run's own per task)."""
+
+    __slots__ = ("_map_run",)
+
+    _map_run: _MapRun | None
+
+    def _finish(self, state: State, outcome: Any) -> None:
+        try:
+            Task._finish(self, state, outcome)
+        finally:
+            run = self._map_run
+            if run is not None:  # (once: a run started again by go() is not the map's)
+                self._map_run = None
+                run._task_ended(self)
 
 
 class _MapRun:
@@ -116,13 +177,13 @@ class _MapRun:
 
     async def feed(self, items: Iterable[Any] | AsyncIterable[Any]) -> None:
         pool = self.pool
+        crew = pool._crew
         slots = pool._slots
         loop = self.loop
         assert loop is not None
         definition = self.definition
         limiter = self.limiter
         live = self.live
-        ended = self._task_ended
         source: Any
         index = 0
         try:
@@ -137,7 +198,7 @@ class _MapRun:
                     self.feeder_wait = loop.create_future()
                     await self.feeder_wait
                     continue
-                if pool._stopped:
+                if crew.stopped:
                     raise PoolStoppedError("the pool is stopped")
                 # The next item is read only once a worker is free: its slot is held while
                 # an async input waits for it (stop() ends that wait: see end_feed()).
@@ -153,13 +214,15 @@ class _MapRun:
                 if self.stopped:
                     slots.release()
                     return
-                task = pool._start(definition, limiter, (item,), index, keep=False)
-                # (The map handles its own tasks' fields: their one done callback set before
-                # anyone else sees them, their index and end read back in it, the fast way.)
-                task._callbacks = [ended]
+                # The task, called with its item, its index as id, kept out of tasks() once
+                # ended (WorkerPool._new_task, inline); in live before its first hooks run.
+                task = _MapTask()
+                task._setup(definition, pool, _copy_context(), (item,), index, limiter)
+                task._map_run = self
                 live[index] = task
                 self.taken += 1
                 index += 1
+                pool._enqueue(task, False)
         except asyncio.CancelledError:
             if self.pool_stopped and not self.stopped:  # the pool's stop() ended the feed
                 self.final_error = PoolStoppedError("the pool is stopped")
@@ -186,7 +249,7 @@ class _MapRun:
             return
         if self.ordered:
             self.results[index] = outcome
-            if index == self.next_index:
+            if index == self.next_index and self.consumer is not None:  # (it waits for it)
                 self._wake_consumer()
         else:
             self.queue.append(outcome)
@@ -241,6 +304,7 @@ class _MapRun:
 
     def _wake_feeder(self) -> None:
         fut = self.feeder_wait
+        self.feeder_wait = None  # (woken once: the consumer asks no more, item by item)
         if fut is not None and not fut.done():
             fut.set_result(None)
 
@@ -291,9 +355,8 @@ class MapResults(Generic[R]):
                 raise error
             if run.ordered:
                 index = run.next_index
-                results = run.results
-                if index in results:
-                    outcome = results.pop(index)
+                outcome = run.results.pop(index, _NOT_YET)
+                if outcome is not _NOT_YET:
                     run.next_index = index + 1
                     break
             elif run.queue:
