@@ -173,6 +173,24 @@ async def test_one_definition_per_function_and_set_of_options() -> None:
     assert cast("object", other.definition.task_fn) is mul
 
 
+async def test_a_definition_submitted_with_an_id_runs_under_that_id() -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def task_fn(run: Run) -> None:
+        seen.append((run.id, run.attempt))
+
+    definition = Definition(id="shared", task_fn=task_fn)
+    log: list[tuple[Any, ...]] = []
+    async with WorkerPool(2, hooks=hook_log(log)) as pool:
+        tasks = [await pool.submit(definition, id=f"item-{i}") for i in range(2)]
+        plain = await pool.submit(definition)
+    assert [t.id for t in tasks] == ["item-0", "item-1"]
+    assert plain.id == "shared"
+    assert all(t.definition is definition for t in (*tasks, plain))
+    assert sorted(seen) == [("item-0", 0), ("item-1", 0), ("shared", 0)]
+    assert {entry[0] for entry in log} == {"item-0", "item-1", "shared"}
+
+
 async def test_an_option_equal_but_of_another_type_is_checked_afresh() -> None:
     async with WorkerPool(1) as pool:
         await pool.submit(add, 1, max_retries=1)
@@ -271,12 +289,12 @@ async def needs_keyword(item: int, *, scale: int) -> int:
         (
             lambda pool: pool.submit(Definition(task_fn=of_run), 1),
             TypeError,
-            r"submit\(definition\) takes no other arguments",
+            r"submit\(definition\) takes no arguments nor options but id",
         ),
         (
             lambda pool: pool.submit(Definition(task_fn=of_run), max_retries=1),
             TypeError,
-            r"submit\(definition\) takes no other arguments",
+            r"submit\(definition\) takes no arguments nor options but id",
         ),
     ],
     ids=[
@@ -354,12 +372,15 @@ async def test_with_another_process_the_arguments_must_pickle() -> None:
 def test_the_blocking_face_submits_functions_and_arguments() -> None:
     with blocking.WorkerPool(2) as pool:
         task = pool.submit(mul, 6, 7, id="m", max_retries=1)
+        own_id = pool.submit(Definition(id="d", task_fn=of_run), id="own")
         awaited = pool.submit(add, 1)
         assert task.result(WAIT) == 42
         assert awaited.result(WAIT) == 11
         assert task.id == "m"
+        assert own_id.id == "own"
+        own_id.result(WAIT)
         with pytest.raises(TypeError, match=r"'mul' takes 2 positional arguments"):
             pool.submit(mul, 1)  # type: ignore[arg-type]  # (the checkers see it too)
-        with pytest.raises(TypeError, match=r"submit\(definition\) takes no other"):
+        with pytest.raises(TypeError, match=r"submit\(definition\) takes no arguments"):
             pool.submit(Definition(task_fn=of_run), 1)  # type: ignore[call-overload]
-        assert counters(pool)[0] == 2
+        assert counters(pool)[0] == 3

@@ -77,6 +77,7 @@ async def async_pool(flag: bool) -> None:
         assert isinstance(outcomes[1], ValueError)
 
         # submit(fn, *args, **options): fn's parameters checked, its result the task's type
+        assert_type(await pool.submit(d_int, id="own"), Task[int])  # a task's own id
         assert_type(await pool.submit(double, 1), Task[int])  # an async def's result
         assert_type(await pool.submit(name, 1, id="n", max_retries=2), Task[str])
         assert_type(await pool.submit(pair, 1, "a", max_duration=timedelta(seconds=1)), Task[str])
@@ -125,4 +126,5 @@ async def rejected_submits(pool: WorkerPool, threads: blocking.WorkerPool) -> No
     await pool.submit(double, 1, retries=3)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
     await pool.submit(double, 1, id=1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
     await pool.submit(Definition(task_fn=async_int), 1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    await pool.submit(Definition(task_fn=async_int), id=1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
     threads.submit(name, "1")  # type: ignore[arg-type]  # pyright: ignore[reportCallIssue, reportArgumentType]

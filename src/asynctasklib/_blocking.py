@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, Unpack, overload
 
 from ._blocking_task import Task
-from ._definition import Definition, TaskOptions
+from ._definition import Definition, TaskOptions, check_id
 from ._errors import PoolStoppedError
 from ._group import as_completed_in_thread
 from ._hooks import StateHooks
@@ -142,7 +142,7 @@ class WorkerPool:
     # -- submitting ------------------------------------------------------------------------
 
     @overload
-    def submit(self, definition: Definition[T], /) -> Task[T]: ...
+    def submit(self, definition: Definition[T], /, *, id: str = ...) -> Task[T]: ...
 
     @overload
     def submit(
@@ -155,7 +155,9 @@ class WorkerPool:
     ) -> Task[T]: ...
 
     # (mypy wrongly finds that this does not take every call the *Ts overloads allow)
-    def submit(self, definition: Any, /, *args: Any, **options: Any) -> Task[Any]:  # type: ignore[misc]
+    def submit(  # type: ignore[misc]
+        self, definition: Any, /, *args: Any, id: str | None = None, **options: Any
+    ) -> Task[Any]:
         """Start a task once a worker is free, and return it: for ``definition``, or to call
         ``fn(*args)`` with a `Definition`'s options (see
         `asynctasklib.WorkerPool.submit`).
@@ -166,7 +168,8 @@ class WorkerPool:
         Args:
             definition: What the task runs; or ``fn``, the function to call.
             *args: ``fn``'s positional arguments (none with a definition).
-            **options: With ``fn``: a `Definition`'s fields, ``id`` the task's own.
+            id: The task's own id, in place of the definition's.
+            **options: With ``fn``: a `Definition`'s fields but ``id`` and ``task_fn``.
 
         Returns:
             The new task.
@@ -179,7 +182,8 @@ class WorkerPool:
             RuntimeError: Called from a running event loop.
         """
         pool = self._pool
-        definition, arg, task_id = pool._what_to_run(definition, args, options)
+        check_id(id)
+        definition, arg = pool._what_to_run(definition, args, options)
         if pool._stopped:
             raise PoolStoppedError("the pool is stopped")
         portal = self._start_portal("submit()")
@@ -190,7 +194,7 @@ class WorkerPool:
         if pool._stopped:
             pool._slots.release()
             raise PoolStoppedError("the pool is stopped")
-        task = pool._new_task(definition, arg=arg, task_id=task_id)
+        task = pool._new_task(definition, arg, id)
         with self._lock:
             self._incoming.append(task)
             wake = not self._draining

@@ -187,7 +187,7 @@ class TaskOptions(TypedDict, total=False):
     """The options ``submit(fn, *args, **options)`` takes: a `Definition`'s fields but
     ``task_fn``, ``id`` being the task's own."""
 
-    id: str
+    id: str  # (a parameter of submit's own: listed here for the type checkers)
     hooks: StateHooks | None
     delay: float | timedelta
     max_duration: float | timedelta | None
@@ -196,6 +196,8 @@ class TaskOptions(TypedDict, total=False):
     retry_on: RetryOn
     total_timeout: float | timedelta | None
 
+
+_OPTIONS = TaskOptions.__optional_keys__ - {"id"}  # those of the definition
 
 # What a recipe is: (its function, its definition, the least and most positional arguments
 # the function takes).
@@ -222,11 +224,11 @@ class _Recipes:
 
     def what_to_run(
         self, fn: Any, args: tuple[Any, ...], options: dict[str, Any]
-    ) -> tuple[Definition[Any], Any, str | None]:
-        """The definition, the task's ``arg`` (`Task._setup`'s: _RUN to call ``task_fn``
-        with the Run, else ``args``) and its id (None: the definition's), checked:
-        ``TypeError`` or ``ValueError`` for what `Definition` refuses, and ``TypeError`` for
-        arguments with a definition, or a number of them ``fn`` cannot take.
+    ) -> tuple[Definition[Any], Any]:
+        """The definition and the task's ``arg`` (`Task._setup`'s: _RUN to call ``task_fn``
+        with the Run, else ``args``), checked: ``TypeError`` or ``ValueError`` for what
+        `Definition` refuses, and ``TypeError`` for arguments or options with a definition,
+        or a number of arguments ``fn`` cannot take.
 
         (`WorkerPool.submit` finds a function of no options in ``made`` itself.)"""
         if isinstance(fn, Definition):
@@ -234,10 +236,7 @@ class _Recipes:
                 raise TypeError(_ARGS_WITH_DEFINITION)
             if self._check is not None:
                 self._check(fn, None)
-            return fn, _RUN, None
-        task_id = options.pop("id", None)
-        if task_id is not None and task_id.__class__ is not str:
-            raise TypeError(f"id must be a str, got {type(task_id).__name__}")
+            return fn, _RUN
         # With options, their types too: 1 == True, and True is no max_retries.
         key: Any = (fn, *options.items(), *map(type, options.values())) if options else fn
         try:
@@ -250,14 +249,14 @@ class _Recipes:
             raise _arity_error(fn, made[2], made[3], len(args))
         if self._check is not None:
             self._check(made[1], args)
-        return made[1], args, task_id
+        return made[1], args
 
     def _make(self, fn: Callable[..., Any], options: dict[str, Any], key: Any) -> _Recipe:
         if not callable(fn):
             raise TypeError(f"submit() takes a Definition or a function, got {type(fn).__name__}")
         for name in options:
-            if name not in TaskOptions.__optional_keys__:
-                known = ", ".join(sorted(TaskOptions.__optional_keys__))
+            if name not in _OPTIONS:
+                known = ", ".join(sorted(_OPTIONS | {"id"}))
                 raise TypeError(f"submit(fn, ...) has no option {name!r} (its options: {known})")
         made = (fn, Definition(task_fn=fn, **options), *_positional(fn))
         if key is not None:
@@ -268,9 +267,15 @@ class _Recipes:
         return made
 
 
+def check_id(task_id: object) -> None:
+    """A task's own id, given to ``submit``, must be a str (None: the definition's)."""
+    if task_id is not None and task_id.__class__ is not str:
+        raise TypeError(f"id must be a str, got {type(task_id).__name__}")
+
+
 _ARGS_WITH_DEFINITION = (
-    "submit(definition) takes no other arguments (its task_fn is called with the Run): "
-    "for fn(*args), submit the function itself: submit(fn, *args, **options)"
+    "submit(definition) takes no arguments nor options but id (its task_fn is called with "
+    "the Run): for fn(*args), submit the function itself: submit(fn, *args, **options)"
 )
 
 

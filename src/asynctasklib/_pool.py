@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack, overload
 
 from ._compat import running_loop as _get_running_loop
 from ._crew import Crew
-from ._definition import Definition, TaskOptions, _Recipes
+from ._definition import Definition, TaskOptions, _Recipes, check_id
 from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
 from ._group import Group, as_completed
@@ -176,7 +176,7 @@ class WorkerPool:
     # -- submitting --------------------------------------------------------------------------
 
     @overload
-    async def submit(self, definition: Definition[T], /) -> Task[T]: ...
+    async def submit(self, definition: Definition[T], /, *, id: str = ...) -> Task[T]: ...
 
     @overload
     async def submit(
@@ -189,7 +189,9 @@ class WorkerPool:
     ) -> Task[T]: ...
 
     # (mypy wrongly finds that this does not take every call the *Ts overloads allow)
-    async def submit(self, definition: Any, /, *args: Any, **options: Any) -> Task[Any]:  # type: ignore[misc]
+    async def submit(  # type: ignore[misc]
+        self, definition: Any, /, *args: Any, id: str | None = None, **options: Any
+    ) -> Task[Any]:
         """Start a task once a worker is free, and return it: for ``definition`` (its
         ``task_fn`` called with each attempt's `Run`), or, as ``Executor.submit``, to call
         ``fn(*args)`` at each attempt (retries too; no `Run`) with a `Definition`'s options.
@@ -201,8 +203,9 @@ class WorkerPool:
         Args:
             definition: What the task runs; or ``fn``, the function to call.
             *args: ``fn``'s positional arguments (none with a definition).
-            **options: With ``fn``: a `Definition`'s fields but ``task_fn``, as `Definition`
-                checks them; ``id`` is the task's own.
+            id: The task's own id, in place of the definition's.
+            **options: With ``fn``: a `Definition`'s fields but ``id`` and ``task_fn``, as
+                `Definition` checks them.
 
         Returns:
             The new task, PENDING.
@@ -211,17 +214,18 @@ class WorkerPool:
             PoolStoppedError: The pool is stopped (first, once, the BaseException that
                 stopped it, if one did).
             TypeError: ``definition`` is neither a `Definition` nor callable, or has
-                arguments; ``fn`` cannot take ``len(args)`` positional arguments, or needs a
-                keyword one; an option is unknown or of the wrong type.
+                arguments or options; ``fn`` cannot take ``len(args)`` positional arguments,
+                or needs a keyword one; ``id`` or an option is unknown or of the wrong type.
             ValueError: An option is out of range.
         """
         if self._crew.stopped:  # (the _stopped property, inline: the hot path)
             self._raise_error()
             raise PoolStoppedError("the pool is stopped")
+        if id is not None:
+            check_id(id)
         arg: Any
-        task_id = None
         if options or self._remote:
-            definition, arg, task_id = self._what_to_run(definition, args, options)
+            definition, arg = self._what_to_run(definition, args, options)
         elif not args and isinstance(definition, Definition):  # its task_fn(run)
             arg = _RUN
         else:  # fn(*args): the definition made at its first call (_what_to_run, inline)
@@ -232,14 +236,14 @@ class WorkerPool:
             if made is not None and made[0] is definition and made[2] <= len(args) <= made[3]:
                 definition, arg = made[1], args
             else:
-                definition, arg, task_id = self._what_to_run(definition, args, options)
+                definition, arg = self._what_to_run(definition, args, options)
         loop = self._loop
         if loop is None or loop is not _get_running_loop():  # _use_loop(), inline
             self._loop = self._crew.bind()
         if not self._slots.take_nowait():
             await self._take_slot()
         task: Task[Any] = _PoolTask()  # _new_task(), inline: the hot path
-        task._setup(definition, self, _copy_context(), arg, task_id)  # (for its _Owner)
+        task._setup(definition, self, _copy_context(), arg, id)  # (for its _Owner)
         self._enqueue(task)
         return task
 
