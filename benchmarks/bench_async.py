@@ -95,6 +95,19 @@ async def pool_submit_args(fn: Any, n: int, w: int) -> None:
     assert pool.stats().done == n
 
 
+async def pool_submit_args_id(fn: Any, n: int, w: int) -> None:
+    """``submit(fn, item, id=...)``: per-item arguments and a per-item id."""
+    from asynctasklib import WorkerPool
+
+    item_fn_ = item_fn(fn)
+    pool = WorkerPool(w, retain_finished=False)
+    submit = pool.submit
+    for i in range(n):
+        await submit(item_fn_, i, id=str(i))
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
 async def pool_submit_args_options(fn: Any, n: int, w: int) -> None:
     """``submit(fn, item, id=..., max_retries=2)``: per-item arguments, an id and options."""
     from asynctasklib import WorkerPool
@@ -317,6 +330,7 @@ VARIANTS: dict[str, Factory] = {
     "pool.submit, Definition + closure per item": pool_submit_closure,
     "pool.submit, Definition + partial per item": pool_submit_partial,
     "pool.submit(fn, item)": pool_submit_args,
+    "pool.submit(fn, item, id=)": pool_submit_args_id,
     "pool.submit(fn, item, id=, max_retries=)": pool_submit_args_options,
     "pool.map(fn, items)": pool_map_items,
     "pool.submit (defaults, handles kept)": pool_submit_kept,
