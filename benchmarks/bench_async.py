@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import functools
 import importlib
@@ -159,6 +160,25 @@ async def pool_submit_partial(fn: Any, n: int, w: int) -> None:
     submit = pool.submit
     for i in range(n):
         await submit(Definition(task_fn=functools.partial(item_run, i)))
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
+async def pool_submit_args_awaited(fn: Any, n: int, w: int) -> None:
+    """``submit(fn, item)``, every result awaited in input order with at most 2W handles
+    held: what ``pool.map`` does, by hand."""
+    from asynctasklib import WorkerPool
+
+    item_fn_ = item_fn(fn)
+    pool = WorkerPool(w, retain_finished=False)
+    submit = pool.submit
+    held: collections.deque[Any] = collections.deque()
+    for i in range(n):
+        held.append(await submit(item_fn_, i))
+        if len(held) >= 2 * w:
+            await held.popleft()
+    while held:
+        await held.popleft()
     await pool.shutdown(cancel=False)
     assert pool.stats().done == n
 
@@ -332,6 +352,7 @@ VARIANTS: dict[str, Factory] = {
     "pool.submit(fn, item)": pool_submit_args,
     "pool.submit(fn, item, id=)": pool_submit_args_id,
     "pool.submit(fn, item, id=, max_retries=)": pool_submit_args_options,
+    "pool.submit(fn, item), results awaited": pool_submit_args_awaited,
     "pool.map(fn, items)": pool_map_items,
     "pool.submit (defaults, handles kept)": pool_submit_kept,
     "pool.submit + pool hook + retries": pool_submit_hooks,

@@ -20,7 +20,8 @@ Variants (async ones for a task function that returns at once, ``ret``, and one 
 * a new Definition per item, its task function a closure over the item;
 * a new Definition per item, its task function a ``functools.partial`` of the item;
 * ``submit(fn, item)``: the item as the function's argument, no Definition per item; the
-  same with a per-item ``id``, and with an id and an option (``max_retries=2``);
+  same with a per-item ``id``, and with an id and an option (``max_retries=2``); and
+  ``submit(fn, item)`` with every result awaited in order, 2W handles held (``map`` by hand);
 * ``pool.map`` over ``range(N)`` (ordered, every result consumed);
 * by hand: W worker coroutines on an ``asyncio.Queue(maxsize=W)``, and
   ``TaskGroup`` + ``asyncio.Semaphore(W)`` (acquire, then ``create_task``);
@@ -133,6 +134,7 @@ ASYNC_VARIANTS: dict[str, AsyncVariant] = {
     "pool.submit(fn, item)": bench_async.pool_submit_args,
     "pool.submit(fn, item, id=)": bench_async.pool_submit_args_id,
     "pool.submit(fn, item, id=, max_retries=)": bench_async.pool_submit_args_options,
+    "pool.submit(fn, item), results awaited": bench_async.pool_submit_args_awaited,
     "pool.map (ordered)": pool_map,
     "queue workers": bench_async.queue_workers,
     "TaskGroup + Semaphore (bounded)": bench_async.taskgroup_semaphore,

@@ -221,8 +221,8 @@ class WorkerPool:
         if self._crew.stopped:  # (the _stopped property, inline: the hot path)
             self._raise_error()
             raise PoolStoppedError("the pool is stopped")
-        if id is not None:
-            check_id(id)
+        if id is not None and id.__class__ is not str:
+            check_id(id)  # (raises)
         arg: Any
         if options or self._remote:
             definition, arg = self._what_to_run(definition, args, options)
