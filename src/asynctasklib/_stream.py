@@ -29,7 +29,6 @@ R = TypeVar("R")
 
 _DONE = State.DONE
 _copy_context = contextvars.copy_context
-_NOT_YET: Any = object()  # no result for the index yet
 
 
 def new_map(
@@ -95,11 +94,13 @@ class _Intake(Protocol):
 
 class _MapTask(_PoolTask[Any]):
     """A map run's task: it tells its run of its end itself, after its end hooks and done
-    callbacks (no done callback of the run's own per task)."""
+    callbacks (no done callback of the run's own per task), and keeps its outcome for an
+    ordered run's consumer."""
 
-    __slots__ = ("_map_run",)
+    __slots__ = ("_map_outcome", "_map_run")
 
-    _map_run: _MapRun | None
+    _map_run: _MapRun | None  # None once the run was told of the end
+    _map_outcome: Any  # the result, or the error, once ended
 
     def _finish(self, state: State, outcome: Any) -> None:
         try:
@@ -107,8 +108,9 @@ class _MapTask(_PoolTask[Any]):
         finally:
             run = self._map_run
             if run is not None:  # (once: a run started again by go() is not the map's)
+                self._map_outcome = outcome
                 self._map_run = None
-                run._task_ended(self)
+                run._task_ended(self, state is _DONE, outcome)
 
 
 class _MapRun:
@@ -130,12 +132,11 @@ class _MapRun:
         "limiter",
         "live",
         "loop",
-        "next_index",
         "ordered",
+        "pending",
         "pool",
         "pool_stopped",
         "queue",
-        "results",
         "return_exceptions",
         "stopped",
         "taken",
@@ -159,11 +160,12 @@ class _MapRun:
         self.limiter: Limiter | None = limiter
         self.loop: asyncio.AbstractEventLoop | None = None
         self.feeder: asyncio.Task[None] | None = None
-        self.live: dict[int, Task[Any]] = {}  # tasks in progress, by input index
-        # finished, not yet yielded: by index when ordered, else in the order they ended
-        self.results: dict[int, Any] = {}
+        # Ordered: the tasks taken and not yet yielded, in input order (the consumer takes
+        # the first once it has ended). Else: the tasks in progress, by input index, and
+        # the outcomes not yet yielded, in the order they ended.
+        self.pending: deque[_MapTask] = deque()
+        self.live: dict[int, Task[Any]] = {}
         self.queue: deque[Any] = deque()
-        self.next_index: int = 0  # ordered: the index to yield next
         self.taken: int = 0  # items taken from the input and not yet yielded
         self.exhausted: bool = False  # the feeder has taken its last item
         self.error: BaseException | None = None  # to raise to the consumer, at once
@@ -184,6 +186,8 @@ class _MapRun:
         definition = self.definition
         limiter = self.limiter
         live = self.live
+        pending = self.pending
+        ordered = self.ordered
         source: Any
         index = 0
         try:
@@ -215,11 +219,14 @@ class _MapRun:
                     slots.release()
                     return
                 # The task, called with its item, its index as id, kept out of tasks() once
-                # ended (WorkerPool._new_task, inline); in live before its first hooks run.
+                # ended (WorkerPool._new_task, inline); the run's before its first hooks run.
                 task = _MapTask()
                 task._setup(definition, pool, _copy_context(), (item,), index, limiter)
                 task._map_run = self
-                live[index] = task
+                if ordered:
+                    pending.append(task)
+                else:
+                    live[index] = task
                 self.taken += 1
                 index += 1
                 pool._enqueue(task, False)
@@ -238,22 +245,28 @@ class _MapRun:
             self.exhausted = True
             self._wake_consumer()
 
-    def _task_ended(self, task: Task[Any]) -> None:
-        index: int = task._id  # type: ignore[assignment]
-        del self.live[index]
+    def _task_ended(self, task: _MapTask, done: bool, outcome: Any) -> None:
+        if not self.ordered:
+            del self.live[task._id]  # type: ignore[arg-type]
         if self.stopped:
             return
-        outcome = task._outcome
-        if task._state is not _DONE and not self.return_exceptions:
+        if not done and not self.return_exceptions:
             self.fail(outcome)
-            return
-        if self.ordered:
-            self.results[index] = outcome
-            if index == self.next_index and self.consumer is not None:  # (it waits for it)
-                self._wake_consumer()
-        else:
+        elif not self.ordered:
             self.queue.append(outcome)
             self._wake_consumer()
+        elif self.consumer is not None and self.pending[0] is task:  # (it waits for it)
+            self._wake_consumer()
+
+    def in_progress(self) -> bool:
+        """Tasks are in progress, or (ordered) ended and not yet yielded."""
+        return bool(self.pending if self.ordered else self.live)
+
+    def ready(self) -> bool:
+        """A result (or failure) waits for the consumer."""
+        if self.ordered:
+            return bool(self.pending) and self.pending[0]._map_run is None
+        return bool(self.queue)
 
     # -- stopping --------------------------------------------------------------------------
 
@@ -271,9 +284,9 @@ class _MapRun:
         self.stopped = True
         if self.feeder is not None and self.feeder is not asyncio.current_task():
             self.feeder.cancel()
-        for task in list(self.live.values()):
-            task.cancel()
-        self.results.clear()
+        for task in list(self.pending if self.ordered else self.live.values()):
+            task.cancel()  # (an ended one stays as it is)
+        self.pending.clear()
         self.queue.clear()
         self._wake_consumer()  # (it ends: the input may have been read whole already)
 
@@ -354,15 +367,14 @@ class MapResults(Generic[R]):
                     raise wrapped from error
                 raise error
             if run.ordered:
-                index = run.next_index
-                outcome = run.results.pop(index, _NOT_YET)
-                if outcome is not _NOT_YET:
-                    run.next_index = index + 1
+                pending = run.pending
+                if pending and pending[0]._map_run is None:  # ended, and the run told
+                    outcome = pending.popleft()._map_outcome
                     break
             elif run.queue:
                 outcome = run.queue.popleft()
                 break
-            if run.stopped or (run.exhausted and not run.live):
+            if run.stopped or (run.exhausted and not run.in_progress()):
                 final, run.final_error = run.final_error, None
                 if final is not None and not run.stopped:
                     run.stopped = True
@@ -389,7 +401,7 @@ class MapResults(Generic[R]):
         run = self._run
         batch = [await self.__anext__()]
         while len(batch) < limit and run.error is None:
-            if not (run.next_index in run.results if run.ordered else run.queue):
+            if not run.ready():
                 break
             batch.append(await self.__anext__())  # (ready: it does not wait)
         return batch
@@ -432,7 +444,7 @@ class MapResults(Generic[R]):
 
     def __del__(self) -> None:
         run = self._run
-        if run.stopped or run.loop is None or (run.exhausted and not run.live):
+        if run.stopped or run.loop is None or (run.exhausted and not run.in_progress()):
             return
         if _get_running_loop() is run.loop:
             run.stop()
