@@ -215,7 +215,8 @@ class WorkerPool:
                 stopped it, if one did).
             TypeError: ``definition`` is neither a `Definition` nor callable, or has
                 arguments or options; ``fn`` cannot take ``len(args)`` positional arguments,
-                or needs a keyword one; ``id`` or an option is unknown or of the wrong type.
+                or needs a keyword one; ``id`` is not a str; an option is unknown or of the
+                wrong type.
             ValueError: An option is out of range.
         """
         if self._crew.stopped:  # (the _stopped property, inline: the hot path)
