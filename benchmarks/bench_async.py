@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import functools
 import importlib
 import json
 import resource
@@ -65,6 +67,131 @@ async def pool_submit_per_item(fn: Any, n: int, w: int) -> None:
         await submit(Definition(id=str(i), task_fn=fn))
     await pool.shutdown(cancel=False)
     assert pool.stats().done == n
+
+
+async def item_ret(item: int) -> int:
+    return item
+
+
+async def item_yield(item: int) -> int:
+    await asyncio.sleep(0)
+    return item
+
+
+def item_fn(fn: Any) -> Any:
+    """The per-item counterpart of ``fn``: the same work, given the item instead of a Run."""
+    return item_yield if fn is fn_yield else item_ret
+
+
+async def pool_submit_args(fn: Any, n: int, w: int) -> None:
+    """``submit(fn, item)``: the item as the function's argument, no Definition per item."""
+    from asynctasklib import WorkerPool
+
+    item_fn_ = item_fn(fn)
+    pool = WorkerPool(w, retain_finished=False)
+    submit = pool.submit
+    for i in range(n):
+        await submit(item_fn_, i)
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
+async def pool_submit_args_id(fn: Any, n: int, w: int) -> None:
+    """``submit(fn, item, id=...)``: per-item arguments and a per-item id."""
+    from asynctasklib import WorkerPool
+
+    item_fn_ = item_fn(fn)
+    pool = WorkerPool(w, retain_finished=False)
+    submit = pool.submit
+    for i in range(n):
+        await submit(item_fn_, i, id=str(i))
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
+async def pool_submit_args_options(fn: Any, n: int, w: int) -> None:
+    """``submit(fn, item, id=..., max_retries=2)``: per-item arguments, an id and options."""
+    from asynctasklib import WorkerPool
+
+    item_fn_ = item_fn(fn)
+    pool = WorkerPool(w, retain_finished=False)
+    submit = pool.submit
+    for i in range(n):
+        await submit(item_fn_, i, id=str(i), max_retries=2)
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
+async def pool_submit_closure(fn: Any, n: int, w: int) -> None:
+    """A new Definition per item, its task function a closure that calls ``fn(item)``."""
+    from asynctasklib import Definition, WorkerPool
+
+    item_fn_ = item_fn(fn)
+
+    def task_for(item: int) -> Any:
+        async def task(run: Any) -> Any:
+            return await item_fn_(item)
+
+        return task
+
+    pool = WorkerPool(w, retain_finished=False)
+    submit = pool.submit
+    for i in range(n):
+        await submit(Definition(task_fn=task_for(i)))
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
+async def item_run_ret(item: int, run: Any) -> int:
+    return item
+
+
+async def item_run_yield(item: int, run: Any) -> int:
+    await asyncio.sleep(0)
+    return item
+
+
+async def pool_submit_partial(fn: Any, n: int, w: int) -> None:
+    """A new Definition per item, its task function ``functools.partial(item_fn, item)``."""
+    from asynctasklib import Definition, WorkerPool
+
+    item_run = item_run_yield if fn is fn_yield else item_run_ret
+    pool = WorkerPool(w, retain_finished=False)
+    submit = pool.submit
+    for i in range(n):
+        await submit(Definition(task_fn=functools.partial(item_run, i)))
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
+async def pool_submit_args_awaited(fn: Any, n: int, w: int) -> None:
+    """``submit(fn, item)``, every result awaited in input order with at most 2W handles
+    held: what ``pool.map`` does, by hand."""
+    from asynctasklib import WorkerPool
+
+    item_fn_ = item_fn(fn)
+    pool = WorkerPool(w, retain_finished=False)
+    submit = pool.submit
+    held: collections.deque[Any] = collections.deque()
+    for i in range(n):
+        held.append(await submit(item_fn_, i))
+        if len(held) >= 2 * w:
+            await held.popleft()
+    while held:
+        await held.popleft()
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+
+
+async def pool_map_items(fn: Any, n: int, w: int) -> None:
+    """``pool.map`` over ``range(N)``, the per-item function, every result consumed."""
+    from asynctasklib import WorkerPool
+
+    count = 0
+    async with WorkerPool(w, retain_finished=False) as pool:
+        async for _ in pool.map(item_fn(fn), range(n)):
+            count += 1
+    assert count == n
 
 
 async def pool_submit_kept(fn: Any, n: int, w: int) -> None:
@@ -220,6 +347,13 @@ async def asyncio_pool_spawn(fn: Any, n: int, w: int) -> None:
 VARIANTS: dict[str, Factory] = {
     "pool.submit (retain_finished=False)": pool_submit,
     "pool.submit, Definition per item": pool_submit_per_item,
+    "pool.submit, Definition + closure per item": pool_submit_closure,
+    "pool.submit, Definition + partial per item": pool_submit_partial,
+    "pool.submit(fn, item)": pool_submit_args,
+    "pool.submit(fn, item, id=)": pool_submit_args_id,
+    "pool.submit(fn, item, id=, max_retries=)": pool_submit_args_options,
+    "pool.submit(fn, item), results awaited": pool_submit_args_awaited,
+    "pool.map(fn, items)": pool_map_items,
     "pool.submit (defaults, handles kept)": pool_submit_kept,
     "pool.submit + pool hook + retries": pool_submit_hooks,
     "pool.submit_batch": pool_submit_batch,
@@ -300,7 +434,7 @@ def main() -> None:
         for kind in kinds:
             what = "returns at once" if kind == "ret" else "awaits asyncio.sleep(0) once"
             print(f"\n[{loop} loop] task function {what}")
-            print(f"  {'variant':40} {'tasks/s':>10} {'peak RSS':>9} {'vs pool':>8}")
+            print(f"  {'variant':44} {'tasks/s':>10} {'peak RSS':>9} {'vs pool':>8}")
             # Round by round, every variant once a round: a slow moment of this shared
             # machine then falls on all of them, not on the few measured in it.
             results: dict[str, dict[str, float]] = {}
@@ -312,16 +446,17 @@ def main() -> None:
             base = results.get(BASELINE, {}).get("rate")
             for name, r in results.items():
                 ratio = f"{r['rate'] / base:.2f}x" if base else "-"
-                print(f"  {name:40} {r['rate']:>10,.0f} {r['rss_mb']:>7.0f}MB {ratio:>8}")
+                print(f"  {name:44} {r['rate']:>10,.0f} {r['rss_mb']:>7.0f}MB {ratio:>8}")
 
 
 def memory(args: argparse.Namespace) -> None:
     n = 1_000_000
     print(f"peak RSS of the whole process, {n:,} tasks, W={args.workers}, default loop")
-    for name in [BASELINE, "pool.submit, Definition per item", "create_task + Semaphore + gather"]:
+    names = [BASELINE, "pool.submit, Definition per item", "pool.submit(fn, item)"]
+    for name in [*names, "create_task + Semaphore + gather"]:
         r = run_child(name, "ret", "asyncio", n, args.workers)
         if r:
-            print(f"  {name:40} {r['rss_mb']:>7.0f}MB  ({r['rate']:,.0f} tasks/s)")
+            print(f"  {name:44} {r['rss_mb']:>7.0f}MB  ({r['rate']:,.0f} tasks/s)")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ Variants (async ones for a task function that returns at once, ``ret``, and one 
 * the same with the defaults (``retain_finished=True``, the caller keeps every handle);
 * a new Definition per item, its task function a closure over the item;
 * a new Definition per item, its task function a ``functools.partial`` of the item;
+* ``submit(fn, item)``: the item as the function's argument, no Definition per item; the
+  same with a per-item ``id``, and with an id and an option (``max_retries=2``); and
+  ``submit(fn, item)`` with every result awaited in order, 2W handles held (``map`` by hand);
 * ``pool.map`` over ``range(N)`` (ordered, every result consumed);
 * by hand: W worker coroutines on an ``asyncio.Queue(maxsize=W)``, and
   ``TaskGroup`` + ``asyncio.Semaphore(W)`` (acquire, then ``create_task``);
@@ -54,7 +57,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import os
 import re
@@ -82,46 +84,6 @@ AsyncVariant = Callable[[Any, int, int], Awaitable[Any]]
 
 
 # -- variants that exist only here -----------------------------------------------------------
-
-
-async def pool_submit_closure(fn: Any, n: int, w: int) -> None:
-    """A new Definition per item, its task function a closure that calls ``fn(item)``."""
-    from asynctasklib import Definition, WorkerPool
-
-    def task_for(item: int) -> Any:
-        async def task(run: Any) -> Any:
-            return await fn(item)
-
-        return task
-
-    pool = WorkerPool(w, retain_finished=False)
-    submit = pool.submit
-    for i in range(n):
-        await submit(Definition(task_fn=task_for(i)))
-    await pool.shutdown(cancel=False)
-    assert pool.stats().done == n
-
-
-async def item_ret(item: int, run: Any) -> int:
-    return item
-
-
-async def item_yield(item: int, run: Any) -> int:
-    await asyncio.sleep(0)
-    return item
-
-
-async def pool_submit_partial(fn: Any, n: int, w: int) -> None:
-    """A new Definition per item, its task function ``functools.partial(item_fn, item)``."""
-    from asynctasklib import Definition, WorkerPool
-
-    item_fn = item_yield if fn is bench_async.fn_yield else item_ret
-    pool = WorkerPool(w, retain_finished=False)
-    submit = pool.submit
-    for i in range(n):
-        await submit(Definition(task_fn=functools.partial(item_fn, i)))
-    await pool.shutdown(cancel=False)
-    assert pool.stats().done == n
 
 
 async def pool_map(fn: Any, n: int, w: int) -> None:
@@ -167,8 +129,12 @@ ASYNC_BASELINE = "pool.submit (retain_finished=False)"
 ASYNC_VARIANTS: dict[str, AsyncVariant] = {
     ASYNC_BASELINE: bench_async.pool_submit,
     "pool.submit (defaults, handles kept)": bench_async.pool_submit_kept,
-    "pool.submit, Definition + closure per item": pool_submit_closure,
-    "pool.submit, Definition + partial per item": pool_submit_partial,
+    "pool.submit, Definition + closure per item": bench_async.pool_submit_closure,
+    "pool.submit, Definition + partial per item": bench_async.pool_submit_partial,
+    "pool.submit(fn, item)": bench_async.pool_submit_args,
+    "pool.submit(fn, item, id=)": bench_async.pool_submit_args_id,
+    "pool.submit(fn, item, id=, max_retries=)": bench_async.pool_submit_args_options,
+    "pool.submit(fn, item), results awaited": bench_async.pool_submit_args_awaited,
     "pool.map (ordered)": pool_map,
     "queue workers": bench_async.queue_workers,
     "TaskGroup + Semaphore (bounded)": bench_async.taskgroup_semaphore,

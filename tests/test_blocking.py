@@ -201,7 +201,7 @@ def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="max_per_second"):
         WorkerPool(1, max_per_second=0)
     with WorkerPool(1) as pool, pytest.raises(TypeError, match="Definition"):
-        pool.submit(lambda run: None)  # type: ignore[arg-type]
+        pool.submit(lambda run: None)  # type: ignore[call-arg, misc, arg-type]
     assert pool.stats().total == 0
 
 

@@ -234,7 +234,7 @@ async def test_submit_returns_a_pending_task_that_runs() -> None:
 async def test_submit_non_definition_is_type_error_and_counts_nothing(bad: object) -> None:
     pool = WorkerPool(2)
     with pytest.raises(TypeError, match="Definition"):
-        await pool.submit(bad)  # type: ignore[arg-type]
+        await pool.submit(bad)  # type: ignore[call-overload]
     assert counters(pool) == (0, 0, 0, 0, 0, 0, 0)
     assert pool.available_workers == 2
     await pool.shutdown()

@@ -33,6 +33,10 @@ def name(x: int) -> str:
     return str(x)
 
 
+async def pair(x: int, y: str) -> str:
+    return f"{x}{y}"
+
+
 def definitions() -> None:
     assert_type(Definition(task_fn=async_int), Definition[int])  # an async def's result
     assert_type(Definition(task_fn=sync_str), Definition[str])
@@ -72,6 +76,13 @@ async def async_pool(flag: bool) -> None:
         assert outcomes[0] == 2
         assert isinstance(outcomes[1], ValueError)
 
+        # submit(fn, *args, **options): fn's parameters checked, its result the task's type
+        assert_type(await pool.submit(d_int, id="own"), Task[int])  # a task's own id
+        assert_type(await pool.submit(double, 1), Task[int])  # an async def's result
+        assert_type(await pool.submit(name, 1, id="n", max_retries=2), Task[str])
+        assert_type(await pool.submit(pair, 1, "a", max_duration=timedelta(seconds=1)), Task[str])
+        assert await (await pool.submit(pair, 2, "b")) == "2b"
+
 
 
 def blocking_pool(flag: bool) -> None:
@@ -84,6 +95,8 @@ def blocking_pool(flag: bool) -> None:
         assert_type(pool.gather(mixed), list[str])
         assert_type(pool.gather([d_str], return_exceptions=True), list[str | BaseException])
         assert_type(pool.gather([d_str], return_exceptions=flag), list[str | BaseException])
+        assert_type(pool.submit(name, 1), blocking.Task[str])
+        assert_type(pool.submit(double, 1, retry_on=ValueError), blocking.Task[int])
         assert_type(pool.map(name, [1]), blocking.MapIterator[str])
         assert_type(pool.map(double, [1]), blocking.MapIterator[int])
         with pool.map(double, [1, -1], return_exceptions=True) as results:
@@ -101,3 +114,17 @@ def rejected(pool: WorkerPool) -> None:
     Definition(backoff="1")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
     WorkerPool(1, retain_finished="no")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     pool.map(name, [1], ordered=1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+
+
+async def rejected_submits(pool: WorkerPool, threads: blocking.WorkerPool) -> None:
+    """submit(fn, *args, **options): arguments that do not fit fn, and bad options."""
+    await pool.submit(double, "1")  # type: ignore[arg-type]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    await pool.submit(double)  # type: ignore[call-arg, arg-type]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    await pool.submit(pair, 1)  # type: ignore[arg-type]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    await pool.submit(double, 1, 2)  # type: ignore[call-arg, arg-type]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    await pool.submit(double, 1, max_retries="3")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    await pool.submit(double, 1, retries=3)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
+    await pool.submit(double, 1, id=1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    await pool.submit(Definition(task_fn=async_int), 1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    await pool.submit(Definition(task_fn=async_int), id=1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    threads.submit(name, "1")  # type: ignore[arg-type]  # pyright: ignore[reportCallIssue, reportArgumentType]

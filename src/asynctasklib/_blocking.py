@@ -25,10 +25,10 @@ from collections.abc import (
 from concurrent.futures import Executor
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, Unpack, overload
 
 from ._blocking_task import Task
-from ._definition import Definition
+from ._definition import Definition, TaskOptions, check_id
 from ._errors import PoolStoppedError
 from ._group import as_completed_in_thread
 from ._hooks import StateHooks
@@ -46,6 +46,7 @@ logger = logging.getLogger("asynctasklib")
 T = TypeVar("T")
 R = TypeVar("R")
 X = TypeVar("X")
+Ts = TypeVarTuple("Ts")
 
 
 class WorkerPool:
@@ -140,39 +141,60 @@ class WorkerPool:
 
     # -- submitting ------------------------------------------------------------------------
 
-    def submit(self, definition: Definition[T]) -> Task[T]:
-        """Start a task for ``definition`` once a worker is free, and return it.
+    @overload
+    def submit(self, definition: Definition[T], /, *, id: str = ...) -> Task[T]: ...
+
+    @overload
+    def submit(
+        self, fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts, **options: Unpack[TaskOptions]
+    ) -> Task[T]: ...
+
+    @overload
+    def submit(
+        self, fn: Callable[[*Ts], T], /, *args: *Ts, **options: Unpack[TaskOptions]
+    ) -> Task[T]: ...
+
+    # (mypy wrongly finds that this does not take every call the *Ts overloads allow)
+    def submit(  # type: ignore[misc]
+        self, definition: Any, /, *args: Any, id: str | None = None, **options: Any
+    ) -> Task[Any]:
+        """Start a task once a worker is free, and return it: for ``definition``, or to call
+        ``fn(*args)`` with a `Definition`'s options (see
+        `asynctasklib.WorkerPool.submit`).
 
         Blocks the calling thread while all workers are busy (first in, first out with
         every other caller).
 
         Args:
-            definition: What the task runs.
+            definition: What the task runs; or ``fn``, the function to call.
+            *args: ``fn``'s positional arguments (none with a definition).
+            id: The task's own id, in place of the definition's.
+            **options: With ``fn``: a `Definition`'s fields but ``id`` and ``task_fn``.
 
         Returns:
             The new task.
 
         Raises:
             PoolStoppedError: The pool is stopped, or stopped while the caller waited.
-            TypeError: ``definition`` is not a `Definition`.
+            TypeError: ``definition`` is neither a `Definition` nor callable, or the
+                arguments or options are refused (see `asynctasklib.WorkerPool.submit`).
+            ValueError: An option is out of range, as `Definition` says.
             RuntimeError: Called from a running event loop.
         """
         pool = self._pool
-        if not isinstance(definition, Definition):
-            raise TypeError(f"submit() takes a Definition, got {type(definition).__name__}")
+        check_id(id)
+        definition, arg = pool._what_to_run(definition, args, options)
         if pool._stopped:
             raise PoolStoppedError("the pool is stopped")
         portal = self._start_portal("submit()")
         check_not_in_loop("submit()")
-        if pool._remote:
-            pool._check_picklable(definition)
         # The slot is taken here, in this thread (FIFO with every other waiter); the loop
         # only has to take the task in.
         pool._slots._acquire_blocking(None)
         if pool._stopped:
             pool._slots.release()
             raise PoolStoppedError("the pool is stopped")
-        task = pool._new_task(definition)
+        task = pool._new_task(definition, arg, id)
         with self._lock:
             self._incoming.append(task)
             wake = not self._draining

@@ -1,19 +1,24 @@
 from __future__ import annotations
 
+import inspect
 import math
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from types import MethodType
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, overload
 
 from ._hooks import StateHooks, is_async_callable, is_generator_callable
 from ._retry import Backoff, ExponentialBackoff, RetryOn, check_retry_on
+from ._run import _RUN
 from ._validate import at_least, optional_seconds, seconds
 
 if TYPE_CHECKING:
     from ._run import Run
 
-__all__ = ["Definition"]
+__all__ = ["Definition", "TaskOptions"]
 
 # Covariant: a definition only hands out its T (the result), so a Definition[int] is a
 # Definition[int | str] too, and a list of definitions of several result types is typed.
@@ -176,3 +181,138 @@ class Definition(Generic[T]):
             post_init = getattr(self, "__post_init__", None)
             if post_init is not None:  # (a subclass's, as a dataclass __init__ would call)
                 post_init()
+
+
+class TaskOptions(TypedDict, total=False):
+    """The options ``submit(fn, *args, **options)`` takes: a `Definition`'s fields but
+    ``task_fn``, ``id`` being the task's own."""
+
+    id: str  # (a parameter of submit's own: listed here for the type checkers)
+    hooks: StateHooks | None
+    delay: float | timedelta
+    max_duration: float | timedelta | None
+    max_retries: int
+    backoff: Backoff
+    retry_on: RetryOn
+    total_timeout: float | timedelta | None
+
+
+_OPTIONS = TaskOptions.__optional_keys__ - {"id"}  # those of the definition
+
+# What a recipe is: (its function, its definition, the least and most positional arguments
+# the function takes).
+_Recipe = tuple[Callable[..., Any], Definition[Any], int, int]
+
+
+class _Recipes:
+    """What ``submit(definition)`` or ``submit(fn, *args, **options)`` runs. For a function,
+    a definition per function and set of options, validated once and kept (the last
+    ``keep`` made) for the next call with the same, so that a task per item costs no
+    `Definition` per item. Any thread may use it (the blocking face's submitters).
+
+    A function is found by equality, then must be the same object: a bound method, made
+    afresh at each access, is the same when its object and function are (its equality).
+    """
+
+    __slots__ = ("_check", "_keep", "_lock", "made")
+
+    def __init__(self, check: Callable[[Definition[Any], Any], None] | None, keep: int = 256):
+        self._check = check  # for an executor in other processes: what must be picklable
+        self.made: dict[Any, _Recipe] = {}  # by fn, or (fn, *options, *their types)
+        self._keep = keep
+        self._lock = threading.Lock()  # (for a miss only)
+
+    def what_to_run(
+        self, fn: Any, args: tuple[Any, ...], options: dict[str, Any]
+    ) -> tuple[Definition[Any], Any]:
+        """The definition and the task's ``arg`` (`Task._setup`'s: _RUN to call ``task_fn``
+        with the Run, else ``args``), checked: ``TypeError`` or ``ValueError`` for what
+        `Definition` refuses, and ``TypeError`` for arguments or options with a definition,
+        or a number of arguments ``fn`` cannot take.
+
+        (`WorkerPool.submit` finds a function of no options in ``made`` itself.)"""
+        if isinstance(fn, Definition):
+            if args or options:
+                raise TypeError(_ARGS_WITH_DEFINITION)
+            if self._check is not None:
+                self._check(fn, None)
+            return fn, _RUN
+        # With options, their types too: 1 == True, and True is no max_retries.
+        key: Any = (fn, *options.items(), *map(type, options.values())) if options else fn
+        try:
+            made = self.made.get(key)
+        except TypeError:  # unhashable (a bound method of an unhashable object, an option)
+            made = key = None
+        if made is None or (made[0] is not fn and fn.__class__ is not MethodType):
+            made = self._make(fn, options, key)
+        if not made[2] <= len(args) <= made[3]:
+            raise _arity_error(fn, made[2], made[3], len(args))
+        if self._check is not None:
+            self._check(made[1], args)
+        return made[1], args
+
+    def _make(self, fn: Callable[..., Any], options: dict[str, Any], key: Any) -> _Recipe:
+        if not callable(fn):
+            raise TypeError(f"submit() takes a Definition or a function, got {type(fn).__name__}")
+        for name in options:
+            if name not in _OPTIONS:
+                known = ", ".join(sorted(_OPTIONS | {"id"}))
+                raise TypeError(f"submit(fn, ...) has no option {name!r} (its options: {known})")
+        made = (fn, Definition(task_fn=fn, **options), *_positional(fn))
+        if key is not None:
+            with self._lock:
+                if len(self.made) >= self._keep:
+                    del self.made[next(iter(self.made))]  # the oldest
+                self.made[key] = made
+        return made
+
+
+def check_id(task_id: object) -> None:
+    """A task's own id, given to ``submit``, must be a str (None: the definition's)."""
+    if task_id is not None and task_id.__class__ is not str:
+        raise TypeError(f"id must be a str, got {type(task_id).__name__}")
+
+
+_ARGS_WITH_DEFINITION = (
+    "submit(definition) takes no arguments nor options but id (its task_fn is called with "
+    "the Run): for fn(*args), submit the function itself: submit(fn, *args, **options)"
+)
+
+
+def _positional(fn: Callable[..., Any]) -> tuple[int, int]:
+    """The least and most positional arguments ``fn`` takes (any number, if its signature
+    cannot be read). ``TypeError`` if it needs a keyword argument: ``submit`` passes none."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0, sys.maxsize
+    least = most = 0
+    for p in parameters:
+        if p.kind is p.VAR_POSITIONAL:
+            most = sys.maxsize
+        elif p.kind is p.KEYWORD_ONLY:
+            if p.default is p.empty:
+                raise TypeError(
+                    f"{fn!r} needs the keyword argument {p.name!r}, and submit() passes "
+                    "positional arguments only: bind it with functools.partial"
+                )
+        elif p.kind is not p.VAR_KEYWORD:
+            most += 1
+            if p.default is p.empty:
+                least = most
+    return least, most
+
+
+def _arity_error(fn: Callable[..., Any], least: int, most: int, given: int) -> TypeError:
+    if most == sys.maxsize:
+        takes = f"at least {least}"
+    elif least == most:
+        takes = str(least)
+    else:
+        takes = f"{least} to {most}"
+    # (a function given none that wants one may well be a task_fn, made for its Run)
+    hint = " (a task_fn that takes the Run goes in a Definition)" if not given else ""
+    return TypeError(
+        f"{getattr(fn, '__qualname__', fn)!r} takes {takes} positional argument"
+        f"{'' if takes == '1' else 's'}, but submit() gave it {given}{hint}"
+    )

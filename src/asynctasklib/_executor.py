@@ -143,16 +143,24 @@ class ExecutorBridge:
             else:
                 result.set_exception(error)
 
-    def check_picklable(self, definition: Definition[Any]) -> None:
-        """For an executor in other processes: fail now, not later, on a function that
-        cannot get there."""
+    def check_picklable(self, definition: Definition[Any], args: Any = None) -> None:
+        """For an executor in other processes: fail now, not later, on a function, or
+        arguments for it (a tuple, from ``submit(fn, *args)``), that cannot get there."""
         fn = definition.task_fn
         if fn is None:
             return
+        if args and not definition._plan[1]:  # (an async def runs on the loop: never sent)
+            try:
+                pickle.dumps(args)
+            except Exception as exc:
+                raise TypeError(
+                    f"the arguments of {fn!r} cannot be pickled, so it cannot run on "
+                    f"{type(self.executor).__name__}: {exc}"
+                ) from exc
         with self._pickle_lock:  # (the blocking face checks in its callers' threads)
             if fn in self._picklable:  # (checked once: is_async_callable is not cheap)
                 return
-            if not is_async_callable(fn):  # (an async def runs on the loop: never sent)
+            if not is_async_callable(fn):
                 try:
                     pickle.dumps(fn)
                 except Exception as exc:

@@ -174,6 +174,8 @@ def from_task_fn(fn: Hook) -> _HookOption:
 
 def is_async_callable(fn: object) -> bool:
     """An ``async def`` function, a partial of one, or an object with an async ``__call__``."""
+    while isinstance(fn, functools.partial):  # (inspect's checks see through them too)
+        fn = fn.func
     if type(fn) is FunctionType and fn.__code__.co_flags & inspect.CO_COROUTINE:
         return True  # the common case, without inspect's slower checks
     if isinstance(fn, type):
@@ -189,10 +191,10 @@ _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 def is_generator_callable(fn: object) -> bool:
     """A generator function or async generator function, a partial of one, or an object
     whose ``__call__`` is one: calling it only makes a generator, running none of its body."""
-    if type(fn) is FunctionType:
-        return bool(fn.__code__.co_flags & _GENERATOR_FLAGS)  # the common case, fast
     while isinstance(fn, functools.partial):
         fn = fn.func
+    if type(fn) is FunctionType:
+        return bool(fn.__code__.co_flags & _GENERATOR_FLAGS)  # the common case, fast
     if isinstance(fn, type):
         return False  # calling a class makes an instance, whatever its __call__ is
     return any(

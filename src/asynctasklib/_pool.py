@@ -17,21 +17,21 @@ from collections.abc import (
 from concurrent.futures import Executor
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack, overload
 
 from ._compat import running_loop as _get_running_loop
 from ._crew import Crew
-from ._definition import Definition
+from ._definition import Definition, TaskOptions, _Recipes, check_id
 from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
 from ._group import Group, as_completed
 from ._hooks import NO_HOOKS, StateHooks
-from ._ratelimit import Limiter, RateLimiter, _Both
+from ._ratelimit import RateLimiter
 from ._run import _RUN
 from ._semaphore import _Slots
 from ._state import State
 from ._stats import PoolStats, _Counts
-from ._stream import MapResults, _MapRun
+from ._stream import MapResults, _MapRun, new_map
 from ._task import Task, _PoolTask
 from ._validate import at_least, flag, optional_seconds, shutdown_limits
 
@@ -40,6 +40,7 @@ __all__ = ["PoolStats", "WorkerPool"]
 T = TypeVar("T")
 R = TypeVar("R")
 X = TypeVar("X")
+Ts = TypeVarTuple("Ts")
 
 logger = logging.getLogger("asynctasklib")
 
@@ -115,6 +116,10 @@ class WorkerPool:
         self._call_in_executor = bridge.call
         self._cancel_call = bridge.cancel
         self._check_picklable = bridge.check_picklable
+        # What submit(definition) or submit(fn, *args, **options) runs (see _Recipes)
+        recipes = _Recipes(self._check_picklable if self._remote else None)
+        self._what_to_run = recipes.what_to_run
+        self._made = recipes.made  # (read by submit(), the hot path)
 
     def __repr__(self) -> str:
         return (
@@ -164,20 +169,43 @@ class WorkerPool:
         in_progress = self._crew.in_progress()
         if not self._retain:
             return in_progress
-        # every task kept, and the tasks of map() runs in progress (never kept: see map)
-        # (_arg, the task's own: a map run's tasks are called with their item, not a Run)
-        return [*self._all, *(task for task in in_progress if task._arg is not _RUN)]
+        # every task kept, and the tasks of map() runs in progress (never kept: see map),
+        # told by their id: their item's index, an int (every other task's is a str)
+        return [*self._all, *(task for task in in_progress if task._id.__class__ is int)]
 
     # -- submitting --------------------------------------------------------------------------
 
-    async def submit(self, definition: Definition[T]) -> Task[T]:
-        """Start a task for ``definition`` once a worker is free, and return it.
+    @overload
+    async def submit(self, definition: Definition[T], /, *, id: str = ...) -> Task[T]: ...
+
+    @overload
+    async def submit(
+        self, fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts, **options: Unpack[TaskOptions]
+    ) -> Task[T]: ...
+
+    @overload
+    async def submit(
+        self, fn: Callable[[*Ts], T], /, *args: *Ts, **options: Unpack[TaskOptions]
+    ) -> Task[T]: ...
+
+    # (mypy wrongly finds that this does not take every call the *Ts overloads allow)
+    async def submit(  # type: ignore[misc]
+        self, definition: Any, /, *args: Any, id: str | None = None, **options: Any
+    ) -> Task[Any]:
+        """Start a task once a worker is free, and return it: for ``definition`` (its
+        ``task_fn`` called with each attempt's `Run`), or, as ``Executor.submit``, to call
+        ``fn(*args)`` at each attempt (retries too; no `Run`) with a `Definition`'s options.
 
         Waits while all workers are busy. If the caller is canceled while it waits, nothing
-        is left behind.
+        is left behind. The definition of ``fn`` and its options is made once and kept for
+        the next call, so a task per item costs about what a shared definition does.
 
         Args:
-            definition: What the task runs.
+            definition: What the task runs; or ``fn``, the function to call.
+            *args: ``fn``'s positional arguments (none with a definition).
+            id: The task's own id, in place of the definition's.
+            **options: With ``fn``: a `Definition`'s fields but ``id`` and ``task_fn``, as
+                `Definition` checks them.
 
         Returns:
             The new task, PENDING.
@@ -185,22 +213,38 @@ class WorkerPool:
         Raises:
             PoolStoppedError: The pool is stopped (first, once, the BaseException that
                 stopped it, if one did).
-            TypeError: ``definition`` is not a `Definition`.
+            TypeError: ``definition`` is neither a `Definition` nor callable, or has
+                arguments or options; ``fn`` cannot take ``len(args)`` positional arguments,
+                or needs a keyword one; ``id`` is not a str; an option is unknown or of the
+                wrong type.
+            ValueError: An option is out of range.
         """
         if self._crew.stopped:  # (the _stopped property, inline: the hot path)
             self._raise_error()
             raise PoolStoppedError("the pool is stopped")
-        if not isinstance(definition, Definition):
-            raise TypeError(f"submit() takes a Definition, got {type(definition).__name__}")
-        if self._remote:
-            self._check_picklable(definition)
+        if id is not None and id.__class__ is not str:
+            check_id(id)  # (raises)
+        arg: Any
+        if options or self._remote:
+            definition, arg = self._what_to_run(definition, args, options)
+        elif not args and isinstance(definition, Definition):  # its task_fn(run)
+            arg = _RUN
+        else:  # fn(*args): the definition made at its first call (_what_to_run, inline)
+            try:
+                made = self._made.get(definition)
+            except TypeError:  # unhashable: _what_to_run copes
+                made = None
+            if made is not None and made[0] is definition and made[2] <= len(args) <= made[3]:
+                definition, arg = made[1], args
+            else:
+                definition, arg = self._what_to_run(definition, args, options)
         loop = self._loop
         if loop is None or loop is not _get_running_loop():  # _use_loop(), inline
             self._loop = self._crew.bind()
         if not self._slots.take_nowait():
             await self._take_slot()
-        task: Task[T] = _PoolTask()  # _start() and _new_task(), inline: the hot path
-        task._setup(definition, self, _copy_context())  # (Task's set-up for its _Owner)
+        task: Task[Any] = _PoolTask()  # _new_task(), inline: the hot path
+        task._setup(definition, self, _copy_context(), arg, id)  # (for its _Owner)
         self._enqueue(task)
         return task
 
@@ -317,7 +361,8 @@ class WorkerPool:
                     if group.failed is not None:  # it failed while we waited: submit no more
                         self._slots.release()
                         break
-                    item = self._start(item)
+                    item = self._new_task(item)
+                    self._enqueue(item)
                 group.add(item)
                 tasks.append(item)
             await group.wait()
@@ -432,28 +477,9 @@ class WorkerPool:
                 ``options`` name ``id`` or ``task_fn``.
             ValueError: ``window`` is below 1.
         """
-        flag(ordered, "ordered")
-        flag(return_exceptions, "return_exceptions")
-        for name in ("id", "task_fn"):
-            if name in options:
-                raise TypeError(f"map() sets {name} itself; it cannot be given")
-        definition: Definition[Any] = Definition(task_fn=fn, **options)
-        if self._remote:
-            self._check_picklable(definition)
-        if window is None:
-            window = 2 * self._max_workers
-        else:
-            at_least(window, "window", 1)
-        limiter: Limiter | None = None
-        if max_per_second is not None:
-            limiter = RateLimiter(max_per_second)
-            if self._limiter is not None:
-                limiter = _Both(self._limiter, limiter)
-        if not isinstance(items, Iterable | AsyncIterable):
-            raise TypeError(f"items must be an iterable or async iterable, got {items!r}")
-        run = _MapRun(self, definition, ordered, return_exceptions, window, limiter)
-        self._maps.add(run)  # (stop() ends its feed)
-        return MapResults(run, items)
+        return new_map(
+            self, fn, items, ordered, return_exceptions, window, max_per_second, options
+        )
 
     def as_completed(
         self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None
@@ -502,35 +528,14 @@ class WorkerPool:
         self._loop = loop
         self._slots.shared = True
 
-    def _start(
-        self,
-        definition: Definition[T],
-        limiter: Limiter | None = None,
-        arg: Any = _RUN,
-        task_id: str | int | None = None,
-        keep: bool = True,
-    ) -> Task[T]:
-        """Start a task in a slot the caller has taken.
-
-        ``limiter`` replaces the pool's rate limit (``pool.map`` combines both), ``arg`` and
-        ``task_id`` are passed to ``Task._setup``; ``keep=False`` keeps the task out of
-        ``tasks()`` once it ends, whatever ``retain_finished`` says (streams).
-        """
-        task = self._new_task(definition, limiter, arg, task_id)
-        self._enqueue(task, keep)
-        return task
-
     def _new_task(
-        self,
-        definition: Definition[T],
-        limiter: Limiter | None = None,
-        arg: Any = _RUN,
-        task_id: str | int | None = None,
+        self, definition: Definition[T], arg: Any = _RUN, task_id: str | None = None
     ) -> Task[T]:
-        """A task of this pool, PENDING but not yet taken in; any thread may make one. It
-        runs in a copy of the caller's context variables, as an asyncio task would."""
+        """A task of this pool, PENDING but not yet taken in (see `_enqueue`); any thread
+        may make one. It runs in a copy of the caller's context variables, as an asyncio
+        task would. ``arg`` and ``task_id`` are `Task._setup`'s."""
         task: Task[T] = _PoolTask()
-        task._setup(definition, self, _copy_context(), arg, task_id, limiter)  # (for an _Owner)
+        task._setup(definition, self, _copy_context(), arg, task_id)  # (for an _Owner)
         return task
 
     def _enqueue(self, task: Task[Any], keep: bool = True) -> None:

@@ -87,7 +87,7 @@ class _Driven(Protocol):
 
     _queue: deque[Any] | None  # the queue it waits in; None once taken or canceled
     _definition: Definition[Any]
-    _arg: Any  # what task_fn is called with: _RUN for the attempt's Run
+    _arg: Any  # _RUN: task_fn(run) with the attempt's Run; else a tuple: task_fn(*_arg)
     _limiter: Limiter | None
     _context: contextvars.Context | None  # its own context variables; None: the runner's
     _runner: _Runner | None
@@ -134,12 +134,13 @@ def signal_stop(run: Run | None) -> None:
         run._signal()  # (the Run's engine side: see Run)
 
 
-def _call_plain(fn: Callable[[Any], T], arg: Any) -> T:
+def _call_plain(fn: Callable[..., T], run: Run, args: Any) -> T:
+    """``fn(run)``, or ``fn(*args)`` for a task given its arguments, in a worker thread."""
     try:
-        result = fn(arg)
+        result = fn(run) if args is _RUN else fn(*args)
     except StopIteration as exc:
         raise no_stop_iteration(exc) from exc
-    if result.__class__ is types.CoroutineType and arg.__class__ is _Run and arg.canceled:
+    if result.__class__ is types.CoroutineType and run.canceled:
         # Cancelled or timed out meanwhile: nobody will await it (and a canceled
         # run_in_executor future drops it unseen); closed, it does not warn that it never
         # was. (A pool also closes one that ends up discarded otherwise: see _executor._discard.)
@@ -230,15 +231,15 @@ class _Runner:
                             run._deadline = self.deadline = deadline
                             if deadline < self.timer_when:
                                 self.arm(deadline)
-                            call_with = run if arg is _RUN else arg
-                            # -- attempt --
+                            # -- attempt: fn(run), or fn(*arg) for a task given its arguments --
                             try:
                                 if not is_async:
-                                    result = await self.call_sync(task, fn, call_with)
-                                elif context is None:  # in the runner's context (see take)
-                                    result = await fn(call_with)
-                                else:  # in a context of its own: each step entered apart
-                                    result = await run_in(context, fn(call_with))
+                                    result = await self.call_sync(task, fn, run, arg)
+                                else:  # in the runner's context (see take), or its own
+                                    coro = fn(run) if arg is _RUN else fn(*arg)
+                                    if context is not None:  # each step entered apart
+                                        coro = run_in(context, coro)
+                                    result = await coro
                             except (asyncio.CancelledError, Exception) as exc:
                                 again = await self.attempt_over(task, exc)
                                 continue
@@ -263,7 +264,7 @@ class _Runner:
                             self.retire(home)
                             return
                 # -- idle, holding nothing of the last task (its result, item, context...) --
-                self.task = task = run = call_with = arg = context = result = fn = limiter = None
+                self.task = task = run = coro = arg = context = result = fn = limiter = None
                 busy = await self.idle()
         finally:
             self.disarm()
@@ -401,17 +402,19 @@ class _Runner:
         self.run = None
         return not isinstance(exc, GeneratorExit) and self.keep_going(exc)
 
-    async def call_sync(self, task: _Driven, fn: Callable[[Any], Any], arg: Any) -> Any:
-        """Run a plain task function on the runner's executor, off the event loop."""
+    async def call_sync(self, task: _Driven, fn: Callable[..., Any], run: Run, arg: Any) -> Any:
+        """Run a plain task function on the runner's executor, off the event loop:
+        ``fn(run)``, or ``fn(*arg)`` for a task given its arguments (see `Task._arg`)."""
         if self.remote:  # another process or machine: only picklable things cross
-            if isinstance(arg, Run):
-                arg = arg._info()  # (the Run's engine side)
-            call = self.call_in_executor(fn, arg)
+            if arg is _RUN:
+                call = self.call_in_executor(fn, run._info())  # (the Run's engine side)
+            else:
+                call = self.call_in_executor(fn, *arg)
         else:
             # A copy per attempt: an attempt that timed out may still run in its thread.
             context = task._context
             context = contextvars.copy_context() if context is None else context.copy()
-            call = self.call_in_executor(context.run, _call_plain, fn, arg)
+            call = self.call_in_executor(context.run, _call_plain, fn, run, arg)
         try:
             result = await call
         except asyncio.CancelledError:

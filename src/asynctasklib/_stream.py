@@ -3,35 +3,76 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._compat import running_loop as _get_running_loop
+from ._definition import Definition
 from ._errors import PoolStoppedError
+from ._ratelimit import Limiter, RateLimiter, _Both
 from ._state import State
+from ._task import Task, _PoolTask
+from ._validate import at_least, flag
 
 if TYPE_CHECKING:
-    from ._definition import Definition
-    from ._ratelimit import Limiter
+    import weakref
+
+    from ._crew import Crew
     from ._semaphore import _Slots
-    from ._task import Task
 
 __all__ = ["MapResults"]
 
 R = TypeVar("R")
 
 _DONE = State.DONE
+_copy_context = contextvars.copy_context
+
+
+def new_map(
+    pool: _Intake,
+    fn: Callable[[Any], Any],
+    items: Iterable[Any] | AsyncIterable[Any],
+    ordered: bool,
+    return_exceptions: bool,
+    window: int | None,
+    max_per_second: float | None,
+    options: dict[str, Any],
+) -> MapResults[Any]:
+    """``pool.map(...)``, its arguments checked (see `WorkerPool.map`)."""
+    flag(ordered, "ordered")
+    flag(return_exceptions, "return_exceptions")
+    for name in ("id", "task_fn"):
+        if name in options:
+            raise TypeError(f"map() sets {name} itself; it cannot be given")
+    definition: Definition[Any] = Definition(task_fn=fn, **options)
+    if pool._remote:
+        pool._check_picklable(definition)
+    if window is None:
+        window = 2 * pool._max_workers
+    else:
+        at_least(window, "window", 1)
+    limiter: Limiter | None = None
+    if max_per_second is not None:
+        limiter = RateLimiter(max_per_second)
+        if pool._limiter is not None:
+            limiter = _Both(pool._limiter, limiter)
+    if not isinstance(items, Iterable | AsyncIterable):
+        raise TypeError(f"items must be an iterable or async iterable, got {items!r}")
+    run = _MapRun(pool, definition, ordered, return_exceptions, window, limiter)
+    pool._maps.add(run)  # (stop() ends its feed)
+    return MapResults(run, items)
 
 
 class _Intake(Protocol):
-    """What a map run needs of its pool: take a worker slot, start a task in it. (A
-    `WorkerPool` is one; the names are its own private ones: its public API does not grow
-    for the map.)"""
+    """What a map run needs of its pool: take a worker slot, take in a task made for it.
+    (A `WorkerPool` is one, and the `_Owner` of the run's tasks; the names are its own
+    private ones: its public API does not grow for the map.)"""
 
     @property
-    def _stopped(self) -> bool: ...
+    def _crew(self) -> Crew: ...  # (its ``stopped``: the pool's)
 
     @property
     def _slots(self) -> _Slots: ...
@@ -40,14 +81,36 @@ class _Intake(Protocol):
 
     def _use_loop(self) -> asyncio.AbstractEventLoop: ...
 
-    def _start(
-        self,
-        definition: Definition[Any],
-        limiter: Limiter | None = ...,
-        arg: Any = ...,
-        task_id: str | int | None = ...,
-        keep: bool = ...,
-    ) -> Task[Any]: ...
+    def _enqueue(self, task: Task[Any], keep: bool = ...) -> None: ...
+
+    # and, for new_map(): its size, rate limit, executor's kind, and runs in progress
+    _max_workers: int
+    _limiter: RateLimiter | None
+    _remote: bool
+    _maps: weakref.WeakSet[_MapRun]
+
+    def _check_picklable(self, definition: Definition[Any], args: Any = ...) -> None: ...
+
+
+class _MapTask(_PoolTask[Any]):
+    """A map run's task: it tells its run of its end itself, after its end hooks and done
+    callbacks (no done callback of the run's own per task), and keeps its outcome for an
+    ordered run's consumer."""
+
+    __slots__ = ("_map_outcome", "_map_run")
+
+    _map_run: _MapRun | None  # None once the run was told of the end
+    _map_outcome: Any  # the result, or the error, once ended
+
+    def _finish(self, state: State, outcome: Any) -> None:
+        try:
+            Task._finish(self, state, outcome)
+        finally:
+            run = self._map_run
+            if run is not None:  # (once: a run started again by go() is not the map's)
+                self._map_outcome = outcome
+                self._map_run = None
+                run._task_ended(self, state is _DONE, outcome)
 
 
 class _MapRun:
@@ -69,12 +132,11 @@ class _MapRun:
         "limiter",
         "live",
         "loop",
-        "next_index",
         "ordered",
+        "pending",
         "pool",
         "pool_stopped",
         "queue",
-        "results",
         "return_exceptions",
         "stopped",
         "taken",
@@ -98,11 +160,12 @@ class _MapRun:
         self.limiter: Limiter | None = limiter
         self.loop: asyncio.AbstractEventLoop | None = None
         self.feeder: asyncio.Task[None] | None = None
-        self.live: dict[int, Task[Any]] = {}  # tasks in progress, by input index
-        # finished, not yet yielded: by index when ordered, else in the order they ended
-        self.results: dict[int, Any] = {}
+        # Ordered: the tasks taken and not yet yielded, in input order (the consumer takes
+        # the first once it has ended). Else: the tasks in progress, by input index, and
+        # the outcomes not yet yielded, in the order they ended.
+        self.pending: deque[_MapTask] = deque()
+        self.live: dict[int, Task[Any]] = {}
         self.queue: deque[Any] = deque()
-        self.next_index: int = 0  # ordered: the index to yield next
         self.taken: int = 0  # items taken from the input and not yet yielded
         self.exhausted: bool = False  # the feeder has taken its last item
         self.error: BaseException | None = None  # to raise to the consumer, at once
@@ -116,13 +179,15 @@ class _MapRun:
 
     async def feed(self, items: Iterable[Any] | AsyncIterable[Any]) -> None:
         pool = self.pool
+        crew = pool._crew
         slots = pool._slots
         loop = self.loop
         assert loop is not None
         definition = self.definition
         limiter = self.limiter
         live = self.live
-        ended = self._task_ended
+        pending = self.pending
+        ordered = self.ordered
         source: Any
         index = 0
         try:
@@ -137,7 +202,7 @@ class _MapRun:
                     self.feeder_wait = loop.create_future()
                     await self.feeder_wait
                     continue
-                if pool._stopped:
+                if crew.stopped:
                     raise PoolStoppedError("the pool is stopped")
                 # The next item is read only once a worker is free: its slot is held while
                 # an async input waits for it (stop() ends that wait: see end_feed()).
@@ -153,13 +218,18 @@ class _MapRun:
                 if self.stopped:
                     slots.release()
                     return
-                task = pool._start(definition, limiter, item, index, keep=False)
-                # (The map handles its own tasks' fields: their one done callback set before
-                # anyone else sees them, their index and end read back in it, the fast way.)
-                task._callbacks = [ended]
-                live[index] = task
+                # The task, called with its item, its index as id, kept out of tasks() once
+                # ended (WorkerPool._new_task, inline); the run's before its first hooks run.
+                task = _MapTask()
+                task._setup(definition, pool, _copy_context(), (item,), index, limiter)
+                task._map_run = self
+                if ordered:
+                    pending.append(task)
+                else:
+                    live[index] = task
                 self.taken += 1
                 index += 1
+                pool._enqueue(task, False)
         except asyncio.CancelledError:
             if self.pool_stopped and not self.stopped:  # the pool's stop() ended the feed
                 self.final_error = PoolStoppedError("the pool is stopped")
@@ -175,22 +245,28 @@ class _MapRun:
             self.exhausted = True
             self._wake_consumer()
 
-    def _task_ended(self, task: Task[Any]) -> None:
-        index: int = task._id  # type: ignore[assignment]
-        del self.live[index]
+    def _task_ended(self, task: _MapTask, done: bool, outcome: Any) -> None:
+        if not self.ordered:
+            del self.live[task._id]  # type: ignore[arg-type]
         if self.stopped:
             return
-        outcome = task._outcome
-        if task._state is not _DONE and not self.return_exceptions:
+        if not done and not self.return_exceptions:
             self.fail(outcome)
-            return
-        if self.ordered:
-            self.results[index] = outcome
-            if index == self.next_index:
-                self._wake_consumer()
-        else:
+        elif not self.ordered:
             self.queue.append(outcome)
             self._wake_consumer()
+        elif self.consumer is not None and self.pending[0] is task:  # (it waits for it)
+            self._wake_consumer()
+
+    def in_progress(self) -> bool:
+        """Tasks are in progress, or (ordered) ended and not yet yielded."""
+        return bool(self.pending if self.ordered else self.live)
+
+    def ready(self) -> bool:
+        """A result (or failure) waits for the consumer."""
+        if self.ordered:
+            return bool(self.pending) and self.pending[0]._map_run is None
+        return bool(self.queue)
 
     # -- stopping --------------------------------------------------------------------------
 
@@ -208,9 +284,9 @@ class _MapRun:
         self.stopped = True
         if self.feeder is not None and self.feeder is not asyncio.current_task():
             self.feeder.cancel()
-        for task in list(self.live.values()):
-            task.cancel()
-        self.results.clear()
+        for task in list(self.pending if self.ordered else self.live.values()):
+            task.cancel()  # (an ended one stays as it is)
+        self.pending.clear()
         self.queue.clear()
         self._wake_consumer()  # (it ends: the input may have been read whole already)
 
@@ -241,6 +317,7 @@ class _MapRun:
 
     def _wake_feeder(self) -> None:
         fut = self.feeder_wait
+        self.feeder_wait = None  # (woken once: the consumer asks no more, item by item)
         if fut is not None and not fut.done():
             fut.set_result(None)
 
@@ -290,16 +367,14 @@ class MapResults(Generic[R]):
                     raise wrapped from error
                 raise error
             if run.ordered:
-                index = run.next_index
-                results = run.results
-                if index in results:
-                    outcome = results.pop(index)
-                    run.next_index = index + 1
+                pending = run.pending
+                if pending and pending[0]._map_run is None:  # ended, and the run told
+                    outcome = pending.popleft()._map_outcome
                     break
             elif run.queue:
                 outcome = run.queue.popleft()
                 break
-            if run.stopped or (run.exhausted and not run.live):
+            if run.stopped or (run.exhausted and not run.in_progress()):
                 final, run.final_error = run.final_error, None
                 if final is not None and not run.stopped:
                     run.stopped = True
@@ -326,7 +401,7 @@ class MapResults(Generic[R]):
         run = self._run
         batch = [await self.__anext__()]
         while len(batch) < limit and run.error is None:
-            if not (run.next_index in run.results if run.ordered else run.queue):
+            if not run.ready():
                 break
             batch.append(await self.__anext__())  # (ready: it does not wait)
         return batch
@@ -369,7 +444,7 @@ class MapResults(Generic[R]):
 
     def __del__(self) -> None:
         run = self._run
-        if run.stopped or run.loop is None or (run.exhausted and not run.live):
+        if run.stopped or run.loop is None or (run.exhausted and not run.in_progress()):
             return
         if _get_running_loop() is run.loop:
             run.stop()
