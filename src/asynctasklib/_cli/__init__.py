@@ -226,6 +226,10 @@ def main(argv: list[str]) -> int:
         become_subreaper()
         opts = dataclasses.replace(opts, jobs=_fit_jobs(opts.jobs))
         return asyncio.run(_orchestrate(opts, skip, source, joblog))
+    except UsageError as exc:  # (before any job: --scheduler's cluster cannot be reached)
+        source.close()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     finally:

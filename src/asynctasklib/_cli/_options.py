@@ -18,6 +18,7 @@ from ._halt import HaltSpec, parse_halt
 from ._output_options import GROUP, UNGROUP, add_output_options, check_output
 from ._output_options import value as _value
 from ._records import delimiter
+from ._remote_options import add_remote_options, check_remote
 from ._replace import RENAME_OPTIONS, Names, rename
 from ._sources import SourceSpec, split_sources
 from ._template import Template
@@ -59,6 +60,7 @@ class Options:
     shell: bool
     progress: bool | None
     names: Names  # the replacement strings' names (-I and the like)
+    scheduler: str | None  # --executor dask: the Dask scheduler's address (None: run here)
 
 
 def _number(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[str], Any]:
@@ -286,6 +288,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run COMMAND through /bin/sh -c, the input shell-quoted",
     )  # fmt: skip
     _rename_options(p)
+    add_remote_options(p)
     p.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a live progress view on stderr (default: when stderr is a terminal)",
@@ -487,4 +490,5 @@ def parse(argv: list[str]) -> Options:
         shell=ns.shell,
         progress=False if ns.output == UNGROUP else ns.progress,
         names=names,
+        scheduler=check_remote(ns),
     )

@@ -32,6 +32,7 @@ from ._options import Options
 from ._output import Sink, Store
 from ._procs import Processes
 from ._reap import Reaper
+from ._remote import RemoteCommands
 from ._report import Reporter
 from ._results import JobOutput
 
@@ -53,9 +54,13 @@ class Orchestrator:
         output = JobOutput(opts, sink, self.store)
         self.reporter = Reporter(opts, self.pool.stats, sink, output, template.display)
         self.reaper = Reaper(loop)
-        self.processes = Processes(
-            loop, output, template.executable, opts.grace, self.reaper, self.reporter.notice
-        )
+        self.processes: Processes | RemoteCommands
+        if opts.scheduler is None:
+            self.processes = Processes(
+                loop, output, template.executable, opts.grace, self.reaper, self.reporter.notice
+            )
+        else:  # --executor dask: each attempt's command runs on a worker of the cluster
+            self.processes = RemoteCommands(opts.scheduler, output, opts.grace)
         self.feeder = Feeder(opts, self.pool, template, self.processes.attempt, self.reporter, skip)
         self.interrupts = 0  # Ctrl-C so far
         self.exit_override: int | None = None  # an exit status that overrides the jobs'
