@@ -14,40 +14,28 @@ Stopping one (a timeout, ``--halt now``, Ctrl-C twice): a request to every worke
 most ``--grace`` + 5 s more, and kept as a local one is. If it does not come (the worker is
 gone, or the call has not started yet) the call is canceled on the cluster, and the worker,
 which checks every 50 ms whether its call is still wanted, kills the group the same way:
-that also holds if this process dies or loses the scheduler. The workers need asynctasklib
-installed (this module is what they run).
+that also holds if this process dies or loses the scheduler. `_remote_worker` is the
+worker's half: the scheduler and the workers need asynctasklib installed, to unpickle it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import os
-import selectors
-import signal
 import subprocess
-import time
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from ..task import Run
 from ._errors import CannotStartError, JobFailedError, UsageError, describe_returncode, show
 from ._job import Job
+from ._remote_worker import KILL, KILL_WAIT, TERM, Outcome, request_stop, run_command
 from ._results import Attempt, JobOutput
 
 if TYPE_CHECKING:
     from ..dask import DaskExecutor
 
-_POLL: Final = 0.05  # seconds between a worker's checks for a stop
-_KILL_WAIT: Final = 5.0  # after SIGKILL, how long to wait for the command to be gone
-_CHUNK: Final = 1 << 16
 LOST: Final = 255  # the exit code of an attempt lost on the cluster (ssh's, for parallel's)
-
-# What a call of `run_command` returns: the exit code (or minus the signal), the stdout
-# and stderr, and why the command could not start (None if it did).
-Outcome = tuple[int, bytes, bytes, str | None]
 
 
 class LostError(JobFailedError):
@@ -167,7 +155,7 @@ class RemoteCommands:
         come: the call is then canceled on the cluster). Canceled again meanwhile: killed
         at once (SIGKILL)."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + self.grace + _KILL_WAIT
+        end = loop.time() + self.grace + KILL_WAIT
         now = self.kill_now
         asked: bool | None = None  # the stop last asked for: SIGKILL (True) or SIGTERM
         found = True  # a worker runs it
@@ -189,10 +177,10 @@ class RemoteCommands:
     async def _stop(self, token: str, now: bool) -> bool:
         """Ask the workers to kill the command of ``token``: whether one runs it."""
         assert self.executor is not None
-        sig = int(signal.SIGKILL if now else signal.SIGTERM)
+        how = KILL if now else TERM
         try:
             found = await asyncio.to_thread(
-                self.executor.client.run, request_stop, token, sig, on_error="return"
+                self.executor.client.run, request_stop, token, how, on_error="return"
             )
         except Exception:  # (no worker to ask: the call is canceled on the cluster instead)
             return False
@@ -211,134 +199,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-# -- on the worker ---------------------------------------------------------------------------
-
-# The stop asked for each command running in this worker process (0: none yet), by token.
-_STOPS: dict[str, int] = {}
-
-
-def request_stop(token: str, sig: int) -> bool:
-    """On each worker (``client.run``): have the command of ``token`` killed with ``sig``
-    (SIGTERM, then SIGKILL after the grace period), if it runs here."""
-    if token not in _STOPS:
-        return False
-    _STOPS[token] = max(_STOPS[token], sig)
-    return True
-
-
-def run_command(argv: list[str], token: str, grace: float) -> Outcome:
-    """On a worker: run ``argv`` as the CLI runs a local job, and say how it went."""
-    try:
-        proc = _start(argv)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-        rc = 127 if isinstance(exc, FileNotFoundError) else 126
-        return rc, b"", b"", f"{argv[0]}: {reason}"
-    _STOPS[token] = 0
-    try:
-        out, err = _collect(proc, _Killer(proc.pid, grace), _still_wanted(token))
-        status = proc.poll()
-    finally:
-        del _STOPS[token]
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-    return (-signal.SIGKILL if status is None else status), out, err, None
-
-
-def _start(argv: list[str]) -> subprocess.Popen[bytes]:
-    """``argv`` started as a shell would (a file that is no executable format run by
-    ``/bin/sh``), in a session of its own."""
-    options: dict[str, Any] = {
-        "stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE,
-        "start_new_session": True,
-    }  # fmt: skip
-    try:
-        return subprocess.Popen(argv, **options)
-    except OSError as exc:
-        if exc.errno != errno.ENOEXEC:
-            raise
-    return subprocess.Popen(["/bin/sh", *argv], **options)
-
-
-class _Killer:
-    """Kills a process group: SIGTERM (and SIGCONT), SIGKILL after the grace period."""
-
-    def __init__(self, pgid: int, grace: float) -> None:
-        self.pgid = pgid
-        self.grace = grace
-        self.sent = 0  # the last signal sent
-        self.at = 0.0  # when
-
-    def stop(self, sig: int) -> None:
-        """Start killing (SIGKILL: at once); and SIGKILL once the grace period is over."""
-        now = time.monotonic()
-        if self.sent == signal.SIGTERM and now >= self.at + self.grace:
-            sig = signal.SIGKILL
-        if sig > self.sent:
-            self.sent, self.at = sig, now
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pgid, sig)
-                os.killpg(self.pgid, signal.SIGCONT)
-
-    def past_grace(self) -> bool:
-        return self.sent != 0 and time.monotonic() >= self.at + self.grace
-
-    def gave_up(self) -> bool:
-        """SIGKILL was sent long enough ago: stop waiting for the group."""
-        return self.sent == signal.SIGKILL and time.monotonic() > self.at + _KILL_WAIT
-
-
-def _collect(
-    proc: subprocess.Popen[bytes], killer: _Killer, wanted: Callable[[], int]
-) -> tuple[bytes, bytes]:
-    """The command's stdout and stderr, read until both close and its leader exits. Its
-    group is killed when a stop is asked for, or when the leader has exited and left
-    processes behind that hold the pipes open (waited for ``grace`` seconds at most)."""
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    data = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-    with selectors.DefaultSelector() as selector:
-        for fd in data:
-            selector.register(fd, selectors.EVENT_READ)
-        while not killer.gave_up():
-            if not selector.get_map():
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(_POLL)
-            for key, _ in selector.select(_POLL) if selector.get_map() else ():
-                chunk = os.read(key.fd, _CHUNK)
-                if chunk:
-                    data[key.fd] += chunk
-                else:
-                    selector.unregister(key.fd)
-            exited = proc.poll() is not None
-            if exited and not selector.get_map():
-                break
-            if exited and killer.past_grace():  # (what holds the pipes: killed, left)
-                killer.stop(signal.SIGKILL)
-                break
-            stop = max(wanted(), signal.SIGTERM if exited else 0)
-            if stop:
-                killer.stop(stop)
-    return bytes(data[proc.stdout.fileno()]), bytes(data[proc.stderr.fileno()])
-
-
-def _still_wanted(token: str) -> Callable[[], int]:
-    """What stops the command: the signal asked for, or SIGTERM once its call is canceled
-    on the cluster (a cancel, or the client gone). Outside a worker, only the former."""
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-        key = worker.get_current_task()
-    except (ImportError, ValueError):
-        return lambda: _STOPS.get(token, 0)
-
-    def stop() -> int:
-        task = worker.state.tasks.get(key)
-        canceled = task is None or task.state == "cancelled"
-        return max(_STOPS.get(token, 0), signal.SIGTERM if canceled else 0)
-
-    return stop
