@@ -50,7 +50,8 @@ esac
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[distributed.LocalCluster]:
-    with third_party_loops():  # (the cluster's loops are its own: see conftest)
+    # (the cluster's loops are its own: see conftest; a call whose worker dies fails at once)
+    with third_party_loops(), dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = distributed.LocalCluster(
             n_workers=1,
             processes=True,  # (the commands' processes are then not this one's children)
@@ -212,6 +213,22 @@ def test_results_are_written_here(
     assert (rc, out) == (0, "")
     job = tmp_path / "r" / "1" / "a"
     assert [(job / n).read_text() for n in ("stdout", "stderr", "seq")] == ["oa\n", "ea\n", "1"]
+
+
+def test_an_attempt_whose_worker_dies_is_lost(
+    address: str, client: distributed.Client, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Exit code 255 (ssh's, when GNU parallel loses a --sshlogin): retried with --retries;
+    here the command kills its worker every time."""
+    old = set(client.scheduler_info()["workers"])
+    log = str(tmp_path / "log")
+    rc, out, err = remote(capfd, address, "--retries", "2", "--backoff", "none", "--joblog", log,
+                          "sh", "-c", 'kill -9 "$PPID"', ":::", "x")  # fmt: skip
+    assert (rc, out) == (1, "")
+    assert "job 1 failed after 2 attempts: lost on the Dask cluster: " in err
+    assert joblog_outcomes(tmp_path / "log")[0][2:4] == ["255", "0"]
+    # the nanny starts a new worker
+    wait_for(lambda: bool(set(client.scheduler_info()["workers"]) - old), "a new worker", WAIT)
 
 
 @pytest.mark.parametrize(
