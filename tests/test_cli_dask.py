@@ -238,6 +238,8 @@ def test_an_attempt_whose_worker_dies_is_lost(
         (["--executor", "local", "--scheduler", "tcp://h:1", "echo"], "not --executor local"),
         (["--scheduler", "tcp://h:1", "-u", "echo"], "cannot be combined with -u"),
         (["--scheduler", "tcp://h:1", "--line-buffer", "echo"], "with --line-buffer"),
+        (["-S", "host", "echo"], "GNU parallel's -S/--sshlogin is not supported"),
+        (["--slf", "hosts", "echo"], "--slf/--sshloginfile is not supported: run the jobs on"),
     ],
 )
 def test_usage_errors(argv: list[str], message: str, capfd: pytest.CaptureFixture[str]) -> None:

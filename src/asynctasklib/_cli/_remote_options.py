@@ -12,6 +12,7 @@ from ._output_options import LINE, UNGROUP, value
 LOCAL: Final = "local"
 DASK: Final = "dask"
 EXTRA: Final = "pip install 'asynctasklib[dask]'"
+_SSH: Final = (("-S", "--sshlogin"), ("--slf", "--sshloginfile"))  # GNU parallel's
 
 
 def add_remote_options(p: argparse.ArgumentParser) -> None:
@@ -25,11 +26,17 @@ def add_remote_options(p: argparse.ArgumentParser) -> None:
         help="the Dask scheduler to send the jobs' commands to (tcp://HOST:8786); implies "
         "--executor dask",
     )  # fmt: skip
+    for flags in _SSH:  # refused (see check_remote)
+        p.add_argument(*flags, type=value, dest=_dest(flags), help=argparse.SUPPRESS)
 
 
 def check_remote(ns: argparse.Namespace) -> str | None:
     """The Dask scheduler's address to run the jobs on (None: they run here); what a
     remote run cannot do refused."""
+    for flags in _SSH:
+        if getattr(ns, _dest(flags)) is not None:
+            raise UsageError(f"GNU parallel's {'/'.join(flags)} is not supported: run the jobs "
+                             "on a Dask cluster's workers with --scheduler ADDRESS")  # fmt: skip
     executor = ns.executor or (DASK if ns.scheduler is not None else LOCAL)
     if executor == LOCAL:
         if ns.scheduler is not None:
@@ -46,3 +53,7 @@ def check_remote(ns: argparse.Namespace) -> str | None:
         raise UsageError(f"--executor dask needs Dask's distributed package: {EXTRA}")
     scheduler: str = ns.scheduler
     return scheduler
+
+
+def _dest(flags: tuple[str, str]) -> str:
+    return flags[1].lstrip("-")
