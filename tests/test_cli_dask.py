@@ -93,11 +93,6 @@ def remote(capfd: pytest.CaptureFixture[str], address: str, *argv: str) -> tuple
         return run(capfd, "--scheduler", address, *argv)
 
 
-def run_here(capfd: pytest.CaptureFixture[str], _: str, *argv: str) -> tuple[int, str, str]:
-    """The same run, here (the signature of `remote`)."""
-    return run(capfd, *argv)
-
-
 def joblog_outcomes(path: Path) -> list[list[str]]:
     """Each row's Seq, Receive, Exitval, Signal and Command (not the times, nor Host)."""
     return [[r[0], *r[5:]] for r in joblog_rows(path)]
@@ -150,17 +145,15 @@ def test_a_retried_job_and_a_command_not_found(
                           "sh", "-c", second, "sh", ":::", str(flag))  # fmt: skip
     assert (rc, out) == (0, "second\n")
     assert "1 done, 0 failed, 0 canceled, 1 retried" in summary(err)
-    # a program not found on the worker: not retried, as a local one (the program is an
-    # input: not looked up with the options)
+    # a program not found: looked up on the worker, not here; not retried, as a local one
     missing = str(tmp_path / "missing")
-    for where, log in ((remote, "remote"), (run_here, "local")):
-        rc, out, err = where(capfd, address, "--retries", "3", "--joblog",
-                             str(tmp_path / log), "{}", ":::", missing)  # fmt: skip
-        assert (rc, out) == (1, "")
-        assert f"asynctasklib: {missing}: No such file or directory" in err
-        assert "1 failed, 0 canceled, 0 retried" in summary(err)
-    assert joblog_outcomes(tmp_path / "remote") == joblog_outcomes(tmp_path / "local")
-    assert joblog_outcomes(tmp_path / "local")[0][2:4] == ["127", "0"]
+    rc, out, err = remote(capfd, address, "--retries", "3", "--joblog", str(tmp_path / "log"),
+                          missing, ":::", "x")  # fmt: skip
+    assert (rc, out) == (1, "")
+    assert f"asynctasklib: {missing}: No such file or directory" in err
+    assert "1 failed, 0 canceled, 0 retried" in summary(err)
+    assert joblog_outcomes(tmp_path / "log") == [["1", "0", "127", "0", f"{missing} x"]]
+    assert run(capfd, missing, ":::", "x")[0] == 2  # (here: refused before any job)
 
 
 def test_timeout_kills_the_remote_command(

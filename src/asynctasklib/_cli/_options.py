@@ -411,12 +411,13 @@ def _check_joblog_reuse(ns: argparse.Namespace) -> None:
         raise UsageError(f"{given[0]} needs --joblog FILE (the joblog of the earlier run)")
 
 
-def _check_command(words: list[str], shell: bool, names: Names) -> None:
+def _check_command(words: list[str], shell: bool, names: Names, here: bool) -> None:
+    """``here``: the program runs on this machine (else on a worker, which looks it up)."""
     if not words:
         raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
     # A replacement string or quoting refused: now, not per job.
     template = Template(words, shell, names)
-    if not shell and not template.program_varies and template.executable is None:
+    if here and not shell and not template.program_varies and template.executable is None:
         hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
         raise UsageError(f"command not found: {show(words[0])}{hint}")
 
@@ -453,12 +454,13 @@ def parse(argv: list[str]) -> Options:
         ns.joblog = ns.joblog[1:]
     _check_joblog_reuse(ns)
     names = rename([getattr(ns, _dest(flags)) for flags, _ in RENAME_OPTIONS])
+    scheduler = check_remote(ns)
     sources: tuple[SourceSpec, ...]
     if ns.retry_failed:  # the joblog's command lines are the jobs (see `main`): no others
         words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see main)
     else:
         words, sources = split_sources(words, ns.arg_file)
-        _check_command(words, ns.shell, names)
+        _check_command(words, ns.shell, names, here=scheduler is None)
     tag = check_output(ns)
     return Options(
         command=words,
@@ -490,5 +492,5 @@ def parse(argv: list[str]) -> Options:
         shell=ns.shell,
         progress=False if ns.output == UNGROUP else ns.progress,
         names=names,
-        scheduler=check_remote(ns),
+        scheduler=scheduler,
     )
