@@ -2,7 +2,8 @@
 
 Three parts do the work. The `Feeder` submits one job per input, and hands each step of
 a job (with the job: nothing is looked up) to the `Reporter`, which turns it into output.
-`Processes` runs each attempt of a job as a process group of its own. The feeder's `Halt`
+`Processes` runs each attempt of a job as a process group of its own
+(`RemoteCommands`, with ``--scheduler``: on a Dask worker). The feeder's `Halt`
 counts the jobs as they end, for ``--halt`` and the exit status (GNU parallel's). What is
 left here: the signals, and the exit status.
 """
