@@ -133,6 +133,12 @@ def test_hostile_inputs_stay_data_on_the_worker(
         assert (rc, out) == run(capfd, *argv)[:2]
         assert "[$(touch" in out
         assert "[line\nbreak]" in out
+    # bytes that are not UTF-8 reach the worker as they are (shown in hex)
+    (tmp_path / "bytes").write_bytes(b"\xff$(touch " + bytes(pwned) + b")\xfe\n")
+    hexdump = ["-a", str(tmp_path / "bytes"), "sh", "-c", 'printf %s "$1" | od -An -tx1', "sh"]
+    rc, out, _ = remote(capfd, address, *hexdump)
+    assert (rc, out) == run(capfd, *hexdump)[:2]
+    assert out.split()[:3] == ["ff", "24", "28"]
     assert not pwned.exists()
 
 
@@ -289,9 +295,12 @@ def test_run_command_stops_when_asked(tmp_path: Path) -> None:
     assert not _remote_worker.request_stop(token, _remote_worker.TERM)  # (not running any more)
 
 
-def test_run_command_kills_what_the_leader_left_holding_the_pipes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("holding", [True, False])
+def test_run_command_kills_what_the_leader_left(tmp_path: Path, holding: bool) -> None:
+    """Left holding the command's pipes open, or not."""
     pid = tmp_path / "pid"
-    script = f'sh -c {shlex.quote(WAITER)} sh "$0" & while [ ! -s "$0" ]; do sleep 0.01; done'
+    left = f"sh -c {shlex.quote(WAITER)} sh \"$0\"" + ("" if holding else " >/dev/null 2>&1")
+    script = f'{left} & while [ ! -s "$0" ]; do sleep 0.01; done'
     outcome = _remote_worker.run_command(["sh", "-c", script, str(pid)], "t", 0.2)
     assert outcome == (0, b"", b"", None)
     wait_for(lambda: _dead(int(pid.read_text())), "the process left behind to be killed")

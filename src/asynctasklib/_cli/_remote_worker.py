@@ -6,7 +6,7 @@ Dask worker as a local job runs here, in a session of its own, its output read w
 command's process group is killed (SIGTERM and SIGCONT, SIGKILL after the grace period) when
 a stop is asked for, when the call is canceled on the cluster (the worker's own state says
 so: checked every `POLL` seconds), or when the leader exits and leaves processes behind
-that hold its pipes open. Only the standard library and (when there) distributed are used.
+that hold its pipes open.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import subprocess
 import time
 from collections.abc import Callable
 from typing import Any, Final
+
+from ._reap import _group_alive  # (what a local job's end uses too)
 
 POLL: Final = 0.05  # seconds between a worker's checks for a stop
 KILL_WAIT: Final = 5.0  # after SIGKILL, how long to wait for the command to be gone
@@ -115,7 +117,7 @@ def _collect(
 ) -> tuple[bytes, bytes]:
     """The command's stdout and stderr, read until both close and its leader exits. Its
     group is killed when a stop is asked for, or when the leader has exited and left
-    processes behind that hold the pipes open (waited for ``grace`` seconds at most)."""
+    processes behind (those holding the pipes open are waited for ``grace`` seconds)."""
     assert proc.stdout is not None
     assert proc.stderr is not None
     data = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
@@ -123,24 +125,26 @@ def _collect(
         for fd in data:
             selector.register(fd, selectors.EVENT_READ)
         while not killer.gave_up():
-            if not selector.get_map():
+            if selector.get_map():
+                for key, _ in selector.select(POLL):
+                    chunk = os.read(key.fd, _CHUNK)
+                    if chunk:
+                        data[key.fd] += chunk
+                    else:
+                        selector.unregister(key.fd)
+            else:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(POLL)
-            for key, _ in selector.select(POLL) if selector.get_map() else ():
-                chunk = os.read(key.fd, _CHUNK)
-                if chunk:
-                    data[key.fd] += chunk
-                else:
-                    selector.unregister(key.fd)
             exited = proc.poll() is not None
-            if exited and not selector.get_map():
+            if exited and (not selector.get_map() or killer.past_grace()):
                 break
-            if exited and killer.past_grace():  # (what holds the pipes: killed, left)
-                killer.stop(KILL)
-                break
-            stop = max(wanted(), TERM if exited else 0)
+            stop = max(wanted(), TERM if exited else 0)  # (exited: the pipes are held)
             if stop:
                 killer.stop(stop)
+    # What the leader left in its group (zombies orphaned to another process not counted).
+    while _group_alive(killer.pgid) and not killer.gave_up():
+        killer.stop(TERM)
+        time.sleep(POLL)
     return bytes(data[proc.stdout.fileno()]), bytes(data[proc.stderr.fileno()])
 
 
@@ -151,12 +155,12 @@ def _still_wanted(token: str) -> Callable[[], int]:
         from distributed import get_worker
 
         worker = get_worker()
-        key = worker.get_current_task()
-    except (ImportError, ValueError):
+        key, tasks = worker.get_current_task(), worker.state.tasks
+    except (ImportError, ValueError, AttributeError):
         return lambda: _STOPS.get(token, 0)
 
     def stop() -> int:
-        task = worker.state.tasks.get(key)
+        task = tasks.get(key)
         canceled = task is None or task.state == "cancelled"
         return max(_STOPS.get(token, 0), TERM if canceled else 0)
 
