@@ -5,7 +5,7 @@ of two threads, on loopback), its outcome comes back here.
 What a remote run writes is checked against the same run made here (the local runner is the
 one tested against GNU parallel). Commands that must stay running write their pid to a file
 and wait; nothing depends on how long anything takes, but ``--timeout`` itself. After each
-test nothing may be left on the cluster, and no command's process on this machine.
+test nothing may be left on the cluster, and the commands stopped are gone.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import contextlib
 import importlib.util
 import os
 import shlex
+import shutil
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -38,6 +40,7 @@ from conftest import third_party_loops
 pytestmark = pytest.mark.timeout(120)
 
 WAIT = 15.0
+PARALLEL = shutil.which("parallel")
 WAITER = 'echo $$ > "$1"; exec sleep 60'  # writes its pid, then stays (until killed)
 # sh -c JOBS sh PIDFILE MODE: wait (WAITER), stubborn (the same, SIGTERM ignored), or fail
 # (exit 4 once the pid of another is written)
@@ -54,7 +57,9 @@ def cluster() -> Iterator[distributed.LocalCluster]:
     with third_party_loops(), dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = distributed.LocalCluster(
             n_workers=1,
-            processes=True,  # (the commands' processes are then not this one's children)
+            # (in this process, the worker's commands would be this process's children: the
+            # CLI run here would reap them as orphans)
+            processes=True,
             threads_per_worker=2,
             host="127.0.0.1",
             dashboard_address=None,
@@ -116,6 +121,25 @@ def test_output_exit_status_and_joblog_as_a_local_run(
     assert logged[0] == logged[1]
     ran = [str(task["key"]) for task in stream.data]  # (on the worker)
     assert ["run_command" in key for key in ran] == [True] * 4, ran
+
+
+@pytest.mark.skipif(PARALLEL is None, reason="GNU parallel is not installed")
+@pytest.mark.timeout(300)
+def test_as_gnu_parallel(address: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Output, exit status and joblog rows as GNU parallel's run here: an exit code, a
+    signal, a timeout."""
+    script = "echo {}; case {} in 0) exit 0;; k) kill -9 $$;; s) exec sleep 30;; esac; exit 3"
+    argv = ["-j4", "-k", "--timeout", "2", "--joblog", str(tmp_path / "log"), script]
+    inputs = [":::", "0", "x", "k", "s"]
+    assert PARALLEL is not None
+    theirs = subprocess.run(
+        [PARALLEL, "--will-cite", *argv, *inputs], capture_output=True, text=True, timeout=120
+    )
+    logged = sorted(joblog_outcomes(tmp_path / "log"))
+    rc, out, _ = remote(capfd, address, "--shell", *argv, *inputs)
+    assert (rc, out) == (theirs.returncode, theirs.stdout) == (3, "0\nx\nk\ns\n")
+    assert sorted(joblog_outcomes(tmp_path / "log")) == logged
+    assert [row[2:4] for row in logged] == [["0", "0"], ["3", "0"], ["0", "9"], ["-1", "15"]]
 
 
 def test_hostile_inputs_stay_data_on_the_worker(
@@ -299,7 +323,7 @@ def test_run_command_stops_when_asked(tmp_path: Path) -> None:
 def test_run_command_kills_what_the_leader_left(tmp_path: Path, holding: bool) -> None:
     """Left holding the command's pipes open, or not."""
     pid = tmp_path / "pid"
-    left = f"sh -c {shlex.quote(WAITER)} sh \"$0\"" + ("" if holding else " >/dev/null 2>&1")
+    left = f'sh -c {shlex.quote(WAITER)} sh "$0"' + ("" if holding else " >/dev/null 2>&1")
     script = f'{left} & while [ ! -s "$0" ]; do sleep 0.01; done'
     outcome = _remote_worker.run_command(["sh", "-c", script, str(pid)], "t", 0.2)
     assert outcome == (0, b"", b"", None)
