@@ -289,6 +289,9 @@ def test_a_scheduler_that_cannot_be_reached(capfd: pytest.CaptureFixture[str]) -
         rc, out, err = remote(capfd, "tcp://127.0.0.1:9", "echo", ":::", "x")
     assert (rc, out) == (2, "")
     assert "--scheduler tcp://127.0.0.1:9: cannot connect" in err
+    rc, _, err = remote(capfd, "127.0.0.1", "echo", ":::", "x")
+    assert rc == 2
+    assert "--scheduler 127.0.0.1: missing port number" in err
 
 
 # -- the worker's half, called here ------------------------------------------------------

@@ -63,10 +63,15 @@ class RemoteCommands:
         """Connect to the scheduler (`UsageError` if that fails)."""
         try:
             from distributed import Client
+            from distributed.comm.addressing import get_address_host_port
 
             from ..dask import DaskExecutor
         except ImportError as exc:  # pragma: no cover - checked with the options
             raise UsageError(f"--executor dask: {exc}") from None
+        try:  # (first: a Client that fails on a bad address complains as it is collected)
+            get_address_host_port(self.address)
+        except ValueError as exc:
+            raise UsageError(f"--scheduler {show(self.address)}: {exc}") from None
         try:  # (distributed's connect timeout: DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)
             client = Client(self.address, set_as_default=False)
         except (OSError, ValueError, TypeError) as exc:
