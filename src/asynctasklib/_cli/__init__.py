@@ -20,6 +20,8 @@ modules use; the whole package is private all the same, a client of the public A
 - `_records`: one source's records; `_inputs`: each job's arguments, from the sources.
 - `_output`: the jobs' output, stored and written; `_job`: one input's job.
 - `_reap`: process groups and orphans; `_procs`: one attempt of a job, as processes.
+- `_remote_options`, `_remote`, `_remote_worker`: ``--executor dask``, one attempt of a job
+  on a Dask worker (`_remote_worker` is the half that runs there).
 - `_progress`: the rich view; `_report`: the hooks' steps turned into output.
 - `_joblog`: GNU parallel's joblog, written and read back; `_halt`: ``--halt`` and the exit
   status.
@@ -226,6 +228,10 @@ def main(argv: list[str]) -> int:
         become_subreaper()
         opts = dataclasses.replace(opts, jobs=_fit_jobs(opts.jobs))
         return asyncio.run(_orchestrate(opts, skip, source, joblog))
+    except UsageError as exc:  # (before any job: --scheduler's cluster cannot be reached)
+        source.close()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     finally:

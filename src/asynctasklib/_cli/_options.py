@@ -18,6 +18,7 @@ from ._halt import HaltSpec, parse_halt
 from ._output_options import GROUP, UNGROUP, add_output_options, check_output
 from ._output_options import value as _value
 from ._records import delimiter
+from ._remote_options import add_remote_options, check_remote
 from ._replace import RENAME_OPTIONS, Names, rename
 from ._sources import SourceSpec, split_sources
 from ._template import Template
@@ -59,6 +60,7 @@ class Options:
     shell: bool
     progress: bool | None
     names: Names  # the replacement strings' names (-I and the like)
+    scheduler: str | None  # --executor dask: the Dask scheduler's address (None: run here)
 
 
 def _number(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[str], Any]:
@@ -286,6 +288,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run COMMAND through /bin/sh -c, the input shell-quoted",
     )  # fmt: skip
     _rename_options(p)
+    add_remote_options(p)
     p.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a live progress view on stderr (default: when stderr is a terminal)",
@@ -408,12 +411,13 @@ def _check_joblog_reuse(ns: argparse.Namespace) -> None:
         raise UsageError(f"{given[0]} needs --joblog FILE (the joblog of the earlier run)")
 
 
-def _check_command(words: list[str], shell: bool, names: Names) -> None:
+def _check_command(words: list[str], shell: bool, names: Names, here: bool) -> None:
+    """``here``: the program runs on this machine (else on a worker, which looks it up)."""
     if not words:
         raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
     # A replacement string or quoting refused: now, not per job.
     template = Template(words, shell, names)
-    if not shell and not template.program_varies and template.executable is None:
+    if here and not shell and not template.program_varies and template.executable is None:
         hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
         raise UsageError(f"command not found: {show(words[0])}{hint}")
 
@@ -450,12 +454,13 @@ def parse(argv: list[str]) -> Options:
         ns.joblog = ns.joblog[1:]
     _check_joblog_reuse(ns)
     names = rename([getattr(ns, _dest(flags)) for flags, _ in RENAME_OPTIONS])
+    scheduler = check_remote(ns)
     sources: tuple[SourceSpec, ...]
     if ns.retry_failed:  # the joblog's command lines are the jobs (see `main`): no others
         words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see main)
     else:
         words, sources = split_sources(words, ns.arg_file)
-        _check_command(words, ns.shell, names)
+        _check_command(words, ns.shell, names, here=scheduler is None)
     tag = check_output(ns)
     return Options(
         command=words,
@@ -487,4 +492,5 @@ def parse(argv: list[str]) -> Options:
         shell=ns.shell,
         progress=False if ns.output == UNGROUP else ns.progress,
         names=names,
+        scheduler=scheduler,
     )

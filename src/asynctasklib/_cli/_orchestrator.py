@@ -2,7 +2,8 @@
 
 Three parts do the work. The `Feeder` submits one job per input, and hands each step of
 a job (with the job: nothing is looked up) to the `Reporter`, which turns it into output.
-`Processes` runs each attempt of a job as a process group of its own. The feeder's `Halt`
+`Processes` runs each attempt of a job as a process group of its own
+(`RemoteCommands`, with ``--scheduler``: on a Dask worker). The feeder's `Halt`
 counts the jobs as they end, for ``--halt`` and the exit status (GNU parallel's). What is
 left here: the signals, and the exit status.
 """
@@ -32,6 +33,7 @@ from ._options import Options
 from ._output import Sink, Store
 from ._procs import Processes
 from ._reap import Reaper
+from ._remote import RemoteCommands
 from ._report import Reporter
 from ._results import JobOutput
 
@@ -53,9 +55,13 @@ class Orchestrator:
         output = JobOutput(opts, sink, self.store)
         self.reporter = Reporter(opts, self.pool.stats, sink, output, template.display)
         self.reaper = Reaper(loop)
-        self.processes = Processes(
-            loop, output, template.executable, opts.grace, self.reaper, self.reporter.notice
-        )
+        self.processes: Processes | RemoteCommands
+        if opts.scheduler is None:
+            self.processes = Processes(
+                loop, output, template.executable, opts.grace, self.reaper, self.reporter.notice
+            )
+        else:  # --executor dask: each attempt's command runs on a worker of the cluster
+            self.processes = RemoteCommands(opts.scheduler, output, opts.grace)
         self.feeder = Feeder(opts, self.pool, template, self.processes.attempt, self.reporter, skip)
         self.interrupts = 0  # Ctrl-C so far
         self.exit_override: int | None = None  # an exit status that overrides the jobs'
