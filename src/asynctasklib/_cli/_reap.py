@@ -40,7 +40,7 @@ def killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     """Whether any live process is left in the group (its leader already reaped).
 
     Reaps the members that were orphaned to us first.
@@ -227,7 +227,7 @@ class Reaper:
     def job_alive(self, pgid: int) -> bool:
         """Whether a process of the job is left, in its process group or (orphaned to us)
         elsewhere in its session. Its leader has been reaped."""
-        return _group_alive(pgid) or (_subreaper and bool(self._strays(pgid)))
+        return group_alive(pgid) or (_subreaper and bool(self._strays(pgid)))
 
     def signal_job(self, pgid: int, sig: int) -> None:
         """Signal the job's process group, and the groups in its session orphaned to us."""

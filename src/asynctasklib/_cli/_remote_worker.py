@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from ._reap import _group_alive  # (what a local job's end uses too)
+from ._reap import group_alive  # (what a local job's end uses too)
 
 POLL: Final = 0.05  # seconds between a worker's checks for a stop
 KILL_WAIT: Final = 5.0  # after SIGKILL, how long to wait for the command to be gone
@@ -142,7 +142,7 @@ def _collect(
             if stop:
                 killer.stop(stop)
     # What the leader left in its group (zombies orphaned to another process not counted).
-    while _group_alive(killer.pgid) and not killer.gave_up():
+    while group_alive(killer.pgid) and not killer.gave_up():
         killer.stop(TERM)
         time.sleep(POLL)
     return bytes(data[proc.stdout.fileno()]), bytes(data[proc.stderr.fileno()])
