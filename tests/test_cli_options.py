@@ -223,3 +223,10 @@ def test_run_help_and_version_go_to_stdout() -> None:
     done = subprocess.run(cli("--version"), capture_output=True, text=True, timeout=TIMEOUT)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.startswith("asynctasklib ")
+
+
+@pytest.mark.parametrize("flag", ["--bar", "--eta", "--progress"])
+def test_bar_and_eta_ask_for_the_live_view(flag: str) -> None:
+    assert _options.parse([flag, "echo"]).progress is True
+    assert _options.parse(["echo"]).progress is None  # (default: when stderr is a terminal)
+    assert _options.parse([flag, "--no-progress", "echo"]).progress is False

@@ -293,6 +293,10 @@ def _parser() -> argparse.ArgumentParser:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a live progress view on stderr (default: when stderr is a terminal)",
     )  # fmt: skip
+    p.add_argument(  # (the one live view, with its bar and ETA, stands for parallel's three)
+        "--bar", "--eta", dest="progress", action="store_const", const=True,
+        help="GNU parallel's names for --progress",
+    )  # fmt: skip
     p.add_argument("--version", action="version", version=f"asynctasklib {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
