@@ -134,7 +134,8 @@ inputs, as GNU parallel takes them: each -a FILE, then each group after the comm
 standard input when none is given; one value a line (-d, -0: another delimiter). With
 several sources there is one job per combination of their values (the last varying
 fastest; linked ones go along together). --colsep cuts a value into several arguments;
--n N gives a job N values. -X and -m are refused.
+-n N gives a job N values; -N N too, and repeats a word with {} for each value. -X and -m
+are refused.
 
 replacement strings, as GNU parallel's: {} the arguments, {.} without the extension, {/}
 the basename, {//} the dirname, {/.} the basename without extension, {#} the job number,
@@ -223,7 +224,7 @@ def _input_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "-N", "--max-replace-args", type=count, metavar="N",
-        help="N inputs per job, as -n",
+        help="N inputs per job, as -n; a word with {} is repeated for each of them",
     )  # fmt: skip
     p.add_argument("-X", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-m", action="store_true", help=argparse.SUPPRESS)
@@ -408,11 +409,11 @@ def _check_joblog_reuse(ns: argparse.Namespace) -> None:
         raise UsageError(f"{given[0]} needs --joblog FILE (the joblog of the earlier run)")
 
 
-def _check_command(words: list[str], shell: bool, names: Names) -> None:
+def _check_command(words: list[str], shell: bool, names: Names, each: bool) -> None:
     if not words:
         raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
     # A replacement string or quoting refused: now, not per job.
-    template = Template(words, shell, names)
+    template = Template(words, shell, names, each)
     if not shell and not template.program_varies and template.executable is None:
         hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
         raise UsageError(f"command not found: {show(words[0])}{hint}")
@@ -455,7 +456,7 @@ def parse(argv: list[str]) -> Options:
         words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see main)
     else:
         words, sources = split_sources(words, ns.arg_file)
-        _check_command(words, ns.shell, names)
+        _check_command(words, ns.shell, names, ns.max_replace_args is not None)
     tag = check_output(ns)
     return Options(
         command=words,

