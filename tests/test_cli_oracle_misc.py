@@ -52,6 +52,24 @@ def _ours(capfdbinary: pytest.CaptureFixture[bytes], argv: list[str]) -> tuple[i
     return rc, capfdbinary.readouterr().out
 
 
+def _mismatches(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes], cases: list[tuple[str, list[str]]]
+) -> list[tuple[str, tuple[int, bytes], tuple[int, bytes]]]:
+    """Each case run by GNU parallel and by us in ``tmp_path`` (the current directory):
+    those whose exit status or output differ."""
+    (tmp_path / "args.sh").write_text(ARGS_SH)
+    (tmp_path / "args.sh").chmod(0o755)
+    mismatches = []
+    for case, argv in cases:
+        theirs = _parallel(tmp_path, argv)
+        assert theirs[0] == 0, (case, theirs)
+        assert theirs[1], (case, theirs)
+        ours = _ours(capfdbinary, argv)
+        if ours != theirs:
+            mismatches.append((case, ours, theirs))
+    return mismatches
+
+
 @needs_parallel
 @pytest.mark.timeout(300)  # GNU parallel is slow to start on a loaded machine
 def test_max_replace_args_matches_gnu_parallel(
@@ -59,14 +77,22 @@ def test_max_replace_args_matches_gnu_parallel(
 ) -> None:
     """-N repeats a word with {} once per argument; {1}, {#} and a past position do not."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "args.sh").write_text(ARGS_SH)
-    (tmp_path / "args.sh").chmod(0o755)
-    mismatches = []
-    for case, argv in N_CASES:
-        theirs = _parallel(tmp_path, argv)
-        assert theirs[0] == 0, (case, theirs)
-        assert theirs[1], (case, theirs)
-        ours = _ours(capfdbinary, argv)
-        if ours != theirs:
-            mismatches.append((case, ours, theirs))
-    assert mismatches == []
+    assert _mismatches(tmp_path, capfdbinary, N_CASES) == []
+
+
+TAG_CASES: list[tuple[str, list[str]]] = [
+    ("--tag, two sources", ["--tag", ARGS, "x", ":::", "a", "b c", ":::", "d"]),
+    ("--tagstring", ["--tagstring", "x{}y-{2}-{3}", ARGS, ":::", "a", ":::", "b"]),
+    ("--tagstring, no string", ["--tagstring", "t", ARGS, ":::", "a"]),
+    ("--tagstring, -N", ["-N", "2", "--tagstring", "x{}y-{3}", ARGS, ":::", "a", "b", "c"]),
+]
+
+
+@needs_parallel
+@pytest.mark.timeout(300)
+def test_tags_of_several_arguments_match_gnu_parallel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """The tag is the tag string's words joined by spaces ({} of two arguments: 'a b')."""
+    monkeypatch.chdir(tmp_path)
+    assert _mismatches(tmp_path, capfdbinary, TAG_CASES) == []

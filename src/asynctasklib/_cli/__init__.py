@@ -72,7 +72,7 @@ async def _orchestrate(
 
 def _dry_run(opts: Options, skip: frozenset[int], sources: OpenSources) -> int:
     template = _joblog.template_for(opts)
-    tag = Tagger(opts.tag)
+    tag = Tagger(opts.tag, opts.context_replace)
     out = sys.stdout
     inputs = sources.blocking_inputs()
     try:

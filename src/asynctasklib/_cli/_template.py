@@ -185,12 +185,18 @@ class Template:
                  "program_varies")  # fmt: skip
 
     def __init__(
-        self, words: list[str], shell: bool, names: Names = DEFAULT_NAMES, each: bool = False
+        self,
+        words: list[str],
+        shell: bool,
+        names: Names = DEFAULT_NAMES,
+        each: bool = False,
+        append: bool = True,
     ) -> None:
-        """``each``: ``-N``'s context replace (see `repeat_contexts`)."""
+        """``each``: ``-N``'s context replace (see `repeat_contexts`). ``append``: add the
+        arguments to words without any replacement string (not to a tag)."""
         check_perl(words)
         parsed = [parse(word, names) for word in words]
-        if not any(isinstance(piece, Field) for pieces in parsed for piece in pieces):
+        if append and not any(isinstance(p, Field) for pieces in parsed for p in pieces):
             parsed.append([APPENDED])  # (GNU parallel adds {} where there is none at all)
         self._words, self._parsed, self._shell = words, parsed, shell
         # -N: the parts for each number of arguments, made once (None: the same for all).
@@ -226,6 +232,15 @@ class Template:
         """The command for job number ``seq`` in job slot ``slot``, with ``args`` (none
         with ``-n 0``: then ``{}`` gives no word, and ``[{}]`` gives ``[]``, as in GNU
         parallel)."""
+        words = self.words(seq, slot, args)
+        if self._shell:
+            return ["/bin/sh", "-c", words[0]]
+        # No word left ({2} alone, of one argument): an empty command line, which does
+        # nothing and succeeds, as in GNU parallel.
+        return words or ["/bin/sh", "-c", ""]
+
+    def words(self, seq: int, slot: int, args: Sequence[str]) -> list[str]:
+        """The words filled in for a job (with ``--shell``, the script)."""
         by_count, parts = self._by_count, self._parts
         if by_count is not None:
             count = len(args)
@@ -236,11 +251,7 @@ class Template:
                 words.append(part)
             else:
                 words += _fill(part, seq, slot, args)
-        if self._shell:
-            return ["/bin/sh", "-c", words[0]]
-        # No word left ({2} alone, of one argument): an empty command line, which does
-        # nothing and succeeds, as in GNU parallel.
-        return words or ["/bin/sh", "-c", ""]
+        return words
 
     def display(self, argv: list[str]) -> str:
         """The command as a shell line (the script itself with ``--shell``)."""
