@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from asynctasklib._cli import main
+from cli_helpers import joblog_rows
 
 needs_parallel = pytest.mark.skipif(shutil.which("parallel") is None, reason="needs GNU parallel")
 
@@ -96,3 +97,34 @@ def test_tags_of_several_arguments_match_gnu_parallel(
     """The tag is the tag string's words joined by spaces ({} of two arguments: 'a b')."""
     monkeypatch.chdir(tmp_path)
     assert _mismatches(tmp_path, capfdbinary, TAG_CASES) == []
+
+
+@needs_parallel
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("saving", [["--files"], ["--results", "res"]])
+def test_joblog_receive_counts_the_saved_stdout_as_gnu_parallel(
+    saving: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:  # fmt: skip
+    """With --files and --results, Receive is the size of the job's stdout file (of its
+    last attempt); what goes to stderr does not count."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    script = "head -c {} /dev/zero; echo to-stderr >&2; test {} != 10"  # (10 fails)
+    inputs = ["0", "1", "10", "70000", "5"]
+
+    def receive_and_exit(joblog: str) -> list[tuple[str, str, str]]:
+        return [(row[0], row[5], row[6]) for row in joblog_rows(tmp_path / joblog)]
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    done = subprocess.run(
+        ["parallel", "--will-cite", "-k", "-j2", "--joblog", "theirs", *saving, script, ":::",
+         *inputs],
+        env=env, capture_output=True, cwd=tmp_path, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    theirs = receive_and_exit("theirs")
+    assert main(["-k", "-j2", "--joblog", "ours", *saving, "--shell", script, ":::", *inputs]) == 1
+    capfdbinary.readouterr()
+    assert receive_and_exit("ours") == theirs
+    assert [size for _, size, _ in theirs] == inputs

@@ -153,11 +153,19 @@ class JobOutput:
             return self._line_attempt(job)
         return Attempt(Spool(store), Spool(store))
 
-    def attempt_ended(self, job: Job, attempt: Attempt) -> tuple[Spool, Spool]:
-        """The attempt is over: its output not written yet (a live job's half lines are)."""
+    def attempt_ended(self, job: Job, attempt: Attempt) -> tuple[Spool, Spool, int | None]:
+        """The attempt is over: its output not written yet (a live job's half lines are),
+        and the bytes its standard output wrote to a file (None: not to a file)."""
         if self.ordered is not None and self.mode == LINE:
             self.ordered.turn(job.seq, None)  # (its turn now goes to the next attempt)
-        return attempt.output()
+        name = self._names.get(job.seq)
+        received = None
+        if name is not None:  # --files, --results: the file's size, as GNU parallel counts
+            try:
+                received = os.stat(name).st_size
+            except OSError:  # (the job removed it)
+                received = 0
+        return (*attempt.output(), received)
 
     def _line_attempt(self, job: Job) -> Attempt:
         tag = self.tag(job)
