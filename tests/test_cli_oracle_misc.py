@@ -15,6 +15,7 @@ import pytest
 
 from asynctasklib._cli import main
 from cli_helpers import joblog_rows
+from test_cli_termseq import HALT, JOB
 
 needs_parallel = pytest.mark.skipif(shutil.which("parallel") is None, reason="needs GNU parallel")
 
@@ -114,7 +115,8 @@ def test_joblog_receive_counts_the_saved_stdout_as_gnu_parallel(
     inputs = ["0", "1", "10", "70000", "5"]
 
     def receive_and_exit(joblog: str) -> list[tuple[str, str, str]]:
-        return [(row[0], row[5], row[6]) for row in joblog_rows(tmp_path / joblog)]
+        rows = sorted(joblog_rows(tmp_path / joblog), key=lambda row: int(row[0]))
+        return [(row[0], row[5], row[6]) for row in rows]  # (Seq, Receive, Exitval)
 
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
     done = subprocess.run(
@@ -128,3 +130,31 @@ def test_joblog_receive_counts_the_saved_stdout_as_gnu_parallel(
     capfdbinary.readouterr()
     assert receive_and_exit("ours") == theirs
     assert [size for _, size, _ in theirs] == inputs
+
+
+@needs_parallel
+@pytest.mark.timeout(300)
+def test_term_seq_sends_the_signals_of_gnu_parallel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A job that logs each signal it gets, killed by --halt now once it is ready: the
+    same signals, in the same order, and the same exit status."""
+    # (Not a long wait after HUP: once an in-process run made this process a subreaper,
+    # GNU parallel's job, orphaned here, stays a zombie that parallel waits out.)
+    seq = ["--term-seq", "TERM,300,USR1,300,HUP,1000,KILL,25"]
+    argv = [*HALT, *seq, "sh", "job.sh", ":::", "1", "2"]
+    for who in ("theirs", "ours"):
+        (tmp_path / who).mkdir()
+        (tmp_path / who / "job.sh").write_text(JOB)
+    done = subprocess.run(
+        ["parallel", "--will-cite", *argv], cwd=tmp_path / "theirs", capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PARALLEL_SHELL": "/bin/sh"},
+        timeout=240, check=False,
+    )  # fmt: skip
+    monkeypatch.chdir(tmp_path / "ours")
+    rc = main(argv)
+    capfd.readouterr()
+    assert (rc, (tmp_path / "ours" / "log").read_text()) == (
+        done.returncode, (tmp_path / "theirs" / "log").read_text()
+    )
+    assert rc == 1

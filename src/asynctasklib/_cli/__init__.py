@@ -6,7 +6,7 @@ per-attempt timeouts, and its hooks feed the output, the ``--json`` events, the 
 (GNU parallel's) and the progress view.
 
 A job that times out, is canceled, or leaves processes behind when it exits has its
-whole process group killed: SIGTERM, then SIGKILL after ``--grace`` seconds. On Linux the
+whole process group killed as ``--term-seq`` says (SIGTERM, then SIGKILL). On Linux the
 runner is a child subreaper, so processes orphaned by a job are reparented to it and
 reaped here rather than left as zombies.
 

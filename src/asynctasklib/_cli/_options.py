@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from .. import __version__
 from ..task import ExponentialBackoff
+from . import _termseq
 from ._errors import PROG, UsageError, show
 from ._halt import HaltSpec, parse_halt
 from ._output_options import GROUP, UNGROUP, add_output_options, check_output
@@ -21,8 +22,8 @@ from ._records import delimiter
 from ._replace import RENAME_OPTIONS, Names, rename
 from ._sources import SourceSpec, split_sources
 from ._template import Template
+from ._termseq import KillSequence
 
-DEFAULT_GRACE: Final = 2.0
 FOREVER: Final = sys.maxsize  # --retries 0: GNU parallel's "n=0 means infinite"
 
 
@@ -42,7 +43,7 @@ class Options:
     timeout: float | None
     timeout_pct: float | None  # --timeout N%: N / 100 (see `_timeout`)
     delay: float
-    grace: float
+    term_seq: KillSequence  # how a job's processes are killed (--term-seq, --grace)
     halt: HaltSpec | None  # --halt (--halt-on-error: now,fail=1)
     keep_order: bool
     output: str  # GROUP (the default), LINE (--line-buffer) or UNGROUP (-u)
@@ -160,7 +161,7 @@ than 100 failed; with --halt, the status of the halt (--halt now,fail=1: the fai
 own) or with N% the percentage that failed. Ours: 2 bad usage, 130 interrupted (Ctrl-C;
 143 for SIGTERM), 141 standard output was closed.
 Ctrl-C once: start no more jobs, let the running ones finish; twice: cancel them (their
-process groups get SIGTERM, then SIGKILL after --grace seconds); three times: SIGKILL now.
+processes get the --term-seq signals); three times: SIGKILL now.
 """
 
 
@@ -267,8 +268,15 @@ def _parser() -> argparse.ArgumentParser:
         help="wait this long between job starts",
     )  # fmt: skip
     p.add_argument(
-        "--grace", type=seconds, default=DEFAULT_GRACE, metavar="SECONDS",
-        help=f"SIGKILL a job's process group this long after SIGTERM (default: {DEFAULT_GRACE:g})",
+        "--term-seq", "--termseq", type=_value, metavar="SEQ",
+        help="how to kill a job (timeout, cancel, --halt now): SIGNAL,MS,SIGNAL,MS... each "
+        "signal sent to its process group, then a wait of at most MS milliseconds for it "
+        f"to end, as GNU parallel (default: {_termseq.DEFAULT})",
+    )  # fmt: skip
+    p.add_argument(
+        "--grace", type=seconds, metavar="SECONDS",
+        help="kill a job with SIGTERM, then SIGKILL this long after (--term-seq "
+        "TERM,SECONDS*1000,KILL,25)",
     )  # fmt: skip
     p.add_argument(
         "-k", "--keep-order", action="store_true",
@@ -378,6 +386,14 @@ def _max_args(ns: argparse.Namespace) -> int | None:
     return count
 
 
+def _term_seq(ns: argparse.Namespace) -> KillSequence:
+    if ns.grace is None:
+        return _termseq.parse(ns.term_seq or "")
+    if ns.term_seq is not None:
+        raise UsageError("give --term-seq or --grace, not both (--grace S is TERM,S*1000,KILL,25)")
+    return _termseq.grace(ns.grace)
+
+
 def _retries(attempts: int | None) -> int:
     """``--retries N``: the retries after the first attempt. GNU parallel's N is the
     attempts in all (``--retries 3`` runs a failing job 3 times), and 0 is no limit."""
@@ -471,7 +487,7 @@ def parse(argv: list[str]) -> Options:
         timeout=None if ns.timeout is None else ns.timeout[0],
         timeout_pct=None if ns.timeout is None else ns.timeout[1],
         delay=ns.delay,
-        grace=ns.grace,
+        term_seq=_term_seq(ns),
         halt=halt,
         keep_order=ns.keep_order,
         output=ns.output or GROUP,

@@ -54,7 +54,7 @@ class Orchestrator:
         self.reporter = Reporter(opts, self.pool.stats, sink, output, template.display)
         self.reaper = Reaper(loop)
         self.processes = Processes(
-            loop, output, template.executable, opts.grace, self.reaper, self.reporter.notice
+            loop, output, template.executable, opts.term_seq, self.reaper, self.reporter.notice
         )
         self.feeder = Feeder(opts, self.pool, template, self.processes.attempt, self.reporter, skip)
         self.interrupts = 0  # Ctrl-C so far
