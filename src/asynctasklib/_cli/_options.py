@@ -23,6 +23,7 @@ from ._replace import RENAME_OPTIONS, Names, rename
 from ._sources import SourceSpec, split_sources
 from ._template import Template
 from ._termseq import KillSequence
+from ._unsupported import add_refusals
 
 FOREVER: Final = sys.maxsize  # --retries 0: GNU parallel's "n=0 means infinite"
 
@@ -299,9 +300,29 @@ def _parser() -> argparse.ArgumentParser:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a live progress view on stderr (default: when stderr is a terminal)",
     )  # fmt: skip
-    p.add_argument("--version", action="version", version=f"asynctasklib {__version__}")
+    _parallel_names(p)
+    add_refusals(p)
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
+
+
+def _parallel_names(p: argparse.ArgumentParser) -> None:
+    """GNU parallel's other names of options that are here, and those that change nothing."""
+    p.add_argument("-P", "--max-procs", dest="jobs", type=_jobs, help=argparse.SUPPRESS)
+    p.add_argument("--jl", dest="joblog", type=_value, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--bar", "--eta", dest="progress", action="store_const", const=True,
+        help="GNU parallel's names of --progress: the live view has a bar and the ETA",
+    )  # fmt: skip
+    p.add_argument(
+        "-q", "--quote", action="store_true",
+        help="as GNU parallel's -q: the command's words reach the program as they are (the "
+        "default here; not with --shell)",
+    )  # fmt: skip
+    p.add_argument("--will-cite", "--gnu", "--silent", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "-V", "--version", action="version", version=f"asynctasklib {__version__}"
+    )  # fmt: skip
 
 
 def _rename_options(p: argparse.ArgumentParser) -> None:
@@ -466,6 +487,8 @@ def parse(argv: list[str]) -> Options:
     if joblog_append:
         ns.joblog = ns.joblog[1:]
     _check_joblog_reuse(ns)
+    if ns.quote and ns.shell:
+        raise UsageError("-q/--quote runs the command without a shell: give it or --shell")
     names = rename([getattr(ns, _dest(flags)) for flags, _ in RENAME_OPTIONS])
     sources: tuple[SourceSpec, ...]
     if ns.retry_failed:  # the joblog's command lines are the jobs (see `main`): no others

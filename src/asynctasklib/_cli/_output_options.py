@@ -53,7 +53,7 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
         "seq), as GNU parallel lays them out; nothing is printed",
     )  # fmt: skip
     p.add_argument(
-        "--files", "--output-as-files", action="store_true",
+        "--files", "--output-as-files", "--outputasfiles", action="store_true",
         help="save each job's stdout in a file in $TMPDIR and print the file's name",
     )  # fmt: skip
 
