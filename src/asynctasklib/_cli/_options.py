@@ -153,6 +153,10 @@ the command is refused. A script that evaluates its data (eval, sh -c "$1") is i
 
 a failed job's stderr is shown, then a line: which job failed and why, with its input.
 
+GNU parallel's options that are not here (--pipe, -S, --plus, -i, --link, --header,
+--load...) are refused by name; -P, --max-procs, --jl, --bar, --eta and -V are its names
+of options here, and -q, --will-cite, --gnu, --silent change nothing.
+
 backoff: POLICY[:BASE], POLICY one of exp (BASE, 2*BASE, 4*BASE... up to 30 s, with
 jitter; the default, BASE 0.1), const (always BASE seconds), none (retry at once); a bare
 number means const.

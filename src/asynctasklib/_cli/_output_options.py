@@ -41,11 +41,13 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--tag", action="store_true",
-        help="start each line of a job's output with its input and a TAB",
+        help="start each line of a job's output with its arguments (joined by spaces) and "
+        "a TAB",
     )  # fmt: skip
     p.add_argument(
         "--tagstring", "--tag-string", type=value, metavar="STR",
-        help="start each line of a job's output with STR ({} and {#} filled in) and a TAB",
+        help="start each line of a job's output with STR (its replacement strings filled "
+        "in) and a TAB",
     )  # fmt: skip
     p.add_argument(
         "--results", "--res", type=value, metavar="DIR",
