@@ -141,7 +141,7 @@ def test_term_seq_sends_the_signals_of_gnu_parallel(
     same signals, in the same order, and the same exit status."""
     # (Not a long wait after HUP: once an in-process run made this process a subreaper,
     # GNU parallel's job, orphaned here, stays a zombie that parallel waits out.)
-    seq = ["--term-seq", "TERM,300,USR1,300,HUP,1000,KILL,25"]
+    seq = ["--term-seq", "TERM,1000,USR1,1000,HUP,1000,KILL,25"]
     argv = [*HALT, *seq, "sh", "job.sh", ":::", "1", "2"]
     for who in ("theirs", "ours"):
         (tmp_path / who).mkdir()

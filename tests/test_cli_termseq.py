@@ -69,9 +69,11 @@ def test_each_signal_of_the_sequence_in_turn_until_the_job_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """TERM and USR1 are trapped (the job lives on: each wait runs out); HUP ends it, so
-    KILL is never sent (and the long wait before it is cut short)."""
+    KILL is never sent (and the long wait before it is cut short). (The waits are long
+    enough for each trap to have run before the next signal: two pending at once would
+    run in the shell's order, not theirs.)"""
     monkeypatch.chdir(tmp_path)
-    seq = "TERM,300,USR1,300,HUP,600000,KILL,25"
+    seq = "TERM,1000,USR1,1000,HUP,600000,KILL,25"
     rc, _, err = run(capfd, *HALT, "--term-seq", seq, "--", "sh", "-c", JOB, "sh", ":::", "1", "2")
     assert rc == 1, err
     assert (tmp_path / "log").read_text() == "TERM\nUSR1\nHUP\n"
@@ -95,6 +97,6 @@ def test_grace_sends_term_then_kill(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    rc, _, err = run(capfd, *HALT, "--grace", "0.2", "--", "sh", "-c", JOB, "sh", ":::", "1", "2")
+    rc, _, err = run(capfd, *HALT, "--grace", "2", "--", "sh", "-c", JOB, "sh", ":::", "1", "2")
     assert rc == 1, err
     assert (tmp_path / "log").read_text() == "TERM\n"  # (then KILL: nothing more)
