@@ -3,6 +3,7 @@ each refused by name with exit status 2, and none of its man page left unknown."
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import re
 from pathlib import Path
@@ -82,3 +83,12 @@ def test_docs_list_each_option_refused() -> None:
     docs = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
     section = docs[docs.index("## Not supported") : docs.index("## Exit status")]
     assert [name for name in _unsupported.names() if f"`{name}`" not in section] == []
+
+
+def test_an_option_refused_elsewhere_keeps_its_own_action() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-S", dest="own")
+    _unsupported.add_refusals(parser)  # (no conflicting option string)
+    assert parser.parse_args(["-S", "host"]).own == "host"
+    with pytest.raises(UsageError, match="option --sshlogin of GNU parallel"):
+        parser.parse_args(["--sshlogin", "host"])

@@ -83,12 +83,15 @@ def add_refusals(parser: argparse.ArgumentParser) -> None:
     """Each option of `UNSUPPORTED`, to be refused by name (hidden from the help).
 
     Each takes an optional value, so that a value given to it (``-S host``) is not read as
-    the command, and it is refused before anything else."""
+    the command, and it is refused before anything else. A name the parser has already (an
+    option refused elsewhere with a message of its own) is left to it."""
+    known = {name for action in parser._actions for name in action.option_strings}
     for names, hint in UNSUPPORTED:
-        parser.add_argument(
-            *names, nargs="?", const=hint, action=_Refuse, dest="_unsupported",
-            help=argparse.SUPPRESS,
-        )  # fmt: skip
+        if unknown := [name for name in names if name not in known]:
+            parser.add_argument(
+                *unknown, nargs="?", const=hint, action=_Refuse, dest="_unsupported",
+                help=argparse.SUPPRESS,
+            )  # fmt: skip
 
 
 def names() -> list[str]:
