@@ -92,8 +92,9 @@ _Pieces = list[str | tuple[Field, int]]
 
 def _in_shell_code(words: list[list[str | Field]], repeated: bool = False) -> _Pieces:
     """The pieces of shell code (``words`` joined by spaces), each field placed (or
-    refused) by the scanner. ``repeated``: the words are a context that ``-N`` repeats
-    three times, then the next one so...; the second and third copies must read alike."""
+    refused) by the scanner. ``repeated``: ``words`` are `repeat_contexts`' for three
+    arguments, so each context it repeats starts two of them, its second and third copies:
+    those must read alike (then so do any further copies, the scanner being the same)."""
     text, spans, starts = "", [], []
     pieces: list[str | Field] = []
     for i, word in enumerate(words):
