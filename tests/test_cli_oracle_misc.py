@@ -158,3 +158,18 @@ def test_term_seq_sends_the_signals_of_gnu_parallel(
         done.returncode, (tmp_path / "theirs" / "log").read_text()
     )
     assert rc == 1
+
+
+@needs_parallel
+@pytest.mark.timeout(300)
+def test_quote_and_max_procs_match_gnu_parallel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """-q: the words reach the program as they are, which is what runs here without it."""
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        ("-q", ["-q", ARGS, "$HOME", "a;b", "{}", "x{}y", ":::", "c d", "$(e)"]),
+        ("-q -N 2", ["-q", "-N", "2", ARGS, "'{}'", ":::", "a b", "c"]),
+        ("-P", ["-P", "1", ARGS, "{}", ":::", "a"]),
+    ]
+    assert _mismatches(tmp_path, capfdbinary, cases) == []
