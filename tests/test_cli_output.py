@@ -621,3 +621,15 @@ def test_ungroup_closed_stdout_stops_the_run() -> None:
     ran = re.search(rb"(\d+) done, (\d+) failed", err)
     assert ran is not None, err
     assert int(ran[1]) + int(ran[2]) < 100  # (stopped, not run to the end)
+
+
+def test_receive_of_a_results_file_the_job_removed_is_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Receive is the stdout file's size at the job's end; a file gone counts nothing."""
+    monkeypatch.chdir(tmp_path)
+    job = "echo some; rm res/1/$1/stdout"
+    argv = ["--results", "res", "--joblog", "log", "--", "sh", "-c", job, "sh", ":::", "a"]
+    rc, _, err = run(capfd, *argv)
+    assert rc == 0, err
+    assert [row[5] for row in joblog_rows(tmp_path / "log")] == ["0"]

@@ -6,7 +6,7 @@ per-attempt timeouts, and its hooks feed the output, the ``--json`` events, the 
 (GNU parallel's) and the progress view.
 
 A job that times out, is canceled, or leaves processes behind when it exits has its
-whole process group killed: SIGTERM, then SIGKILL after ``--grace`` seconds. On Linux the
+whole process group killed as ``--term-seq`` says (SIGTERM, then SIGKILL). On Linux the
 runner is a child subreaper, so processes orphaned by a job are reparented to it and
 reaped here rather than left as zombies.
 
@@ -16,10 +16,12 @@ modules use; the whole package is private all the same, a client of the public A
 - `_errors`: exit statuses and errors; `_util`: two small helpers.
 - `_replace`: GNU parallel's replacement strings; `_shell`: where each stands in shell
   code; `_template`: the command filled per job.
-- `_options`: the command line; `_sources`: the input sources it gives.
+- `_options`: the command line; `_unsupported`: GNU parallel's options refused by name;
+  `_sources`: the input sources it gives.
 - `_records`: one source's records; `_inputs`: each job's arguments, from the sources.
 - `_output`: the jobs' output, stored and written; `_job`: one input's job.
-- `_reap`: process groups and orphans; `_procs`: one attempt of a job, as processes.
+- `_reap`: process groups and orphans; `_termseq`: how a job's processes are killed
+  (``--term-seq``); `_procs`: one attempt of a job, as processes.
 - `_remote_options`, `_remote`, `_remote_worker`: ``--executor dask``, one attempt of a job
   on a Dask worker (`_remote_worker` is the half that runs there).
 - `_progress`: the rich view; `_report`: the hooks' steps turned into output.
@@ -74,7 +76,7 @@ async def _orchestrate(
 
 def _dry_run(opts: Options, skip: frozenset[int], sources: OpenSources) -> int:
     template = _joblog.template_for(opts)
-    tag = Tagger(opts.tag)
+    tag = Tagger(opts.tag, opts.context_replace)
     out = sys.stdout
     inputs = sources.blocking_inputs()
     try:

@@ -22,6 +22,7 @@ class Job:
         "err",
         "error",
         "out",
+        "received",
         "returncode",
         "seq",
         "slot",
@@ -44,6 +45,7 @@ class Job:
         self.error: str | None = None
         self.out: bytes | Spool = b""  # the last attempt's output
         self.err: bytes | Spool = b""
+        self.received: int | None = None  # the bytes of ``out`` in a file (None: in ``out``)
         self.task: Task[None] | None = None  # its task in the pool, from submit to its end
 
     @property
@@ -51,12 +53,16 @@ class Job:
         """The arguments as one string, for reports: joined by spaces, as ``{}`` is."""
         return " ".join(self.args)
 
-    def set_output(self, out: bytes | Spool, err: bytes | Spool) -> None:
-        """This attempt's output replaces the last one's (only the last is written)."""
+    def set_output(
+        self, out: bytes | Spool, err: bytes | Spool, received: int | None = None
+    ) -> None:
+        """This attempt's output replaces the last one's (only the last is written).
+        ``received``: the bytes its standard output wrote to a file (``--files``,
+        ``--results``); None: what is in ``out``."""
         for old in (self.out, self.err):
             if isinstance(old, Spool):
                 old.release()
         for new in (out, err):
             if isinstance(new, Spool):
                 new.seal()
-        self.out, self.err = out, err
+        self.out, self.err, self.received = out, err, received

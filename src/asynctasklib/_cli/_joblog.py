@@ -93,4 +93,6 @@ class CommandLines:
 
 def template_for(opts: Options) -> Template | CommandLines:
     """What makes each job's command: the command line's template, or the joblog's."""
-    return CommandLines() if opts.retry_failed else Template(opts.command, opts.shell, opts.names)
+    if opts.retry_failed:
+        return CommandLines()
+    return Template(opts.command, opts.shell, opts.names, opts.context_replace)

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from .. import __version__
 from ..task import ExponentialBackoff
+from . import _termseq
 from ._errors import PROG, UsageError, show
 from ._halt import HaltSpec, parse_halt
 from ._output_options import GROUP, UNGROUP, add_output_options, check_output
@@ -22,8 +23,9 @@ from ._remote_options import add_remote_options, check_remote
 from ._replace import RENAME_OPTIONS, Names, rename
 from ._sources import SourceSpec, split_sources
 from ._template import Template
+from ._termseq import KillSequence
+from ._unsupported import add_refusals
 
-DEFAULT_GRACE: Final = 2.0
 FOREVER: Final = sys.maxsize  # --retries 0: GNU parallel's "n=0 means infinite"
 
 
@@ -43,7 +45,7 @@ class Options:
     timeout: float | None
     timeout_pct: float | None  # --timeout N%: N / 100 (see `_timeout`)
     delay: float
-    grace: float
+    term_seq: KillSequence  # how a job's processes are killed (--term-seq, --grace)
     halt: HaltSpec | None  # --halt (--halt-on-error: now,fail=1)
     keep_order: bool
     output: str  # GROUP (the default), LINE (--line-buffer) or UNGROUP (-u)
@@ -136,7 +138,8 @@ inputs, as GNU parallel takes them: each -a FILE, then each group after the comm
 standard input when none is given; one value a line (-d, -0: another delimiter). With
 several sources there is one job per combination of their values (the last varying
 fastest; linked ones go along together). --colsep cuts a value into several arguments;
--n N gives a job N values. -X and -m are refused.
+-n N gives a job N values; -N N too, and repeats a word with {} for each value. -X and -m
+are refused.
 
 replacement strings, as GNU parallel's: {} the arguments, {.} without the extension, {/}
 the basename, {//} the dirname, {/.} the basename without extension, {#} the job number,
@@ -152,6 +155,10 @@ the command is refused. A script that evaluates its data (eval, sh -c "$1") is i
 
 a failed job's stderr is shown, then a line: which job failed and why, with its input.
 
+GNU parallel's options that are not here (--pipe, -S, --plus, -i, --link, --header,
+--load...) are refused by name; -P, --max-procs, --jl, --bar, --eta and -V are its names
+of options here, and -q, --will-cite, --gnu, --silent change nothing.
+
 backoff: POLICY[:BASE], POLICY one of exp (BASE, 2*BASE, 4*BASE... up to 30 s, with
 jitter; the default, BASE 0.1), const (always BASE seconds), none (retry at once); a bare
 number means const.
@@ -161,7 +168,7 @@ than 100 failed; with --halt, the status of the halt (--halt now,fail=1: the fai
 own) or with N% the percentage that failed. Ours: 2 bad usage, 130 interrupted (Ctrl-C;
 143 for SIGTERM), 141 standard output was closed.
 Ctrl-C once: start no more jobs, let the running ones finish; twice: cancel them (their
-process groups get SIGTERM, then SIGKILL after --grace seconds); three times: SIGKILL now.
+processes get the --term-seq signals); three times: SIGKILL now.
 """
 
 
@@ -225,7 +232,7 @@ def _input_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "-N", "--max-replace-args", type=count, metavar="N",
-        help="N inputs per job, as -n",
+        help="N inputs per job, as -n; a word with {} is repeated for each of them",
     )  # fmt: skip
     p.add_argument("-X", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-m", action="store_true", help=argparse.SUPPRESS)
@@ -268,8 +275,15 @@ def _parser() -> argparse.ArgumentParser:
         help="wait this long between job starts",
     )  # fmt: skip
     p.add_argument(
-        "--grace", type=seconds, default=DEFAULT_GRACE, metavar="SECONDS",
-        help=f"SIGKILL a job's process group this long after SIGTERM (default: {DEFAULT_GRACE:g})",
+        "--term-seq", "--termseq", type=_value, metavar="SEQ",
+        help="how to kill a job (timeout, cancel, --halt now): SIGNAL,MS,SIGNAL,MS... each "
+        "signal sent to its process group, then a wait of at most MS milliseconds for it "
+        f"to end, as GNU parallel (default: {_termseq.DEFAULT})",
+    )  # fmt: skip
+    p.add_argument(
+        "--grace", type=seconds, metavar="SECONDS",
+        help="kill a job with SIGTERM, then SIGKILL this long after (--term-seq "
+        "TERM,SECONDS*1000,KILL,25)",
     )  # fmt: skip
     p.add_argument(
         "-k", "--keep-order", action="store_true",
@@ -293,13 +307,29 @@ def _parser() -> argparse.ArgumentParser:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a live progress view on stderr (default: when stderr is a terminal)",
     )  # fmt: skip
-    p.add_argument(  # (the one live view, with its bar and ETA, stands for parallel's three)
-        "--bar", "--eta", dest="progress", action="store_const", const=True,
-        help="GNU parallel's names for --progress",
-    )  # fmt: skip
-    p.add_argument("--version", action="version", version=f"asynctasklib {__version__}")
+    _parallel_names(p)
+    add_refusals(p)
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
+
+
+def _parallel_names(p: argparse.ArgumentParser) -> None:
+    """GNU parallel's other names of options that are here, and those that change nothing."""
+    p.add_argument("-P", "--max-procs", dest="jobs", type=_jobs, help=argparse.SUPPRESS)
+    p.add_argument("--jl", dest="joblog", type=_value, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--bar", "--eta", dest="progress", action="store_const", const=True,
+        help="GNU parallel's names of --progress: the live view has a bar and the ETA",
+    )  # fmt: skip
+    p.add_argument(
+        "-q", "--quote", action="store_true",
+        help="as GNU parallel's -q: the command's words reach the program as they are (the "
+        "default here; not with --shell)",
+    )  # fmt: skip
+    p.add_argument("--will-cite", "--gnu", "--silent", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "-V", "--version", action="version", version=f"asynctasklib {__version__}"
+    )  # fmt: skip
 
 
 def _rename_options(p: argparse.ArgumentParser) -> None:
@@ -384,6 +414,14 @@ def _max_args(ns: argparse.Namespace) -> int | None:
     return count
 
 
+def _term_seq(ns: argparse.Namespace) -> KillSequence:
+    if ns.grace is None:
+        return _termseq.parse(ns.term_seq or "")
+    if ns.term_seq is not None:
+        raise UsageError("give --term-seq or --grace, not both (--grace S is TERM,S*1000,KILL,25)")
+    return _termseq.grace(ns.grace)
+
+
 def _retries(attempts: int | None) -> int:
     """``--retries N``: the retries after the first attempt. GNU parallel's N is the
     attempts in all (``--retries 3`` runs a failing job 3 times), and 0 is no limit."""
@@ -415,12 +453,15 @@ def _check_joblog_reuse(ns: argparse.Namespace) -> None:
         raise UsageError(f"{given[0]} needs --joblog FILE (the joblog of the earlier run)")
 
 
-def _check_command(words: list[str], shell: bool, names: Names, here: bool) -> None:
-    """``here``: the program runs on this machine (else on a worker, which looks it up)."""
+def _check_command(
+    words: list[str], shell: bool, names: Names, each: bool, here: bool
+) -> None:
+    """``each``: -N's context replace; ``here``: the program runs on this machine (else on
+    a worker, which looks it up)."""
     if not words:
         raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
     # A replacement string or quoting refused: now, not per job.
-    template = Template(words, shell, names)
+    template = Template(words, shell, names, each)
     if here and not shell and not template.program_varies and template.executable is None:
         hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
         raise UsageError(f"command not found: {show(words[0])}{hint}")
@@ -457,6 +498,8 @@ def parse(argv: list[str]) -> Options:
     if joblog_append:
         ns.joblog = ns.joblog[1:]
     _check_joblog_reuse(ns)
+    if ns.quote and ns.shell:
+        raise UsageError("-q/--quote runs the command without a shell: give it or --shell")
     names = rename([getattr(ns, _dest(flags)) for flags, _ in RENAME_OPTIONS])
     scheduler = check_remote(ns)
     sources: tuple[SourceSpec, ...]
@@ -464,7 +507,9 @@ def parse(argv: list[str]) -> Options:
         words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see main)
     else:
         words, sources = split_sources(words, ns.arg_file)
-        _check_command(words, ns.shell, names, here=scheduler is None)
+        _check_command(
+            words, ns.shell, names, ns.max_replace_args is not None, here=scheduler is None
+        )
     tag = check_output(ns)
     return Options(
         command=words,
@@ -479,7 +524,7 @@ def parse(argv: list[str]) -> Options:
         timeout=None if ns.timeout is None else ns.timeout[0],
         timeout_pct=None if ns.timeout is None else ns.timeout[1],
         delay=ns.delay,
-        grace=ns.grace,
+        term_seq=_term_seq(ns),
         halt=halt,
         keep_order=ns.keep_order,
         output=ns.output or GROUP,

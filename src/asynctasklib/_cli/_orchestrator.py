@@ -58,10 +58,12 @@ class Orchestrator:
         self.processes: Processes | RemoteCommands
         if opts.scheduler is None:
             self.processes = Processes(
-                loop, output, template.executable, opts.grace, self.reaper, self.reporter.notice
-            )
+                loop, output, template.executable, opts.term_seq, self.reaper,
+                self.reporter.notice,
+            )  # fmt: skip
         else:  # --executor dask: each attempt's command runs on a worker of the cluster
-            self.processes = RemoteCommands(opts.scheduler, output, opts.grace)
+            # (there: SIGTERM, then SIGKILL once the whole --term-seq's time has passed)
+            self.processes = RemoteCommands(opts.scheduler, output, opts.term_seq.seconds)
         self.feeder = Feeder(opts, self.pool, template, self.processes.attempt, self.reporter, skip)
         self.interrupts = 0  # Ctrl-C so far
         self.exit_override: int | None = None  # an exit status that overrides the jobs'

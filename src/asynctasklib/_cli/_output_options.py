@@ -41,11 +41,13 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--tag", action="store_true",
-        help="start each line of a job's output with its input and a TAB",
+        help="start each line of a job's output with its arguments (joined by spaces) and "
+        "a TAB",
     )  # fmt: skip
     p.add_argument(
         "--tagstring", "--tag-string", type=value, metavar="STR",
-        help="start each line of a job's output with STR ({} and {#} filled in) and a TAB",
+        help="start each line of a job's output with STR (its replacement strings filled "
+        "in) and a TAB",
     )  # fmt: skip
     p.add_argument(
         "--results", "--res", type=value, metavar="DIR",
@@ -53,7 +55,7 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
         "seq), as GNU parallel lays them out; nothing is printed",
     )  # fmt: skip
     p.add_argument(
-        "--files", "--output-as-files", action="store_true",
+        "--files", "--output-as-files", "--outputasfiles", action="store_true",
         help="save each job's stdout in a file in $TMPDIR and print the file's name",
     )  # fmt: skip
 

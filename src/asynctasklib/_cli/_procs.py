@@ -1,7 +1,8 @@
 """A job's processes: start its command, capture its output, end its process group.
 
 A job that times out, is canceled, or leaves processes behind when it exits has its whole
-process group killed: SIGTERM, then SIGKILL after ``--grace`` seconds.
+process group killed as ``--term-seq`` says (`_termseq`): each signal in turn, until the
+group is gone.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import math
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -21,9 +24,15 @@ from ._job import Job
 from ._output import LineStream, Spool, Store
 from ._reap import Reaper, killpg
 from ._results import Attempt, JobOutput
+from ._termseq import KillSequence
 from ._util import resolve
 
-_KILL_WAIT: Final = 5.0  # after SIGKILL, how long to wait for the group to be gone
+_KILL_WAIT: Final = 5.0  # after the last SIGKILL, how long to wait for the group to be gone
+_KILL_NOW: Final = ((signal.SIGKILL, 0.0),)
+# Signals after which a stopped process is left as it is (after others SIGCONT, as a
+# stopped process acts on SIGTERM only once resumed).
+_NO_CONT: Final = frozenset({signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGCONT,
+                             signal.SIGTTIN, signal.SIGTTOU})  # fmt: skip
 
 
 class Capture(asyncio.SubprocessProtocol):
@@ -92,14 +101,14 @@ class Processes:
         loop: asyncio.AbstractEventLoop,
         output: JobOutput,
         executable: str | None,
-        grace: float,
+        term_seq: KillSequence,
         reaper: Reaper,
         notice: Callable[[str], None],
     ) -> None:
         self.loop = loop
         self.output = output  # where the jobs' output goes
         self.executable = executable  # the program, looked up once (None: it varies)
-        self.grace = grace
+        self.term_seq = term_seq
         self.reaper = reaper
         self.notice = notice
         self.devnull = -1  # the jobs' stdin, open while the run is (see open)
@@ -148,7 +157,7 @@ class Processes:
                 raise asyncio.CancelledError
             # Normally closed already; if a process outside the group holds the pipes open,
             # wait for it only so long.
-            await proto.wait(closed=True, timeout=self.grace)
+            await proto.wait(closed=True, timeout=max(self.term_seq.seconds, 0.1))
         except asyncio.CancelledError:
             job.timed_out = True
             if transport is not None:
@@ -219,31 +228,35 @@ class Processes:
         return transport
 
     async def _terminate(self, pgid: int, proto: Capture) -> bool:
-        """Kill the job's process group: SIGTERM, SIGKILL after the grace period; return
-        once the leader is reaped and no member is left. True if canceled meanwhile.
+        """Kill the job's process group as the kill sequence says: each signal, then a
+        wait for the group to be gone, at most as long as it says. Return once the leader
+        is reaped and no member is left; True if canceled meanwhile.
 
-        A cancellation while waiting does not stop this: it sends SIGKILL at once.
+        A cancellation meanwhile does not stop this: it sends SIGKILL at once. A group
+        that outlives a sequence without SIGKILL is waited for, as GNU parallel waits.
         """
         loop = self.loop
-        signal_job = self.reaper.signal_job
-        cancelled = False
-        sig = signal.SIGTERM if not self.kill_now else signal.SIGKILL
-        signal_job(pgid, sig)
-        signal_job(pgid, signal.SIGCONT)  # (a stopped process acts on SIGTERM once resumed)
-        deadline = loop.time() + (self.grace if sig == signal.SIGTERM else _KILL_WAIT)
+        steps = deque(self.term_seq.steps)
+        cancelled = killed = False
+        deadline = loop.time()  # when the next step is due
         pause = 0.002
-        while True:
-            if proto.exited and not self.reaper.job_alive(pgid):
-                return cancelled
+        while not proto.exited or self.reaper.job_alive(pgid):
             now = loop.time()
-            if sig == signal.SIGTERM and (now >= deadline or cancelled or self.kill_now):
-                sig = signal.SIGKILL
-                signal_job(pgid, sig)
-                deadline = now + _KILL_WAIT
-            elif sig == signal.SIGKILL and now >= deadline:
-                self.notice(f"process group {pgid} survived SIGKILL for {_KILL_WAIT:g} s")
-                return cancelled
-            wait = max(0.0, min(pause, deadline - now))
+            if not killed and (cancelled or self.kill_now):
+                steps, deadline = deque(_KILL_NOW), now
+            if now >= deadline:
+                if steps:
+                    sig, wait = steps.popleft()
+                    self._signal(pgid, sig)
+                    killed = killed or sig == signal.SIGKILL
+                    deadline = now + (max(wait, _KILL_WAIT) if killed and not steps else wait)
+                    pause = 0.002
+                elif killed:
+                    self.notice(f"process group {pgid} survived SIGKILL for {_KILL_WAIT:g} s")
+                    return cancelled
+                else:
+                    deadline = math.inf
+            wait = max(0.0, min(pause, deadline - loop.time()))
             try:
                 if proto.exited:  # the leader is gone: poll for the rest of the group
                     await asyncio.sleep(wait)
@@ -252,6 +265,12 @@ class Processes:
             except asyncio.CancelledError:
                 cancelled = True
             pause = min(pause * 2, 0.05)
+        return cancelled
+
+    def _signal(self, pgid: int, sig: signal.Signals) -> None:
+        self.reaper.signal_job(pgid, sig)
+        if sig not in _NO_CONT:
+            self.reaper.signal_job(pgid, signal.SIGCONT)
 
 
 def _cannot_start(job: Job, exc: OSError | ValueError) -> CannotStartError:

@@ -110,6 +110,53 @@ def _field(match: re.Match[str], kind: int, change: str) -> Field:
     return Field(kind, change, position, match.group())
 
 
+_WHITE = re.compile(r"([ \t\n\r\f\v]+)")  # (Perl's \s, where GNU parallel cuts contexts)
+
+
+def repeat_contexts(pieces: Sequence[str | Field], count: int) -> list[list[str | Field]]:
+    """``-N``'s words of ``pieces`` for a job of ``count`` arguments, as GNU parallel's
+    context replace makes them: each context (a run between white space) that holds a field
+    of each argument (``{}``, ``{.}``...: no position) is repeated once per argument, its
+    fields giving argument 1, 2... in turn (positional ones and ``{#}`` staying as they
+    are). The copies are words of their own; the rest of ``pieces`` stays with the first
+    and the last. No argument (``-N 0``) is one copy of nothing."""
+    words: list[list[str | Field]] = [[]]
+    for group in _contexts(pieces):
+        if not any(_each(piece) for piece in group):
+            words[-1] += group
+            continue
+        for i in range(max(count, 1)):
+            if i:
+                words.append([])
+            words[-1] += [
+                piece._replace(position=i + 1)
+                if isinstance(piece, Field) and _each(piece)
+                else piece
+                for piece in group
+            ]
+    return words
+
+
+def _each(piece: str | Field) -> bool:
+    """Whether ``piece`` is a field of each argument (``{}``, ``{/}``...)."""
+    return isinstance(piece, Field) and piece.kind == ARG and piece.position is None
+
+
+def _contexts(pieces: Sequence[str | Field]) -> list[list[str | Field]]:
+    """``pieces`` cut at white space: the runs between it, and each white space alone."""
+    groups: list[list[str | Field]] = [[]]
+    for piece in pieces:
+        if isinstance(piece, Field):
+            groups[-1].append(piece)
+            continue
+        for i, part in enumerate(_WHITE.split(piece)):
+            if i % 2:  # (white space: split's captured separators)
+                groups += [[part], []]
+            elif part:
+                groups[-1].append(part)
+    return [group for group in groups if group]
+
+
 def check_perl(words: Sequence[str]) -> None:
     """Refuse GNU parallel's ``{= perl expression =}`` (rather than pass it on literally)."""
     perl = _PERL.search(" ".join(words))

@@ -90,7 +90,9 @@ class Reporter:
         """The job ended ``how`` ("done", "failed" or "canceled"): its output is written
         (or waits for its turn), with its event and its joblog row."""
         outcome = _outcome(job)
-        received = _size(job.out) if self.opts.joblog is not None else 0  # (before it goes)
+        received = job.received  # (before the output goes)
+        if received is None:
+            received = _size(job.out) if self.opts.joblog is not None else 0
         if how == "failed" and not isinstance(error, CannotStartError):  # (that one says so)
             self._explain(job, error)
         if self.opts.json:

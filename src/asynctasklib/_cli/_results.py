@@ -70,17 +70,20 @@ def prepare(opts: Options) -> None:
 
 class Tagger:
     """What starts each line of a job's output: ``--tagstring`` filled in (``{}`` for
-    ``--tag``), and a TAB; nothing without a tag string."""
+    ``--tag``), its words joined by spaces as GNU parallel joins them (``{}`` of two
+    arguments is ``a b``), and a TAB; nothing without a tag string. ``each``: ``-N``."""
 
     __slots__ = ("_template",)
 
-    def __init__(self, tag: str | None) -> None:
-        self._template = None if tag is None else Template([tag], shell=False)
+    def __init__(self, tag: str | None, each: bool = False) -> None:
+        self._template = None
+        if tag is not None:
+            self._template = Template([tag], shell=False, each=each, append=False)
 
     def __call__(self, job: Job) -> bytes:
         if self._template is None:
             return b""
-        text = self._template.argv(job.seq, job.slot, job.args)[0]
+        text = " ".join(self._template.words(job.seq, job.slot, job.args))
         return (text + "\t").encode(errors="surrogateescape")
 
 
@@ -130,7 +133,7 @@ class JobOutput:
         # GNU parallel ignores -k and --tag with -u: the output passes straight through.
         ordered = opts.keep_order and not opts.json and self.mode != UNGROUP
         self.ordered = Ordered(sink) if ordered else None
-        self.tag = Tagger(opts.tag if self.mode != UNGROUP else None)
+        self.tag = Tagger(opts.tag if self.mode != UNGROUP else None, opts.context_replace)
         self._names: dict[int, str] = {}  # --files, --results: the file with a job's stdout
         self._name_max: int | None = None  # once a --results name was too long
 
@@ -150,11 +153,19 @@ class JobOutput:
             return self._line_attempt(job)
         return Attempt(Spool(store), Spool(store))
 
-    def attempt_ended(self, job: Job, attempt: Attempt) -> tuple[Spool, Spool]:
-        """The attempt is over: its output not written yet (a live job's half lines are)."""
+    def attempt_ended(self, job: Job, attempt: Attempt) -> tuple[Spool, Spool, int | None]:
+        """The attempt is over: its output not written yet (a live job's half lines are),
+        and the bytes its standard output wrote to a file (None: not to a file)."""
         if self.ordered is not None and self.mode == LINE:
             self.ordered.turn(job.seq, None)  # (its turn now goes to the next attempt)
-        return attempt.output()
+        name = self._names.get(job.seq)
+        received = None
+        if name is not None:  # --files, --results: the file's size, as GNU parallel counts
+            try:
+                received = os.stat(name).st_size
+            except OSError:  # (the job removed it)
+                received = 0
+        return (*attempt.output(), received)
 
     def _line_attempt(self, job: Job) -> Attempt:
         tag = self.tag(job)

@@ -32,14 +32,26 @@ _REFUSED_IN: Final = (
 )
 
 
-def shell_fields(script: str, spans: Sequence[tuple[int, int, bool]]) -> list[int]:
+def shell_fields(
+    script: str,
+    spans: Sequence[tuple[int, int, bool]],
+    same_at: Sequence[tuple[int, int]] = (),
+) -> list[int]:
     """How the value of each field goes into shell code (PLAIN, DOUBLE or SINGLE; RAW for
     a number): the fields are ``spans`` of ``script``, (start, end, whether it carries
-    input), in order.
+    input), in order. At both positions of each pair of ``same_at`` the scanner must be in
+    the same context (two copies of a text that ``-N`` repeats then read alike, and so do
+    any more copies).
 
     Raises `UsageError` where one cannot be placed safely.
     """
-    return _Scanner(script, spans).scan()
+    scanner = _Scanner(script, spans, {at for pair in same_at for at in pair})
+    found = scanner.scan()
+    for first, second in same_at:
+        state = scanner.states.get(first)
+        if state is None or state != scanner.states.get(second):
+            raise UsageError(f"the copies of a word would read differently: {script!r}")
+    return found
 
 
 class _Frame:
@@ -61,8 +73,12 @@ class _Scanner:
     $[...], "comment", and "test" [[ ... ]] (shell code too).
     """
 
-    def __init__(self, script: str, spans: Sequence[tuple[int, int, bool]]) -> None:
+    def __init__(
+        self, script: str, spans: Sequence[tuple[int, int, bool]], marks: set[int]
+    ) -> None:
         self.script = script
+        self.marks = marks  # where to note the context (`state`)
+        self.states: dict[int, tuple[object, ...]] = {}
         self.fields = {start: (end, is_input) for start, end, is_input in spans}
         self.found: list[int] = []
         self.stack = [_Frame("cmd")]
@@ -74,11 +90,18 @@ class _Scanner:
     def scan(self) -> list[int]:
         n = len(self.script)
         while self.i < n:
+            if self.i in self.marks:
+                self.states[self.i] = self.state()
             self._step()
         if len(self.found) != len(self.fields):
             # A field was stepped over: right after a backslash inside backquotes.
             raise UsageError(f"cannot place the input in shell code: {self.script!r}")
         return self.found
+
+    def state(self) -> tuple[object, ...]:
+        """What decides how the scanner reads what comes next (but ``$`` just before)."""
+        frames = tuple((frame.kind, frame.depth) for frame in self.stack)
+        return frames, self.word_start, self.doubt
 
     def _step(self) -> None:
         """Scan what starts at ``i``: a field, or a character in its context."""

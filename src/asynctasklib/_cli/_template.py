@@ -11,7 +11,17 @@ from collections.abc import Sequence
 from typing import Final
 
 from ._errors import UsageError
-from ._replace import APPENDED, ARG, DEFAULT_NAMES, Field, Names, check_perl, parse, values
+from ._replace import (
+    APPENDED,
+    ARG,
+    DEFAULT_NAMES,
+    Field,
+    Names,
+    check_perl,
+    parse,
+    repeat_contexts,
+    values,
+)
 from ._shell import DOUBLE, PLAIN, RAW, SINGLE, shell_fields
 
 PARALLEL_SEPARATORS: Final = frozenset({"::::", ":::+", "::::+"})
@@ -80,26 +90,41 @@ def _shell_scripts(words: list[str]) -> dict[int, str]:
 _Pieces = list[str | tuple[Field, int]]
 
 
-def _in_shell_code(pieces: list[str | Field]) -> _Pieces:
-    """The pieces of a word of shell code, each field placed (or refused) by the scanner."""
-    text, spans = "", []
-    for piece in pieces:
-        if isinstance(piece, str):
-            text += piece
-        else:
-            spans.append((len(text), len(text) + len(piece.text), piece.kind == ARG))
-            text += piece.text
-    hows = iter(shell_fields(text, spans))
+def _in_shell_code(words: list[list[str | Field]], repeated: bool = False) -> _Pieces:
+    """The pieces of shell code (``words`` joined by spaces), each field placed (or
+    refused) by the scanner. ``repeated``: ``words`` are `repeat_contexts`' for three
+    arguments, so each context it repeats starts two of them, its second and third copies:
+    those must read alike (then so do any further copies, the scanner being the same)."""
+    text, spans, starts = "", [], []
+    pieces: list[str | Field] = []
+    for i, word in enumerate(words):
+        if i:
+            pieces.append(" ")
+            text += " "
+            starts.append(len(text))
+        pieces += word
+        for piece in word:
+            if isinstance(piece, str):
+                text += piece
+            else:
+                spans.append((len(text), len(text) + len(piece.text), piece.kind == ARG))
+                text += piece.text
+    same_at = list(zip(starts[::2], starts[1::2], strict=True)) if repeated else []
+    hows = iter(shell_fields(text, spans, same_at))
     return [piece if isinstance(piece, str) else (piece, next(hows)) for piece in pieces]
 
 
-def _word_parts(words: list[str], parsed: list[list[str | Field]]) -> list[str | _Pieces]:
-    """Each word as it is, or in pieces: shell-quoted in a shell's ``-c`` word."""
+def _word_parts(
+    words: list[str], parsed: list[list[str | Field]], count: int | None, repeated: bool
+) -> list[str | _Pieces]:
+    """Each word as it is, or in pieces: shell-quoted in a shell's ``-c`` word. ``count``:
+    the job's arguments for ``-N`` (None: no context repeated)."""
     command = [*words, APPENDED.text] if len(parsed) > len(words) else words
     scripts = _shell_scripts(command)  # (an appended input can be a shell's -c script)
     parts: list[str | _Pieces] = []
     for i, pieces in enumerate(parsed):
         shell_name = scripts.get(i)
+        copies = [pieces] if count is None else repeat_contexts(pieces, count)
         if all(isinstance(piece, str) for piece in pieces):
             parts.append(words[i])
         elif shell_name is None or shell_name in _OTHER_SHELLS:
@@ -109,9 +134,10 @@ def _word_parts(words: list[str], parsed: list[list[str | Field]]) -> list[str |
                     f"cannot quote the input for {shell_name}'s -c code: {words[i]!r} (pass "
                     f"it as an argument instead: {shell_name} -c '...' {{}})"
                 )
-            parts.append([piece if isinstance(piece, str) else (piece, RAW) for piece in pieces])
+            for copy in copies:
+                parts.append([p if isinstance(p, str) else (p, RAW) for p in copy])
         else:
-            parts.append(_in_shell_code(pieces))
+            parts.append(_in_shell_code(copies, repeated))
     return parts
 
 
@@ -156,43 +182,77 @@ class Template:
     gets the job's arguments added at its end, as GNU parallel adds them.
     """
 
-    __slots__ = ("_parts", "_shell", "executable", "program_varies")
+    __slots__ = ("_by_count", "_parsed", "_parts", "_shell", "_words", "executable",
+                 "program_varies")  # fmt: skip
 
-    def __init__(self, words: list[str], shell: bool, names: Names = DEFAULT_NAMES) -> None:
+    def __init__(
+        self,
+        words: list[str],
+        shell: bool,
+        names: Names = DEFAULT_NAMES,
+        each: bool = False,
+        append: bool = True,
+    ) -> None:
+        """``each``: ``-N``'s context replace (see `repeat_contexts`). ``append``: add the
+        arguments to words without any replacement string (not to a tag)."""
         check_perl(words)
         parsed = [parse(word, names) for word in words]
-        if not any(isinstance(piece, Field) for pieces in parsed for piece in pieces):
+        if append and not any(isinstance(p, Field) for pieces in parsed for p in pieces):
             parsed.append([APPENDED])  # (GNU parallel adds {} where there is none at all)
-        self._shell = shell
-        self._parts: list[str | _Pieces]
-        if shell:
-            script: list[str | Field] = []
-            for i, pieces in enumerate(parsed):
-                script += [" ", *pieces] if i else pieces
-            self._parts = [_in_shell_code(script)]
-        else:
-            self._parts = _word_parts(words, parsed)
+        self._words, self._parsed, self._shell = words, parsed, shell
+        # -N: the parts for each number of arguments, made once (None: the same for all).
+        self._by_count: dict[int, list[str | _Pieces]] | None = {} if each else None
+        self._parts = self._make(1)
+        if each:  # what -N could refuse, now rather than at a job
+            try:
+                self._make(3, repeated=True)
+            except UsageError:
+                raise UsageError(
+                    "-N repeats a word with {} once per argument, and in this shell code "
+                    f"the copies would not be quoted alike: {' '.join(words)!r} (quote "
+                    "each such word whole, or give -n)"
+                ) from None
         # The program, looked up in PATH once rather than for every job (None: it varies).
         self.program_varies = not shell and not isinstance(self._parts[0], str)
         self.executable = "/bin/sh" if shell else None
         if not shell and not self.program_varies:
             self.executable = shutil.which(words[0])
 
+    def _make(self, count: int, repeated: bool = False) -> list[str | _Pieces]:
+        """The parts for a job of ``count`` arguments."""
+        each = None if self._by_count is None else count
+        if not self._shell:
+            return _word_parts(self._words, self._parsed, each, repeated)
+        script: list[str | Field] = []
+        for i, pieces in enumerate(self._parsed):
+            script += [" ", *pieces] if i else pieces
+        copies = [script] if each is None else repeat_contexts(script, each)
+        return [_in_shell_code(copies, repeated)]
+
     def argv(self, seq: int, slot: int, args: Sequence[str]) -> list[str]:
         """The command for job number ``seq`` in job slot ``slot``, with ``args`` (none
         with ``-n 0``: then ``{}`` gives no word, and ``[{}]`` gives ``[]``, as in GNU
         parallel)."""
-        words: list[str] = []
-        for parts in self._parts:
-            if isinstance(parts, str):
-                words.append(parts)
-            else:
-                words += _fill(parts, seq, slot, args)
+        words = self.words(seq, slot, args)
         if self._shell:
             return ["/bin/sh", "-c", words[0]]
         # No word left ({2} alone, of one argument): an empty command line, which does
         # nothing and succeeds, as in GNU parallel.
         return words or ["/bin/sh", "-c", ""]
+
+    def words(self, seq: int, slot: int, args: Sequence[str]) -> list[str]:
+        """The words filled in for a job (with ``--shell``, the script)."""
+        by_count, parts = self._by_count, self._parts
+        if by_count is not None:
+            count = len(args)
+            parts = by_count.get(count) or by_count.setdefault(count, self._make(count))
+        words: list[str] = []
+        for part in parts:
+            if isinstance(part, str):
+                words.append(part)
+            else:
+                words += _fill(part, seq, slot, args)
+        return words
 
     def display(self, argv: list[str]) -> str:
         """The command as a shell line (the script itself with ``--shell``)."""
