@@ -17,7 +17,8 @@ Variants (async ones for a task function that returns at once, ``ret``, and one 
 * ``pool.submit`` with one shared Definition, ``retain_finished=False`` (the baseline of
   each table: the ratio column is instructions / the baseline's);
 * the same with the defaults (``retain_finished=True``, the caller keeps every handle);
-* a new Definition per item, its task function a closure over the item;
+* a new Definition per item, its task function a closure over the item (and the same
+  with the defaults, the caller keeping every handle);
 * a new Definition per item, its task function a ``functools.partial`` of the item;
 * ``pool.map`` over ``range(N)`` (ordered, every result consumed);
 * by hand: W worker coroutines on an ``asyncio.Queue(maxsize=W)``, and
@@ -84,8 +85,9 @@ AsyncVariant = Callable[[Any, int, int], Awaitable[Any]]
 # -- variants that exist only here -----------------------------------------------------------
 
 
-async def pool_submit_closure(fn: Any, n: int, w: int) -> None:
-    """A new Definition per item, its task function a closure that calls ``fn(item)``."""
+async def pool_submit_closure(fn: Any, n: int, w: int, *, keep: bool = False) -> None:
+    """A new Definition per item, its task function a closure that calls ``fn(item)``;
+    ``keep``: the defaults (``retain_finished=True``), the caller keeping every handle."""
     from asynctasklib import Definition, WorkerPool
 
     def task_for(item: int) -> Any:
@@ -94,12 +96,20 @@ async def pool_submit_closure(fn: Any, n: int, w: int) -> None:
 
         return task
 
-    pool = WorkerPool(w, retain_finished=False)
+    pool = WorkerPool(w, retain_finished=keep)
     submit = pool.submit
+    tasks = []
     for i in range(n):
-        await submit(Definition(task_fn=task_for(i)))
+        task = await submit(Definition(task_fn=task_for(i)))
+        if keep:
+            tasks.append(task)
     await pool.shutdown(cancel=False)
     assert pool.stats().done == n
+    assert all(task.is_done() for task in tasks)
+
+
+async def pool_submit_closure_kept(fn: Any, n: int, w: int) -> None:
+    await pool_submit_closure(fn, n, w, keep=True)
 
 
 async def item_ret(item: int, run: Any) -> int:
@@ -168,6 +178,7 @@ ASYNC_VARIANTS: dict[str, AsyncVariant] = {
     ASYNC_BASELINE: bench_async.pool_submit,
     "pool.submit (defaults, handles kept)": bench_async.pool_submit_kept,
     "pool.submit, Definition + closure per item": pool_submit_closure,
+    "pool.submit, closure per item (defaults, kept)": pool_submit_closure_kept,
     "pool.submit, Definition + partial per item": pool_submit_partial,
     "pool.map (ordered)": pool_map,
     "queue workers": bench_async.queue_workers,
