@@ -68,13 +68,20 @@ async def pool_submit_per_item(fn: Any, n: int, w: int) -> None:
 
 
 async def pool_submit_kept(fn: Any, n: int, w: int) -> None:
-    """The defaults: every handle kept by the pool, and by the caller in a list."""
+    """The defaults: every handle kept by the pool, and by the caller in a list. The same
+    loop as `pool_submit`'s, so that the two differ only in what is kept."""
     from asynctasklib import Definition, WorkerPool
 
     definition = Definition(task_fn=fn)
-    async with WorkerPool(w) as pool:
-        tasks = [await pool.submit(definition) for _ in range(n)]
-    assert all(t.is_done() for t in tasks)
+    pool = WorkerPool(w)
+    submit = pool.submit
+    tasks: list[Any] = []
+    for _ in range(n):
+        tasks.append(await submit(definition))
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+    assert len(tasks) == n
+    assert tasks[-1].is_done()
 
 
 async def pool_submit_hooks(fn: Any, n: int, w: int) -> None:
