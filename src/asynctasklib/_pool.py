@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import logging
 import weakref
 from collections.abc import (
     AsyncIterable,
@@ -20,7 +19,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from ._compat import running_loop as _get_running_loop
-from ._crew import Crew
+from ._crew import Crew, log_broken
 from ._definition import Definition
 from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
@@ -41,36 +40,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 X = TypeVar("X")
 
-logger = logging.getLogger("asynctasklib")
-
 _PENDING, _DONE, _FAILED, _CANCELED = State.PENDING, State.DONE, State.FAILED, State.CANCELED
 _copy_context = contextvars.copy_context
-
-
-def _log_broken(task: Task[Any] | None, error: BaseException) -> None:
-    logger.error(
-        "task %r raised %s: the pool stops and cancels its other tasks",
-        None if task is None else task.id,
-        type(error).__name__,
-        exc_info=error,
-    )
-
-
-def _weakly(pool: WorkerPool) -> Callable[[Task[Any] | None, BaseException | None], None]:
-    """The pool's ``_broken``, for its crew, through a weak reference. Nothing else of the
-    crew's refers back to the pool, so a pool nobody refers to is freed at once by its
-    reference count, with the ended tasks it keeps (retain_finished), rather than at the
-    cyclic GC's next full collection, which walks them all first."""
-    ref = weakref.ref(pool)
-
-    def on_broken(task: Task[Any] | None, error: BaseException | None) -> None:
-        pool = ref()
-        if pool is not None:
-            pool._broken(task, error)
-        elif error is not None:  # (a pool dropped meanwhile has nothing to stop: just say so)
-            _log_broken(task, error)
-
-    return on_broken
 
 
 class WorkerPool:
@@ -134,7 +105,7 @@ class WorkerPool:
         self._maps: weakref.WeakSet[_MapRun] = weakref.WeakSet()  # map runs, for stop()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bridge = bridge = ExecutorBridge(executor, max_workers)  # plain functions
-        self._crew = crew = Crew(max_workers, self._counts, self._slots, bridge, _weakly(self))
+        self._crew = crew = Crew(max_workers, self._counts, self._slots, bridge, self._broken)
         self._ready = crew.ready  # (for the engine: see _Owner)
         # Taken from it for the paths that use them once per task (submit(), the workers):
         self._remote = bridge.remote
@@ -581,7 +552,7 @@ class WorkerPool:
         is logged with its traceback and raised, once, from the pool's next ``submit()``,
         ``wait()`` or ``shutdown()`` (``async with``'s exit included)."""
         if error is not None:
-            _log_broken(task, error)
+            log_broken(task, error)
             # (The blocking face has no application loop to raise it in: its waiters got it.)
             if self._error is None and not self._slots.shared:
                 self._error = error
