@@ -181,7 +181,7 @@ async def test_go_gives_the_task_a_runner_of_its_own_that_owns_its_run() -> None
     [(slots, limiter, no_hooks, counts)] = seen
     assert (slots, limiter, no_hooks) == (None, None, True)  # no slot to give back
     assert (counts.attempts, counts.done) == (1, 1)  # its own counters
-    assert not hasattr(task, "_owner")  # a kept handle holds no more than it needs
+    assert task._owner is None  # a kept handle holds no more than it needs
 
 
 async def test_a_run_with_no_deadline_says_none() -> None:

@@ -118,16 +118,15 @@ class Task(Generic[T]):
     _definition: Definition[T]
     _id: str | int  # (an int is shown as a str: see id)
     _arg: Any  # what task_fn is called with: _RUN for the attempt's Run
-    _context: contextvars.Context | None  # its own context variables (see _setup); unset
-    # once the run has ended
+    _context: contextvars.Context | None  # its own context variables (see _setup)
     _state: State
     _attempts: int  # attempts started in this run
     _cancel_requested: bool
     # done callbacks, and futures of wait() calls
     _callbacks: list[Callable[[Task[T]], object] | asyncio.Future[_End]] | None
-    # From its owner, for this run: the owner itself (its counters and worker slot; unset
-    # once the run has ended), the loop, the queue it waits in (None once taken or
-    # canceled), its hooks (the definition's, else the owner's) and rate limit.
+    # From its owner, for this run: the owner itself until the run ends (its counters and
+    # worker slot), the loop, the queue it waits in (None once taken or canceled), its
+    # hooks (the definition's, else the owner's) and rate limit.
     _owner: _Owner | None
     _loop: asyncio.AbstractEventLoop | None
     _queue: deque[Any] | None
@@ -504,15 +503,13 @@ class Task(Generic[T]):
 
     def _finish(self, state: State, outcome: Any) -> None:
         """End the run: DONE with the result as ``outcome``, or FAILED/CANCELED with the error."""
-        # A kept handle holds no more than it needs (the hooks still run in the context).
-        # The run's context and owner are unset, not None: the cyclic GC, which walks every
-        # kept task, visits no unset slot. (_setup sets both again for a new run.)
+        # (a kept handle holds no more than it needs; the hooks still run in the context)
         context = self._context
+        self._runner = self._context = None
+        self._outcome = outcome
         owner = self._owner
         assert owner is not None  # (every run in progress has one)
-        del self._context, self._owner
-        self._runner = None
-        self._outcome = outcome
+        self._owner = None
         counts = owner._counts
         if state is _DONE:  # (a DONE run was STARTED, and counted as an attempt started)
             counts.done += 1
