@@ -122,8 +122,9 @@ async def pool_submit_args_options(fn: Any, n: int, w: int) -> None:
     assert pool.stats().done == n
 
 
-async def pool_submit_closure(fn: Any, n: int, w: int) -> None:
-    """A new Definition per item, its task function a closure that calls ``fn(item)``."""
+async def pool_submit_closure(fn: Any, n: int, w: int, *, keep: bool = False) -> None:
+    """A new Definition per item, its task function a closure that calls ``fn(item)``;
+    ``keep``: the defaults (``retain_finished=True``), the caller keeping every handle."""
     from asynctasklib import Definition, WorkerPool
 
     item_fn_ = item_fn(fn)
@@ -134,12 +135,20 @@ async def pool_submit_closure(fn: Any, n: int, w: int) -> None:
 
         return task
 
-    pool = WorkerPool(w, retain_finished=False)
+    pool = WorkerPool(w, retain_finished=keep)
     submit = pool.submit
+    tasks: list[Any] = []
     for i in range(n):
-        await submit(Definition(task_fn=task_for(i)))
+        task = await submit(Definition(task_fn=task_for(i)))
+        if keep:
+            tasks.append(task)
     await pool.shutdown(cancel=False)
     assert pool.stats().done == n
+    assert len(tasks) == (n if keep else 0)
+
+
+async def pool_submit_closure_kept(fn: Any, n: int, w: int) -> None:
+    await pool_submit_closure(fn, n, w, keep=True)
 
 
 async def item_run_ret(item: int, run: Any) -> int:
@@ -195,13 +204,20 @@ async def pool_map_items(fn: Any, n: int, w: int) -> None:
 
 
 async def pool_submit_kept(fn: Any, n: int, w: int) -> None:
-    """The defaults: every handle kept by the pool, and by the caller in a list."""
+    """The defaults: every handle kept by the pool, and by the caller in a list. The same
+    loop as `pool_submit`'s, so that the two differ only in what is kept."""
     from asynctasklib import Definition, WorkerPool
 
     definition = Definition(task_fn=fn)
-    async with WorkerPool(w) as pool:
-        tasks = [await pool.submit(definition) for _ in range(n)]
-    assert all(t.is_done() for t in tasks)
+    pool = WorkerPool(w)
+    submit = pool.submit
+    tasks: list[Any] = []
+    for _ in range(n):
+        tasks.append(await submit(definition))
+    await pool.shutdown(cancel=False)
+    assert pool.stats().done == n
+    assert len(tasks) == n
+    assert tasks[-1].is_done()
 
 
 async def pool_submit_hooks(fn: Any, n: int, w: int) -> None:

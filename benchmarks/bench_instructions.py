@@ -17,7 +17,8 @@ Variants (async ones for a task function that returns at once, ``ret``, and one 
 * ``pool.submit`` with one shared Definition, ``retain_finished=False`` (the baseline of
   each table: the ratio column is instructions / the baseline's);
 * the same with the defaults (``retain_finished=True``, the caller keeps every handle);
-* a new Definition per item, its task function a closure over the item;
+* a new Definition per item, its task function a closure over the item (and the same
+  with the defaults, the caller keeping every handle);
 * a new Definition per item, its task function a ``functools.partial`` of the item;
 * ``submit(fn, item)``: the item as the function's argument, no Definition per item; the
   same with a per-item ``id``, and with an id and an option (``max_retries=2``); and
@@ -130,6 +131,7 @@ ASYNC_VARIANTS: dict[str, AsyncVariant] = {
     ASYNC_BASELINE: bench_async.pool_submit,
     "pool.submit (defaults, handles kept)": bench_async.pool_submit_kept,
     "pool.submit, Definition + closure per item": bench_async.pool_submit_closure,
+    "pool.submit, closure per item (defaults, kept)": bench_async.pool_submit_closure_kept,
     "pool.submit, Definition + partial per item": bench_async.pool_submit_partial,
     "pool.submit(fn, item)": bench_async.pool_submit_args,
     "pool.submit(fn, item, id=)": bench_async.pool_submit_args_id,

@@ -2113,6 +2113,47 @@ async def test_a_kept_handle_lets_go_of_the_context_once_its_task_ended() -> Non
     assert alive() is None  # neither the handle nor the pool holds the submitter's context
 
 
+async def test_a_dropped_pool_frees_the_tasks_it_kept_by_their_reference_counts() -> None:
+    """Nothing of the pool's workers refers back to it: a pool nobody refers to any more is
+    freed at once, with the ended tasks it keeps, not at the cyclic GC's next full
+    collection (which would walk every one of them first)."""
+    pool = WorkerPool(2)
+    tasks = [await pool.submit(Definition(task_fn=Probe().fn(result=i))) for i in range(3)]
+    await pool.shutdown()
+    assert pool.tasks() == tasks
+    alive = [weakref.ref(task) for task in tasks]
+    gc.disable()
+    try:
+        del pool, tasks
+        assert [ref() for ref in alive] == [None] * 3
+    finally:
+        gc.enable()
+
+
+async def test_a_base_exception_of_a_task_of_a_pool_dropped_meanwhile_is_logged(
+    hook_log: pytest.LogCaptureFixture,
+) -> None:
+    """The pool is freed as its last task ends (nothing else refers to it): the
+    BaseException that task raised has no pool left to stop, and is logged all the same."""
+
+    async def fn(run: Run) -> None:
+        await asyncio.sleep(0)
+        raise Fatal("from the task")
+
+    pool = WorkerPool(1)
+    alive = weakref.ref(pool)
+    task = await pool.submit(Definition(id="bad", task_fn=fn))
+    del pool  # (the task in progress holds it until it ends)
+    await task.wait()
+    await wait_all_tasks_blocked()
+    assert alive() is None
+    assert task.is_failed()
+    assert isinstance(task.error, Fatal)
+    [record] = hook_log.records
+    assert "task 'bad' raised Fatal" in record.getMessage()
+    assert only_current_task_left()
+
+
 def test_a_pool_task_run_again_with_go_runs_on_its_own() -> None:
     """An ended pool task started again with go() is no longer the pool's: the pool's counters
     and its move to a new event loop are not affected by it, nor are its hooks fired."""

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -1101,6 +1102,47 @@ async def test_contextvars_in_async_task_fn() -> None:
         assert var.get() == "outside"  # the task's changes stay in the task
     finally:
         var.reset(token)
+
+
+async def test_an_ended_task_kept_holds_its_outcome_and_definition_not_its_runs() -> None:
+    """A handle kept after its end still gives its state, result, attempts and definition
+    (and may run again), but it lets go of what only a run needs: the context variables it
+    ran in, its attempts' Runs, the runner that drove it, the errors it retried."""
+
+    class Payload:
+        pass
+
+    payload = Payload()
+    freed = weakref.WeakSet[Any]([payload])
+    payload_var: contextvars.ContextVar[Payload | None] = contextvars.ContextVar("payload")
+
+    seen: list[bool] = []  # whether each attempt ran with the payload in its context
+
+    async def fn(run: Run) -> int:
+        seen.append(payload_var.get(None) is not None)
+        freed.add(asyncio.current_task())  # the runner's
+        if run.attempt == 0:
+            error = OSError("flaky")
+            freed.add(error)
+            raise error
+        return run.attempt
+
+    definition = Definition(id="kept", task_fn=fn, max_retries=1, backoff=0)
+    task = Task(definition)
+    token = payload_var.set(payload)
+    task.go()
+    payload_var.reset(token)
+    assert await task == 1
+    del payload
+    await wait_all_tasks_blocked()  # (the runner's asyncio task ends)
+    gc.collect()
+    assert list(freed) == []  # the payload, the error retried, the runner's asyncio task
+    assert not [o for o in gc.get_objects() if isinstance(o, Run) and o._task is task]
+    assert (task.state, task.result(), task.attempts, task.error) == (State.DONE, 1, 2, None)
+    assert task.definition is definition
+    task.go()  # and it may run again (in go()'s caller's context)
+    assert await task == 1
+    assert seen == [True, True, False, False]
 
 
 # -- sync task functions (real threads) ------------------------------------------------------

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 import types
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
@@ -27,6 +29,21 @@ from ._threads import call_on_loop
 __all__ = ["Crew"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("asynctasklib")
+
+# The pool's method that hears of a worker broken (a task, or None; the error, or None)
+_OnBroken = Callable[[Task[Any] | None, BaseException | None], None]
+
+
+def log_broken(task: Task[Any] | None, error: BaseException) -> None:
+    """Log a BaseException that escaped ``task`` and ended its worker."""
+    logger.error(
+        "task %r raised %s: the pool stops and cancels its other tasks",
+        None if task is None else task.id,
+        type(error).__name__,
+        exc_info=error,
+    )
 
 
 @types.coroutine
@@ -60,7 +77,7 @@ class Crew:
         counts: _Counts,
         slots: _Slots,
         bridge: ExecutorBridge,
-        on_broken: Callable[[Task[Any] | None, BaseException | None], None],
+        on_broken: _OnBroken,
     ) -> None:
         self.size = size
         self.counts = counts
@@ -68,7 +85,11 @@ class Crew:
         self.bridge = bridge
         # Called when a worker ended with a BaseException of a task's (the task, the error),
         # or was canceled from outside, or broke, while tasks were in progress (None, None).
-        self.on_broken = on_broken
+        # A method of the pool's, held weakly: then nothing of the crew refers back to the
+        # pool, and a pool nobody refers to is freed at once by its reference count, with
+        # the ended tasks it keeps, rather than at the cyclic GC's next full collection
+        # (which walks them all first).
+        self.on_broken = weakref.WeakMethod(on_broken)
         self.ready: deque[Task[Any]] = deque()  # submitted, waiting for a worker
         self.workers: dict[asyncio.Task[None], _Worker] = {}
         self.idle: list[_Worker] = []  # parked workers
@@ -176,7 +197,7 @@ class Crew:
         with it, and it went up through the worker, as a TaskGroup's child's does. asyncio
         itself raises KeyboardInterrupt and SystemExit out of the event loop; anything else
         (a GeneratorExit, a BaseException subclass of the application's) would stay in the
-        worker's asyncio task, unseen: the pool hears of it (``on_broken``).
+        worker's asyncio task, unseen: the pool hears of it (``broken``).
         """
         worker = self.workers.pop(atask, None)
         if worker is None:
@@ -185,11 +206,19 @@ class Crew:
             self.idle.remove(worker)
         error = None if atask.cancelled() else atask.exception()  # (retrieved: not logged)
         if error is not None and not isinstance(error, KeyboardInterrupt | SystemExit):
-            self.on_broken(worker.task, error)
+            self.broken(worker.task, error)
         elif (atask.cancelled() or error is not None) and self.counts.in_progress:
             # Cancelled from outside (the event loop is shutting down) or broken: no task of
             # the pool may be left behind without an end.
-            self.on_broken(None, None)
+            self.broken(None, None)
+
+    def broken(self, task: Task[Any] | None, error: BaseException | None) -> None:
+        """Tell the pool (``on_broken``), if it is still there."""
+        on_broken = self.on_broken()
+        if on_broken is not None:
+            on_broken(task, error)
+        elif error is not None:  # (a pool freed meanwhile has nothing to stop: just say so)
+            log_broken(task, error)
 
 
 class _Worker(_Runner):

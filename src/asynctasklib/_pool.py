@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import logging
 import weakref
 from collections.abc import (
     AsyncIterable,
@@ -20,7 +19,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack, overload
 
 from ._compat import running_loop as _get_running_loop
-from ._crew import Crew
+from ._crew import Crew, log_broken
 from ._definition import Definition, TaskOptions, _Recipes, check_id
 from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
@@ -41,8 +40,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 X = TypeVar("X")
 Ts = TypeVarTuple("Ts")
-
-logger = logging.getLogger("asynctasklib")
 
 _PENDING, _DONE, _FAILED, _CANCELED = State.PENDING, State.DONE, State.FAILED, State.CANCELED
 _copy_context = contextvars.copy_context
@@ -560,12 +557,7 @@ class WorkerPool:
         is logged with its traceback and raised, once, from the pool's next ``submit()``,
         ``wait()`` or ``shutdown()`` (``async with``'s exit included)."""
         if error is not None:
-            logger.error(
-                "task %r raised %s: the pool stops and cancels its other tasks",
-                None if task is None else task.id,
-                type(error).__name__,
-                exc_info=error,
-            )
+            log_broken(task, error)
             # (The blocking face has no application loop to raise it in: its waiters got it.)
             if self._error is None and not self._slots.shared:
                 self._error = error
