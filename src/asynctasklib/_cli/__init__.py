@@ -54,7 +54,6 @@ from ._job import Job
 from ._options import Options, parse
 from ._orchestrator import Orchestrator
 from ._output import tagged
-from ._procs import pidfd_child_watcher
 from ._reap import become_subreaper
 from ._results import Tagger, prepare
 from ._sources import SourceSpec
@@ -66,8 +65,7 @@ __all__ = ["JobFailedError", "main"]
 async def _orchestrate(
     opts: Options, skip: frozenset[int], source: OpenSources, joblog: IO[str] | None
 ) -> int:
-    with pidfd_child_watcher():
-        return await Orchestrator(opts, skip).run(source, joblog)
+    return await Orchestrator(opts, skip).run(source, joblog)
 
 
 def _dry_run(opts: Options, skip: frozenset[int], sources: OpenSources) -> int:
