@@ -126,8 +126,10 @@ def main() -> int:
           f"({'met' if true[XARGS] >= 1 else 'NOT met'})")  # fmt: skip
     if PARALLEL in true:
         print(f"  true, against GNU parallel: {true[PARALLEL]:.2f}x")
-    print(f"  sleep, within 5% of the floor ({floor:.3f} s): {sleep:.3f} s, "
-          f"{sleep / floor - 1:+.1%} ({'met' if sleep <= floor * 1.05 else 'NOT met'})")
+    print(
+        f"  sleep, within 5% of the floor ({floor:.3f} s): {sleep:.3f} s, "
+        f"{sleep / floor - 1:+.1%} ({'met' if sleep <= floor * 1.05 else 'NOT met'})"
+    )
     print(f"  start-up under 150 ms: {startup * 1000:.0f} ms "
           f"({'met' if startup < 0.150 else 'NOT met'})")  # fmt: skip
     return 0

@@ -52,7 +52,6 @@ from ._errors import (
 from ._inputs import OpenSources, open_sources
 from ._job import Job
 from ._options import Options, parse
-from ._orchestrator import Orchestrator
 from ._output import tagged
 from ._reap import become_subreaper
 from ._results import Tagger, prepare
@@ -65,6 +64,8 @@ __all__ = ["JobFailedError", "main"]
 async def _orchestrate(
     opts: Options, skip: frozenset[int], source: OpenSources, joblog: IO[str] | None
 ) -> int:
+    from ._orchestrator import Orchestrator  # (the run's modules: not for --help)
+
     return await Orchestrator(opts, skip).run(source, joblog)
 
 

@@ -32,9 +32,10 @@ Started = tuple[int, list[tuple[int, int]]]  # a pid, and the read ends of its p
 
 _KILL_WAIT: Final = 5.0  # after SIGKILL, how long to wait for the group to be gone
 _READ_SIZE: Final = 64 * 1024  # a pipe's buffer (a bigger read would be an mmap of its own)
-# Threads that start the jobs (see _spawn): enough for the starts to overlap each other
-# and the loop's work on a few cores.
-_SPAWN_THREADS: Final = 4
+# The thread that starts the jobs (see _spawn), while the loop goes on. One: the jobs
+# start in their order, one after the other, as GNU parallel's and xargs's do (with more,
+# two jobs that start together could exec in either order).
+_SPAWN_THREADS: Final = 1
 
 
 class Capture:
@@ -260,7 +261,7 @@ class Processes:
         job.error = describe_returncode(rc) if rc else None
 
     def _spawn(self, argv: list[str], where: Attempt) -> Started:
-        """Start ``argv`` in a session of its own (in a thread of ours: see _spawn): its
+        """Start ``argv`` in a session of its own (in our spawning thread: see _spawn): its
         pid (the process group's id too), and the pipes its stdout and stderr go to."""
         assert self.spawner is not None
         dup2 = [(self.devnull, 0)]

@@ -3,8 +3,8 @@
 ``os.posix_spawn`` holds the GIL while the kernel creates the child and the child gets as
 far as its exec; on a busy machine that wait is most of a short job's cost, and nothing
 else of the run moves meanwhile. On Linux the C library's ``posix_spawn`` is called
-through ctypes instead, which lets the GIL go: the jobs are started from a few threads,
-and the event loop goes on while they are. Elsewhere, ``os.posix_spawn``.
+through ctypes instead, which lets the GIL go: the jobs are started from a thread of
+their own, and the event loop goes on while they are. Elsewhere, ``os.posix_spawn``.
 """
 
 from __future__ import annotations
