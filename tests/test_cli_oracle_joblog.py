@@ -211,7 +211,7 @@ def test_resume_and_retry_failed_as_parallel(
         [*command, "0", "1", "2"],
         ["--resume", *command, "0", "1", "2", "3", "0"],
         ["--resume-failed", *command, "0", "1", "2", "3", "0", "5"],
-        ["--retry-failed"],
+        ["--retry-failed", "-j1"],  # (one at a time: the output in the jobs' order)
     ]
     for tool in ("parallel", "ours"):
         log = tmp_path / f"log.{tool}"
