@@ -213,3 +213,28 @@ def test_output_files_go_to_their_job_only_and_are_closed(
     assert sorted(line for line in err.splitlines() if line.startswith("/")) == sorted(
         map(str, files)
     )
+
+
+def test_a_job_gets_what_subprocess_gave_it(capfd: pytest.CaptureFixture[str]) -> None:
+    """Started with posix_spawn: SIGPIPE at its default (Python ignores it, and `yes | head`
+    would complain of a broken pipe), no signal blocked, and none of the descriptors the
+    runner inherited (as subprocess's close_fds), only stdin from /dev/null."""
+    given = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(given, True)
+    script = (
+        'yes | head -n 1; grep -E "^(SigIgn|SigBlk)" /proc/self/status; '
+        "if [ -e /proc/self/fd/$0 ]; then echo fd open; else echo fd closed; fi; "
+        "readlink /proc/self/fd/0"
+    )
+    try:
+        rc, out, err = run(capfd, "--", "sh", "-c", script, ":::", str(given))
+    finally:
+        os.close(given)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "y"
+    masks = dict(line.split(":\t") for line in lines[1:3])
+    assert not int(masks["SigIgn"], 16) & (1 << (13 - 1)), masks  # SIGPIPE (13)
+    assert int(masks["SigBlk"], 16) == 0, masks
+    assert lines[3:] == ["fd closed", os.devnull]
+    assert "Broken pipe" not in err

@@ -56,9 +56,7 @@ from ._errors import (
 from ._inputs import OpenSources, open_sources
 from ._job import Job
 from ._options import Options, parse
-from ._orchestrator import Orchestrator
 from ._output import tagged
-from ._procs import pidfd_child_watcher
 from ._reap import become_subreaper
 from ._results import Tagger, prepare
 from ._sources import SourceSpec
@@ -70,8 +68,9 @@ __all__ = ["JobFailedError", "main"]
 async def _orchestrate(
     opts: Options, skip: frozenset[int], source: OpenSources, joblog: IO[str] | None
 ) -> int:
-    with pidfd_child_watcher():
-        return await Orchestrator(opts, skip).run(source, joblog)
+    from ._orchestrator import Orchestrator  # (the run's modules: not for --help)
+
+    return await Orchestrator(opts, skip).run(source, joblog)
 
 
 def _dry_run(opts: Options, skip: frozenset[int], sources: OpenSources) -> int:

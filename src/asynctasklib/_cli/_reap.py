@@ -132,36 +132,36 @@ class Leader(Protocol):
 class Reaper:
     """Reaps the processes orphaned to us, and finds and signals a job's strays.
 
-    Never a job's leader: asyncio's child watcher waits for those, and would lose their
-    exit status. A job that is starting is our child before its pid is known, so while one
-    is, reaping waits until none is.
+    Never a job's leader: its `Capture` waits for it, and would lose its exit status. A
+    job that is starting is our child before its pid is known, so while one is, reaping
+    waits until none is.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        # Job leaders that asyncio's child watcher reaps (we must not), and how many jobs
-        # are starting (forked, pid not known yet).
+        # Job leaders that their captures reap (we must not), and how many jobs are
+        # starting (spawned, pid not known yet).
         self.leaders: dict[int, Leader] = {}
         self.spawning = 0
         self._wanted = False  # a reap waits for the jobs starting
         self._timer: asyncio.TimerHandle | None = None  # where there is no SIGCHLD
         self._session = os.getsid(0)
 
-    def starting(self, spawn: asyncio.Task[Any], leader: Leader) -> None:
-        """A job is starting (``spawn``): reaping waits until its leader is known."""
+    def starting(self, spawn: asyncio.Future[tuple[int, Any]], leader: Leader) -> None:
+        """A job is starting (``spawn``, its pid): reaping waits until its leader is known."""
         self.spawning += 1
         spawn.add_done_callback(functools.partial(self._spawned, leader))
 
-    def _spawned(self, leader: Leader, spawn: asyncio.Task[Any]) -> None:
+    def _spawned(self, leader: Leader, spawn: asyncio.Future[tuple[int, Any]]) -> None:
         """A job's start ended: its leader is now known, for `reap` to leave it."""
         self.spawning -= 1
         if not spawn.cancelled() and spawn.exception() is None:
-            self.leaders[spawn.result()[0].get_pid()] = leader
+            self.leaders[spawn.result()[0]] = leader
         if self._wanted and not self.spawning:
             self.reap()
 
     def ended(self, pid: int, leader: Leader) -> None:
-        """A job's attempt is over: forget its leader if the watcher reaped it (if not,
+        """A job's attempt is over: forget its leader if its capture reaped it (if not,
         `reap` forgets it once it has)."""
         if leader.exited:
             self.leaders.pop(pid, None)
@@ -177,7 +177,7 @@ class Reaper:
             if leader is not None:
                 if not leader.exited:
                     continue
-                del leaders[pid]  # reaped by the watcher: this is a new process
+                del leaders[pid]  # reaped by its capture: this is a new process
             stat = _proc_stat(pid)
             if stat is not None and stat[3] != self._session:
                 found.append((pid, stat[0], stat[2], stat[3]))
