@@ -16,8 +16,10 @@ modules use; the whole package is private all the same, a client of the public A
 - `_errors`: exit statuses and errors; `_util`: two small helpers.
 - `_replace`: GNU parallel's replacement strings; `_shell`: where each stands in shell
   code; `_template`: the command filled per job.
-- `_options`: the command line; `_unsupported`: GNU parallel's options refused by name;
-  `_sources`: the input sources it gives.
+- `_options`: the command line, with `_argtypes` (its values' types), `_input_options`,
+  `_output_options`, `_joblog_options` and `_remote_options` (each group of options and its
+  checks); `_unsupported`: GNU parallel's options refused by name; `_sources`: the input
+  sources it gives.
 - `_records`: one source's records; `_inputs`: each job's arguments, from the sources.
 - `_output`: the jobs' output, stored and written; `_job`: one input's job.
 - `_reap`: process groups and orphans; `_termseq`: how a job's processes are killed

@@ -9,16 +9,17 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from .. import __version__
 from ..task import ExponentialBackoff
 from . import _termseq
+from ._argtypes import number, value
 from ._errors import PROG, UsageError, show
-from ._halt import HaltSpec, parse_halt
+from ._halt import HaltSpec
+from ._input_options import add_input_options, colsep_of, delimiter_of, max_args_of, short_null
+from ._joblog_options import add_halt_and_joblog, check_joblog_reuse, halt_of
 from ._output_options import GROUP, UNGROUP, add_output_options, check_output
-from ._output_options import value as _value
-from ._records import delimiter
 from ._remote_options import add_remote_options, check_remote
 from ._replace import RENAME_OPTIONS, Names, rename
 from ._sources import SourceSpec, split_sources
@@ -63,24 +64,6 @@ class Options:
     progress: bool | None
     names: Names  # the replacement strings' names (-I and the like)
     scheduler: str | None  # --executor dask: the Dask scheduler's address (None: run here)
-
-
-def _number(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[str], Any]:
-    bound = f"> {low:g}" if strict else f">= {low:g}"
-    noun = "an integer" if kind is int else "a number of seconds"
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-        if value < low or (strict and value == low):
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
-        return value
-
-    return parse
 
 
 def cpu_count() -> int:
@@ -130,7 +113,7 @@ def _timeout(text: str) -> tuple[float | None, float | None]:
     if _WITH_UNITS.fullmatch(text):
         pieces = re.findall(r"([0-9.]+)([dhms])", text.lower())
         text = str(sum(float(n) * _UNITS[unit] for n, unit in pieces))
-    return _number(float, 0, strict=True)(text), None
+    return number(float, 0, strict=True)(text), None
 
 _EPILOG = """\
 inputs, as GNU parallel takes them: each -a FILE, then each group after the command
@@ -172,72 +155,6 @@ processes get the --term-seq signals); three times: SIGKILL now.
 """
 
 
-def _add_halt_and_joblog(p: argparse.ArgumentParser) -> None:
-    """--halt, --halt-on-error, --joblog and the options that read a joblog back."""
-    p.add_argument(
-        "--halt", type=_value, metavar="WHEN,WHAT=N",
-        help="stop the run early, as GNU parallel: WHEN now (cancel the running jobs) or "
-        "soon (let them finish), WHAT fail, success or done, N jobs or N%% of them; "
-        "also never, 0, 1, 2, -1, -2 and N%%",
-    )  # fmt: skip
-    p.add_argument(
-        "--halt-on-error", action="store_true",
-        help="the first job that fails cancels the others and stops the run: "
-        "--halt now,fail=1",
-    )  # fmt: skip
-    p.add_argument(
-        "--joblog", type=_value, metavar="FILE",
-        help="write GNU parallel's joblog, one tab-separated row per job that ended "
-        "('-': standard output; +FILE: append to FILE)",
-    )  # fmt: skip
-    p.add_argument(
-        "--resume", action="store_true",
-        help="skip the jobs with a row in --joblog FILE; append the others' rows",
-    )  # fmt: skip
-    p.add_argument(
-        "--resume-failed", action="store_true",
-        help="skip the jobs that succeeded in --joblog FILE; run the failed ones again, "
-        "and those not in it",
-    )  # fmt: skip
-    p.add_argument(
-        "--retry-failed", action="store_true",
-        help="run again the command lines of the failed jobs in --joblog FILE (the "
-        "command and inputs given are ignored)",
-    )  # fmt: skip
-
-
-def _input_options(p: argparse.ArgumentParser) -> None:
-    """The options of the inputs: their sources, delimiters, columns, and per job."""
-    p.add_argument(
-        "-a", "--arg-file", type=_value, action="append", default=[], metavar="FILE",
-        help="read inputs from FILE, one per line ('-': stdin); repeatable, as :::: FILE",
-    )  # fmt: skip
-    # -0 is "--null" (`_short_null`): as an option of argparse's own, it would make every
-    # negative number a flag (--grace -1, -j -2).
-    p.add_argument(
-        "--null", action="store_true", help="(or -0) inputs end with a NUL, not a newline"
-    )  # fmt: skip
-    p.add_argument(
-        "-d", "--delimiter", type=_value, metavar="DELIM",
-        help=r"inputs end with DELIM, not a newline (\t \n \r \0 \NNN: octal)",
-    )  # fmt: skip
-    p.add_argument(
-        "-C", "--colsep", type=_value, metavar="REGEX",
-        help="cut each input into arguments at REGEX (each trimmed of white space)",
-    )  # fmt: skip
-    count = _number(int, 0, strict=False)
-    p.add_argument(
-        "-n", "--max-args", type=count, metavar="N",
-        help="N inputs per job (the last takes what is left; 0: none)",
-    )  # fmt: skip
-    p.add_argument(
-        "-N", "--max-replace-args", type=count, metavar="N",
-        help="N inputs per job, as -n; a word with {} is repeated for each of them",
-    )  # fmt: skip
-    p.add_argument("-X", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("-m", action="store_true", help=argparse.SUPPRESS)
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -248,20 +165,20 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    seconds = _number(float, 0, strict=False)
+    seconds = number(float, 0, strict=False)
     p.add_argument(
         "-j", "--jobs", type=_jobs, metavar="N",
         help="jobs to run at once; 0: as many as the open files allow; +N, -N: the CPU "
         "count plus or minus N; N%%: N%% of the CPU count (default: the CPU count)",
     )  # fmt: skip
-    _input_options(p)
+    add_input_options(p)
     p.add_argument(
-        "--retries", type=_number(int, 0, strict=False), metavar="N",
+        "--retries", type=number(int, 0, strict=False), metavar="N",
         help="run a failed or timed-out job at most N times in all, as GNU parallel counts "
         "(0: until it succeeds; default: once)",
     )  # fmt: skip
     p.add_argument(
-        "--backoff", type=_value, default="exp", metavar="POLICY[:BASE]",
+        "--backoff", type=value, default="exp", metavar="POLICY[:BASE]",
         help="wait before each retry (default: exp:0.1); see below",
     )  # fmt: skip
     p.add_argument("--backoff-base", type=seconds, metavar="SECONDS", help="the BASE of --backoff")
@@ -275,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         help="wait this long between job starts",
     )  # fmt: skip
     p.add_argument(
-        "--term-seq", "--termseq", type=_value, metavar="SEQ",
+        "--term-seq", "--termseq", type=value, metavar="SEQ",
         help="how to kill a job (timeout, cancel, --halt now): SIGNAL,MS,SIGNAL,MS... each "
         "signal sent to its process group, then a wait of at most MS milliseconds for it "
         f"to end, as GNU parallel (default: {_termseq.DEFAULT})",
@@ -290,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print the jobs' output in input order (default: as they finish; --json "
         "events always come as they happen)",
     )  # fmt: skip
-    _add_halt_and_joblog(p)
+    add_halt_and_joblog(p)
     add_output_options(p)
     p.add_argument(
         "--json", action="store_true",
@@ -316,7 +233,7 @@ def _parser() -> argparse.ArgumentParser:
 def _parallel_names(p: argparse.ArgumentParser) -> None:
     """GNU parallel's other names of options that are here, and those that change nothing."""
     p.add_argument("-P", "--max-procs", dest="jobs", type=_jobs, help=argparse.SUPPRESS)
-    p.add_argument("--jl", dest="joblog", type=_value, help=argparse.SUPPRESS)
+    p.add_argument("--jl", dest="joblog", type=value, help=argparse.SUPPRESS)
     p.add_argument(
         "--bar", "--eta", dest="progress", action="store_const", const=True,
         help="GNU parallel's names of --progress: the live view has a bar and the ETA",
@@ -338,7 +255,7 @@ def _rename_options(p: argparse.ArgumentParser) -> None:
     for flags, old in RENAME_OPTIONS:
         more = " ({N} follows a name in braces: -I {x} gives {1x})" if old == "{}" else ""
         group.add_argument(
-            *flags, type=_value, metavar="STR", dest=_dest(flags),
+            *flags, type=value, metavar="STR", dest=_dest(flags),
             help=f"use STR instead of {old}{more}".replace("%", "%%"),
         )  # fmt: skip
 
@@ -375,45 +292,6 @@ def _parse_backoff(spec: str, base: float | None) -> float | Callable[[int], flo
     return number if base is None else base
 
 
-def _delimiter(ns: argparse.Namespace) -> bytes:
-    if ns.delimiter is not None and ns.null:
-        raise UsageError("-0/--null and -d/--delimiter both set the delimiter: give one")
-    if ns.null:
-        return b"\0"
-    if ns.delimiter is None:
-        return b"\n"
-    try:
-        return delimiter(ns.delimiter)
-    except ValueError as exc:
-        raise UsageError(f"-d/--delimiter: {exc}") from None
-
-
-def _colsep(text: str | None) -> re.Pattern[str] | None:
-    if text is None:
-        return None
-    if not text:
-        raise UsageError("-C/--colsep: the separator is empty")
-    try:
-        return re.compile(text)
-    except re.error as exc:
-        raise UsageError(f"-C/--colsep: not a regular expression: {show(text)} ({exc})") from None
-
-
-def _max_args(ns: argparse.Namespace) -> int | None:
-    for flag in ("X", "m"):
-        if getattr(ns, flag):
-            raise UsageError(
-                f"GNU parallel's -{flag} (as many inputs as fit on one command line) is not "
-                "supported: give -n N"
-            )
-    if ns.max_args is not None and ns.max_replace_args is not None:
-        raise UsageError(
-            "-n/--max-args and -N/--max-replace-args both set the inputs per job: give one"
-        )
-    count: int | None = ns.max_args if ns.max_args is not None else ns.max_replace_args
-    return count
-
-
 def _term_seq(ns: argparse.Namespace) -> KillSequence:
     if ns.grace is None:
         return _termseq.parse(ns.term_seq or "")
@@ -430,29 +308,6 @@ def _retries(attempts: int | None) -> int:
     return FOREVER if attempts == 0 else attempts - 1
 
 
-def _halt(ns: argparse.Namespace) -> HaltSpec | None:
-    if ns.halt_on_error:
-        if ns.halt is not None:
-            raise UsageError("give --halt or --halt-on-error, not both")
-        return HaltSpec("now", "fail", 1, None)
-    return None if ns.halt is None else parse_halt(ns.halt)
-
-
-def _check_joblog_reuse(ns: argparse.Namespace) -> None:
-    """--resume, --resume-failed and --retry-failed read the --joblog FILE: one at most."""
-    given = [
-        f"--{n}"
-        for n in ("resume", "resume-failed", "retry-failed")
-        if getattr(ns, n.replace("-", "_"))
-    ]
-    if not given:
-        return
-    if len(given) > 1:
-        raise UsageError(f"give only one of {', '.join(given)}")
-    if ns.joblog is None or ns.joblog == "-":
-        raise UsageError(f"{given[0]} needs --joblog FILE (the joblog of the earlier run)")
-
-
 def _check_command(
     words: list[str], shell: bool, names: Names, each: bool, here: bool
 ) -> None:
@@ -467,37 +322,18 @@ def _check_command(
         raise UsageError(f"command not found: {show(words[0])}{hint}")
 
 
-def _short_null(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
-    """``argv`` with each option ``-0`` as ``--null`` (not an option's value: ``-j -0``)."""
-    takes_value = {
-        flag
-        for action in parser._actions  # (argparse has no public list of its options)
-        if action.nargs is None
-        for flag in action.option_strings
-    }
-    out: list[str] = []
-    for i, word in enumerate(argv):
-        if out and out[-1] in takes_value:
-            out.append(word)
-        elif word == "--" or word == "-" or not word.startswith("-"):
-            return out + argv[i:]  # the command
-        else:
-            out.append("--null" if word == "-0" else word)
-    return out
-
-
 def parse(argv: list[str]) -> Options:
     """The options in ``argv``: `UsageError` (or argparse's SystemExit) if they are bad."""
     parser = _parser()
-    ns = parser.parse_args(_short_null(argv, parser))
+    ns = parser.parse_args(short_null(argv, parser))
     words = list(ns.command)
     if words and words[0] == "--":
         del words[0]
-    halt = _halt(ns)
+    halt = halt_of(ns)
     joblog_append = ns.joblog is not None and ns.joblog.startswith("+")
     if joblog_append:
         ns.joblog = ns.joblog[1:]
-    _check_joblog_reuse(ns)
+    check_joblog_reuse(ns)
     if ns.quote and ns.shell:
         raise UsageError("-q/--quote runs the command without a shell: give it or --shell")
     names = rename([getattr(ns, _dest(flags)) for flags, _ in RENAME_OPTIONS])
@@ -514,9 +350,9 @@ def parse(argv: list[str]) -> Options:
     return Options(
         command=words,
         sources=sources,
-        delimiter=_delimiter(ns),
-        colsep=_colsep(ns.colsep),
-        max_args=_max_args(ns),
+        delimiter=delimiter_of(ns),
+        colsep=colsep_of(ns.colsep),
+        max_args=max_args_of(ns),
         context_replace=ns.max_replace_args is not None,
         jobs=ns.jobs if ns.jobs is not None else cpu_count(),
         retries=_retries(ns.retries),

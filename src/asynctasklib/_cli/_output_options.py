@@ -8,19 +8,13 @@ import argparse
 import re
 from typing import Final
 
+from ._argtypes import value
 from ._errors import UsageError
-from ._template import PARALLEL_SEPARATORS, Template
+from ._template import Template
 
 GROUP: Final = "group"  # the output modes: each job's output whole (the default),
 LINE: Final = "line"  # line by line (--line-buffer),
 UNGROUP: Final = "ungroup"  # straight through (-u)
-
-
-def value(text: str) -> str:
-    """An option's text value: not the ::: that starts the inputs (the value is missing)."""
-    if text == ":::" or text in PARALLEL_SEPARATORS:
-        raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
-    return text
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:

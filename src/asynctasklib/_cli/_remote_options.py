@@ -6,8 +6,9 @@ import argparse
 import importlib.util
 from typing import Final
 
+from ._argtypes import value
 from ._errors import UsageError
-from ._output_options import LINE, UNGROUP, value
+from ._output_options import LINE, UNGROUP
 
 LOCAL: Final = "local"
 DASK: Final = "dask"

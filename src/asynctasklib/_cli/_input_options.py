@@ -1,0 +1,102 @@
+"""The options of the inputs: their sources (``-a``), delimiters (``-0``, ``-d``), columns
+(``--colsep``) and how many go to each job (``-n``, ``-N``); checked into what `Options`
+holds."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from ._argtypes import number, value
+from ._errors import UsageError, show
+from ._records import delimiter
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """The options of the inputs: their sources, delimiters, columns, and per job."""
+    p.add_argument(
+        "-a", "--arg-file", type=value, action="append", default=[], metavar="FILE",
+        help="read inputs from FILE, one per line ('-': stdin); repeatable, as :::: FILE",
+    )  # fmt: skip
+    # -0 is "--null" (`short_null`): as an option of argparse's own, it would make every
+    # negative number a flag (--grace -1, -j -2).
+    p.add_argument(
+        "--null", action="store_true", help="(or -0) inputs end with a NUL, not a newline"
+    )  # fmt: skip
+    p.add_argument(
+        "-d", "--delimiter", type=value, metavar="DELIM",
+        help=r"inputs end with DELIM, not a newline (\t \n \r \0 \NNN: octal)",
+    )  # fmt: skip
+    p.add_argument(
+        "-C", "--colsep", type=value, metavar="REGEX",
+        help="cut each input into arguments at REGEX (each trimmed of white space)",
+    )  # fmt: skip
+    count = number(int, 0, strict=False)
+    p.add_argument(
+        "-n", "--max-args", type=count, metavar="N",
+        help="N inputs per job (the last takes what is left; 0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "-N", "--max-replace-args", type=count, metavar="N",
+        help="N inputs per job, as -n; a word with {} is repeated for each of them",
+    )  # fmt: skip
+    p.add_argument("-X", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-m", action="store_true", help=argparse.SUPPRESS)
+
+
+def delimiter_of(ns: argparse.Namespace) -> bytes:
+    if ns.delimiter is not None and ns.null:
+        raise UsageError("-0/--null and -d/--delimiter both set the delimiter: give one")
+    if ns.null:
+        return b"\0"
+    if ns.delimiter is None:
+        return b"\n"
+    try:
+        return delimiter(ns.delimiter)
+    except ValueError as exc:
+        raise UsageError(f"-d/--delimiter: {exc}") from None
+
+
+def colsep_of(text: str | None) -> re.Pattern[str] | None:
+    if text is None:
+        return None
+    if not text:
+        raise UsageError("-C/--colsep: the separator is empty")
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UsageError(f"-C/--colsep: not a regular expression: {show(text)} ({exc})") from None
+
+
+def max_args_of(ns: argparse.Namespace) -> int | None:
+    for flag in ("X", "m"):
+        if getattr(ns, flag):
+            raise UsageError(
+                f"GNU parallel's -{flag} (as many inputs as fit on one command line) is not "
+                "supported: give -n N"
+            )
+    if ns.max_args is not None and ns.max_replace_args is not None:
+        raise UsageError(
+            "-n/--max-args and -N/--max-replace-args both set the inputs per job: give one"
+        )
+    count: int | None = ns.max_args if ns.max_args is not None else ns.max_replace_args
+    return count
+
+
+def short_null(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``argv`` with each option ``-0`` as ``--null`` (not an option's value: ``-j -0``)."""
+    takes_value = {
+        flag
+        for action in parser._actions  # (argparse has no public list of its options)
+        if action.nargs is None
+        for flag in action.option_strings
+    }
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        if out and out[-1] in takes_value:
+            out.append(word)
+        elif word == "--" or word == "-" or not word.startswith("-"):
+            return out + argv[i:]  # the command
+        else:
+            out.append("--null" if word == "-0" else word)
+    return out
