@@ -161,9 +161,9 @@ def test_retry_failed_runs_the_logged_command_lines(
     """A command line with a newline (a NUL in the joblog, as GNU parallel writes it) is
     run again whole; --dry-run shows the jobs that would run, skipping the others."""
     log = tmp_path / "log"
-    rc, _, _ = run(
-        capfd, "--joblog", str(log), "--shell", "--", "echo {}; test {} = ok", ":::", "ok",
-        "two\nlines",
+    rc, _, _ = run(  # (-j1: the rows in the jobs' order)
+        capfd, "-j1", "--joblog", str(log), "--shell", "--", "echo {}; test {} = ok", ":::",
+        "ok", "two\nlines",
     )  # fmt: skip
     assert rc == 1
     assert "\0" in log.read_text()
