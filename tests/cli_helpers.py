@@ -9,21 +9,23 @@ sleeps that merely hope something happened.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pytest
 
 from asynctasklib._cli import _orchestrator, main
 from asynctasklib._cli._joblog import HEADER as JOBLOG_HEADER
 
-if TYPE_CHECKING:
-    import pytest
-
 PY = sys.executable
+# GNU parallel, the oracle of the tests that compare with it (.ci/run installs it).
+PARALLEL = shutil.which("parallel")
+needs_parallel = pytest.mark.skipif(PARALLEL is None, reason="needs GNU parallel")
 TIMEOUT = 20.0  # upper bound of any wait below: reaching it means the test failed
 
 

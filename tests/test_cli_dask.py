@@ -14,7 +14,6 @@ import contextlib
 import importlib.util
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import threading
@@ -34,13 +33,21 @@ import dask
 import distributed
 
 from asynctasklib._cli import _remote_worker
-from cli_helpers import Interrupter, joblog_rows, pid_gone, run, summary, wait_for
+from cli_helpers import (
+    PARALLEL,
+    Interrupter,
+    joblog_rows,
+    needs_parallel,
+    pid_gone,
+    run,
+    summary,
+    wait_for,
+)
 from conftest import third_party_loops
 
 pytestmark = pytest.mark.timeout(120)
 
 WAIT = 15.0
-PARALLEL = shutil.which("parallel")
 WAITER = 'echo $$ > "$1"; exec sleep 60'  # writes its pid, then stays (until killed)
 # sh -c JOBS sh PIDFILE MODE: wait (WAITER), stubborn (the same, SIGTERM ignored), or fail
 # (exit 4 once the pid of another is written)
@@ -123,7 +130,7 @@ def test_output_exit_status_and_joblog_as_a_local_run(
     assert ["run_command" in key for key in ran] == [True] * 4, ran
 
 
-@pytest.mark.skipif(PARALLEL is None, reason="GNU parallel is not installed")
+@needs_parallel
 @pytest.mark.timeout(300)
 def test_as_gnu_parallel(address: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """Output, exit status and joblog rows as GNU parallel's run here: an exit code, a

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from asynctasklib import ExponentialBackoff
 from asynctasklib._cli import _options, main
-from cli_helpers import TIMEOUT, cli, run
+from cli_helpers import PARALLEL, TIMEOUT, cli, needs_parallel, run
 
 
 def test_timeout_as_gnu_parallel_reads_it() -> None:
@@ -154,10 +153,9 @@ def test_cpu_count_is_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None
     assert _options.parse(["true"]).jobs == 3
 
 
-PARALLEL = shutil.which("parallel")
 
 
-@pytest.mark.skipif(PARALLEL is None, reason="GNU parallel is not installed")
+@needs_parallel
 @pytest.mark.parametrize(
     "form", ["3", "+0", "+2", "-0", "-1", "100%", "50%", "150%", "1%", "33.3%"]
 )
@@ -184,7 +182,7 @@ def _attempts(argv: list[str], tmp_path: Path) -> tuple[int, int]:
     return done.returncode, len(count.read_text().splitlines())
 
 
-@pytest.mark.skipif(PARALLEL is None, reason="GNU parallel is not installed")
+@needs_parallel
 @pytest.mark.parametrize("n", ["1", "2", "3"])
 def test_retries_count_attempts_as_the_real_gnu_parallel(n: str, tmp_path: Path) -> None:
     assert PARALLEL is not None

@@ -7,7 +7,6 @@ with ``-k -j1``: the standard output must be the same, and the exit status.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from asynctasklib._cli import main
+from cli_helpers import needs_parallel
 
-pytestmark = pytest.mark.skipif(shutil.which("parallel") is None, reason="needs GNU parallel")
+pytestmark = needs_parallel
 
 FILES = {"A": b"f1\nf2\n", "B": b"g1\ng2\ng3\n", "E": b"", "C": b"c1,c2\n c3 ,\n"}
 PRINT = ["printf", "%s:"]  # (parallel joins the command words unquoted: no shell syntax)

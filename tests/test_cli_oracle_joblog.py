@@ -8,7 +8,6 @@ GNU parallel is slow to start: each test batches its cases.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,14 +15,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctasklib._cli._joblog import HEADER as JOBLOG_HEADER
-from cli_helpers import run
+from cli_helpers import PARALLEL, needs_parallel, run
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-PARALLEL = shutil.which("parallel")
 pytestmark = [
-    pytest.mark.skipif(PARALLEL is None, reason="GNU parallel is not installed"),
+    needs_parallel,
     pytest.mark.timeout(300),
 ]
 _TIMES = re.compile(r"^(\d+\t:\t)\d+\.\d{3}\t {0,5}\d+\.\d{3}\t", re.MULTILINE)

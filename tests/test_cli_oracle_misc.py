@@ -7,17 +7,14 @@ under both with ``-k -j1``: the output must be the same, and the exit status.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from asynctasklib._cli import main
-from cli_helpers import joblog_rows
+from cli_helpers import joblog_rows, needs_parallel
 from test_cli_termseq import HALT, JOB
-
-needs_parallel = pytest.mark.skipif(shutil.which("parallel") is None, reason="needs GNU parallel")
 
 ARGS_SH = "#!/bin/sh\nfor a in \"$@\"; do printf '<%s>' \"$a\"; done; echo\n"
 ARGS = "./args.sh"  # (GNU parallel joins the command's words unquoted: no shell syntax here)

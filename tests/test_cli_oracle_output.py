@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,12 +16,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asynctasklib._cli import main
+from cli_helpers import needs_parallel
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("parallel") is None, reason="needs GNU parallel"),
+    needs_parallel,
     pytest.mark.timeout(300),  # GNU parallel is slow to start on a loaded machine
 ]
 

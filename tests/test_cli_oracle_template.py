@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,10 +15,8 @@ import pytest
 
 import asynctasklib
 from asynctasklib._cli import _errors, _replace, _template, main
-from cli_helpers import TIMEOUT, cli, joblog_rows, wait_for
+from cli_helpers import TIMEOUT, cli, joblog_rows, needs_parallel, wait_for
 from test_cli_template import HOSTILE, NOT_REPLACEMENT_STRINGS, REFUSED
-
-needs_parallel = pytest.mark.skipif(shutil.which("parallel") is None, reason="needs GNU parallel")
 
 # For a run in another directory: the asynctasklib under test, wherever it is imported from.
 SRC = str(Path(asynctasklib.__file__).resolve().parents[1])
