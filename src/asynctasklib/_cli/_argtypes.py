@@ -8,12 +8,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ._template import PARALLEL_SEPARATORS
+from ._sources import SEPARATORS
 
 
 def value(text: str) -> str:
     """An option's text value: not the ::: that starts the inputs (the value is missing)."""
-    if text == ":::" or text in PARALLEL_SEPARATORS:
+    if text in SEPARATORS:
         raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
     return text
 

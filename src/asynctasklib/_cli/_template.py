@@ -24,8 +24,6 @@ from ._replace import (
 )
 from ._shell import DOUBLE, PLAIN, RAW, SINGLE, shell_fields
 
-PARALLEL_SEPARATORS: Final = frozenset({"::::", ":::+", "::::+"})
-
 # Programs whose -c argument is POSIX shell code: the input is quoted for the shell there.
 _POSIX_SHELLS: Final = frozenset(
     {"sh", "bash", "rbash", "dash", "ash", "zsh", "ksh", "ksh93", "mksh", "lksh", "pdksh",
