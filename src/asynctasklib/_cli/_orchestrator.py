@@ -37,7 +37,7 @@ from ._remote import RemoteCommands
 from ._report import Reporter
 from ._results import JobOutput
 
-_REAP_EVERY: Final = 0.5  # seconds between reaps of orphans where SIGCHLD is the loop's own
+_REAP_EVERY: Final = 0.5  # seconds between reaps of the orphans that have exited
 
 
 class Orchestrator:
@@ -144,11 +144,10 @@ class Orchestrator:
             except (RuntimeError, ValueError):  # pragma: no cover - not the main thread
                 continue
             handled.append(sig)
-        try:
-            loop.add_signal_handler(signal.SIGCHLD, self.reaper.reap)
-            handled.append(signal.SIGCHLD)
-        except (RuntimeError, ValueError):  # uvloop keeps SIGCHLD; or not the main thread
-            self.reaper.reap_every(_REAP_EVERY)
+        # Orphans are reaped every so often, not on SIGCHLD: uvloop keeps SIGCHLD, and
+        # asyncio's removal of a SIGCHLD handler races with a child's end (CPython then
+        # reports "Signal 17 ignored due to race condition").
+        self.reaper.reap_every(_REAP_EVERY)
         return handled
 
     def _on_sigint(self) -> None:

@@ -144,7 +144,7 @@ class Reaper:
         self.leaders: dict[int, Leader] = {}
         self.spawning = 0
         self._wanted = False  # a reap waits for the jobs starting
-        self._timer: asyncio.TimerHandle | None = None  # where there is no SIGCHLD
+        self._timer: asyncio.TimerHandle | None = None  # the next reap_every
         self._session = os.getsid(0)
 
     def starting(self, spawn: asyncio.Future[tuple[int, Any]], leader: Leader) -> None:
@@ -184,8 +184,8 @@ class Reaper:
         return found
 
     def reap(self) -> None:
-        """Reap the processes orphaned to us (as a child subreaper) that have exited: on
-        SIGCHLD, and at the end of the run."""
+        """Reap the processes orphaned to us (as a child subreaper) that have exited:
+        every so often, and at the end of the run."""
         if not _subreaper:
             return
         if self.spawning:
@@ -198,8 +198,7 @@ class Reaper:
                     os.waitpid(pid, os.WNOHANG)
 
     def reap_every(self, interval: float) -> None:
-        """`reap` now and every ``interval`` seconds, for a loop that cannot call it on
-        SIGCHLD."""
+        """`reap` now and every ``interval`` seconds."""
         self.reap()
         if _subreaper:
             self._timer = self.loop.call_later(interval, self.reap_every, interval)
