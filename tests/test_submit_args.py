@@ -191,6 +191,24 @@ async def test_a_definition_submitted_with_an_id_runs_under_that_id() -> None:
     assert {entry[0] for entry in log} == {"item-0", "item-1", "shared"}
 
 
+async def test_a_subclass_of_definition_is_a_definition() -> None:
+    """(submit tells a Definition by its class first, then by isinstance)"""
+
+    class Named(Definition[str]):
+        pass
+
+    async def task_fn(run: Run) -> str:
+        return run.id
+
+    definition = Named(id="sub", task_fn=task_fn)
+    async with WorkerPool(1) as pool:
+        task = await pool.submit(definition)
+        with pytest.raises(TypeError, match="takes no arguments"):
+            await pool.submit(definition, 1)  # type: ignore[call-overload]
+    assert await task == "sub"
+    assert task.definition is definition
+
+
 async def test_an_option_equal_but_of_another_type_is_checked_afresh() -> None:
     async with WorkerPool(1) as pool:
         await pool.submit(add, 1, max_retries=1)

@@ -224,7 +224,7 @@ class WorkerPool:
         arg: Any
         if options or self._remote:
             definition, arg = self._what_to_run(definition, args, options)
-        elif not args and isinstance(definition, Definition):  # its task_fn(run)
+        elif definition.__class__ is Definition and not args:  # its task_fn(run)
             arg = _RUN
         else:  # fn(*args): the definition made at its first call (_what_to_run, inline)
             try:

@@ -528,21 +528,26 @@ class Task(Generic[T]):
         callbacks = self._callbacks  # this run's, even if a hook starts a new run (see _begin)
         if callbacks is not None:
             end = (state, outcome, None if state is _DONE else self._error_tb)
-        hooks = self._hooks
         try:
-            if state is _DONE:
-                if hooks.on_done is not None:
-                    call_hook(hooks.on_done, self.id, _now(_UTC), context=context)
-            elif state is _FAILED:
-                if hooks.on_failed is not None:
-                    call_hook(hooks.on_failed, self.id, _now(_UTC), outcome, context=context)
-            elif hooks.on_canceled is not None:
-                call_hook(hooks.on_canceled, self.id, _now(_UTC), context=context)
+            if self._hooks is not NO_HOOKS:  # (none: no call)
+                self._end_hook(state, outcome, context)
         finally:  # (a hook's BaseException goes on up, after the waiters are woken)
             if callbacks is not None:
                 if self._callbacks is callbacks:
                     self._callbacks = None
                 self._run_callbacks(callbacks, end)
+
+    def _end_hook(self, state: State, outcome: Any, context: contextvars.Context | None) -> None:
+        """Call the hook of the run's end, if the task has one."""
+        hooks = self._hooks
+        if state is _DONE:
+            if hooks.on_done is not None:
+                call_hook(hooks.on_done, self.id, _now(_UTC), context=context)
+        elif state is _FAILED:
+            if hooks.on_failed is not None:
+                call_hook(hooks.on_failed, self.id, _now(_UTC), outcome, context=context)
+        elif hooks.on_canceled is not None:
+            call_hook(hooks.on_canceled, self.id, _now(_UTC), context=context)
 
     def _run_callbacks(self, callbacks: list[Any], end: _End) -> None:
         """Wake the waiters with the run's ``end`` and call the done callbacks; a
