@@ -15,7 +15,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 __all__ = [
-    "EAGER_TASK_FACTORY",
     "FINISHED",
     "add_thread",
     "dask_outcome",
@@ -23,24 +22,11 @@ __all__ = [
     "log_destroy_pending",
     "register_atexit",
     "running_loop",
-    "swap_current_task",
 ]
 
 # The running event loop, or None. asyncio.get_running_loop() raises instead, and a
 # try/except costs more than this C function on the paths that ask once per task.
 running_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio._get_running_loop
-
-# asyncio.eager_task_factory (3.12+), or None: a pool bound to a loop that has it runs a task's
-# first step in its submitter, as the factory runs a new task's (see Crew.standby).
-EAGER_TASK_FACTORY: object | None = getattr(asyncio, "eager_task_factory", None)
-
-# Make ``task`` the loop's current task and return the one that was (3.12+; the eager task
-# factory's own step does this): a task's first step run in its submitter runs as the worker
-# that takes it over if it suspends, as an eager task's first step runs as that task, so
-# asyncio.timeout() or a TaskGroup entered there binds to the right asyncio task.
-swap_current_task: Callable[
-    [asyncio.AbstractEventLoop, asyncio.Task[Any] | None], asyncio.Task[Any] | None
-] = getattr(asyncio.tasks, "_swap_current_task", lambda loop, task: None)
 
 # An exit hook that runs before concurrent.futures joins its worker threads (atexit's run
 # after every thread has been joined, too late to tell a thread's function to stop).

@@ -13,7 +13,7 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["resume", "resume_in", "run_in", "same_context"]
+__all__ = ["resume_in", "run_in", "same_context"]
 
 T = TypeVar("T")
 
@@ -29,29 +29,6 @@ def same_context(context: contextvars.Context, home: contextvars.Context, size: 
     if len(context) != size:
         return False
     return not size or all(context.get(var, _ABSENT) is value for var, value in home.items())
-
-
-@types.coroutine
-def resume(coro: Coroutine[Any, Any, T], step: Any) -> Generator[Any, Any, T]:
-    """Drive ``coro``, which has just yielded ``step`` (its first step ran elsewhere: see
-    `_Runner.first_step`), to its end in the driving asyncio task's context. Once that task
-    sends the first value (asyncio sends None), ``coro`` is driven by ``yield from``, with no
-    step of this generator's own."""
-    while True:
-        try:
-            sent = yield step
-        except BaseException as exc:  # thrown in by the driving asyncio task
-            try:
-                step = coro.throw(exc)
-            except StopIteration as returned:
-                return returned.value  # type: ignore[no-any-return]
-        else:
-            if sent is None:
-                return (yield from coro)  # type: ignore[misc]
-            try:
-                step = coro.send(sent)
-            except StopIteration as returned:
-                return returned.value  # type: ignore[no-any-return]
 
 
 @types.coroutine

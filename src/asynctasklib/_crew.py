@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
-from ._compat import EAGER_TASK_FACTORY, log_destroy_pending
+from ._compat import log_destroy_pending
 from ._compat import running_loop as _get_running_loop
 from ._executor import ExecutorBridge
 from ._runner import _Runner
@@ -59,16 +59,13 @@ class Crew:
         "binding",
         "bridge",
         "counts",
-        "eager",
         "idle",
         "inline",
-        "inline_first",
         "loop",
         "on_broken",
         "ready",
         "size",
         "slots",
-        "standby",
         "stopped",
         "waking",
         "workers",
@@ -99,13 +96,6 @@ class Crew:
         self.waking = 0  # workers spawned or woken that have not run yet
         self.inline = True  # new workers may run tasks in their own context (see retire)
         self.stopped = False  # the pool is stopped: the workers end once the queue is empty
-        # Under an eager task factory (see move_to), a parked worker that submit() may ask to
-        # run a task's first step inline, as the factory runs a new task's, and that then
-        # takes the task over if it suspends (`_Worker.stand_in`). One at a time, and not in
-        # ``idle``: wake_one takes it for the queue only when no other worker can come.
-        self.eager = False
-        self.inline_first = True  # the pool allows it (it is False with a rate limit)
-        self.standby: _Worker | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         # Held while the crew binds to a loop, and by a call from another thread that runs
         # where it is because the crew is on no running loop: the two never overlap.
@@ -130,14 +120,6 @@ class Crew:
             self.workers.clear()
             self.idle.clear()
             self.waking = 0
-            self.standby = None
-            # Decided once, here: whether the loop has the eager task factory (a factory
-            # set later on the same loop changes nothing), and the pool allows it.
-            self.eager = (
-                self.inline_first
-                and EAGER_TASK_FACTORY is not None
-                and loop.get_task_factory() is EAGER_TASK_FACTORY
-            )
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the crew's loop (see call_on_loop), from any thread. While the crew is
@@ -194,22 +176,11 @@ class Crew:
             worker.atask = atask
             self.workers[atask] = worker
             atask.add_done_callback(self._exited)
-            return
-        standby = self.standby
-        if standby is not None:  # the last one free: it takes the queue's task
-            self.standby = None
-            assert standby.parked is not None
-            if not standby.parked.done():  # (else canceled from outside: it is ending)
-                self.waking += 1
-                standby.parked.set_result(None)
 
     def stop(self) -> None:
         """The workers end once the queue is empty: wake the parked ones to see it."""
         self.stopped = True
         idle, self.idle = self.idle, []
-        if self.standby is not None:
-            idle.append(self.standby)
-            self.standby = None
         for worker in idle:
             assert worker.parked is not None
             if worker.parked.done():  # canceled with its worker (the loop is going away)
@@ -233,8 +204,6 @@ class Crew:
             return  # retired: it took itself out
         if worker in self.idle:
             self.idle.remove(worker)
-        if self.standby is worker:
-            self.standby = None
         error = None if atask.cancelled() else atask.exception()  # (retrieved: not logged)
         if error is not None and not isinstance(error, KeyboardInterrupt | SystemExit):
             self.broken(worker.task, error)
@@ -263,9 +232,7 @@ class _Worker(_Runner):
         super().__init__(loop, crew.ready, crew.counts)
         self.crew = crew
         self.remote = crew.bridge.remote
-        # Parked: set to None when woken for the queue (counted in crew.waking), to True
-        # when handed a task (see stand_in)
-        self.parked: asyncio.Future[bool | None] | None = None
+        self.parked: asyncio.Future[None] | None = None
         self.inline = crew.inline
 
     def begin(self) -> None:
@@ -305,8 +272,6 @@ class _Worker(_Runner):
         crew = self.crew
         if crew.stopped:
             return False
-        if crew.eager and crew.standby is None:
-            return await self.stand_by()
         if crew.slots.available:
             # Free slots: a submitter woken by a task's end may be about to fill them. Let it
             # run, then look again; cheaper than parking and being woken.
@@ -329,84 +294,6 @@ class _Worker(_Runner):
         self.parked = None
         self.woken()
         return True
-
-    # -- the standby: a task's first step run in its submitter -----------------------------
-
-    async def stand_by(self) -> bool:
-        """Park as the crew's standby (see `Crew.standby`); True to go on: with the task
-        handed over, if one was, else with the queue."""
-        crew = self.crew
-        self.disarm()
-        atask = self.atask
-        assert atask is not None
-        self.parked = parked = self.loop.create_future()
-        crew.standby = self
-        log_destroy_pending(atask, False)  # (as parked in idle())
-        try:
-            handed_only = await parked
-        except asyncio.CancelledError:
-            handed_only = True  # (not counted in waking either)
-            if self.handed is None:
-                if atask.cancelling():
-                    raise  # canceled from outside
-                # A first step canceled asyncio.current_task(), which was this worker, then
-                # ended: the request was taken back (see forget), not its delivery.
-            else:
-                # The task handed over, or this worker, was canceled before it ran again:
-                # deliver it anew, to the task's coroutine (the task's own awaited future is
-                # canceled, as for any running task).
-                atask.uncancel()
-                atask.cancel()
-        log_destroy_pending(atask, True)
-        self.parked = None
-        if crew.standby is self:
-            crew.standby = None
-        if not handed_only:
-            self.woken()  # by wake_one or stop, which counted it
-        if self.handed is None:
-            return True
-        task = self.task
-        assert task is not None
-        task._queue = ready = self.ready
-        ready.appendleft(task)  # taken by work() at once, before any other worker runs
-        return True
-
-    def stand_in(self, task: Task[Any]) -> None:
-        """Run ``task``'s first step as this worker, the crew's standby (`first_step`), in
-        ``WorkerPool.submit``; if it suspends or a retry is due, take it over. A
-        BaseException that is not an Exception, from the function or a hook, ends the task
-        and then goes the way of one that ends a worker (see `Crew._exited`): the pool stops
-        and cancels its other tasks; KeyboardInterrupt and SystemExit go on up (through the
-        submitter, out of the event loop), any other is raised from the pool's next
-        ``submit()``, ``wait()`` or ``shutdown()``."""
-        try:
-            if not self.first_step(task):
-                return
-        except BaseException as exc:
-            self.abandon(task, exc)  # (the task ends FAILED, or CANCELED)
-            self.task = None
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                self.crew.broken(None, None)
-                raise
-            if isinstance(exc, asyncio.CancelledError):  # (a hook's: as a worker canceled)
-                self.crew.broken(None, None)
-            else:
-                self.crew.broken(task, exc)
-            return
-        crew = self.crew
-        if crew.standby is self:
-            crew.standby = None
-        parked = self.parked
-        assert parked is not None
-        if not parked.done():  # (else woken already, for the queue or by its cancel)
-            parked.set_result(True)
-
-    def forget(self) -> None:
-        super().forget()
-        if self.crew.standby is self:
-            # A first step canceled asyncio.current_task(), this worker, which cancels its
-            # park: it wakes with it (see stand_by), and stands by no more.
-            self.crew.standby = None
 
     def call_in_executor(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
         return self.crew.bridge.call(fn, *args)

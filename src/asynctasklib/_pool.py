@@ -108,7 +108,6 @@ class WorkerPool:
         self._bridge = bridge = ExecutorBridge(executor, max_workers)  # plain functions
         self._crew = crew = Crew(max_workers, self._counts, self._slots, bridge, self._broken)
         self._ready = crew.ready  # (for the engine: see _Owner)
-        crew.inline_first = self._limiter is None  # (see _start_inline)
         # Taken from it for the paths that use them once per task (submit(), the workers):
         self._remote = bridge.remote
         self._call_in_executor = bridge.call
@@ -241,51 +240,9 @@ class WorkerPool:
             self._loop = self._crew.bind()
         if not self._slots.take_nowait():
             await self._take_slot()
-        elif self._crew.standby is not None:  # (an eager task factory's way: see there)
-            return self._start_inline(definition, arg, id)
         task: Task[Any] = _PoolTask()  # _new_task(), inline: the hot path
         task._setup(definition, self, _copy_context(), arg, id)  # (for its _Owner)
         self._enqueue(task)
-        return task
-
-    def _start_inline(
-        self, definition: Definition[Any], arg: Any, task_id: str | None
-    ) -> Task[Any]:
-        """``submit()`` under an eager task factory, with a slot free (nobody waited for
-        one) and a worker standing by: run the new task's first attempt here, up to its
-        first suspension, as the factory runs a new asyncio task's first step. A task that
-        returns at once then ends DONE before ``submit()`` returns, with no worker's turn;
-        one that suspends goes on in the standby worker, the asyncio task its first step ran
-        as. The task is taken in as `_enqueue` does (counted, kept, its first hooks fired),
-        then started by `_Worker.stand_in`. A task whose first attempt does not start at once
-        on the loop (a plain function, a delay, a total_timeout) is queued as ever."""
-        task = self._new_task(definition, arg, task_id)
-        crew = self._crew
-        _, is_async, _, plain = definition._plan
-        if not (is_async and plain):
-            self._enqueue(task)
-            return task
-        self._counts.submitted += 1
-        if self._retain:
-            self._all.append(task)
-        if task._hooks is not NO_HOOKS:
-            # As _enqueue, where the task is in the queue as they run: here it is held by
-            # the standby, for tasks() to list it.
-            standby = crew.standby
-            assert standby is not None
-            task._runner, standby.task = standby, task
-            task._announce(created=True)  # (one may cancel it, or stop the pool)
-            standby.task = None
-            if task._queue is None:  # canceled: it has ended
-                return task
-            if crew.standby is not standby:  # woken meanwhile (a hook stopped the pool)
-                crew.ready.append(task)  # (_enqueue's queueing)
-                if not crew.waking:
-                    crew.wake_one()
-                return task
-        standby = crew.standby
-        assert standby is not None
-        standby.stand_in(task)
         return task
 
     async def _take_slot(self) -> None:
@@ -565,7 +522,6 @@ class WorkerPool:
         """Bind the pool, idle, to the blocking face's loop in a thread. Other threads take
         its slots from now on, so the slots take their lock on every change."""
         self._crew.move_to(loop)
-        self._crew.eager = False  # (its first steps would run in the callers' threads)
         self._loop = loop
         self._slots.shared = True
 

@@ -23,11 +23,6 @@ ones are the methods named on the right.
     check     a task changed the runner's context variables: retire      `retire`
     idle      no task left: wait for more, or end                        `idle`
 
-Under an eager task factory a pool's submitter may run a task's first attempt up to its
-first suspension itself, as the factory runs a new task's first step (`first_step`, on a
-worker that stands by); the worker then takes over what is left (`take_over`, reached
-through the task's first phase).
-
 The runner also keeps the deadlines: one timer per runner, armed lazily and re-armed only
 when it fires, instead of a timer per attempt. An attempt just stores its deadline; the
 timer compares when it fires (`_on_timer`).
@@ -46,8 +41,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
-from ._compat import swap_current_task
-from ._context import resume, resume_in, run_in, same_context
+from ._context import run_in, same_context
 from ._errors import TaskCanceledError, TaskFnNotSetError, TaskTimeoutError
 from ._hooks import NO_HOOKS, call_hook
 from ._run import _RUN, Run, _Run
@@ -72,11 +66,6 @@ _PENDING, _STARTED, _DONE, _FAILED, _CANCELED = (
 )
 _INF = math.inf
 _UTC = UTC
-_Coroutine = types.CoroutineType
-# A task's _limiter while a runner holds it for `take_over`: a task run inline by its
-# submitter had no limiter, and this one sends it to first_turn, off the hot path.
-HANDED_OVER: Any = object()
-_UNSTARTED: Any = object()  # the step of an awaitable that first_step could not step
 _now = datetime.now
 _copy_context = contextvars.copy_context
 
@@ -169,7 +158,6 @@ class _Runner:
         "counts",
         "deadline",
         "expired",
-        "handed",
         "inline",
         "issued",
         "loop",
@@ -201,9 +189,6 @@ class _Runner:
         self.timer: asyncio.TimerHandle | None = None
         self.expired = False  # the deadline passed and the runner was interrupted for it
         self.issued = 0  # cancellations we delivered, to take back with uncancel()
-        # What first_step left for take_over: (the coroutine, the step it yielded), or (None,
-        # the wait before a retry)
-        self.handed: tuple[Any, Any] | None = None
 
     async def work(self) -> None:
         """Drive each task taken from ``ready`` from PENDING to its end, inline."""
@@ -301,8 +286,6 @@ class _Runner:
         """Before the first attempt of a task with no task_fn, a delay, a total_timeout or a
         rate limit: True to start it, False if the run has ended (FAILED, or CANCELED while
         it waited)."""
-        if limiter is HANDED_OVER:
-            return await self.take_over(task)
         definition = task._definition
         if definition.task_fn is None:
             task._finish(_FAILED, TaskFnNotSetError(f"task {task.id!r} has no task_fn"))
@@ -369,14 +352,6 @@ class _Runner:
 
         Raises CancelledError if the runner itself was canceled from outside.
         """
-        wait = self.attempt_ended(task, raised)
-        return wait is not None and await self.turn(task, wait, task._limiter)
-
-    def attempt_ended(
-        self, task: _Driven, raised: asyncio.CancelledError | Exception | None
-    ) -> float | None:
-        """`attempt_over` but the wait: None if the run has ended, else the seconds to wait
-        before the retry (the task is PENDING again)."""
         if isinstance(raised, asyncio.CancelledError):
             error, cancelled = None, raised
         else:
@@ -402,123 +377,9 @@ class _Runner:
         )
         if state is not _PENDING:
             task._finish(state, value)
-            return None
+            return False
         task._retry()
-        return value  # type: ignore[no-any-return]
-
-    # -- a first step run by the submitter (an eager task factory's way) ----------------------
-
-    def first_step(self, task: _Driven) -> bool:
-        """Start ``task``'s first attempt here and now, in its submitter, and run it up to its
-        first suspension, as an eager task factory runs a new asyncio task's first step.
-
-        ``WorkerPool.submit`` asks this of a worker that stands by (`_crew.Crew.standby`),
-        for a task taken in with a slot free and nothing waiting, whose ``async def`` starts
-        at once (no delay, total_timeout or rate limit). The step runs as this runner's
-        asyncio task (``asyncio.current_task()``), the one that goes on with it: so an
-        ``asyncio.timeout()`` or a TaskGroup entered in it binds to that task. The start
-        and the settling are work()'s, the decision the engine's (`attempt_ended`).
-
-        Returns False if the run has ended here (the common case: DONE, with no asyncio
-        task and no turn of the loop). True if this runner must take the task over (see
-        `take_over`): it suspended, or its attempt failed and a retry is due. The runner then
-        holds it, ``handed`` says what is left, and the task's ``_limiter`` is HANDED_OVER
-        (for the runner to queue it to itself when it runs).
-        """
-        fn, _, max_duration, _ = task._definition._plan
-        arg, context = task._arg, task._context
-        assert context is not None  # (a pool's task has its own until a runner lends one)
-        loop = self.loop
-        task._queue = None  # taken
-        task._runner, self.task = self, task
-        previous = swap_current_task(loop, self.atask)
-        try:
-            # -- start (work()'s, inline there) --
-            attempt = task._start_attempt()
-            self.counts.attempts += 1
-            self.run = run = _Run()
-            run._task, run._attempt = task, attempt
-            if task._hooks.on_started is not None:
-                self.fire_started(task, run)
-            run._deadline = loop.time() + max_duration  # (no total_timeout: see above)
-            # -- the first step, in the task's own context --
-            coro = fn(run) if arg is _RUN else fn(*arg)
-            if coro.__class__ is not _Coroutine:  # an awaitable of another kind: awaited whole
-                return self.hand_over(task, coro, _UNSTARTED)
-            try:
-                step = context.run(coro.send, None)
-            except StopIteration as returned:
-                if task._cancel_requested or self.atask.cancelling():  # type: ignore[union-attr]
-                    return self.first_step_over(task, None, returned.value)
-                self.run = self.task = None
-                task._finish(_DONE, returned.value)
-                return False
-            except (asyncio.CancelledError, Exception) as exc:
-                return self.first_step_over(task, exc, None)
-            return self.hand_over(task, coro, step)
-        finally:
-            swap_current_task(loop, previous)
-
-    def first_step_over(
-        self, task: _Driven, raised: asyncio.CancelledError | Exception | None, result: Any
-    ) -> bool:
-        """After a first step that raised, or returned with a cancel on its way or leaving a
-        cancellation request on this runner's asyncio task: that can only be the function's
-        own (nothing else runs meanwhile), taken back as work() does; then settle as work()
-        does. What `first_step` returns."""
-        if self.atask.cancelling():  # type: ignore[union-attr]
-            self.forget()
-        if raised is None and not task._cancel_requested:
-            self.run = self.task = None
-            task._finish(_DONE, result)
-            return False
-        wait = self.attempt_ended(task, raised)
-        if wait is None:
-            self.task = None
-            return False
-        return self.hand_over(task, None, wait)
-
-    def hand_over(self, task: _Driven, coro: Any, step: Any) -> bool:
-        """Keep what `take_over` needs; True (what `first_step` returns then)."""
-        self.handed = (coro, step)
-        task._limiter = HANDED_OVER
-        return True
-
-    async def take_over(self, task: _Driven) -> bool:
-        """Go on with a task whose first attempt began in its submitter (`first_step`), now
-        that this runner has taken it: the rest of the attempt, its deadline (max_duration
-        from the attempt's start) armed now, or the wait before its retry. True to start
-        the next attempt (a retry), False if the run has ended."""
-        task._limiter = None  # (it had none: HANDED_OVER only brought it here)
-        handed = self.handed
-        assert handed is not None
-        self.handed = None
-        coro, step = handed
-        if coro is None:  # the first attempt failed: the retry, once its wait is over
-            return await self.turn(task, step, None)
-        run = self.run
-        assert run is not None
-        deadline = self.deadline = run._deadline
-        if deadline < self.timer_when:
-            self.arm(deadline)
-        context = task._context  # (None: lent the runner's, see work())
-        try:
-            if step is _UNSTARTED:
-                result = await (coro if context is None else run_in(context, coro))
-            elif context is None:
-                result = await resume(coro, step)
-            else:
-                result = await resume_in(context, coro, step)
-        except (asyncio.CancelledError, Exception) as exc:
-            return await self.attempt_over(task, exc)
-        # -- settle (work()'s) --
-        if self.issued or task._cancel_requested:
-            return await self.attempt_over(task, None)
-        if self.atask.cancelling():  # type: ignore[union-attr]
-            self.forget()
-        self.deadline, self.run = _INF, None
-        task._finish(_DONE, result)
-        return False
+        return await self.turn(task, value, task._limiter)
 
     def abandon(self, task: _Driven, exc: BaseException) -> bool:
         """A BaseException that is not ours escaped while this runner drove ``task``
