@@ -48,7 +48,7 @@ class Reporter:
         self.command = command  # a job's argv as its joblog row shows it
         self.joblog: IO[str] | None = None  # (--joblog -: None, the rows go to the sink)
         self.view: ProgressView | None = None
-        self.total = known_total(opts.sources, opts.max_args)
+        self.total = None if opts.pack else known_total(opts.sources, opts.max_args)
         self.retried = 0
         self.attempts = 0  # the attempts started
         self._stats = stats
