@@ -140,7 +140,8 @@ def test_inputs_longer_than_a_line_split_as_parallel(
     for mode in ("-X", "-m"):
         argv = ["-j2", mode, "-a", "many", "echo", "{#}", "x{}y"]
         out = _same(tmp_path, monkeypatch, capfdbinary, argv, argv)
-        assert out.count(b"\n") > 5 and out.count(b"item-") == 25000
+        assert out.count(b"\n") > 5
+        assert out.count(b"item-") == 25000
 
 
 def test_a_single_input_over_the_limit_fails_as_parallel(
