@@ -111,7 +111,8 @@ _PACK_FLAG = {"X": "-X", "m": "-m", "xargs": "--xargs"}
 
 
 def short_null(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
-    """``argv`` with each option ``-0`` as ``--null`` (not an option's value: ``-j -0``)."""
+    """``argv`` with each option ``-0`` as ``--null`` (not an option's value: ``-j -0``), and
+    a long option's value that starts with ``-`` joined to it (``--results=-.csv``)."""
     takes_value = {
         flag
         for action in parser._actions  # (argparse has no public list of its options)
@@ -121,7 +122,10 @@ def short_null(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     out: list[str] = []
     for i, word in enumerate(argv):
         if out and out[-1] in takes_value:
-            out.append(word)
+            if word.startswith("-") and out[-1].startswith("--"):
+                out[-1] += "=" + word  # (argparse takes -.csv for an option: --results -.csv)
+            else:
+                out.append(word)
         elif word == "--" or word == "-" or not word.startswith("-"):
             return out + argv[i:]  # the command
         else:
