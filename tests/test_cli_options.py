@@ -91,8 +91,6 @@ def test_backoff_forms(capfd: pytest.CaptureFixture[str]) -> None:
     ("argv", "message"),
     [
         (["-j", "list.txt", "echo", ":::", "a"], "'list.txt': GNU parallel's -j FILE is not"),
-        (["-X", "gzip", ":::", "list.txt"], "GNU parallel's -X (as many inputs as fit"),
-        (["-m", "gzip", ":::", "list.txt"], "GNU parallel's -m (as many inputs as fit"),
     ],
 )
 def test_unsupported_gnu_parallel_syntax_is_refused(

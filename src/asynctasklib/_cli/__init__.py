@@ -96,7 +96,7 @@ def _dry_run(opts: Options, skip: frozenset[int], sources: OpenSources) -> int:
     except InputError as exc:
         out.flush()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.status
     finally:
         inputs.close()
     return EXIT_OK
@@ -180,7 +180,7 @@ def _previous(opts: Options) -> tuple[Options, frozenset[int], bool]:
     skip = previous.succeeded | (set(numbers) - previous.commands.keys())
     # (one source of whole lines: no --colsep or -n cuts a command line)
     lines = (SourceSpec("--retry-failed", values=tuple(commands)),)
-    opts = dataclasses.replace(opts, sources=lines, colsep=None, max_args=None)
+    opts = dataclasses.replace(opts, sources=lines, colsep=None, max_args=None, pack=None)
     return opts, frozenset(skip), True
 
 

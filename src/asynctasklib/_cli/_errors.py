@@ -33,7 +33,10 @@ class UsageError(Exception):
 
 
 class InputError(Exception):
-    """An input the run cannot take (a line too long to be an argument): exit status 2."""
+    """An input the run cannot take (a line too long to be an argument): exit status 2,
+    or ``status``."""
+
+    status: int = EXIT_USAGE
 
 
 def describe_returncode(rc: int) -> str:

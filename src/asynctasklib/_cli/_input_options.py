@@ -10,6 +10,7 @@ import re
 from ._argtypes import number, value
 from ._errors import UsageError, show
 from ._records import delimiter
+from ._xargs import Pack
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
@@ -40,8 +41,26 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
         "-N", "--max-replace-args", type=count, metavar="N",
         help="N inputs per job, as -n; a word with {} is repeated for each of them",
     )  # fmt: skip
-    p.add_argument("-X", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("-m", action="store_true", help=argparse.SUPPRESS)
+    fit = p.add_mutually_exclusive_group()
+    fit.add_argument(
+        "-X", dest="pack", action="store_const", const="X",
+        help="as many inputs a job as fit in a command line (-s), as GNU parallel's -X: a "
+        "word with {} is repeated for each of them; the last line's inputs are spread over "
+        "the job slots",
+    )  # fmt: skip
+    fit.add_argument(
+        "-m", dest="pack", action="store_const", const="m",
+        help="as -X, but {} gives all the inputs at once (its word is not repeated)",
+    )  # fmt: skip
+    fit.add_argument(
+        "--xargs", dest="pack", action="store_const", const="xargs",
+        help="as -m, but every line is filled (nothing is spread over the job slots)",
+    )  # fmt: skip
+    p.add_argument(
+        "-s", "--max-chars", type=count, metavar="N",
+        help="with -X, -m, --xargs: a command line is shorter than N bytes, as GNU parallel "
+        "counts them (default: the system's limit, less 3000, halved: 63664 on Linux)",
+    )  # fmt: skip
 
 
 def delimiter_of(ns: argparse.Namespace) -> bytes:
@@ -69,12 +88,6 @@ def colsep_of(text: str | None) -> re.Pattern[str] | None:
 
 
 def max_args_of(ns: argparse.Namespace) -> int | None:
-    for flag in ("X", "m"):
-        if getattr(ns, flag):
-            raise UsageError(
-                f"GNU parallel's -{flag} (as many inputs as fit on one command line) is not "
-                "supported: give -n N"
-            )
     if ns.max_args is not None and ns.max_replace_args is not None:
         raise UsageError(
             "-n/--max-args and -N/--max-replace-args both set the inputs per job: give one"
@@ -83,8 +96,23 @@ def max_args_of(ns: argparse.Namespace) -> int | None:
     return count
 
 
+def pack_of(ns: argparse.Namespace, max_args: int | None) -> Pack | None:
+    """-X, -m, --xargs (with -s and -n/-N), checked: None if none is given."""
+    if ns.pack is None:
+        if ns.max_chars is not None:
+            raise UsageError("-s/--max-chars sets the length of a line of -X, -m or --xargs")
+        return None
+    if max_args == 0:
+        raise UsageError(f"-n 0 and -N 0 cannot be given with {_PACK_FLAG[ns.pack]}")
+    return Pack(ns.pack, ns.max_chars, max_args, ns.quote)
+
+
+_PACK_FLAG = {"X": "-X", "m": "-m", "xargs": "--xargs"}
+
+
 def short_null(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
-    """``argv`` with each option ``-0`` as ``--null`` (not an option's value: ``-j -0``)."""
+    """``argv`` with each option ``-0`` as ``--null`` (not an option's value: ``-j -0``), and
+    a long option's value that starts with ``-`` joined to it (``--results=-.csv``)."""
     takes_value = {
         flag
         for action in parser._actions  # (argparse has no public list of its options)
@@ -94,7 +122,10 @@ def short_null(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     out: list[str] = []
     for i, word in enumerate(argv):
         if out and out[-1] in takes_value:
-            out.append(word)
+            if word.startswith("-") and out[-1].startswith("--"):
+                out[-1] += "=" + word  # (argparse takes -.csv for an option: --results -.csv)
+            else:
+                out.append(word)
         elif word == "--" or word == "-" or not word.startswith("-"):
             return out + argv[i:]  # the command
         else:

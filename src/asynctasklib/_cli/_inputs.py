@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._errors import UsageError
 from ._records import NOT_YET, Lines, PipeLines, read_records, text_reader
 from ._sources import STDIN, SourceSpec
+from ._xargs import LineLength, Packer
 
 if TYPE_CHECKING:
     from ._options import Options
@@ -55,6 +56,8 @@ class OpenSources:
     chains: list[int]  # the number of sources in each linked chain, in order
     colsep: re.Pattern[str] | None = None
     max_args: int | None = None
+    packer: Packer | None = None  # -X, -m, --xargs
+    jobs: int = 0  # the job slots (-X and -m spread the last line's inputs over them)
 
     def blocking_inputs(self) -> Inputs:
         """The inputs, when every source was opened without ``pipes`` (`open_sources`)."""
@@ -105,7 +108,10 @@ def open_sources(opts: Options, *, pipes: bool) -> OpenSources:
     With ``pipes``, a pipe or terminal is left to read on the event loop, so that a slow
     producer never blocks it; regular files are read with blocking reads (they never wait).
     """
-    sources = OpenSources([], [], opts.colsep, opts.max_args)
+    sources = OpenSources([], [], opts.colsep, opts.max_args, jobs=opts.jobs)
+    if opts.pack is not None:
+        line = LineLength(opts.command, opts.names, opts.context_replace, opts.pack.quoting)
+        sources.packer = Packer(opts.pack, line, opts.jobs)
     try:
         for spec in opts.sources:
             try:
@@ -282,6 +288,9 @@ class Inputs:
         self._product = product
         self._colsep = sources.colsep
         self._max_args = sources.max_args
+        self._packer = sources.packer
+        if self._packer is not None:
+            self._packer.jobs = sources.jobs
         self._readers = readers
         self._pending: list[tuple[str, ...]] = []  # records for the next job (-n)
 
@@ -296,9 +305,18 @@ class Inputs:
             for column in (colsep.split(value) if value else [""])
         )
 
+    def _next_split(self) -> Any:
+        record = self._product.get_nowait()
+        return record if record is None or record is NOT_YET else self._split(record)
+
     def get_nowait(self) -> Any:
         """The next job's arguments, None at the end, or NOT_YET if not ready."""
         product = self._product
+        if self._packer is not None:
+            records = self._packer.get_nowait(self._next_split)
+            if records is None or records is NOT_YET:
+                return records
+            return tuple(arg for record in records for arg in record)
         if self._max_args is None:
             record = product.get_nowait()
             return record if record is None or record is NOT_YET else self._split(record)

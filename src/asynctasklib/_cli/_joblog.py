@@ -34,11 +34,16 @@ def row(
     seq: int, start: float, end: float, received: int, exitval: int, sig: int, command: str
 ) -> str:
     """One joblog row, as GNU parallel formats it."""
-    starttime = f"{start:.3f}"
-    # parallel: int((end - starttime) * 1000) / 1000, from the start as written
-    runtime = math.trunc((end - float(starttime)) * 1000) / 1000
+    starttime, runtime = times(start, end)
     command = command.replace("\n", "\0")
     return f"{seq}\t:\t{starttime}\t{runtime:10.3f}\t0\t{received}\t{exitval}\t{sig}\t{command}\n"
+
+
+def times(start: float, end: float) -> tuple[str, float]:
+    """Starttime (3 decimals) and JobRuntime as GNU parallel has them: the run time is
+    int((end - starttime) * 1000) / 1000, from the start as written."""
+    starttime = f"{start:.3f}"
+    return starttime, math.trunc((end - float(starttime)) * 1000) / 1000
 
 
 @dataclass(slots=True)

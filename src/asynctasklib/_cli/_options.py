@@ -17,7 +17,14 @@ from . import _termseq
 from ._argtypes import number, value
 from ._errors import PROG, UsageError, show
 from ._halt import HaltSpec
-from ._input_options import add_input_options, colsep_of, delimiter_of, max_args_of, short_null
+from ._input_options import (
+    add_input_options,
+    colsep_of,
+    delimiter_of,
+    max_args_of,
+    pack_of,
+    short_null,
+)
 from ._joblog_options import add_halt_and_joblog, check_joblog_reuse, halt_of
 from ._output_options import GROUP, UNGROUP, add_output_options, check_output
 from ._remote_options import add_remote_options, check_remote
@@ -26,6 +33,7 @@ from ._sources import SourceSpec, split_sources
 from ._template import Template
 from ._termseq import KillSequence
 from ._unsupported import add_refusals
+from ._xargs import Pack
 
 FOREVER: Final = sys.maxsize  # --retries 0: GNU parallel's "n=0 means infinite"
 
@@ -38,8 +46,9 @@ class Options:
     sources: tuple[SourceSpec, ...]  # in GNU parallel's order (standard input if none)
     delimiter: bytes  # what ends each record of a file or stream (-d, -0; a newline)
     colsep: re.Pattern[str] | None  # --colsep: a record cut into arguments
-    max_args: int | None  # -n/-N: records per job (None: one, as given)
-    context_replace: bool  # -N (GNU parallel repeats a word with {} for each argument)
+    max_args: int | None  # -n/-N: records per job (None: one, as given; or as `pack` says)
+    context_replace: bool  # -N, -X (GNU parallel repeats a word with {} for each argument)
+    pack: Pack | None  # -X, -m, --xargs: as many records a job as fit in a line
     jobs: int  # 0: as many as the open-file limit allows (-j 0)
     retries: int  # retries after the first attempt (--retries N: N - 1)
     backoff: float | Callable[[int], float]
@@ -122,7 +131,9 @@ standard input when none is given; one value a line (-d, -0: another delimiter).
 several sources there is one job per combination of their values (the last varying
 fastest; linked ones go along together). --colsep cuts a value into several arguments;
 -n N gives a job N values; -N N too, and repeats a word with {} for each value. -X and -m
-are refused.
+give a job as many values as fit in a command line (-s N bytes, as GNU parallel counts
+them), -X repeating the word with {} for each one; the job that reads the last input
+spreads its values over the job slots (--xargs fills every line).
 
 replacement strings, as GNU parallel's: {} the arguments, {.} without the extension, {/}
 the basename, {//} the dirname, {/.} the basename without extension, {#} the job number,
@@ -343,17 +354,19 @@ def parse(argv: list[str]) -> Options:
         words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see main)
     else:
         words, sources = split_sources(words, ns.arg_file)
-        _check_command(
-            words, ns.shell, names, ns.max_replace_args is not None, here=scheduler is None
-        )
+        each = ns.max_replace_args is not None or ns.pack == "X"
+        _check_command(words, ns.shell, names, each, here=scheduler is None)
     tag = check_output(ns)
+    max_args = max_args_of(ns)
+    pack = pack_of(ns, max_args)
     return Options(
         command=words,
         sources=sources,
         delimiter=delimiter_of(ns),
         colsep=colsep_of(ns.colsep),
-        max_args=max_args_of(ns),
-        context_replace=ns.max_replace_args is not None,
+        max_args=max_args if pack is None else None,
+        context_replace=ns.max_replace_args is not None or ns.pack == "X",
+        pack=pack,
         jobs=ns.jobs if ns.jobs is not None else cpu_count(),
         retries=_retries(ns.retries),
         backoff=_parse_backoff(ns.backoff, ns.backoff_base),

@@ -23,7 +23,6 @@ from ._errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
-    EXIT_USAGE,
     InputError,
 )
 from ._feeder import Feeder
@@ -101,6 +100,7 @@ class Orchestrator:
 
     async def _feed(self, source: OpenSources) -> None:
         """Feed every input to the pool, then wait for every job to end."""
+        source.jobs = self.opts.jobs  # (-X and -m spread the last inputs over the slots)
         lines = await open_inputs(source)
         feeder = self.feeder.start(lines)
         if self.interrupts or self.exit_override is not None:
@@ -114,7 +114,7 @@ class Orchestrator:
         error = None if feeder.cancelled() else feeder.exception()
         if isinstance(error, InputError):  # a bad input: start no more, finish the rest
             self.reporter.notice(f"error: {error}")
-            self.exit_override = EXIT_USAGE
+            self.exit_override = error.status
         elif error is not None:  # reading the inputs failed: the same
             self.reporter.notice(f"cannot read the inputs: {error}")
             self.exit_override = EXIT_FAILED

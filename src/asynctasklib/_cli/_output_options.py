@@ -102,10 +102,8 @@ def check_output(ns: argparse.Namespace) -> str | None:
 
 
 def _check_results(name: str) -> None:
-    """Only the plain directory form of ``--results`` is supported."""
-    if re.search(r"\.(csv|tsv|json)$", name, re.IGNORECASE):
-        raise UsageError(f"--results {name}: CSV, TSV and JSON results files are not supported "
-                         "(--results DIR saves them in a directory)")  # fmt: skip
+    """``--results DIR`` or a table (``.csv``, ``.tsv``, ``.json``), without replacement
+    strings."""
     try:
         replaced = Template([name], shell=False).argv(1, 0, ("x",))[0] != name
     except UsageError:

@@ -22,6 +22,7 @@ from ._errors import CannotStartError, show
 from ._job import Job
 from ._output import Sink, Spool
 from ._sources import known_total
+from ._table import Table, kind
 from ._util import isatty
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ class Reporter:
         self.command = command  # a job's argv as its joblog row shows it
         self.joblog: IO[str] | None = None  # (--joblog -: None, the rows go to the sink)
         self.view: ProgressView | None = None
-        self.total = known_total(opts.sources, opts.max_args)
+        self.table, self._table_file = _open_table(opts, sink)  # --results FILE.csv...
+        self.total = None if opts.pack else known_total(opts.sources, opts.max_args)
         self.retried = 0
         self.attempts = 0  # the attempts started
         self._stats = stats
@@ -92,7 +94,10 @@ class Reporter:
         outcome = _outcome(job)
         received = job.received  # (before the output goes)
         if received is None:
-            received = _size(job.out) if self.opts.joblog is not None else 0
+            counted = self.opts.joblog is not None or self.table is not None
+            received = _size(job.out) if counted else 0
+        if self.table is not None and how != "canceled":  # (its own output, not our line)
+            self._table_row(job, when, received)
         if how == "failed" and not isinstance(error, CannotStartError):  # (that one says so)
             self._explain(job, error)
         if self.opts.json:
@@ -108,17 +113,21 @@ class Reporter:
         """Job ``seq`` is not run (``--resume``, or never submitted): its turn in the
         ordered output passes."""
         self.output.skip(seq)
+        if self.table is not None:
+            self.table.skip(seq)
 
     def flush(self) -> None:
         """The run is over: write the ordered output that still waits."""
         self.output.flush()
+        if self._table_file is not None:
+            self._table_file.close()
 
     def _explain(self, job: Job, error: BaseException | None) -> None:
         """Why the job failed, after its own stderr (GNU parallel shows that; the rest is
         ours); with ``--json``, on our stderr."""
         reason = self._failure(job, error)
         err = job.err
-        if self.opts.json:
+        if self.opts.json or self.table is not None:
             self.notice(reason)
         elif isinstance(err, Spool):
             err.append(f"asynctasklib: {reason}\n".encode(errors="surrogateescape"))
@@ -180,6 +189,14 @@ class Reporter:
         else:
             self.joblog.write(text)
             self.joblog.flush()
+
+    def _table_row(self, job: Job, when: datetime, received: int) -> None:
+        assert self.table is not None
+        assert job.started_at is not None
+        self.table.row(
+            job.seq, job.started_at, when.timestamp(), received, *exit_and_signal(job),
+            self.command(job.argv), job.args, _bytes(job.out), _bytes(job.err),
+        )  # fmt: skip
 
     # -- the progress view and our messages ----------------------------------------------
 
@@ -258,6 +275,21 @@ def _size(output: bytes | Spool) -> int:
     if isinstance(output, bytes):
         return len(output)
     return sum(len(chunk) for chunk in output.chunks())
+
+
+def _bytes(output: bytes | Spool) -> bytes:
+    return output if isinstance(output, bytes) else output.getvalue()
+
+
+def _open_table(opts: Options, sink: Sink) -> tuple[Table | None, IO[bytes] | None]:
+    """The ``--results`` table, if it is one, and its file (None: standard output)."""
+    table_kind = None if opts.results is None else kind(opts.results)
+    if table_kind is None or opts.results is None:
+        return None, None
+    if opts.results.startswith("-."):
+        return Table(table_kind, lambda data: sink.write(data, err=False), opts.keep_order), None
+    file = open(opts.results, "wb")  # noqa: SIM115  # closed by `Reporter.flush`
+    return Table(table_kind, file.write, opts.keep_order), file
 
 
 def _text(output: bytes | Spool) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 from ._errors import CannotStartError, UsageError
 from ._output import LineStream, Ordered, Sink, Spool, Store
 from ._output_options import LINE, UNGROUP
+from ._table import kind
 from ._template import Template
 
 if TYPE_CHECKING:
@@ -57,7 +58,14 @@ def tmpdir() -> str:
 def prepare(opts: Options) -> None:
     """Before the run: the directory ``--results`` and ``--files`` write in must be there
     (`UsageError` if not)."""
-    if opts.results is not None:
+    if opts.results is not None and kind(opts.results) is not None:
+        if not opts.results.startswith("-."):  # (-.csv: standard output)
+            try:
+                open(opts.results, "wb").close()  # (emptied now, as GNU parallel does)
+            except OSError as exc:
+                message = f"--results: cannot write {opts.results}: {exc.strerror}"
+                raise UsageError(message) from None
+    elif opts.results is not None:
         try:
             os.makedirs(opts.results, exist_ok=True)
         except OSError as exc:
@@ -128,7 +136,9 @@ class JobOutput:
         self.sink = sink
         self.store = store
         self.mode = opts.output
-        self.results = opts.results
+        table = opts.results is not None and kind(opts.results) is not None
+        self.results = None if table else opts.results  # --results DIR
+        self.table = table  # the output goes to the --results table (`_table`), not here
         self.files = opts.files
         # GNU parallel ignores -k and --tag with -u: the output passes straight through.
         ordered = opts.keep_order and not opts.json and self.mode != UNGROUP
@@ -229,8 +239,9 @@ class JobOutput:
             self.sink.closed()  # (with -u only the jobs write there: they found it closed)
         out, err = job.out, job.err
         name = self._names.pop(job.seq, None)
-        if self.results is not None or self.files:
+        if self.results is not None or self.files or self.table:
             out = f"{name}\n".encode(errors="surrogateescape") if name and self.files else b""
+            err = b"" if self.table else err
         tag = self.tag(job)
         if self.ordered is not None:
             self.ordered.turn(job.seq, None)  # (an attempt that did not start left it)

@@ -32,7 +32,7 @@ UNSUPPORTED: Final[tuple[tuple[tuple[str, ...], str], ...]] = (
     (("--trim",), "--colsep trims each column"), (("--shuf",), ""), (("-E",), ""),
     (("-e", "--eof"), ""), (("--arg-sep",), ""), (("--arg-file-sep",), ""),
     (("--plus",), ""), (("--rpl",), ""), (("--parens",), ""), (("-L", "--max-lines"), ""),
-    (("-l",), ""), (("-s", "--max-chars"), ""), (("-x", "--exit"), ""), (("--xargs",), ""),
+    (("-l",), ""), (("-x", "--exit"), ""),
     (("-r", "--no-run-if-empty"), ""), (("--filter",), ""), (("--template", "--tmpl"), ""),
     (("--process-slot-var",), ""), (("--total-jobs", "--total"), ""),
     # Running the jobs.
