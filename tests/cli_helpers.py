@@ -99,3 +99,10 @@ class Interrupter:
 
         self.thread = threading.Thread(target=send)
         self.thread.start()
+
+
+def nul_inputs(tmp_path: Path, values: list[str]) -> str:
+    """A file of ``values``, each ended by a NUL (for -0 -a FILE: newlines stay in them)."""
+    path = tmp_path / "inputs"
+    path.write_bytes(b"".join(os.fsencode(v) + b"\0" for v in values))
+    return str(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from asynctasklib._cli import main
-from cli_helpers import needs_parallel
+from cli_helpers import needs_parallel, nul_inputs
 
 pytestmark = [needs_parallel, pytest.mark.timeout(600)]  # (GNU parallel is slow to start)
 
@@ -29,12 +29,6 @@ def untimed(table: bytes) -> bytes:
     """The table with its times checked (3 decimals) and taken out."""
     csv = _CSV_TIMES.sub(rb"\1S\2R\2", table)
     return _JSON_TIMES.sub(b'"Starttime": S, "JobRuntime": R,', csv)
-
-
-def _inputs(tmp_path: Path, values: list[str]) -> str:
-    path = tmp_path / "inputs"
-    path.write_bytes(b"".join(os.fsencode(v) + b"\0" for v in values))
-    return str(path)
 
 
 def _both(
@@ -72,7 +66,7 @@ def test_tables_are_those_of_gnu_parallel(
     suffix: str,
 ) -> None:  # fmt: skip
     """Awkward inputs and output, stderr, exit codes (the status counts the failures)."""
-    path = _inputs(tmp_path, AWKWARD)
+    path = nul_inputs(tmp_path, AWKWARD)
     script = "printf '%s|\\n' {} {#}; printf 'e,\"%s\"\\t\\n' {} >&2; exit $(({#} % 3))"
     theirs, mine = _both(
         tmp_path, monkeypatch, capfdbinary, f"out.{suffix}", ["-k", "-j2", "-0", "-a", path,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from asynctasklib._cli import main
-from cli_helpers import needs_parallel
+from cli_helpers import needs_parallel, nul_inputs
 
 pytestmark = [needs_parallel, pytest.mark.timeout(600)]  # (GNU parallel is slow to start)
 
@@ -34,13 +34,6 @@ def _ours(capfdbinary: pytest.CaptureFixture[bytes], *argv: str) -> tuple[int, b
     rc = main(["-k", *argv])
     out, _ = capfdbinary.readouterr()
     return rc, out
-
-
-def _inputs(tmp_path: Path, values: list[str]) -> str:
-    """A file of ``values``, each ended by a NUL (for -0 -a FILE: newlines stay in them)."""
-    path = tmp_path / "inputs"
-    path.write_bytes(b"".join(os.fsencode(v) + b"\0" for v in values))
-    return str(path)
 
 
 def _same(
@@ -91,7 +84,7 @@ def test_max_chars_split_points_as_parallel(
 ) -> None:  # fmt: skip
     """Lines of at most -s bytes as parallel counts them (each value shell-quoted), with
     hostile inputs, as plain arguments and in shell code."""
-    path = _inputs(tmp_path, HOSTILE * 3)
+    path = nul_inputs(tmp_path, HOSTILE * 3)
     for jobs in ("1", "2"):
         for size in ("60", "150"):
             plain = ["-j", jobs, "-s", size, mode, "-0", "-a", path, "printf", "%s,", "{#}:",
