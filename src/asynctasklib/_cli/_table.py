@@ -4,7 +4,7 @@
 A row a job, as it ends (in input order with ``-k``): Seq, Host (``:``), Starttime,
 JobRuntime, Send, Receive, Exitval, Signal, Command (as the joblog has them), then its
 arguments (V1, V2..., in JSON a list ``V``), and its whole Stdout and Stderr. CSV and TSV
-have a header line, written with the first row (the V columns are the first job's), and a
+have a header line, written with the first row written (its V columns are that row's), and a
 field is put in double quotes (each ``"`` doubled) if it holds one, white space, the
 separator or a NUL. JSON is an object a line, ``\\``, ``"`` and control characters
 escaped. The jobs' output goes only there. ``-.csv`` (and the like) writes on standard
@@ -45,7 +45,7 @@ class Table:
         self._quote = re.compile(rb'["\0 \t\n\r\f\v' + re.escape(self.sep) + rb"]")
         self._write = write
         self._header = kind != "json"  # still to write
-        self._waiting: dict[int, bytes | None] = {}  # (keep_order: rows before their turn)
+        self._waiting: dict[int, tuple[bytes, int] | None] = {}  # (-k: rows before their turn)
         self._ordered = keep_order
         self._next = 1  # with keep_order: the row to write next
 
@@ -60,32 +60,35 @@ class Table:
         if self.kind == "json":
             text = self._json(fields, command, args, out, err)
         else:
-            text = b""
-            if self._header:
-                self._header = False
-                names = [*_COLUMNS, *(f"V{i}" for i in range(1, len(args) + 1)), "Stdout",
-                         "Stderr"]  # fmt: skip
-                text = self.sep.join(_encode(name) for name in names) + b"\n"
             cells = [*map(_encode, fields), *map(self._cell, [command, *args]), self._cell(out),
                      self._cell(err)]  # fmt: skip
-            text += self.sep.join(cells) + b"\n"
-        self._put(seq, text)
+            text = self.sep.join(cells) + b"\n"
+        self._put(seq, (text, len(args)))
 
     def skip(self, seq: int) -> None:
         """Job ``seq`` has no row (not run): its turn passes."""
         self._put(seq, None)
 
-    def _put(self, seq: int, text: bytes | None) -> None:
+    def _put(self, seq: int, row: tuple[bytes, int] | None) -> None:
         if not self._ordered:
-            if text is not None:
-                self._write(text)
+            if row is not None:
+                self._emit(*row)
             return
-        self._waiting[seq] = text
+        self._waiting[seq] = row
         while self._next in self._waiting:
-            text = self._waiting.pop(self._next)
+            row = self._waiting.pop(self._next)
             self._next += 1
-            if text is not None:
-                self._write(text)
+            if row is not None:
+                self._emit(*row)
+
+    def _emit(self, text: bytes, nargs: int) -> None:
+        """Write a row; the header goes with the first written (with -k the first job's, not
+        the first to end), its V columns that row's."""
+        if self._header:
+            self._header = False
+            names = [*_COLUMNS, *(f"V{i}" for i in range(1, nargs + 1)), "Stdout", "Stderr"]
+            text = self.sep.join(_encode(name) for name in names) + b"\n" + text
+        self._write(text)
 
     def _cell(self, value: str | bytes) -> bytes:
         data = _encode(value) if isinstance(value, str) else value
