@@ -69,6 +69,8 @@ def test_import_asynctasklib_is_lazy_and_the_names_still_work() -> None:
         f"False {asynctasklib.__version__}",
         "True asynctasklib Task",
     ]
+    out = _fresh("import asynctasklib\nprint(asynctasklib.workflow.WorkerPool.__name__)")
+    assert out == "WorkerPool\n"  # (the topical modules too, as before)
 
 
 def test_star_import_gives_all() -> None:

@@ -63,16 +63,19 @@ if TYPE_CHECKING:  # (for type checkers: at run time, `__getattr__` imports them
     )
     from .workflow import MapResults, PoolStats, PoolStoppedError, Semaphore, WorkerPool
 
+_TOPICAL = ("task", "workflow")  # the public modules, there after `import asynctasklib`
+
 
 def __getattr__(name: str) -> object:
     """The public names, imported on first use (PEP 562): ``import asynctasklib`` alone
     imports no asyncio, so that ``asynctasklib run --help`` starts fast."""
-    if name not in __all__:
+    if name not in __all__ and name not in _TOPICAL:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import task, workflow
+    import importlib  # (not `from . import task`: it asks this function for "task" again)
 
     namespace = globals()
-    for module in (task, workflow):
+    for topical in _TOPICAL:  # (importing them sets them here too, as the eager import did)
+        module = importlib.import_module(f"{__name__}.{topical}")
         for public in module.__all__:
             namespace[public] = getattr(module, public)
     return namespace[name]
