@@ -1,5 +1,6 @@
-"""``asynctasklib run``'s entry point (``_cli/__init__.py``): the real command, dry runs,
-standard streams closed, the open-file limit, ``--help`` and ``--version``.
+"""``asynctasklib run``'s entry point (``_cli/__init__.py``, then ``_cli/_start.py``): the real
+command, dry runs, standard streams closed, the open-file limit, ``--help`` and
+``--version``, and that those two import no asyncio.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from asynctasklib import _cli
+from asynctasklib._cli import _start
 from cli_helpers import PY, TIMEOUT, cli, run
 
 
@@ -105,11 +107,11 @@ def limits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 def test_fit_jobs_raises_the_soft_limit_or_runs_fewer(
     limits: dict[str, int], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    assert _cli._fit_jobs(100) == 100  # the soft limit was raised to what it needs
-    assert limits["soft"] == _cli.FDS_KEPT + _cli.FDS_PER_JOB * 100
+    assert _start._fit_jobs(100) == 100  # the soft limit was raised to what it needs
+    assert limits["soft"] == _start.FDS_KEPT + _start.FDS_PER_JOB * 100
     assert capfd.readouterr().err == ""
     limits.update(soft=128, hard=128)
-    assert _cli._fit_jobs(100) == (128 - _cli.FDS_KEPT) // _cli.FDS_PER_JOB
+    assert _start._fit_jobs(100) == (128 - _start.FDS_KEPT) // _start.FDS_PER_JOB
     assert "warning: -j 100 needs about" in capfd.readouterr().err
 
 
@@ -164,15 +166,15 @@ def test_fit_jobs_0_is_as_many_as_the_open_files_allow(
 ) -> None:
     import resource
 
-    assert _cli._fit_jobs(0) == (4096 - _cli.FDS_KEPT) // _cli.FDS_PER_JOB  # raised to hard
+    assert _start._fit_jobs(0) == (4096 - _start.FDS_KEPT) // _start.FDS_PER_JOB  # raised to hard
     limits.update(soft=128, hard=128)
-    assert _cli._fit_jobs(0) == (128 - _cli.FDS_KEPT) // _cli.FDS_PER_JOB
+    assert _start._fit_jobs(0) == (128 - _start.FDS_KEPT) // _start.FDS_PER_JOB
     limits.update(soft=128, hard=resource.RLIM_INFINITY)  # cannot be raised to no limit
-    assert _cli._fit_jobs(0) == (128 - _cli.FDS_KEPT) // _cli.FDS_PER_JOB
+    assert _start._fit_jobs(0) == (128 - _start.FDS_KEPT) // _start.FDS_PER_JOB
     assert capfd.readouterr().err == ""  # -j 0 asks for no more: no warning
     limits.update(soft=resource.RLIM_INFINITY, hard=resource.RLIM_INFINITY)
-    assert _cli._fit_jobs(0) == sys.maxsize
-    assert _cli._fit_jobs(5) == 5
+    assert _start._fit_jobs(0) == sys.maxsize
+    assert _start._fit_jobs(5) == 5
 
 
 def test_jobs_0_runs_them_all_within_the_open_file_limit() -> None:
@@ -185,3 +187,48 @@ def test_jobs_0_runs_them_all_within_the_open_file_limit() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr
     assert "50 done, 0 failed" in proc.stderr
+
+
+def _imported(argv: list[str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run ``argv`` (a Python command line) with ``-X importtime``: the process, and the
+    names of the modules it imported (from the timings on standard error)."""
+    proc = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    names = {
+        line.rpartition("|")[2].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    return proc, names
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_import_no_asyncio_nor_the_pool(
+    flag: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``asynctasklib run --help`` starts fast: it parses its options before it imports the
+    run's modules, and ``import asynctasklib`` is lazy (issue 12). Its text is the same as
+    in the process, on standard output, exit 0."""
+    proc, names = _imported(cli(flag))
+    assert proc.returncode == 0, proc.stderr
+    assert "asynctasklib._cli._options" in names  # (the timings were read)
+    heavy = {"asyncio", "asynctasklib._pool", "asynctasklib._cli._start", "asynctasklib.task"}
+    assert not names & heavy
+    assert run(capfd, flag) == (0, proc.stdout, "")
+    start = "usage: asynctasklib run" if flag == "--help" else "asynctasklib "
+    assert proc.stdout.startswith(start)
+
+
+def test_a_usage_error_imports_no_asyncio() -> None:
+    proc, names = _imported(cli("--jobs", "nope", "--", "true"))
+    assert proc.returncode == 2
+    assert "asyncio" not in names
+    assert "argument -j/--jobs: expected N, +N, -N or N%" in proc.stderr
+
+
+def test_a_run_imports_the_rest_after_the_options() -> None:
+    proc, names = _imported(cli("--", "echo", ":::", "a"))
+    assert (proc.returncode, proc.stdout) == (0, "a\n")
+    assert {"asyncio", "asynctasklib._cli._start", "asynctasklib._pool"} <= names

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from asynctasklib import _cli
-from asynctasklib._cli import _inputs, _options, _records, _sources
+from asynctasklib._cli import _input_options, _inputs, _options, _records, _sources, _start
 from cli_helpers import TIMEOUT, cli, joblog_rows, run, summary, wait_for
 
 
@@ -128,7 +127,7 @@ def test_input_that_fails_to_read(
         raise OSError(5, "Input/output error")
 
     source = _inputs.OpenSources([_inputs._Opened(_records.Lines(lines()))], [1])
-    monkeypatch.setattr(_cli, "open_sources", lambda opts, pipes: source)
+    monkeypatch.setattr(_start, "open_sources", lambda opts, pipes: source)
     rc, out, err = run(capfd, "--", "echo")
     assert (rc, out) == (1, "a\n")
     assert "cannot read the inputs: [Errno 5] Input/output error" in err
@@ -259,11 +258,11 @@ def test_dash_zero_is_null_only_as_an_option() -> None:
 
 
 def test_delimiter_escapes_as_gnu_parallel() -> None:
-    assert _records.delimiter("\\t\\n\\r") == b"\t\n\r"
-    assert _records.delimiter("\\0") == b"\0"
-    assert _records.delimiter("\\101\\1") == b"A\1"
-    assert _records.delimiter("\\189") == b"\x0189"  # octal digits only, the rest as is
-    assert _records.delimiter("\\9\\x") == b"9\\x"
+    assert _input_options.delimiter("\\t\\n\\r") == b"\t\n\r"
+    assert _input_options.delimiter("\\0") == b"\0"
+    assert _input_options.delimiter("\\101\\1") == b"A\1"
+    assert _input_options.delimiter("\\189") == b"\x0189"  # octal digits only, the rest as is
+    assert _input_options.delimiter("\\9\\x") == b"9\\x"
 
 
 def test_n_args_per_job_with_halt_on_error(capfd: pytest.CaptureFixture[str]) -> None:

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asynctasklib import _cli
-from asynctasklib._cli import _errors, _reap
+from asynctasklib._cli import _errors, _reap, _start
 from cli_helpers import Interrupter, joblog_rows, pid_gone, run, summary, wait_for
 
 if TYPE_CHECKING:
@@ -183,7 +182,7 @@ def test_group_check_without_subreaper(
 ) -> None:
     """Where we cannot adopt orphans, /proc tells live members from zombies."""
     monkeypatch.setattr(_reap, "_subreaper", False)
-    monkeypatch.setattr(_cli, "become_subreaper", lambda: False)
+    monkeypatch.setattr(_start, "become_subreaper", lambda: False)
     script = f'sleep 60 > /dev/null 2>&1 & echo $! > "{tmp_path}/bg"; echo leader done'
     rc, out, _ = run(capfd, "--", "sh", "-c", script, ":::", "a")
     assert (rc, out) == (0, "leader done\n")

@@ -4,29 +4,7 @@ Timeouts, cancellation, retries with backoff and state hooks for each task; a bo
 worker pool with backpressure, error groups, statistics and graceful shutdown; a semaphore.
 """
 
-from .task import (
-    Definition,
-    ExponentialBackoff,
-    InvalidStateError,
-    Run,
-    RunInfo,
-    State,
-    StateHooks,
-    Task,
-    TaskCanceledError,
-    TaskError,
-    TaskFnNotSetError,
-    TaskInProgressError,
-    TaskTimeoutError,
-    from_task_fn,
-    when_canceled,
-    when_created,
-    when_done,
-    when_failed,
-    when_pending,
-    when_started,
-)
-from .workflow import MapResults, PoolStats, PoolStoppedError, Semaphore, WorkerPool
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"  # the package's version (pyproject.toml reads it from here)
 
@@ -60,14 +38,49 @@ __all__ = [
 ]
 
 
-def _public_here(namespace: dict[str, object], names: list[str], module: str) -> None:
-    """Make the public classes and functions say where users import them from, as trio and
-    httpx do: reprs, tracebacks and pickles then name ``asynctasklib.Task``, not a private
-    module that may move."""
-    for name in names:
-        obj = namespace[name]
-        if callable(obj):  # (classes too)
-            obj.__module__ = module
+if TYPE_CHECKING:  # (for type checkers: at run time, `__getattr__` imports them when asked)
+    from .task import (
+        Definition,
+        ExponentialBackoff,
+        InvalidStateError,
+        Run,
+        RunInfo,
+        State,
+        StateHooks,
+        Task,
+        TaskCanceledError,
+        TaskError,
+        TaskFnNotSetError,
+        TaskInProgressError,
+        TaskTimeoutError,
+        from_task_fn,
+        when_canceled,
+        when_created,
+        when_done,
+        when_failed,
+        when_pending,
+        when_started,
+    )
+    from .workflow import MapResults, PoolStats, PoolStoppedError, Semaphore, WorkerPool
+
+_TOPICAL = ("task", "workflow")  # the public modules, there after `import asynctasklib`
 
 
-_public_here(globals(), __all__, __name__)
+def __getattr__(name: str) -> object:
+    """The public names, imported on first use (PEP 562): ``import asynctasklib`` alone
+    imports no asyncio, so that ``asynctasklib run --help`` starts fast."""
+    if name not in __all__ and name not in _TOPICAL:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # (not `from . import task`: it asks this function for "task" again)
+
+    namespace = globals()
+    for topical in _TOPICAL:  # (importing them sets them here too, as the eager import did)
+        module = importlib.import_module(f"{__name__}.{topical}")
+        for public in module.__all__:
+            namespace[public] = getattr(module, public)
+    return namespace[name]
+
+
+def __dir__() -> list[str]:
+    """The module's names, the public ones included before their first use."""
+    return sorted({*globals(), *__all__})

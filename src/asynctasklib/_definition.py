@@ -11,6 +11,7 @@ from types import MethodType
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, overload
 
 from ._hooks import StateHooks, is_async_callable, is_generator_callable
+from ._public import public_here
 from ._retry import Backoff, ExponentialBackoff, RetryOn, check_retry_on
 from ._run import _RUN
 from ._validate import at_least, optional_seconds, seconds
@@ -316,3 +317,6 @@ def _arity_error(fn: Callable[..., Any], least: int, most: int, given: int) -> T
         f"{getattr(fn, '__qualname__', fn)!r} takes {takes} positional argument"
         f"{'' if takes == '1' else 's'}, but submit() gave it {given}{hint}"
     )
+
+
+public_here(globals(), ["Definition"], "asynctasklib")  # (see `_public`)

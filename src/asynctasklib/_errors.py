@@ -14,6 +14,8 @@ The tree::
 
 from __future__ import annotations
 
+from ._public import public_here
+
 __all__ = [
     "InvalidStateError",
     "PoolStoppedError",
@@ -51,3 +53,18 @@ class InvalidStateError(TaskError):
 
 class PoolStoppedError(RuntimeError):
     """The worker pool was stopped and accepts no more tasks."""
+
+
+public_here(  # (see `_public`)
+    globals(),
+    [
+        "InvalidStateError",
+        "PoolStoppedError",
+        "TaskCanceledError",
+        "TaskError",
+        "TaskFnNotSetError",
+        "TaskInProgressError",
+        "TaskTimeoutError",
+    ],
+    "asynctasklib",
+)

@@ -12,6 +12,8 @@ from datetime import datetime
 from types import FunctionType
 from typing import Any, TypeAlias
 
+from ._public import public_here
+
 __all__ = [
     "AttemptHook",
     "ErrorHook",
@@ -314,3 +316,19 @@ def call_hook(
         (copy_context() if context is None else context.copy()).run(hook, task_id, *args)
     except Exception:
         logger.exception("hook %s of task %r raised", getattr(hook, "__name__", hook), task_id)
+
+
+public_here(  # (see `_public`)
+    globals(),
+    [
+        "StateHooks",
+        "from_task_fn",
+        "when_canceled",
+        "when_created",
+        "when_done",
+        "when_failed",
+        "when_pending",
+        "when_started",
+    ],
+    "asynctasklib",
+)

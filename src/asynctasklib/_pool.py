@@ -25,6 +25,7 @@ from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
 from ._group import Group, as_completed
 from ._hooks import NO_HOOKS, StateHooks
+from ._public import public_here
 from ._ratelimit import RateLimiter
 from ._run import _RUN
 from ._semaphore import _Slots
@@ -687,3 +688,6 @@ class WorkerPool:
             raise
         finally:
             self._propagating = None
+
+
+public_here(globals(), ["WorkerPool"], "asynctasklib")  # (see `_public`)

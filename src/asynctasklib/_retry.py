@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeAlias
 
+from ._public import public_here
 from ._validate import is_number, number, seconds
 
 __all__ = ["Backoff", "ExponentialBackoff", "RetryOn"]
@@ -124,3 +125,6 @@ def retry_wait(
     if callable(backoff):
         return seconds(backoff(retry), "the delay returned by backoff")
     return backoff  # type: ignore[return-value]  # a float, made so by Definition
+
+
+public_here(globals(), ["ExponentialBackoff"], "asynctasklib")  # (see `_public`)

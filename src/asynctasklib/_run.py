@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from ._compat import running_loop as _get_running_loop
+from ._public import public_here
 from ._validate import seconds
 
 __all__ = ["Run", "RunInfo"]
@@ -197,3 +198,6 @@ class _Run(Run):
 
     __slots__ = ()
     __init__ = object.__init__
+
+
+public_here(globals(), ["Run", "RunInfo"], "asynctasklib")  # (see `_public`)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from types import TracebackType
 
 from ._compat import running_loop as _get_running_loop
+from ._public import public_here
 from ._validate import at_least, seconds
 
 __all__ = ["Semaphore"]
@@ -310,3 +311,6 @@ class _Slots(Semaphore):
                 self._hand_back()
         else:
             self._value += 1
+
+
+public_here(globals(), ["Semaphore"], "asynctasklib")  # (see `_public`)

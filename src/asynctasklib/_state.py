@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import enum
 
+from ._public import public_here
+
 __all__ = ["State", "StatePredicates"]
 
 
@@ -64,3 +66,6 @@ class StatePredicates:
         """PENDING or STARTED."""
         state = self.state
         return state is State.PENDING or state is State.STARTED
+
+
+public_here(globals(), ["State"], "asynctasklib")  # (see `_public`)

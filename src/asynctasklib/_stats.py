@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._public import public_here
+
 __all__ = ["PoolStats"]
 
 
@@ -76,3 +78,6 @@ class _Counts:
             active_workers=active_workers,
             stopped=stopped,
         )
+
+
+public_here(globals(), ["PoolStats"], "asynctasklib")  # (see `_public`)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from ._compat import running_loop as _get_running_loop
 from ._definition import Definition
 from ._errors import PoolStoppedError
+from ._public import public_here
 from ._ratelimit import Limiter, RateLimiter, _Both
 from ._state import State
 from ._task import Task, _PoolTask
@@ -450,3 +451,6 @@ class MapResults(Generic[R]):
             run.stop()
         elif not run.loop.is_closed():
             run.loop.call_soon_threadsafe(run.stop)
+
+
+public_here(globals(), ["MapResults"], "asynctasklib")  # (see `_public`)

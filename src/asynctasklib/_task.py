@@ -28,6 +28,7 @@ from ._errors import (
     TaskTimeoutError,
 )
 from ._hooks import NO_HOOKS, Hook, StateHooks, call_hook
+from ._public import public_here
 from ._retry import retry_wait
 from ._run import _RUN, Run
 from ._runner import _Alone, _Decision, _Runner
@@ -612,3 +613,6 @@ class _PoolTask(Task[T]):
 
     __slots__ = ()
     __init__ = object.__init__
+
+
+public_here(globals(), ["Task"], "asynctasklib")  # (see `_public`)

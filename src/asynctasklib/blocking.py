@@ -5,11 +5,11 @@ that wait block the calling thread instead of being awaited. ``asynctasklib.Work
 friends run underneath, on an event loop the pool keeps in a background thread.
 """
 
-from . import _public_here
 from ._blocking import MapIterator, WorkerPool
 from ._blocking_semaphore import Semaphore
 from ._blocking_task import Task
+from ._public import public_here
 
 __all__ = ["MapIterator", "Semaphore", "Task", "WorkerPool"]
 
-_public_here(globals(), __all__, __name__)
+public_here(globals(), __all__, __name__)

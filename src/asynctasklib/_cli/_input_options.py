@@ -5,12 +5,15 @@ holds."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
+from typing import TYPE_CHECKING, Final
 
 from ._argtypes import number, value
 from ._errors import UsageError, show
-from ._records import delimiter
-from ._xargs import Pack
+
+if TYPE_CHECKING:
+    from ._xargs import Pack
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
@@ -63,6 +66,32 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+# GNU parallel's escapes in -d (its unquote_printf), applied in this order: \t \n \r,
+# then three octal digits, then one digit (a bare \8 or \9 is the digit itself).
+_ESCAPES: Final = (("\\t", "\t"), ("\\n", "\n"), ("\\r", "\r"))
+_OCTAL3 = re.compile(r"\\(\d\d\d)")
+_OCTAL1 = re.compile(r"\\(\d)")
+
+
+def _octal(match: re.Match[str]) -> str:
+    digits = match.group(1)
+    octal = re.match(r"[0-7]*", digits)
+    assert octal is not None
+    head = octal.group()
+    return (chr(int(head, 8)) if head else "") + digits[len(head) :]
+
+
+def delimiter(text: str) -> bytes:
+    """``-d TEXT`` as GNU parallel reads it: the bytes that end each record (ValueError if
+    there are none)."""
+    for escape, char in _ESCAPES:
+        text = text.replace(escape, char)
+    text = _OCTAL1.sub(_octal, _OCTAL3.sub(_octal, text))
+    if not text:
+        raise ValueError("the delimiter is empty")
+    return os.fsencode(text)
+
+
 def delimiter_of(ns: argparse.Namespace) -> bytes:
     if ns.delimiter is not None and ns.null:
         raise UsageError("-0/--null and -d/--delimiter both set the delimiter: give one")
@@ -104,6 +133,8 @@ def pack_of(ns: argparse.Namespace, max_args: int | None) -> Pack | None:
         return None
     if max_args == 0:
         raise UsageError(f"-n 0 and -N 0 cannot be given with {_PACK_FLAG[ns.pack]}")
+    from ._xargs import Pack  # (not for --help)
+
     return Pack(ns.pack, ns.max_chars, max_args, ns.quote)
 
 

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ._argtypes import value
 from ._errors import UsageError
-from ._halt import HaltSpec, parse_halt
+
+if TYPE_CHECKING:
+    from ._halt import HaltSpec
 
 
 def add_halt_and_joblog(p: argparse.ArgumentParser) -> None:
@@ -45,6 +48,8 @@ def add_halt_and_joblog(p: argparse.ArgumentParser) -> None:
 
 
 def halt_of(ns: argparse.Namespace) -> HaltSpec | None:
+    from ._halt import HaltSpec, parse_halt  # (not for --help)
+
     if ns.halt_on_error:
         if ns.halt is not None:
             raise UsageError("give --halt or --halt-on-error, not both")

@@ -9,14 +9,12 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .. import __version__
-from ..task import ExponentialBackoff
 from . import _termseq
 from ._argtypes import number, value
 from ._errors import PROG, UsageError, show
-from ._halt import HaltSpec
 from ._input_options import (
     add_input_options,
     colsep_of,
@@ -30,10 +28,12 @@ from ._output_options import GROUP, UNGROUP, add_output_options, check_output
 from ._remote_options import add_remote_options, check_remote
 from ._replace import RENAME_OPTIONS, Names, rename
 from ._sources import SourceSpec, split_sources
-from ._template import Template
 from ._termseq import KillSequence
 from ._unsupported import add_refusals
-from ._xargs import Pack
+
+if TYPE_CHECKING:  # (the modules of the checks, imported by them: not for --help)
+    from ._halt import HaltSpec
+    from ._xargs import Pack
 
 FOREVER: Final = sys.maxsize  # --retries 0: GNU parallel's "n=0 means infinite"
 
@@ -66,7 +66,7 @@ class Options:
     joblog_append: bool  # --joblog +FILE: append to FILE, no header
     resume: bool
     resume_failed: bool
-    retry_failed: bool  # the inputs are the failed jobs' command lines (see `main`)
+    retry_failed: bool  # the inputs are the failed jobs' command lines (see `_start`)
     json: bool
     dry_run: bool
     shell: bool
@@ -287,6 +287,8 @@ def _parse_backoff(spec: str, base: float | None) -> float | Callable[[int], flo
             raise UsageError(f"--backoff: the base must be >= 0, got {value!r}")
         base = parsed if base is None else base
     if policy in ("exp", "exponential"):
+        from .._retry import ExponentialBackoff  # (its imports: not for --help)
+
         return ExponentialBackoff(initial=0.1 if base is None else base)
     if policy in ("const", "constant", "fixed"):
         return 1.0 if base is None else base
@@ -326,6 +328,8 @@ def _check_command(
     a worker, which looks it up)."""
     if not words:
         raise UsageError("no command given (usage: asynctasklib run [OPTIONS] -- COMMAND ...)")
+    from ._template import Template  # (not for --help)
+
     # A replacement string or quoting refused: now, not per job.
     template = Template(words, shell, names, each)
     if here and not shell and not template.program_varies and template.executable is None:
@@ -350,8 +354,8 @@ def parse(argv: list[str]) -> Options:
     names = rename([getattr(ns, _dest(flags)) for flags, _ in RENAME_OPTIONS])
     scheduler = check_remote(ns)
     sources: tuple[SourceSpec, ...]
-    if ns.retry_failed:  # the joblog's command lines are the jobs (see `main`): no others
-        words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see main)
+    if ns.retry_failed:  # the joblog's command lines are the jobs (see `_start`): no others
+        words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see `_start`)
     else:
         words, sources = split_sources(words, ns.arg_file)
         each = ns.max_replace_args is not None or ns.pack == "X"

@@ -10,7 +10,6 @@ from typing import Final
 
 from ._argtypes import value
 from ._errors import UsageError
-from ._template import Template
 
 GROUP: Final = "group"  # the output modes: each job's output whole (the default),
 LINE: Final = "line"  # line by line (--line-buffer),
@@ -94,6 +93,8 @@ def check_output(ns: argparse.Namespace) -> str | None:
     if ns.results is not None:
         _check_results(ns.results)
     if tag is not None:
+        from ._template import Template  # (not for --help)
+
         try:
             Template([tag], shell=False)
         except UsageError as exc:
@@ -104,6 +105,8 @@ def check_output(ns: argparse.Namespace) -> str | None:
 def _check_results(name: str) -> None:
     """``--results DIR`` or a table (``.csv``, ``.tsv``, ``.json``), without replacement
     strings."""
+    from ._template import Template  # (not for --help)
+
     try:
         replaced = Template([name], shell=False).argv(1, 0, ("x",))[0] != name
     except UsageError:

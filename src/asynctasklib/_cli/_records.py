@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Final, cast
 
 from ._errors import InputError
+from ._util import NOT_YET as NOT_YET  # (re-exported: what `get_nowait` gives, not ready)
 from ._util import resolve
-
-NOT_YET: Final[Any] = object()  # get_nowait(): no value ready yet
 
 _MAX_ARG_STRLEN: Final = 131072  # Linux: the most bytes one argument takes, with its NUL
 _CHUNK: Final = 1 << 16
@@ -37,32 +35,6 @@ def _max_line() -> int:
 
 
 MAX_LINE: Final = _max_line()
-
-# GNU parallel's escapes in -d (its unquote_printf), applied in this order: \t \n \r,
-# then three octal digits, then one digit (a bare \8 or \9 is the digit itself).
-_ESCAPES: Final = (("\\t", "\t"), ("\\n", "\n"), ("\\r", "\r"))
-_OCTAL3 = re.compile(r"\\(\d\d\d)")
-_OCTAL1 = re.compile(r"\\(\d)")
-
-
-def _octal(match: re.Match[str]) -> str:
-    digits = match.group(1)
-    octal = re.match(r"[0-7]*", digits)
-    assert octal is not None
-    head = octal.group()
-    return (chr(int(head, 8)) if head else "") + digits[len(head) :]
-
-
-def delimiter(text: str) -> bytes:
-    """``-d TEXT`` as GNU parallel reads it: the bytes that end each record (ValueError if
-    there are none)."""
-    for escape, char in _ESCAPES:
-        text = text.replace(escape, char)
-    text = _OCTAL1.sub(_octal, _OCTAL3.sub(_octal, text))
-    if not text:
-        raise ValueError("the delimiter is empty")
-    return os.fsencode(text)
-
 
 def _too_long(name: str, number: int) -> InputError:
     return InputError(

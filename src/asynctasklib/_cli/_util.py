@@ -1,8 +1,13 @@
-"""Two small helpers that several modules of ``asynctasklib run`` share."""
+"""Two small helpers and a sentinel that several modules of ``asynctasklib run`` share."""
 
 from __future__ import annotations
 
-import asyncio
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import asyncio
+
+NOT_YET: Final[Any] = object()  # get_nowait(): no value ready yet
 
 
 def resolve(future: asyncio.Future[None] | None) -> None:
