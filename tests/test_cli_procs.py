@@ -237,3 +237,41 @@ def test_a_job_gets_what_subprocess_gave_it(capfd: pytest.CaptureFixture[str]) -
     assert int(masks["SigBlk"], 16) == 0, masks
     assert lines[3:] == ["fd closed", os.devnull]
     assert "Broken pipe" not in err
+
+
+def test_an_orphan_is_adopted_by_the_main_thread_and_a_job_is_its_starters_child(
+    tmp_path: Path,
+) -> None:
+    # What the reaper's per-job check relies on (`_reap._children(adopted_only=True)`):
+    # Linux hands our orphans to the main thread, while a job started from another thread
+    # is that thread's child, so the main thread's list holds the orphans and no job.
+    import threading
+
+    from asynctasklib._cli._spawn import Spawner
+
+    if not _reap.become_subreaper():
+        return  # (not Linux: nothing is adopted)
+    ready = tmp_path / "orphan"
+    script = f'(setsid sh -c "echo \\$\\$ > {ready}; exec sleep 30" &); exit 0'
+    started: list[int] = []
+    done = threading.Event()
+
+    def starter() -> None:  # (it lives while the checks run, as the runner's does)
+        started.append(Spawner([]).spawn("sh", ["sh", "-c", script], [], search=True))
+        done.wait()
+
+    thread = threading.Thread(target=starter)
+    thread.start()
+    wait_for(lambda: bool(started) and ready.exists() and ready.read_text().strip() != "",
+             "the orphan's pid")  # fmt: skip
+    leader, orphan = started[0], int(ready.read_text())
+    try:
+        assert leader in _reap._children()
+        assert leader not in _reap._children(adopted_only=True)
+        wait_for(lambda: orphan in _reap._children(adopted_only=True), "the orphan's adoption")
+    finally:
+        done.set()
+        thread.join()
+        os.waitpid(leader, 0)
+        os.kill(orphan, 9)
+        os.waitpid(orphan, 0)
