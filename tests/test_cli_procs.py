@@ -275,3 +275,39 @@ def test_an_orphan_is_adopted_by_the_main_thread_and_a_job_is_its_starters_child
         os.waitpid(leader, 0)
         os.kill(orphan, 9)
         os.waitpid(orphan, 0)
+
+
+def test_the_starting_thread_runs_calls_in_order_and_hands_back_each_outcome() -> None:
+    import asyncio
+    import threading
+
+    from asynctasklib._cli._spawn import StartingThread
+
+    calls: list[tuple[int, str]] = []
+    gate = threading.Event()
+
+    def job(n: int) -> int:
+        gate.wait()  # (all are given before the first runs)
+        calls.append((n, threading.current_thread().name))
+        if n == 3:
+            raise OSError(n, "cannot start")
+        return n * 10
+
+    async def main() -> list[int | BaseException]:
+        starter = StartingThread(asyncio.get_running_loop())
+        try:
+            futures = [starter.start(job, n) for n in range(6)]
+            gate.set()
+            return await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            starter.close()
+
+    outcomes = asyncio.run(main())
+    assert [n for n, _ in calls] == list(range(6))  # in the order given
+    assert {name for _, name in calls} == {"asynctasklib-spawn"}  # one thread, not ours
+    assert outcomes[:3] == [0, 10, 20]
+    assert outcomes[4:] == [40, 50]
+    error = outcomes[3]
+    assert isinstance(error, OSError)
+    assert error.errno == 3
+    assert not any(t.name == "asynctasklib-spawn" for t in threading.enumerate())  # closed

@@ -17,7 +17,6 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
 
 from ..task import Run
@@ -30,7 +29,7 @@ from ._termseq import KillSequence
 from ._util import resolve
 
 if TYPE_CHECKING:
-    from ._spawn import Spawner
+    from ._spawn import Spawner, StartingThread
 
 Started = tuple[int, list[tuple[int, int]]]  # a pid, and the read ends of its pipes
 
@@ -41,12 +40,6 @@ _KILL_NOW: Final = ((signal.SIGKILL, 0.0),)
 _NO_CONT: Final = frozenset({signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGCONT,
                              signal.SIGTTIN, signal.SIGTTOU})  # fmt: skip
 _READ_SIZE: Final = 64 * 1024  # a pipe's buffer (a bigger read would be an mmap of its own)
-# The thread that starts the jobs (see _spawn), while the loop goes on. One: the jobs
-# start in their order, one after the other, as GNU parallel's and xargs's do. (Four made
-# 2,000 x `true` about twice as fast on a busy machine, each start waiting for its child
-# to be scheduled, but jobs that start together then exec in either order, and the order
-# of their output and joblog rows with them.)
-_SPAWN_THREADS: Final = 1
 
 
 class Capture:
@@ -195,20 +188,20 @@ class Processes:
         self.notice = notice
         self.devnull = -1  # the jobs' stdin, open while the run is (see open)
         self.spawner: Spawner | None = None  # (see open)
-        self.threads: ThreadPoolExecutor | None = None
+        self.starter: StartingThread | None = None
         self.live_groups: set[int] = set()
         self.kill_now = False  # SIGKILL at once, not SIGTERM first (Ctrl-C three times)
 
     def open(self) -> None:
-        from ._spawn import Spawner, inherited_fds  # (ctypes: not for --help)
+        from ._spawn import Spawner, StartingThread, inherited_fds  # (ctypes: not for --help)
 
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.spawner = Spawner(inherited_fds())
-        self.threads = ThreadPoolExecutor(_SPAWN_THREADS, thread_name_prefix="asynctasklib-spawn")
+        self.starter = StartingThread(self.loop)
 
     def close(self) -> None:
-        if self.threads is not None:
-            self.threads.shutdown()
+        if self.starter is not None:
+            self.starter.close()
         os.close(self.devnull)
 
     def kill_all(self) -> None:
@@ -229,7 +222,8 @@ class Processes:
         except CannotStartError as exc:
             raise _not_started(job, 126, str(exc), exc) from None
         proto = Capture(loop, self.output.store, (where.out, where.err))
-        spawn = loop.run_in_executor(self.threads, self._spawn, job.argv, where)
+        assert self.starter is not None
+        spawn = self.starter.start(self._spawn, job.argv, where)
         spawn.add_done_callback(lambda _: where.started())  # (whether it started or not)
         self.reaper.starting(spawn, proto)
         pgid = 0
