@@ -242,7 +242,7 @@ def test_a_job_gets_what_subprocess_gave_it(capfd: pytest.CaptureFixture[str]) -
 def test_an_orphan_is_adopted_by_the_main_thread_and_a_job_is_its_starters_child(
     tmp_path: Path,
 ) -> None:
-    # What the reaper's per-job check relies on (`_reap._children(adopted_only=True)`):
+    # What the reaper's per-job check relies on (`_reap._children(main_file)`):
     # Linux hands our orphans to the main thread, while a job started from another thread
     # is that thread's child, so the main thread's list holds the orphans and no job.
     import threading
@@ -265,11 +265,14 @@ def test_an_orphan_is_adopted_by_the_main_thread_and_a_job_is_its_starters_child
     wait_for(lambda: bool(started) and ready.exists() and ready.read_text().strip() != "",
              "the orphan's pid")  # fmt: skip
     leader, orphan = started[0], int(ready.read_text())
+    main_file = _reap.main_children_file()
     try:
         assert leader in _reap._children()
-        assert leader not in _reap._children(adopted_only=True)
-        wait_for(lambda: orphan in _reap._children(adopted_only=True), "the orphan's adoption")
+        assert leader not in _reap._children(main_file)
+        wait_for(lambda: orphan in _reap._children(main_file), "the orphan's adoption")
+        assert orphan in _reap._children()
     finally:
+        os.close(main_file)
         done.set()
         thread.join()
         os.waitpid(leader, 0)
