@@ -314,3 +314,55 @@ def test_the_starting_thread_runs_calls_in_order_and_hands_back_each_outcome() -
     assert isinstance(error, OSError)
     assert error.errno == 3
     assert not any(t.name == "asynctasklib-spawn" for t in threading.enumerate())  # closed
+
+
+def test_readers_call_back_for_each_ready_descriptor_and_none_once_removed() -> None:
+    import asyncio
+
+    from asynctasklib._cli._procs import Readers
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        readers = Readers(loop)
+        a_read, a_write = os.pipe()
+        b_read, b_write = os.pipe()
+        calls: list[str] = []
+        both, last = asyncio.Event(), asyncio.Event()
+
+        def on_a() -> None:
+            calls.append("a:" + os.read(a_read, 10).decode())
+            if calls[-1] == "a:4":
+                last.set()
+            if b_read in removable:  # b is ready too: its event in the same batch is dropped
+                removable.discard(b_read)
+                readers.remove(b_read)
+                loop.call_soon(both.set)
+
+        def on_b(name: str) -> None:
+            calls.append(name + os.read(b_read, 10).decode())
+            if b_read in removable:
+                removable.discard(b_read)
+                readers.remove(b_read)
+                loop.call_soon(both.set)
+
+        removable = {b_read}
+        try:
+            readers.add(a_read, on_a)
+            readers.add(b_read, on_b, "b:")
+            os.write(b_write, b"1")
+            os.write(a_write, b"2")
+            await asyncio.wait_for(both.wait(), 10)
+            os.write(b_write, b"3")  # removed: no call
+            os.write(a_write, b"4")
+            await asyncio.wait_for(last.wait(), 10)
+            readers.remove(a_read)
+        finally:
+            readers.close()
+            for fd in (a_read, a_write, b_read, b_write):
+                os.close(fd)
+        return calls
+
+    calls = asyncio.run(main())
+    # b's first byte, read only if its callback came before a's; never its second
+    assert calls[-1] == "a:4"
+    assert calls[:-1] in (["a:2"], ["b:1", "a:2"])
