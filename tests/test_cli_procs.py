@@ -242,7 +242,7 @@ def test_a_job_gets_what_subprocess_gave_it(capfd: pytest.CaptureFixture[str]) -
 def test_an_orphan_is_adopted_by_the_main_thread_and_a_job_is_its_starters_child(
     tmp_path: Path,
 ) -> None:
-    # What the reaper's per-job check relies on (`_reap._children(adopted_only=True)`):
+    # What the reaper's per-job check relies on (`_reap._children(main_file)`):
     # Linux hands our orphans to the main thread, while a job started from another thread
     # is that thread's child, so the main thread's list holds the orphans and no job.
     import threading
@@ -265,13 +265,104 @@ def test_an_orphan_is_adopted_by_the_main_thread_and_a_job_is_its_starters_child
     wait_for(lambda: bool(started) and ready.exists() and ready.read_text().strip() != "",
              "the orphan's pid")  # fmt: skip
     leader, orphan = started[0], int(ready.read_text())
+    main_file = _reap.main_children_file()
     try:
         assert leader in _reap._children()
-        assert leader not in _reap._children(adopted_only=True)
-        wait_for(lambda: orphan in _reap._children(adopted_only=True), "the orphan's adoption")
+        assert leader not in _reap._children(main_file)
+        wait_for(lambda: orphan in _reap._children(main_file), "the orphan's adoption")
+        assert orphan in _reap._children()
     finally:
+        os.close(main_file)
         done.set()
         thread.join()
         os.waitpid(leader, 0)
         os.kill(orphan, 9)
         os.waitpid(orphan, 0)
+
+
+def test_the_starting_thread_runs_calls_in_order_and_hands_back_each_outcome() -> None:
+    import asyncio
+    import threading
+
+    from asynctasklib._cli._spawn import StartingThread
+
+    calls: list[tuple[int, str]] = []
+    gate = threading.Event()
+
+    def job(n: int) -> int:
+        gate.wait()  # (all are given before the first runs)
+        calls.append((n, threading.current_thread().name))
+        if n == 3:
+            raise OSError(n, "cannot start")
+        return n * 10
+
+    async def main() -> list[int | BaseException]:
+        starter = StartingThread(asyncio.get_running_loop())
+        try:
+            futures = [starter.start(job, n) for n in range(6)]
+            gate.set()
+            return await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            starter.close()
+
+    outcomes = asyncio.run(main())
+    assert [n for n, _ in calls] == list(range(6))  # in the order given
+    assert {name for _, name in calls} == {"asynctasklib-spawn"}  # one thread, not ours
+    assert outcomes[:3] == [0, 10, 20]
+    assert outcomes[4:] == [40, 50]
+    error = outcomes[3]
+    assert isinstance(error, OSError)
+    assert error.errno == 3
+    assert not any(t.name == "asynctasklib-spawn" for t in threading.enumerate())  # closed
+
+
+def test_readers_call_back_for_each_ready_descriptor_and_none_once_removed() -> None:
+    import asyncio
+
+    from asynctasklib._cli._procs import Readers
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        readers = Readers(loop)
+        a_read, a_write = os.pipe()
+        b_read, b_write = os.pipe()
+        calls: list[str] = []
+        both, last = asyncio.Event(), asyncio.Event()
+
+        def on_a() -> None:
+            calls.append("a:" + os.read(a_read, 10).decode())
+            if calls[-1] == "a:4":
+                last.set()
+            if b_read in removable:  # b is ready too: its event in the same batch is dropped
+                removable.discard(b_read)
+                readers.remove(b_read)
+                loop.call_soon(both.set)
+
+        def on_b(name: str) -> None:
+            calls.append(name + os.read(b_read, 10).decode())
+            if b_read in removable:
+                removable.discard(b_read)
+                readers.remove(b_read)
+                loop.call_soon(both.set)
+
+        removable = {b_read}
+        try:
+            readers.add(a_read, on_a)
+            readers.add(b_read, on_b, "b:")
+            os.write(b_write, b"1")
+            os.write(a_write, b"2")
+            await asyncio.wait_for(both.wait(), 10)
+            os.write(b_write, b"3")  # removed: no call
+            os.write(a_write, b"4")
+            await asyncio.wait_for(last.wait(), 10)
+            readers.remove(a_read)
+        finally:
+            readers.close()
+            for fd in (a_read, a_write, b_read, b_write):
+                os.close(fd)
+        return calls
+
+    calls = asyncio.run(main())
+    # b's first byte, read only if its callback came before a's; never its second
+    assert calls[-1] == "a:4"
+    assert calls[:-1] in (["a:2"], ["b:1", "a:2"])

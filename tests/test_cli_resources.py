@@ -258,14 +258,16 @@ def test_memory_grows_with_the_bytes_of_output_not_the_number_of_writes() -> Non
     gathered in blocks, and the store counts what they really take."""
     loop = asyncio.new_event_loop()
     store = _output.Store()
+    readers = _procs.Readers(loop)
     tracemalloc.start()
     try:
-        capture = _procs.Capture(loop, store)
+        capture = _procs.Capture(readers, store)
         for i in range(40_000):
             capture.pipe_data_received(1, b"%d\n" % (i % 10))  # (a new object each, as read)
         held, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+        readers.close()
         loop.close()
     assert isinstance(capture.out, _output.Spool)  # (grouped output: the default)
     assert capture.out.getvalue() == b"".join(b"%d\n" % (i % 10) for i in range(40_000))

@@ -16,6 +16,7 @@ import sys
 from typing import Any, Final, Protocol
 
 _PR_SET_CHILD_SUBREAPER: Final = 36
+_CHILDREN_READ: Final = 64 * 1024  # a children file shorter than this is read in one go
 
 _subreaper = False  # set by become_subreaper(), once, for the whole process
 
@@ -84,21 +85,32 @@ def _live_member_in_proc(pgid: int) -> bool:
     return False
 
 
-def _children(adopted_only: bool = False) -> list[int]:
+def main_children_file() -> int:
+    """The main thread's /proc ``children`` file, open (-1: there is none), for `_children`."""
+    try:
+        return os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # pragma: no cover - not Linux, or a kernel without that file
+        return -1
+
+
+def _children(main_file: int = -1) -> list[int]:
     """The pids of our children (our jobs, and the processes orphaned to us), from /proc.
 
-    ``adopted_only``: those orphaned to us, and maybe a few more. Linux hands an orphan to
-    the subreaper's first live thread, the main one (``find_new_reaper``), while a job is
-    the child of the thread that started it: the main thread's list is one file to read
-    where every thread's is several (a fifth of the runner's time per job, measured).
+    With ``main_file`` (`main_children_file`): those orphaned to us, and maybe a few more.
+    Linux hands an orphan to the subreaper's first live thread, the main one
+    (``find_new_reaper``), while a job is the child of the thread that started it: the
+    main thread's list is one file to read where every thread's is several. The file is
+    kept open, as a ``pread`` at 0 reads it anew (a seq_file): 0.6 microseconds here,
+    where an ``open`` and a ``read`` take 10.
     """
-    pids: list[int] = []
-    if adopted_only:
+    if main_file >= 0:
         try:
-            with open(f"/proc/self/task/{os.getpid()}/children", "rb") as f:
-                return list(map(int, f.read().split()))
-        except OSError:  # pragma: no cover - no such file: look everywhere
-            pass
+            data = os.pread(main_file, _CHILDREN_READ, 0)
+        except OSError:  # pragma: no cover - (it cannot fail once open): look everywhere
+            data = None
+        if data is not None and len(data) < _CHILDREN_READ:  # (else there may be more)
+            return list(map(int, data.split()))
+    pids: list[int] = []
     try:
         threads = os.listdir("/proc/self/task")
     except OSError:  # pragma: no cover - no /proc
@@ -158,6 +170,7 @@ class Reaper:
         self._wanted = False  # a reap waits for the jobs starting
         self._timer: asyncio.TimerHandle | None = None  # the next reap_every
         self._session = os.getsid(0)
+        self._main_file = -1  # (see _children; opened on first use, closed by stop)
 
     def starting(self, spawn: asyncio.Future[tuple[int, Any]], leader: Leader) -> None:
         """A job is starting (``spawn``, its pid): reaping waits until its leader is known."""
@@ -185,7 +198,9 @@ class Reaper:
         thread adopted (see `_children`)."""
         leaders = self.leaders
         found = []
-        for pid in _children(adopted_only=not everywhere):
+        if not everywhere and self._main_file < 0:
+            self._main_file = main_children_file()
+        for pid in _children(-1 if everywhere else self._main_file):
             leader = leaders.get(pid)
             if leader is not None:
                 if not leader.exited:
@@ -221,6 +236,9 @@ class Reaper:
         if self._timer is not None:
             self._timer.cancel()
         self.reap()
+        if self._main_file >= 0:
+            os.close(self._main_file)
+            self._main_file = -1
 
     def _strays(self, sid: int) -> set[int]:
         """The process groups of the live processes orphaned to us from the session ``sid``

@@ -9,12 +9,18 @@ their own, and the event loop goes on while they are. Elsewhere, ``os.posix_spaw
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import os
+import queue
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Final
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+
+T = TypeVar("T")
 
 # glibc's and musl's values (<spawn.h>).
 _SETSIGDEF: Final = 0x04
@@ -29,6 +35,7 @@ SIGDEF: Final = tuple(
 )
 
 Dup2 = tuple[int, int]  # (a descriptor of ours, the child's descriptor it becomes)
+_Call = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
 
 
 class Spawner:
@@ -115,3 +122,66 @@ def inherited_fds() -> list[int]:
             except OSError:  # (the one listdir used, now closed)
                 continue
     return found
+
+
+class StartingThread:
+    """The thread that starts the jobs, one after the other, while the event loop goes on.
+
+    ``start(fn, *args)`` returns a future of the loop's for ``fn(*args)``, called in the
+    thread. The results come back in batches: one wake-up of the loop for all the starts
+    that ended while it was busy. (In place of ``run_in_executor``, whose two futures per
+    call, their chaining and a wake-up each cost 14% of the runner's instructions per
+    job.)
+
+    One thread: the jobs start in their order, as GNU parallel's and xargs's do. (Four
+    made 2,000 x `true` about twice as fast on a busy machine, each start waiting for its
+    child to be scheduled, but jobs that start together then exec in either order, and
+    the order of their output and joblog rows with them.)
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._todo: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._ended: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._lock = threading.Lock()  # over _ended
+        self._thread = threading.Thread(target=self._work, name="asynctasklib-spawn", daemon=True)
+        self._thread.start()
+
+    def start(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._todo.put((future, fn, args))
+        return future
+
+    def close(self) -> None:
+        """Start nothing more; return once the thread is done with what it was given."""
+        self._todo.put(None)
+        self._thread.join()
+
+    def _work(self) -> None:
+        todo, ended, lock = self._todo, self._ended, self._lock
+        while (call := todo.get()) is not None:
+            future, fn, args = call
+            try:
+                outcome: tuple[asyncio.Future[Any], Any, BaseException | None] = (
+                    future, fn(*args), None)  # fmt: skip
+            except BaseException as exc:  # (to the job: it did not start)
+                outcome = (future, None, exc)
+            with lock:
+                ended.append(outcome)
+                first = len(ended) == 1
+            if first:
+                # (a closed loop: nobody waits)
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            ended = self._ended[:]
+            self._ended.clear()
+        for future, result, exc in ended:
+            if future.cancelled():  # pragma: no cover - the caller shields its future
+                continue
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
