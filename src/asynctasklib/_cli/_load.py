@@ -34,7 +34,7 @@ from ._errors import JobFailedError
 if TYPE_CHECKING:
     from ._job import Job
 
-POLL: Final = 0.5  # seconds between two readings while a job waits, and memory checks
+POLL: Final = 0.1  # seconds between two readings while a job waits, and memory checks
 _KILL_SIGNAL: Final = 15  # (the report's number of the kill: --term-seq's first is SIGTERM)
 
 
