@@ -16,7 +16,7 @@ from asynctasklib._cli import _feeder, _load, _options, main
 from asynctasklib._cli._errors import JobFailedError, UsageError
 from asynctasklib._cli._job import Job
 from asynctasklib._cli._report import Reporter
-from cli_helpers import joblog_rows, run, summary
+from cli_helpers import Interrupter, joblog_rows, run, summary
 
 POLL = 0.25  # the gate's poll in the virtual-clock tests
 
@@ -516,6 +516,43 @@ def test_memfree_kill_without_retries_is_a_failure(
     assert "job 1 failed: killed: less than half of --memfree 1G available (input 1)" in err
     assert [(row[0], row[6], row[7]) for row in joblog_rows(log)] == [("1", "-1", "15")]
     assert (tmp_path / "started.1").read_text() == "x\n"
+
+
+@pytest.mark.usefixtures("fast_poll")
+def test_a_retry_waits_at_the_gate_and_ctrl_c_cancels_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Job 1 fails; its retry waits for the load, which reads high from then on; Ctrl-C
+    then starts no more: the retry is canceled unstarted, job 2 (running) finishes. (The
+    backoff outlasts the poll: within it, the last reading would still be used.)"""
+    high = 0
+
+    def load(path: str = "") -> float:
+        nonlocal high
+        if not (tmp_path / "failed.1").exists():
+            return 0
+        high += 1
+        if high == 2:
+            (tmp_path / "held").touch()
+        return 9
+
+    monkeypatch.setattr(_load, "running_processes", load)
+    interrupter = Interrupter(monkeypatch)
+    interrupter.when([tmp_path / "held"], 1, (tmp_path / "release").touch)
+    script = (
+        f'd="{tmp_path}"; echo x >> "$d/attempts.$0"; '
+        'if [ "$0" = 1 ]; then touch "$d/failed.1"; exit 3; fi; '
+        'while [ ! -e "$d/release" ]; do sleep 0.01; done; echo fin $0'
+    )
+    rc, out, err = run(
+        capfd, "-j", "2", "--load", "5", "--retries", "3", "--backoff", "const:0.05",
+        "sh", "-c", script, ":::", "1", "2",
+    )  # fmt: skip
+    interrupter.thread.join()
+    assert rc == 130
+    assert out == "fin 2\n"
+    assert (tmp_path / "attempts.1").read_text() == "x\n"  # the retry never started
+    assert "1 done, 0 failed, 1 canceled" in summary(err)
 
 
 def test_without_the_options_the_plain_feeder_runs(
