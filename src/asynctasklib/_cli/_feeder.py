@@ -287,25 +287,22 @@ class GatedFeeder(Feeder):
         task.add_done_callback(gate.job_ended)
         return task
 
-    def _definition(self, job: Job) -> Definition[None]:
-        attempt = self._attempt
-        started = self.reporter.started
-        watch = self.median_timeout
+    async def _job_attempt(self, run: Run) -> None:
+        """The task function of every job (see `Feeder._job_attempt`): a retry first waits
+        for the gate, as a new job does (GNU parallel queues it again); with ``--memfree``
+        the attempt runs under the gate's watch."""
+        job = _JOB.get()
         gate = self.gate
-        kills = gate.memfree is not None
-
-        async def job_attempt(run: Run) -> None:
-            if run.attempt:  # a retry waits as a new job does (GNU parallel queues it again)
-                gate.waiting.add(job)
-                try:
-                    await gate.wait()
-                finally:
-                    gate.waiting.discard(job)
-            started(job, _now(UTC))
-            this = attempt(job, run) if watch is None else watch.run(attempt(job, run))
-            if kills:
-                await gate.run(job, this)
-            else:
-                await this
-
-        return dataclasses.replace(self._recipe, id=str(job.seq), task_fn=job_attempt)
+        if run.attempt:
+            gate.waiting.add(job)
+            try:
+                await gate.wait()
+            finally:
+                gate.waiting.discard(job)
+        self.reporter.started(job, _now(UTC))
+        watch = self.median_timeout
+        this = self._attempt(job, run) if watch is None else watch.run(self._attempt(job, run))
+        if gate.memfree is not None:
+            await gate.run(job, this)
+        else:
+            await this
