@@ -1,10 +1,11 @@
 """The types of the command line's option values: a text value that is not a missing one,
-and a bounded number."""
+a bounded number, and a size."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -35,3 +36,22 @@ def number(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[st
         return got
 
     return parse
+
+
+# GNU parallel's UNIT PREFIX: upper case binary, lower case decimal (its man page).
+_PREFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50,
+             "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}  # fmt: skip
+_SIZE = re.compile(r"(?P<n>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<prefix>[KMGTPkmgtp]?)")
+
+
+def size(text: str) -> int:
+    """A number of bytes with GNU parallel's unit prefixes: ``1G`` is 1024**3 bytes, ``1g``
+    10**9 (K M G T P, k m g t p). Not its arithmetic (``1M-12*2k``), which it evaluates as
+    Perl: refused."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 512M or 2G (K M G T P: powers of 1024; k m g t p: of "
+            f"1000), got {text!r}"
+        )
+    return round(float(match["n"]) * _PREFIXES[match["prefix"]])

@@ -27,6 +27,7 @@ from ._halt import Halt
 from ._inputs import Inputs
 from ._job import Job
 from ._joblog import CommandLines
+from ._load import StartGate
 from ._options import Options
 from ._report import Reporter, exit_and_signal
 from ._template import Template
@@ -249,3 +250,59 @@ class Feeder:
             self.cancel_all()
         else:
             self.stop_starting()
+
+
+class GatedFeeder(Feeder):
+    """The feeder with ``--load`` or ``--memfree``: each job waits for a free worker, then
+    for the gate, before it is submitted; each retry waits for the gate; with
+    ``--memfree``, each attempt runs under the gate's watch (which may kill it). A class
+    of its own, so that a run without them has none of this on its way."""
+
+    def __init__(
+        self,
+        opts: Options,
+        pool: WorkerPool,
+        template: Template | CommandLines,
+        attempt: Callable[[Job, Run], Awaitable[None]],
+        reporter: Reporter,
+        skip: frozenset[int] = frozenset(),
+        *,
+        gate: StartGate,
+    ) -> None:
+        super().__init__(opts, pool, template, attempt, reporter, skip)
+        self.gate = gate
+
+    def stop_starting(self) -> None:
+        super().stop_starting()
+        for job in list(self.gate.waiting):  # (retries waiting for the gate: not started)
+            if job.task is not None:
+                job.task.cancel()
+
+    async def _submit(self, job: Job) -> Task[None]:
+        gate = self.gate
+        pool = self.pool
+        # A worker first, so that the gate reads the machine as the job would start.
+        await gate.wait(lambda: pool.available_workers > 0)
+        task = await super()._submit(job)
+        task.add_done_callback(gate.job_ended)
+        return task
+
+    async def _job_attempt(self, run: Run) -> None:
+        """The task function of every job (see `Feeder._job_attempt`): a retry first waits
+        for the gate, as a new job does (GNU parallel queues it again); with ``--memfree``
+        the attempt runs under the gate's watch."""
+        job = _JOB.get()
+        gate = self.gate
+        if run.attempt:
+            gate.waiting.add(job)
+            try:
+                await gate.wait()
+            finally:
+                gate.waiting.discard(job)
+        self.reporter.started(job, _now(UTC))
+        watch = self.median_timeout
+        this = self._attempt(job, run) if watch is None else watch.run(self._attempt(job, run))
+        if gate.memfree is not None:
+            await gate.run(job, this)
+        else:
+            await this

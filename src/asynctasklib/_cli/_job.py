@@ -21,6 +21,7 @@ class Job:
         "attempts",
         "err",
         "error",
+        "killed",
         "out",
         "received",
         "returncode",
@@ -41,6 +42,7 @@ class Job:
         self.started_mono = 0.0
         self.attempts = 0
         self.timed_out = False  # the last attempt was interrupted (a timeout, when retried)
+        self.killed: str | None = None  # ... by --memfree, not a timeout: why (see _load)
         self.returncode: int | None = None
         self.error: str | None = None
         self.out: bytes | Spool = b""  # the last attempt's output

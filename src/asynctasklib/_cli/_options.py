@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from .. import __version__
 from . import _termseq
-from ._argtypes import number, value
+from ._argtypes import number, size, value
 from ._errors import PROG, UsageError, show
 from ._input_options import (
     add_input_options,
@@ -73,6 +73,9 @@ class Options:
     progress: bool | None
     names: Names  # the replacement strings' names (-I and the like)
     scheduler: str | None  # --executor dask: the Dask scheduler's address (None: run here)
+    # --load: start no job while this many processes run (see `_load`); None: no limit
+    max_load: float | None = None
+    memfree: int | None = None  # --memfree: bytes of memory available to start a job
 
 
 def cpu_count() -> int:
@@ -104,6 +107,30 @@ def _jobs(text: str) -> int:
         # GNU parallel documents this floor of 1; 20221122 says "Cannot run any jobs" instead.
         return max(1, cpu_count() - n)
     return n
+
+
+_LOAD = re.compile(r"(?P<sign>[+-])(?P<n>[0-9]+)|(?P<value>[0-9]+(?:\.[0-9]+)?)(?P<pct>%?)")
+_LEAST_LOAD: Final = 0.01  # GNU parallel's floor: --load 0 is 0.01
+
+
+def _max_load(text: str) -> float:
+    """--load as GNU parallel reads it, -j's syntax: N (or N.N) processes; +N, -N: the CPU
+    count plus or minus N; N%: N% of the CPU count; at least 0.01 (so 0 is 0.01)."""
+    match = _LOAD.fullmatch(text)
+    if match is None:
+        if os.path.isfile(text):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: GNU parallel's --load FILE is not supported"
+            )
+        raise argparse.ArgumentTypeError(f"expected N, N.N, +N, -N or N%, got {text!r}")
+    if match["sign"] is not None:
+        n = int(match["n"])
+        load = float(cpu_count() + n if match["sign"] == "+" else cpu_count() - n)
+    elif match["pct"]:
+        load = cpu_count() * float(match["value"]) / 100
+    else:
+        load = float(match["value"])
+    return max(load, _LEAST_LOAD)
 
 
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -150,7 +177,7 @@ the command is refused. A script that evaluates its data (eval, sh -c "$1") is i
 a failed job's stderr is shown, then a line: which job failed and why, with its input.
 
 GNU parallel's options that are not here (--pipe, -S, --plus, -i, --link, --header,
---load...) are refused by name; -P, --max-procs, --jl, --bar, --eta and -V are its names
+--limit...) are refused by name; -P, --max-procs, --jl, --bar, --eta and -V are its names
 of options here, and -q, --will-cite, --gnu, --silent change nothing.
 
 backoff: POLICY[:BASE], POLICY one of exp (BASE, 2*BASE, 4*BASE... up to 30 s, with
@@ -201,6 +228,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--delay", type=seconds, default=0.0, metavar="SECONDS",
         help="wait this long between job starts",
+    )  # fmt: skip
+    p.add_argument(
+        "--load", type=_max_load, metavar="MAX",
+        help="start no job while MAX or more processes run or wait for a disk (GNU "
+        "parallel's load: /proc/stat's count, not the load average); N%%: N%% of the CPU "
+        "count; +N, -N: the CPU count plus or minus N",
+    )  # fmt: skip
+    p.add_argument(
+        "--memfree", type=size, metavar="SIZE",
+        help="start no job while less than SIZE of memory is available (MemAvailable); "
+        "kill the youngest job when under half of SIZE (retried as --retries says); "
+        "K M G T P: powers of 1024, k m g t p: of 1000",
     )  # fmt: skip
     p.add_argument(
         "--term-seq", "--termseq", type=value, metavar="SEQ",
@@ -337,6 +376,33 @@ def _check_command(
         raise UsageError(f"command not found: {show(words[0])}{hint}")
 
 
+def _check_load(ns: argparse.Namespace, scheduler: str | None) -> tuple[float | None, int | None]:
+    """--load and --memfree (``--memfree 0``: no limit, as GNU parallel): what they measure
+    is read once now, so that a machine without it is told at once."""
+    memfree = ns.memfree or None
+    given = [name for name, v in (("--load", ns.load), ("--memfree", memfree)) if v is not None]
+    if not given:
+        return None, None
+    if scheduler is not None:
+        verb = "measures" if len(given) == 1 else "measure"
+        raise UsageError(
+            f"{' and '.join(given)} {verb} this machine, not the Dask workers: not with "
+            "--scheduler"
+        )
+    from . import _load  # (not for --help)
+
+    for name, reader, what in (
+        ("--load", _load.running_processes, "/proc/stat"),
+        ("--memfree", _load.available_memory, "/proc/meminfo"),
+    ):
+        if name in given:
+            try:
+                reader()
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"{name}: cannot read {what}: {exc}") from None
+    return ns.load, memfree
+
+
 def parse(argv: list[str]) -> Options:
     """The options in ``argv``: `UsageError` (or argparse's SystemExit) if they are bad."""
     parser = _parser()
@@ -361,6 +427,7 @@ def parse(argv: list[str]) -> Options:
         each = ns.max_replace_args is not None or ns.pack == "X"
         _check_command(words, ns.shell, names, each, here=scheduler is None)
     tag = check_output(ns)
+    max_load, memfree = _check_load(ns, scheduler)
     max_args = max_args_of(ns)
     pack = pack_of(ns, max_args)
     return Options(
@@ -395,4 +462,6 @@ def parse(argv: list[str]) -> Options:
         progress=False if ns.output == UNGROUP else ns.progress,
         names=names,
         scheduler=scheduler,
+        max_load=max_load,
+        memfree=memfree,
     )

@@ -25,9 +25,10 @@ from ._errors import (
     EXIT_TERMINATED,
     InputError,
 )
-from ._feeder import Feeder
+from ._feeder import Feeder, GatedFeeder
 from ._inputs import OpenSources, open_inputs
 from ._joblog import template_for
+from ._load import StartGate
 from ._options import Options
 from ._output import Sink, Store
 from ._procs import Processes
@@ -63,7 +64,18 @@ class Orchestrator:
         else:  # --executor dask: each attempt's command runs on a worker of the cluster
             # (there: SIGTERM, then SIGKILL once the whole --term-seq's time has passed)
             self.processes = RemoteCommands(opts.scheduler, output, opts.term_seq.seconds)
-        self.feeder = Feeder(opts, self.pool, template, self.processes.attempt, self.reporter, skip)
+        self.gate: StartGate | None = None
+        self.feeder: Feeder
+        if opts.max_load is None and opts.memfree is None:
+            self.feeder = Feeder(
+                opts, self.pool, template, self.processes.attempt, self.reporter, skip
+            )
+        else:  # --load, --memfree
+            self.gate = StartGate(opts.max_load, opts.memfree, self.reporter.notice)
+            self.feeder = GatedFeeder(
+                opts, self.pool, template, self.processes.attempt, self.reporter, skip,
+                gate=self.gate,
+            )  # fmt: skip
         self.interrupts = 0  # Ctrl-C so far
         self.exit_override: int | None = None  # an exit status that overrides the jobs'
 
@@ -83,6 +95,8 @@ class Orchestrator:
             raise
         finally:
             self.reaper.stop()
+            if self.gate is not None:
+                self.gate.close()
             for sig in handled:
                 self.loop.remove_signal_handler(sig)
             self.processes.close()

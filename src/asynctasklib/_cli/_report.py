@@ -66,7 +66,7 @@ class Reporter:
             event["attempt"] = attempt
             event["time"] = when.isoformat()
             if attempt:
-                event["error"] = self._timed_out() if job.timed_out else job.error
+                event["error"] = self._interrupted(job) if job.timed_out else job.error
             self._event(event)
         self.refresh()
 
@@ -142,6 +142,10 @@ class Reporter:
             why = _error_text(error, job)
         tries = f" after {job.attempts} attempts" if job.attempts > 1 else ""
         return f"job {job.seq} failed{tries}: {why} (input {show(job.input)})"
+
+    def _interrupted(self, job: Job) -> str:
+        """Why the runner killed the job's last attempt: --memfree, or a timeout."""
+        return job.killed if job.killed is not None else self._timed_out()
 
     def _timed_out(self) -> str:
         timeout, pct = self.opts.timeout, self.opts.timeout_pct

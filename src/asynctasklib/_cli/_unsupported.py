@@ -39,7 +39,7 @@ UNSUPPORTED: Final[tuple[tuple[tuple[str, ...], str], ...]] = (
     (("--workdir", "--wd"), "cd to the directory first"),
     (("--env",), "the jobs get the runner's environment"), (("--record-env",), ""),
     (("--session",), ""), (("--tmpdir",), "set TMPDIR"),
-    (("--load",), ""), (("--memfree",), ""), (("--memsuspend",), ""), (("--limit",), ""),
+    (("--memsuspend",), ""), (("--limit",), ""),
     (("--nice",), "run nice asynctasklib run ..."), (("--noswap",), ""),
     (("--fg",), ""), (("--bg",), ""), (("--semaphore",), ""),
     (("--semaphore-name", "--id"), ""), (("--semaphore-timeout", "--st"), ""),
