@@ -411,3 +411,37 @@ def test_jobs_wait_for_a_first_worker(tmp_path: Path, capfd: pytest.CaptureFixtu
             rc, out, err = remote(capfd, address, "-j", "-1", *command, ":::", "a", "b", "c")
         assert rc == 0, err
         assert max(map(int, out.split())) == 2, out  # -j -1: 3 - 1 slots (see above)
+
+
+class _Client:
+    """What `cluster_threads` asks of a client: each worker's threads, a wait for one."""
+
+    def __init__(self, *answers: dict[str, int] | OSError) -> None:
+        self.answers = list(answers)
+        self.waited: list[float] = []
+
+    def nthreads(self) -> dict[str, int]:
+        answer = self.answers.pop(0)
+        if isinstance(answer, OSError):
+            raise answer
+        return answer
+
+    def wait_for_workers(self, n_workers: int, timeout: float) -> None:
+        assert n_workers == 1
+        self.waited.append(timeout)
+
+
+def test_cluster_threads_sum_the_workers_and_say_why_not() -> None:
+    from asynctasklib._cli._errors import UsageError
+    from asynctasklib._cli._remote import cluster_threads
+
+    def threads(client: _Client) -> int:
+        return cluster_threads(client, "tcp://h:1", 2.0)  # type: ignore[arg-type]
+
+    assert threads(_Client({"a": 3, "b": 4})) == 7
+    client = _Client({}, {"a": 2})
+    assert (threads(client), client.waited) == (2, [2.0])
+    with pytest.raises(UsageError, match="tcp://h:1: the cluster has no worker, and none joined"):
+        threads(_Client({}, {}))  # (the worker that came has gone)
+    with pytest.raises(UsageError, match="tcp://h:1: cannot reach the scheduler: gone"):
+        threads(_Client(OSError("gone")))
