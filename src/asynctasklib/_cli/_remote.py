@@ -16,6 +16,9 @@ gone, or the call has not started yet) the call is canceled on the cluster, and 
 which checks every 50 ms whether its call is still wanted, kills the group the same way:
 that also holds if this process dies or loses the scheduler. `_remote_worker` is the
 worker's half: the scheduler and the workers need asynctasklib installed, to unpickle it.
+
+Before any job, `cluster_threads` counts the workers' threads: the CPU count that the
+default -j, and -j N%, +N and -N, count against (see `_start._on_cluster`).
 """
 
 from __future__ import annotations
