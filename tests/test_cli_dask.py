@@ -349,3 +349,99 @@ def _dead(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
     except FileNotFoundError:
         return True
+
+
+# -- -j against the cluster's worker threads ----------------------------------------------
+
+# sh -c SLOTS sh DIR B: mark this job's start, print its slot ({%}), and wait (at most 10 s)
+# until B jobs have started: the first B of a run are all running at once.
+SLOTS = """echo "$3"; : > "$1/$4"
+i=0; while [ "$(ls "$1" | wc -l)" -lt "$2" ] && [ "$i" -lt 500 ]; do sleep 0.02; i=$((i+1)); done"""
+
+
+@pytest.fixture(scope="module")
+def six_threads() -> Iterator[str]:
+    """Another cluster, of 2 workers of 3 threads (6: not this machine's CPU count, unless
+    it has 6); its scheduler's address."""
+    with third_party_loops():
+        cluster = distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=3, host="127.0.0.1",
+            dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        )  # fmt: skip
+    with cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.mark.parametrize(
+    ("form", "slots"), [(None, 6), ("50%", 3), ("+1", 7), ("-1", 5), ("4", 4)]
+)
+def test_jobs_count_the_cluster_threads(
+    six_threads: str, form: str | None, slots: int, tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """slots + 1 jobs; each waits for the first min(slots, 6) to start (6: the threads that
+    run at once; a 7th slot's job waits on the cluster). With the right slots the highest
+    {%} is theirs: fewer show fewer, more put the last job in a slot of its own."""
+    jobs = [] if form is None else ["-j", form]
+    command = ["sh", "-c", SLOTS, "sh", str(tmp_path), str(min(slots, 6)), "{%}", "{#}"]
+    rc, out, err = remote(capfd, six_threads, *jobs, *command, ":::", *map(str, range(slots + 1)))
+    assert rc == 0, err
+    assert max(map(int, out.split())) == slots, out
+
+
+def test_jobs_wait_for_a_first_worker(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """No worker yet: the run waits for one (its 3 threads, the default -j) or, when none
+    joins in distributed's connect timeout, stops before any job, naming --scheduler."""
+    with third_party_loops():
+        cluster = distributed.LocalCluster(
+            n_workers=0, processes=True, threads_per_worker=3, host="127.0.0.1",
+            dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        )  # fmt: skip
+    with cluster:
+        address = cluster.scheduler_address
+        with dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}):
+            rc, out, err = remote(capfd, address, "echo", ":::", "x")
+        assert (rc, out) == (2, "")
+        assert "waiting at most 0.5 s for one" in err
+        assert f"error: --scheduler {address}: the cluster has no worker, and none joined" in err
+        with third_party_loops():
+            threading.Timer(0.5, cluster.scale, (1,)).start()
+        with dask.config.set({"distributed.comm.timeouts.connect": "60s"}):
+            command = ["sh", "-c", SLOTS, "sh", str(tmp_path), "2", "{%}", "{#}"]
+            rc, out, err = remote(capfd, address, "-j", "-1", *command, ":::", "a", "b", "c")
+        assert rc == 0, err
+        assert max(map(int, out.split())) == 2, out  # -j -1: 3 - 1 slots (see above)
+
+
+class _Client:
+    """What `cluster_threads` asks of a client: each worker's threads, a wait for one."""
+
+    def __init__(self, *answers: dict[str, int] | OSError) -> None:
+        self.answers = list(answers)
+        self.waited: list[float] = []
+
+    def nthreads(self) -> dict[str, int]:
+        answer = self.answers.pop(0)
+        if isinstance(answer, OSError):
+            raise answer
+        return answer
+
+    def wait_for_workers(self, n_workers: int, timeout: float) -> None:
+        assert n_workers == 1
+        self.waited.append(timeout)
+
+
+def test_cluster_threads_sum_the_workers_and_say_why_not() -> None:
+    from asynctasklib._cli._errors import UsageError
+    from asynctasklib._cli._remote import cluster_threads
+
+    def threads(client: _Client) -> int:
+        return cluster_threads(client, "tcp://h:1", 2.0)  # type: ignore[arg-type]
+
+    assert threads(_Client({"a": 3, "b": 4})) == 7
+    client = _Client({}, {"a": 2})
+    assert (threads(client), client.waited) == (2, [2.0])
+    with pytest.raises(UsageError, match="tcp://h:1: the cluster has no worker, and none joined"):
+        threads(_Client({}, {}))  # (the worker that came has gone)
+    with pytest.raises(UsageError, match="tcp://h:1: cannot reach the scheduler: gone"):
+        threads(_Client(OSError("gone")))

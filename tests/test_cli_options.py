@@ -15,6 +15,8 @@ import pytest
 
 from asynctasklib import ExponentialBackoff
 from asynctasklib._cli import _options, main
+from asynctasklib._cli._jobslots import CPUS as DEFAULT_SLOTS
+from asynctasklib._cli._jobslots import JobSlots
 from cli_helpers import PARALLEL, TIMEOUT, cli, needs_parallel, run
 
 
@@ -149,6 +151,46 @@ def test_cpu_count_is_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None
     assert _options.parse(["-j", "+1", "true"]).jobs == 4
     assert _options.parse(["-j", "50%", "true"]).jobs == 2  # 1.5, rounded up
     assert _options.parse(["true"]).jobs == 3
+
+
+@pytest.mark.parametrize(
+    ("form", "against_6", "against_1"),
+    [(None, 6, 1), ("4", 4, 4), ("0", 0, 0), ("+1", 7, 2), ("-1", 5, 1), ("-9", 1, 1),
+     ("50%", 3, 1), ("12.5%", 1, 1), ("150%", 9, 2), ("0%", 1, 1)],
+)  # fmt: skip
+def test_jobs_are_kept_as_given_and_counted_later(
+    form: str | None, against_6: int, against_1: int
+) -> None:
+    """What --scheduler counts against the cluster's threads (`JobSlots.of`); -j N alone
+    does not depend on them."""
+    slots = _options.parse([*(["-j", form] if form else []), "true"]).slots
+    assert slots == (DEFAULT_SLOTS if form is None else JobSlots.parse(form))
+    assert (slots.of(6), slots.of(1)) == (against_6, against_1)
+    assert slots.relative == (form is None or not form.isdigit())
+
+
+@pytest.mark.parametrize("text", ["", "x", "1.5", "+-1", "--1", "+1%", "-50%", "%", "1e3", " 2"])
+def test_job_slots_refuse_another_form(text: str, capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match=re.escape("expected N, +N, -N or N%")):
+        JobSlots.parse(text)
+    if text and not text.startswith("-"):  # (one that starts with - is taken for an option)
+        rc, _, err = run(capfd, "-j", text, "true")
+        assert rc == 2
+        assert "expected N, +N, -N or N%" in err
+
+
+@pytest.mark.parametrize("cpus", [0, -1, True, 2.0, None])
+def test_job_slots_need_a_cpu_count_of_at_least_1(cpus: object) -> None:
+    with pytest.raises(ValueError, match="CPU count must be a whole number >= 1"):
+        DEFAULT_SLOTS.of(cpus)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "n"), [("*", 1), ("n", -1), ("+", 1.5), ("%", float("nan")), ("%", float("inf"))]
+)
+def test_job_slots_refuse_what_no_form_gives(kind: str, n: float) -> None:
+    with pytest.raises(ValueError, match="-j: "):
+        JobSlots(kind, n)  # type: ignore[arg-type]
 
 
 

@@ -16,7 +16,8 @@ modules use; the whole package is private all the same, a client of the public A
 - `_errors`: exit statuses and errors; `_util`: two small helpers and the `NOT_YET` sentinel.
 - `_replace`: GNU parallel's replacement strings; `_shell`: where each stands in shell
   code; `_template`: the command filled per job.
-- `_options`: the command line, with `_argtypes` (its values' types), `_input_options`,
+- `_options`: the command line, with `_argtypes` (its values' types), `_jobslots` (``-j``,
+  counted against a CPU count once it is known), `_input_options`,
   `_output_options`, `_joblog_options` and `_remote_options` (each group of options and its
   checks); `_unsupported`: GNU parallel's options refused by name; `_sources`: the input
   sources it gives.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
@@ -24,6 +23,7 @@ from ._input_options import (
     short_null,
 )
 from ._joblog_options import add_halt_and_joblog, check_joblog_reuse, halt_of
+from ._jobslots import CPUS, JobSlots
 from ._output_options import GROUP, UNGROUP, add_output_options, check_output
 from ._remote_options import add_remote_options, check_remote
 from ._replace import RENAME_OPTIONS, Names, rename
@@ -49,7 +49,10 @@ class Options:
     max_args: int | None  # -n/-N: records per job (None: one, as given; or as `pack` says)
     context_replace: bool  # -N, -X (GNU parallel repeats a word with {} for each argument)
     pack: Pack | None  # -X, -m, --xargs: as many records a job as fit in a line
-    jobs: int  # 0: as many as the open-file limit allows (-j 0)
+    jobs: int  # the job slots; 0: as many as the open-file limit allows (-j 0)
+    # -j as given: `jobs` is it against this machine's CPUs, but with --scheduler, where
+    # `_start` counts it again against the cluster's worker threads once connected
+    slots: JobSlots
     retries: int  # retries after the first attempt (--retries N: N - 1)
     backoff: float | Callable[[int], float]
     timeout: float | None
@@ -87,26 +90,16 @@ def cpu_count() -> int:
     return os.cpu_count() or 1  # pragma: no cover - no affinity mask (macOS)
 
 
-_JOBS = re.compile(r"(?P<sign>[+-]?)(?P<n>[0-9]+)|(?P<pct>[0-9]+(?:\.[0-9]+)?)%")
-
-
-def _jobs(text: str) -> int:
-    """-j as GNU parallel reads it: N; 0 (as many as possible, 0 here); +N and -N (the CPU
-    count plus or minus N); N% (of the CPU count, rounded up); at least 1."""
-    match = _JOBS.fullmatch(text)
-    if match is None:
+def _jobs(text: str) -> JobSlots:
+    """-j as GNU parallel reads it (see `JobSlots`): counted against the CPUs later, here
+    (`parse`) or, with --scheduler, against the cluster's worker threads (`_start`)."""
+    try:
+        return JobSlots.parse(text)
+    except ValueError as exc:
         if os.path.isfile(text):
-            raise argparse.ArgumentTypeError(f"{text!r}: GNU parallel's -j FILE is not supported")
-        raise argparse.ArgumentTypeError(f"expected N, +N, -N or N%, got {text!r}")
-    if match["pct"] is not None:
-        return max(1, math.ceil(cpu_count() * float(match["pct"]) / 100))
-    n = int(match["n"])
-    if match["sign"] == "+":
-        return cpu_count() + n
-    if match["sign"] == "-":
-        # GNU parallel documents this floor of 1; 20221122 says "Cannot run any jobs" instead.
-        return max(1, cpu_count() - n)
-    return n
+            message = f"{text!r}: GNU parallel's -j FILE is not supported"
+            raise argparse.ArgumentTypeError(message) from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 _LOAD = re.compile(r"(?P<sign>[+-])(?P<n>[0-9]+)|(?P<value>[0-9]+(?:\.[0-9]+)?)(?P<pct>%?)")
@@ -207,7 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-j", "--jobs", type=_jobs, metavar="N",
         help="jobs to run at once; 0: as many as the open files allow; +N, -N: the CPU "
-        "count plus or minus N; N%%: N%% of the CPU count (default: the CPU count)",
+        "count plus or minus N; N%%: N%% of the CPU count (default: the CPU count; with "
+        "--scheduler, the cluster's worker threads count as its CPUs)",
     )  # fmt: skip
     add_input_options(p)
     p.add_argument(
@@ -419,6 +413,7 @@ def parse(argv: list[str]) -> Options:
         raise UsageError("-q/--quote runs the command without a shell: give it or --shell")
     names = rename([getattr(ns, _dest(flags)) for flags, _ in RENAME_OPTIONS])
     scheduler = check_remote(ns)
+    slots: JobSlots = CPUS if ns.jobs is None else ns.jobs
     sources: tuple[SourceSpec, ...]
     if ns.retry_failed:  # the joblog's command lines are the jobs (see `_start`): no others
         words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see `_start`)
@@ -438,7 +433,8 @@ def parse(argv: list[str]) -> Options:
         max_args=max_args if pack is None else None,
         context_replace=ns.max_replace_args is not None or ns.pack == "X",
         pack=pack,
-        jobs=ns.jobs if ns.jobs is not None else cpu_count(),
+        jobs=slots.of(cpu_count()),
+        slots=slots,
         retries=_retries(ns.retries),
         backoff=_parse_backoff(ns.backoff, ns.backoff_base),
         timeout=None if ns.timeout is None else ns.timeout[0],

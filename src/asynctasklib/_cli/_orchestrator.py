@@ -15,7 +15,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from ..workflow import WorkerPool
 from ._errors import (
@@ -37,14 +37,23 @@ from ._remote import RemoteCommands
 from ._report import Reporter
 from ._results import JobOutput
 
+if TYPE_CHECKING:
+    from ..dask import DaskExecutor
+
 _REAP_EVERY: Final = 0.5  # seconds between reaps of the orphans that have exited
 
 
 class Orchestrator:
     """Runs the jobs of one ``run`` on a pool, and says how it went (the exit status)."""
 
-    def __init__(self, opts: Options, skip: frozenset[int] = frozenset()) -> None:
-        """``skip``: the numbers of the jobs not to run (``--resume`` and its kin)."""
+    def __init__(
+        self,
+        opts: Options,
+        skip: frozenset[int] = frozenset(),
+        executor: DaskExecutor | None = None,
+    ) -> None:
+        """``skip``: the numbers of the jobs not to run (``--resume`` and its kin);
+        ``executor``: --scheduler's, if connected already (closed at the run's end)."""
         self.opts = opts
         self.loop = loop = asyncio.get_running_loop()
         self.pool = WorkerPool(opts.jobs, retain_finished=False)
@@ -63,7 +72,7 @@ class Orchestrator:
             )  # fmt: skip
         else:  # --executor dask: each attempt's command runs on a worker of the cluster
             # (there: SIGTERM, then SIGKILL once the whole --term-seq's time has passed)
-            self.processes = RemoteCommands(opts.scheduler, output, opts.term_seq.seconds)
+            self.processes = RemoteCommands(opts.scheduler, output, opts.term_seq.seconds, executor)
         self.gate: StartGate | None = None
         self.feeder: Feeder
         if opts.max_load is None and opts.memfree is None:

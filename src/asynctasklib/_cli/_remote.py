@@ -16,6 +16,9 @@ gone, or the call has not started yet) the call is canceled on the cluster, and 
 which checks every 50 ms whether its call is still wanted, kills the group the same way:
 that also holds if this process dies or loses the scheduler. `_remote_worker` is the
 worker's half: the scheduler and the workers need asynctasklib installed, to unpickle it.
+
+Before any job, `cluster_threads` counts the workers' threads: the CPU count that the
+default -j, and -j N%, +N and -N, count against (see `_start._on_cluster`).
 """
 
 from __future__ import annotations
@@ -23,16 +26,26 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import uuid
 from typing import TYPE_CHECKING, Final
 
 from ..task import Run
-from ._errors import CannotStartError, JobFailedError, UsageError, describe_returncode, show
+from ._errors import (
+    PROG,
+    CannotStartError,
+    JobFailedError,
+    UsageError,
+    describe_returncode,
+    show,
+)
 from ._job import Job
 from ._remote_worker import KILL, KILL_WAIT, TERM, Outcome, request_stop, run_command
 from ._results import Attempt, JobOutput
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from ..dask import DaskExecutor
 
 LOST: Final = 255  # the exit code of an attempt lost on the cluster (ssh's, for parallel's)
@@ -46,42 +59,97 @@ class LostError(JobFailedError):
         self.args = (f"lost on the Dask cluster: {why}",)
 
 
+def connect(address: str) -> DaskExecutor:
+    """A Dask executor on a client of the scheduler at ``address`` (`UsageError` if it
+    cannot be reached)."""
+    try:
+        from distributed import Client
+        from distributed.comm.addressing import get_address_host_port
+
+        from ..dask import DaskExecutor
+    except ImportError as exc:  # pragma: no cover - checked with the options
+        raise UsageError(f"--executor dask: {exc}") from None
+    try:  # (first: a Client that fails on a bad address complains as it is collected)
+        get_address_host_port(address)
+    except ValueError as exc:
+        raise UsageError(f"--scheduler {show(address)}: {exc}") from None
+    try:  # (distributed's connect timeout: DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)
+        client = Client(address, set_as_default=False)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"--scheduler {show(address)}: cannot connect: {exc}") from None
+    return DaskExecutor(client)
+
+
+def disconnect(executor: DaskExecutor) -> None:
+    executor.shutdown(wait=False, cancel_futures=True)
+    executor.client.close()
+
+
+def worker_wait() -> float:
+    """How long to wait for a first worker: distributed's connect timeout (30 s unless
+    DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT says otherwise), the time a run already
+    gives the cluster to answer."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    seconds = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
+    return float(seconds or 0)
+
+
+def cluster_threads(client: Client, address: str, wait: float) -> int:
+    """The worker threads of the cluster (the sum of the workers' ``nthreads``), the CPU
+    count that a relative -j counts against. A cluster without a worker yet gets ``wait``
+    seconds for one to join (`UsageError` if none does: nothing to count)."""
+    where = f"--scheduler {show(address)}"
+    try:
+        threads = _threads(client)
+        if not threads:
+            print(f"{PROG}: {where}: the cluster has no worker yet: waiting at most "
+                  f"{wait:g} s for one", file=sys.stderr)  # fmt: skip
+            client.wait_for_workers(1, timeout=wait)
+            threads = _threads(client)
+    except TimeoutError:  # (distributed's WorkerStartTimeoutError)
+        threads = 0
+    except OSError as exc:  # the scheduler went away
+        raise UsageError(f"{where}: cannot reach the scheduler: {exc}") from None
+    if not threads:
+        raise UsageError(
+            f"{where}: the cluster has no worker, and none joined within {wait:g} s (the "
+            "default -j, and -j N%, +N, -N, count the workers' threads; -j N runs anyway, "
+            "the jobs waiting for a worker)"
+        )
+    return threads
+
+
+def _threads(client: Client) -> int:
+    nthreads: dict[str, int] = client.nthreads()  # (each worker's, by address)
+    return sum(nthreads.values())
+
+
 class RemoteCommands:
     """Runs each attempt of a job on the Dask cluster at ``address`` (the face of
-    `Processes`: ``open``, ``attempt``, ``kill_all``, ``close``)."""
+    `Processes`: ``open``, ``attempt``, ``kill_all``, ``close``), through ``executor``
+    if it is connected already (it is then closed with this)."""
 
-    def __init__(self, address: str, output: JobOutput, grace: float) -> None:
+    def __init__(
+        self, address: str, output: JobOutput, grace: float, executor: DaskExecutor | None = None
+    ) -> None:
         self.address = address
         self.output = output
         self.grace = grace
-        self.executor: DaskExecutor | None = None
+        self.executor = executor
         self.running: set[str] = set()  # the tokens of the attempts on the cluster
         self.kill_now = False  # SIGKILL at once (Ctrl-C three times)
         self._asking: set[asyncio.Task[bool]] = set()  # kill_all's requests, under way
 
     def open(self) -> None:
-        """Connect to the scheduler (`UsageError` if that fails)."""
-        try:
-            from distributed import Client
-            from distributed.comm.addressing import get_address_host_port
-
-            from ..dask import DaskExecutor
-        except ImportError as exc:  # pragma: no cover - checked with the options
-            raise UsageError(f"--executor dask: {exc}") from None
-        try:  # (first: a Client that fails on a bad address complains as it is collected)
-            get_address_host_port(self.address)
-        except ValueError as exc:
-            raise UsageError(f"--scheduler {show(self.address)}: {exc}") from None
-        try:  # (distributed's connect timeout: DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)
-            client = Client(self.address, set_as_default=False)
-        except (OSError, ValueError, TypeError) as exc:
-            raise UsageError(f"--scheduler {show(self.address)}: cannot connect: {exc}") from None
-        self.executor = DaskExecutor(client)
+        """Connect to the scheduler, unless connected (`UsageError` if that fails)."""
+        if self.executor is None:
+            self.executor = connect(self.address)
 
     def close(self) -> None:
         if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            self.executor.client.close()
+            disconnect(self.executor)
 
     def kill_all(self) -> None:
         """SIGKILL every attempt's command now, and from now on."""

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import resource
 import sys
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from . import _joblog
 from ._errors import (
@@ -31,15 +31,49 @@ from ._results import Tagger, prepare
 from ._sources import SourceSpec
 from ._util import isatty
 
+if TYPE_CHECKING:
+    from ..dask import DaskExecutor
+
 __all__ = ["start"]
 
 
 async def _orchestrate(
-    opts: Options, skip: frozenset[int], source: OpenSources, joblog: IO[str] | None
+    opts: Options,
+    skip: frozenset[int],
+    source: OpenSources,
+    joblog: IO[str] | None,
+    executor: DaskExecutor | None,
 ) -> int:
+    """The run; ``executor``: --scheduler's, connected (the run closes it)."""
     from ._orchestrator import Orchestrator  # (not for --dry-run)
 
-    return await Orchestrator(opts, skip).run(source, joblog)
+    try:
+        orchestrator = Orchestrator(opts, skip, executor)
+    except BaseException:
+        if executor is not None:
+            from ._remote import disconnect
+
+            disconnect(executor)
+        raise
+    return await orchestrator.run(source, joblog)
+
+
+def _on_cluster(opts: Options) -> tuple[Options, DaskExecutor]:
+    """--scheduler: connected to it, and -j counted against the cluster's worker threads,
+    as GNU parallel counts it against each sshlogin's CPUs (-j N stays N: nothing to ask;
+    -j 0 stays as many as the open files allow, which queue on the cluster)."""
+    from ._remote import cluster_threads, connect, disconnect, worker_wait  # (only here)
+
+    assert opts.scheduler is not None
+    executor = connect(opts.scheduler)
+    try:
+        if opts.slots.relative:
+            threads = cluster_threads(executor.client, opts.scheduler, worker_wait())
+            opts = dataclasses.replace(opts, jobs=opts.slots.of(threads))
+        return dataclasses.replace(opts, jobs=_fit_jobs(opts.jobs)), executor
+    except BaseException:
+        disconnect(executor)
+        raise
 
 
 def _dry_run(opts: Options, skip: frozenset[int], sources: OpenSources) -> int:
@@ -174,8 +208,12 @@ def start(opts: Options) -> int:
         if any(spec.stdin for spec in opts.sources) and isatty(sys.stdin):
             print(f"{PROG}: reading inputs from the terminal (Ctrl-D to end)", file=sys.stderr)
         become_subreaper()
-        opts = dataclasses.replace(opts, jobs=_fit_jobs(opts.jobs))
-        return asyncio.run(_orchestrate(opts, skip, source, joblog))
+        executor = None
+        if opts.scheduler is None:
+            opts = dataclasses.replace(opts, jobs=_fit_jobs(opts.jobs))
+        else:
+            opts, executor = _on_cluster(opts)
+        return asyncio.run(_orchestrate(opts, skip, source, joblog, executor))
     except UsageError as exc:  # (before any job: --scheduler's cluster cannot be reached)
         source.close()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
