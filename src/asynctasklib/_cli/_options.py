@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .. import __version__
 from . import _termseq
@@ -219,6 +219,39 @@ def _parser() -> argparse.ArgumentParser:
         help="kill an attempt that runs longer than this; also 1h2m3s (d, h, m, s), or N%% "
         "of the median run time of the jobs that succeeded (default: no limit)",
     )  # fmt: skip
+    _add_start_and_kill_options(p, seconds)
+    p.add_argument(
+        "-k", "--keep-order", action="store_true",
+        help="print the jobs' output in input order (default: as they finish; --json "
+        "events always come as they happen)",
+    )  # fmt: skip
+    add_halt_and_joblog(p)
+    add_output_options(p)
+    p.add_argument(
+        "--json", action="store_true",
+        help="print one JSON object per job lifecycle event on stdout instead of job output",
+    )  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument(
+        "--shell", action="store_true",
+        help="run COMMAND through /bin/sh -c, the input shell-quoted",
+    )  # fmt: skip
+    _rename_options(p)
+    add_remote_options(p)
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="show a live progress view on stderr (default: when stderr is a terminal)",
+    )  # fmt: skip
+    _parallel_names(p)
+    add_refusals(p)
+    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def _add_start_and_kill_options(
+    p: argparse.ArgumentParser, seconds: Callable[[str], Any]
+) -> None:
+    """When a job may start (--delay, --load, --memfree), and how one is killed."""
     p.add_argument(
         "--delay", type=seconds, default=0.0, metavar="SECONDS",
         help="wait this long between job starts",
@@ -246,32 +279,6 @@ def _parser() -> argparse.ArgumentParser:
         help="kill a job with SIGTERM, then SIGKILL this long after (--term-seq "
         "TERM,SECONDS*1000,KILL,25)",
     )  # fmt: skip
-    p.add_argument(
-        "-k", "--keep-order", action="store_true",
-        help="print the jobs' output in input order (default: as they finish; --json "
-        "events always come as they happen)",
-    )  # fmt: skip
-    add_halt_and_joblog(p)
-    add_output_options(p)
-    p.add_argument(
-        "--json", action="store_true",
-        help="print one JSON object per job lifecycle event on stdout instead of job output",
-    )  # fmt: skip
-    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    p.add_argument(
-        "--shell", action="store_true",
-        help="run COMMAND through /bin/sh -c, the input shell-quoted",
-    )  # fmt: skip
-    _rename_options(p)
-    add_remote_options(p)
-    p.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None,
-        help="show a live progress view on stderr (default: when stderr is a terminal)",
-    )  # fmt: skip
-    _parallel_names(p)
-    add_refusals(p)
-    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    return p
 
 
 def _parallel_names(p: argparse.ArgumentParser) -> None:
