@@ -22,7 +22,10 @@ from ._validate import seconds
 __all__ = ["Run", "RunInfo"]
 
 _RUN: Any = object()  # Task._arg meaning "call task_fn with the attempt's Run"
-_event_lock = threading.Lock()  # guards Run._event, made on first wait_canceled()
+# Guards Run._event, made on first wait_canceled(). Reentrant: an allocation inside may run
+# the garbage collector, which may close another worker's suspended coroutine on this
+# thread, whose cleanup signals its own Run (seen as a hang on uvloop).
+_event_lock = threading.RLock()
 
 
 class _RunTask(Protocol):
