@@ -359,16 +359,20 @@ SLOTS = """echo "$3"; : > "$1/$4"
 i=0; while [ "$(ls "$1" | wc -l)" -lt "$2" ] && [ "$i" -lt 500 ]; do sleep 0.02; i=$((i+1)); done"""
 
 
+def _three_thread_workers(n_workers: int) -> distributed.LocalCluster:
+    """A local cluster of ``n_workers`` worker processes of 3 threads, on loopback."""
+    with third_party_loops():
+        return distributed.LocalCluster(
+            n_workers=n_workers, processes=True, threads_per_worker=3, host="127.0.0.1",
+            dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def six_threads() -> Iterator[str]:
     """Another cluster, of 2 workers of 3 threads (6: not this machine's CPU count, unless
     it has 6); its scheduler's address."""
-    with third_party_loops():
-        cluster = distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=3, host="127.0.0.1",
-            dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        )  # fmt: skip
-    with cluster:
+    with _three_thread_workers(2) as cluster:
         yield cluster.scheduler_address
 
 
@@ -392,12 +396,7 @@ def test_jobs_count_the_cluster_threads(
 def test_jobs_wait_for_a_first_worker(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """No worker yet: the run waits for one (its 3 threads, the default -j) or, when none
     joins in distributed's connect timeout, stops before any job, naming --scheduler."""
-    with third_party_loops():
-        cluster = distributed.LocalCluster(
-            n_workers=0, processes=True, threads_per_worker=3, host="127.0.0.1",
-            dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        )  # fmt: skip
-    with cluster:
+    with _three_thread_workers(0) as cluster:
         address = cluster.scheduler_address
         with dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}):
             rc, out, err = remote(capfd, address, "echo", ":::", "x")
