@@ -1,23 +1,28 @@
 """The blocking face and executors, against the executor used directly, in one run.
 
-1. N trivial plain functions through ``blocking.WorkerPool(W)`` (``submit`` each, then
-   ``wait()``) against ``ThreadPoolExecutor(W).submit`` + ``concurrent.futures.wait``.
-   Goal: at least 0.7x its throughput.
+1. N trivial plain functions through ``blocking.WorkerPool(W)`` against
+   ``ThreadPoolExecutor(W)``, at W = 4, 8, 16 and 100: ``submit`` each, then ``wait()``
+   (``concurrent.futures.wait`` for the executor); and ``map`` over a generator.
+   Goal: at least 2.0x the executor's throughput at every W.
 2. A CPU-bound function on a ``ProcessPoolExecutor`` (all cores) through the pool against
    the same executor used directly. Goal: within 10%.
 
-Run:  python benchmarks/bench_blocking.py            (N=100,000, W=16 and W=100)
-      python benchmarks/bench_blocking.py --n 20000 --repeat 3 --workers 8
+Run:  python benchmarks/bench_blocking.py            (N=100,000, 5 rounds)
+      python benchmarks/bench_blocking.py --n 20000 --rounds 7 --workers 8 --jobs 0
 
-Each figure is the best of ``--repeat`` runs, the variants alternating.
+The variants take turns within each round (the pool, then the executor), so that a noisy
+moment on a shared machine falls on both; each ratio is the median of the rounds' own
+ratios, and each rate the median of its rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -95,34 +100,44 @@ def processes_direct(executor: ProcessPoolExecutor, jobs: int, w: int) -> float:
     return jobs / (time.perf_counter() - start)
 
 
+def interleaved(
+    rounds: int,
+    pool: Callable[[int, int], float],
+    direct: Callable[[int, int], float],
+    n: int,
+    w: int,
+) -> tuple[float, float, float]:
+    """The median rates of ``pool(n, w)`` and ``direct(n, w)`` run in turn, and the median
+    of the rounds' ratios (pool / direct)."""
+    pool_rates, direct_rates = [], []
+    for _ in range(rounds):
+        pool_rates.append(pool(n, w))
+        direct_rates.append(direct(n, w))
+    ratios = [p / d for p, d in zip(pool_rates, direct_rates, strict=True)]
+    return statistics.median(pool_rates), statistics.median(direct_rates), statistics.median(ratios)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument(
-        "--workers", type=int, nargs="+", default=[16, 100], help="threads, for part 1"
+        "--workers", type=int, nargs="+", default=[4, 8, 16, 100], help="threads, for part 1"
     )
     parser.add_argument("--jobs", type=int, default=200, help="CPU-bound jobs (0: skip)")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    print(f"python {sys.version.split()[0]}, {cores} cores, best of {args.repeat}")
+    n, rounds = args.n, args.rounds
+    print(f"python {sys.version.split()[0]}, {cores} cores, medians of {rounds} rounds")
 
     for w in args.workers:
-        pool_rates, direct_rates = [], []
-        for _ in range(args.repeat):
-            pool_rates.append(threads_pool(args.n, w))
-            direct_rates.append(threads_direct(args.n, w))
-        pool, direct = max(pool_rates), max(direct_rates)
-        print(f"\n{args.n:,} trivial plain functions, W={w} threads")
+        print(f"\n{n:,} trivial plain functions, W={w} threads")
+        pool, direct, ratio = interleaved(rounds, threads_pool, threads_direct, n, w)
         print(f"  ThreadPoolExecutor.submit + wait   {direct:>10,.0f} tasks/s")
-        print(f"  blocking.WorkerPool.submit + wait  {pool:>10,.0f} tasks/s  {pool / direct:.2f}x")
-        pool_rates, direct_rates = [], []
-        for _ in range(args.repeat):  # (in turn, as above: noise falls on both)
-            pool_rates.append(threads_map_pool(args.n, w))
-            direct_rates.append(threads_map_direct(args.n, w))
-        pool, direct = max(pool_rates), max(direct_rates)
+        print(f"  blocking.WorkerPool.submit + wait  {pool:>10,.0f} tasks/s  {ratio:.2f}x")
+        pool, direct, ratio = interleaved(rounds, threads_map_pool, threads_map_direct, n, w)
         print(f"  ThreadPoolExecutor.map (generator) {direct:>10,.0f} items/s")
-        print(f"  blocking.WorkerPool.map (generator){pool:>10,.0f} items/s  {pool / direct:.2f}x")
+        print(f"  blocking.WorkerPool.map (generator){pool:>10,.0f} items/s  {ratio:.2f}x")
 
     if args.jobs <= 0:
         return
@@ -132,17 +147,18 @@ def main() -> None:
     with ProcessPoolExecutor(cores) as executor:
         executor.submit(cpu_bound, 1).result()  # start the processes before timing
         rates: dict[str, list[float]] = {}
-        for _ in range(args.repeat):
+        for _ in range(rounds):
             rates.setdefault("direct", []).append(processes_direct(executor, args.jobs, 0))
             for w in (cores, 2 * cores):
                 rates.setdefault(f"W={w}", []).append(processes_pool(executor, args.jobs, w))
-    direct = max(rates.pop("direct"))
+    directs = rates.pop("direct")
+    direct = statistics.median(directs)
     print(f"\n{args.jobs} CPU-bound jobs (sums of {CPU_N:,} squares), ProcessPoolExecutor({cores})")
     print(f"  {'executor used directly':40} {direct:>8,.1f} jobs/s")
     for label, runs in rates.items():
-        best = max(runs)
+        ratio = statistics.median(r / d for r, d in zip(runs, directs, strict=True))
         name = f"blocking.WorkerPool({label}, executor=)"
-        print(f"  {name:40} {best:>8,.1f} jobs/s  {best / direct:.2f}x")
+        print(f"  {name:40} {statistics.median(runs):>8,.1f} jobs/s  {ratio:.2f}x")
 
 
 if __name__ == "__main__":
