@@ -661,9 +661,7 @@ def test_map_closed_with_results_fetched_but_not_returned_ends_there() -> None:
         assert next(results) == 0
         results.close()
         assert list(results) == []
-        assert list(pool.map(lambda x: x * 2, range(100), window=50)) == [
-            x * 2 for x in range(100)
-        ]
+        assert list(pool.map(lambda x: x * 2, range(100), window=50)) == [x * 2 for x in range(100)]
 
 
 def test_as_completed_left_early_leaves_no_callback_on_the_tasks() -> None:
@@ -939,10 +937,7 @@ def test_with_waits_for_every_task_on_exit() -> None:
         return run.id
 
     with WorkerPool(2) as pool:
-        tasks = [
-            pool.submit(Definition(task_fn=fn))
-            for _ in range(4)
-        ]
+        tasks = [pool.submit(Definition(task_fn=fn)) for _ in range(4)]
         loop = pool._portal.loop  # type: ignore[union-attr]
     assert all(t.is_done() for t in tasks)
     assert pool.is_stopped()

@@ -87,8 +87,8 @@ def test_shell_input_never_runs_as_code_when_repeated(
     "script",
     [
         'echo "a{}b c"',  # (a copy would close the quote the first one opened)
-        "echo x{}y\"  \"{2}",
-        "echo $(echo {}) \"$(echo {})\"",  # (the copies of {}) would close $(...) and "..."
+        'echo x{}y"  "{2}',
+        'echo $(echo {}) "$(echo {})"',  # (the copies of {}) would close $(...) and "..."
     ],
 )
 def test_a_context_whose_copies_would_read_differently_is_refused(script: str) -> None:

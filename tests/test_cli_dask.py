@@ -376,9 +376,7 @@ def six_threads() -> Iterator[str]:
         yield cluster.scheduler_address
 
 
-@pytest.mark.parametrize(
-    ("form", "slots"), [(None, 6), ("50%", 3), ("+1", 7), ("-1", 5), ("4", 4)]
-)
+@pytest.mark.parametrize(("form", "slots"), [(None, 6), ("50%", 3), ("+1", 7), ("-1", 5), ("4", 4)])
 def test_jobs_count_the_cluster_threads(
     six_threads: str, form: str | None, slots: int, tmp_path: Path,
     capfd: pytest.CaptureFixture[str],

@@ -193,8 +193,6 @@ def test_job_slots_refuse_what_no_form_gives(kind: str, n: float) -> None:
         JobSlots(kind, n)  # type: ignore[arg-type]
 
 
-
-
 @needs_parallel
 @pytest.mark.parametrize(
     "form", ["3", "+0", "+2", "-0", "-1", "100%", "50%", "150%", "1%", "33.3%"]

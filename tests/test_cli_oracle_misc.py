@@ -16,7 +16,7 @@ from asynctasklib._cli import main
 from cli_helpers import joblog_rows, needs_parallel
 from test_cli_termseq import HALT, JOB
 
-ARGS_SH = "#!/bin/sh\nfor a in \"$@\"; do printf '<%s>' \"$a\"; done; echo\n"
+ARGS_SH = '#!/bin/sh\nfor a in "$@"; do printf \'<%s>\' "$a"; done; echo\n'
 ARGS = "./args.sh"  # (GNU parallel joins the command's words unquoted: no shell syntax here)
 
 # (id, the options, the command and its inputs); with --shell, GNU parallel gets the same
@@ -152,7 +152,8 @@ def test_term_seq_sends_the_signals_of_gnu_parallel(
     rc = main(argv)
     capfd.readouterr()
     assert (rc, (tmp_path / "ours" / "log").read_text()) == (
-        done.returncode, (tmp_path / "theirs" / "log").read_text()
+        done.returncode,
+        (tmp_path / "theirs" / "log").read_text(),
     )
     assert rc == 1
 

@@ -182,9 +182,7 @@ def test_hangup_or_quit_cancels_everything(tmp_path: Path, sig: signal.Signals) 
         assert pid_gone(int((tmp_path / f"pid.{n}").read_text()))
 
 
-def test_first_interrupt_starts_no_retry(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_first_interrupt_starts_no_retry(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """Ctrl-C: let the running jobs finish, start nothing more, not even a retry."""
 
     def send() -> None:

@@ -1,5 +1,4 @@
-"""The progress view (``_cli/_progress.py``): on a terminal only, and a run without rich.
-"""
+"""The progress view (``_cli/_progress.py``): on a terminal only, and a run without rich."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def shell_fields(script: str) -> list[int]:
         ("echo # {//}", "in a comment"),
         ("echo ${%}", "right after $"),  # and the numbers, right after $
         ("echo $x${#}", "right after $"),
-        ("if [[ ( a == \"{}\" ) ]]; then :; fi", "inside [[ ... ]]"),
+        ('if [[ ( a == "{}" ) ]]; then :; fi', "inside [[ ... ]]"),
     ],
 )
 def test_shell_contexts_that_cannot_be_made_safe_are_refused(
@@ -77,7 +77,7 @@ def test_shell_contexts_that_cannot_be_made_safe_are_refused(
     ("script", "output"),
     [
         ("echo `echo {#}` $(( {#} + 1 )) # {#}", "1 2\n"),  # the job number is digits
-        ("echo $# ${#x} $$x {}" , "0 0 {pid}x v\n"),
+        ("echo $# ${#x} $$x {}", "0 0 {pid}x v\n"),
         ("case {} in v) echo ok;; esac", "ok\n"),  # (not inside $(...))
         ("printf '%s\\n' {} <<< here", "v\n"),
         ("x=1; echo $((x+1)) {}", "2 v\n"),
@@ -118,9 +118,9 @@ P, D, S, N = _shell.PLAIN, _shell.DOUBLE, _shell.SINGLE, _shell.RAW
         ("echo $# {}", [P]),
         ("echo '$'{}", [P]),
         ("echo \\\\{}", [P]),  # an escaped backslash, then {}
-        ("echo \"a\\\"{}\"", [D]),
+        ('echo "a\\"{}"', [D]),
         ("echo $[1+[2]] {}", [P]),
-        ("echo \"`echo {#}`\" $(({%}))", [N, N]),
+        ('echo "`echo {#}`" $(({%}))', [N, N]),
         ("echo $'a\\'b' {}", [P]),  # $'...' ends at its quote, \' escaped inside
         ("echo ${x:-{a}} {}", [P]),  # braces nest inside ${...}
     ],

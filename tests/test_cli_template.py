@@ -87,7 +87,7 @@ HOSTILE = [
     "a.$(touch PWNED)",  # (what {.}, {/}, {//} leave of these is hostile too)
     "$(touch PWNED)/b.c",
     "`touch PWNED`.d/'e;touch PWNED'",
-    "x/\"$(touch PWNED)\"",
+    'x/"$(touch PWNED)"',
 ]
 
 
@@ -197,7 +197,7 @@ CONTEXTS: list[tuple[str, Callable[[tuple[str, ...]], str]]] = [
     ("printf '%s\\0' \"$(printf '%s.' '{}')\"", lambda a: _joined(a) + "."),
     ("printf '%s\\0' $(printf '%s' {#}{%})", lambda a: "17"),
     ("w={1}; printf '%s\\0' \"$w\"", lambda a: a[0]),
-    ("w=\"{}\"; printf '%s\\0' \"$w\"", _joined),
+    ('w="{}"; printf \'%s\\0\' "$w"', _joined),
     ("printf '%s\\0' {} | cat", _each),
     (
         "printf '%s\\0' {1} \"{-1}\" '{2}' {0} {3}",
@@ -273,7 +273,7 @@ def test_quoting_helpers() -> None:
 
 # Strings GNU parallel (without --plus) reads as replacement strings, but that are refused:
 # {= perl =} expressions, and the positional forms of {#} and {%}, which it garbles.
-REFUSED = ["{0#}", "{1%}", "{2 #}", "{-1%}", "{=$_.=\"z\"=}", "{=1 $_=}"]
+REFUSED = ["{0#}", "{1%}", "{2 #}", "{-1%}", '{=$_.="z"=}', "{=1 $_=}"]
 
 
 NOT_REPLACEMENT_STRINGS = ["{a,b}", "${HOME}", "{print $1}", "{..}", "{+/}", "{##}", "{ }",
@@ -333,7 +333,7 @@ def test_several_arguments_of_a_job() -> None:
     assert plain.argv(4, 1, ("a b", "c.d")) == [
         "printf", "%s|", "a b", "c.d", "xa b", "c.dy", "c.d", "c.d", "a b", "c.d", "c", "xy",
     ]  # fmt: skip
-    shell = _template.Template(["echo {} \"{}\" '{2}' x{-1}y {#}{%} {3} \"{3}\""], shell=True)
+    shell = _template.Template(['echo {} "{}" \'{2}\' x{-1}y {#}{%} {3} "{3}"'], shell=True)
     assert shell.argv(4, 2, ("a b", "c")) == [
         "/bin/sh", "-c", "echo 'a b' c \"\"'a b c'\"\" ''c'' xcy 42  \"\"''\"\"",
     ]  # fmt: skip

@@ -983,8 +983,7 @@ async def test_shutdown_timeout_raises_and_leaves_tasks_running() -> None:
 async def test_shutdown_with_grace_drains_then_cancels_what_is_left() -> None:
     pool = WorkerPool(4)
     tasks = [
-        await pool.submit(Definition(id=str(s), task_fn=Probe().fn(seconds=s)))
-        for s in (1, 4, 9)
+        await pool.submit(Definition(id=str(s), task_fn=Probe().fn(seconds=s))) for s in (1, 4, 9)
     ]
     waiting = await pool.submit(Definition(id="delayed", task_fn=Probe().fn(), delay=20))
     await pool.shutdown(grace=timedelta(seconds=5))
@@ -1936,9 +1935,7 @@ async def test_hooks_fired_for_a_task_see_that_tasks_context_variables() -> None
 
         return record
 
-    hooks = StateHooks(
-        on_started=hook("started"), on_pending=hook("pending"), on_done=hook("done")
-    )
+    hooks = StateHooks(on_started=hook("started"), on_pending=hook("pending"), on_done=hook("done"))
 
     async def fn(run: Run) -> None:
         request_id.set(f"{request_id.get()}+{run.attempt}")

@@ -794,6 +794,7 @@ def test_blocking_pool_bool_options_refuse_other_values(value: Any) -> None:
 def test_dask_executor_bool_options_refuse_other_values(value: Any) -> None:
     pytest.importorskip("distributed")
     from asynctasklib import dask
+
     with pytest.raises(TypeError, match=r"\ballow_other_workers\b"):
         # (checked before the client: a wrong one is never looked at)
         dask.DaskExecutor(object(), allow_other_workers=value)  # type: ignore[arg-type]

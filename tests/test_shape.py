@@ -17,6 +17,7 @@ pytest.importorskip("radon", reason="radon is not installed (pip install -e '.[l
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "shape.py"
 
+
 def load_tool() -> ModuleType:
     spec = importlib.util.spec_from_file_location("shape", TOOL)
     assert spec is not None

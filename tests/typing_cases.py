@@ -84,7 +84,6 @@ async def async_pool(flag: bool) -> None:
         assert await (await pool.submit(pair, 2, "b")) == "2b"
 
 
-
 def blocking_pool(flag: bool) -> None:
     with blocking.WorkerPool(2) as pool:
         d_str = Definition(task_fn=sync_str)

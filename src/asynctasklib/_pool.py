@@ -475,9 +475,7 @@ class WorkerPool:
                 ``options`` name ``id`` or ``task_fn``.
             ValueError: ``window`` is below 1.
         """
-        return new_map(
-            self, fn, items, ordered, return_exceptions, window, max_per_second, options
-        )
+        return new_map(self, fn, items, ordered, return_exceptions, window, max_per_second, options)
 
     def as_completed(
         self, tasks: Iterable[Task[T]], *, timeout: float | timedelta | None = None

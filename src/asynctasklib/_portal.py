@@ -41,9 +41,7 @@ class Portal:
         self._lock = threading.RLock()
         self._closing = False
         self._winding_down: asyncio.Task[None] | None = None  # see dropped
-        self._thread = threading.Thread(
-            target=self._run, name="asynctasklib-portal", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="asynctasklib-portal", daemon=True)
         running = threading.Event()
         self.loop.call_soon(running.set)
         self._thread.start()

@@ -168,9 +168,7 @@ class _Runner:
         "timer_when",
     )
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, ready: deque[Any], counts: _Counts
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, ready: deque[Any], counts: _Counts) -> None:
         self.loop = loop
         self.ready = ready
         self.counts = counts  # its owner's: where the attempts it starts are counted

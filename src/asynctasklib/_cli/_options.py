@@ -144,6 +144,7 @@ def _timeout(text: str) -> tuple[float | None, float | None]:
         text = str(sum(float(n) * _UNITS[unit] for n, unit in pieces))
     return number(float, 0, strict=True)(text), None
 
+
 _EPILOG = """\
 inputs, as GNU parallel takes them: each -a FILE, then each group after the command
 (`::: a b c`, `:::: FILE...`; `:::+` and `::::+` link a group to the one before), or
@@ -248,9 +249,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_start_and_kill_options(
-    p: argparse.ArgumentParser, seconds: Callable[[str], Any]
-) -> None:
+def _add_start_and_kill_options(p: argparse.ArgumentParser, seconds: Callable[[str], Any]) -> None:
     """When a job may start (--delay, --load, --memfree), and how one is killed."""
     p.add_argument(
         "--delay", type=seconds, default=0.0, metavar="SECONDS",
@@ -361,9 +360,7 @@ def _retries(attempts: int | None) -> int:
     return FOREVER if attempts == 0 else attempts - 1
 
 
-def _check_command(
-    words: list[str], shell: bool, names: Names, each: bool, here: bool
-) -> None:
+def _check_command(words: list[str], shell: bool, names: Names, each: bool, here: bool) -> None:
     """``each``: -N's context replace; ``here``: the program runs on this machine (else on
     a worker, which looks it up)."""
     if not words:
@@ -387,8 +384,7 @@ def _check_load(ns: argparse.Namespace, scheduler: str | None) -> tuple[float | 
     if scheduler is not None:
         verb = "measures" if len(given) == 1 else "measure"
         raise UsageError(
-            f"{' and '.join(given)} {verb} this machine, not the Dask workers: not with "
-            "--scheduler"
+            f"{' and '.join(given)} {verb} this machine, not the Dask workers: not with --scheduler"
         )
     from . import _load  # (not for --help)
 

@@ -36,6 +36,7 @@ def _max_line() -> int:
 
 MAX_LINE: Final = _max_line()
 
+
 def _too_long(name: str, number: int) -> InputError:
     return InputError(
         f"{name}: line {number} is longer than {MAX_LINE} bytes, the most one argument "
