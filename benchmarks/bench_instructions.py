@@ -26,7 +26,7 @@ Variants (async ones for a task function that returns at once, ``ret``, and one 
 * ``pool.map`` over ``range(N)`` (ordered, every result consumed);
 * by hand: W worker coroutines on an ``asyncio.Queue(maxsize=W)``, and
   ``TaskGroup`` + ``asyncio.Semaphore(W)`` (acquire, then ``create_task``);
-* the blocking face, plain functions, at W=8 and W=100: ``blocking.WorkerPool(W)``
+* the blocking face, plain functions, at W = 4, 8, 16 and 100: ``blocking.WorkerPool(W)``
   (``submit`` each, then ``result()`` of each; and ``map``) against
   ``ThreadPoolExecutor(W)`` doing the same. Valgrind runs one thread at a time, so these
   counts are the total work of all threads; they may vary from run to run (how often
@@ -297,7 +297,7 @@ def measure(rows: list[Row], args: argparse.Namespace, env: dict[str, str]) -> s
 
 def select(args: argparse.Namespace) -> list[Row]:
     async_ws = args.workers or [100]
-    blocking_ws = args.workers or [8, 100]
+    blocking_ws = args.workers or [4, 8, 16, 100]
     kinds = ["ret", "yield"] if args.kind == "both" else [args.kind]
     rows = [
         Row("async", name, kind, w, name == ASYNC_BASELINE)
@@ -352,7 +352,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=[""], help="variants whose name contains one")
     parser.add_argument("--n1", type=int, default=10_000)
     parser.add_argument("--n2", type=int, default=30_000)
-    parser.add_argument("--workers", type=int, nargs="+", help="W (default 100; 8 100 blocking)")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", help="W (default 100; 4 8 16 100 blocking)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="valgrinds run at once")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
