@@ -226,6 +226,12 @@ def make_definition(task_id: str, kind: str) -> Definition[Any]:
             await asyncio.sleep(WAIT)
 
         return Definition(id=task_id, task_fn=too_slow, max_duration=0.003)
+    if kind == "sync_timeout":  # (ends at its deadline; its thread runs on until told)
+
+        def too_slow_plain(run: Run) -> None:
+            run.wait_canceled(WAIT)
+
+        return Definition(id=task_id, task_fn=too_slow_plain, max_duration=0.003)
     raise AssertionError(kind)
 
 
@@ -238,6 +244,7 @@ KINDS = [
     "sync_cooperative",
     "flaky",
     "timeout",
+    "sync_timeout",
 ]
 
 
@@ -256,8 +263,11 @@ def check_outcome(task: Any, kind: str) -> None:
         assert isinstance(task.error, TaskTimeoutError)
 
 
+@pytest.mark.parametrize("hooked", [True, False], ids=["hooks", "no-hooks"])
 @pytest.mark.parametrize("retain_finished", [True, False])
-def test_stress_blocking_pool_with_mixed_operations(retain_finished: bool) -> None:
+def test_stress_blocking_pool_with_mixed_operations(retain_finished: bool, hooked: bool) -> None:
+    """Without pool hooks, the plain kinds run in the direct crew's threads (see _direct)
+    and the async ones on the loop, in one pool."""
     max_workers = 4
     ops_per_thread = 120
     lock = threading.Lock()
@@ -285,7 +295,9 @@ def test_stress_blocking_pool_with_mixed_operations(retain_finished: bool) -> No
             callbacks_fired[task.id] += 1
             callback_threads.add(threading.current_thread().name)
 
-    pool = blocking.WorkerPool(max_workers, hooks=hooks, retain_finished=retain_finished)
+    pool = blocking.WorkerPool(
+        max_workers, hooks=hooks if hooked else None, retain_finished=retain_finished
+    )
 
     def body(i: int, rng: random.Random) -> None:
         last: PoolStats | None = None
@@ -368,12 +380,12 @@ def test_stress_blocking_pool_with_mixed_operations(retain_finished: bool) -> No
             check_outcome(task, kinds[task.id])
         elif task.is_canceled():
             assert isinstance(task.error, TaskCanceledError)
-        # exactly one terminal hook, the one of its state
-        event = {State.DONE: "done", State.FAILED: "failed", State.CANCELED: "canceled"}
-        ends = {e: hook_events[(task.id, e)] for e in ("done", "failed", "canceled")}
-        assert ends == {e: int(e == event[task.state]) for e in ends}, (task, ends)
+        if hooked:  # exactly one terminal hook, the one of its state
+            event = {State.DONE: "done", State.FAILED: "failed", State.CANCELED: "canceled"}
+            ends = {e: hook_events[(task.id, e)] for e in ("done", "failed", "canceled")}
+            assert ends == {e: int(e == event[task.state]) for e in ends}, (task, ends)
     assert callbacks_fired == callbacks_expected  # each callback exactly once
-    assert hook_threads == {"asynctasklib-portal"}
+    assert hook_threads == ({"asynctasklib-portal"} if hooked else set())
     assert callback_threads <= {"asynctasklib-portal"}
 
 

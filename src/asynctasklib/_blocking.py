@@ -10,6 +10,7 @@ counters are those of the one engine; this module only moves calls between threa
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import weakref
@@ -29,9 +30,10 @@ from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, Unpack, overloa
 
 from ._blocking_task import Task
 from ._definition import Definition, TaskOptions, check_id
+from ._direct import DirectCrew, DirectTask, runs_direct
 from ._errors import PoolStoppedError
 from ._group import as_completed_in_thread
-from ._hooks import StateHooks
+from ._hooks import NO_HOOKS, StateHooks
 from ._pool import PoolStats
 from ._pool import WorkerPool as _AsyncPool
 from ._portal import Portal, describe
@@ -54,7 +56,10 @@ class WorkerPool:
 
     The pool runs on an event loop in a background thread, started on first use and stopped
     by ``shutdown()``, on leaving ``with``, or at interpreter exit. Task functions may be
-    plain functions (run on the pool's executor) or ``async def`` (run on that loop).
+    plain functions (run in the pool's threads, or on the executor given) or ``async def``
+    (run on that loop). A plain function's task that needs nothing of the loop (no hooks,
+    rate limit or executor given; no delay or total_timeout) runs whole in one of those
+    threads, the loop not involved; hooks and done callbacks run on the loop's thread.
     Calling a blocking method from a running event loop raises RuntimeError.
 
     A blocking call waiting on that loop when another thread's ``shutdown()`` stops it
@@ -106,6 +111,10 @@ class WorkerPool:
         self._draining = False
         self._shutdown_lock = threading.Lock()
         self._finalizer: weakref.finalize[Any, Any] | None = None  # set with the portal
+        # Where plain functions that need no event loop run, from the portal's start: in
+        # threads of their own, not through the loop (see _direct). None if the pool has
+        # hooks, a rate limit or an executor given.
+        self._direct: DirectCrew | None = None
 
     def __repr__(self) -> str:
         return describe(self._pool)
@@ -131,11 +140,16 @@ class WorkerPool:
                 portal = Portal()
                 # Bound before it is published: a thread that finds the portal (without the
                 # lock, above) makes tasks of the pool on its loop at once.
-                self._pool._serve_threads(portal.loop)  # (idle: nothing submitted yet)
+                pool = self._pool
+                pool._serve_threads(portal.loop)  # (idle: nothing submitted yet)
+                if pool._hooks is NO_HOOKS and pool._limiter is None and pool._bridge.owns_executor:
+                    pool._crew.direct = self._direct = DirectCrew(
+                        pool._max_workers, pool._slots, portal.loop, pool._broken
+                    )
                 self._portal = portal
                 # Dropped without shutdown(): free the portal (it, and its thread, hold no
                 # reference to this object, only to the async pool).
-                self._finalizer = weakref.finalize(self, portal.dropped, self._pool)
+                self._finalizer = weakref.finalize(self, _dropped, portal, pool)
                 self._finalizer.atexit = False  # (at exit, _close_portals does it, silently)
         return portal
 
@@ -194,6 +208,9 @@ class WorkerPool:
         if pool._stopped:
             pool._slots.release()
             raise PoolStoppedError("the pool is stopped")
+        direct = self._direct
+        if direct is not None and runs_direct(definition):
+            return Task(self._submit_direct(direct, definition, arg, id))
         task = pool._new_task(definition, arg, id)
         with self._lock:
             self._incoming.append(task)
@@ -202,6 +219,21 @@ class WorkerPool:
         if wake:
             portal.loop.call_soon_threadsafe(self._drain)
         return Task(task)
+
+    def _submit_direct(
+        self, direct: DirectCrew, definition: Definition[Any], arg: Any, task_id: str | None
+    ) -> DirectTask:
+        """A task for the direct crew's threads (in a slot taken for it)."""
+        pool = self._pool
+        task: DirectTask = DirectTask()
+        task._crew = direct
+        task._setup(definition, direct, contextvars.copy_context(), arg, task_id)
+        if pool._retain:
+            pool._all.append(task)
+        direct.submit(task)
+        if pool._canceled_all:  # submitted as shutdown(cancel=True) began: cancel it
+            task._cancel()
+        return task
 
     def _drain(self) -> None:
         """Take in the tasks submitted from threads (on the loop's thread)."""
@@ -511,6 +543,9 @@ class WorkerPool:
                 portal.close()
                 self._pool._stop()
                 self._pool._bridge.close()
+                if self._direct is not None:
+                    self._direct.cancel_all()
+                    self._direct.close()
             with self._lock:
                 self._portal = None
             portal.close()
@@ -561,6 +596,15 @@ class WorkerPool:
         """Handles of the pool's tasks: all submitted, or only those in progress when the
         pool was made with ``retain_finished=False`` (see `asynctasklib.WorkerPool.tasks`)."""
         return [Task(task) for task in self._pool.tasks()]
+
+
+def _dropped(portal: Portal, pool: _AsyncPool) -> None:
+    """A blocking pool garbage-collected without ``shutdown()``: wind it down (its loop ends
+    the direct crew as it shuts the pool down; a loop stopped already cannot)."""
+    portal.dropped(pool)
+    direct = pool._crew.direct
+    if direct is not None and portal.closing:
+        direct.close(wait=False)
 
 
 class MapIterator(Generic[R]):

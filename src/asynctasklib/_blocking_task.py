@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Generic, TypeVar
 
 from ._definition import Definition
+from ._direct import DirectTask
 from ._state import State, StatePredicates
 from ._task import Task as _AsyncTask
 from ._threads import check_not_in_loop, thread_limit
@@ -113,6 +114,13 @@ class Task(StatePredicates, Generic[T]):
         if limit == 0:
             return False
         check_not_in_loop("Task.wait()")
+        task = self._task
+        if isinstance(task, DirectTask):  # (woken by the thread that ends it, not the loop)
+            waiter: threading.Event | None = task._thread_waiter()
+            if waiter is None or waiter.wait(limit):
+                return True
+            task._drop_waiter(waiter)
+            return waiter.is_set()
         ended = threading.Event()
 
         def on_end(_: object) -> None:

@@ -15,7 +15,7 @@ import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._compat import log_destroy_pending
 from ._compat import running_loop as _get_running_loop
@@ -25,6 +25,9 @@ from ._semaphore import _Slots
 from ._stats import _Counts
 from ._task import Task
 from ._threads import call_on_loop
+
+if TYPE_CHECKING:
+    from ._direct import DirectCrew
 
 __all__ = ["Crew"]
 
@@ -59,6 +62,7 @@ class Crew:
         "binding",
         "bridge",
         "counts",
+        "direct",
         "idle",
         "inline",
         "loop",
@@ -100,6 +104,9 @@ class Crew:
         # Held while the crew binds to a loop, and by a call from another thread that runs
         # where it is because the crew is on no running loop: the two never overlap.
         self.binding = threading.Lock()
+        # A blocking face's tasks that run in threads of their own, not in these workers
+        # (see _direct): in progress with the workers' own.
+        self.direct: DirectCrew | None = None
 
     def bind(self) -> asyncio.AbstractEventLoop:
         """The running loop, which the crew (with the pool) moves to if it is idle."""
@@ -153,7 +160,8 @@ class Crew:
         # (the task's own fields, read as the engine does: its _runner is the worker from
         # when it takes the task until the task ends; _queue, the queue it waits in)
         held = [w.task for w in self.workers.values() if w.task and w.task._runner is w]
-        return held + [task for task in ready if task._queue is ready]
+        direct = [] if self.direct is None else self.direct.in_progress()
+        return held + [task for task in ready if task._queue is ready] + direct
 
     def wake_one(self) -> None:
         """Unpark a worker for the queue, or spawn one if fewer than ``size`` exist."""

@@ -156,7 +156,9 @@ class WorkerPool:
         return self._crew.call(self._stats)
 
     def _stats(self) -> PoolStats:
-        return self._counts.snapshot(self._max_workers, self._slots.acquired, self._stopped)
+        direct = self._crew.direct
+        counts = self._counts if direct is None else direct.counts_with(self._counts)
+        return counts.snapshot(self._max_workers, self._slots.acquired, self._stopped)
 
     def tasks(self) -> list[Task[Any]]:
         """A copy of the pool's tasks: all submitted, or only those in progress when the
@@ -659,6 +661,8 @@ class WorkerPool:
         if workers:
             await asyncio.wait(list(workers))
         self._bridge.close()
+        if self._crew.direct is not None:
+            self._crew.direct.close()
         self._raise_error()
 
     def _cancel_all(self) -> None:

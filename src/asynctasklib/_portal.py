@@ -48,6 +48,11 @@ class Portal:
         running.wait()  # from here on the loop is running: calls into it go to its thread
         _portals.add(self)
 
+    @property
+    def closing(self) -> bool:
+        """True once the loop is stopping or stopped."""
+        return self._closing
+
     def _run(self) -> None:
         loop = self.loop
         asyncio.set_event_loop(loop)

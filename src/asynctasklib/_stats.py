@@ -61,6 +61,13 @@ class _Counts:
         """Tasks taken in that have not ended (PENDING or STARTED)."""
         return self.submitted - self.done - self.failed - self.canceled
 
+    def plus(self, other: _Counts) -> _Counts:
+        """New counts, these and ``other``'s added."""
+        total = _Counts()
+        for name in _Counts.__slots__:
+            setattr(total, name, getattr(self, name) + getattr(other, name))
+        return total
+
     def snapshot(self, max_workers: int, active_workers: int, stopped: bool) -> PoolStats:
         """The pool's `PoolStats`, from these counts and the pool's own facts."""
         # Every attempt started is STARTED until it ends, DONE or otherwise (left); every
