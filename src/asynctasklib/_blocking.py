@@ -4,7 +4,9 @@ A blocking `WorkerPool` owns an asynchronous one and an event loop that runs it 
 background thread (a *portal*, as anyio calls it). Every method that waits hands a coroutine
 to that loop and blocks the calling thread until it is done; everything else is the
 asynchronous pool's own thread-safe methods. So the lifecycle, retries, hooks, timeouts and
-counters are those of the one engine; this module only moves calls between threads.
+counters are those of the one engine; this module moves calls between threads, and hands
+the plain tasks that need no loop to the pool's direct crew (`_direct`), which drives them
+in threads with the same engine's steps.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ._definition import Definition, TaskOptions, check_id
 from ._direct import DirectCrew, DirectTask, runs_direct
 from ._errors import PoolStoppedError
 from ._group import as_completed_in_thread
-from ._hooks import NO_HOOKS, StateHooks
+from ._hooks import StateHooks
 from ._pool import PoolStats
 from ._pool import WorkerPool as _AsyncPool
 from ._portal import Portal, describe
@@ -141,11 +143,7 @@ class WorkerPool:
                 # Bound before it is published: a thread that finds the portal (without the
                 # lock, above) makes tasks of the pool on its loop at once.
                 pool = self._pool
-                pool._serve_threads(portal.loop)  # (idle: nothing submitted yet)
-                if pool._hooks is NO_HOOKS and pool._limiter is None and pool._bridge.owns_executor:
-                    pool._crew.direct = self._direct = DirectCrew(
-                        pool._max_workers, pool._slots, portal.loop, pool._broken
-                    )
+                self._direct = pool._serve_threads(portal.loop)  # (idle: nothing submitted yet)
                 self._portal = portal
                 # Dropped without shutdown(): free the portal (it, and its thread, hold no
                 # reference to this object, only to the async pool).

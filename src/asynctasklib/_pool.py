@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack, overload
 from ._compat import running_loop as _get_running_loop
 from ._crew import Crew, log_broken
 from ._definition import Definition, TaskOptions, _Recipes, check_id
+from ._direct import DirectCrew
 from ._errors import PoolStoppedError
 from ._executor import ExecutorBridge
 from ._group import Group, as_completed
@@ -519,12 +520,16 @@ class WorkerPool:
             loop = self._loop = self._crew.bind()
         return loop
 
-    def _serve_threads(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Bind the pool, idle, to the blocking face's loop in a thread. Other threads take
-        its slots from now on, so the slots take their lock on every change."""
+    def _serve_threads(self, loop: asyncio.AbstractEventLoop) -> DirectCrew | None:
+        """Bind the pool, idle, to the blocking face's loop in a thread (other threads take
+        its slots from now on: they lock). Its direct crew runs plain tasks that need no
+        loop; None if the pool's hooks, rate limit or executor make every task need one."""
         self._crew.move_to(loop)
         self._loop = loop
         self._slots.shared = True
+        if self._hooks is NO_HOOKS and self._limiter is None and self._bridge.owns_executor:
+            self._crew.direct = DirectCrew(self._max_workers, self._slots, loop, self._broken)
+        return self._crew.direct
 
     def _new_task(
         self, definition: Definition[T], arg: Any = _RUN, task_id: str | None = None
