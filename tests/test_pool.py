@@ -466,6 +466,33 @@ async def test_stop_refuses_new_tasks_and_lets_submitted_ones_run() -> None:
     await pool.shutdown()
 
 
+async def test_a_task_taken_in_as_a_stopped_worker_ends_still_runs() -> None:
+    """The blocking face takes in a task whose submitter took its slot before the stop;
+    arriving after the last worker ended but before the crew heard of it, it found the
+    crew full, and waited forever (a hang seen in CI). Fails before the fix."""
+
+    async def quick(run: Run) -> int:
+        return 1
+
+    pool = WorkerPool(1)
+    assert await (await pool.submit(Definition(task_fn=quick))) == 1
+    crew = pool._crew
+    (atask,) = list(crew.workers)
+    assert pool._slots.take_nowait()  # a submitter's slot, taken before the stop
+    pool.stop()
+    for _ in range(100):
+        if atask.done() and atask in crew.workers:
+            break  # the worker has ended; the crew has not heard of it yet
+        await asyncio.sleep(0)
+    else:
+        raise AssertionError("the worker did not end")
+    task = pool._new_task(Definition(task_fn=quick))
+    pool._enqueue(task)
+    async with asyncio.timeout(GUARD):
+        assert await task == 1
+    await pool.shutdown()
+
+
 async def test_stop_fails_callers_blocked_in_submit() -> None:
     pool = WorkerPool(1)
     gate = asyncio.Event()

@@ -213,6 +213,10 @@ class Crew:
         if worker in self.idle:
             self.idle.remove(worker)
         error = None if atask.cancelled() else atask.exception()  # (retrieved: not logged)
+        if error is None and not atask.cancelled() and self.ready and not self.waking:
+            # Stopped, it ended as a task came in (one whose submitter took a slot before
+            # the stop): wake_one() then found the crew full. A new worker takes it.
+            self.wake_one()
         if error is not None and not isinstance(error, KeyboardInterrupt | SystemExit):
             self.broken(worker.task, error)
         elif (atask.cancelled() or error is not None) and self.counts.in_progress:
