@@ -1,7 +1,7 @@
 """`WorkerPool`: a bounded set of long-lived workers that run tasks' lifecycles inline.
 
-The private names of `_task` and `_semaphore` used here are their steps for an owner
-(`_setup`, `_cancel`, `_check_started`; `_wait_all_released`, `_abort_waiters`): kept
+The private names of `_task` and `_semaphore` used here are their steps and fields for an owner
+(`_setup`, `_cancel`, `_check_started`, `_outcome`; `_wait_all_released`, `_abort_waiters`): kept
 private so that the public `Task` and `Semaphore` do not offer them to users.
 """
 
