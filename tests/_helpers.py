@@ -10,11 +10,12 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar, cast
+from concurrent.futures import Executor, Future
+from typing import Any, TypeVar, cast
 
 import pytest
 
-from asynctasklib import Run, RunInfo
+from asynctasklib import Run, RunInfo, WorkerPool, blocking
 from conftest import VirtualClockLoop
 
 T = TypeVar("T")
@@ -79,6 +80,25 @@ def wait_until(cond: Callable[[], bool], timeout: float = WAIT, what: str = "") 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what or cond}")
         time.sleep(0.001)
+
+
+# -- pools ----------------------------------------------------------------------------------
+
+
+def counters(pool: WorkerPool | blocking.WorkerPool) -> tuple[int, ...]:
+    """The pool's stats() as (total, created, pending, started, done, failed, canceled)."""
+    s = pool.stats()
+    return (s.total, s.created, s.pending, s.started, s.done, s.failed, s.canceled)
+
+
+class Inline(Executor):
+    """An executor that is not threads (so the pool takes it for another process): each
+    call runs at once, in the caller's thread."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
 
 
 # -- typing ---------------------------------------------------------------------------------

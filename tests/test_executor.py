@@ -10,19 +10,11 @@ from typing import Any
 
 import pytest
 
+from _helpers import Inline
 from asynctasklib import Definition, WorkerPool
 from asynctasklib._executor import ExecutorBridge
 
 GUARD = 10.0  # seconds: only a hang takes this long
-
-
-class Inline(Executor):
-    """An executor that is not threads: calls run at once, in the caller's thread."""
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
 
 
 class Threads(ThreadPoolExecutor):

@@ -26,7 +26,15 @@ from typing import Any
 
 import pytest
 
-from _helpers import GUARD, REAL_GUARD, library_threads, now, wait_all_tasks_blocked, yield_turns
+from _helpers import (
+    GUARD,
+    REAL_GUARD,
+    counters,
+    library_threads,
+    now,
+    wait_all_tasks_blocked,
+    yield_turns,
+)
 from asynctasklib import (
     Definition,
     InvalidStateError,
@@ -110,11 +118,6 @@ def assert_stats_match(pool: WorkerPool) -> PoolStats:
     assert s.stopped == pool.is_stopped()
     assert pool.active_workers + pool.available_workers == pool.max_workers
     return s
-
-
-def counters(pool: WorkerPool) -> tuple[int, ...]:
-    s = pool.stats()
-    return (s.total, s.created, s.pending, s.started, s.done, s.failed, s.canceled)
 
 
 def only_current_task_left() -> bool:

@@ -12,12 +12,11 @@ import asyncio
 import dataclasses
 import functools
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from typing import Any, cast
 
 import pytest
 
-from _helpers import GUARD, WAIT
+from _helpers import GUARD, WAIT, Inline, counters
 from asynctasklib import (
     Definition,
     Run,
@@ -28,11 +27,6 @@ from asynctasklib import (
     WorkerPool,
     blocking,
 )
-
-
-def counters(pool: WorkerPool | blocking.WorkerPool) -> tuple[int, ...]:
-    s = pool.stats()
-    return (s.total, s.created, s.pending, s.started, s.done, s.failed, s.canceled)
 
 
 async def add(a: int, b: int = 10) -> int:
@@ -361,15 +355,6 @@ async def test_tasks_lists_each_task_once_with_a_map_in_progress() -> None:
             assert [r async for r in results] == [2]
     assert task.result() == 0
     assert [t.id for t in pool.tasks()] == ["args"]  # kept; a map's tasks never are
-
-
-class Inline(Executor):
-    """An executor that is not threads (so counts as another process): calls run at once."""
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
 
 
 @pytest.mark.realtime

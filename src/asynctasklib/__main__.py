@@ -6,6 +6,14 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``asynctasklib demo`` or ``asynctasklib run``, or print the usage or version.
+
+    Args:
+        argv: The arguments after the program's name; None for ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0, 2 for a usage error, else the command's own.
+    """
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "--version":
         from . import __version__

@@ -7,6 +7,11 @@ asynchronous pool's own thread-safe methods. So the lifecycle, retries, hooks, t
 counters are those of the one engine; this module moves calls between threads, and hands
 the plain tasks that need no loop to the pool's direct crew (`_direct`), which drives them
 in threads with the same engine's steps.
+
+It uses private names of the asynchronous pool, its tasks and map runs (`_what_to_run`,
+`_new_task`, `_enqueue`, `_slots`, `_next_batch`...): it is the same pool seen from
+threads, and needs its intake split in steps (a slot taken in the caller's thread, the task
+taken in on the loop) that the asynchronous API has no reason to show its users.
 """
 
 from __future__ import annotations
@@ -587,12 +592,20 @@ class WorkerPool:
 
     def stats(self) -> PoolStats:
         """The counters, O(1); read on the pool's loop while it runs, so they are a
-        consistent snapshot."""
+        consistent snapshot.
+
+        Returns:
+            A `PoolStats` that counts every submitted task in exactly one state.
+        """
         return self._pool.stats()
 
     def tasks(self) -> list[Task[Any]]:
         """Handles of the pool's tasks: all submitted, or only those in progress when the
-        pool was made with ``retain_finished=False`` (see `asynctasklib.WorkerPool.tasks`)."""
+        pool was made with ``retain_finished=False`` (see `asynctasklib.WorkerPool.tasks`).
+
+        Returns:
+            A new list of blocking `Task` handles.
+        """
         return [Task(task) for task in self._pool.tasks()]
 
 

@@ -79,7 +79,12 @@ class Task(StatePredicates, Generic[T]):
         return self._task.attempts
 
     def cancel(self) -> bool:
-        """Cancel the task (see `asynctasklib.Task.cancel`)."""
+        """Cancel the task, whatever it is doing (see `asynctasklib.Task.cancel`).
+
+        Returns:
+            True if the task was in progress, False if it had not started or had ended
+            already.
+        """
         return self._task.cancel()
 
     def add_done_callback(self, fn: Callable[[Task[T]], object]) -> None:
@@ -115,7 +120,9 @@ class Task(StatePredicates, Generic[T]):
             return False
         check_not_in_loop("Task.wait()")
         task = self._task
-        if isinstance(task, DirectTask):  # (woken by the thread that ends it, not the loop)
+        # A direct task is woken by the thread that ends it, not the loop: its own private
+        # waiter, which only the faces use.
+        if isinstance(task, DirectTask):
             waiter: threading.Event | None = task._thread_waiter()
             if waiter is None or waiter.wait(limit):
                 return True

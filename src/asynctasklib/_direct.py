@@ -3,7 +3,8 @@
 A task of a blocking pool whose function is plain and needs nothing of an event loop (no
 hooks, delay, total_timeout or rate limit; the pool's own threads) runs here. A worker
 thread takes it, makes its attempts in the thread itself and ends it, with the engine's own
-steps (`Task._start_attempt`, `_attempt_ended`, `_retry`, `_finish`). On the loop path each
+steps (`Task._start_attempt`, `_attempt_ended`, `_retry`, `_finish`): private names of
+`_task`, used here so that the decisions stay in one place. On the loop path each
 task wakes four threads in a row (submitter, loop, executor thread, loop); here it wakes at
 most two: a worker, if none is looking for work, and the submitter, by the slot it frees.
 

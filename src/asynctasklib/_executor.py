@@ -149,7 +149,8 @@ class ExecutorBridge:
         fn = definition.task_fn
         if fn is None:
             return
-        if args and not definition._plan[1]:  # (an async def runs on the loop: never sent)
+        _, is_async, _, _ = definition._plan  # (unpacked, as everywhere: see Definition._plan)
+        if args and not is_async:  # (an async def runs on the loop: never sent)
             try:
                 pickle.dumps(args)
             except Exception as exc:

@@ -72,7 +72,9 @@ def _checked(
             raise TypeError(f"tasks[{i}] is a {type(task).__name__}, not a {what}")
     cores = [core(handle) for handle in given]
     for core_task in cores:
-        core_task._check_started()  # (waiting for a task never started would wait forever)
+        # Waiting for a task never started would wait forever. (Task's check for its own
+        # waits, private: users have no need of it.)
+        core_task._check_started()
     return given, cores
 
 

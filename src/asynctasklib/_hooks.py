@@ -52,6 +52,9 @@ _NAMES = tuple(_HOOK_ARGS)
 
 @dataclass(frozen=True, slots=True)
 class _HookOption:
+    """One hook for ``StateHooks(...)``, as ``when_started(fn)`` and the like make it: the
+    field it fills (``on_started``...) and the function."""
+
     name: str
     fn: Callable[..., object]
 

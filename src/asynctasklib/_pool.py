@@ -1,4 +1,9 @@
-"""`WorkerPool`: a bounded set of long-lived workers that run tasks' lifecycles inline."""
+"""`WorkerPool`: a bounded set of long-lived workers that run tasks' lifecycles inline.
+
+The private names of `_task` and `_semaphore` used here are their steps and fields for an owner
+(`_setup`, `_cancel`, `_check_started`, `_outcome`; `_wait_all_released`, `_abort_waiters`): kept
+private so that the public `Task` and `Semaphore` do not offer them to users.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import weakref
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-)
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from datetime import timedelta
 from types import TracebackType

@@ -14,7 +14,8 @@ __all__ = ["Limiter", "RateLimiter"]
 class Limiter(Protocol):
     """What the engine awaits before each attempt starts."""
 
-    async def acquire(self) -> None: ...
+    async def acquire(self) -> None:
+        """Return once the attempt may start."""
 
 
 class RateLimiter:
@@ -42,6 +43,7 @@ class RateLimiter:
         return f"<RateLimiter per_second={self.per_second}>"
 
     async def acquire(self) -> None:
+        """Wait for this attempt's start time: the earliest the limit allows."""
         await _start_at(asyncio.get_running_loop(), (self,))
 
 

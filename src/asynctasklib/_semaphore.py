@@ -74,7 +74,11 @@ class _SemaphoreCore:
         return self._limit - self._value
 
     def try_acquire(self) -> bool:
-        """Take a slot if one is free and nobody is waiting; never waits."""
+        """Take a slot if one is free and nobody is waiting; never waits.
+
+        Returns:
+            True if a slot was taken, False if none was free (or others wait for one).
+        """
         with self._lock:
             if self._value > 0 and not self._waiters:
                 self._value -= 1
@@ -82,7 +86,11 @@ class _SemaphoreCore:
         return False
 
     def release(self) -> None:
-        """Give a slot back; ``ValueError`` if none is held."""
+        """Give a slot back, to the longest waiter if there is one.
+
+        Raises:
+            ValueError: No slot is held (more releases than acquires).
+        """
         with self._lock:
             if self._value >= self._limit:
                 raise ValueError("release() called more times than acquire()")

@@ -179,6 +179,9 @@ class _MapRun:
     # -- the feeder: takes items while the window and the pool allow ---------------------
 
     async def feed(self, items: Iterable[Any] | AsyncIterable[Any]) -> None:
+        """The feeder: read ``items`` one at a time, each once a worker slot is free and the
+        window has room, and submit a task for it; end the feed on the input's end, a stop,
+        or an error (which the consumer then gets)."""
         pool = self.pool
         crew = pool._crew
         slots = pool._slots
@@ -248,6 +251,7 @@ class _MapRun:
 
     def _task_ended(self, task: _MapTask, done: bool, outcome: Any) -> None:
         if not self.ordered:
+            # (keyed by the raw id, the item's int index: the public id is its str)
             del self.live[task._id]  # type: ignore[arg-type]
         if self.stopped:
             return

@@ -218,6 +218,8 @@ class Task(Generic[T]):
         """Attempts started so far in this run."""
         return self._attempts
 
+    # Written here, not taken from `StatePredicates` as the blocking handle does: these read
+    # the slot itself, where the mixin's go through the ``state`` property, a call more.
     def is_created(self) -> bool:
         """True if the task is CREATED."""
         return self._state is _CREATED
@@ -450,7 +452,7 @@ class Task(Generic[T]):
         success itself, and its own side first: see `_Runner.attempt_over`). I/O-free: the
         runner acts on the decision.
 
-        ``error`` is what the attempt raised, ``canceled`` whether it raised CancelledError,
+        ``error`` is what the attempt raised, ``cancelled`` whether it raised CancelledError,
         ``expired`` whether its deadline interrupted it, ``budget_spent`` whether that was
         the total_timeout's, ``budget_end`` when the total_timeout ends (inf: no budget).
         """

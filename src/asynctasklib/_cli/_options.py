@@ -326,7 +326,7 @@ def _parse_backoff(spec: str, base: float | None) -> float | Callable[[int], flo
             raise UsageError(f"--backoff: the base must be >= 0, got {value!r}")
         base = parsed if base is None else base
     if policy in ("exp", "exponential"):
-        from .._retry import ExponentialBackoff  # (its imports: not for --help)
+        from ..task import ExponentialBackoff  # (imported here: --help imports no asyncio)
 
         return ExponentialBackoff(initial=0.1 if base is None else base)
     if policy in ("const", "constant", "fixed"):
