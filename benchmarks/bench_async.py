@@ -398,7 +398,10 @@ def child(variant: str, kind: str, loop: str, n: int, w: int) -> None:
     # first import (asynctasklib's takes about 40 ms here) would count against the variant.
     for module in ("asynctasklib", "aiometer", "aiojobs", "asyncio_pool"):
         with contextlib.suppress(ImportError):
-            importlib.import_module(module)
+            loaded = importlib.import_module(module)
+            # (asynctasklib loads its modules on first use of a name: load them all now)
+            for name in getattr(loaded, "__all__", ()):
+                getattr(loaded, name)
     with runner:
         start = time.perf_counter()
         runner.run(factory(fn, n, w))

@@ -119,7 +119,10 @@ def child(variant: str, kind: str, n: int, w: int) -> None:
     fn = fn_ret if kind == "ret" else fn_yield
     for module in ("asynctasklib", "aiometer"):  # imported before the clock starts
         with contextlib.suppress(ImportError):
-            importlib.import_module(module)
+            loaded = importlib.import_module(module)
+            # (asynctasklib loads its modules on first use of a name: load them all now)
+            for name in getattr(loaded, "__all__", ()):
+                getattr(loaded, name)
     start = time.perf_counter()
     count = asyncio.run(VARIANTS[variant](fn, n, w))
     elapsed = time.perf_counter() - start
