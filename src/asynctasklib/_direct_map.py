@@ -214,18 +214,15 @@ class DirectMap:
 
     def can_feed(self) -> bool:
         """More input could be taken now (a slot came free since feed() gave up)."""
-        return (
-            not self.exhausted
-            and self.taken < self.window
-            and self.pool._slots.available > 0  # (a hint: feed() takes it or not)
-            and not self.pool._slots._waiters
-        )
+        return not self.exhausted and self.taken < self.window and self.pool._slots.can_take()
 
     # -- the feed: items taken in the consumer's thread, while the window allows ------------
 
     def feed(self) -> None:
         """Take items while the window allows and a slot is free; wait for a slot only
         when nothing of this run is in progress to wait for instead."""
+        # (The pool's slots and stopped flag, and the crew's queue, are read and taken here
+        # as the blocking face's submit() does: this is that face's own map.)
         pool = self.pool
         slots = pool._slots
         crew = self.crew
