@@ -1790,6 +1790,7 @@ class StalledMapResults:
 
     def __init__(self, real: Any, stuck: Callable[..., Any]) -> None:
         self._run = real._run
+        self._items = None  # (taken as begun: the run stays on the loop, not _direct_map's)
         self._next_batch = stuck
         self.aclose = stuck
         self._abandon = real._abandon

@@ -1716,7 +1716,7 @@ def test_blocking_map_ends_when_stopped_before_its_feeder_starts(
 
     monkeypatch.setattr(MapResults, "_begin", begin_then_stop)
 
-    def double(x: int) -> int:
+    async def double(x: int) -> int:  # (async: its run is the loop's, with a feeder)
         return 2 * x
 
     results = pool.map(double, range(5))

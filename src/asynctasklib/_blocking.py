@@ -38,6 +38,7 @@ from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, Unpack, overloa
 from ._blocking_task import Task
 from ._definition import Definition, TaskOptions, check_id
 from ._direct import DirectCrew, DirectTask, runs_direct
+from ._direct_map import DirectMap, map_directly
 from ._errors import PoolStoppedError
 from ._group import as_completed_in_thread
 from ._hooks import StateHooks
@@ -629,12 +630,13 @@ class MapIterator(Generic[R]):
         results: The asynchronous pool's `MapResults` for the run.
     """
 
-    __slots__ = ("_pool", "_ready", "_results")
+    __slots__ = ("_direct", "_pool", "_ready", "_results")
 
     def __init__(self, pool: WorkerPool, results: Any) -> None:
         self._pool = pool
         self._results = results
         self._ready: deque[R] = deque()  # results fetched, not yet returned
+        self._direct: DirectMap | None = None  # a run in this thread (see _direct_map)
 
     def __iter__(self) -> Iterator[R]:
         """``for``: the iterator itself."""
@@ -643,8 +645,16 @@ class MapIterator(Generic[R]):
     def __next__(self) -> R:
         """The next result, blocking the calling thread until it is ready; the first failure
         is raised instead, and ``StopIteration`` once every result has been returned."""
+        direct = self._direct
+        if direct is not None:
+            return direct.next()  # type: ignore[no-any-return]
         ready = self._ready
         if not ready:
+            results = self._results
+            if results._items is not None:  # the first next(): maybe a run in this thread
+                self._direct = direct = map_directly(self._pool, results)
+                if direct is not None:
+                    return direct.next()  # type: ignore[no-any-return]
             # One trip to the loop for every result ready by then (at most a window's worth:
             # the memory stays bounded), not one per result.
             limit = self._results._run.window
@@ -657,12 +667,20 @@ class MapIterator(Generic[R]):
     def close(self) -> None:
         """Stop the run: cancel the tasks in progress, read no more input."""
         self._ready.clear()
+        if self._direct is not None:
+            self._direct.close()
+            return
         if self._pool._portal is None:  # nothing has run yet (or ever will): just end it
             self._results._abandon()
             return
         # (if the pool's loop stops meanwhile, the run stops with it: nothing left to stop)
         with contextlib.suppress(PoolStoppedError):
             self._pool._call("map().close()", self._results.aclose())
+
+    def __del__(self) -> None:
+        direct = self._direct
+        if direct is not None and not direct.stopped:  # (the loop path's: MapResults')
+            direct.dropped()
 
     def __enter__(self) -> MapIterator[R]:
         """``with``: the iterator itself."""

@@ -317,9 +317,13 @@ class DirectCrew:
     def submit(self, task: DirectTask) -> None:
         """Queue ``task``, made with this crew as its owner, for a worker."""
         with self.lock:
-            self._counts.submitted += 1
-            self.ready.append(task)
-            self.wake_one()
+            self.queue(task)
+
+    def queue(self, task: DirectTask) -> None:
+        """`submit` under the lock, which the caller holds."""
+        self._counts.submitted += 1
+        self.ready.append(task)
+        self.wake_one()
 
     def wake_one(self) -> None:
         """Wake an idle worker for the queue, or start one if fewer than ``size`` run."""

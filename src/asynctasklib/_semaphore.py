@@ -311,6 +311,10 @@ class _Slots(Semaphore):
             return True
         return False
 
+    def can_take(self) -> bool:
+        """Whether `take_nowait` would take a slot now (a hint: another thread may be first)."""
+        return self._value > 0 and not self._waiters
+
     def release_held(self) -> None:
         """Give back a slot its holder took: ``release`` without its check (the caller holds
         one), handed to the first waiter if there is one."""
