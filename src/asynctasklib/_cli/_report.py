@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -41,12 +41,12 @@ class Reporter:
         stats: Callable[[], PoolStats],
         sink: Sink,
         output: JobOutput,
-        command: Callable[[list[str]], str],
+        command: Callable[[list[str], int, int, Sequence[str]], str],
     ) -> None:
         self.opts = opts
         self.sink = sink
         self.output = output  # writes the jobs' output
-        self.command = command  # a job's argv as its joblog row shows it
+        self.command = command  # a job's argv (seq, slot, args) as its joblog row shows it
         self.joblog: IO[str] | None = None  # (--joblog -: None, the rows go to the sink)
         self.view: ProgressView | None = None
         self.table, self._table_file = _open_table(opts, sink)  # --results FILE.csv...
@@ -186,7 +186,7 @@ class Reporter:
         assert job.started_at is not None  # (a job that never started was canceled)
         text = _joblog.row(
             job.seq, job.started_at, when.timestamp(), received, *exit_and_signal(job),
-            self.command(job.argv),
+            self.command(job.argv, job.seq, job.slot, job.args),
         )  # fmt: skip
         if self.joblog is None:  # --joblog -: with the jobs' output, in its turn
             self.sink.write(text.encode(errors="surrogateescape"), err=False)
@@ -199,7 +199,8 @@ class Reporter:
         assert job.started_at is not None
         self.table.row(
             job.seq, job.started_at, when.timestamp(), received, *exit_and_signal(job),
-            self.command(job.argv), job.args, _bytes(job.out), _bytes(job.err),
+            self.command(job.argv, job.seq, job.slot, job.args), job.args, _bytes(job.out),
+            _bytes(job.err),
         )  # fmt: skip
 
     # -- the progress view and our messages ----------------------------------------------
