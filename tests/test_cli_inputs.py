@@ -214,10 +214,10 @@ def test_every_source_is_closed_at_the_end(
     assert rc == 2
     assert f":::: cannot read {tmp_path}/missing: No such file or directory" in err
     rc, out, err = run(capfd, "-k", "--dry-run", "--", "echo", "::::", str(a), str(big))
-    assert (rc, out) == (2, "echo 1 y\n")
+    assert (rc, out) == (255, "echo 1 y\n")
     assert f"{big}: line 2 is longer" in err
     rc, out, err = run(capfd, "-k", "--", "echo", "::::", str(a), str(big))
-    assert (rc, out) == (2, "1 y\n")
+    assert (rc, out) == (255, "1 y\n")
     assert _open_files(a, b, big) == []
 
 

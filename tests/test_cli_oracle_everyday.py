@@ -61,6 +61,7 @@ CASES: list[tuple[str, list[str], bytes]] = [
      b""),
     ("-I", ["-k", "-I", "@@", "echo", "pre-@@", ":::", "a", "b"], b""),
     ("--delay with a unit", ["-k", "--delay", "0.1s", "echo", ":::", "a", "b"], b""),
+    ("a line too long", ["-k", "-j1", "echo"], b"s1\ns2\n" + b"x" * 140_000 + b"\nafter\n"),
     ("-j +2 --lb", ["-k", "-j", "+2", "--lb", "echo", ":::", "a", "b", "c"], b""),
 ]  # fmt: skip
 

@@ -191,8 +191,9 @@ number means const.
 
 exit status, as GNU parallel's: 0 all jobs succeeded, 1-100 that many failed, 101 more
 than 100 failed; with --halt, the status of the halt (--halt now,fail=1: the failed job's
-own) or with N% the percentage that failed. Ours: 2 bad usage, 130 interrupted (Ctrl-C;
-143 for SIGTERM), 141 standard output was closed.
+own) or with N% the percentage that failed; 255 an input too long for a command line.
+Ours: 2 bad usage, 130 interrupted (Ctrl-C; 143 for SIGTERM), 141 standard output was
+closed.
 Ctrl-C once: start no more jobs, let the running ones finish; twice: cancel them (their
 processes get the --term-seq signals); three times: SIGKILL now.
 """
