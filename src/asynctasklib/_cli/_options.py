@@ -79,6 +79,8 @@ class Options:
     # --load: start no job while this many processes run (see `_load`); None: no limit
     max_load: float | None = None
     memfree: int | None = None  # --memfree: bytes of memory available to start a job
+    # --link: every source linked, the shorter ones wrapped around to the longest's end
+    link: bool = False
 
 
 def cpu_count() -> int:
@@ -158,14 +160,14 @@ def _delay(text: str) -> float:
 
 _EPILOG = """\
 inputs, as GNU parallel takes them: each -a FILE, then each group after the command
-(`::: a b c`, `:::: FILE...`; `:::+` and `::::+` link a group to the one before), or
-standard input when none is given; one value a line (-d, -0: another delimiter). With
-several sources there is one job per combination of their values (the last varying
-fastest; linked ones go along together). --colsep cuts a value into several arguments;
--n N gives a job N values; -N N too, and repeats a word with {} for each value. -X and -m
-give a job as many values as fit in a command line (-s N bytes, as GNU parallel counts
-them), -X repeating the word with {} for each one; the job that reads the last input
-spreads its values over the job slots (--xargs fills every line).
+(`::: a b c`, `:::: FILE...`; `:::+` and `::::+` link a group to the one before, --link
+links them all), or standard input when none is given; one value a line (-d, -0: another
+delimiter). With several sources there is one job per combination of their values (the
+last varying fastest; linked ones go along together). --colsep cuts a value into several
+arguments; -n N gives a job N values; -N N too, and repeats a word with {} for each value.
+-X and -m give a job as many values as fit in a command line (-s N bytes, as GNU parallel
+counts them), -X repeating the word with {} for each one; the job that reads the last
+input spreads its values over the job slots (--xargs fills every line).
 
 replacement strings, as GNU parallel's: {} the arguments, {.} without the extension, {/}
 the basename, {//} the dirname, {/.} the basename without extension, {#} the job number,
@@ -181,7 +183,7 @@ the command is refused. A script that evaluates its data (eval, sh -c "$1") is i
 
 a failed job's stderr is shown, then a line: which job failed and why, with its input.
 
-GNU parallel's options that are not here (--pipe, -S, --plus, -i, --link, --header,
+GNU parallel's options that are not here (--pipe, -S, --plus, -i, --header, --csv,
 --limit...) are refused by name; -P, --max-procs, --jl, --bar, --eta and -V are its names
 of options here, and -q, --will-cite, --gnu, --silent change nothing.
 
@@ -447,7 +449,7 @@ def parse(argv: list[str]) -> Options:
     if ns.retry_failed:  # the joblog's command lines are the jobs (see `_start`): no others
         words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see `_start`)
     else:
-        words, sources = split_sources(words, ns.arg_file)
+        words, sources = split_sources(words, ns.arg_file, ns.link)
         shell = shell or _a_command_line(words, ns.quote)
         each = ns.max_replace_args is not None or ns.pack == "X"
         _check_command(words, shell, names, each, here=scheduler is None)
@@ -490,4 +492,5 @@ def parse(argv: list[str]) -> Options:
         scheduler=scheduler,
         max_load=max_load,
         memfree=memfree,
+        link=ns.link,
     )

@@ -50,7 +50,7 @@ class Reporter:
         self.joblog: IO[str] | None = None  # (--joblog -: None, the rows go to the sink)
         self.view: ProgressView | None = None
         self.table, self._table_file = _open_table(opts, sink)  # --results FILE.csv...
-        self.total = None if opts.pack else known_total(opts.sources, opts.max_args)
+        self.total = None if opts.pack else known_total(opts.sources, opts.max_args, opts.link)
         self.retried = 0
         self.attempts = 0  # the attempts started
         self._stats = stats
