@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -100,13 +101,16 @@ class Reporter:
             self._table_row(job, when, received)
         if how == "failed" and not isinstance(error, CannotStartError):  # (that one says so)
             self._explain(job, error)
+        row = None
+        if self.opts.joblog is not None and how != "canceled":  # (as GNU parallel: no row)
+            row = functools.partial(self._joblog_row, job, when, received)
         if self.opts.json:
             self._ended_event(job, when, how, error, outcome)
             job.set_output(b"", b"")
+            if row is not None:
+                row()
         else:
-            self.output.ended(job)
-        if self.opts.joblog is not None and how != "canceled":  # (as GNU parallel: no row)
-            self._joblog_row(job, when, received)
+            self.output.ended(job, row)  # (the row once the output is written: -k's order)
         self.refresh()
 
     def skip(self, seq: int) -> None:
