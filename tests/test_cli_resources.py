@@ -91,12 +91,17 @@ sys.exit(rc)
 """
 
 
+# (run in another directory: the asynctasklib under test, wherever it is imported from)
+_SRC = str(Path(_errors.__file__).resolve().parents[2])
+_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([_SRC, os.environ.get("PYTHONPATH", "")])}
+
+
 def measured(cwd: Path, *argv: str, stdin: Any = subprocess.DEVNULL) -> tuple[int, str, str, int]:
     """Run the CLI as a subprocess: its exit status, stdout, stderr and peak RSS in KiB."""
     peak = cwd / "cli.peak"
     proc = subprocess.run(
         [PY, "-c", _PROBE, str(peak), *argv],
-        stdin=stdin, capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT,
+        stdin=stdin, capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT, env=_ENV,
     )  # fmt: skip
     return proc.returncode, proc.stdout, proc.stderr, int(peak.read_text())
 
