@@ -214,10 +214,10 @@ def test_every_source_is_closed_at_the_end(
     assert rc == 2
     assert f":::: cannot read {tmp_path}/missing: No such file or directory" in err
     rc, out, err = run(capfd, "-k", "--dry-run", "--", "echo", "::::", str(a), str(big))
-    assert (rc, out) == (2, "echo 1 y\n")
+    assert (rc, out) == (255, "echo 1 y\n")
     assert f"{big}: line 2 is longer" in err
     rc, out, err = run(capfd, "-k", "--", "echo", "::::", str(a), str(big))
-    assert (rc, out) == (2, "1 y\n")
+    assert (rc, out) == (255, "1 y\n")
     assert _open_files(a, b, big) == []
 
 
@@ -285,8 +285,9 @@ def test_pipe_with_a_delimiter_of_several_bytes_cut_between_reads() -> None:
 
 def test_the_number_of_jobs_is_known_for_command_line_groups() -> None:
     def total(*argv: str) -> int | None:
-        opts = _options.parse(["echo", *argv])
-        return _sources.known_total(opts.sources, opts.max_args)
+        options = ["--link"] if argv[0] == "--link" else []
+        opts = _options.parse([*options, "echo", *argv[len(options) :]])
+        return _sources.known_total(opts.sources, opts.max_args, opts.link)
 
     assert total(":::", "a", "b", ":::", "1", "2", "3") == 6
     assert total(":::", "a", "b", "c", ":::+", "1", "2", ":::", "x") == 2
@@ -294,6 +295,10 @@ def test_the_number_of_jobs_is_known_for_command_line_groups() -> None:
     assert total(":::", ":::") == 0
     assert _sources.known_total(_options.parse(["-n", "2", "echo", ":::", *"abc"]).sources, 2) == 2
     assert total("::::", "f") is None
+    # --link: the longest (the others wrapped around)
+    assert total("--link", ":::", "a", "b", "c", ":::", "1", "2") == 3
+    assert total("--link", ":::", "a", ":::", "1", "2", ":::", "x") == 2
+    assert total("--link", ":::", ":::", "1") == 1
 
 
 def test_inputs_wait_for_a_pipe_on_the_loop(tmp_path: Path) -> None:

@@ -28,6 +28,12 @@ def test_timeout_as_gnu_parallel_reads_it() -> None:
         assert (opts.timeout, opts.timeout_pct) == (seconds, pct)
 
 
+def test_delay_as_gnu_parallel_reads_it() -> None:
+    """Seconds, with GNU parallel's units, as --timeout (test_cli_oracle_everyday.py)."""
+    for text, seconds in (("0", 0.0), ("0.25", 0.25), ("0.5s", 0.5), ("1m2S", 62.0)):
+        assert _options.parse(["--delay", text, "echo"]).delay == seconds
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -108,10 +114,25 @@ def test_unsupported_gnu_parallel_syntax_is_refused(
     assert sorted(os.listdir(".")) == ["list.txt"]  # gzip did not compress list.txt
 
 
-def test_a_command_line_in_one_string_gets_a_hint(capfd: pytest.CaptureFixture[str]) -> None:
-    rc, _, err = run(capfd, "echo hi", ":::", "a")
+def test_a_command_line_in_one_string_runs_in_a_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """As GNU parallel runs it (test_cli_oracle_everyday.py): the input quoted, as with
+    --shell. Not a program whose name has a space in it, nor with -q (a hint then)."""
+    monkeypatch.chdir(tmp_path)
+    assert _options.parse(["echo hi"]).shell
+    assert _options.parse(["echo", "a b"]).shell is False
+    rc, out, _ = run(capfd, "-k", "echo hi {} > out{#}; cat out{#}", ":::", "a b", "$(x)")
+    assert (rc, out) == (0, "hi a b\nhi $(x)\n")
+    program = tmp_path / "my prog"
+    program.write_text('#!/bin/sh\necho mine "$@"\n')
+    program.chmod(0o755)
+    assert _options.parse([str(program)]).shell is False
+    assert run(capfd, str(program), ":::", "a")[:2] == (0, "mine a\n")
+    rc, _, err = run(capfd, "-q", "echo hi", ":::", "a")
     assert rc == 2
-    assert "command not found: 'echo hi' (a command line in one string needs --shell)" in err
+    hint = "(a command line in one string runs in a shell, not with -q)"
+    assert f"command not found: 'echo hi' {hint}" in err
 
 
 def test_a_program_name_that_is_not_utf8_and_cannot_start(

@@ -77,7 +77,7 @@ def test_joblog_rows_and_exit_status_as_parallel(
         # the exit status is the number of failed jobs; Receive is the bytes of stdout
         ["-j1", "echo {}; printf abc; echo err >&2; exit {}", ":::", "0", "1", "2", "3"],
         # the command line as parallel writes it: quoted inputs
-        ["-j1", "echo {}", ":::", "a b", "it's", "$HOME", "tab\there"],
+        ["-j1", "echo {}", ":::", "a b", "it's", "$HOME", "tab\there", "x:y", "'q'", "@%"],
         # killed by a signal: Exitval 0, Signal 9
         ["-j1", "kill -9 $$; echo {}", ":::", "a"],
         # a timeout: Exitval -1, Signal 15
@@ -97,6 +97,50 @@ def test_joblog_rows_and_exit_status_as_parallel(
     # more than 100 failed: 101
     theirs_rc, _ = parallel("-j8", "exit 1", ":::", *map(str, range(102)))
     assert ours(capfd, "-j8", "exit 1", ":::", *map(str, range(102)))[0] == theirs_rc == 101
+
+
+def test_joblog_command_of_plain_words_as_parallel(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A command given as words (no shell here): each value quoted where it stands, as
+    parallel shows it (``x'a b'y``), also in --dry-run."""
+    log = tmp_path / "log"
+    argv = ["-k", "-j1", "echo", "{}", "x{}y", "{#}", ":::", "a b", "it's", "x:y", "'q'", ""]
+    results = []
+    for tool in (parallel, lambda *a: run(capfd, *a)[:2]):
+        log.unlink(missing_ok=True)
+        rc, out = tool("--joblog", str(log), *argv)
+        dry = tool("--dry-run", *argv)
+        results.append((rc, out, untimed(log.read_text()), dry))
+    assert results[1] == results[0]
+    assert "echo 'a b' x'a b'y 1\n" in results[1][2]
+
+
+def test_joblog_rows_come_in_the_order_of_the_output_with_keep_order(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With -k, as parallel writes them: job 2 ends first (job 1 waits until its process is
+    reaped), yet its row comes after job 1's output and row, to a file as to stdout."""
+    marker = tmp_path / "m"
+    script = (
+        f"if [ {{}} = 1 ]; then while [ ! -s {marker} ]; do sleep 0.01; done; "
+        f"while kill -0 $(cat {marker}) 2>/dev/null; do sleep 0.01; done; fi; echo {{}}; "
+        f"[ {{}} = 1 ] || echo $$ > {marker}"
+    )
+    log = tmp_path / "log"
+    for where in (str(log), "-"):
+        results = []
+        for tool in (parallel, lambda *a: ours(capfd, *a)):
+            marker.unlink(missing_ok=True)
+            log.unlink(missing_ok=True)
+            rc, out = tool("-k", "-j2", "--joblog", where, script, ":::", "1", "2")
+            results.append((rc, untimed(out), untimed(log.read_text()) if where != "-" else ""))
+        assert results[1] == results[0], where
+        rows = results[1][1] if where == "-" else results[1][1] + results[1][2]
+        assert re.findall(r"^(\d)\t:|^(\d)$", rows, re.MULTILINE) == (
+            [("", "1"), ("", "2"), ("1", ""), ("2", "")] if where != "-"
+            else [("", "1"), ("1", ""), ("", "2"), ("2", "")]
+        )  # fmt: skip
 
 
 def test_joblog_on_standard_output_as_parallel(capfd: pytest.CaptureFixture[str]) -> None:

@@ -17,10 +17,11 @@ from cli_helpers import needs_parallel, nul_inputs
 
 pytestmark = [needs_parallel, pytest.mark.timeout(600)]  # (GNU parallel is slow to start)
 
-# Commas, quotes, newlines, tabs, UTF-8, white space, shell syntax, the empty string (none
-# that the two quote differently in a command line: no leading or trailing ', no @ % :).
+# Commas, quotes, newlines, tabs, UTF-8, white space, shell syntax, the empty string, a
+# leading and trailing ', @ % : (none a shell reserved word: GNU parallel leaves those bare).
 AWKWARD = ["plain", "a,b", 'q"u"o', "new\nline", "tab\there", "\u00e9\u20ac", "it's", "a b",
-           "$(touch PWNED)", "", "back\\slash", "cr\rx", "x\x01y", "-n"]  # fmt: skip
+           "$(touch PWNED)", "", "back\\slash", "cr\rx", "x\x01y", "-n", "'q'",
+           "x:y@%"]  # fmt: skip
 _CSV_TIMES = re.compile(rb"^(\d+([,\t]):\2)(\d+\.\d{3})\2(\d+\.\d{3})\2", re.MULTILINE)
 _JSON_TIMES = re.compile(rb'"Starttime": (\d+\.\d{3}), "JobRuntime": (\d+\.\d{3}),')
 

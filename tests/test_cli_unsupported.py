@@ -62,8 +62,8 @@ def test_each_unsupported_option_is_refused_by_name(
 
 
 def test_a_hint_says_what_to_do_instead(capfd: pytest.CaptureFixture[str]) -> None:
-    assert main(["--xapply", "echo", ":::", "a", ":::", "b"]) == 2
-    assert "option --xapply of GNU parallel is not supported (link sources with :::+)" in (
+    assert main(["--replace", "echo", ":::", "a"]) == 2
+    assert "option --replace of GNU parallel is not supported (use -I STR)" in (
         capfd.readouterr().err
     )
 

@@ -14,6 +14,7 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 EXIT_TERMINATED: Final = 143  # SIGTERM
 EXIT_BROKEN_PIPE: Final = 141  # our stdout was closed (SIGPIPE's code)
+EXIT_TOO_LONG: Final = 255  # GNU parallel's status for "Command line too long"
 
 
 class JobFailedError(Exception):
@@ -34,7 +35,7 @@ class UsageError(Exception):
 
 class InputError(Exception):
     """An input the run cannot take (a line too long to be an argument): exit status 2,
-    or ``status``."""
+    or ``status`` (255, GNU parallel's, for a line too long)."""
 
     status: int = EXIT_USAGE
 

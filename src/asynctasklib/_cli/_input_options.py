@@ -35,6 +35,12 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
         "-C", "--colsep", type=value, metavar="REGEX",
         help="cut each input into arguments at REGEX (each trimmed of white space)",
     )  # fmt: skip
+    p.add_argument(
+        "--link", "--xapply", action="store_true",
+        help="link every input source: one job for the first value of each, one for the "
+        "second... up to the end of the longest, the shorter ones starting again from their "
+        "first value (:::+ links one source to the one before, up to the shortest)",
+    )  # fmt: skip
     count = number(int, 0, strict=False)
     p.add_argument(
         "-n", "--max-args", type=count, metavar="N",

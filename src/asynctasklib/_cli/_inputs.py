@@ -58,6 +58,7 @@ class OpenSources:
     max_args: int | None = None
     packer: Packer | None = None  # -X, -m, --xargs
     jobs: int = 0  # the job slots (-X and -m spread the last line's inputs over them)
+    wrap: bool = False  # --link: linked sources end with the longest, the others wrapped
 
     def blocking_inputs(self) -> Inputs:
         """The inputs, when every source was opened without ``pipes`` (`open_sources`)."""
@@ -108,7 +109,7 @@ def open_sources(opts: Options, *, pipes: bool) -> OpenSources:
     With ``pipes``, a pipe or terminal is left to read on the event loop, so that a slow
     producer never blocks it; regular files are read with blocking reads (they never wait).
     """
-    sources = OpenSources([], [], opts.colsep, opts.max_args, jobs=opts.jobs)
+    sources = OpenSources([], [], opts.colsep, opts.max_args, jobs=opts.jobs, wrap=opts.link)
     if opts.pack is not None:
         line = LineLength(opts.command, opts.names, opts.context_replace, opts.pack.quoting)
         sources.packer = Packer(opts.pack, line, opts.jobs)
@@ -226,12 +227,43 @@ class _Chain:
         return element
 
 
+class _Wrapped:
+    """--link: the sources read along together, as GNU parallel's --link: their ``i``-th
+    records up to the end of the longest, a shorter one starting again from its first. All
+    are kept, as GNU parallel keeps them (a shorter one's length is known at its end)."""
+
+    __slots__ = ("_ended", "_records", "blocked", "sources")
+
+    def __init__(self, sources: list[_Padded]) -> None:
+        self.sources = sources
+        self._records: list[list[str]] = [[] for _ in sources]
+        self._ended = [False] * len(sources)
+        self.blocked: Lines | PipeLines | None = None
+
+    def at(self, i: int) -> Any:
+        """Element ``i``: a tuple, None past the end, or NOT_YET (``blocked`` waits)."""
+        for k, source in enumerate(self.sources):
+            records = self._records[k]
+            while len(records) <= i and not self._ended[k]:
+                value = source.get_nowait()
+                if value is NOT_YET:
+                    self.blocked = source.lines
+                    return NOT_YET
+                if value is None:
+                    self._ended[k] = True
+                else:
+                    records.append(value)
+        if all(len(records) <= i for records in self._records):  # (all ended before i)
+            return None
+        return tuple(records[i % len(records)] for records in self._records)
+
+
 class _Product:
     """Every combination of the chains' elements, the last chain varying fastest."""
 
     __slots__ = ("_chains", "_done", "_index", "blocked", "padded")
 
-    def __init__(self, chains: list[_Chain], padded: list[_Padded]) -> None:
+    def __init__(self, chains: list[_Chain | _Wrapped], padded: list[_Padded]) -> None:
         self._chains = chains
         self.padded = padded
         self._index: list[int] | None = None
@@ -357,10 +389,11 @@ class Inputs:
 
 def _inputs_of(sources: OpenSources, readers: list[Lines | PipeLines]) -> Inputs:
     padded = [_Padded(reader) for reader in readers]
-    chains: list[_Chain] = []
+    chains: list[_Chain | _Wrapped] = []
     start = 0
     for count in sources.chains:
-        chains.append(_Chain(padded[start : start + count], keep=bool(chains)))
+        linked = padded[start : start + count]
+        chains.append(_Wrapped(linked) if sources.wrap else _Chain(linked, keep=bool(chains)))
         start += count
     return Inputs(_Product(chains, padded), sources, readers)
 

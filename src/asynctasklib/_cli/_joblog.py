@@ -92,7 +92,7 @@ class CommandLines:
     def argv(self, seq: int, slot: int, args: Sequence[str]) -> list[str]:
         return ["/bin/sh", "-c", args[0]]  # (one argument: a command line of the joblog)
 
-    def display(self, argv: list[str]) -> str:
+    def display(self, argv: list[str], seq: int, slot: int, args: Sequence[str]) -> str:
         return argv[2]
 
 

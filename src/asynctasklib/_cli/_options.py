@@ -79,6 +79,8 @@ class Options:
     # --load: start no job while this many processes run (see `_load`); None: no limit
     max_load: float | None = None
     memfree: int | None = None  # --memfree: bytes of memory available to start a job
+    # --link: every source linked, the shorter ones wrapped around to the longest's end
+    link: bool = False
 
 
 def cpu_count() -> int:
@@ -139,22 +141,33 @@ def _timeout(text: str) -> tuple[float | None, float | None]:
         if float(pct[1]) == 0:
             raise argparse.ArgumentTypeError(f"must be > 0%, got {text!r}")
         return None, float(pct[1]) / 100
+    return number(float, 0, strict=True)(_in_seconds(text)), None
+
+
+def _in_seconds(text: str) -> str:
+    """GNU parallel's time units (``1h2m3s``: d, h, m, s) as seconds; other text as it is."""
     if _WITH_UNITS.fullmatch(text):
         pieces = re.findall(r"([0-9.]+)([dhms])", text.lower())
-        text = str(sum(float(n) * _UNITS[unit] for n, unit in pieces))
-    return number(float, 0, strict=True)(text), None
+        return str(sum(float(n) * _UNITS[unit] for n, unit in pieces))
+    return text
+
+
+def _delay(text: str) -> float:
+    """--delay as GNU parallel reads it: seconds, with units (``0.5s``, ``1m``)."""
+    seconds: float = number(float, 0, strict=False)(_in_seconds(text))
+    return seconds
 
 
 _EPILOG = """\
 inputs, as GNU parallel takes them: each -a FILE, then each group after the command
-(`::: a b c`, `:::: FILE...`; `:::+` and `::::+` link a group to the one before), or
-standard input when none is given; one value a line (-d, -0: another delimiter). With
-several sources there is one job per combination of their values (the last varying
-fastest; linked ones go along together). --colsep cuts a value into several arguments;
--n N gives a job N values; -N N too, and repeats a word with {} for each value. -X and -m
-give a job as many values as fit in a command line (-s N bytes, as GNU parallel counts
-them), -X repeating the word with {} for each one; the job that reads the last input
-spreads its values over the job slots (--xargs fills every line).
+(`::: a b c`, `:::: FILE...`; `:::+` and `::::+` link a group to the one before, --link
+links them all), or standard input when none is given; one value a line (-d, -0: another
+delimiter). With several sources there is one job per combination of their values (the
+last varying fastest; linked ones go along together). --colsep cuts a value into several
+arguments; -n N gives a job N values; -N N too, and repeats a word with {} for each value.
+-X and -m give a job as many values as fit in a command line (-s N bytes, as GNU parallel
+counts them), -X repeating the word with {} for each one; the job that reads the last
+input spreads its values over the job slots (--xargs fills every line).
 
 replacement strings, as GNU parallel's: {} the arguments, {.} without the extension, {/}
 the basename, {//} the dirname, {/.} the basename without extension, {#} the job number,
@@ -170,7 +183,7 @@ the command is refused. A script that evaluates its data (eval, sh -c "$1") is i
 
 a failed job's stderr is shown, then a line: which job failed and why, with its input.
 
-GNU parallel's options that are not here (--pipe, -S, --plus, -i, --link, --header,
+GNU parallel's options that are not here (--pipe, -S, --plus, -i, --header, --csv,
 --limit...) are refused by name; -P, --max-procs, --jl, --bar, --eta and -V are its names
 of options here, and -q, --will-cite, --gnu, --silent change nothing.
 
@@ -180,8 +193,9 @@ number means const.
 
 exit status, as GNU parallel's: 0 all jobs succeeded, 1-100 that many failed, 101 more
 than 100 failed; with --halt, the status of the halt (--halt now,fail=1: the failed job's
-own) or with N% the percentage that failed. Ours: 2 bad usage, 130 interrupted (Ctrl-C;
-143 for SIGTERM), 141 standard output was closed.
+own) or with N% the percentage that failed; 255 an input too long for a command line.
+Ours: 2 bad usage, 130 interrupted (Ctrl-C; 143 for SIGTERM), 141 standard output was
+closed.
 Ctrl-C once: start no more jobs, let the running ones finish; twice: cancel them (their
 processes get the --term-seq signals); three times: SIGKILL now.
 """
@@ -235,7 +249,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument(
         "--shell", action="store_true",
-        help="run COMMAND through /bin/sh -c, the input shell-quoted",
+        help="run COMMAND through /bin/sh -c, the input shell-quoted (as a command line "
+        "in one string runs, as GNU parallel runs it: 'gzip -c {} > {.}.gz')",
     )  # fmt: skip
     _rename_options(p)
     add_remote_options(p)
@@ -252,8 +267,8 @@ def _parser() -> argparse.ArgumentParser:
 def _add_start_and_kill_options(p: argparse.ArgumentParser, seconds: Callable[[str], Any]) -> None:
     """When a job may start (--delay, --load, --memfree), and how one is killed."""
     p.add_argument(
-        "--delay", type=seconds, default=0.0, metavar="SECONDS",
-        help="wait this long between job starts",
+        "--delay", type=_delay, default=0.0, metavar="SECONDS",
+        help="wait this long between job starts; also 1m30s (d, h, m, s)",
     )  # fmt: skip
     p.add_argument(
         "--load", type=_max_load, metavar="MAX",
@@ -360,6 +375,17 @@ def _retries(attempts: int | None) -> int:
     return FOREVER if attempts == 0 else attempts - 1
 
 
+def _a_command_line(words: list[str], quote: bool) -> bool:
+    """A command whose first word has white space in it and is no program (``'gzip -c {} >
+    {.}.gz'``) is a command line, run by ``/bin/sh -c`` as with ``--shell``: GNU parallel
+    runs every command line so. Not with ``-q``, whose words are never shell code."""
+    if quote or not words or not any(c.isspace() for c in words[0]):
+        return False
+    import shutil  # (not for --help)
+
+    return shutil.which(words[0]) is None
+
+
 def _check_command(words: list[str], shell: bool, names: Names, each: bool, here: bool) -> None:
     """``each``: -N's context replace; ``here``: the program runs on this machine (else on
     a worker, which looks it up)."""
@@ -370,7 +396,8 @@ def _check_command(words: list[str], shell: bool, names: Names, each: bool, here
     # A replacement string or quoting refused: now, not per job.
     template = Template(words, shell, names, each)
     if here and not shell and not template.program_varies and template.executable is None:
-        hint = " (a command line in one string needs --shell)" if " " in words[0] else ""
+        one_string = " " in words[0]
+        hint = " (a command line in one string runs in a shell, not with -q)" if one_string else ""
         raise UsageError(f"command not found: {show(words[0])}{hint}")
 
 
@@ -418,12 +445,14 @@ def parse(argv: list[str]) -> Options:
     scheduler = check_remote(ns)
     slots: JobSlots = CPUS if ns.jobs is None else ns.jobs
     sources: tuple[SourceSpec, ...]
+    shell = ns.shell
     if ns.retry_failed:  # the joblog's command lines are the jobs (see `_start`): no others
         words, sources = [], (SourceSpec("--retry-failed", values=()),)  # (see `_start`)
     else:
-        words, sources = split_sources(words, ns.arg_file)
+        words, sources = split_sources(words, ns.arg_file, ns.link)
+        shell = shell or _a_command_line(words, ns.quote)
         each = ns.max_replace_args is not None or ns.pack == "X"
-        _check_command(words, ns.shell, names, each, here=scheduler is None)
+        _check_command(words, shell, names, each, here=scheduler is None)
     tag = check_output(ns)
     max_load, memfree = _check_load(ns, scheduler)
     max_args = max_args_of(ns)
@@ -457,10 +486,11 @@ def parse(argv: list[str]) -> Options:
         retry_failed=ns.retry_failed,
         json=ns.json,
         dry_run=ns.dry_run,
-        shell=ns.shell,
+        shell=shell,
         progress=False if ns.output == UNGROUP else ns.progress,
         names=names,
         scheduler=scheduler,
         max_load=max_load,
         memfree=memfree,
+        link=ns.link,
     )

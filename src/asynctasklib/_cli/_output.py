@@ -340,6 +340,9 @@ class LineStream:
         return self.rest
 
 
+_Then = Callable[[], None] | None  # what to do once a job's output is written
+
+
 class Ordered:
     """Output in input order: each job's output waits only for the jobs before it.
 
@@ -349,11 +352,15 @@ class Ordered:
     def __init__(self, sink: Sink) -> None:
         self._sink = sink
         self._next = 1
-        self._waiting: dict[int, tuple[bytes | Spool, bytes | Spool, bytes]] = {}
+        self._waiting: dict[int, tuple[bytes | Spool, bytes | Spool, bytes, _Then]] = {}
         self._turns: dict[int, Callable[[], None]] = {}
 
-    def put(self, seq: int, out: bytes | Spool, err: bytes | Spool, tag: bytes = b"") -> None:
-        self._waiting[seq] = (out, err, tag)
+    def put(
+        self, seq: int, out: bytes | Spool, err: bytes | Spool, tag: bytes = b"",
+        then: _Then = None,
+    ) -> None:  # fmt: skip
+        """Job ``seq``'s output, to write in its turn; then ``then()`` (its joblog row)."""
+        self._waiting[seq] = (out, err, tag, then)
         self._drain()
 
     def skip(self, seq: int) -> None:
@@ -383,9 +390,11 @@ class Ordered:
         for seq in sorted(self._waiting):
             self._write(*self._waiting.pop(seq))
 
-    def _write(self, out: bytes | Spool, err: bytes | Spool, tag: bytes) -> None:
+    def _write(self, out: bytes | Spool, err: bytes | Spool, tag: bytes, then: _Then) -> None:
         self._sink.write(out, err=False, tag=tag)
         self._sink.write(err, err=True, tag=tag)
         for spool in (out, err):
             if isinstance(spool, Spool):
                 spool.release()
+        if then is not None:
+            then()

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Final, cast
 
-from ._errors import InputError
+from ._errors import EXIT_TOO_LONG, InputError
 from ._util import NOT_YET as NOT_YET  # (re-exported: what `get_nowait` gives, not ready)
 from ._util import resolve
 
@@ -38,10 +38,13 @@ MAX_LINE: Final = _max_line()
 
 
 def _too_long(name: str, number: int) -> InputError:
-    return InputError(
+    """Exit status 255, as GNU parallel's for a command line too long."""
+    error = InputError(
         f"{name}: line {number} is longer than {MAX_LINE} bytes, the most one argument "
         "of a command can hold; no more inputs are read"
     )
+    error.status = EXIT_TOO_LONG
+    return error
 
 
 class TooLong(Exception):

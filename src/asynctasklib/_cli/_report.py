@@ -9,10 +9,11 @@ them.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -41,16 +42,16 @@ class Reporter:
         stats: Callable[[], PoolStats],
         sink: Sink,
         output: JobOutput,
-        command: Callable[[list[str]], str],
+        command: Callable[[list[str], int, int, Sequence[str]], str],
     ) -> None:
         self.opts = opts
         self.sink = sink
         self.output = output  # writes the jobs' output
-        self.command = command  # a job's argv as its joblog row shows it
+        self.command = command  # a job's argv (seq, slot, args) as its joblog row shows it
         self.joblog: IO[str] | None = None  # (--joblog -: None, the rows go to the sink)
         self.view: ProgressView | None = None
         self.table, self._table_file = _open_table(opts, sink)  # --results FILE.csv...
-        self.total = None if opts.pack else known_total(opts.sources, opts.max_args)
+        self.total = None if opts.pack else known_total(opts.sources, opts.max_args, opts.link)
         self.retried = 0
         self.attempts = 0  # the attempts started
         self._stats = stats
@@ -100,13 +101,16 @@ class Reporter:
             self._table_row(job, when, received)
         if how == "failed" and not isinstance(error, CannotStartError):  # (that one says so)
             self._explain(job, error)
+        row = None
+        if self.opts.joblog is not None and how != "canceled":  # (as GNU parallel: no row)
+            row = functools.partial(self._joblog_row, job, when, received)
         if self.opts.json:
             self._ended_event(job, when, how, error, outcome)
             job.set_output(b"", b"")
+            if row is not None:
+                row()
         else:
-            self.output.ended(job)
-        if self.opts.joblog is not None and how != "canceled":  # (as GNU parallel: no row)
-            self._joblog_row(job, when, received)
+            self.output.ended(job, row)  # (the row once the output is written: -k's order)
         self.refresh()
 
     def skip(self, seq: int) -> None:
@@ -186,7 +190,7 @@ class Reporter:
         assert job.started_at is not None  # (a job that never started was canceled)
         text = _joblog.row(
             job.seq, job.started_at, when.timestamp(), received, *exit_and_signal(job),
-            self.command(job.argv),
+            self.command(job.argv, job.seq, job.slot, job.args),
         )  # fmt: skip
         if self.joblog is None:  # --joblog -: with the jobs' output, in its turn
             self.sink.write(text.encode(errors="surrogateescape"), err=False)
@@ -199,7 +203,8 @@ class Reporter:
         assert job.started_at is not None
         self.table.row(
             job.seq, job.started_at, when.timestamp(), received, *exit_and_signal(job),
-            self.command(job.argv), job.args, _bytes(job.out), _bytes(job.err),
+            self.command(job.argv, job.seq, job.slot, job.args), job.args, _bytes(job.out),
+            _bytes(job.err),
         )  # fmt: skip
 
     # -- the progress view and our messages ----------------------------------------------

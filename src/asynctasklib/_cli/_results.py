@@ -24,6 +24,8 @@ from ._table import kind
 from ._template import Template
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._job import Job
     from ._options import Options
 
@@ -233,8 +235,9 @@ class JobOutput:
             os.close(out)
             raise
 
-    def ended(self, job: Job) -> None:
-        """The job ended: its output is written, or waits for its turn."""
+    def ended(self, job: Job, then: Callable[[], None] | None = None) -> None:
+        """The job ended: its output is written, or waits for its turn; then ``then()``
+        (its joblog row: in the order of the output, as GNU parallel writes it)."""
         if self.mode == UNGROUP and job.returncode == -signal.SIGPIPE and _stdout_gone():
             self.sink.closed()  # (with -u only the jobs write there: they found it closed)
         out, err = job.out, job.err
@@ -245,11 +248,13 @@ class JobOutput:
         tag = self.tag(job)
         if self.ordered is not None:
             self.ordered.turn(job.seq, None)  # (an attempt that did not start left it)
-            self.ordered.put(job.seq, out, err, tag)  # (it releases them once written)
+            self.ordered.put(job.seq, out, err, tag, then)  # (it releases them once written)
         else:
             self.sink.write(out, err=False, tag=tag)
             self.sink.write(err, err=True, tag=tag)
             job.set_output(b"", b"")
+            if then is not None:
+                then()
 
     def skip(self, seq: int) -> None:
         """Job ``seq`` is not run: its turn in the ordered output passes."""

@@ -53,10 +53,11 @@ def _groups(words: list[str]) -> list[SourceSpec]:
 
 
 def split_sources(
-    words: list[str], arg_files: list[str]
+    words: list[str], arg_files: list[str], link: bool = False
 ) -> tuple[list[str], tuple[SourceSpec, ...]]:
     """The command in ``words``, and every input source: each ``-a`` file, then each group
-    after the command, or standard input when there is none."""
+    after the command, or standard input when there is none. ``link`` (--link): each
+    source is linked to the one before it."""
     cut = next((i for i, word in enumerate(words) if word in SEPARATORS), len(words))
     words, groups = words[:cut], _groups(words[cut:])
     if arg_files and any(spec.linked for spec in groups):
@@ -65,6 +66,8 @@ def split_sources(
             ":::+ and ::::+ cannot be used with -a/--arg-file (give those files with :::: instead)"
         )
     specs = [SourceSpec("-a/--arg-file", path=path) for path in arg_files] + groups
+    if link:
+        specs = [SourceSpec(s.given, s.values, s.path, linked=bool(i)) for i, s in enumerate(specs)]
     if specs and specs[0].linked:  # linked to nothing: a source as any other
         specs[0] = SourceSpec(specs[0].given, specs[0].values, specs[0].path)
     if not specs:
@@ -74,8 +77,11 @@ def split_sources(
     return words, tuple(specs)
 
 
-def known_total(specs: tuple[SourceSpec, ...], max_args: int | None) -> int | None:
-    """How many jobs there are, if every source is a ``:::`` group (None: not known)."""
+def known_total(
+    specs: tuple[SourceSpec, ...], max_args: int | None, link: bool = False
+) -> int | None:
+    """How many jobs there are, if every source is a ``:::`` group (None: not known).
+    ``link`` (--link): linked sources end with the longest."""
     chains: list[list[int]] = []
     for spec in specs:
         if spec.values is None:
@@ -87,5 +93,6 @@ def known_total(specs: tuple[SourceSpec, ...], max_args: int | None) -> int | No
     if not any(any(chain) for chain in chains):
         return 0  # every source is empty
     # (an empty source counts as one empty value; linked sources end with the shortest)
-    records = math.prod(min(n or 1 for n in chain) for chain in chains)
+    end = max if link else min
+    records = math.prod(end(n or 1 for n in chain) for chain in chains)
     return math.ceil(records / max_args) if max_args else records

@@ -86,7 +86,7 @@ def _dry_run(opts: Options, skip: frozenset[int], sources: OpenSources) -> int:
             if seq in skip:
                 continue
             argv = template.argv(seq, 1, args)  # (each job alone: all in slot 1)
-            line = (template.display(argv) + "\n").encode(errors="surrogateescape")
+            line = (template.display(argv, seq, 1, args) + "\n").encode(errors="surrogateescape")
             job = Job(seq, args, argv)
             job.slot = 1
             line = b"".join(tagged([line], tag(job)))

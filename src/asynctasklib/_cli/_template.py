@@ -37,16 +37,28 @@ _RESERVED: Final = frozenset(
      "function", "if", "in", "nocorrect", "noglob", "repeat", "select", "then", "time",
      "until", "while"}
 )  # fmt: skip
-_BARE = re.compile(r"[A-Za-z0-9_@%+:./-]+")  # needs no quotes (shlex's set without = and ,)
+_PARALLEL_BARE = re.compile(r"[-_.+a-zA-Z0-9/]*")
+
+
+def parallel_quote(value: str) -> str:
+    """``value`` quoted as GNU parallel quotes a value for a Bourne shell (its
+    ``shell_quote_scalar_default``): bare if only ``-_.+/``, letters and digits, else in
+    single quotes, each ``'`` as ``'"'"'``, less an empty ``''`` at either end."""
+    if not value:
+        return "''"
+    if _PARALLEL_BARE.fullmatch(value):
+        return value
+    quoted = "'" + value.replace("'", "'\"'\"'") + "'"
+    return quoted.removeprefix("''").removesuffix("''")
 
 
 def sh_quote(value: str) -> str:
-    """``value`` as one shell word, literally, in any POSIX shell: in single quotes, each
-    ``'`` as ``'"'"'``. Bare only when nothing could read it as syntax: not a reserved word
-    (if, while...), no ``=`` (an assignment; zsh's =cmd), no ``,`` (brace expansion)."""
-    if _BARE.fullmatch(value) and value not in _RESERVED:
-        return value
-    return "'" + value.replace("'", "'\"'\"'") + "'"
+    """``value`` as one shell word, literally, in any POSIX shell: as GNU parallel quotes it
+    (`parallel_quote`), and a reserved word (if, while...) in quotes too, which GNU
+    parallel leaves bare."""
+    if value in _RESERVED:
+        return "'" + value + "'"
+    return parallel_quote(value)
 
 
 def shell_script_index(words: list[str], i: int) -> int | None:
@@ -84,8 +96,10 @@ def _shell_scripts(words: list[str]) -> dict[int, str]:
 
 
 # A word of the command: as it is, or in pieces: literal text, and each field with how its
-# value goes in (RAW, or shell-quoted for where it stands: PLAIN, DOUBLE, SINGLE).
+# value goes in (RAW, or shell-quoted for where it stands: PLAIN, DOUBLE, SINGLE; ARGUMENT:
+# as RAW, in a plain argument: no shell code).
 _Pieces = list[str | tuple[Field, int]]
+ARGUMENT: Final = max(RAW, PLAIN, DOUBLE, SINGLE) + 1
 
 
 def _in_shell_code(words: list[list[str | Field]], repeated: bool = False) -> _Pieces:
@@ -133,17 +147,30 @@ def _word_parts(
                     f"it as an argument instead: {shell_name} -c '...' {{}})"
                 )
             for copy in copies:
-                parts.append([p if isinstance(p, str) else (p, RAW) for p in copy])
+                parts.append([p if isinstance(p, str) else (p, ARGUMENT) for p in copy])
         else:
             parts.append(_in_shell_code(copies, repeated))
     return parts
 
 
-def _fill(pieces: _Pieces, seq: int, slot: int, args: Sequence[str]) -> list[str]:
+_SAFE_TEXT = re.compile(r"[\w@%+=:,./-]+", re.ASCII)  # (what shlex leaves bare)
+
+
+def _shown_as_parallel(pieces: _Pieces) -> bool:
+    """A plain argument whose text no shell would read as syntax: shown as GNU parallel
+    shows it, the values quoted in it (``x'a b'.png``)."""
+    return any(isinstance(p, tuple) and p[1] == ARGUMENT for p in pieces) and all(
+        isinstance(p, tuple) or _SAFE_TEXT.fullmatch(p) for p in pieces
+    )
+
+
+def _fill(
+    pieces: _Pieces, seq: int, slot: int, args: Sequence[str], shown: bool = False
+) -> list[str]:
     """The words ``pieces`` make for a job. As plain arguments, a field that gives each
     argument (``{}``) makes a word of each, and one that gives nothing (``{3}`` of two
     arguments) leaves no word if nothing else is in it: as GNU parallel's shell splits them.
-    """
+    ``shown``: each value quoted as GNU parallel quotes it in a command line it shows."""
     out: list[str] = []
     word: str | None = None  # the word being made: None while nothing has made it
     for piece in pieces:
@@ -152,7 +179,9 @@ def _fill(pieces: _Pieces, seq: int, slot: int, args: Sequence[str]) -> list[str
             continue
         field, how = piece
         got = values(field, seq, slot, args)
-        if how == RAW:  # a plain argument, or a number (digits) in shell code
+        if shown and how == ARGUMENT:
+            got = [parallel_quote(value) for value in got]
+        if how in (RAW, ARGUMENT):  # a plain argument, or a number (digits) in shell code
             for i, value in enumerate(got):
                 if i:
                     out.append(word or "")
@@ -238,8 +267,9 @@ class Template:
         # nothing and succeeds, as in GNU parallel.
         return words or ["/bin/sh", "-c", ""]
 
-    def words(self, seq: int, slot: int, args: Sequence[str]) -> list[str]:
-        """The words filled in for a job (with ``--shell``, the script)."""
+    def words(self, seq: int, slot: int, args: Sequence[str], shown: bool = False) -> list[str]:
+        """The words filled in for a job (with ``--shell``, the script). ``shown``: each
+        word quoted for a shell line, plain arguments as GNU parallel shows them."""
         by_count, parts = self._by_count, self._parts
         if by_count is not None:
             count = len(args)
@@ -247,11 +277,20 @@ class Template:
         words: list[str] = []
         for part in parts:
             if isinstance(part, str):
-                words.append(part)
+                words.append(shlex.quote(part) if shown else part)
+            elif shown and _shown_as_parallel(part):
+                words += _fill(part, seq, slot, args, shown)
+            elif shown:  # (shell code, or text that a shell would read: quoted whole)
+                words += map(shlex.quote, _fill(part, seq, slot, args))
             else:
                 words += _fill(part, seq, slot, args)
         return words
 
-    def display(self, argv: list[str]) -> str:
-        """The command as a shell line (the script itself with ``--shell``)."""
-        return argv[2] if self._shell else shlex.join(argv)
+    def display(self, argv: list[str], seq: int, slot: int, args: Sequence[str]) -> str:
+        """The command of a job (``argv``, that of job ``seq`` in ``slot`` with ``args``) as
+        a shell line, as GNU parallel shows it: the script itself with ``--shell``; else
+        each input quoted where it stands (``x'a b'.png``)."""
+        if self._shell:
+            return argv[2]
+        words = self.words(seq, slot, args, shown=True)
+        return " ".join(words) if words else shlex.join(argv)

@@ -27,7 +27,7 @@ UNSUPPORTED: Final[tuple[tuple[tuple[str, ...], str], ...]] = (
     (("--cat",), ""), (("--fifo",), ""), (("--tee",), ""), (("--shard",), ""),
     (("--bin",), ""), (("--group-by",), ""),
     # Inputs and replacement strings.
-    (("-i", "--replace"), "use -I STR"), (("--link", "--xapply"), "link sources with :::+"),
+    (("-i", "--replace"), "use -I STR"),
     (("--header",), ""), (("--csv",), "use --colsep ,"), (("--skip-first-line",), ""),
     (("--trim",), "--colsep trims each column"), (("--shuf",), ""), (("-E",), ""),
     (("-e", "--eof"), ""), (("--arg-sep",), ""), (("--arg-file-sep",), ""),

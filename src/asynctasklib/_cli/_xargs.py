@@ -21,11 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._errors import PROG, InputError
+from ._errors import EXIT_TOO_LONG, PROG, InputError
 from ._replace import ARG, SEQ, SLOT, Field, Names, change, parse
 from ._util import NOT_YET
 
-EXIT_TOO_LONG: Final = 255  # GNU parallel's status for "Command line too long"
 MODES: Final = ("X", "m", "xargs")
 
 
