@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._direct import DirectTask, runs_direct
 from ._errors import PoolStoppedError
-from ._state import State
+from ._stream import _TellsItsRun
 from ._task import Task
 from ._threads import check_not_in_loop
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DirectMap", "map_directly"]
 
-_DONE = State.DONE
 _copy_context = contextvars.copy_context
 
 
@@ -69,23 +68,10 @@ def map_directly(face: _Face, results: MapResults[Any]) -> DirectMap | None:
     )
 
 
-class _MapTask(DirectTask):
+class _MapTask(_TellsItsRun, DirectTask):
     """A direct map's task: it tells its map of its end (under the crew's lock)."""
 
-    __slots__ = ("_map", "_map_outcome")
-
-    _map: DirectMap | None
-    _map_outcome: Any  # the result, or the error, once ended
-
-    def _finish(self, state: State, outcome: Any) -> None:
-        try:
-            Task._finish(self, state, outcome)
-        finally:
-            run = self._map
-            if run is not None:  # (once: a run started again by go() is not the map's)
-                self._map = None
-                self._map_outcome = outcome
-                run.ended(self, state is _DONE, outcome)
+    __slots__ = ("_map_outcome", "_map_run")
 
 
 class DirectMap:
@@ -198,7 +184,7 @@ class DirectMap:
             raise error
         if self.ordered:
             pending = self.pending
-            if pending and pending[0]._map is None:  # ended, and the run told
+            if pending and pending[0]._map_run is None:  # ended, and the run told
                 self.taken -= 1
                 return True, pending.popleft()._map_outcome
         elif self.done:
@@ -264,7 +250,7 @@ class DirectMap:
             task = _MapTask()
             task._crew = crew
             task._setup(definition, crew, _copy_context(), (item,), self.index)
-            task._map = self
+            task._map_run = self
             with lock:
                 if self.stopped:  # closed from another thread meanwhile
                     slots.release()
@@ -287,7 +273,7 @@ class DirectMap:
 
     # -- ends, failures, stopping (under the lock unless said) ------------------------------
 
-    def ended(self, task: _MapTask, done: bool, outcome: Any) -> None:
+    def _task_ended(self, task: _MapTask, done: bool, outcome: Any) -> None:
         """``task`` ended (from `_MapTask._finish`, in whichever thread ended it)."""
         if not self.ordered:
             del self.live[task._id]  # type: ignore[arg-type]

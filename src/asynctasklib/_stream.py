@@ -93,25 +93,37 @@ class _Intake(Protocol):
     def _check_picklable(self, definition: Definition[Any], args: Any = ...) -> None: ...
 
 
-class _MapTask(_PoolTask[Any]):
-    """A map run's task: it tells its run of its end itself, after its end hooks and done
-    callbacks (no done callback of the run's own per task), and keeps its outcome for an
-    ordered run's consumer."""
+class _EndTold(Protocol):
+    """A map run, told of each of its tasks' ends (the loop's `_MapRun`, or `DirectMap`)."""
 
-    __slots__ = ("_map_outcome", "_map_run")
+    def _task_ended(self, task: Any, done: bool, outcome: Any) -> None: ...
 
-    _map_run: _MapRun | None  # None once the run was told of the end
+
+class _TellsItsRun:
+    """A map run's task, whichever driver runs it: it tells its run of its end itself,
+    after its end hooks and done callbacks (no done callback of the run's own per task), and
+    keeps its outcome for an ordered run's consumer."""
+
+    __slots__ = ()  # (each task class has the two below: one layout per class)
+
+    _map_run: _EndTold | None  # None once the run was told of the end
     _map_outcome: Any  # the result, or the error, once ended
 
     def _finish(self, state: State, outcome: Any) -> None:
         try:
-            Task._finish(self, state, outcome)
+            Task._finish(self, state, outcome)  # type: ignore[arg-type]  # (a Task, mixed in)
         finally:
             run = self._map_run
             if run is not None:  # (once: a run started again by go() is not the map's)
                 self._map_outcome = outcome
-                self._map_run = None
+                self._map_run = None  # type: ignore[misc]  # (a slot of each task class)
                 run._task_ended(self, state is _DONE, outcome)
+
+
+class _MapTask(_TellsItsRun, _PoolTask[Any]):
+    """A map run's task on the loop."""
+
+    __slots__ = ("_map_outcome", "_map_run")
 
 
 class _MapRun:
