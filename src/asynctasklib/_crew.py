@@ -15,19 +15,17 @@ import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ._compat import log_destroy_pending
 from ._compat import running_loop as _get_running_loop
+from ._direct import DirectCrew
 from ._executor import ExecutorBridge
 from ._runner import _Runner
 from ._semaphore import _Slots
 from ._stats import _Counts
 from ._task import Task
 from ._threads import call_on_loop
-
-if TYPE_CHECKING:
-    from ._direct import DirectCrew
 
 __all__ = ["Crew"]
 
@@ -127,6 +125,17 @@ class Crew:
             self.workers.clear()
             self.idle.clear()
             self.waking = 0
+
+    def serve_threads(self, loop: asyncio.AbstractEventLoop, plain: bool) -> DirectCrew | None:
+        """Move, idle, to the blocking face's loop in a thread (other threads take the slots
+        from now on: they lock), with a direct crew for the plain tasks that need no loop if
+        ``plain`` (the pool has no hooks nor rate limit) and the executor is the crew's own."""
+        self.move_to(loop)
+        self.slots.shared = True
+        on_broken = self.on_broken()
+        if plain and self.bridge.owns_executor and on_broken is not None:
+            self.direct = DirectCrew(self.size, self.slots, loop, on_broken)
+        return self.direct
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the crew's loop (see call_on_loop), from any thread. While the crew is

@@ -152,7 +152,10 @@ class WorkerPool:
 
     def stats(self) -> PoolStats:
         """The counters, O(1). From another thread it is read on the pool's loop, so the
-        counters are a consistent snapshot."""
+        counters are a consistent snapshot.
+
+        Returns:
+            The counters and the pool's size, `PoolStats`."""
         return self._crew.call(self._stats)
 
     def _stats(self) -> PoolStats:
@@ -162,7 +165,10 @@ class WorkerPool:
 
     def tasks(self) -> list[Task[Any]]:
         """A copy of the pool's tasks: all submitted, or only those in progress when the
-        pool was made with ``retain_finished=False``."""
+        pool was made with ``retain_finished=False``.
+
+        Returns:
+            The tasks, a new list."""
         return self._crew.call(self._tasks)
 
     def _tasks(self) -> list[Task[Any]]:
@@ -265,6 +271,10 @@ class WorkerPool:
 
         Returns:
             The new tasks, in the order of ``definitions``.
+
+        Raises:
+            TypeError: An item of ``definitions`` is not a `Definition`.
+            PoolStoppedError: The pool is stopped, or stopped while this waited.
         """
         batch = self._check_all(definitions)
         return [await self.submit(d) for d in batch]
@@ -272,14 +282,17 @@ class WorkerPool:
     async def submit_with_err_group(self, definitions: Iterable[Definition[Any]]) -> None:
         """Run the definitions as a group: the first failure cancels the rest.
 
-        Tasks of the group that have not started never start, definitions not yet submitted
-        are never submitted, and once every task of the group has ended the first failure is
-        raised: the task's own exception (a ``TaskCanceledError`` if a task was canceled
-        from outside). Returns None when every task succeeds. If the caller is canceled, the
-        group's tasks are canceled too.
+        Tasks of the group not started never start, definitions not yet submitted never
+        are, and once every task of the group has ended the first failure is raised: the
+        task's own exception (``TaskCanceledError`` for a task canceled from outside). If
+        the caller is canceled, the group's tasks are canceled too.
 
         Args:
             definitions: The definitions of the group's tasks.
+
+        Raises:
+            TypeError: An item of ``definitions`` is not a `Definition`.
+            PoolStoppedError: The pool stopped before every definition was submitted.
         """
         await self.gather(self._check_all(definitions))
 
@@ -336,14 +349,7 @@ class WorkerPool:
                 once those submitted have ended).
         """
         flag(return_exceptions, "return_exceptions")
-        batch = list(items)
-        for i, item in enumerate(batch):
-            if not isinstance(item, Definition | Task):
-                raise TypeError(f"items[{i}] is a {type(item).__name__}, not a Definition or Task")
-            if isinstance(item, Task):
-                item._check_started()
-            elif self._remote:
-                self._check_picklable(item)
+        batch = self._check_all(items, tasks_too=True)
         group = Group(fail_fast=not return_exceptions)
         tasks: list[Task[Any]] = []
         stopped: PoolStoppedError | None = None
@@ -500,16 +506,17 @@ class WorkerPool:
         """
         return as_completed(tasks, timeout)
 
-    def _check_all(self, definitions: Iterable[Definition[Any]]) -> list[Definition[Any]]:
-        """All the definitions, checked before any is submitted."""
-        batch = list(definitions)
-        for i, definition in enumerate(batch):
-            if not isinstance(definition, Definition):
-                raise TypeError(
-                    f"definitions[{i}] is a {type(definition).__name__}, not a Definition"
-                )
-            if self._remote:
-                self._check_picklable(definition)
+    def _check_all(self, items: Iterable[Any], tasks_too: bool = False) -> list[Any]:
+        """All the definitions (and for gather, tasks started), checked before any is run."""
+        batch, what = list(items), "a Definition or Task" if tasks_too else "a Definition"
+        for i, item in enumerate(batch):
+            if tasks_too and isinstance(item, Task):
+                item._check_started()
+            elif not isinstance(item, Definition):
+                name = "items" if tasks_too else "definitions"
+                raise TypeError(f"{name}[{i}] is a {type(item).__name__}, not {what}")
+            elif self._remote:
+                self._check_picklable(item)
         return batch
 
     def _use_loop(self) -> asyncio.AbstractEventLoop:
@@ -520,15 +527,9 @@ class WorkerPool:
         return loop
 
     def _serve_threads(self, loop: asyncio.AbstractEventLoop) -> DirectCrew | None:
-        """Bind the pool, idle, to the blocking face's loop in a thread (other threads take
-        its slots from now on: they lock). Its direct crew runs plain tasks that need no
-        loop; None if the pool's hooks, rate limit or executor make every task need one."""
-        self._crew.move_to(loop)
+        """Bind the pool, idle, to the blocking face's loop in a thread (Crew.serve_threads)."""
         self._loop = loop
-        self._slots.shared = True
-        if self._hooks is NO_HOOKS and self._limiter is None and self._bridge.owns_executor:
-            self._crew.direct = DirectCrew(self._max_workers, self._slots, loop, self._broken)
-        return self._crew.direct
+        return self._crew.serve_threads(loop, self._hooks is NO_HOOKS and self._limiter is None)
 
     def _new_task(
         self, definition: Definition[T], arg: Any = _RUN, task_id: str | None = None
