@@ -63,6 +63,13 @@ CASES: list[tuple[str, list[str], bytes]] = [
     ("--delay with a unit", ["-k", "--delay", "0.1s", "echo", ":::", "a", "b"], b""),
     ("a line too long", ["-k", "-j1", "echo"], b"s1\ns2\n" + b"x" * 140_000 + b"\nafter\n"),
     ("-j +2 --lb", ["-k", "-j", "+2", "--lb", "echo", ":::", "a", "b", "c"], b""),
+    ("-j0", ["-k", "-j0", "echo", ":::", "a", "b", "c"], b""),
+    ("--load", ["-k", "--load", "100%", "echo", ":::", "a", "b"], b""),
+    ("--memfree", ["-k", "--memfree", "1M", "echo", ":::", "a", "b"], b""),
+    # The default --term-seq (TERM,200,TERM,100,TERM,50,KILL,25): a job that ignores TERM is
+    # killed, its output never written, well before it would end.
+    ("--timeout, TERM ignored", ["--timeout", "0.3", "trap '' TERM; sleep 3; echo late",
+                                 ":::", "x"], b""),
 ]  # fmt: skip
 
 
