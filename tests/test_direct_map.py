@@ -525,3 +525,45 @@ def test_random_maps_end_every_task_once_with_the_results_of_their_items(
         assert sorted(indexes) == list(range(len(outcomes)))
         assert return_exceptions or "boom" not in outcomes
     assert pool.stats().total <= len(outcomes)
+
+
+@pytest.mark.parametrize("how", ["stop", "shutdown", "shutdown(cancel=False)"])
+@pytest.mark.parametrize("after", [0, 1, 2, 5, 9])
+def test_a_stop_from_another_thread_at_any_point_ends_the_consumer(how: str, after: int) -> None:
+    """The consumer's thread is in next() or between two calls, another thread stops the
+    pool: the consumer ends (no hang), with the results of its items in order, then
+    nothing or a documented error; every task the pool took ends once."""
+    reached = threading.Event()
+    got: list[int] = []
+    outcome: list[BaseException | None] = []
+    pool = blocking.WorkerPool(3)
+
+    def consume() -> None:
+        try:
+            for value in pool.map(lambda x: x, range(60), window=4):
+                got.append(value)
+                if len(got) == after + 1:
+                    reached.set()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            reached.set()
+
+    consumer = threading.Thread(target=consume, name="test-consumer")
+    consumer.start()
+    assert reached.wait(WAIT)
+    if how == "stop":
+        pool.stop()
+    else:
+        pool.shutdown(cancel=how == "shutdown")
+    consumer.join(WAIT)
+    assert not consumer.is_alive()
+    pool.shutdown()
+    ended_once(pool)
+    assert got == list(range(len(got)))
+    [error] = outcome
+    assert error is None or isinstance(error, PoolStoppedError | TaskCanceledError), error
+    if error is None:
+        assert got == list(range(60))
+    assert pool.stats().total >= len(got)
