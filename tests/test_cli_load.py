@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from _helpers import GUARD, now, wait_all_tasks_blocked
-from asynctasklib._cli import _feeder, _load, _options, main
+from asynctasklib._cli import _feeder, _jobslots, _load, _options, main
 from asynctasklib._cli._errors import JobFailedError, UsageError
 from asynctasklib._cli._job import Job
 from asynctasklib._cli._report import Reporter
@@ -42,7 +42,7 @@ def readings(*values: float) -> Callable[[], float]:
     [("100%", 1.0, 0), ("50%", 0.5, 0), ("250%", 2.5, 0), ("+2", 1.0, 2), ("-1", 1.0, -1)],
 )
 def test_load_relative_to_the_cpus(text: str, cpus_times: float, plus: int) -> None:
-    cpus = _options.cpu_count()
+    cpus = _jobslots.cpu_count()
     expected = max(cpus * cpus_times + plus, 0.01)
     assert _options.parse(["--load", text, "true"]).max_load == pytest.approx(expected)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from asynctasklib import ExponentialBackoff
-from asynctasklib._cli import _options, main
+from asynctasklib._cli import _jobslots, _options, main
 from asynctasklib._cli._jobslots import CPUS as DEFAULT_SLOTS
 from asynctasklib._cli._jobslots import JobSlots
 from cli_helpers import PARALLEL, TIMEOUT, cli, needs_parallel, run
@@ -168,7 +168,7 @@ def test_jobs_forms_as_gnu_parallel_computes_them(form: str, jobs: int) -> None:
 def test_cpu_count_is_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 3, 5})
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    assert _options.cpu_count() == 3
+    assert _jobslots.cpu_count() == 3
     assert _options.parse(["-j", "+1", "true"]).jobs == 4
     assert _options.parse(["-j", "50%", "true"]).jobs == 2  # 1.5, rounded up
     assert _options.parse(["true"]).jobs == 3

@@ -319,7 +319,7 @@ def test_the_starting_thread_runs_calls_in_order_and_hands_back_each_outcome() -
 def test_readers_call_back_for_each_ready_descriptor_and_none_once_removed() -> None:
     import asyncio
 
-    from asynctasklib._cli._procs import Readers
+    from asynctasklib._cli._capture import Readers
 
     async def main() -> list[str]:
         loop = asyncio.get_running_loop()

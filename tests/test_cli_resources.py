@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from asynctasklib._cli import _errors, _inputs, _orchestrator, _output, _procs, _records
+from asynctasklib._cli import _capture, _errors, _inputs, _orchestrator, _output, _records
 from cli_helpers import PY, TIMEOUT, pid_gone, run, summary, wait_for
 from conftest import UVLOOP
 
@@ -263,10 +263,10 @@ def test_memory_grows_with_the_bytes_of_output_not_the_number_of_writes() -> Non
     gathered in blocks, and the store counts what they really take."""
     loop = asyncio.new_event_loop()
     store = _output.Store()
-    readers = _procs.Readers(loop)
+    readers = _capture.Readers(loop)
     tracemalloc.start()
     try:
-        capture = _procs.Capture(readers, store)
+        capture = _capture.Capture(readers, store)
         for i in range(40_000):
             capture.pipe_data_received(1, b"%d\n" % (i % 10))  # (a new object each, as read)
         held, peak = tracemalloc.get_traced_memory()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from asynctasklib._cli import _options, _unsupported, main
+from asynctasklib._cli import _argparser, _options, _unsupported, main
 from asynctasklib._cli._errors import UsageError
 
 MAN_PAGE = Path("/usr/share/man/man1/parallel.1.gz")
@@ -28,7 +28,7 @@ def _documented() -> set[str]:
 def test_every_option_of_gnu_parallels_man_page_is_ours_or_refused() -> None:
     documented = _documented()
     assert {"--pipe", "-S", "--jobs", "-0", "--term-seq", "--_parset"} <= documented
-    parser = _options._parser()
+    parser = _argparser.parser()
     known = {name for action in parser._actions for name in action.option_strings}
     known.add("-0")  # (read as --null before argparse sees it)
     assert sorted(documented - known) == []

@@ -1,6 +1,7 @@
-"""The code-shape limits of src/asynctasklib, checked: module and function sizes, radon
-cyclomatic complexity, import cycles (type-only imports included), and attribute accesses
-to another module's private names.
+"""The code-shape limits of src/asynctasklib, checked: module and function sizes (the CLI's
+modules, src/asynctasklib/_cli, have a lower limit of their own), radon cyclomatic
+complexity, import cycles (type-only imports included), and attribute accesses to another
+module's private names.
 
     python tools/shape.py            # report; exit 1 if a limit is broken
 """
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 MAX_MODULE_LINES = 700
+MAX_CLI_MODULE_LINES = 400  # src/asynctasklib/_cli: one concept a module
 MAX_FUNCTION_LINES = 80
 MAX_COMPLEXITY = 25
 
@@ -143,8 +145,9 @@ def problems(mods: dict[str, Path]) -> list[str]:
     for path in mods.values():
         text = path.read_text()
         n = len(text.splitlines())
-        if n > MAX_MODULE_LINES:
-            problems.append(f"{path.relative_to(SRC.parent)}: {n} lines > {MAX_MODULE_LINES}")
+        limit = MAX_CLI_MODULE_LINES if path.is_relative_to(SRC / "_cli") else MAX_MODULE_LINES
+        if n > limit:
+            problems.append(f"{path.relative_to(SRC.parent)}: {n} lines > {limit}")
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1

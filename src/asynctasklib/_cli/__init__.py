@@ -16,15 +16,17 @@ modules use; the whole package is private all the same, a client of the public A
 - `_errors`: exit statuses and errors; `_util`: two small helpers and the `NOT_YET` sentinel.
 - `_replace`: GNU parallel's replacement strings; `_shell`: where each stands in shell
   code; `_template`: the command filled per job.
-- `_options`: the command line, with `_argtypes` (its values' types), `_jobslots` (``-j``,
-  counted against a CPU count once it is known), `_input_options`,
-  `_output_options`, `_joblog_options` and `_remote_options` (each group of options and its
-  checks); `_unsupported`: GNU parallel's options refused by name; `_sources`: the input
-  sources it gives.
-- `_records`: one source's records; `_inputs`: each job's arguments, from the sources.
+- `_options`: the command line, checked, with `_argparser` (its parser: every option and
+  its help), `_argtypes` (its values' types), `_jobslots` (``-j``, counted against a CPU
+  count once it is known), `_input_options`, `_output_options`, `_joblog_options` and
+  `_remote_options` (each group of options and its checks); `_unsupported`: GNU parallel's
+  options refused by name; `_sources`: the input sources it gives.
+- `_records`: one source's records; `_combine`: every combination of the sources' records;
+  `_inputs`: each job's arguments, from the sources.
 - `_output`: the jobs' output, stored and written; `_job`: one input's job.
 - `_reap`: process groups and orphans; `_termseq`: how a job's processes are killed
-  (``--term-seq``); `_procs`: one attempt of a job, as processes.
+  (``--term-seq``); `_capture`: a job's leader and pipes, watched on the event loop;
+  `_procs`: one attempt of a job, as processes.
 - `_remote_options`, `_remote`, `_remote_worker`: ``--executor dask``, one attempt of a job
   on a Dask worker (`_remote_worker` is the half that runs there).
 - `_progress`: the rich view; `_report`: the hooks' steps turned into output.

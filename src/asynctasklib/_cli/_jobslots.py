@@ -1,12 +1,14 @@
 """``-j`` as the command line gives it (`JobSlots`), and the job slots it comes to against a
-CPU count: this machine's, or with ``--scheduler`` the Dask cluster's worker threads, known
-only once connected (see `_remote.cluster_threads`). Kept apart from `_options` so that the
-form is checked when parsing and counted later, as GNU parallel counts ``-j`` per sshlogin.
+CPU count: this machine's (`cpu_count`), or with ``--scheduler`` the Dask cluster's worker
+threads, known only once connected (see `_remote.cluster_threads`). Kept apart from
+`_options` so that the form is checked when parsing and counted later, as GNU parallel
+counts ``-j`` per sshlogin.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -65,3 +67,12 @@ class JobSlots:
 
 
 CPUS: Final = JobSlots("%", 100)  # no -j: the CPU count
+
+
+def cpu_count() -> int:
+    """The CPUs as GNU parallel counts them: the CPU threads this process may run on (it
+    takes the fewer of the threads and of ``Cpus_allowed``, the affinity mask). Not
+    ``os.process_cpu_count()``: the same on Linux, but it follows PYTHON_CPU_COUNT."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1  # pragma: no cover - no affinity mask (macOS)
