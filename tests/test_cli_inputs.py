@@ -1,5 +1,5 @@
-"""The inputs of ``asynctasklib run`` (``_cli/_inputs.py``): ``:::``, ``--arg-file``, and
-standard input as a file, a pipe or nothing at all.
+"""The inputs of ``asynctasklib run`` (``_cli/_inputs.py``, ``_cli/_combine.py``): ``:::``,
+``--arg-file``, and standard input as a file, a pipe or nothing at all.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""A job's processes (``_cli/_procs.py``, ``_cli/_reap.py``): starting its command,
-retries, timeouts, and its process group killed.
+"""A job's processes (``_cli/_procs.py``, ``_cli/_capture.py``, ``_cli/_reap.py``): starting
+its command, its pipes, retries, timeouts, and its process group killed.
 """
 
 from __future__ import annotations
