@@ -14,7 +14,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor, Future
 from datetime import timedelta
 from typing import Any, TypeVar, cast
@@ -22,7 +23,7 @@ from typing import Any, TypeVar, cast
 import pytest
 
 import asynctasklib
-from asynctasklib import Definition, Run, RunInfo, WorkerPool, blocking
+from asynctasklib import Definition, PoolStats, Run, RunInfo, State, Task, WorkerPool, blocking
 from conftest import VirtualClockLoop
 
 T = TypeVar("T")
@@ -192,6 +193,73 @@ class Inline(Executor):
         future: Future[Any] = Future()
         future.set_result(fn(*args, **kwargs))
         return future
+
+
+class Probe:
+    """Builds task functions that record their calls and how many run at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+        self.calls: list[str] = []
+        self.ended: list[str] = []
+
+    def fn(
+        self,
+        *,
+        gate: asyncio.Event | None = None,
+        seconds: float = 0,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> Callable[[Run], Awaitable[Any]]:
+        async def task_fn(run: Run) -> Any:
+            self.calls.append(run.id)
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            try:
+                if gate is not None:
+                    await gate.wait()
+                if seconds:
+                    await asyncio.sleep(seconds)
+                if error is not None:
+                    raise error
+                return result
+            finally:
+                self.running -= 1
+                self.ended.append(run.id)
+
+        return task_fn
+
+
+def forever() -> Callable[[Run], Awaitable[None]]:
+    """A task function that only ends by cancellation (or its timeout)."""
+
+    async def task_fn(run: Run) -> None:
+        await asyncio.Event().wait()
+
+    return task_fn
+
+
+def recount(tasks: list[Task[Any]]) -> tuple[int, ...]:
+    counts = Counter(t.state for t in tasks)
+    return tuple(counts[s] for s in State)
+
+
+def assert_stats_match(pool: WorkerPool) -> PoolStats:
+    """stats() equals a recount of the states of the pool's tasks (all retained)."""
+    s = pool.stats()
+    tasks = pool.tasks()
+    assert (s.created, s.pending, s.started, s.done, s.failed, s.canceled) == recount(tasks)
+    assert s.total == len(tasks)
+    assert s.max_workers == pool.max_workers
+    assert s.active_workers == pool.active_workers
+    assert s.stopped == pool.is_stopped()
+    assert pool.active_workers + pool.available_workers == pool.max_workers
+    return s
+
+
+def only_current_task_left() -> bool:
+    return asyncio.all_tasks() == {asyncio.current_task()}
 
 
 # -- the blocking face's task functions and waits -------------------------------------------
