@@ -5,6 +5,9 @@ barriers and recorded logs; every wait is bounded (``WAIT``), so a bug fails a t
 of hanging it. Where a test must show that something does *not* happen (a submit that must
 stay blocked), it gives it ``QUIET`` seconds to happen, then proves the positive side
 exactly (the submit returns only once a task has ended).
+
+The task handle, the semaphore and the portal's calls into its loop have files of their own:
+test_blocking_task.py, test_blocking_semaphore.py, test_portal.py.
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ import asyncio
 import contextlib
 import functools
 import gc
-import math
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -25,13 +26,24 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
-import asynctasklib
-from _helpers import WAIT, library_threads, run_info_fn, wait_until
+from _helpers import (
+    HUGE_TIMEOUTS,
+    WAIT,
+    InThread,
+    agated,
+    fail,
+    gated,
+    gated_task_with_a_waiter,
+    interrupt_main_when,
+    library_threads,
+    ok,
+    run_info_fn,
+    wait_until,
+)
 from asynctasklib import (
     Definition,
     PoolStats,
@@ -52,72 +64,6 @@ QUIET = 0.1  # seconds given to something that must not happen, before checking 
 # -- helpers ----------------------------------------------------------------------------------
 
 
-class InThread:
-    """Run ``fn`` in a thread; ``join()`` returns its value or raises its exception."""
-
-    def __init__(self, fn: Callable[[], Any], name: str = "test-helper") -> None:
-        self.started = threading.Event()
-        self.finished = threading.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            self.started.set()
-            try:
-                self.value = fn()
-            except BaseException as exc:
-                self.error = exc
-            finally:
-                self.finished.set()
-
-        self.thread = threading.Thread(target=run, name=name, daemon=True)
-        self.thread.start()
-
-    def join(self, timeout: float = WAIT) -> Any:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the thread did not finish in time"
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-def gated(
-    gate: threading.Event, started: threading.Event | None = None, value: Any = None
-) -> Callable[[Run], Any]:
-    """A sync task_fn that runs until ``gate`` is set (or its task is canceled)."""
-
-    def fn(run: Run) -> Any:
-        if started is not None:
-            started.set()
-        deadline = time.monotonic() + WAIT
-        while not gate.wait(0.002):
-            if run.canceled:
-                return "stopped"
-            if time.monotonic() > deadline:
-                raise AssertionError("gate never opened")
-        return value
-
-    return fn
-
-
-def agated(
-    gate: threading.Event, started: threading.Event | None = None, value: Any = None
-) -> Callable[[Run], Any]:
-    """An ``async def`` task_fn that runs until ``gate`` is set (cancellable at once)."""
-
-    async def fn(run: Run) -> Any:
-        if started is not None:
-            started.set()
-        deadline = time.monotonic() + WAIT
-        while not gate.is_set():
-            if time.monotonic() > deadline:
-                raise AssertionError("gate never opened")
-            await asyncio.sleep(0.002)
-        return value
-
-    return fn
-
-
 def recount(tasks: list[Task[Any]]) -> dict[State, int]:
     counts = dict.fromkeys(State, 0)
     for task in tasks:
@@ -125,38 +71,9 @@ def recount(tasks: list[Task[Any]]) -> dict[State, int]:
     return counts
 
 
-# The library's own source folder. (Not "a path containing /asynctasklib/": a checkout of
-# that name holds the tests too, and a test's own frame would pass for the library's.)
-LIBRARY_DIR = os.path.dirname(os.path.realpath(asynctasklib.__file__)) + os.sep
-
-
-def blocked_in_lock_wait(thread: threading.Thread) -> bool:
-    """True when ``thread`` sits in a blocking wait (a lock or a condition) inside a call into
-    the library."""
-    frame = sys._current_frames().get(thread.ident or -1)
-    if frame is None or frame.f_code.co_name not in {"wait", "_acquire_blocking"}:
-        return False
-    while frame is not None:
-        if os.path.realpath(frame.f_code.co_filename).startswith(LIBRARY_DIR):
-            return True
-        frame = frame.f_back
-    return False
-
-
 def pid_of(info: RunInfo) -> tuple[int, str, int]:
     """Module level, so a process pool can run it."""
     return os.getpid(), info.id, info.attempt
-
-
-def ok(value: Any = None) -> Callable[[Run], Any]:
-    return lambda run: value
-
-
-def fail(error: BaseException) -> Callable[[Run], Any]:
-    def fn(run: Run) -> Any:
-        raise error
-
-    return fn
 
 
 # -- the module -------------------------------------------------------------------------------
@@ -244,64 +161,6 @@ def test_sync_task_fn_runs_in_a_pool_thread_never_on_the_loop() -> None:
     assert name.startswith("asynctasklib-pool")
 
 
-def test_task_states_while_running_and_after() -> None:
-    gate, started = threading.Event(), threading.Event()
-    with WorkerPool(1) as pool:
-        task = pool.submit(Definition(id="t", task_fn=gated(gate, started, value=7)))
-        assert started.wait(WAIT)
-        assert task.state is State.STARTED
-        assert task.is_started()
-        assert task.is_in_progress()
-        assert not task.is_end()
-        assert not task.is_pending()
-        assert not task.is_created()
-        assert task.attempts == 1
-        assert task.error is None
-        gate.set()
-        assert task.result(WAIT) == 7
-        assert task.is_done()
-
-
-def test_handle_wait_returns_false_when_the_timeout_passes_first() -> None:
-    gate = threading.Event()
-    with WorkerPool(1) as pool:
-        task = pool.submit(Definition(task_fn=gated(gate)))
-        t0 = time.monotonic()
-        assert task.wait(0.05) is False
-        assert time.monotonic() - t0 >= 0.05
-        assert task.wait(0) is False
-        assert task.wait(timedelta(milliseconds=10)) is False
-        assert task.is_in_progress()  # waiting canceled nothing
-        gate.set()
-        assert task.wait() is True
-        assert task.wait(0) is True
-
-
-def test_handle_result_timeout_is_timeout_error_and_cancels_nothing() -> None:
-    gate = threading.Event()
-    with WorkerPool(1) as pool:
-        task = pool.submit(Definition(id="slow", task_fn=gated(gate, value="v")))
-        with pytest.raises(TimeoutError, match="slow") as info:
-            task.result(0.05)
-        assert not isinstance(info.value, TaskTimeoutError)
-        assert task.is_in_progress()
-        gate.set()
-        assert task.result(WAIT) == "v"
-
-
-def test_handle_result_raises_the_tasks_own_error() -> None:
-    error = KeyError("boom")
-    with WorkerPool(1) as pool:
-        task = pool.submit(Definition(task_fn=fail(error)))
-        with pytest.raises(KeyError) as info:
-            task.result(WAIT)
-        assert info.value is error
-        assert task.wait(WAIT) is True  # wait never raises the task's error
-        assert task.error is error
-        assert task.state is State.FAILED
-        assert task.is_failed()
-
-
 def test_result_of_a_timed_out_task_is_its_task_timeout_error() -> None:
     with WorkerPool(1) as pool:
         task = pool.submit(
@@ -328,22 +187,6 @@ def test_retries_count_attempts() -> None:
         assert calls == [0, 1, 2]
 
 
-def test_cancel_a_running_task_from_the_calling_thread() -> None:
-    gate, started = threading.Event(), threading.Event()
-    with WorkerPool(1) as pool:
-        task = pool.submit(Definition(id="c", task_fn=gated(gate, started)))
-        assert started.wait(WAIT)
-        assert task.cancel() is True
-        assert task.wait(WAIT) is True
-        assert task.state is State.CANCELED
-        assert task.is_canceled()
-        assert isinstance(task.error, TaskCanceledError)
-        with pytest.raises(TaskCanceledError):
-            task.result(WAIT)
-        assert task.cancel() is False  # already ended
-        assert pool.stats().canceled == 1
-
-
 def test_cancel_a_running_async_task_and_one_in_its_delay() -> None:
     gate, started = threading.Event(), threading.Event()
     calls: list[str] = []
@@ -358,30 +201,6 @@ def test_cancel_a_running_async_task_and_one_in_its_delay() -> None:
         assert delayed.is_canceled()
         assert running.is_canceled()
     assert calls == []
-
-
-def test_add_done_callback_gets_the_blocking_handle_on_the_loop_thread() -> None:
-    seen: list[tuple[Task[Any], str]] = []
-    done = threading.Event()
-    gate = threading.Event()
-    with WorkerPool(1) as pool:
-        task = pool.submit(Definition(task_fn=gated(gate)))
-
-        def callback(t: Task[Any]) -> None:
-            seen.append((t, threading.current_thread().name))
-            done.set()
-
-        task.add_done_callback(callback)
-        gate.set()
-        assert done.wait(WAIT)
-        # once ended, a new callback runs at once
-        late: list[Task[Any]] = []
-        task.add_done_callback(late.append)
-        wait_until(lambda: len(late) == 1)
-    assert len(seen) == 1
-    assert isinstance(seen[0][0], Task)
-    assert seen[0][0]._task is task._task
-    assert seen[0][1] == "asynctasklib-portal"
 
 
 def test_submit_blocks_while_the_pool_is_full() -> None:
@@ -1340,225 +1159,7 @@ def test_blocking_calls_from_the_portal_thread_raise_instead_of_deadlocking() ->
     assert all("running event loop" in str(e) for e in errors)
 
 
-# -- the semaphore ----------------------------------------------------------------------------
-
-
-def test_semaphore_construction_and_counts() -> None:
-    with pytest.raises(ValueError, match="limit"):
-        Semaphore(0)
-    with pytest.raises(TypeError, match="limit"):
-        Semaphore(1.0)  # type: ignore[arg-type]
-    sem = Semaphore(3)
-    assert (sem.limit, sem.available, sem.acquired) == (3, 3, 0)
-    sem.acquire()
-    assert (sem.limit, sem.available, sem.acquired) == (3, 2, 1)
-    sem.release()
-    assert sem.available == 3
-
-
-def test_go_readme_semaphore_example_on_plain_threads() -> None:
-    # sem := workflow.NewSemaphore(3); 10 goroutines: Acquire(); defer Release(); work.
-    sem = blocking.Semaphore(3)
-    lock = threading.Condition()
-    inside = peak = entered = 0
-    processed: list[int] = []
-
-    def worker(worker_id: int) -> None:
-        nonlocal inside, peak, entered
-        sem.acquire()
-        try:
-            with lock:
-                inside += 1
-                entered += 1
-                peak = max(peak, inside)
-                processed.append(worker_id)  # "Worker %d processing"
-                lock.notify_all()
-                # "work": stay until the semaphore is full (or nobody else is left)
-                assert lock.wait_for(lambda: inside == 3 or entered == 10, timeout=WAIT)
-                inside -= 1
-        finally:
-            sem.release()
-
-    workers = [InThread(functools.partial(worker, i)) for i in range(10)]  # wg.Add / go func
-    for w in workers:  # wg.Wait()
-        w.join()
-    assert sorted(processed) == list(range(10))
-    assert peak == 3
-    assert sem.available == 3
-
-
-def test_go_readme_acquire_with_timeout_example() -> None:
-    # sem := workflow.NewSemaphore(5); ctx with a 2 s timeout; AcquireWithContext(ctx)
-    sem = blocking.Semaphore(5)
-    sem.acquire(timeout=2)  # free: succeeds at once
-    sem.release()
-    for _ in range(5):
-        sem.acquire()
-    t0 = time.monotonic()
-    with pytest.raises(TimeoutError, match="semaphore"):  # all held: "Failed to acquire"
-        sem.acquire(timeout=0.05)
-    assert time.monotonic() - t0 >= 0.05
-    assert sem.available == 0
-    assert sem.acquired == 5
-    for _ in range(5):
-        sem.release()
-
-
-def test_semaphore_acquire_timeouts() -> None:
-    sem = Semaphore(1)
-    sem.acquire()
-    with pytest.raises(TimeoutError):
-        sem.acquire(timeout=0)
-    with pytest.raises(TimeoutError):
-        sem.acquire(timeout=timedelta(milliseconds=20))
-    with pytest.raises(ValueError, match="timeout"):
-        sem.acquire(timeout=-1)
-    assert sem.available == 0
-    released = InThread(lambda: sem.release())
-    released.join()
-    sem.acquire(timeout=WAIT)
-    sem.release()
-    assert sem.available == 1
-
-
-def test_semaphore_blocked_acquire_gets_a_slot_released_by_another_thread() -> None:
-    sem = Semaphore(1)
-    sem.acquire()
-    got = InThread(lambda: sem.acquire(timeout=WAIT))
-    wait_until(lambda: len(sem._waiters) == 1, what="waiter queued")
-    assert not got.finished.is_set()
-    sem.release()
-    got.join()
-    assert sem.available == 0
-    sem.release()
-
-
-def test_try_acquire_and_try_acquire_with_timeout() -> None:
-    sem = Semaphore(2)
-    assert sem.try_acquire() is True
-    assert sem.try_acquire_with_timeout(0.01) is True
-    assert sem.try_acquire() is False
-    t0 = time.monotonic()
-    assert sem.try_acquire_with_timeout(0.05) is False
-    assert time.monotonic() - t0 >= 0.05
-    assert sem.try_acquire_with_timeout(0) is False
-    helper = InThread(lambda: sem.try_acquire_with_timeout(WAIT))
-    wait_until(lambda: len(sem._waiters) == 1, what="waiter queued")
-    sem.release()
-    assert helper.join() is True
-    assert sem.available == 0
-
-
-def test_try_acquire_never_overtakes_a_waiting_thread() -> None:
-    sem = Semaphore(1)
-    sem.acquire()
-    waiter = InThread(lambda: sem.acquire(timeout=WAIT))
-    wait_until(lambda: len(sem._waiters) == 1, what="waiter queued")
-    sem.release()  # handed straight to the waiter
-    assert sem.try_acquire() is False
-    waiter.join()
-    sem.release()
-    assert sem.try_acquire() is True
-    sem.release()
-
-
-def test_release_without_acquire_is_value_error() -> None:
-    sem = Semaphore(2)
-    with pytest.raises(ValueError, match="release"):
-        sem.release()
-    sem.acquire()
-    sem.release()
-    with pytest.raises(ValueError, match="release"):
-        sem.release()
-    assert sem.available == 2
-
-
-def test_with_semaphore_releases_even_on_error() -> None:
-    sem = Semaphore(1)
-    with sem:
-        assert sem.available == 0
-    assert sem.available == 1
-    with pytest.raises(KeyError), sem:
-        raise KeyError
-    assert sem.available == 1
-
-
-def test_thread_waiters_are_served_in_fifo_order() -> None:
-    sem = Semaphore(1)
-    sem.acquire()
-    order: list[int] = []
-
-    def waiter(i: int) -> None:
-        sem.acquire(timeout=WAIT)
-        order.append(i)
-        sem.release()
-
-    def queued(n: int) -> bool:
-        return len(sem._waiters) == n
-
-    threads = []
-    for i in range(6):
-        threads.append(InThread(functools.partial(waiter, i)))
-        wait_until(functools.partial(queued, i + 1), what="waiter queued")
-    sem.release()
-    for t in threads:
-        t.join()
-    assert order == list(range(6))
-    assert sem.available == 1
-
-
-def test_a_waiter_that_times_out_keeps_its_place_in_nobodys_way() -> None:
-    sem = Semaphore(1)
-    sem.acquire()
-    quitter = InThread(lambda: sem.try_acquire_with_timeout(0.05))
-    wait_until(lambda: len(sem._waiters) == 1, what="waiter queued")
-    stayer = InThread(lambda: sem.acquire(timeout=WAIT))
-    wait_until(lambda: len(sem._waiters) == 2, what="second waiter queued")
-    assert quitter.join() is False
-    sem.release()
-    stayer.join()  # the slot went past the quitter to the one still waiting
-    assert sem.available == 0
-    sem.release()
-    assert sem.available == 1
-
-
-def test_semaphore_repr() -> None:
-    sem = Semaphore(2)
-    sem.acquire()
-    assert "limit=2" in repr(sem)
-    assert "acquired=1" in repr(sem)
-
-
 # -- interruption (KeyboardInterrupt) ---------------------------------------------------------
-
-
-@contextlib.contextmanager
-def interrupt_main_when(cond: Callable[[], bool]) -> Iterator[None]:
-    """Send SIGINT to the main thread (this one) once ``cond()`` holds; restore afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signals reach the main thread only")
-    main = threading.main_thread()
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGINT, handler)
-
-    def send() -> None:
-        deadline = time.monotonic() + WAIT
-        while not (cond() and blocked_in_lock_wait(main)):
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.001)
-        signal.pthread_kill(main.ident or 0, signal.SIGINT)
-
-    sender = threading.Thread(target=send, name="test-interrupter", daemon=True)
-    sender.start()
-    try:
-        yield
-    finally:
-        sender.join(WAIT)
-        signal.signal(signal.SIGINT, old)
 
 
 def test_interrupting_gather_cancels_its_tasks() -> None:
@@ -1606,16 +1207,6 @@ def test_interrupting_map_iteration_stops_the_run() -> None:
         assert read == seen
 
 
-def test_interrupting_a_blocking_task_wait_changes_nothing() -> None:
-    gate = threading.Event()
-    with WorkerPool(1) as pool:
-        task = pool.submit(Definition(task_fn=gated(gate, value=3)))
-        with interrupt_main_when(lambda: True), pytest.raises(KeyboardInterrupt):
-            task.wait()
-        gate.set()
-        assert task.result(WAIT) == 3
-
-
 def test_interrupting_a_blocked_submit_loses_no_slot() -> None:
     gate = threading.Event()
     with WorkerPool(1) as pool:
@@ -1637,104 +1228,7 @@ def test_interrupting_a_blocked_submit_loses_no_slot() -> None:
         assert pool.submit(Definition(task_fn=ok("again"))).result(WAIT) == "again"
 
 
-def test_interrupting_a_blocked_semaphore_acquire_loses_no_slot() -> None:
-    sem = Semaphore(1)
-    sem.acquire()
-    with interrupt_main_when(lambda: len(sem._waiters) == 1), pytest.raises(KeyboardInterrupt):
-        sem.acquire()
-    sem.release()
-    assert sem.available == 1
-    assert sem.try_acquire()
-
-
-# -- the same task is the same (an equal) handle ----------------------------------------------
-
-
-def test_handles_of_one_task_are_equal_wherever_they_come_from() -> None:
-    gate = threading.Event()
-    with WorkerPool(2) as pool:
-        first = pool.submit(Definition(id="a", task_fn=ok(1)))
-        second = pool.submit(Definition(id="b", task_fn=gated(gate)))
-        assert first.wait(WAIT)
-        listed = pool.tasks()
-        assert first in listed
-        assert second in listed
-        assert listed.index(second) == 1
-        assert listed == [first, second]
-        assert pool.tasks() == pool.tasks()  # and each call's handles equal the last's
-        assert {*listed, first, second} == {first, second}  # they hash alike too
-        assert {first: "x"}[listed[0]] == "x"
-        assert first != second
-        assert listed[0] != listed[1]
-        assert first != first._task  # a blocking handle is not the async task it wraps
-        assert first != "a"
-        seen: list[Task[Any]] = []
-        got = threading.Event()
-
-        def on_done(task: Task[Any]) -> None:
-            seen.append(task)
-            got.set()
-
-        pool.tasks()[1].add_done_callback(on_done)  # registered through a listed handle
-        gate.set()
-        assert got.wait(WAIT)
-        assert seen == [second]
-        assert hash(seen[0]) == hash(second)
-        # as_completed yields the very handles it was given
-        ended = list(pool.as_completed([first, second], timeout=WAIT))
-        assert sorted(map(id, ended)) == sorted([id(first), id(second)])
-
-
-def test_handles_listed_while_a_pool_with_retain_finished_false_runs_equal_the_submitted() -> None:
-    gate = threading.Event()
-    with WorkerPool(2, retain_finished=False) as pool:
-        running = pool.submit(Definition(task_fn=gated(gate)))
-        assert pool.tasks() == [running]
-        assert running in pool.tasks()
-        gate.set()
-        assert running.wait(WAIT)
-        assert running not in pool.tasks()
-
-
 # -- timeouts without limit -------------------------------------------------------------------
-
-HUGE_TIMEOUTS = [math.inf, timedelta.max, 1e10, threading.TIMEOUT_MAX * 2]
-
-
-def gated_task_with_a_waiter(
-    pool: WorkerPool, wait: Callable[[Task[Any]], Any]
-) -> tuple[threading.Event, Task[Any], InThread]:
-    """A task that runs until its gate opens, and a thread blocked in ``wait(task)`` (or
-    ended: with a bug, the wait raises at once)."""
-    gate = threading.Event()
-    task = pool.submit(Definition(task_fn=gated(gate, value="v")))
-    waiter = InThread(lambda: wait(task))
-    wait_until(
-        lambda: in_threading_wait(waiter.thread) or waiter.finished.is_set(), what="the waiter"
-    )
-    return gate, task, waiter
-
-
-def in_threading_wait(thread: threading.Thread) -> bool:
-    """True when ``thread`` is blocked in threading's ``Event``/``Condition`` wait."""
-    frame = sys._current_frames().get(thread.ident or -1)
-    return (
-        frame is not None
-        and frame.f_code.co_name == "wait"
-        and frame.f_code.co_filename == threading.__file__
-    )
-
-
-@pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
-def test_task_wait_and_result_with_a_huge_timeout_wait_without_limit(timeout: Any) -> None:
-    with WorkerPool(2) as pool:
-        gate, task, waiter = gated_task_with_a_waiter(pool, lambda t: t.wait(timeout))
-        gate.set()
-        assert waiter.join() is True
-        gate, task, waiter = gated_task_with_a_waiter(pool, lambda t: t.result(timeout))
-        gate.set()
-        assert waiter.join() == "v"
-        assert task.result(timeout) == "v"  # ended: no wait at all
 
 
 @pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
@@ -1745,24 +1239,6 @@ def test_as_completed_with_a_huge_timeout_waits_without_limit(timeout: Any) -> N
         )
         gate.set()
         assert waiter.join() == [task]
-
-
-def waiting_or_done(sem: Semaphore, done: threading.Event) -> bool:
-    return bool(sem._waiters) or done.is_set()
-
-
-@pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
-def test_semaphore_acquire_with_a_huge_timeout_waits_without_limit(timeout: Any) -> None:
-    sem = Semaphore(1)
-    sem.acquire(timeout)  # free: taken at once
-    for acquire in (sem.acquire, sem.try_acquire_with_timeout):
-        waiter = InThread(functools.partial(acquire, timeout))
-        wait_until(functools.partial(waiting_or_done, sem, waiter.finished), what="the waiter")
-        sem.release()
-        assert waiter.join() in (None, True)  # acquire returns None, the other True
-        assert sem.available == 0
-    sem.release()
-    assert sem.available == 1
 
 
 @pytest.mark.parametrize("timeout", HUGE_TIMEOUTS, ids=repr)
@@ -1783,97 +1259,6 @@ def test_pool_wait_and_shutdown_with_a_huge_timeout(timeout: Any) -> None:
 
 
 # -- blocking calls racing shutdown() ---------------------------------------------------------
-
-
-class StalledMapResults:
-    """Stands in for a map's results: every call into it waits on the loop for ever."""
-
-    def __init__(self, real: Any, stuck: Callable[..., Any]) -> None:
-        self._run = real._run
-        self._items = None  # (taken as begun: the run stays on the loop, not _direct_map's)
-        self._next_batch = stuck
-        self.aclose = stuck
-        self._abandon = real._abandon
-
-
-def stalled_call(
-    pool: WorkerPool, call: str, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Callable[[], Any], threading.Event, list[asyncio.Task[Any]]]:
-    """``call`` on ``pool``, made to wait on the pool's loop until that stops (the async
-    pool's method replaced by one that never ends); an event set once it waits there, and
-    the asyncio task it waits in."""
-    entered = threading.Event()
-    running: list[asyncio.Task[Any]] = []
-
-    async def stuck(*args: Any, **kwargs: Any) -> Any:
-        task = asyncio.current_task()
-        assert task is not None
-        running.append(task)
-        entered.set()
-        await asyncio.get_running_loop().create_future()  # nothing ever sets it
-
-    if call in ("gather", "submit_with_err_group", "wait"):
-        monkeypatch.setattr(pool._pool, call, stuck)
-    calls: dict[str, Callable[[], Any]] = {
-        "gather": lambda: pool.gather([Definition(task_fn=ok())]),
-        "submit_with_err_group": lambda: pool.submit_with_err_group([Definition(task_fn=ok())]),
-        "wait": lambda: pool.wait(WAIT),
-    }
-    if call.startswith("map"):
-        results = pool.map(str, [1, 2])
-        results._results = StalledMapResults(results._results, stuck)
-        calls["map"] = lambda: next(results)
-        calls["map().close()"] = results.close
-    return calls[call], entered, running
-
-
-CALLS_ON_THE_LOOP = ["gather", "submit_with_err_group", "map", "map().close()", "wait"]
-
-
-@pytest.mark.parametrize("call", CALLS_ON_THE_LOOP)
-def test_a_blocking_call_waiting_on_the_loop_when_shutdown_stops_it(
-    call: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pool = WorkerPool(2)
-    try:
-        pool.submit(Definition(task_fn=ok())).wait(WAIT)
-        fn, entered, _ = stalled_call(pool, call, monkeypatch)
-        caller = InThread(fn)
-        assert entered.wait(WAIT)  # it waits on the loop: shutdown() stops the loop under it
-    finally:
-        pool.shutdown()
-    if call in ("wait", "map().close()"):
-        assert caller.join() is None  # every task has ended / the run has stopped: done
-    else:
-        with pytest.raises(PoolStoppedError, match="shut down during"):
-            caller.join()
-    assert library_threads() == []
-
-
-@pytest.mark.parametrize("call", CALLS_ON_THE_LOOP)
-def test_a_blocking_call_stopped_on_the_loop_at_interpreter_exit(
-    call: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """As at the interpreter's exit: the loop stops, no shutdown() first."""
-    gate = threading.Event()
-    pool = WorkerPool(2)
-    task = pool.submit(Definition(task_fn=agated(gate), max_duration=None))
-    fn, entered, _ = stalled_call(pool, call, monkeypatch)
-    caller = InThread(fn)
-    assert entered.wait(WAIT)
-    assert pool._portal is not None
-    pool._portal.close()  # what _close_portals does
-    if call == "map().close()":
-        assert caller.join() is None
-    elif call == "wait":  # None if the task had ended by the time it looked
-        with contextlib.suppress(PoolStoppedError):
-            assert caller.join() is None
-    else:
-        with pytest.raises(PoolStoppedError, match="shut down during"):
-            caller.join()
-    assert task.wait(WAIT)
-    assert task.is_canceled()
-    pool.shutdown()
 
 
 def test_calls_blocked_in_threads_when_shutdown_cancels_get_the_documented_ends() -> None:
@@ -1899,42 +1284,6 @@ def test_calls_blocked_in_threads_when_shutdown_cancels_get_the_documented_ends(
     with pytest.raises(PoolStoppedError):
         submit.join()
     assert task.is_canceled()
-
-
-def test_a_blocking_call_canceled_on_the_loop_by_other_code_is_task_canceled_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    with WorkerPool(2) as pool:
-        fn, entered, running = stalled_call(pool, "gather", monkeypatch)
-        caller = InThread(fn)
-        assert entered.wait(WAIT)
-        assert pool._portal is not None
-        pool._portal.loop.call_soon_threadsafe(running[0].cancel)
-        with pytest.raises(TaskCanceledError, match="gather"):
-            caller.join()
-        assert pool.submit(Definition(task_fn=ok(3))).result(WAIT) == 3  # the pool goes on
-
-
-def test_a_blocking_call_reaching_a_loop_already_stopped_is_pool_stopped_error() -> None:
-    pool = WorkerPool(2)
-    pool.submit(Definition(task_fn=ok())).wait(WAIT)
-    results = pool.map(str, [1, 2])
-    portal = pool._portal
-    pool.shutdown()
-    # As a thread sees the pool that read its portal just before shutdown() cleared it:
-    pool._portal = portal
-    try:
-        with pytest.raises(PoolStoppedError, match="before gather"):
-            pool.gather([Definition(task_fn=ok())])
-        with pytest.raises(PoolStoppedError):
-            pool.submit_with_err_group([Definition(task_fn=ok())])
-        with pytest.raises(PoolStoppedError):
-            next(results)
-        results.close()  # the run ended with the loop: nothing to stop
-        pool.wait()  # every task has ended
-    finally:
-        pool._portal = None
-    assert pool.stats().total == 1
 
 
 def test_hammer_blocking_calls_racing_shutdown_raise_only_documented_errors() -> None:

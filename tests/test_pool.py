@@ -29,9 +29,14 @@ import pytest
 from _helpers import (
     GUARD,
     REAL_GUARD,
+    Probe,
+    assert_stats_match,
     counters,
+    forever,
     library_threads,
     now,
+    only_current_task_left,
+    recount,
     wait_all_tasks_blocked,
     yield_turns,
 )
@@ -53,76 +58,6 @@ from asynctasklib.workflow import PoolStats as WorkflowPoolStats
 from asynctasklib.workflow import PoolStoppedError as WorkflowPoolStoppedError
 from asynctasklib.workflow import WorkerPool as WorkflowWorkerPool
 from conftest import run_async
-
-# -- helpers ----------------------------------------------------------------------------------
-
-
-class Probe:
-    """Builds task functions that record their calls and how many run at once."""
-
-    def __init__(self) -> None:
-        self.running = 0
-        self.peak = 0
-        self.calls: list[str] = []
-        self.ended: list[str] = []
-
-    def fn(
-        self,
-        *,
-        gate: asyncio.Event | None = None,
-        seconds: float = 0,
-        result: Any = None,
-        error: BaseException | None = None,
-    ) -> Callable[[Run], Awaitable[Any]]:
-        async def task_fn(run: Run) -> Any:
-            self.calls.append(run.id)
-            self.running += 1
-            self.peak = max(self.peak, self.running)
-            try:
-                if gate is not None:
-                    await gate.wait()
-                if seconds:
-                    await asyncio.sleep(seconds)
-                if error is not None:
-                    raise error
-                return result
-            finally:
-                self.running -= 1
-                self.ended.append(run.id)
-
-        return task_fn
-
-
-def forever() -> Callable[[Run], Awaitable[None]]:
-    """A task function that only ends by cancellation (or its timeout)."""
-
-    async def task_fn(run: Run) -> None:
-        await asyncio.Event().wait()
-
-    return task_fn
-
-
-def recount(tasks: list[Task[Any]]) -> tuple[int, ...]:
-    counts = Counter(t.state for t in tasks)
-    return tuple(counts[s] for s in State)
-
-
-def assert_stats_match(pool: WorkerPool) -> PoolStats:
-    """stats() equals a recount of the states of the pool's tasks (all retained)."""
-    s = pool.stats()
-    tasks = pool.tasks()
-    assert (s.created, s.pending, s.started, s.done, s.failed, s.canceled) == recount(tasks)
-    assert s.total == len(tasks)
-    assert s.max_workers == pool.max_workers
-    assert s.active_workers == pool.active_workers
-    assert s.stopped == pool.is_stopped()
-    assert pool.active_workers + pool.available_workers == pool.max_workers
-    return s
-
-
-def only_current_task_left() -> bool:
-    return asyncio.all_tasks() == {asyncio.current_task()}
-
 
 # -- construction -----------------------------------------------------------------------------
 
@@ -466,33 +401,6 @@ async def test_stop_refuses_new_tasks_and_lets_submitted_ones_run() -> None:
     await pool.wait()
     assert probe.calls == ["a", "b"]
     assert counters(pool) == (2, 0, 0, 0, 2, 0, 0)
-    await pool.shutdown()
-
-
-async def test_a_task_taken_in_as_a_stopped_worker_ends_still_runs() -> None:
-    """The blocking face takes in a task whose submitter took its slot before the stop;
-    arriving after the last worker ended but before the crew heard of it, it found the
-    crew full, and waited forever (a hang seen in CI). Fails before the fix."""
-
-    async def quick(run: Run) -> int:
-        return 1
-
-    pool = WorkerPool(1)
-    assert await (await pool.submit(Definition(task_fn=quick))) == 1
-    crew = pool._crew
-    (atask,) = list(crew.workers)
-    assert pool._slots.take_nowait()  # a submitter's slot, taken before the stop
-    pool.stop()
-    for _ in range(100):
-        if atask.done() and atask in crew.workers:
-            break  # the worker has ended; the crew has not heard of it yet
-        await asyncio.sleep(0)
-    else:
-        raise AssertionError("the worker did not end")
-    task = pool._new_task(Definition(task_fn=quick))
-    pool._enqueue(task)
-    async with asyncio.timeout(GUARD):
-        assert await task == 1
     await pool.shutdown()
 
 
@@ -2232,100 +2140,6 @@ def test_deadlines_follow_the_loops_clock_even_when_patched_on_the_loop() -> Non
     assert run_async(main(), realtime=True) == [State.DONE] * 3
 
 
-# -- a pool dropped without shutdown() ---------------------------------------------------------
-
-
-async def test_a_pool_dropped_without_shutdown_is_freed_with_its_idle_workers() -> None:
-    """As a ThreadPoolExecutor's threads end when it is collected: the idle workers of a pool
-    nobody refers to any more end with it, without the loop reporting a destroyed task."""
-    pool = WorkerPool(3)
-
-    async def fn(run: Run, pool: WorkerPool = pool) -> int:  # a task that refers to its pool
-        await asyncio.sleep(0)
-        return pool.max_workers
-
-    tasks = [await pool.submit(Definition(task_fn=fn)) for _ in range(6)]
-    await pool.wait()
-    assert [t.result() for t in tasks] == [3] * 6
-    await wait_all_tasks_blocked()  # the workers park
-    assert len(asyncio.all_tasks()) == 1 + 3
-    alive = weakref.ref(pool)
-    del pool, fn, tasks  # (the handles' definitions refer to the pool too)
-    gc.collect()
-    assert alive() is None
-    assert only_current_task_left()
-
-
-async def test_a_worker_that_parked_times_out_its_next_attempt() -> None:
-    """A parked worker disarms its deadline timer; the next attempt arms it again."""
-    async with WorkerPool(1) as pool:
-        await pool.submit(Definition(task_fn=Probe().fn()))
-        await pool.wait()
-        await wait_all_tasks_blocked()  # parked
-        start = now()
-        task = await pool.submit(Definition(task_fn=forever(), max_duration=5))
-        await task.wait()
-        assert task.is_failed()
-        assert isinstance(task.error, TimeoutError)
-        assert now() - start == 5
-
-
-async def test_idle_workers_hold_nothing_of_the_tasks_they_ran() -> None:
-    """With retain_finished=False and the handles dropped, an ended task's result is freed:
-    the worker that ran it, now idle, keeps no reference to it."""
-
-    class Result:
-        pass
-
-    freed: list[weakref.ref[Result]] = []
-
-    async def fn(run: Run) -> Result:
-        result = Result()
-        freed.append(weakref.ref(result))
-        return result
-
-    async with WorkerPool(2, retain_finished=False) as pool:
-        for _ in range(4):
-            await pool.submit(Definition(task_fn=fn))
-        await pool.wait()
-        await wait_all_tasks_blocked()  # the workers park
-        gc.collect()
-        assert len(freed) == 4
-        assert [ref() for ref in freed] == [None] * 4
-
-
-async def test_idle_workers_hold_nothing_of_the_definitions_they_ran() -> None:
-    """Nor of its definition: its task_fn, its hooks (and what they refer to), the error of a
-    task with no task_fn."""
-
-    class Marker:
-        pass
-
-    refs: list[weakref.ref[Marker]] = []
-
-    def definition(with_fn: bool) -> Definition[Any]:
-        marker = Marker()
-        refs.append(weakref.ref(marker))
-
-        async def fn(run: Run) -> None:
-            assert marker
-
-        def on_end(*args: Any) -> None:
-            assert marker
-
-        hooks = StateHooks(on_started=on_end, on_done=on_end, on_failed=on_end)
-        return Definition(task_fn=fn if with_fn else None, hooks=hooks)
-
-    async with WorkerPool(2, retain_finished=False) as pool:
-        for with_fn in (True, False, True, False):
-            await pool.submit(definition(with_fn))
-        await pool.wait()
-        await wait_all_tasks_blocked()  # the workers park
-        gc.collect()
-        assert [ref() for ref in refs] == [None] * 4
-        assert not [o for o in gc.get_objects() if isinstance(o, TaskFnNotSetError)]
-
-
 # -- exceptions that are not ours ----------------------------------------------------------------
 
 
@@ -2775,28 +2589,6 @@ async def test_a_coroutine_from_a_plain_mapped_function_whose_result_is_dropped_
         del results, consumer
         gc.collect()
     assert [str(w.message) for w in caught] == []
-
-
-async def test_a_worker_canceled_while_parked_is_not_woken() -> None:
-    """A parked worker canceled from outside (its parked future canceled with it) stays in
-    the idle list until its done callback runs: a submit() in between used to set a result on
-    that canceled future (InvalidStateError, raised to the submitter)."""
-    pool = WorkerPool(2)
-    await pool.gather([Definition(task_fn=Probe().fn(seconds=1)) for _ in range(2)])
-    await wait_all_tasks_blocked()  # both workers parked
-    workers = list(pool._crew.workers)
-    assert len(pool._crew.idle) == 2
-    for worker in workers:
-        worker.cancel()
-    task = await pool.submit(Definition(task_fn=Probe().fn()))  # (before they have ended)
-    async with asyncio.timeout(GUARD):
-        await task.wait()
-    assert task.is_canceled()  # the workers were canceled from outside: the pool stops
-    assert pool.is_stopped()
-    assert all(worker.cancelled() for worker in workers)
-    assert_stats_match(pool)
-    await pool.shutdown()
-    assert only_current_task_left()
 
 
 @pytest.mark.realtime
