@@ -33,6 +33,7 @@ from asynctasklib import (
     when_pending,
     when_started,
 )
+from conftest import LibraryLog
 
 NAMES = (
     "on_created",
@@ -596,9 +597,7 @@ async def test_only_given_hooks_fire() -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-async def test_raising_hook_is_logged_and_changes_nothing(
-    hook_log: pytest.LogCaptureFixture, name: str
-) -> None:
+async def test_raising_hook_is_logged_and_changes_nothing(hook_log: LibraryLog, name: str) -> None:
     oops = RuntimeError(f"{name} broke")
     calls: list[str] = []
 
@@ -646,7 +645,7 @@ async def test_raising_hook_is_logged_and_changes_nothing(
     assert "raiser" in records[0].getMessage()
 
 
-async def test_raising_hooks_on_every_attempt(hook_log: pytest.LogCaptureFixture) -> None:
+async def test_raising_hooks_on_every_attempt(hook_log: LibraryLog) -> None:
     def bad(*args: Any) -> None:
         raise RuntimeError("again")
 

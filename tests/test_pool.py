@@ -57,7 +57,7 @@ from asynctasklib import (
 from asynctasklib.workflow import PoolStats as WorkflowPoolStats
 from asynctasklib.workflow import PoolStoppedError as WorkflowPoolStoppedError
 from asynctasklib.workflow import WorkerPool as WorkflowWorkerPool
-from conftest import run_async
+from conftest import LibraryLog, run_async
 
 # -- construction -----------------------------------------------------------------------------
 
@@ -1211,7 +1211,7 @@ async def test_pool_hooks_apply_to_tasks_without_their_own() -> None:
     assert per_task["canceled"] == [("created",), ("pending", 0), ("started",), ("canceled",)]
 
 
-async def test_a_raising_pool_hook_changes_nothing(hook_log: pytest.LogCaptureFixture) -> None:
+async def test_a_raising_pool_hook_changes_nothing(hook_log: LibraryLog) -> None:
     def bad(task_id: str, when: Any) -> None:
         raise RuntimeError("hook broke")
 
@@ -2066,7 +2066,7 @@ async def test_a_dropped_pool_frees_the_tasks_it_kept_by_their_reference_counts(
 
 
 async def test_a_base_exception_of_a_task_of_a_pool_dropped_meanwhile_is_logged(
-    hook_log: pytest.LogCaptureFixture,
+    hook_log: LibraryLog,
 ) -> None:
     """The pool is freed as its last task ends (nothing else refers to it): the
     BaseException that task raised has no pool left to stop, and is logged all the same."""
@@ -2194,7 +2194,7 @@ async def test_a_hook_that_cancels_its_task_at_creation_gets_no_pending_hook() -
 
 @pytest.mark.parametrize("where", ["on_started", "on_done", "retry_on", "backoff"])
 async def test_a_base_exception_in_a_worker_ends_its_task_then_stops_the_pool(
-    where: str, hook_log: pytest.LogCaptureFixture
+    where: str, hook_log: LibraryLog
 ) -> None:
     """asyncio's way: it goes up, and the worker with it; the pool then stops and cancels
     what is left, logs it and raises it from its next wait(). Every task still ends, in
@@ -2423,7 +2423,7 @@ async def next_call(pool: WorkerPool, where: str) -> None:
 @pytest.mark.parametrize("kind", [Fatal, GeneratorExit])
 @pytest.mark.parametrize("where", ["submit", "wait", "shutdown", "async_with"])
 async def test_a_base_exception_from_a_task_function_is_logged_and_raised_by_the_pool(
-    kind: type[BaseException], where: str, hook_log: pytest.LogCaptureFixture
+    kind: type[BaseException], where: str, hook_log: LibraryLog
 ) -> None:
     """It used to stop the pool and cancel the rest silently: the worker's done callback
     retrieved it and dropped it. Now, as asyncio.TaskGroup does with a child's BaseException,
@@ -2461,7 +2461,7 @@ async def test_a_base_exception_from_a_task_function_is_logged_and_raised_by_the
 
 
 async def test_a_base_exception_already_raised_through_async_with_is_not_raised_again(
-    hook_log: pytest.LogCaptureFixture,
+    hook_log: LibraryLog,
 ) -> None:
     error = Fatal("once")
 
@@ -2593,7 +2593,7 @@ async def test_a_coroutine_from_a_plain_mapped_function_whose_result_is_dropped_
 
 @pytest.mark.realtime
 def test_blocking_pool_a_generator_exit_from_a_task_is_logged_and_stops_the_pool(
-    hook_log: pytest.LogCaptureFixture,
+    hook_log: LibraryLog,
 ) -> None:
     """The blocking face has no application loop to raise it in: the task's waiters get
     it, it is logged, and the pool stops and cancels the rest."""

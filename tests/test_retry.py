@@ -27,6 +27,7 @@ from asynctasklib import (
     TaskCanceledError,
     TaskTimeoutError,
 )
+from conftest import LibraryLog
 
 
 class Boom(BaseException):
@@ -254,7 +255,7 @@ def test_exponential_backoff_nan_is_value_error(field: str) -> None:
     ],
 )
 async def test_retry_on(
-    hook_log: pytest.LogCaptureFixture, retry_on: Any, error: Exception, retried: bool
+    hook_log: LibraryLog, retry_on: Any, error: Exception, retried: bool
 ) -> None:
     fn = Recorder(error)
     task = await run_task(Definition(task_fn=fn, max_retries=2, backoff=1, retry_on=retry_on))
@@ -331,7 +332,7 @@ async def test_predicate_retry_after_overrides_backoff_once() -> None:
 
 @pytest.mark.parametrize("verdict", [-1.0, "soon", math.nan, timedelta(seconds=-1)], ids=repr)
 async def test_predicate_bad_retry_after_fails_with_attempt_error(
-    hook_log: pytest.LogCaptureFixture, verdict: Any
+    hook_log: LibraryLog, verdict: Any
 ) -> None:
     fn = Recorder(ValueError("x"))
     task = await run_task(Definition(task_fn=fn, max_retries=3, retry_on=lambda e: verdict))
@@ -342,7 +343,7 @@ async def test_predicate_bad_retry_after_fails_with_attempt_error(
 
 
 async def test_predicate_that_raises_is_logged_and_task_fails_with_its_own_error(
-    hook_log: pytest.LogCaptureFixture,
+    hook_log: LibraryLog,
 ) -> None:
     oops = RuntimeError("predicate broke")
 
@@ -423,7 +424,7 @@ async def test_default_backoff_with_random_patched(monkeypatch: pytest.MonkeyPat
     ],
 )
 async def test_bad_callable_backoff_fails_with_attempt_error(
-    hook_log: pytest.LogCaptureFixture, backoff: Callable[[int], Any]
+    hook_log: LibraryLog, backoff: Callable[[int], Any]
 ) -> None:
     fn = Recorder(ValueError("x"))
     task = await run_task(Definition(task_fn=fn, max_retries=3, backoff=backoff))

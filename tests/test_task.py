@@ -36,6 +36,7 @@ from asynctasklib import (
     TaskTimeoutError,
     WorkerPool,
 )
+from conftest import LibraryLog
 
 T = TypeVar("T")
 
@@ -896,7 +897,7 @@ async def test_done_callbacks_are_for_one_run() -> None:
 
 
 async def test_raising_done_callback_is_logged_and_ignored(
-    hook_log: pytest.LogCaptureFixture,
+    hook_log: LibraryLog,
 ) -> None:
     oops = RuntimeError("callback broke")
     calls: list[str] = []
@@ -1565,7 +1566,7 @@ async def test_cancel_from_on_started_hook_wakes_a_sync_function() -> None:
     assert probe.values["elapsed"] < 0.25
 
 
-async def test_cancel_from_on_pending_hook_at_go(hook_log: pytest.LogCaptureFixture) -> None:
+async def test_cancel_from_on_pending_hook_at_go(hook_log: LibraryLog) -> None:
     holder: list[Task[Any]] = []
     returned: list[bool] = []
     calls: list[int] = []
